@@ -1,0 +1,122 @@
+//! The router and the state every handler shares. `app(state)` is what `run` serves and
+//! what tests call.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Method, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::assets;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::feed::{self, Feed, FeedName};
+use crate::stats::Stats;
+use crate::transport::{iframe, longpoll, poll, sse, ws};
+
+/// A cheap-to-clone handle on everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    clock: Feed,
+    stats: Arc<Stats>,
+    /// Fired once at shutdown; every stream, long poll, socket and background task listens.
+    shutdown: CancellationToken,
+    /// Tasks that outlive a request (sockets, the clock ticker): shutdown waits for them.
+    tracker: TaskTracker,
+}
+
+impl AppState {
+    /// Builds the state and starts the feeds' background tasks on `tracker`.
+    pub fn start(config: Config, shutdown: CancellationToken, tracker: TaskTracker) -> AppState {
+        let clock = feed::clock::feed();
+        tracker.spawn(feed::clock::run(
+            clock.clone(),
+            config.tick(),
+            shutdown.clone(),
+        ));
+        AppState {
+            inner: Arc::new(Inner {
+                stats: Arc::new(Stats::new(config.max_connections)),
+                config,
+                clock,
+                shutdown,
+                tracker,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn feed(&self, name: FeedName) -> &Feed {
+        match name {
+            FeedName::Clock => &self.inner.clock,
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.inner.stats
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.inner.tracker
+    }
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/favicon.ico", get(assets::favicon))
+        .route("/demos/{file}", get(assets::demo))
+        .route("/static/{file}", get(assets::static_file))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/stats", get(stats_json))
+        .route("/metrics", get(metrics))
+        .route("/poll/{feed}", get(poll::handler))
+        .route("/longpoll/{feed}", get(longpoll::handler))
+        .route("/iframe/{feed}", get(iframe::handler))
+        .route("/sse/{feed}", get(sse::handler))
+        .route("/ws/{feed}", get(ws::handler))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn stats_json(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(app.stats().snapshot()),
+    )
+}
+
+async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.stats().prometheus(),
+    )
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("nothing at {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}

@@ -1,0 +1,137 @@
+//! Command-line configuration. Every flag is also an environment variable `PUSHPOLL_…`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "pushpoll",
+    version,
+    about = "A live clock over five web push transports, with what each costs."
+)]
+pub struct Config {
+    /// Address to listen on. Loopback only; port 0 picks a free port.
+    #[arg(long, env = "PUSHPOLL_ADDR", default_value = "127.0.0.1:3000", value_parser = parse_loopback)]
+    pub addr: SocketAddr,
+
+    /// SQLite file for the chat history (`:memory:` keeps nothing). Used by the chat feed.
+    #[arg(long, env = "PUSHPOLL_DB", default_value = "data/pushpoll.sqlite")]
+    pub db: String,
+
+    /// Milliseconds between clock ticks.
+    #[arg(long, env = "PUSHPOLL_TICK_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub tick_ms: u64,
+
+    /// Connections accepted at once; past it new connections get 503.
+    #[arg(long, env = "PUSHPOLL_MAX_CONNECTIONS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// Another origin (scheme://host:port) whose pages may open WebSockets and send
+    /// state-changing requests here. Repeatable, or comma-separated.
+    #[arg(
+        long = "allow-origin",
+        env = "PUSHPOLL_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allow_origin: Vec<String>,
+
+    /// Keep-alive interval of the iframe (`<!-- -->`) and SSE (`: ping`) streams.
+    #[arg(long, env = "PUSHPOLL_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
+    pub keepalive: Duration,
+
+    /// WebSocket ping interval.
+    #[arg(long, env = "PUSHPOLL_WS_PING", default_value = "20s", value_parser = parse_duration)]
+    pub ws_ping: Duration,
+
+    /// A WebSocket peer silent (no frame, no pong) for this long is closed with 4001.
+    #[arg(long, env = "PUSHPOLL_WS_TIMEOUT", default_value = "40s", value_parser = parse_duration)]
+    pub ws_timeout: Duration,
+}
+
+impl Config {
+    /// The defaults, as if run with no flags and no environment: for tests and embedding.
+    pub fn defaults() -> Config {
+        // Parsing an empty command line with the defaults above cannot fail.
+        Config::try_parse_from(["pushpoll"]).unwrap_or_else(|e| panic!("default config: {e}"))
+    }
+
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+}
+
+fn parse_loopback(s: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s
+        .parse()
+        .map_err(|e| format!("{e} (expected e.g. 127.0.0.1:3000)"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: pushpoll only listens on 127.0.0.0/8 or [::1]"
+        ));
+    }
+    Ok(addr)
+}
+
+/// `250ms`, `15s`, `30m`, `2h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 15s, 30m, 2h)"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if d.is_zero() {
+        return Err("a duration must be more than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn only_loopback_addresses_are_accepted() {
+        assert!(parse_loopback("127.0.0.1:0").is_ok());
+        assert!(parse_loopback("[::1]:3000").is_ok());
+        assert!(parse_loopback("0.0.0.0:3000").is_err());
+        assert!(parse_loopback("192.168.1.2:3000").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_api_contract() {
+        let c = Config::defaults();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.tick_ms, 1000);
+        assert_eq!(c.max_connections, 20_000);
+        assert_eq!(c.keepalive, Duration::from_secs(15));
+        assert_eq!(c.ws_ping, Duration::from_secs(20));
+        assert_eq!(c.ws_timeout, Duration::from_secs(40));
+    }
+}

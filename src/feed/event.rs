@@ -1,0 +1,199 @@
+//! Events: the unit every transport delivers. An event is serialized to JSON once, when it
+//! is created, and every subscriber shares those bytes; each transport's framing of it (an
+//! SSE frame, an iframe `<script>` chunk) is built at most once too, on first use.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// An event as it travels on the wire. The load tester and the tests parse events into this
+/// type, so there is one definition of the format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEvent {
+    /// Strictly increasing within its feed, never reused: the cursor clients resume from.
+    pub id: u64,
+    /// Server time in microseconds since the Unix epoch when the event was created; the
+    /// delivery latency of an event is `received_at - ts`.
+    pub ts: u64,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// What happened. The `type` field of the JSON names the variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum EventBody {
+    /// One clock tick; `time` is the tick's time in RFC 3339 (UTC).
+    Tick { time: String },
+}
+
+impl EventBody {
+    /// The value of the `type` field: also the SSE `event:` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::Tick { .. } => "tick",
+        }
+    }
+}
+
+/// An event ready to be sent: its id and type for routing, and its JSON, made once.
+#[derive(Debug)]
+pub struct Event {
+    pub id: u64,
+    pub ts: u64,
+    pub kind: &'static str,
+    /// The event's JSON, compact, without a trailing newline.
+    pub json: Bytes,
+    sse: OnceLock<Bytes>,
+    iframe: OnceLock<Bytes>,
+    ws: OnceLock<Utf8Bytes>,
+}
+
+/// Events are shared by every subscriber and every queue that holds them.
+pub type SharedEvent = Arc<Event>;
+
+impl Event {
+    pub fn new(wire: &WireEvent) -> SharedEvent {
+        // Serializing plain strings and integers cannot fail.
+        let json = serde_json::to_vec(wire).unwrap_or_default();
+        Arc::new(Event {
+            id: wire.id,
+            ts: wire.ts,
+            kind: wire.body.kind(),
+            json: Bytes::from(json),
+            sse: OnceLock::new(),
+            iframe: OnceLock::new(),
+            ws: OnceLock::new(),
+        })
+    }
+
+    /// `id: ID\nevent: TYPE\ndata: JSON\n\n` — one Server-Sent Events message.
+    pub fn sse_frame(&self) -> Bytes {
+        self.sse
+            .get_or_init(|| {
+                let mut out = Vec::with_capacity(self.json.len() + 40);
+                out.extend_from_slice(
+                    format!("id: {}\nevent: {}\ndata: ", self.id, self.kind).as_bytes(),
+                );
+                out.extend_from_slice(&self.json);
+                out.extend_from_slice(b"\n\n");
+                Bytes::from(out)
+            })
+            .clone()
+    }
+
+    /// The JSON as the text of one WebSocket message.
+    pub fn ws_text(&self) -> Utf8Bytes {
+        self.ws
+            .get_or_init(|| {
+                // serde_json only writes UTF-8, so the conversion cannot fail.
+                Utf8Bytes::try_from(self.json.clone()).unwrap_or_default()
+            })
+            .clone()
+    }
+
+    /// `<script>parent.pushpoll(JSON)</script>\n` — one chunk of the hidden-iframe stream,
+    /// with the JSON escaped so that no payload can end the script element.
+    pub fn iframe_chunk(&self) -> Bytes {
+        self.iframe
+            .get_or_init(|| {
+                let mut out = Vec::with_capacity(self.json.len() + 48);
+                out.extend_from_slice(IFRAME_CALL_OPEN);
+                escape_for_script(&self.json, &mut out);
+                out.extend_from_slice(IFRAME_CALL_CLOSE);
+                Bytes::from(out)
+            })
+            .clone()
+    }
+}
+
+/// The fixed callback the iframe stream calls in its parent page.
+pub const IFRAME_CALL_OPEN: &[u8] = b"<script>parent.pushpoll(";
+pub const IFRAME_CALL_CLOSE: &[u8] = b")</script>\n";
+
+/// Appends `json` to `out` with `<`, `>`, `&`, U+2028 and U+2029 written as `\uXXXX`.
+///
+/// These characters can only occur inside JSON strings, where the escape means the same
+/// character, so the result is still the same JSON value. `<` and `>` stop `</script>` and
+/// `<!--` from ending or confusing the script element, `&` keeps the text inert for HTML
+/// parsers, and U+2028/U+2029 are line terminators in older JavaScript engines.
+pub fn escape_for_script(json: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
+    let mut i = 0;
+    while i < json.len() {
+        let replacement: Option<&[u8]> = match json[i] {
+            b'<' => Some(b"\\u003c"),
+            b'>' => Some(b"\\u003e"),
+            b'&' => Some(b"\\u0026"),
+            // U+2028 and U+2029 are E2 80 A8 and E2 80 A9 in UTF-8.
+            0xE2 if json.get(i + 1) == Some(&0x80) && json.get(i + 2) == Some(&0xA8) => {
+                Some(b"\\u2028")
+            }
+            0xE2 if json.get(i + 1) == Some(&0x80) && json.get(i + 2) == Some(&0xA9) => {
+                Some(b"\\u2029")
+            }
+            _ => None,
+        };
+        match replacement {
+            Some(escaped) => {
+                out.extend_from_slice(&json[start..i]);
+                out.extend_from_slice(escaped);
+                i += if json[i] == 0xE2 { 3 } else { 1 };
+                start = i;
+            }
+            None => i += 1,
+        }
+    }
+    out.extend_from_slice(&json[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escaped(s: &str) -> String {
+        let json = serde_json::to_vec(s).unwrap();
+        let mut out = Vec::new();
+        escape_for_script(&json, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn script_breakers_are_escaped_and_the_value_is_unchanged() {
+        let hostile = "</script><img src=x onerror=alert(1)> & \u{2028}\u{2029} <!-- é";
+        let out = escaped(hostile);
+        for bad in ["<", ">", "&", "\u{2028}", "\u{2029}"] {
+            assert!(!out.contains(bad), "{bad:?} survived in {out}");
+        }
+        let back: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, hostile);
+    }
+
+    #[test]
+    fn plain_json_passes_through() {
+        assert_eq!(escaped("hello é"), "\"hello é\"");
+    }
+
+    #[test]
+    fn frames_are_built_from_the_same_json() {
+        let ev = Event::new(&WireEvent {
+            id: 7,
+            ts: 9,
+            body: EventBody::Tick { time: "t<".into() },
+        });
+        assert_eq!(
+            &ev.json[..],
+            br#"{"id":7,"ts":9,"type":"tick","time":"t<"}"#
+        );
+        assert_eq!(
+            &ev.sse_frame()[..],
+            b"id: 7\nevent: tick\ndata: {\"id\":7,\"ts\":9,\"type\":\"tick\",\"time\":\"t<\"}\n\n"
+        );
+        assert_eq!(
+            &ev.iframe_chunk()[..],
+            b"<script>parent.pushpoll({\"id\":7,\"ts\":9,\"type\":\"tick\",\"time\":\"t\\u003c\"})</script>\n"
+        );
+    }
+}

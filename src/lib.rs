@@ -1,0 +1,101 @@
+//! pushpoll: a live clock delivered over five web push transports — short polling, long
+//! polling, a hidden streaming iframe, Server-Sent Events and WebSocket — with demo pages
+//! that show what each one costs while it runs.
+//!
+//! # Layout
+//!
+//! - [`config`]: the command-line flags (each also a `PUSHPOLL_…` environment variable).
+//! - [`feed`]: the one idea. A feed is an append-only log of events with increasing ids;
+//!   [`feed::Feed`] keeps the recent ones and fans new ones out. [`feed::clock`] publishes
+//!   the ticks.
+//! - [`transport`]: one file per transport, each a thin adapter answering "events after
+//!   cursor X" in its own way.
+//! - [`app`]: the shared state and the router; [`assets`] the embedded pages.
+//! - [`stats`]: the counters behind `/api/stats` and `/metrics`.
+//! - [`listener`]: the accept loop's edge, which counts connections and refuses the excess.
+//! - [`error`]: the one error type of the HTTP edge; [`origin`] the cross-site check.
+//! - [`run`]: serve until a shutdown signal, then end every stream and socket within 5 s.
+
+pub mod app;
+pub mod assets;
+pub mod config;
+pub mod error;
+pub mod feed;
+pub mod listener;
+pub mod origin;
+pub mod stats;
+pub mod transport;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use app::{AppState, app};
+pub use config::Config;
+
+/// How long shutdown may take before the remaining work is abandoned, leaving a margin
+/// inside the 5 s the contract promises.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+/// Serves on `listener` until `shutdown` completes. Then it stops accepting, ends every
+/// stream and long poll, closes every WebSocket with 1001 and returns within
+/// [`SHUTDOWN_GRACE`].
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let state = AppState::start(config, token.clone(), tracker.clone());
+    let listener = listener::LimitedListener::new(listener, state.stats().clone());
+    let serve = axum::serve(listener, app(state)).with_graceful_shutdown({
+        let token = token.clone();
+        async move { token.cancelled().await }
+    });
+    let mut serve = std::pin::pin!(serve.into_future());
+    tokio::select! {
+        result = &mut serve => return result.context("the server stopped unexpectedly"),
+        () = shutdown => {}
+    }
+    tracing::info!("shutting down: ending streams and closing sockets");
+    token.cancel();
+    tracker.close();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let served = serve.await;
+        tracker.wait().await;
+        served
+    })
+    .await;
+    match drained {
+        Ok(served) => served.context("error while shutting down"),
+        Err(_) => {
+            tracing::warn!("shutdown grace period over; abandoning what is left");
+            Ok(())
+        }
+    }
+}
+
+/// Raises the soft open-files limit to the hard limit, so that 10,000+ connections fit.
+/// Returns `(before, after)`.
+pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let before = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok((before, limit.rlim_cur))
+    }
+}

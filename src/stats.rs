@@ -1,0 +1,342 @@
+//! What the server has done, counted as it happens: per-transport requests, open
+//! connections, bytes and events sent, plus the process's CPU time and resident memory.
+//! Served as JSON at `/api/stats` and in the Prometheus text format at `/metrics`.
+//!
+//! Only the five transports' handlers count; `/api/stats`, `/metrics`, `/healthz` and the
+//! pages do not, so a client watching the figures does not move them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::transport::Transport;
+
+/// The live counters. Shared by every handler; all updates are relaxed atomics.
+pub struct Stats {
+    started: Instant,
+    transports: [Counters; Transport::ALL.len()],
+    tcp_open: AtomicI64,
+    tcp_accepted: AtomicU64,
+    tcp_rejected: AtomicU64,
+    max_connections: u64,
+}
+
+/// One transport's counters.
+#[derive(Default)]
+pub struct Counters {
+    requests: AtomicU64,
+    open: AtomicI64,
+    bytes_sent: AtomicU64,
+    events_sent: AtomicU64,
+}
+
+impl Counters {
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+
+    /// Counts one response body chunk or WebSocket payload and the events it carries.
+    pub fn sent(&self, bytes: usize, events: usize) {
+        self.bytes_sent.fetch_add(bytes as u64, Relaxed);
+        if events > 0 {
+            self.events_sent.fetch_add(events as u64, Relaxed);
+        }
+    }
+}
+
+/// Holds one "open connection" of a transport; dropping it closes it in the figures.
+pub struct OpenGuard {
+    stats: Arc<Stats>,
+    transport: Transport,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.stats
+            .transport(self.transport)
+            .open
+            .fetch_sub(1, Relaxed);
+    }
+}
+
+/// The figures at one instant: the `/api/stats` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub uptime_s: f64,
+    pub process: Process,
+    pub connections: Connections,
+    /// Keyed `poll`, `longpoll`, `iframe`, `sse`, `ws`.
+    pub transports: BTreeMap<String, TransportFigures>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Process {
+    pub cpu_user_s: f64,
+    pub cpu_system_s: f64,
+    pub rss_bytes: u64,
+}
+
+/// TCP connections as the listener sees them (all of them, pages and stats included).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Connections {
+    pub open: i64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransportFigures {
+    /// HTTP requests received (a WebSocket or stream counts once, when it opens).
+    pub requests: u64,
+    /// Streams, sockets and parked long polls open now.
+    pub open: i64,
+    /// Response body bytes (WebSocket: message payload bytes) written; HTTP headers and
+    /// WebSocket frame headers are not included.
+    pub bytes_sent: u64,
+    pub events_sent: u64,
+}
+
+impl Stats {
+    pub fn new(max_connections: u64) -> Stats {
+        Stats {
+            started: Instant::now(),
+            transports: Default::default(),
+            tcp_open: AtomicI64::new(0),
+            tcp_accepted: AtomicU64::new(0),
+            tcp_rejected: AtomicU64::new(0),
+            max_connections,
+        }
+    }
+
+    pub fn transport(&self, t: Transport) -> &Counters {
+        &self.transports[t as usize]
+    }
+
+    /// Marks a connection of `transport` open until the guard is dropped.
+    pub fn open(self: &Arc<Self>, transport: Transport) -> OpenGuard {
+        self.transport(transport).open.fetch_add(1, Relaxed);
+        OpenGuard {
+            stats: self.clone(),
+            transport,
+        }
+    }
+
+    pub fn max_connections(&self) -> u64 {
+        self.max_connections
+    }
+
+    /// Called by the listener: is there room for one more connection? If so it is counted
+    /// as open until [`Stats::tcp_closed`].
+    pub fn tcp_try_open(&self) -> bool {
+        let open = self.tcp_open.fetch_add(1, Relaxed);
+        if open >= self.max_connections as i64 {
+            self.tcp_open.fetch_sub(1, Relaxed);
+            self.tcp_rejected.fetch_add(1, Relaxed);
+            return false;
+        }
+        self.tcp_accepted.fetch_add(1, Relaxed);
+        true
+    }
+
+    pub fn tcp_closed(&self) {
+        self.tcp_open.fetch_sub(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let transports = Transport::ALL
+            .into_iter()
+            .map(|t| {
+                let c = self.transport(t);
+                let figures = TransportFigures {
+                    requests: c.requests.load(Relaxed),
+                    open: c.open.load(Relaxed),
+                    bytes_sent: c.bytes_sent.load(Relaxed),
+                    events_sent: c.events_sent.load(Relaxed),
+                };
+                (t.as_str().to_string(), figures)
+            })
+            .collect();
+        Snapshot {
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            process: Process::now(),
+            connections: Connections {
+                open: self.tcp_open.load(Relaxed),
+                accepted: self.tcp_accepted.load(Relaxed),
+                rejected: self.tcp_rejected.load(Relaxed),
+                max: self.max_connections,
+            },
+            transports,
+        }
+    }
+
+    /// The snapshot in the Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let s = self.snapshot();
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, String)]| {
+            let _ = writeln!(
+                out,
+                "# HELP pushpoll_{name} {help}\n# TYPE pushpoll_{name} {kind}"
+            );
+            for (labels, value) in rows {
+                let _ = writeln!(out, "pushpoll_{name}{labels} {value}");
+            }
+        };
+        let plain = |v: String| vec![(String::new(), v)];
+        let per = |f: fn(&TransportFigures) -> String| -> Vec<(String, String)> {
+            s.transports
+                .iter()
+                .map(|(t, fig)| (format!("{{transport=\"{t}\"}}"), f(fig)))
+                .collect()
+        };
+        metric(
+            "uptime_seconds",
+            "gauge",
+            "Seconds since the server started.",
+            &plain(s.uptime_s.to_string()),
+        );
+        metric(
+            "process_cpu_seconds_total",
+            "counter",
+            "Process CPU time by mode.",
+            &[
+                ("{mode=\"user\"}".into(), s.process.cpu_user_s.to_string()),
+                (
+                    "{mode=\"system\"}".into(),
+                    s.process.cpu_system_s.to_string(),
+                ),
+            ],
+        );
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident set size.",
+            &plain(s.process.rss_bytes.to_string()),
+        );
+        metric(
+            "tcp_connections_open",
+            "gauge",
+            "TCP connections open now.",
+            &plain(s.connections.open.to_string()),
+        );
+        metric(
+            "tcp_connections_accepted_total",
+            "counter",
+            "TCP connections accepted.",
+            &plain(s.connections.accepted.to_string()),
+        );
+        metric(
+            "tcp_connections_rejected_total",
+            "counter",
+            "TCP connections refused with 503 at --max-connections.",
+            &plain(s.connections.rejected.to_string()),
+        );
+        metric(
+            "requests_total",
+            "counter",
+            "Requests received per transport (a stream or socket counts once).",
+            &per(|f| f.requests.to_string()),
+        );
+        metric(
+            "open_connections",
+            "gauge",
+            "Streams, sockets and parked long polls open per transport.",
+            &per(|f| f.open.to_string()),
+        );
+        metric(
+            "bytes_sent_total",
+            "counter",
+            "Response body / WebSocket payload bytes sent per transport.",
+            &per(|f| f.bytes_sent.to_string()),
+        );
+        metric(
+            "events_sent_total",
+            "counter",
+            "Events sent per transport.",
+            &per(|f| f.events_sent.to_string()),
+        );
+        out
+    }
+}
+
+impl Process {
+    /// CPU time from `getrusage(RUSAGE_SELF)`; resident memory from `/proc/self/statm`.
+    pub fn now() -> Process {
+        // SAFETY: getrusage writes into the zeroed struct we own; RUSAGE_SELF is valid.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+            usage
+        };
+        let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        Process {
+            cpu_user_s: secs(usage.ru_utime),
+            cpu_system_s: secs(usage.ru_stime),
+            rss_bytes: resident_bytes().unwrap_or(0),
+        }
+    }
+}
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_guards_count_up_and_down() {
+        let stats = Arc::new(Stats::new(10));
+        let c = stats.transport(Transport::Sse);
+        c.request();
+        let guard = stats.open(Transport::Sse);
+        c.sent(100, 1);
+        let fig = &stats.snapshot().transports["sse"];
+        assert_eq!(
+            (fig.requests, fig.open, fig.bytes_sent, fig.events_sent),
+            (1, 1, 100, 1)
+        );
+        drop(guard);
+        assert_eq!(stats.snapshot().transports["sse"].open, 0);
+    }
+
+    #[test]
+    fn the_connection_limit_is_enforced() {
+        let stats = Stats::new(2);
+        assert!(stats.tcp_try_open());
+        assert!(stats.tcp_try_open());
+        assert!(!stats.tcp_try_open());
+        stats.tcp_closed();
+        assert!(stats.tcp_try_open());
+        assert_eq!(stats.snapshot().connections.rejected, 1);
+    }
+
+    #[test]
+    fn process_figures_are_real() {
+        let p = Process::now();
+        assert!(p.rss_bytes > 1024 * 1024, "rss {}", p.rss_bytes);
+        assert!(p.cpu_user_s + p.cpu_system_s > 0.0);
+    }
+
+    #[test]
+    fn prometheus_text_has_every_transport() {
+        let text = Stats::new(1).prometheus();
+        for t in Transport::ALL {
+            assert!(text.contains(&format!(
+                "pushpoll_requests_total{{transport=\"{}\"}} 0",
+                t.as_str()
+            )));
+        }
+        assert!(text.contains("# TYPE pushpoll_process_cpu_seconds_total counter"));
+    }
+}

@@ -1,0 +1,57 @@
+//! The hidden iframe ("forever frame"): `GET /iframe/FEED` answers an HTML document that
+//! never finishes loading; each event arrives as `<script>parent.pushpoll(EVENT)</script>`,
+//! which the browser runs as soon as it is parsed. The oldest push technique there is: it
+//! works on any browser, at the cost of a growing document and a spinning load indicator.
+
+use std::sync::LazyLock;
+
+use axum::extract::State;
+use axum::response::Response;
+use bytes::Bytes;
+
+use super::{FeedPath, Framing, Params, Transport, stream_response};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::feed::Event;
+
+/// After this many bytes the response ends, so the page can drop the grown document and
+/// reopen the stream from its cursor.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// Browsers hold back the first bytes of a document (to sniff it) before they parse it, so
+/// the head is padded past 1 KiB to make the first event run as soon as it arrives.
+pub const PRELUDE_MIN_BYTES: usize = 1024;
+
+static PRELUDE: LazyLock<Bytes> = LazyLock::new(|| {
+    let mut head = String::from(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>pushpoll iframe stream</title></head><body>\n\
+         <!-- pushpoll: this document never finishes loading. Each event below arrives as a\n\
+         script calling parent.pushpoll(event). The padding that follows pushes the stream past\n\
+         the bytes a browser buffers before it starts parsing.\n",
+    );
+    while head.len() < PRELUDE_MIN_BYTES + 64 {
+        head.push_str("                                                               \n");
+    }
+    head.push_str("-->\n");
+    Bytes::from(head)
+});
+
+static IFRAME: Framing = Framing {
+    transport: Transport::Iframe,
+    content_type: "text/html; charset=utf-8",
+    prelude: || PRELUDE.clone(),
+    keepalive: b"<!-- -->\n",
+    frame: Event::iframe_chunk,
+    max_bytes: Some(MAX_RESPONSE_BYTES),
+};
+
+pub async fn handler(
+    State(app): State<AppState>,
+    FeedPath(feed): FeedPath,
+    params: Params,
+) -> Result<Response, ApiError> {
+    app.stats().transport(Transport::Iframe).request();
+    let cursor = params.cursor()?;
+    let sub = app.feed(feed).subscribe(cursor, app.shutdown_token());
+    Ok(stream_response(&app, &IFRAME, sub))
+}

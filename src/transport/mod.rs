@@ -1,0 +1,253 @@
+//! The five transports. Each is a thin adapter over the feed core, one file each, with the
+//! same shape: a `handler` that counts the request, reads the feed and cursor, and answers
+//! with what the feed gives. The shared pieces live here: the transport names, the query
+//! and path extractors, the JSON batch of the polling transports and the endless body of
+//! the streaming ones.
+
+pub mod iframe;
+pub mod longpoll;
+pub mod poll;
+pub mod sse;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::{HeaderValue, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::feed::{Event, FeedName, SharedEvent, Subscription};
+
+/// The five ways of delivering a feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Poll = 0,
+    LongPoll = 1,
+    Iframe = 2,
+    Sse = 3,
+    Ws = 4,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 5] = [
+        Transport::Poll,
+        Transport::LongPoll,
+        Transport::Iframe,
+        Transport::Sse,
+        Transport::Ws,
+    ];
+
+    /// The transport's name in URLs (`/sse/clock`) and in the statistics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Poll => "poll",
+            Transport::LongPoll => "longpoll",
+            Transport::Iframe => "iframe",
+            Transport::Sse => "sse",
+            Transport::Ws => "ws",
+        }
+    }
+}
+
+/// The `{feed}` segment of a transport URL; an unknown feed is a `404`.
+pub struct FeedPath(pub FeedName);
+
+impl<S: Send + Sync> FromRequestParts<S> for FeedPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(name) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        FeedName::parse(&name)
+            .map(FeedPath)
+            .ok_or(ApiError::UnknownFeed(name))
+    }
+}
+
+/// The query string as a map; malformed encoding is a `400` with a JSON body.
+pub struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        Ok(Params(map))
+    }
+}
+
+impl Params {
+    /// `after=ID`: deliver events with an id above it.
+    pub fn cursor(&self) -> Result<Option<u64>, ApiError> {
+        self.0
+            .get("after")
+            .map(|v| parse_cursor("after", v))
+            .transpose()
+    }
+
+    /// An integer parameter within `range`, or `default` when absent.
+    pub fn int(
+        &self,
+        name: &str,
+        range: RangeInclusive<u64>,
+        default: u64,
+    ) -> Result<u64, ApiError> {
+        let Some(raw) = self.0.get(name) else {
+            return Ok(default);
+        };
+        match raw.parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!(
+                "{name}={raw:?} must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ))),
+        }
+    }
+
+    /// `limit=N`: the most events one poll answer carries (1–1000, default 100).
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        Ok(self.int("limit", 1..=1000, 100)? as usize)
+    }
+}
+
+/// A cursor is an event id: a non-negative integer.
+pub fn parse_cursor(source: &str, raw: &str) -> Result<u64, ApiError> {
+    raw.trim().parse::<u64>().map_err(|_| {
+        ApiError::BadCursor(format!(
+            "{source} {raw:?} is not an event id (a non-negative integer)"
+        ))
+    })
+}
+
+/// `{"events":[…],"next":ID}`, built from each event's shared JSON without re-serializing.
+pub fn batch_response(
+    app: &AppState,
+    transport: Transport,
+    events: &[SharedEvent],
+    next: u64,
+) -> Response {
+    let size = events.iter().map(|e| e.json.len() + 1).sum::<usize>() + 40;
+    let mut body = BytesMut::with_capacity(size);
+    body.extend_from_slice(b"{\"events\":[");
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            body.extend_from_slice(b",");
+        }
+        body.extend_from_slice(&event.json);
+    }
+    body.extend_from_slice(format!("],\"next\":{next}}}").as_bytes());
+    app.stats()
+        .transport(transport)
+        .sent(body.len(), events.len());
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body.freeze(),
+    )
+        .into_response()
+}
+
+/// How a streaming transport frames the feed into one open-ended response body.
+pub struct Framing {
+    pub transport: Transport,
+    pub content_type: &'static str,
+    /// Sent first: SSE's `retry:` line, the iframe's padded HTML head.
+    pub prelude: fn() -> Bytes,
+    /// Sent when nothing else was sent for `--keepalive`, so proxies and browsers keep the
+    /// connection open.
+    pub keepalive: &'static [u8],
+    /// One event, framed.
+    pub frame: fn(&Event) -> Bytes,
+    /// End the response after this many bytes (the client reopens with its cursor).
+    pub max_bytes: Option<usize>,
+}
+
+/// An open-ended response that frames each event of `sub` as it arrives. It ends when the
+/// client goes away, at `max_bytes`, or at shutdown (the subscription ends then).
+pub fn stream_response(
+    app: &AppState,
+    framing: &'static Framing,
+    mut sub: Subscription,
+) -> Response {
+    let stats = app.stats().clone();
+    let open = stats.open(framing.transport);
+    let every = app.config().keepalive;
+    let body = async_stream::stream! {
+        let _open = open;
+        let counters = stats.transport(framing.transport);
+        let prelude = (framing.prelude)();
+        let mut sent = prelude.len();
+        counters.sent(prelude.len(), 0);
+        yield Ok::<Bytes, Infallible>(prelude);
+        let mut keepalive = tokio::time::interval_at(Instant::now() + every, every);
+        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let chunk = tokio::select! {
+                event = sub.next() => match event {
+                    Some(event) => {
+                        keepalive.reset();
+                        let chunk = (framing.frame)(&event);
+                        counters.sent(chunk.len(), 1);
+                        chunk
+                    }
+                    None => break,
+                },
+                _ = keepalive.tick() => {
+                    counters.sent(framing.keepalive.len(), 0);
+                    Bytes::from_static(framing.keepalive)
+                }
+            };
+            sent += chunk.len();
+            yield Ok(chunk);
+            if framing.max_bytes.is_some_and(|max| sent >= max) {
+                break;
+            }
+        }
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(framing.content_type),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, no-store"),
+            ),
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// Long-poll holds are whole seconds between these bounds.
+pub const LONGPOLL_TIMEOUT_S: RangeInclusive<u64> = 1..=60;
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
