@@ -22,7 +22,7 @@ pub struct Config {
 
     /// Milliseconds between clock ticks.
     #[arg(long, env = "PUSHPOLL_TICK_MS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub tick_ms: u64,
 
     /// Connections accepted at once; past it new connections get 503.

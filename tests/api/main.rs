@@ -1,0 +1,13 @@
+//! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
+//! `TEST_LOG=1` shows the server's logs.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod delivery;
+mod iframe;
+mod resume;
+mod shutdown;
+mod stats;
+mod websocket;

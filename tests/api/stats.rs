@@ -1,0 +1,154 @@
+//! The counters behind `/api/stats` and `/metrics` move with real traffic, and only with it.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::support::{Streaming, spawn_app};
+
+const WAIT: Duration = Duration::from_secs(3);
+
+#[tokio::test]
+async fn the_stats_counters_move_with_each_transport() {
+    let app = spawn_app(&["--tick-ms", "100"]).await;
+    let before = app.stats().await;
+    for t in ["poll", "longpoll", "iframe", "sse", "ws"] {
+        let fig = &before.transports[t];
+        assert_eq!(
+            (fig.requests, fig.open, fig.bytes_sent, fig.events_sent),
+            (0, 0, 0, 0),
+            "{t}"
+        );
+    }
+
+    let mut polled_bytes = 0;
+    for _ in 0..3 {
+        polled_bytes += app
+            .http
+            .get(app.url("/poll/clock"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len();
+    }
+    let cursor = app.latest_tick().await; // a fourth poll
+    let mut sse = Streaming::open(app.http.get(app.url("/sse/clock"))).await;
+    sse.next_sse_event(WAIT).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url("/ws/clock"))
+        .await
+        .unwrap();
+    ws.next().await.unwrap().unwrap();
+    let held = {
+        let url = app.url(&format!(
+            "/longpoll/clock?after={}&timeout=5",
+            cursor + 60_000
+        ));
+        let http = app.http.clone();
+        tokio::spawn(async move { http.get(url).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+
+    let during = app.stats().await;
+    let poll = &during.transports["poll"];
+    assert_eq!(poll.requests, 4);
+    assert_eq!(poll.events_sent, 4);
+    assert!(
+        poll.bytes_sent as usize > polled_bytes,
+        "{} vs {polled_bytes}",
+        poll.bytes_sent
+    );
+    assert_eq!(during.transports["sse"].open, 1);
+    assert_eq!(during.transports["ws"].open, 1);
+    assert_eq!(
+        during.transports["longpoll"].open, 1,
+        "the parked long poll counts as open"
+    );
+    assert!(during.transports["sse"].events_sent >= 1);
+    assert!(
+        during.transports["sse"].bytes_sent > 13,
+        "retry line plus events"
+    );
+    assert!(during.transports["ws"].events_sent >= 1);
+    assert!(during.process.rss_bytes > 1_000_000);
+    assert!(during.process.cpu_user_s + during.process.cpu_system_s > 0.0);
+    assert!(during.uptime_s > 0.0);
+    assert!(during.connections.open >= 3);
+
+    drop(sse);
+    drop(ws);
+    held.abort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = app.stats().await;
+    for t in ["sse", "ws", "longpoll"] {
+        assert_eq!(
+            after.transports[t].open, 0,
+            "{t} still open after the client left"
+        );
+    }
+    // Watching the figures does not move them.
+    assert_eq!(after.transports["poll"].requests, 4);
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_the_prometheus_text_format() {
+    let app = spawn_app(&[]).await;
+    app.latest_tick().await;
+    let res = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains("pushpoll_requests_total{transport=\"poll\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE pushpoll_open_connections gauge"));
+    assert!(text.contains("pushpoll_process_resident_memory_bytes "));
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (_, value) = line.rsplit_once(' ').unwrap();
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("not a number in {line:?}"));
+    }
+}
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let app = spawn_app(&[]).await;
+    let res = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn pages_and_static_files_are_served_with_a_strict_policy() {
+    let app = spawn_app(&[]).await;
+    for path in [
+        "/",
+        "/demos/poll.html",
+        "/demos/longpoll.html",
+        "/demos/iframe.html",
+        "/demos/sse.html",
+        "/demos/ws.html",
+        "/static/demo.js",
+        "/static/style.css",
+    ] {
+        let res = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let csp = res.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
+        assert!(!res.text().await.unwrap().is_empty(), "{path} is empty");
+    }
+    assert_eq!(
+        app.stats().await.transports["poll"].requests,
+        0,
+        "pages are not transport requests"
+    );
+}

@@ -1,0 +1,311 @@
+//! Test support shared by the integration-test binaries: a real server on 127.0.0.1:0 (in
+//! process, or the real binary), and small real clients for each transport.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser as _;
+use futures_util::StreamExt;
+use pushpoll::Config;
+use pushpoll::feed::WireEvent;
+use pushpoll::stats::Snapshot;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A server running in this process on a free loopback port.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts the real server with `args` (as on the command line) on 127.0.0.1:0.
+pub async fn spawn_app(args: &[&str]) -> TestApp {
+    init_logs();
+    let mut argv = vec!["pushpoll", "--addr", "127.0.0.1:0", "--db", ":memory:"];
+    argv.extend_from_slice(args);
+    let config = Config::try_parse_from(argv).expect("test config");
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(pushpoll::run(listener, config, async move {
+        let _ = stopped.await;
+    }));
+    let app = TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+        task: Some(task),
+    };
+    app.wait_for_first_tick().await;
+    app
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug,hyper=info,h2=info")
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    async fn wait_for_first_tick(&self) {
+        for _ in 0..100 {
+            if let Ok(r) = self.http.get(self.url("/healthz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("server did not come up");
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let res = self.http.get(self.url(path)).send().await.expect("request");
+        let status = res.status().as_u16();
+        let body = res.json().await.expect("json body");
+        (status, body)
+    }
+
+    /// `GET /poll/...` or `/longpoll/...`, parsed into events and the next cursor.
+    pub async fn poll(&self, path: &str) -> (Vec<WireEvent>, u64) {
+        let (status, body) = self.get_json(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let events = serde_json::from_value(body["events"].clone()).expect("events");
+        (events, body["next"].as_u64().expect("next"))
+    }
+
+    pub async fn stats(&self) -> Snapshot {
+        self.http
+            .get(self.url("/api/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn latest_tick(&self) -> u64 {
+        self.poll("/poll/clock").await.1
+    }
+
+    /// Stops the server as SIGTERM would, and returns how long it took.
+    pub async fn shutdown(mut self) -> Duration {
+        let started = std::time::Instant::now();
+        let _ = self.stop.take().unwrap().send(());
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("server did not stop within 10 s")
+            .expect("server task panicked")
+            .expect("server returned an error");
+        started.elapsed()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// One parsed Server-Sent Events message (or a comment line).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SseMessage {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: Option<String>,
+    pub retry: Option<u64>,
+    pub comment: Option<String>,
+}
+
+/// An open HTTP response read chunk by chunk as it arrives.
+pub struct Streaming {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+    pub total_bytes: usize,
+    pub ended: bool,
+}
+
+impl Streaming {
+    pub async fn open(request: reqwest::RequestBuilder) -> Streaming {
+        let res = request.send().await.expect("stream request");
+        Streaming {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body: res.bytes_stream().boxed(),
+            buf: Vec::new(),
+            total_bytes: 0,
+            ended: false,
+        }
+    }
+
+    /// Reads one more chunk into the buffer; false at the end of the body.
+    pub async fn fill(&mut self, within: Duration) -> bool {
+        match tokio::time::timeout(within, self.body.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                self.total_bytes += chunk.len();
+                self.buf.extend_from_slice(&chunk);
+                true
+            }
+            Ok(Some(Err(_)) | None) => {
+                self.ended = true;
+                false
+            }
+            Err(_) => panic!("no data within {within:?}"),
+        }
+    }
+
+    /// Everything received and not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The next complete SSE message (blocks split on a blank line).
+    pub async fn next_sse(&mut self, within: Duration) -> Option<SseMessage> {
+        loop {
+            if let Some(end) = find(&self.buf, b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                return Some(parse_sse_block(std::str::from_utf8(&block).expect("utf-8")));
+            }
+            if !self.fill(within).await {
+                return None;
+            }
+        }
+    }
+
+    /// The next event of the SSE stream, skipping `retry:` and comments.
+    pub async fn next_sse_event(&mut self, within: Duration) -> Option<(SseMessage, WireEvent)> {
+        loop {
+            let msg = self.next_sse(within).await?;
+            if let Some(data) = &msg.data {
+                let event = serde_json::from_str(data).expect("event json");
+                return Some((msg, event));
+            }
+        }
+    }
+
+    /// The next `<script>parent.pushpoll(EVENT)</script>` of an iframe stream.
+    pub async fn next_iframe_event(&mut self, within: Duration) -> Option<WireEvent> {
+        const OPEN: &[u8] = b"<script>parent.pushpoll(";
+        const CLOSE: &[u8] = b")</script>\n";
+        loop {
+            if let Some(start) = find(&self.buf, OPEN)
+                && let Some(len) = find(&self.buf[start..], CLOSE)
+            {
+                let json = self.buf[start + OPEN.len()..start + len].to_vec();
+                self.buf.drain(..start + len + CLOSE.len());
+                return Some(serde_json::from_slice(&json).expect("iframe event json"));
+            }
+            if !self.fill(within).await {
+                return None;
+            }
+        }
+    }
+
+    /// Reads until the body ends; panics if it does not end within `within`.
+    pub async fn read_to_end(&mut self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.ended {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(!left.is_zero(), "stream did not end within {within:?}");
+            self.fill(left).await;
+        }
+    }
+}
+
+fn parse_sse_block(block: &str) -> SseMessage {
+    let mut msg = SseMessage::default();
+    for line in block.lines() {
+        if let Some(c) = line.strip_prefix(':') {
+            msg.comment = Some(c.trim().to_string());
+        } else if let Some((field, value)) = line.split_once(": ") {
+            match field {
+                "id" => msg.id = Some(value.into()),
+                "event" => msg.event = Some(value.into()),
+                "data" => msg.data = Some(value.into()),
+                "retry" => msg.retry = value.parse().ok(),
+                other => panic!("unexpected SSE field {other}"),
+            }
+        }
+    }
+    msg
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Opens a WebSocket by hand on a raw TCP socket and returns it after the `101`, for tests
+/// that must control exactly what the client reads and when.
+pub async fn raw_websocket(stream: &mut tokio::net::TcpStream, addr: SocketAddr, path: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let handshake = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(handshake.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // RFC 6455: base64(SHA-1(key + GUID)) for the RFC's sample key.
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+}
+
+/// Splits unmasked server frames into `(opcode, payload)`.
+pub fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 2 {
+        let opcode = bytes[0] & 0x0f;
+        let (len, header) = match bytes[1] & 0x7f {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        if bytes.len() < header + len {
+            break;
+        }
+        frames.push((opcode, bytes[header..header + len].to_vec()));
+        bytes = &bytes[header + len..];
+    }
+    frames
+}
