@@ -1,0 +1,116 @@
+// The live cost panel: what a transport has cost so far. createPanel(root) returns handlers
+// for connect() (see clients.js) and renders into the elements under `root` marked with
+// data-stat="NAME" (the counters) and data-detail="KEY" (transport-specific figures, keyed
+// like the objects clients pass to onDetail). Scoping by `root` instead of by id lets a page
+// hold several panels.
+
+const RENDER_EVERY_MS = 250;
+
+export function createPanel(root) {
+  const stats = {
+    requests: 0,
+    bytes: 0,
+    events: 0,
+    notices: 0,
+    latencyLastMs: null,
+    latencySumMs: 0,
+    latencyCount: 0,
+    state: 'starting',
+  };
+  const details = {};
+
+  const statElements = new Map();
+  for (const el of root.querySelectorAll('[data-stat]')) statElements.set(el.dataset.stat, el);
+  const detailElements = new Map();
+  for (const el of root.querySelectorAll('[data-detail]')) detailElements.set(el.dataset.detail, el);
+
+  // Rendering is throttled: as soon as the current task is done if the last render is
+  // RENDER_EVERY_MS old (a microtask, so the bytes, event and state of one delivery show
+  // together), else at the end of that window. A burst of events costs one render, and a
+  // quiet panel is never stale.
+  let lastRender = -Infinity;
+  let pending = false;
+  function changed() {
+    if (pending) return;
+    pending = true;
+    const wait = lastRender + RENDER_EVERY_MS - performance.now();
+    if (wait <= 0) {
+      queueMicrotask(render);
+    } else {
+      setTimeout(render, wait);
+    }
+  }
+
+  function set(name, text, map = statElements) {
+    const el = map.get(name);
+    if (el && el.textContent !== text) el.textContent = text;
+  }
+
+  function render() {
+    pending = false;
+    lastRender = performance.now();
+    const { requests, bytes, events } = stats;
+    set('state', stats.state);
+    set('requests', String(requests));
+    set('bytes', String(bytes));
+    set('bytes-human', bytes >= 1024 ? `(${formatBytes(bytes)})` : '');
+    set('events', String(events));
+    set('notices', String(stats.notices));
+    set('latency-last', stats.latencyLastMs === null ? '–' : stats.latencyLastMs.toFixed(1));
+    set(
+      'latency-avg',
+      stats.latencyCount === 0 ? '–' : (stats.latencySumMs / stats.latencyCount).toFixed(1),
+    );
+    set('bytes-per-event', events === 0 ? '–' : (bytes / events).toFixed(0));
+    set('requests-per-event', events === 0 ? '–' : (requests / events).toFixed(2));
+    for (const [key, value] of Object.entries(details)) {
+      set(key, formatDetail(key, value), detailElements);
+    }
+  }
+
+  return {
+    onRequest() {
+      stats.requests += 1;
+      changed();
+    },
+    onBytes(n) {
+      stats.bytes += n;
+      changed();
+    },
+    onEvent(event, receivedAtMicros) {
+      stats.events += 1;
+      if (Number.isFinite(event.ts)) {
+        // Both clocks are the same machine's wall clock, so the difference is the delivery
+        // latency: publish on the server → handler in this page.
+        const ms = (receivedAtMicros - event.ts) / 1000;
+        stats.latencyLastMs = ms;
+        stats.latencySumMs += ms;
+        stats.latencyCount += 1;
+      }
+      changed();
+    },
+    onNotice() {
+      stats.notices += 1;
+      changed();
+    },
+    onState(text) {
+      stats.state = text;
+      changed();
+    },
+    onDetail(object) {
+      Object.assign(details, object);
+      changed();
+    },
+  };
+}
+
+export function formatBytes(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / (1024 * 1024)).toFixed(2)} MiB`;
+}
+
+function formatDetail(key, value) {
+  if (key === 'documentBytes') return formatBytes(value);
+  return String(value);
+}

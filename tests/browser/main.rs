@@ -1,0 +1,267 @@
+//! Browser tests: every demo page in real headless Chromium (Debian's `/usr/bin/chromium`,
+//! driven over the DevTools protocol by chromiumoxide), against the real server.
+//! Each test starts its own browser with its own temporary profile.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chromiumoxide::cdp::browser_protocol::log::{EnableParams as LogEnable, EventEntryAdded};
+use chromiumoxide::cdp::js_protocol::runtime::{
+    ConsoleApiCalledType, EventConsoleApiCalled, EventExceptionThrown,
+};
+use chromiumoxide::{Browser, BrowserConfig, Page};
+use futures_util::StreamExt;
+use tempfile::TempDir;
+
+use support::{TestApp, spawn_app};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A headless Chromium with its own profile, closed when dropped.
+struct Chromium {
+    browser: Browser,
+    handler: tokio::task::JoinHandle<()>,
+    _profile: TempDir,
+}
+
+impl Chromium {
+    async fn launch() -> Chromium {
+        let exe = std::env::var("CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_string());
+        assert!(
+            std::path::Path::new(&exe).exists(),
+            "{exe} not found: the browser tests need Debian's chromium (the README's test command installs it)"
+        );
+        let profile = tempfile::tempdir().unwrap();
+        let config = BrowserConfig::builder()
+            .chrome_executable(&exe)
+            .new_headless_mode()
+            .no_sandbox()
+            .user_data_dir(profile.path())
+            .window_size(1280, 1400)
+            .args([
+                "disable-gpu",
+                "disable-quic",
+                "disable-component-update",
+                "disable-background-networking",
+                "disable-sync",
+                "no-first-run",
+            ])
+            .launch_timeout(Duration::from_secs(30))
+            .build()
+            .expect("browser config");
+        let (browser, mut handler) = Browser::launch(config).await.expect("launch chromium");
+        let handler = tokio::spawn(async move {
+            // Errors here are unparsed protocol messages; the session goes on.
+            while handler.next().await.is_some() {}
+        });
+        Chromium {
+            browser,
+            handler,
+            _profile: profile,
+        }
+    }
+
+    /// Opens `url` in a new tab, recording console errors and uncaught exceptions first.
+    async fn open(&self, url: &str) -> (Page, Arc<Mutex<Vec<String>>>) {
+        let page = self.browser.new_page("about:blank").await.unwrap();
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let mut console = page
+            .event_listener::<EventConsoleApiCalled>()
+            .await
+            .unwrap();
+        let mut exceptions = page.event_listener::<EventExceptionThrown>().await.unwrap();
+        let mut log = page.event_listener::<EventEntryAdded>().await.unwrap();
+        page.execute(LogEnable::default()).await.unwrap();
+        let sink = errors.clone();
+        tokio::spawn(async move {
+            loop {
+                let line = tokio::select! {
+                    Some(e) = console.next() => {
+                        if !matches!(e.r#type, ConsoleApiCalledType::Error | ConsoleApiCalledType::Assert) { continue }
+                        format!("console.{:?}: {:?}", e.r#type, e.args.iter().map(|a| a.value.clone()).collect::<Vec<_>>())
+                    }
+                    Some(e) = exceptions.next() => format!("uncaught: {:?}", e.exception_details),
+                    Some(e) = log.next() => {
+                        if !matches!(e.entry.level, chromiumoxide::cdp::browser_protocol::log::LogEntryLevel::Error) { continue }
+                        format!("log: {} {:?}", e.entry.text, e.entry.url)
+                    }
+                    else => break,
+                };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        // Navigate from script: `goto` (and chromiumoxide's handling of `Page.navigate`) waits
+        // for every frame to finish loading, which the iframe page's stream never does.
+        page.evaluate(format!("location.assign({url:?})"))
+            .await
+            .unwrap();
+        (page, errors)
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        self.handler.abort();
+    }
+}
+
+/// Evaluates `js` in the page. Right after a navigation the old document's context can
+/// still be the one chromiumoxide knows, so errors are retried for a few seconds.
+async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match page.evaluate(js).await {
+            Ok(result) => return result.into_value::<T>().expect("the value's type"),
+            Err(err) if Instant::now() < deadline => {
+                let _ = err;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("evaluate {js}: {err}"),
+        }
+    }
+}
+
+async fn text(page: &Page, selector: &str) -> String {
+    let js = format!("document.querySelector({selector:?})?.textContent ?? ''");
+    eval::<String>(page, &js).await.trim().to_string()
+}
+
+fn number(text: &str) -> f64 {
+    let digits: String = text
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {text:?}"))
+}
+
+/// Opens the page of `transport` and checks, on the page and from the server's side, that
+/// the clock runs over that transport and only that one, with no console errors.
+async fn the_demo_page_runs_the_clock_over(transport: &str) {
+    let app: TestApp = spawn_app(&["--tick-ms", "500"]).await;
+    let chromium = Chromium::launch().await;
+    let (page, errors) = chromium
+        .open(&app.url(&format!("/demos/{transport}.html")))
+        .await;
+
+    let mut body_transport = String::new();
+    for _ in 0..50 {
+        body_transport = eval(&page, "document.body?.dataset.transport ?? ''").await;
+        if !body_transport.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(body_transport, transport);
+
+    // The clock must change at least twice.
+    let mut shown: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while shown.len() < 3 && Instant::now() < deadline {
+        let now = text(&page, "#clock-time").await;
+        // Only times count, not the placeholder shown before the first tick.
+        if now.chars().any(|c| c.is_ascii_digit()) && shown.last() != Some(&now) {
+            shown.push(now);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        shown.len() >= 3,
+        "{transport}: the clock showed only {shown:?}; errors {:?}",
+        errors.lock().unwrap()
+    );
+    assert!(!text(&page, "#clock-id").await.is_empty());
+
+    // The live panel counts what happened (it renders at most every 250 ms).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(number(&text(&page, "#stat-requests").await) >= 1.0);
+    let events = text(&page, "#stat-events").await;
+    assert!(
+        number(&events) >= 2.0,
+        "{transport}: {events} events, clock showed {shown:?}"
+    );
+    assert!(number(&text(&page, "#stat-bytes").await) > 0.0);
+    assert!(!text(&page, "#stat-latency-last").await.is_empty());
+    assert!(!text(&page, "#stat-latency-avg").await.is_empty());
+    assert!(!text(&page, "#stat-state").await.is_empty());
+    if transport == "ws" {
+        assert_eq!(text(&page, "#stat-ready-state").await, "OPEN");
+        assert!(!text(&page, "#stat-buffered").await.is_empty());
+    }
+
+    // The server saw this transport, and no other, carry the ticks.
+    let stats = app.stats().await;
+    for (name, figures) in &stats.transports {
+        if name == transport {
+            assert!(figures.requests >= 1, "{name}: {figures:?}");
+            assert!(figures.events_sent >= 2, "{name}: {figures:?}");
+            if ["iframe", "sse", "ws", "longpoll"].contains(&name.as_str()) {
+                assert_eq!(
+                    figures.open, 1,
+                    "{name}: one connection held open: {figures:?}"
+                );
+            }
+        } else {
+            assert_eq!(
+                figures.requests, 0,
+                "{transport} page used {name}: {figures:?}"
+            );
+        }
+    }
+    let errors = errors.lock().unwrap().clone();
+    assert!(
+        errors.is_empty(),
+        "{transport}: console errors: {errors:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_short_polling_page_runs_the_clock() {
+    the_demo_page_runs_the_clock_over("poll").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_long_polling_page_runs_the_clock() {
+    the_demo_page_runs_the_clock_over("longpoll").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_iframe_page_runs_the_clock() {
+    the_demo_page_runs_the_clock_over("iframe").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sse_page_runs_the_clock() {
+    the_demo_page_runs_the_clock_over("sse").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_page_runs_the_clock() {
+    the_demo_page_runs_the_clock_over("ws").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_links_every_demo_and_loads_cleanly() {
+    let app = spawn_app(&[]).await;
+    let chromium = Chromium::launch().await;
+    let (page, errors) = chromium.open(&app.url("/")).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let links: Vec<String> = eval(
+        &page,
+        "[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))",
+    )
+    .await;
+    for t in ["poll", "longpoll", "iframe", "sse", "ws"] {
+        let href = format!("/demos/{t}.html");
+        assert!(links.contains(&href), "{href} missing from {links:?}");
+    }
+    assert!(
+        errors.lock().unwrap().is_empty(),
+        "{:?}",
+        errors.lock().unwrap()
+    );
+}
