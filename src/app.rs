@@ -4,18 +4,21 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api;
 use crate::assets;
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::feed::{self, Feed, FeedName};
+use crate::feed::{self, Feed};
 use crate::stats::Stats;
+use crate::store::{Store, StoreError, sqlite::SqliteStore};
 use crate::transport::{iframe, longpoll, poll, sse, ws};
 
 /// A cheap-to-clone handle on everything the handlers share.
@@ -27,6 +30,7 @@ pub struct AppState {
 struct Inner {
     config: Config,
     clock: Feed,
+    chat: Chat,
     stats: Arc<Stats>,
     /// Fired once at shutdown; every stream, long poll, socket and background task listens.
     shutdown: CancellationToken,
@@ -35,33 +39,49 @@ struct Inner {
 }
 
 impl AppState {
-    /// Builds the state and starts the feeds' background tasks on `tracker`.
-    pub fn start(config: Config, shutdown: CancellationToken, tracker: TaskTracker) -> AppState {
+    /// Opens the chat store, builds the state and starts the feeds' background tasks on
+    /// `tracker`.
+    pub fn start(
+        config: Config,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Result<AppState, StoreError> {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.db)?);
         let clock = feed::clock::feed();
         tracker.spawn(feed::clock::run(
             clock.clone(),
             config.tick(),
             shutdown.clone(),
         ));
-        AppState {
+        let chat = Chat::start(
+            store,
+            config.history as usize,
+            config.idle_timeout,
+            shutdown.clone(),
+            &tracker,
+        );
+        Ok(AppState {
             inner: Arc::new(Inner {
                 stats: Arc::new(Stats::new(config.max_connections)),
                 config,
                 clock,
+                chat,
                 shutdown,
                 tracker,
             }),
-        }
+        })
     }
 
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
 
-    pub fn feed(&self, name: FeedName) -> &Feed {
-        match name {
-            FeedName::Clock => &self.inner.clock,
-        }
+    pub fn clock(&self) -> &Feed {
+        &self.inner.clock
+    }
+
+    pub fn chat(&self) -> &Chat {
+        &self.inner.chat
     }
 
     pub fn stats(&self) -> &Arc<Stats> {
@@ -91,8 +111,24 @@ pub fn app(state: AppState) -> Router {
         .route("/iframe/{feed}", get(iframe::handler))
         .route("/sse/{feed}", get(sse::handler))
         .route("/ws/{feed}", get(ws::handler))
+        .route(
+            "/api/session",
+            get(api::whoami)
+                .post(api::login)
+                .patch(api::rename)
+                .delete(api::logout),
+        )
+        .route("/api/chat/messages", post(api::send))
+        .route("/api/chat/rooms", get(api::rooms))
+        .route("/api/chat/users", get(api::users))
+        .route("/api/chat/history", get(api::history))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::check_origin,
+        ))
         .with_state(state)
 }
 

@@ -16,7 +16,7 @@ pub struct Config {
     #[arg(long, env = "PUSHPOLL_ADDR", default_value = "127.0.0.1:3000", value_parser = parse_loopback)]
     pub addr: SocketAddr,
 
-    /// SQLite file for the chat history (`:memory:` keeps nothing). Used by the chat feed.
+    /// SQLite file for the chat history, created if missing (`:memory:` keeps nothing).
     #[arg(long, env = "PUSHPOLL_DB", default_value = "data/pushpoll.sqlite")]
     pub db: String,
 
@@ -24,6 +24,16 @@ pub struct Config {
     #[arg(long, env = "PUSHPOLL_TICK_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub tick_ms: u64,
+
+    /// Chat messages a new subscription gets first when it has no cursor (`history=`).
+    #[arg(long, env = "PUSHPOLL_HISTORY", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(0..=200))]
+    pub history: u64,
+
+    /// A chat session without activity (sending, renaming) for this long ends: `leave`,
+    /// and its sockets close with 4000.
+    #[arg(long, env = "PUSHPOLL_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 
     /// Connections accepted at once; past it new connections get 503.
     #[arg(long, env = "PUSHPOLL_MAX_CONNECTIONS", default_value_t = 20_000,
@@ -133,5 +143,8 @@ mod tests {
         assert_eq!(c.keepalive, Duration::from_secs(15));
         assert_eq!(c.ws_ping, Duration::from_secs(20));
         assert_eq!(c.ws_timeout, Duration::from_secs(40));
+        assert_eq!(c.history, 20);
+        assert_eq!(c.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.db, "data/pushpoll.sqlite");
     }
 }

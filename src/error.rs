@@ -10,12 +10,27 @@ use serde::Serialize;
 pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
-    #[error("unknown feed {0:?}: the feeds are clock")]
+    #[error("unknown feed {0:?}: the feeds are clock and chat")]
     UnknownFeed(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
     BadCursor(String),
+    /// A field that breaks a rule; the code names the rule (`invalid_nick`, `invalid_text`…).
+    #[error("{1}")]
+    Invalid(&'static str, String),
+    #[error("the request body is not valid JSON for this request: {0}")]
+    BadJson(String),
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("sign in first: POST /api/session {{\"nick\":\"…\"}}")]
+    Unauthorized,
+    #[error("the nick {0:?} is taken by someone online")]
+    NickTaken(String),
+    #[error("nobody called {0:?} is online")]
+    UnknownUser(String),
+    #[error("too many messages: at most 20 in 10 s; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
     #[error("this URL speaks WebSocket: {0}")]
@@ -34,7 +49,15 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_) | ApiError::UnknownFeed(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) | ApiError::BadCursor(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_)
+            | ApiError::BadCursor(_)
+            | ApiError::Invalid(..)
+            | ApiError::BadJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NickTaken(_) => StatusCode::CONFLICT,
+            ApiError::UnknownUser(_) => StatusCode::NOT_FOUND,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
@@ -50,6 +73,13 @@ impl ApiError {
             ApiError::UnknownFeed(_) => "unknown_feed",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::BadCursor(_) => "bad_cursor",
+            ApiError::Invalid(code, _) => code,
+            ApiError::BadJson(_) => "bad_json",
+            ApiError::TooLarge(_) => "too_large",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NickTaken(_) => "nick_taken",
+            ApiError::UnknownUser(_) => "unknown_user",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::UpgradeRequired(_) => "upgrade_required",
             ApiError::ForbiddenOrigin(_) => "forbidden_origin",
@@ -85,7 +115,7 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(err) = &self {
             tracing::error!(error = ?err, "internal error");
         }
-        (
+        let mut response = (
             self.status(),
             [
                 (header::CONTENT_TYPE, "application/json"),
@@ -93,7 +123,13 @@ impl IntoResponse for ApiError {
             ],
             self.body(),
         )
-            .into_response()
+            .into_response();
+        if let ApiError::RateLimited { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after.into());
+        }
+        response
     }
 }
 

@@ -1,4 +1,4 @@
-//! pushpoll: a live clock delivered over five web push transports — short polling, long
+//! pushpoll: a live clock and a chat room delivered over five web push transports — short polling, long
 //! polling, a hidden streaming iframe, Server-Sent Events and WebSocket — with demo pages
 //! that show what each one costs while it runs.
 //!
@@ -8,6 +8,8 @@
 //! - [`feed`]: the one idea. A feed is an append-only log of events with increasing ids;
 //!   [`feed::Feed`] keeps the recent ones and fans new ones out. [`feed::clock`] publishes
 //!   the ticks.
+//! - [`chat`]: rooms, whispers, sessions and presence over one durable [`chat::Log`];
+//!   [`store`] keeps the history (SQLite). [`api`] is the chat's HTTP API.
 //! - [`transport`]: one file per transport, each a thin adapter answering "events after
 //!   cursor X" in its own way.
 //! - [`app`]: the shared state and the router; [`assets`] the embedded pages.
@@ -16,14 +18,17 @@
 //! - [`error`]: the one error type of the HTTP edge; [`origin`] the cross-site check.
 //! - [`run`]: serve until a shutdown signal, then end every stream and socket within 5 s.
 
+pub mod api;
 pub mod app;
 pub mod assets;
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod feed;
 pub mod listener;
 pub mod origin;
 pub mod stats;
+pub mod store;
 pub mod transport;
 
 use std::future::Future;
@@ -51,7 +56,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let state = AppState::start(config, token.clone(), tracker.clone());
+    let state = AppState::start(config, token.clone(), tracker.clone())
+        .context("cannot open the chat store")?;
     let listener = listener::LimitedListener::new(listener, state.stats().clone());
     let serve = axum::serve(listener, app(state)).with_graceful_shutdown({
         let token = token.clone();

@@ -10,7 +10,7 @@ use super::{Event, EventBody, Feed, FeedName, Retention, WireEvent};
 /// A state feed: only the latest tick is kept, and subscribers that fall more than a few
 /// ticks behind skip to the newest one.
 pub fn feed() -> Feed {
-    Feed::new(FeedName::Clock, Retention::Latest, 1, 16)
+    Feed::new(FeedName::Clock, Retention::Latest, 1, 16, None)
 }
 
 /// Publishes a tick now (so there is always a latest one), then one on every multiple of
@@ -96,7 +96,13 @@ mod tests {
     async fn ticks_have_increasing_ids_and_stop_on_shutdown() {
         let feed = feed();
         let token = CancellationToken::new();
-        let mut sub = feed.subscribe(Some(0), token.clone());
+        let mut sub = feed.subscribe(
+            Some(0),
+            super::super::Start::Next,
+            0,
+            Default::default(),
+            token.clone(),
+        );
         let task = tokio::spawn(run(feed.clone(), Duration::from_millis(20), token.clone()));
         let a = sub.next().await.unwrap();
         let b = sub.next().await.unwrap();

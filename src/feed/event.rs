@@ -27,6 +27,27 @@ pub struct WireEvent {
 pub enum EventBody {
     /// One clock tick; `time` is the tick's time in RFC 3339 (UTC).
     Tick { time: String },
+    /// A chat message to a room.
+    Message {
+        room: String,
+        from: String,
+        text: String,
+    },
+    /// A private message: delivered only to the sender's and the recipient's subscriptions.
+    Whisper {
+        from: String,
+        to: String,
+        text: String,
+    },
+    /// `nick` came online in `room`.
+    Join { room: String, nick: String },
+    /// `nick` went offline in `room`.
+    Leave { room: String, nick: String },
+    /// `from` is now called `nick`.
+    Rename { from: String, nick: String },
+    /// The server could not replay everything after `after`: delivery resumes at
+    /// `resumed_from`. Its `id` is `resumed_from - 1`, the cursor to continue from.
+    Gap { after: u64, resumed_from: u64 },
 }
 
 impl EventBody {
@@ -34,8 +55,35 @@ impl EventBody {
     pub fn kind(&self) -> &'static str {
         match self {
             EventBody::Tick { .. } => "tick",
+            EventBody::Message { .. } => "message",
+            EventBody::Whisper { .. } => "whisper",
+            EventBody::Join { .. } => "join",
+            EventBody::Leave { .. } => "leave",
+            EventBody::Rename { .. } => "rename",
+            EventBody::Gap { .. } => "gap",
         }
     }
+
+    /// The room the event belongs to, if it belongs to one.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            EventBody::Message { room, .. }
+            | EventBody::Join { room, .. }
+            | EventBody::Leave { room, .. } => Some(room),
+            _ => None,
+        }
+    }
+}
+
+/// Who may receive an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every subscriber of the feed (clock ticks, renames, gaps).
+    Everyone,
+    /// Subscribers of this room.
+    Room(Arc<str>),
+    /// Only the subscriptions of these two sessions (a whisper's sender and recipient).
+    Sessions(u64, u64),
 }
 
 /// An event ready to be sent: its id and type for routing, and its JSON, made once.
@@ -44,6 +92,7 @@ pub struct Event {
     pub id: u64,
     pub ts: u64,
     pub kind: &'static str,
+    pub audience: Audience,
     /// The event's JSON, compact, without a trailing newline.
     pub json: Bytes,
     sse: OnceLock<Bytes>,
@@ -55,18 +104,55 @@ pub struct Event {
 pub type SharedEvent = Arc<Event>;
 
 impl Event {
+    /// An event for everyone, or for the room it names.
     pub fn new(wire: &WireEvent) -> SharedEvent {
+        let audience = match wire.body.room() {
+            Some(room) => Audience::Room(room.into()),
+            None => Audience::Everyone,
+        };
+        Self::with_audience(wire, audience)
+    }
+
+    pub fn with_audience(wire: &WireEvent, audience: Audience) -> SharedEvent {
         // Serializing plain strings and integers cannot fail.
         let json = serde_json::to_vec(wire).unwrap_or_default();
+        Self::from_json(
+            wire.id,
+            wire.ts,
+            wire.body.kind(),
+            audience,
+            Bytes::from(json),
+        )
+    }
+
+    /// An event whose JSON was made before (read back from the store).
+    pub fn from_json(
+        id: u64,
+        ts: u64,
+        kind: &'static str,
+        audience: Audience,
+        json: Bytes,
+    ) -> SharedEvent {
         Arc::new(Event {
-            id: wire.id,
-            ts: wire.ts,
-            kind: wire.body.kind(),
-            json: Bytes::from(json),
+            id,
+            ts,
+            kind,
+            audience,
+            json,
             sse: OnceLock::new(),
             iframe: OnceLock::new(),
             ws: OnceLock::new(),
         })
+    }
+
+    /// The kind names as `&'static str`, for events rebuilt from stored JSON.
+    pub fn static_kind(kind: &str) -> &'static str {
+        [
+            "tick", "message", "whisper", "join", "leave", "rename", "gap",
+        ]
+        .into_iter()
+        .find(|k| *k == kind)
+        .unwrap_or("message")
     }
 
     /// `id: ID\nevent: TYPE\ndata: JSON\n\n` — one Server-Sent Events message.

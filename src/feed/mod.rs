@@ -1,7 +1,7 @@
 //! The log: a feed is an append-only sequence of events with increasing ids, kept recent in
 //! memory and fanned out live to subscribers. Every transport is a view of one question,
 //! "which events come after cursor X?", so this module is the whole delivery core and the
-//! transports are thin adapters over [`Feed::snapshot`] and [`Feed::subscribe`].
+//! transports are thin adapters over [`Feed::subscribe`] and [`Subscription`].
 //!
 //! Fan-out uses one `tokio::sync::broadcast` channel per feed: a single bounded ring shared by
 //! all subscribers, so a slow subscriber costs no memory of its own and never slows the
@@ -18,20 +18,24 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio_util::sync::CancellationToken;
 
-pub use event::{Event, EventBody, SharedEvent, WireEvent};
+pub use event::{Audience, Event, EventBody, SharedEvent, WireEvent};
+
+use crate::store::Store;
 
 /// The feeds the server publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FeedName {
     Clock,
+    Chat,
 }
 
 impl FeedName {
-    pub const ALL: [FeedName; 1] = [FeedName::Clock];
+    pub const ALL: [FeedName; 2] = [FeedName::Clock, FeedName::Chat];
 
     pub fn as_str(self) -> &'static str {
         match self {
             FeedName::Clock => "clock",
+            FeedName::Chat => "chat",
         }
     }
 
@@ -44,9 +48,43 @@ impl FeedName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retention {
     /// Only the latest event matters (the clock): a stale cursor gets the latest event only,
-    /// and a subscription without a cursor starts at the next one.
+    /// and a push subscription without a cursor starts at the next one.
     Latest,
+    /// Every event matters (the chat): a cursor gets everything after it, from memory or
+    /// the store, or a `gap` event saying where delivery resumes.
+    All,
 }
+
+/// What a request without a cursor wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Short polling: what is there now (the clock's latest tick; the chat's history).
+    Now,
+    /// Push and long polling: the next event (the chat still sends its history first).
+    Next,
+}
+
+/// Which events of a feed a subscription receives.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Rooms subscribed to; `None` means every room-less event only (the clock).
+    pub rooms: Vec<Arc<str>>,
+    /// The subscriber's session, for whispers.
+    pub session: Option<u64>,
+}
+
+impl Filter {
+    pub fn wants(&self, event: &Event) -> bool {
+        match &event.audience {
+            Audience::Everyone => true,
+            Audience::Room(room) => self.rooms.iter().any(|r| r == room),
+            Audience::Sessions(a, b) => self.session.is_some_and(|s| s == *a || s == *b),
+        }
+    }
+}
+
+/// The most events one backfill from the store replays; beyond it a `gap` says so.
+pub const MAX_BACKFILL: usize = 10_000;
 
 /// A cheap-to-clone handle on one feed.
 #[derive(Clone)]
@@ -61,11 +99,15 @@ struct Inner {
     /// append one, never across an `.await`.
     window: Mutex<Window>,
     live: broadcast::Sender<SharedEvent>,
+    /// Where events older than the window are kept (the chat), if anywhere.
+    store: Option<Arc<dyn Store>>,
 }
 
 struct Window {
     events: VecDeque<SharedEvent>,
     capacity: usize,
+    /// The newest id published, also across restarts (from the store).
+    last_id: u64,
 }
 
 /// Why an event was refused by [`Feed::publish`].
@@ -77,10 +119,17 @@ pub struct OutOfOrder {
 }
 
 impl Feed {
-    /// `window` is how many recent events are kept for replay; `lag` is how far (in events) a
+    /// `window` is how many recent events are kept in memory; `lag` is how far (in events) a
     /// live subscriber may fall behind before it has to resync from the window.
-    pub fn new(name: FeedName, retention: Retention, window: usize, lag: usize) -> Feed {
+    pub fn new(
+        name: FeedName,
+        retention: Retention,
+        window: usize,
+        lag: usize,
+        store: Option<Arc<dyn Store>>,
+    ) -> Feed {
         let (live, _) = broadcast::channel(lag.max(1));
+        let last_id = store.as_ref().map_or(0, |s| s.last_id());
         Feed {
             inner: Arc::new(Inner {
                 name,
@@ -88,14 +137,20 @@ impl Feed {
                 window: Mutex::new(Window {
                     events: VecDeque::with_capacity(window.max(1)),
                     capacity: window.max(1),
+                    last_id,
                 }),
                 live,
+                store,
             }),
         }
     }
 
     pub fn name(&self) -> FeedName {
         self.inner.name
+    }
+
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.inner.store.as_ref()
     }
 
     fn window(&self) -> MutexGuard<'_, Window> {
@@ -107,17 +162,16 @@ impl Feed {
     /// Appends an event and hands it to every live subscriber.
     pub fn publish(&self, event: SharedEvent) -> Result<(), OutOfOrder> {
         let mut window = self.window();
-        if let Some(last) = window.events.back()
-            && event.id <= last.id
-        {
+        if event.id <= window.last_id && (window.last_id > 0 || !window.events.is_empty()) {
             return Err(OutOfOrder {
                 id: event.id,
-                last: last.id,
+                last: window.last_id,
             });
         }
         if window.events.len() == window.capacity {
             window.events.pop_front();
         }
+        window.last_id = event.id;
         window.events.push_back(event.clone());
         // Sent while the window is locked, so that a subscriber registering under the same
         // lock sees every event either in its replay or on its receiver, never neither.
@@ -128,73 +182,123 @@ impl Feed {
 
     /// The id of the newest event, if there is one.
     pub fn latest_id(&self) -> Option<u64> {
-        self.window().events.back().map(|e| e.id)
-    }
-
-    /// What a short poll sees now: events after `cursor` (at most `limit`), or without a
-    /// cursor the latest event. Returns the events and the cursor to ask with next time.
-    pub fn snapshot(&self, cursor: Option<u64>, limit: usize) -> (Vec<SharedEvent>, u64) {
         let window = self.window();
-        let latest = window.events.back().map_or(0, |e| e.id);
-        let mut events = match cursor {
-            Some(after) => replay(&window, self.inner.retention, after),
-            None => window.events.back().cloned().into_iter().collect(),
-        };
-        events.truncate(limit);
-        let next = events.last().map(|e| e.id).or(cursor).unwrap_or(latest);
-        (events, next)
+        (window.last_id > 0).then_some(window.last_id)
     }
 
-    /// Opens a subscription: first what the feed still holds after `cursor`, then live events.
-    /// Without a cursor it starts with the next event. It ends when `shutdown` fires.
-    pub fn subscribe(&self, cursor: Option<u64>, shutdown: CancellationToken) -> Subscription {
+    /// Opens a subscription: first what the feed holds after `cursor` (or, without one, what
+    /// `start` and `history` ask for), then live events that pass `filter`, until `shutdown`.
+    pub fn subscribe(
+        &self,
+        cursor: Option<u64>,
+        start: Start,
+        history: usize,
+        filter: Filter,
+        shutdown: CancellationToken,
+    ) -> Subscription {
         let window = self.window();
         let rx = self.inner.live.subscribe();
-        let latest = window.events.back().map_or(0, |e| e.id);
-        let (backlog, position) = match cursor {
-            Some(after) => (replay(&window, self.inner.retention, after).into(), after),
-            None => (VecDeque::new(), latest),
-        };
-        drop(window);
-        Subscription {
+        let last_id = window.last_id;
+        let mut sub = Subscription {
             feed: self.clone(),
             rx,
-            backlog,
-            position,
+            backlog: VecDeque::new(),
+            pending: None,
+            position: last_id,
+            filter,
             resyncs: 0,
             shutdown,
+            session_end: None,
+            ended: None,
+            _guards: Vec::new(),
+        };
+        match (self.inner.retention, cursor) {
+            (Retention::Latest, Some(after)) => {
+                sub.position = after;
+                sub.backlog = window
+                    .events
+                    .back()
+                    .filter(|e| e.id > after)
+                    .cloned()
+                    .into_iter()
+                    .collect();
+            }
+            (Retention::Latest, None) if start == Start::Now => {
+                sub.backlog = window.events.back().cloned().into_iter().collect();
+            }
+            (Retention::Latest, None) => {}
+            (Retention::All, Some(after)) if after > last_id => {
+                // A cursor from the future (another database, or a typo): say so, and
+                // continue from what exists.
+                sub.backlog.push_back(gap(after, last_id + 1));
+            }
+            (Retention::All, Some(after)) => {
+                sub.position = after;
+                sub.replay_from_window(&window);
+            }
+            (Retention::All, None) => {
+                if history > 0 {
+                    sub.pending = Some(Pending::History {
+                        limit: history,
+                        upto: last_id,
+                    });
+                }
+            }
         }
+        drop(window);
+        sub
     }
 }
 
-/// Events in the window with an id above `after`, as the feed's retention allows.
-fn replay(window: &Window, retention: Retention, after: u64) -> Vec<SharedEvent> {
-    match retention {
-        Retention::Latest => window
-            .events
-            .back()
-            .filter(|e| e.id > after)
-            .cloned()
-            .into_iter()
-            .collect(),
-    }
+/// A `gap` event: delivery after `after` resumes at `resumed_from`.
+fn gap(after: u64, resumed_from: u64) -> SharedEvent {
+    Event::new(&WireEvent {
+        id: resumed_from.saturating_sub(1),
+        ts: clock::now_micros(),
+        body: EventBody::Gap {
+            after,
+            resumed_from,
+        },
+    })
 }
 
-/// One client's position in a feed. Every push transport reads its events from here.
+/// Store work a subscription still has to do before delivering (it needs `.await`).
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    /// Events with `after < id < before` are not in memory.
+    Range { after: u64, before: u64 },
+    /// The last `limit` messages of the rooms, up to `upto`.
+    History { limit: usize, upto: u64 },
+}
+
+/// Why a subscription stopped delivering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Shutdown,
+    SessionEnded,
+}
+
+/// One client's position in a feed. Every transport reads its events from here.
 pub struct Subscription {
     feed: Feed,
     rx: broadcast::Receiver<SharedEvent>,
-    /// Events to deliver before reading the live channel again: the replay after the
-    /// cursor, or a resync after lagging.
+    /// Events to deliver before reading the live channel again (a replay, a resync or
+    /// history); they are already in id order and are not checked against `position`.
     backlog: VecDeque<SharedEvent>,
-    /// The id of the last event delivered (or the cursor it started from).
+    pending: Option<Pending>,
+    /// The highest id delivered or passed over (the cursor it started from, at first).
     position: u64,
+    filter: Filter,
     resyncs: u64,
     shutdown: CancellationToken,
+    session_end: Option<CancellationToken>,
+    ended: Option<Ended>,
+    /// Held for as long as the subscription lives (presence, for one).
+    _guards: Vec<Box<dyn Send + Sync>>,
 }
 
 impl Subscription {
-    /// The cursor a client should resume from: the last id delivered.
+    /// The cursor a client should resume from.
     pub fn position(&self) -> u64 {
         self.position
     }
@@ -204,24 +308,49 @@ impl Subscription {
         self.resyncs
     }
 
-    /// The next event, waiting for it if needed. `None` once the server shuts down.
+    /// Why [`Subscription::next`] returned `None`.
+    pub fn ended(&self) -> Option<Ended> {
+        self.ended
+    }
+
+    /// Also end when `token` fires (the session logged out or timed out).
+    pub fn end_with_session(&mut self, token: CancellationToken) {
+        self.session_end = Some(token);
+    }
+
+    /// Keeps `guard` alive as long as the subscription.
+    pub fn hold(&mut self, guard: impl Send + Sync + 'static) {
+        self._guards.push(Box::new(guard));
+    }
+
+    /// The next event, waiting for it if needed. `None` once the server shuts down or the
+    /// session ends.
     ///
     /// Lag policy: a subscriber more than the live ring behind is not dropped and not
     /// buffered without bound; it is resynced from its own cursor out of the feed's window
-    /// (for the clock, that means skipping straight to the latest tick).
+    /// and store (for the clock, that means skipping straight to the latest tick).
     pub async fn next(&mut self) -> Option<SharedEvent> {
         loop {
+            self.ready().await;
             if let Some(event) = self.take_backlog() {
                 return Some(event);
             }
+            let session_end = self.session_end.clone();
             let received = tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => return None,
+                () = self.shutdown.cancelled() => {
+                    self.ended = Some(Ended::Shutdown);
+                    return None;
+                }
+                () = async { match &session_end { Some(t) => t.cancelled().await, None => std::future::pending().await } } => {
+                    self.ended = Some(Ended::SessionEnded);
+                    return None;
+                }
                 received = self.rx.recv() => received,
             };
             match received {
                 Ok(event) => {
-                    if let Some(event) = self.accept(event) {
+                    if let Some(event) = self.accept_live(event) {
                         return Some(event);
                     }
                 }
@@ -231,15 +360,19 @@ impl Subscription {
         }
     }
 
-    /// The next event if one is already here, without waiting.
+    /// The next event if one is already here, without waiting. Call [`Subscription::ready`]
+    /// first so that replay from the store is done.
     pub fn try_next(&mut self) -> Option<SharedEvent> {
         loop {
             if let Some(event) = self.take_backlog() {
                 return Some(event);
             }
+            if self.pending.is_some() {
+                return None;
+            }
             match self.rx.try_recv() {
                 Ok(event) => {
-                    if let Some(event) = self.accept(event) {
+                    if let Some(event) = self.accept_live(event) {
                         return Some(event);
                     }
                 }
@@ -249,9 +382,55 @@ impl Subscription {
         }
     }
 
+    /// Does the store work (replay older than memory, history) this subscription needs.
+    /// A store error is logged and delivery goes on from what memory has, after a `gap`.
+    pub async fn ready(&mut self) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let Some(store) = self.feed.store().cloned() else {
+            return;
+        };
+        let loaded = tokio::task::spawn_blocking({
+            let rooms: Vec<String> = self.filter.rooms.iter().map(|r| r.to_string()).collect();
+            move || match pending {
+                Pending::Range { after, before } => store
+                    .range(after, before, MAX_BACKFILL)
+                    .map(|p| (p.events, p.truncated)),
+                Pending::History { limit, upto } => store
+                    .recent_messages(&rooms, upto, limit)
+                    .map(|e| (e, false)),
+            }
+        })
+        .await;
+        let mut older = VecDeque::new();
+        match loaded {
+            Ok(Ok((events, truncated))) => {
+                if truncated
+                    && let (Pending::Range { after, .. }, Some(first)) = (pending, events.first())
+                {
+                    older.push_back(gap(after, first.id));
+                }
+                older.extend(events);
+            }
+            failed => {
+                tracing::error!(
+                    ?failed,
+                    "could not read the chat store; delivery resumes with a gap"
+                );
+                if let (Pending::Range { after, before }, true) = (pending, true) {
+                    older.push_back(gap(after, before));
+                }
+            }
+        }
+        older.append(&mut self.backlog);
+        self.backlog = older;
+    }
+
     fn take_backlog(&mut self) -> Option<SharedEvent> {
         while let Some(event) = self.backlog.pop_front() {
-            if let Some(event) = self.accept(event) {
+            self.position = self.position.max(event.id);
+            if self.filter.wants(&event) {
                 return Some(event);
             }
         }
@@ -259,18 +438,51 @@ impl Subscription {
     }
 
     /// Delivers each id once: live events already seen in a replay are skipped.
-    fn accept(&mut self, event: SharedEvent) -> Option<SharedEvent> {
+    fn accept_live(&mut self, event: SharedEvent) -> Option<SharedEvent> {
         if event.id <= self.position {
             return None;
         }
         self.position = event.id;
-        Some(event)
+        self.filter.wants(&event).then_some(event)
+    }
+
+    /// Fills the backlog with what the window holds after `position`, noting what only the
+    /// store still has.
+    fn replay_from_window(&mut self, window: &Window) {
+        let after = self.position;
+        match self.feed.inner.retention {
+            Retention::Latest => {
+                self.backlog = window
+                    .events
+                    .back()
+                    .filter(|e| e.id > after)
+                    .cloned()
+                    .into_iter()
+                    .collect();
+            }
+            Retention::All => {
+                self.backlog = window
+                    .events
+                    .iter()
+                    .filter(|e| e.id > after)
+                    .cloned()
+                    .collect();
+                let oldest_in_memory = window.events.front().map_or(window.last_id + 1, |e| e.id);
+                if oldest_in_memory > after + 1 && window.last_id > after {
+                    self.pending = Some(Pending::Range {
+                        after,
+                        before: oldest_in_memory,
+                    });
+                }
+            }
+        }
     }
 
     fn resync(&mut self) {
         self.resyncs += 1;
-        let window = self.feed.window();
-        self.backlog = replay(&window, self.feed.inner.retention, self.position).into();
+        let feed = self.feed.clone();
+        let window = feed.window();
+        self.replay_from_window(&window);
         tracing::debug!(
             feed = self.feed.name().as_str(),
             position = self.position,
@@ -282,6 +494,7 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::SqliteStore;
 
     fn tick(id: u64) -> SharedEvent {
         Event::new(&WireEvent {
@@ -294,7 +507,73 @@ mod tests {
     }
 
     fn clock() -> Feed {
-        Feed::new(FeedName::Clock, Retention::Latest, 1, 4)
+        Feed::new(FeedName::Clock, Retention::Latest, 1, 4, None)
+    }
+
+    fn sub(feed: &Feed, cursor: Option<u64>) -> Subscription {
+        feed.subscribe(
+            cursor,
+            Start::Next,
+            0,
+            Filter::default(),
+            CancellationToken::new(),
+        )
+    }
+
+    /// What a short poll would answer: the ids available now, and the next cursor.
+    async fn poll(
+        feed: &Feed,
+        cursor: Option<u64>,
+        filter: Filter,
+        history: usize,
+    ) -> (Vec<u64>, u64) {
+        let mut s = feed.subscribe(
+            cursor,
+            Start::Now,
+            history,
+            filter,
+            CancellationToken::new(),
+        );
+        s.ready().await;
+        let mut ids = Vec::new();
+        while let Some(e) = s.try_next() {
+            ids.push(e.id);
+        }
+        (ids, s.position())
+    }
+
+    /// A chat feed over an in-memory store holding `n` messages (odd ids in `red`), with
+    /// only the last `window` of them in memory.
+    fn chat(n: u64, window: usize) -> Feed {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(":memory:").unwrap());
+        let feed = Feed::new(
+            FeedName::Chat,
+            Retention::All,
+            window,
+            64,
+            Some(store.clone()),
+        );
+        for i in 1..=n {
+            let room = if i % 2 == 1 { "red" } else { "lobby" };
+            let body = EventBody::Message {
+                room: room.into(),
+                from: "a".into(),
+                text: format!("m{i}"),
+            };
+            store
+                .append(i, body, Audience::Room(room.into()), &mut |e| {
+                    feed.publish(e.clone()).unwrap()
+                })
+                .unwrap();
+        }
+        feed
+    }
+
+    fn rooms(names: &[&str]) -> Filter {
+        Filter {
+            rooms: names.iter().map(|n| Arc::from(*n)).collect(),
+            session: None,
+        }
     }
 
     #[test]
@@ -306,19 +585,25 @@ mod tests {
         assert_eq!(feed.latest_id(), Some(5));
     }
 
-    #[test]
-    fn a_state_feed_snapshot_gives_only_the_latest_event_after_the_cursor() {
+    #[tokio::test]
+    async fn a_state_feed_poll_gives_only_the_latest_event_after_the_cursor() {
         let feed = clock();
         for id in 1..=3 {
             feed.publish(tick(id)).unwrap();
         }
-        let ids = |(events, next): (Vec<SharedEvent>, u64)| {
-            (events.iter().map(|e| e.id).collect::<Vec<_>>(), next)
-        };
-        assert_eq!(ids(feed.snapshot(None, 100)), (vec![3], 3));
-        assert_eq!(ids(feed.snapshot(Some(1), 100)), (vec![3], 3));
-        assert_eq!(ids(feed.snapshot(Some(3), 100)), (vec![], 3));
-        assert_eq!(ids(feed.snapshot(Some(9), 100)), (vec![], 9));
+        assert_eq!(poll(&feed, None, Filter::default(), 0).await, (vec![3], 3));
+        assert_eq!(
+            poll(&feed, Some(1), Filter::default(), 0).await,
+            (vec![3], 3)
+        );
+        assert_eq!(
+            poll(&feed, Some(3), Filter::default(), 0).await,
+            (vec![], 3)
+        );
+        assert_eq!(
+            poll(&feed, Some(9), Filter::default(), 0).await,
+            (vec![], 9)
+        );
     }
 
     #[tokio::test]
@@ -326,31 +611,121 @@ mod tests {
         let feed = clock();
         feed.publish(tick(1)).unwrap();
         feed.publish(tick(2)).unwrap();
-        let mut sub = feed.subscribe(Some(0), CancellationToken::new());
+        let mut s = sub(&feed, Some(0));
         feed.publish(tick(3)).unwrap();
-        assert_eq!(sub.next().await.unwrap().id, 2);
-        assert_eq!(sub.next().await.unwrap().id, 3);
-        assert!(sub.try_next().is_none());
+        assert_eq!(s.next().await.unwrap().id, 2);
+        assert_eq!(s.next().await.unwrap().id, 3);
+        assert!(s.try_next().is_none());
     }
 
     #[tokio::test]
     async fn a_lagging_subscriber_resyncs_to_the_latest_tick() {
         let feed = clock();
-        let mut sub = feed.subscribe(None, CancellationToken::new());
+        let mut s = sub(&feed, None);
         for id in 1..=20 {
             feed.publish(tick(id)).unwrap();
         }
-        assert_eq!(sub.next().await.unwrap().id, 20);
-        assert_eq!(sub.resyncs(), 1);
-        assert!(sub.try_next().is_none());
+        assert_eq!(s.next().await.unwrap().id, 20);
+        assert_eq!(s.resyncs(), 1);
+        assert!(s.try_next().is_none());
     }
 
     #[tokio::test]
-    async fn a_subscription_ends_on_shutdown() {
+    async fn a_subscription_ends_on_shutdown_or_session_end() {
         let feed = clock();
         let token = CancellationToken::new();
-        let mut sub = feed.subscribe(None, token.clone());
+        let mut s = feed.subscribe(None, Start::Next, 0, Filter::default(), token.clone());
         token.cancel();
-        assert!(sub.next().await.is_none());
+        assert!(s.next().await.is_none());
+        assert_eq!(s.ended(), Some(Ended::Shutdown));
+
+        let session = CancellationToken::new();
+        let mut s = sub(&feed, None);
+        s.end_with_session(session.clone());
+        session.cancel();
+        assert!(s.next().await.is_none());
+        assert_eq!(s.ended(), Some(Ended::SessionEnded));
+    }
+
+    #[tokio::test]
+    async fn an_event_feed_replays_from_memory_and_store_in_order() {
+        let feed = chat(50, 8);
+        let (ids, next) = poll(&feed, Some(10), rooms(&["red", "lobby"]), 0).await;
+        assert_eq!(ids, (11..=50).collect::<Vec<_>>());
+        assert_eq!(next, 50);
+        let (ids, _) = poll(&feed, Some(40), rooms(&["red"]), 0).await;
+        assert_eq!(ids, vec![41, 43, 45, 47, 49]);
+    }
+
+    #[tokio::test]
+    async fn without_a_cursor_the_chat_sends_the_rooms_history_then_live_events() {
+        let feed = chat(30, 4);
+        let (ids, next) = poll(&feed, None, rooms(&["lobby"]), 3).await;
+        assert_eq!(ids, vec![26, 28, 30]);
+        assert_eq!(next, 30);
+        let (ids, _) = poll(&feed, None, rooms(&["lobby"]), 0).await;
+        assert!(ids.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_replay_longer_than_the_backfill_limit_starts_with_a_gap() {
+        let n = MAX_BACKFILL as u64 + 100;
+        let feed = chat(n, 16);
+        let mut s = feed.subscribe(
+            Some(5),
+            Start::Next,
+            0,
+            rooms(&["red", "lobby"]),
+            CancellationToken::new(),
+        );
+        let first = s.next().await.unwrap();
+        assert_eq!(first.kind, "gap");
+        let gap: WireEvent = serde_json::from_slice(&first.json).unwrap();
+        let resumed = n - MAX_BACKFILL as u64 - 16 + 1;
+        assert_eq!(
+            gap.body,
+            EventBody::Gap {
+                after: 5,
+                resumed_from: resumed
+            }
+        );
+        assert_eq!(gap.id, resumed - 1);
+        assert_eq!(s.next().await.unwrap().id, resumed);
+    }
+
+    #[tokio::test]
+    async fn a_cursor_beyond_the_last_id_gets_a_gap_and_continues_from_what_exists() {
+        let feed = chat(3, 8);
+        let (ids, next) = poll(&feed, Some(99), rooms(&["red"]), 0).await;
+        assert_eq!(
+            ids,
+            vec![3],
+            "the gap event, whose id is the cursor to continue from"
+        );
+        assert_eq!(next, 3);
+    }
+
+    #[test]
+    fn whispers_reach_only_their_two_sessions() {
+        let whisper = Event::with_audience(
+            &WireEvent {
+                id: 1,
+                ts: 1,
+                body: EventBody::Whisper {
+                    from: "a".into(),
+                    to: "b".into(),
+                    text: "x".into(),
+                },
+            },
+            Audience::Sessions(7, 9),
+        );
+        let who = |session| Filter {
+            rooms: vec!["lobby".into()],
+            session,
+        };
+        assert!(who(Some(7)).wants(&whisper));
+        assert!(who(Some(9)).wants(&whisper));
+        assert!(!who(Some(8)).wants(&whisper));
+        assert!(!who(None).wants(&whisper));
     }
 }

@@ -6,13 +6,14 @@
 use std::sync::LazyLock;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::{FeedPath, Framing, Params, Transport, stream_response};
+use super::{FeedPath, Framing, Hold, Params, Transport, open, stream_response};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::feed::Event;
+use crate::feed::{Event, Start};
 
 /// After this many bytes the response ends, so the page can drop the grown document and
 /// reopen the stream from its cursor.
@@ -49,9 +50,17 @@ pub async fn handler(
     State(app): State<AppState>,
     FeedPath(feed): FeedPath,
     params: Params,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Iframe).request();
-    let cursor = params.cursor()?;
-    let sub = app.feed(feed).subscribe(cursor, app.shutdown_token());
+    let sub = open(
+        &app,
+        feed,
+        params.cursor()?,
+        &params,
+        &headers,
+        Start::Next,
+        Hold::Push,
+    )?;
     Ok(stream_response(&app, &IFRAME, sub))
 }

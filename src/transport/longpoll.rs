@@ -3,33 +3,42 @@
 //! then answered like a short poll. One request per delivery, without the empty answers.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{FeedPath, LONGPOLL_TIMEOUT_S, Params, Transport, batch_response, secs};
+use super::{
+    FeedPath, Hold, LONGPOLL_TIMEOUT_S, Params, Transport, batch_response, drain, open, secs,
+};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::feed::Start;
 
 pub async fn handler(
     State(app): State<AppState>,
     FeedPath(feed): FeedPath,
     params: Params,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::LongPoll).request();
-    let cursor = params.cursor()?;
     let limit = params.limit()?;
     let hold = params.int("timeout", LONGPOLL_TIMEOUT_S, 25)?;
+    let mut sub = open(
+        &app,
+        feed,
+        params.cursor()?,
+        &params,
+        &headers,
+        Start::Next,
+        Hold::Poll,
+    )?;
     let _open = app.stats().open(Transport::LongPoll);
-    let mut sub = app.feed(feed).subscribe(cursor, app.shutdown_token());
-    let mut events = Vec::new();
-    // `next` returns None at shutdown, which answers the poll at once with what it has.
-    if let Ok(Some(first)) = tokio::time::timeout(secs(hold), sub.next()).await {
+    let mut events = drain(&mut sub, limit).await;
+    // Nothing yet: wait. `next` returns None at shutdown, which answers at once, empty.
+    if events.is_empty()
+        && let Ok(Some(first)) = tokio::time::timeout(secs(hold), sub.next()).await
+    {
         events.push(first);
-        while events.len() < limit {
-            match sub.try_next() {
-                Some(event) => events.push(event),
-                None => break,
-            }
-        }
+        events.extend(drain(&mut sub, limit - 1).await);
     }
     Ok(batch_response(
         &app,

@@ -17,14 +17,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query};
-use axum::http::{HeaderValue, header, request::Parts};
+use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::app::AppState;
+use crate::chat::{MAX_HISTORY, parse_room};
 use crate::error::ApiError;
-use crate::feed::{Event, FeedName, SharedEvent, Subscription};
+use crate::feed::{Event, FeedName, Filter, SharedEvent, Start, Subscription};
 
 /// The five ways of delivering a feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +89,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 }
 
 impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// `rooms=lobby,red`: the chat rooms to follow (default `lobby`, at most 16).
+    pub fn rooms(&self) -> Result<Vec<std::sync::Arc<str>>, ApiError> {
+        let mut rooms = Vec::new();
+        for name in self.get("rooms").unwrap_or("lobby").split(',') {
+            let room = parse_room(name.trim())?;
+            if !rooms.contains(&room) {
+                rooms.push(room);
+            }
+        }
+        if rooms.len() > 16 {
+            return Err(ApiError::Invalid(
+                "invalid_room",
+                "at most 16 rooms at once".into(),
+            ));
+        }
+        Ok(rooms)
+    }
+
     /// `after=ID`: deliver events with an id above it.
     pub fn cursor(&self) -> Result<Option<u64>, ApiError> {
         self.0
@@ -120,6 +143,70 @@ impl Params {
     pub fn limit(&self) -> Result<usize, ApiError> {
         Ok(self.int("limit", 1..=1000, 100)? as usize)
     }
+}
+
+/// How a transport holds its subscription, which decides presence in the chat: a push
+/// subscription keeps its user online while open; a poll for [`crate::chat::presence::POLL_PRESENCE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    Poll,
+    Push,
+}
+
+/// Opens a subscription to `feed` after `cursor`, as every transport does: for the chat,
+/// with the rooms, history and session (whispers, presence) the request carries.
+pub fn open(
+    app: &AppState,
+    feed: FeedName,
+    cursor: Option<u64>,
+    params: &Params,
+    headers: &HeaderMap,
+    start: Start,
+    hold: Hold,
+) -> Result<Subscription, ApiError> {
+    let shutdown = app.shutdown_token();
+    match feed {
+        FeedName::Clock => Ok(app
+            .clock()
+            .subscribe(cursor, start, 0, Filter::default(), shutdown)),
+        FeedName::Chat => {
+            let chat = app.chat();
+            let rooms = params.rooms()?;
+            let history =
+                params.int("history", 0..=MAX_HISTORY, chat.default_history() as u64)? as usize;
+            let session = chat.sessions().from_headers(headers);
+            let filter = Filter {
+                rooms: rooms.clone(),
+                session: session.as_ref().map(|s| s.id),
+            };
+            let mut sub = chat
+                .feed()
+                .subscribe(cursor, start, history, filter, shutdown);
+            if let Some(session) = session {
+                match hold {
+                    Hold::Push => {
+                        sub.hold(chat.presence().attach(session.id, &session.nick, &rooms));
+                        sub.end_with_session(session.ended.clone());
+                    }
+                    Hold::Poll => chat.presence().polled(session.id, &session.nick, &rooms),
+                }
+            }
+            Ok(sub)
+        }
+    }
+}
+
+/// Up to `limit` events that are available now (after any replay from the store).
+pub async fn drain(sub: &mut Subscription, limit: usize) -> Vec<SharedEvent> {
+    sub.ready().await;
+    let mut events = Vec::new();
+    while events.len() < limit {
+        match sub.try_next() {
+            Some(event) => events.push(event),
+            None => break,
+        }
+    }
+    events
 }
 
 /// A cursor is an event id: a non-negative integer.

@@ -2,20 +2,36 @@
 //! client decides how often to ask; every ask costs a full request, empty or not.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{FeedPath, Params, Transport, batch_response};
+use super::{FeedPath, Hold, Params, Transport, batch_response, drain, open};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::feed::Start;
 
 pub async fn handler(
     State(app): State<AppState>,
     FeedPath(feed): FeedPath,
     params: Params,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Poll).request();
-    let cursor = params.cursor()?;
     let limit = params.limit()?;
-    let (events, next) = app.feed(feed).snapshot(cursor, limit);
-    Ok(batch_response(&app, Transport::Poll, &events, next))
+    let mut sub = open(
+        &app,
+        feed,
+        params.cursor()?,
+        &params,
+        &headers,
+        Start::Now,
+        Hold::Poll,
+    )?;
+    let events = drain(&mut sub, limit).await;
+    Ok(batch_response(
+        &app,
+        Transport::Poll,
+        &events,
+        sub.position(),
+    ))
 }

@@ -7,10 +7,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::{FeedPath, Framing, Params, Transport, parse_cursor, stream_response};
+use super::{FeedPath, Framing, Hold, Params, Transport, open, parse_cursor, stream_response};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::feed::Event;
+use crate::feed::{Event, Start};
 
 static SSE: Framing = Framing {
     transport: Transport::Sse,
@@ -38,6 +38,14 @@ pub async fn handler(
         )?),
         None => params.cursor()?,
     };
-    let sub = app.feed(feed).subscribe(cursor, app.shutdown_token());
+    let sub = open(
+        &app,
+        feed,
+        cursor,
+        &params,
+        &headers,
+        Start::Next,
+        Hold::Push,
+    )?;
     Ok(stream_response(&app, &SSE, sub))
 }

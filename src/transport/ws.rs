@@ -16,23 +16,28 @@ use axum::extract::ws::{
 };
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{FeedPath, Params, Transport};
+use super::{FeedPath, Hold, Params, Transport, open};
 use crate::app::AppState;
+use crate::chat::{EndReason, Session};
 use crate::error::ApiError;
-use crate::feed::Subscription;
+use crate::feed::{Ended, FeedName, Start, Subscription};
 
 /// Largest message a client may send; larger ones close the socket with 1009.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Close codes this server uses.
 pub mod close {
+    /// The session logged out.
+    pub const NORMAL: u16 = 1000;
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
     /// A client message was larger than [`super::MAX_MESSAGE_BYTES`].
     pub const TOO_BIG: u16 = 1009;
+    /// The session ended after `--idle-timeout` without activity.
+    pub const IDLE_TIMEOUT: u16 = 4000;
     /// No frame and no pong from the peer for `--ws-timeout`.
     pub const PING_TIMEOUT: u16 = 4001;
 }
@@ -47,8 +52,20 @@ pub async fn handler(
     app.stats().transport(Transport::Ws).request();
     crate::origin::check(&headers, &app.config().allow_origin)?;
     let upgrade = upgrade.map_err(|e| ApiError::UpgradeRequired(e.body_text()))?;
-    let cursor = params.cursor()?;
-    let sub = app.feed(feed).subscribe(cursor, app.shutdown_token());
+    let sub = open(
+        &app,
+        feed,
+        params.cursor()?,
+        &params,
+        &headers,
+        Start::Next,
+        Hold::Push,
+    )?;
+    // The session this socket speaks for (the cookie on the upgrade request).
+    let session = match feed {
+        FeedName::Chat => app.chat().sessions().from_headers(&headers),
+        FeedName::Clock => None,
+    };
     // Upgraded sockets outlive the HTTP request, so graceful shutdown does not wait for
     // them by itself: each holds a tracker token until its task ends.
     let tracked = app.tracker().token();
@@ -57,7 +74,7 @@ pub async fn handler(
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
             let _tracked = tracked;
-            serve(socket, sub, app).await;
+            serve(socket, sub, app, feed, session).await;
         }))
 }
 
@@ -68,7 +85,13 @@ enum End {
     Close(u16, &'static str),
 }
 
-async fn serve(mut socket: WebSocket, mut sub: Subscription, app: AppState) {
+async fn serve(
+    mut socket: WebSocket,
+    mut sub: Subscription,
+    app: AppState,
+    feed: FeedName,
+    session: Option<Session>,
+) {
     let _open = app.stats().open(Transport::Ws);
     let counters = app.stats().transport(Transport::Ws);
     let config = app.config();
@@ -79,7 +102,13 @@ async fn serve(mut socket: WebSocket, mut sub: Subscription, app: AppState) {
     let end = loop {
         tokio::select! {
             event = sub.next() => {
-                let Some(event) = event else { break End::Close(close::GOING_AWAY, "server shutting down") };
+                let Some(event) = event else {
+                    break match (sub.ended(), session.as_ref().and_then(Session::end_reason)) {
+                        (Some(Ended::SessionEnded), Some(EndReason::Idle)) => End::Close(close::IDLE_TIMEOUT, "idle timeout"),
+                        (Some(Ended::SessionEnded), _) => End::Close(close::NORMAL, "logged out"),
+                        _ => End::Close(close::GOING_AWAY, "server shutting down"),
+                    };
+                };
                 let text = event.ws_text();
                 let len = text.len();
                 if send(&mut socket, Message::Text(text), &app).await.is_err() {
@@ -95,18 +124,22 @@ async fn serve(mut socket: WebSocket, mut sub: Subscription, app: AppState) {
                     Some(Ok(message)) => message,
                 };
                 last_heard = Instant::now();
-                match message {
-                    Message::Text(_) | Message::Binary(_) => {
-                        let text = error_event("read_only", "this feed takes no messages: the clock only talks");
-                        let len = text.len();
-                        if send(&mut socket, Message::Text(text), &app).await.is_err() {
-                            break End::Gone;
-                        }
-                        counters.sent(len, 0);
+                let reply = match message {
+                    Message::Text(text) => handle_frame(&app, feed, session.as_ref(), &text).await,
+                    Message::Binary(_) if feed == FeedName::Chat => {
+                        Some(error_event("bad_frame", "send text frames holding JSON"))
                     }
+                    Message::Binary(_) => Some(read_only()),
                     // The library answers pings and close frames itself.
-                    Message::Ping(_) | Message::Pong(_) => {}
+                    Message::Ping(_) | Message::Pong(_) => None,
                     Message::Close(_) => break End::Gone,
+                };
+                if let Some(text) = reply {
+                    let len = text.len();
+                    if send(&mut socket, Message::Text(text), &app).await.is_err() {
+                        break End::Gone;
+                    }
+                    counters.sent(len, 0);
                 }
             }
             _ = ping.tick() => {
@@ -131,6 +164,71 @@ async fn serve(mut socket: WebSocket, mut sub: Subscription, app: AppState) {
         )
         .await;
     }
+}
+
+fn read_only() -> Utf8Bytes {
+    error_event(
+        "read_only",
+        "this feed takes no messages: the clock only talks",
+    )
+}
+
+/// What a chat client may send.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ClientFrame {
+    Say { room: Option<String>, text: String },
+    Whisper { to: String, text: String },
+    Nick { nick: String },
+}
+
+/// Handles one client text frame; returns the `error` event to answer with, if any. The
+/// client's own message comes back through its subscription, like everyone's.
+async fn handle_frame(
+    app: &AppState,
+    feed: FeedName,
+    session: Option<&Session>,
+    text: &str,
+) -> Option<Utf8Bytes> {
+    if feed != FeedName::Chat {
+        return Some(read_only());
+    }
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(err) => return Some(error_event("bad_json", &format!("not JSON: {err}"))),
+    };
+    let kind = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default()
+        .to_string();
+    if !["say", "whisper", "nick"].contains(&kind.as_str()) {
+        return Some(error_event(
+            "unknown_type",
+            &format!("unknown frame type {kind:?}: send say, whisper or nick"),
+        ));
+    }
+    let frame: ClientFrame = match serde_json::from_value(value) {
+        Ok(frame) => frame,
+        Err(err) => return Some(error_event("bad_json", &format!("bad {kind} frame: {err}"))),
+    };
+    let Some(session) = session else {
+        return Some(error_event(
+            "unauthorized",
+            &ApiError::Unauthorized.to_string(),
+        ));
+    };
+    let chat = app.chat();
+    let done = match frame {
+        ClientFrame::Say { room, text } => chat
+            .say(session.id, room.as_deref().unwrap_or("lobby"), &text)
+            .await
+            .map(drop),
+        ClientFrame::Whisper { to, text } => chat.whisper(session.id, &to, &text).await.map(drop),
+        ClientFrame::Nick { nick } => chat.rename(session.id, &nick).await.map(drop),
+    };
+    done.err()
+        .map(|err| error_event(err.code(), &err.to_string()))
 }
 
 /// Sends one message, giving up if the peer has not taken it within `--ws-timeout` (a client

@@ -24,7 +24,9 @@ fn assert_successive_ticks(transport: &str, ticks: &[WireEvent]) {
         );
     }
     for tick in ticks {
-        let EventBody::Tick { time } = &tick.body;
+        let EventBody::Tick { time } = &tick.body else {
+            panic!("{transport}: not a tick: {tick:?}")
+        };
         assert!(
             time.ends_with('Z') && time.len() >= 20,
             "{transport}: odd time {time}"

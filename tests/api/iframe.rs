@@ -51,7 +51,6 @@ async fn the_iframe_prelude_is_padded_past_one_kib_before_the_first_event() {
 
 #[tokio::test]
 async fn iframe_and_sse_send_keep_alives_when_the_feed_is_quiet() {
-    // One tick a minute: nothing but keep-alives after the cursor.
     let app = spawn_app(&["--tick-ms", "60000", "--keepalive", "150ms"]).await;
     let cursor = app.latest_tick().await;
     let mut iframe = Streaming::open(

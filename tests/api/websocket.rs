@@ -10,6 +10,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{now_micros, raw_websocket, server_frames, spawn_app};
 
+/// A cursor far beyond any tick: a clock subscription from it stays silent, deterministically.
+const QUIET: u64 = u64::MAX / 2;
+
 #[tokio::test]
 async fn the_server_pings_and_closes_a_silent_peer_with_4001() {
     let app = spawn_app(&[
@@ -22,7 +25,7 @@ async fn the_server_pings_and_closes_a_silent_peer_with_4001() {
     ])
     .await;
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    raw_websocket(&mut stream, app.addr, "/ws/clock").await;
+    raw_websocket(&mut stream, app.addr, &format!("/ws/clock?after={QUIET}")).await;
     // Never answering pings: the peer looks dead, so the server closes it.
     let started = Instant::now();
     let mut bytes = Vec::new();
@@ -51,9 +54,8 @@ async fn a_peer_that_answers_pings_stays_connected() {
         "300ms",
     ])
     .await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(app.ws_url("/ws/clock"))
-        .await
-        .unwrap();
+    let url = app.ws_url(&format!("/ws/clock?after={QUIET}"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let until = Instant::now() + Duration::from_millis(1200);
     let mut pings = 0;
     while Instant::now() < until {

@@ -1,0 +1,207 @@
+//! The chat's HTTP API: sessions (`/api/session`), sending (`POST /api/chat/messages`), and
+//! the read-only views (`rooms`, `users`, `history`). Bodies are JSON of at most
+//! [`MAX_BODY_BYTES`]; every failure is an [`ApiError`].
+
+use axum::Json;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::chat::{Sessions, parse_room};
+use crate::error::ApiError;
+use crate::transport::{Params, parse_cursor};
+
+/// Largest request body accepted (`413` beyond).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// A JSON body; too large is `413`, malformed is `400 bad_json`, both as JSON errors.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(MAX_BODY_BYTES)
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::BadJson(e.to_string()))
+    }
+}
+
+/// Refuses state-changing requests from a foreign `Origin` (see [`crate::origin`]).
+pub async fn check_origin(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let safe = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !safe && let Err(err) = crate::origin::check(req.headers(), &app.config().allow_origin) {
+        return err.into_response();
+    }
+    next.run(req).await
+}
+
+#[derive(Deserialize)]
+pub struct NickBody {
+    nick: String,
+}
+
+fn with_cookie(status: StatusCode, body: serde_json::Value, cookie: String) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `POST /api/session {"nick"}` → `201`, with the session cookie.
+pub async fn login(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<NickBody>,
+) -> Result<Response, ApiError> {
+    // A browser that signs in again leaves its old session first.
+    if let Some(old) = app.chat().sessions().from_headers(&headers) {
+        app.chat().logout(old.id);
+    }
+    let (session, token) = app.chat().login(&body.nick)?;
+    Ok(with_cookie(
+        StatusCode::CREATED,
+        json!({ "nick": session.nick }),
+        Sessions::cookie(&token),
+    ))
+}
+
+/// `GET /api/session` → `{"nick"}` of the caller's session, or `401`.
+pub async fn whoami(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let session = app
+        .chat()
+        .sessions()
+        .from_headers(&headers)
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(Json(json!({ "nick": session.nick })).into_response())
+}
+
+/// `PATCH /api/session {"nick"}` → renames, emitting `rename`.
+pub async fn rename(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<NickBody>,
+) -> Result<Response, ApiError> {
+    let session = app
+        .chat()
+        .sessions()
+        .from_headers(&headers)
+        .ok_or(ApiError::Unauthorized)?;
+    let nick = app.chat().rename(session.id, &body.nick).await?;
+    Ok(Json(json!({ "nick": nick })).into_response())
+}
+
+/// `DELETE /api/session` → `204`; `leave` in its rooms, its streams and sockets close.
+pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let session = app
+        .chat()
+        .sessions()
+        .from_headers(&headers)
+        .ok_or(ApiError::Unauthorized)?;
+    app.chat().logout(session.id);
+    Ok(with_cookie(
+        StatusCode::NO_CONTENT,
+        json!(null),
+        Sessions::clear_cookie(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendBody {
+    room: Option<String>,
+    to: Option<String>,
+    text: String,
+}
+
+/// `POST /api/chat/messages {"room","text"}` or `{"to","text"}` → `201 {"id"}`, stored first.
+pub async fn send(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SendBody>,
+) -> Result<Response, ApiError> {
+    let session = app
+        .chat()
+        .sessions()
+        .from_headers(&headers)
+        .ok_or(ApiError::Unauthorized)?;
+    let event = match (body.room, body.to) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadJson(
+                "give either \"room\" or \"to\", not both".into(),
+            ));
+        }
+        (None, Some(to)) => app.chat().whisper(session.id, &to, &body.text).await?,
+        (room, None) => {
+            app.chat()
+                .say(session.id, room.as_deref().unwrap_or("lobby"), &body.text)
+                .await?
+        }
+    };
+    Ok((StatusCode::CREATED, Json(json!({ "id": event.id }))).into_response())
+}
+
+/// `GET /api/chat/rooms` → `{"rooms":[{"room","online"}]}`.
+pub async fn rooms(State(app): State<AppState>) -> Response {
+    let rooms: Vec<_> = app
+        .chat()
+        .presence()
+        .rooms()
+        .await
+        .into_iter()
+        .map(|(room, online)| json!({ "room": room, "online": online }))
+        .collect();
+    Json(json!({ "rooms": rooms })).into_response()
+}
+
+/// `GET /api/chat/users?room=lobby` → `{"room","users":[nicks]}`.
+pub async fn users(State(app): State<AppState>, params: Params) -> Result<Response, ApiError> {
+    let room = parse_room(params.get("room").unwrap_or("lobby"))?;
+    let users = app.chat().presence().users(room.clone()).await;
+    Ok(Json(json!({ "room": &*room, "users": users })).into_response())
+}
+
+/// `GET /api/chat/history?room=lobby&before=ID&limit=N` → `{"events":[…]}`, newest last.
+pub async fn history(State(app): State<AppState>, params: Params) -> Result<Response, ApiError> {
+    let room = params.get("room").unwrap_or("lobby");
+    let before = params
+        .get("before")
+        .map(|b| parse_cursor("before", b))
+        .transpose()?;
+    let limit = params.int("limit", 1..=crate::chat::MAX_HISTORY, 50)? as usize;
+    let events = app.chat().history(room, before, limit).await?;
+    let mut body = Vec::with_capacity(events.iter().map(|e| e.json.len() + 1).sum::<usize>() + 16);
+    body.extend_from_slice(b"{\"events\":[");
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&event.json);
+    }
+    body.extend_from_slice(b"]}");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response())
+}

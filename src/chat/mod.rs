@@ -1,0 +1,231 @@
+//! The chat: one room space whatever the transport. Messages, whispers and presence events
+//! all go through one durable log ([`Log`]): stored under the next id, then published to the
+//! chat feed, before anyone is told they happened. Identity is the session ([`session`]);
+//! who is online where is [`presence`].
+
+pub mod presence;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::ApiError;
+use crate::feed::clock::now_micros;
+use crate::feed::{Audience, EventBody, Feed, FeedName, Retention, SharedEvent};
+use crate::store::Store;
+pub use presence::Presence;
+pub use session::{EndReason, Nick, Session, Sessions, parse_room};
+
+/// Longest message text, in characters.
+pub const MAX_TEXT_CHARS: usize = 2000;
+/// Most messages `history=` may ask for.
+pub const MAX_HISTORY: u64 = 200;
+/// Recent chat events kept in memory; older ones are read from the store.
+const WINDOW: usize = 4096;
+/// How far a live subscriber may fall behind before it resyncs from its cursor.
+const LAG: usize = 1024;
+
+/// The chat's durable, ordered log: the store and the live feed, written together.
+#[derive(Clone)]
+pub struct Log {
+    feed: Feed,
+    store: Arc<dyn Store>,
+}
+
+impl Log {
+    /// Stores the event under the next id and publishes it; returns it once it is durable.
+    pub async fn append(
+        &self,
+        body: EventBody,
+        audience: Audience,
+    ) -> Result<SharedEvent, ApiError> {
+        let (feed, store) = (self.feed.clone(), self.store.clone());
+        tokio::task::spawn_blocking(move || {
+            store.append(now_micros(), body, audience, &mut |event| {
+                if let Err(err) = feed.publish(event.clone()) {
+                    tracing::error!(%err, "chat event out of order");
+                }
+            })
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(e.into()))
+    }
+}
+
+/// A cheap-to-clone handle on the chat.
+#[derive(Clone)]
+pub struct Chat {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    log: Log,
+    sessions: Sessions,
+    presence: Presence,
+    history: usize,
+}
+
+impl Chat {
+    /// Starts the chat over `store`: its presence task and its idle-session sweeper.
+    pub fn start(
+        store: Arc<dyn Store>,
+        history: usize,
+        idle_timeout: Duration,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Chat {
+        let feed = Feed::new(
+            FeedName::Chat,
+            Retention::All,
+            WINDOW,
+            LAG,
+            Some(store.clone()),
+        );
+        let log = Log { feed, store };
+        let presence = Presence::start(log.clone(), shutdown.clone(), tracker);
+        let chat = Chat {
+            inner: Arc::new(Inner {
+                log,
+                sessions: Sessions::new(),
+                presence,
+                history,
+            }),
+        };
+        tracker.spawn(chat.clone().sweep_idle(idle_timeout, shutdown));
+        chat
+    }
+
+    pub fn feed(&self) -> &Feed {
+        &self.inner.log.feed
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    pub fn presence(&self) -> &Presence {
+        &self.inner.presence
+    }
+
+    /// `history=` when a subscription does not say.
+    pub fn default_history(&self) -> usize {
+        self.inner.history
+    }
+
+    async fn sweep_idle(self, idle: Duration, shutdown: CancellationToken) {
+        let every = (idle / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut timer = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = timer.tick() => {}
+            }
+            for session in self.inner.sessions.expire_idle(idle) {
+                tracing::info!(nick = session.nick, "session idle: ended");
+                self.inner.presence.ended(session.id);
+            }
+        }
+    }
+
+    pub fn login(&self, nick: &str) -> Result<(Session, String), ApiError> {
+        self.inner.sessions.create(Nick::parse(nick)?)
+    }
+
+    fn session(&self, id: u64) -> Result<Session, ApiError> {
+        self.inner.sessions.get(id).ok_or(ApiError::Unauthorized)
+    }
+
+    /// Renames the session and tells everyone; returns the new nick.
+    pub async fn rename(&self, id: u64, nick: &str) -> Result<String, ApiError> {
+        let nick = Nick::parse(nick)?;
+        let old = self.inner.sessions.rename(id, nick.clone())?;
+        if old != nick.as_str() {
+            self.inner.presence.renamed(id, nick.as_str());
+            let body = EventBody::Rename {
+                from: old,
+                nick: nick.as_str().to_string(),
+            };
+            self.inner.log.append(body, Audience::Everyone).await?;
+        }
+        Ok(nick.as_str().to_string())
+    }
+
+    /// Ends the session: `leave` in its rooms, its streams and sockets close.
+    pub fn logout(&self, id: u64) {
+        if self.inner.sessions.end(id, EndReason::LoggedOut).is_some() {
+            self.inner.presence.ended(id);
+        }
+    }
+
+    fn check_text(text: &str) -> Result<(), ApiError> {
+        let chars = text.chars().count();
+        if text.trim().is_empty() || chars > MAX_TEXT_CHARS {
+            return Err(ApiError::Invalid(
+                "invalid_text",
+                format!("text must be 1–{MAX_TEXT_CHARS} characters, not blank (got {chars})"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn spend(&self, id: u64) -> Result<(), ApiError> {
+        self.inner
+            .sessions
+            .spend(id)
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })
+    }
+
+    /// A message to a room, stored before this returns.
+    pub async fn say(&self, id: u64, room: &str, text: &str) -> Result<SharedEvent, ApiError> {
+        let session = self.session(id)?;
+        let room = parse_room(room)?;
+        Self::check_text(text)?;
+        self.spend(id)?;
+        let body = EventBody::Message {
+            room: room.to_string(),
+            from: session.nick,
+            text: text.to_string(),
+        };
+        self.inner.log.append(body, Audience::Room(room)).await
+    }
+
+    /// A private message, delivered only to the two sessions' subscriptions.
+    pub async fn whisper(&self, id: u64, to: &str, text: &str) -> Result<SharedEvent, ApiError> {
+        let session = self.session(id)?;
+        Self::check_text(text)?;
+        let recipient = self
+            .inner
+            .sessions
+            .by_nick(to)
+            .ok_or_else(|| ApiError::UnknownUser(to.to_string()))?;
+        self.spend(id)?;
+        let body = EventBody::Whisper {
+            from: session.nick,
+            to: recipient.nick,
+            text: text.to_string(),
+        };
+        self.inner
+            .log
+            .append(body, Audience::Sessions(session.id, recipient.id))
+            .await
+    }
+
+    /// Messages of `room` before `before`, newest last.
+    pub async fn history(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<SharedEvent>, ApiError> {
+        let room = parse_room(room)?;
+        let store = self.inner.log.store.clone();
+        tokio::task::spawn_blocking(move || store.history(&room, before.unwrap_or(u64::MAX), limit))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| ApiError::Internal(e.into()))
+    }
+}
