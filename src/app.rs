@@ -56,6 +56,7 @@ impl AppState {
         let chat = Chat::start(
             store,
             config.history as usize,
+            config.rate_limit as usize,
             config.idle_timeout,
             shutdown.clone(),
             &tracker,

@@ -30,6 +30,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=200))]
     pub history: u64,
 
+    /// Chat messages one session may send per 10 s; past it, `429` (or an `error` event).
+    #[arg(long, env = "PUSHPOLL_RATE_LIMIT", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub rate_limit: u64,
+
     /// A chat session without activity (sending, renaming) for this long ends: `leave`,
     /// and its sockets close with 4000.
     #[arg(long, env = "PUSHPOLL_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
@@ -144,6 +149,7 @@ mod tests {
         assert_eq!(c.ws_ping, Duration::from_secs(20));
         assert_eq!(c.ws_timeout, Duration::from_secs(40));
         assert_eq!(c.history, 20);
+        assert_eq!(c.rate_limit, 20);
         assert_eq!(c.idle_timeout, Duration::from_secs(1800));
         assert_eq!(c.db, "data/pushpoll.sqlite");
     }

@@ -29,7 +29,7 @@ pub enum ApiError {
     NickTaken(String),
     #[error("nobody called {0:?} is online")]
     UnknownUser(String),
-    #[error("too many messages: at most 20 in 10 s; retry in {retry_after} s")]
+    #[error("too many messages in 10 s; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),

@@ -74,6 +74,7 @@ impl Chat {
     pub fn start(
         store: Arc<dyn Store>,
         history: usize,
+        rate_limit: usize,
         idle_timeout: Duration,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
@@ -90,7 +91,7 @@ impl Chat {
         let chat = Chat {
             inner: Arc::new(Inner {
                 log,
-                sessions: Sessions::new(),
+                sessions: Sessions::new(rate_limit),
                 presence,
                 history,
             }),

@@ -17,7 +17,8 @@ use crate::error::ApiError;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "pushpoll_session";
-/// At most this many messages per session in [`RATE_WINDOW`].
+/// The contract's limit: at most this many messages per session in [`RATE_WINDOW`]
+/// (`--rate-limit` changes it).
 pub const RATE_LIMIT: usize = 20;
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -99,6 +100,7 @@ struct Entry {
 
 pub struct Sessions {
     key: [u8; 32],
+    rate_limit: usize,
     inner: Mutex<Inner>,
 }
 
@@ -112,12 +114,14 @@ type HmacSha256 = Hmac<Sha256>;
 
 impl Sessions {
     /// A fresh random signing key each start: tokens of an earlier run are not valid.
-    pub fn new() -> Sessions {
+    /// Each session may send `rate_limit` messages per [`RATE_WINDOW`].
+    pub fn new(rate_limit: usize) -> Sessions {
         let mut key = [0u8; 32];
         // The OS random source failing is not something to serve through.
         getrandom::fill(&mut key).unwrap_or_else(|e| panic!("no OS randomness: {e}"));
         Sessions {
             key,
+            rate_limit: rate_limit.max(1),
             inner: Mutex::default(),
         }
     }
@@ -222,7 +226,7 @@ impl Sessions {
         {
             entry.sent.pop_front();
         }
-        if entry.sent.len() >= RATE_LIMIT {
+        if entry.sent.len() >= self.rate_limit {
             let oldest = entry.sent.front().copied().unwrap_or(now);
             let wait = RATE_WINDOW.saturating_sub(now.duration_since(oldest));
             return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
@@ -293,12 +297,6 @@ impl Sessions {
     }
 }
 
-impl Default for Sessions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,7 +332,7 @@ mod tests {
 
     #[test]
     fn a_signed_cookie_finds_its_session_and_a_forged_one_does_not() {
-        let sessions = Sessions::new();
+        let sessions = Sessions::new(RATE_LIMIT);
         let (session, token) = sessions.create(Nick::parse("alice").unwrap()).unwrap();
         let found = sessions
             .from_headers(&headers(&format!("a=1; {COOKIE}={token}")))
@@ -353,7 +351,7 @@ mod tests {
                 .is_none()
         );
         assert!(
-            Sessions::new()
+            Sessions::new(RATE_LIMIT)
                 .from_headers(&headers(&format!("{COOKIE}={token}")))
                 .is_none()
         );
@@ -361,7 +359,7 @@ mod tests {
 
     #[test]
     fn a_nick_is_held_until_its_session_ends_whatever_its_case() {
-        let sessions = Sessions::new();
+        let sessions = Sessions::new(RATE_LIMIT);
         let (alice, _) = sessions.create(Nick::parse("alice").unwrap()).unwrap();
         assert!(matches!(
             sessions.create(Nick::parse("ALICE").unwrap()),
@@ -387,7 +385,7 @@ mod tests {
 
     #[test]
     fn the_rate_limit_allows_twenty_messages_per_ten_seconds() {
-        let sessions = Sessions::new();
+        let sessions = Sessions::new(RATE_LIMIT);
         let (s, _) = sessions.create(Nick::parse("alice").unwrap()).unwrap();
         for _ in 0..RATE_LIMIT {
             sessions.spend(s.id).unwrap();

@@ -5,7 +5,10 @@
 mod support;
 
 mod bad_input;
+mod chat;
+mod chat_limits;
 mod delivery;
+mod durability;
 mod iframe;
 mod resume;
 mod shutdown;

@@ -309,3 +309,267 @@ pub fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     }
     frames
 }
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub const TRANSPORTS: [&str; 5] = ["poll", "longpoll", "iframe", "sse", "ws"];
+
+impl TestApp {
+    /// Signs in as `nick`; returns the `Cookie` header value of that session.
+    pub async fn login(&self, nick: &str) -> String {
+        let res = self
+            .http
+            .post(self.url("/api/session"))
+            .json(&serde_json::json!({ "nick": nick }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "login {nick}");
+        let set_cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert!(
+            set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+            "{set_cookie}"
+        );
+        set_cookie.split(';').next().unwrap().to_string()
+    }
+
+    /// A JSON request with an optional session cookie: (status, body, headers).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+        let mut req = self.http.request(method, self.url(path)).json(&body);
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", cookie);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let body = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).expect("json body")
+        };
+        (status, body, headers)
+    }
+
+    /// `POST /api/chat/messages` to a room; returns the status and body.
+    pub async fn say(&self, cookie: &str, room: &str, text: &str) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({ "room": room, "text": text });
+        let (status, body, _) = self
+            .send_json(
+                reqwest::Method::POST,
+                "/api/chat/messages",
+                Some(cookie),
+                body,
+            )
+            .await;
+        (status, body)
+    }
+
+    /// Opens a WebSocket to `path`, with a session cookie if given.
+    pub async fn ws(&self, path: &str, cookie: Option<&str>) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = self.ws_url(path).into_client_request().unwrap();
+        if let Some(cookie) = cookie {
+            request
+                .headers_mut()
+                .insert("cookie", cookie.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket")
+            .0
+    }
+}
+
+/// A subscriber on any of the five transports, read one event at a time. Polling
+/// transports re-ask with their cursor, as a real client does.
+pub enum Subscriber {
+    Poll {
+        app_url: String,
+        http: reqwest::Client,
+        path: String,
+        cursor: Option<u64>,
+        cookie: Option<String>,
+        buffered: std::collections::VecDeque<WireEvent>,
+        long: bool,
+    },
+    Stream {
+        stream: Streaming,
+        sse: bool,
+    },
+    Socket(Ws),
+}
+
+impl Subscriber {
+    /// Subscribes over `transport` to `/{transport}/{feed_and_query}` (e.g. `chat?rooms=lobby`).
+    pub async fn open(
+        app: &TestApp,
+        transport: &str,
+        feed_and_query: &str,
+        cookie: Option<&str>,
+    ) -> Subscriber {
+        let path = format!("/{transport}/{feed_and_query}");
+        match transport {
+            "poll" | "longpoll" => {
+                let (base, query) = path.split_once('?').unwrap_or((&path, ""));
+                let cursor = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("after="))
+                    .map(|v| v.parse().unwrap());
+                let query: Vec<&str> = query
+                    .split('&')
+                    .filter(|kv| !kv.starts_with("after=") && !kv.is_empty())
+                    .collect();
+                let mut sub = Subscriber::Poll {
+                    app_url: format!("http://{}", app.addr),
+                    http: app.http.clone(),
+                    path: format!("{base}?{}", query.join("&")),
+                    cursor,
+                    cookie: cookie.map(str::to_string),
+                    buffered: Default::default(),
+                    long: transport == "longpoll",
+                };
+                sub.fetch().await;
+                sub
+            }
+            "iframe" | "sse" => {
+                let mut req = app.http.get(app.url(&path));
+                if let Some(cookie) = cookie {
+                    req = req.header("cookie", cookie);
+                }
+                let stream = Streaming::open(req).await;
+                assert_eq!(stream.status, 200, "{path}");
+                Subscriber::Stream {
+                    stream,
+                    sse: transport == "sse",
+                }
+            }
+            "ws" => Subscriber::Socket(app.ws(&path, cookie).await),
+            other => panic!("unknown transport {other}"),
+        }
+    }
+
+    async fn fetch(&mut self) {
+        let Subscriber::Poll {
+            app_url,
+            http,
+            path,
+            cursor,
+            cookie,
+            buffered,
+            long,
+        } = self
+        else {
+            return;
+        };
+        let sep = if path.ends_with('?') { "" } else { "&" };
+        let mut url = format!("{app_url}{path}");
+        if let Some(c) = cursor {
+            url.push_str(&format!("{sep}after={c}"));
+        }
+        if *long {
+            url.push_str("&timeout=2");
+        }
+        let mut req = http.get(url.replace("?&", "?"));
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", cookie.as_str());
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = res.json().await.unwrap();
+        *cursor = Some(body["next"].as_u64().unwrap());
+        let events: Vec<WireEvent> = serde_json::from_value(body["events"].clone()).unwrap();
+        buffered.extend(events);
+    }
+
+    /// The next event (of any type), or `None` if none comes within `within`.
+    pub async fn next_event(&mut self, within: Duration) -> Option<WireEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match self {
+                Subscriber::Poll { buffered, long, .. } => {
+                    if let Some(event) = buffered.pop_front() {
+                        return Some(event);
+                    }
+                    if !*long {
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                    self.fetch().await;
+                }
+                Subscriber::Stream { stream, sse } => {
+                    let got = if *sse {
+                        tokio::time::timeout(left, stream.next_sse_event(left))
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|(_, e)| e)
+                    } else {
+                        tokio::time::timeout(left, stream.next_iframe_event(left))
+                            .await
+                            .ok()
+                            .flatten()
+                    };
+                    return got;
+                }
+                Subscriber::Socket(ws) => {
+                    use tokio_tungstenite::tungstenite::Message;
+                    match tokio::time::timeout(left, ws.next()).await {
+                        Ok(Some(Ok(Message::Text(text)))) => {
+                            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                            assert_ne!(value["type"], "error", "unexpected error event {value}");
+                            return Some(serde_json::from_value(value).unwrap());
+                        }
+                        Ok(Some(Ok(_))) => continue,
+                        _ => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Collects message-like events until `n` chat messages (or whispers) arrived.
+    pub async fn messages(&mut self, n: usize, within: Duration) -> Vec<WireEvent> {
+        use pushpoll::feed::EventBody;
+        let deadline = tokio::time::Instant::now() + within;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(event) = self.next_event(left).await else {
+                panic!("only {} of {n} messages within {within:?}", got.len())
+            };
+            if matches!(
+                event.body,
+                EventBody::Message { .. } | EventBody::Whisper { .. }
+            ) {
+                got.push(event);
+            }
+        }
+        got
+    }
+}
+
+impl TestApp {
+    /// A short poll with a session cookie (which also marks the user online).
+    pub async fn poll_with_cookie(&self, path: &str, cookie: &str) -> serde_json::Value {
+        let res = self
+            .http
+            .get(self.url(path))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+}
