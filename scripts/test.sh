@@ -21,12 +21,18 @@ cargo fmt --all --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "==> build (the load tester's tests run the pushpoll binary)"
+cargo build --workspace --locked
+
 echo "==> unit tests"
 cargo test --workspace --locked --lib --bins
 
 echo "==> integration tests (real server on 127.0.0.1:0)"
 # Most of these wait on clock ticks, so they run well side by side even on 2 cores.
-cargo test --workspace --locked --test api -- --test-threads 8
+cargo test --locked -p pushpoll --test api -- --test-threads 8
+
+echo "==> load tester (a small compare against a spawned server)"
+cargo test --locked -p loadtest --test compare -- --test-threads 2
 
 echo "==> browser tests (headless Chromium)"
-cargo test --workspace --locked --test browser -- --test-threads 2
+cargo test --locked -p pushpoll --test browser -- --test-threads 2

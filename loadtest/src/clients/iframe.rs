@@ -1,0 +1,13 @@
+//! The hidden iframe: one HTML response of `<script>` chunks, ended by the server at
+//! 256 KiB and then reopened from the cursor.
+
+use super::{Client, Ctx, stream};
+use crate::parse::IframeParser;
+
+pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
+    let mut parser = IframeParser::default();
+    stream::read(ctx, client, "iframe", |chunk, on_json| {
+        parser.push(chunk, |json| on_json(json))
+    })
+    .await
+}

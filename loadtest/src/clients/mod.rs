@@ -1,0 +1,187 @@
+//! The five clients, mirroring the server's transports file for file. They share one
+//! skeleton: [`run`] keeps a client connected until told to stop, reconnecting from its
+//! cursor after any failure; each transport only supplies its `session`: connect, read
+//! events, hand each to [`Client::on_event`], which records it.
+
+pub mod iframe;
+pub mod longpoll;
+pub mod poll;
+pub mod sse;
+pub mod stream;
+pub mod ws;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use pushpoll::feed::clock::now_micros;
+use pushpoll::feed::{EventBody, WireEvent};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// The transports, in the order `compare` runs them.
+pub const TRANSPORTS: [&str; 5] = ["poll", "longpoll", "iframe", "sse", "ws"];
+
+/// What every client of one run shares.
+pub struct Ctx {
+    pub addr: SocketAddr,
+    /// `chat` or `clock`.
+    pub feed: &'static str,
+    pub metrics: Arc<Metrics>,
+    pub stop: CancellationToken,
+    pub poll_interval: Duration,
+}
+
+/// One client's own state: where it is in the feed and what it has seen.
+pub struct Client {
+    pub index: usize,
+    /// The chat room it follows.
+    pub room: String,
+    /// The id to resume after (`after=`).
+    pub cursor: Option<u64>,
+    /// Ids of the feed events (chat messages, clock ticks) it received.
+    pub seen: HashSet<u64>,
+    connected: bool,
+}
+
+impl Client {
+    pub fn new(index: usize, room: String, cursor: Option<u64>) -> Client {
+        Client {
+            index,
+            room,
+            cursor,
+            seen: HashSet::new(),
+            connected: false,
+        }
+    }
+
+    /// `/{transport}/{feed}?…&after=CURSOR`: the subscription URL, resuming from the cursor.
+    pub fn path(&self, ctx: &Ctx, transport: &str, extra: &str) -> String {
+        let mut path = format!(
+            "/{transport}/{}?rooms={}&history=0{extra}",
+            ctx.feed, self.room
+        );
+        if let Some(cursor) = self.cursor {
+            path.push_str(&format!("&after={cursor}"));
+        }
+        path
+    }
+
+    /// Counts one request, when it is sent (as the server counts it when it arrives), so
+    /// that a long poll still parked at the end is counted on both sides.
+    pub fn requested(&self, ctx: &Ctx) {
+        ctx.metrics.requests.fetch_add(1, Relaxed);
+    }
+
+    /// Marks the client connected, once: its first request was answered.
+    pub fn opened(&mut self, ctx: &Ctx) {
+        if !self.connected {
+            self.connected = true;
+            ctx.metrics.connected.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Records one event from its JSON.
+    pub fn on_json(&mut self, ctx: &Ctx, json: &[u8]) {
+        match serde_json::from_slice::<WireEvent>(json) {
+            Ok(event) => self.on_event(ctx, event),
+            Err(_) => ctx.metrics.error("parse"),
+        }
+    }
+
+    /// Records one event: its latency from the server's `ts`, once per id.
+    pub fn on_event(&mut self, ctx: &Ctx, event: WireEvent) {
+        let received_at = now_micros();
+        self.cursor = Some(self.cursor.map_or(event.id, |c| c.max(event.id)));
+        let counted = match event.body {
+            EventBody::Message { .. } => ctx.feed == "chat",
+            EventBody::Tick { .. } => ctx.feed == "clock",
+            EventBody::Gap { .. } => {
+                ctx.metrics.error("gap");
+                false
+            }
+            _ => false,
+        };
+        if !counted {
+            return;
+        }
+        ctx.metrics.delivered.fetch_add(1, Relaxed);
+        if !self.seen.insert(event.id) {
+            ctx.metrics.duplicates.fetch_add(1, Relaxed);
+            return;
+        }
+        ctx.metrics
+            .latency(self.index, received_at.saturating_sub(event.ts));
+    }
+}
+
+/// Keeps `client` subscribed over `transport` until `ctx.stop`, reconnecting from its
+/// cursor after a failure or an ended response; returns it with what it saw.
+pub async fn run(ctx: Arc<Ctx>, transport: &'static str, mut client: Client) -> Client {
+    let mut backoff = Duration::from_millis(100);
+    while !ctx.stop.is_cancelled() {
+        let ended = match transport {
+            "poll" => poll::session(&ctx, &mut client).await,
+            "longpoll" => longpoll::session(&ctx, &mut client).await,
+            "iframe" => iframe::session(&ctx, &mut client).await,
+            "sse" => sse::session(&ctx, &mut client).await,
+            _ => ws::session(&ctx, &mut client).await,
+        };
+        match ended {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(err) => {
+                if ctx.stop.is_cancelled() {
+                    break;
+                }
+                ctx.metrics.error(kind(&err));
+                tokio::select! {
+                    () = ctx.stop.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    client
+}
+
+/// A short name for an error, for the `errors` table.
+fn kind(err: &anyhow::Error) -> String {
+    if let Some(status) = err.downcast_ref::<BadStatus>() {
+        return format!("http_{}", status.0);
+    }
+    let text = err.to_string().to_lowercase();
+    if text.contains("refused") {
+        "connect_refused".into()
+    } else if text.contains("reset") || text.contains("broken pipe") || text.contains("closed") {
+        "connection_closed".into()
+    } else if text.contains("timed out") {
+        "timeout".into()
+    } else {
+        "other".into()
+    }
+}
+
+/// A response with a status other than the one expected.
+#[derive(Debug)]
+pub struct BadStatus(pub u16);
+
+impl std::fmt::Display for BadStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unexpected HTTP status {}", self.0)
+    }
+}
+
+impl std::error::Error for BadStatus {}
+
+/// Fails on a status other than `expected`.
+pub fn expect_status(status: hyper::StatusCode, expected: u16) -> anyhow::Result<()> {
+    if status.as_u16() == expected {
+        Ok(())
+    } else {
+        Err(BadStatus(status.as_u16()).into())
+    }
+}

@@ -1,0 +1,12 @@
+//! Server-Sent Events: one endless `text/event-stream` response.
+
+use super::{Client, Ctx, stream};
+use crate::parse::SseParser;
+
+pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
+    let mut parser = SseParser::default();
+    stream::read(ctx, client, "sse", |chunk, on_json| {
+        parser.push(chunk, |json| on_json(json))
+    })
+    .await
+}

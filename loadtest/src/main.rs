@@ -1,0 +1,141 @@
+//! `loadtest`: parse → plan → run each transport → export, rewriting the results after each
+//! transport so an interrupted compare keeps what it measured.
+
+mod cli;
+mod clients;
+mod export;
+mod machine;
+mod metrics;
+mod net;
+mod parse;
+mod plan;
+mod publisher;
+mod report;
+mod runner;
+mod server;
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+
+use crate::cli::{Command, Opts};
+use crate::plan::Plan;
+use crate::report::Summary;
+
+fn main() -> ExitCode {
+    let opts = match Opts::try_parse() {
+        Ok(opts) => opts,
+        Err(err) if !err.use_stderr() => {
+            // --help, --version
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            let text = err.to_string();
+            eprintln!(
+                "loadtest: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("bad arguments")
+                    .trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("loadtest: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("loadtest: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(opts: Opts) -> anyhow::Result<()> {
+    let (transports, plan) = match &opts.command {
+        Command::Run {
+            transport,
+            workload,
+            target,
+        } => (
+            vec![plan::transport(transport)?],
+            Plan::new(workload, target)?,
+        ),
+        Command::Compare { workload, target } => {
+            (clients::TRANSPORTS.to_vec(), Plan::new(workload, target)?)
+        }
+    };
+    check_open_files(plan.clients)?;
+    let mut summary = Summary {
+        workload: plan.workload(),
+        machine: machine::describe(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        started: pushpoll::feed::clock::rfc3339_utc(pushpoll::feed::clock::now_micros() / 1000),
+        results: Vec::new(),
+    };
+    let remote = match &plan.url {
+        Some(url) => {
+            let addr = server::parse_url(url)?;
+            server::stats(addr)
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            Some(addr)
+        }
+        None => None,
+    };
+    for transport in transports {
+        let (result, spawned) = match remote {
+            Some(addr) => (
+                runner::run(&plan, transport, addr, &mut || true).await?,
+                None,
+            ),
+            None => {
+                // A fresh server per transport: no transport inherits another's memory.
+                let mut spawned = server::Spawned::start(plan.clients).await?;
+                let addr = spawned.addr;
+                let result = runner::run(&plan, transport, addr, &mut || !spawned.exited()).await;
+                (result?, Some(spawned))
+            }
+        };
+        let died = result.errors.contains_key("server_died");
+        summary.results.push(result);
+        export::write_all(&plan.out, &summary)
+            .with_context(|| format!("cannot write {}", plan.out.display()))?;
+        if let Some(spawned) = spawned {
+            spawned.stop().await;
+        }
+        if died {
+            println!("{}", export::terminal_table(&summary));
+            bail!(
+                "the server died during the {transport} run; results so far are in {}",
+                plan.out.display()
+            );
+        }
+    }
+    println!("{}", export::terminal_table(&summary));
+    println!("results: {}", plan.out.display());
+    Ok(())
+}
+
+/// Each client needs a socket; refuse a plan that cannot fit under the open-files limit.
+fn check_open_files(clients: usize) -> anyhow::Result<()> {
+    let (_, limit) = pushpoll::raise_open_files_limit().context("reading the open-files limit")?;
+    let needed = clients as u64 + 64;
+    if needed > limit {
+        bail!(
+            "{clients} clients need about {needed} open files, but the open-files limit is {limit} (raise it with `ulimit -n`)"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! What the clients record while they run: delivery latency in HdrHistograms (one per
+//! shard of clients, merged at the end, so 10,000 clients do not each carry one), and
+//! counters for requests, deliveries, duplicates, connections and errors by kind.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+
+use crate::net::IoCounters;
+use crate::report::Latency;
+
+/// Latencies are recorded in µs up to one hour, with 3 significant digits.
+const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+pub struct Metrics {
+    shards: Vec<Mutex<Histogram<u64>>>,
+    /// HTTP requests made (a WebSocket, SSE or iframe connection counts as one).
+    pub requests: AtomicU64,
+    /// Feed events delivered (messages for the chat, ticks for the clock), duplicates too.
+    pub delivered: AtomicU64,
+    pub duplicates: AtomicU64,
+    /// Clients that have connected at least once.
+    pub connected: AtomicUsize,
+    errors: Mutex<BTreeMap<String, u64>>,
+    /// Bytes on the clients' sockets.
+    pub io: Arc<IoCounters>,
+}
+
+impl Metrics {
+    pub fn new(shards: usize) -> Metrics {
+        Metrics {
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(new_histogram()))
+                .collect(),
+            requests: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            connected: AtomicUsize::new(0),
+            errors: Mutex::default(),
+            io: Arc::default(),
+        }
+    }
+
+    pub fn latency(&self, shard: usize, micros: u64) {
+        let mut h = self.shards[shard % self.shards.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        h.saturating_record(micros.clamp(1, MAX_LATENCY_US));
+    }
+
+    pub fn error(&self, kind: impl Into<String>) {
+        *self
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind.into())
+            .or_default() += 1;
+    }
+
+    pub fn errors(&self) -> BTreeMap<String, u64> {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
+    }
+
+    /// All shards merged into one histogram.
+    pub fn merged(&self) -> Histogram<u64> {
+        let mut all = new_histogram();
+        for shard in &self.shards {
+            let h = shard.lock().unwrap_or_else(|p| p.into_inner());
+            // Same bounds on both sides: adding cannot fail.
+            let _ = all.add(&*h);
+        }
+        all
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+        .unwrap_or_else(|e| unreachable!("valid bounds: {e}"))
+}
+
+/// The percentiles a report shows.
+pub fn summarize(h: &Histogram<u64>) -> Latency {
+    if h.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        p50: h.value_at_quantile(0.50),
+        p90: h.value_at_quantile(0.90),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+        mean: h.mean(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_merge_into_the_same_percentiles_as_one_histogram() {
+        let metrics = Metrics::new(4);
+        let mut single = new_histogram();
+        for i in 1..=10_000u64 {
+            metrics.latency(i as usize, i * 10);
+            single.record(i * 10).unwrap();
+        }
+        let merged = metrics.merged();
+        assert_eq!(merged.len(), 10_000);
+        assert_eq!(summarize(&merged), summarize(&single));
+        let l = summarize(&merged);
+        assert!((49_900..=50_100).contains(&l.p50), "{l:?}");
+        assert!((98_900..=99_100).contains(&l.p99), "{l:?}");
+        assert_eq!(l.max, single.max());
+    }
+
+    #[test]
+    fn an_empty_run_summarizes_to_zeros() {
+        assert_eq!(summarize(&Metrics::new(2).merged()), Latency::default());
+    }
+}

@@ -1,0 +1,143 @@
+//! The wire under every client: a TCP stream that counts the bytes read and written on it
+//! (headers, framing and all), and a minimal HTTP/1.1 client (hyper) over such a stream, so
+//! that bytes on the wire are measured rather than estimated.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, Response, header};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Bytes read and written on the sockets of one run.
+#[derive(Debug, Default)]
+pub struct IoCounters {
+    pub read: AtomicU64,
+    pub written: AtomicU64,
+}
+
+/// A stream that adds what passes through it to shared [`IoCounters`].
+pub struct Counting<S> {
+    inner: S,
+    io: Arc<IoCounters>,
+}
+
+impl<S> Counting<S> {
+    pub fn new(inner: S, io: Arc<IoCounters>) -> Self {
+        Counting { inner, io }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            this.io
+                .read
+                .fetch_add((buf.filled().len() - before) as u64, Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.io.written.fetch_add(n as u64, Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Opens a counted TCP connection to `addr`.
+pub async fn tcp(addr: SocketAddr, io: &Arc<IoCounters>) -> io::Result<Counting<TcpStream>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(Counting::new(stream, io.clone()))
+}
+
+/// One keep-alive HTTP/1.1 connection.
+pub struct Http {
+    addr: SocketAddr,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Http {
+    pub async fn connect(addr: SocketAddr, io: &Arc<IoCounters>) -> anyhow::Result<Http> {
+        let stream = tcp(addr, io)
+            .await
+            .with_context(|| format!("connect to {addr}"))?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        // The connection task ends when the sender is dropped or the server closes.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Http { addr, sender })
+    }
+
+    /// Sends a request; `body` makes it a JSON POST (or the given method).
+    pub async fn send(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<Response<Incoming>> {
+        self.sender.ready().await.context("connection closed")?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, self.addr.to_string());
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(body.unwrap_or_default()))?;
+        Ok(self.sender.send_request(request).await?)
+    }
+
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<Response<Incoming>> {
+        self.send(hyper::Method::GET, path, None, None).await
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+/// Reads a whole response body.
+pub async fn body(response: Response<Incoming>) -> anyhow::Result<Bytes> {
+    Ok(response.into_body().collect().await?.to_bytes())
+}

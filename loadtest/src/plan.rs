@@ -1,0 +1,193 @@
+//! The options, validated into what a run needs: every bad value is a one-line error here,
+//! before any traffic.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use pushpoll::config::parse_duration;
+
+use crate::cli::{TargetArgs, WorkloadArgs};
+use crate::clients::TRANSPORTS;
+use crate::report::Workload;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub feed: &'static str,
+    pub clients: usize,
+    pub rate: f64,
+    pub duration: Duration,
+    pub ramp: Duration,
+    pub poll_interval: Duration,
+    pub rooms: usize,
+    pub message_size: usize,
+    /// How long to wait, after publishing, for the last deliveries.
+    pub drain: Duration,
+    pub url: Option<String>,
+    pub out: PathBuf,
+}
+
+/// More clients than this is a typo, not a load test on one machine.
+pub const MAX_CLIENTS: u64 = 100_000;
+
+pub fn transport(name: &str) -> anyhow::Result<&'static str> {
+    TRANSPORTS
+        .into_iter()
+        .find(|t| *t == name)
+        .with_context(|| {
+            format!(
+                "unknown transport {name:?}: use one of {}",
+                TRANSPORTS.join(", ")
+            )
+        })
+}
+
+fn duration(flag: &str, value: &str) -> anyhow::Result<Duration> {
+    parse_duration(value).map_err(|e| anyhow::anyhow!("--{flag} {value:?}: {e}"))
+}
+
+impl Plan {
+    pub fn new(w: &WorkloadArgs, t: &TargetArgs) -> anyhow::Result<Plan> {
+        let feed = match w.feed.as_str() {
+            "chat" => "chat",
+            "clock" => "clock",
+            other => bail!("unknown feed {other:?}: use chat or clock"),
+        };
+        if w.clients == 0 || w.clients > MAX_CLIENTS {
+            bail!(
+                "--clients {} is out of range: use 1 to {MAX_CLIENTS}",
+                w.clients
+            );
+        }
+        if !(w.rate > 0.0 && w.rate <= 10_000.0) {
+            bail!(
+                "--rate {} is out of range: use more than 0 and at most 10000 messages/s",
+                w.rate
+            );
+        }
+        if w.rooms == 0 || w.rooms > 1000 {
+            bail!("--rooms {} is out of range: use 1 to 1000", w.rooms);
+        }
+        if !(1..=1900).contains(&w.message_size) {
+            bail!(
+                "--message-size {} is out of range: use 1 to 1900 bytes",
+                w.message_size
+            );
+        }
+        let duration_ = duration("duration", &w.duration)?;
+        if duration_ > Duration::from_secs(3600) {
+            bail!("--duration {} is longer than an hour", w.duration);
+        }
+        let ramp = duration("ramp", &w.ramp)?;
+        let poll_interval = duration("poll-interval", &w.poll_interval)?;
+        if let Some(url) = &t.url {
+            crate::server::parse_url(url)?;
+        }
+        let name = format!(
+            "{}-{}-{}c-{}r-{}",
+            utc_date(),
+            feed,
+            w.clients,
+            w.rate,
+            w.duration
+        );
+        Ok(Plan {
+            feed,
+            clients: w.clients as usize,
+            rate: w.rate,
+            duration: duration_,
+            ramp,
+            poll_interval,
+            rooms: w.rooms as usize,
+            message_size: w.message_size as usize,
+            drain: (poll_interval * 3).max(Duration::from_secs(5)),
+            url: t.url.clone(),
+            out: t
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results").join(name)),
+        })
+    }
+
+    pub fn workload(&self) -> Workload {
+        Workload {
+            feed: self.feed.to_string(),
+            clients: self.clients,
+            rate: self.rate,
+            duration_s: self.duration.as_secs_f64(),
+            ramp_s: self.ramp.as_secs_f64(),
+            poll_interval_ms: self.poll_interval.as_millis() as u64,
+            rooms: self.rooms,
+            message_size: self.message_size,
+        }
+    }
+}
+
+/// Today's date in UTC, `YYYY-MM-DD`.
+pub fn utc_date() -> String {
+    let ms = pushpoll::feed::clock::now_micros() / 1000;
+    pushpoll::feed::clock::rfc3339_utc(ms - ms % 1000)[..10].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload() -> WorkloadArgs {
+        WorkloadArgs {
+            feed: "chat".into(),
+            clients: 200,
+            rate: 20.0,
+            duration: "20s".into(),
+            ramp: "2s".into(),
+            poll_interval: "1s".into(),
+            rooms: 1,
+            message_size: 100,
+        }
+    }
+
+    fn target() -> TargetArgs {
+        TargetArgs {
+            url: None,
+            out: None,
+        }
+    }
+
+    #[test]
+    fn the_defaults_make_a_plan() {
+        let plan = Plan::new(&workload(), &target()).unwrap();
+        assert_eq!(plan.clients, 200);
+        assert_eq!(plan.duration, Duration::from_secs(20));
+        assert!(plan.out.starts_with("results"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        let bad = |f: fn(&mut WorkloadArgs)| {
+            let mut w = workload();
+            f(&mut w);
+            Plan::new(&w, &target()).unwrap_err().to_string()
+        };
+        assert!(bad(|w| w.clients = 0).contains("--clients"));
+        assert!(bad(|w| w.clients = 10_000_000).contains("--clients"));
+        assert!(bad(|w| w.duration = "soon".into()).contains("--duration"));
+        assert!(bad(|w| w.rate = 0.0).contains("--rate"));
+        assert!(bad(|w| w.feed = "news".into()).contains("feed"));
+        assert!(
+            transport("carrier-pigeon")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown transport")
+        );
+        let remote = TargetArgs {
+            url: Some("http://192.168.1.1:80".into()),
+            out: None,
+        };
+        assert!(
+            Plan::new(&workload(), &remote)
+                .unwrap_err()
+                .to_string()
+                .contains("loopback")
+        );
+    }
+}

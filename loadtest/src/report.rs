@@ -1,0 +1,77 @@
+//! Results as plain data, and one exporter per format. (Exporters: see `export`.)
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The workload, the same for every transport of a compare.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Workload {
+    pub feed: String,
+    pub clients: usize,
+    /// Chat messages published per second.
+    pub rate: f64,
+    pub duration_s: f64,
+    pub ramp_s: f64,
+    pub poll_interval_ms: u64,
+    pub rooms: usize,
+    pub message_size: usize,
+}
+
+/// The machine the figures were measured on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Machine {
+    pub cores: usize,
+    pub memory_bytes: u64,
+    pub os: String,
+    pub cpu: String,
+}
+
+/// Delivery latency percentiles, in microseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+/// What one transport cost for the workload (LOADTEST.md, "What it measures").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TransportResult {
+    pub transport: String,
+    pub clients: usize,
+    pub duration_s: f64,
+    pub rate: f64,
+    pub events_expected: u64,
+    pub events_received: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub requests: u64,
+    pub server_requests: u64,
+    pub latency_us: Latency,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub bytes_per_event: f64,
+    pub server_cpu_s: f64,
+    pub server_cpu_us_per_event: f64,
+    pub server_rss_peak_bytes: u64,
+    pub open_connections_peak: i64,
+    /// The load tester's own CPU seconds in the measured window: a saturated generator
+    /// shows here instead of passing for a slow server.
+    pub loadtest_cpu_s: f64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub workload: Workload,
+    pub machine: Machine,
+    pub command: String,
+    /// UTC, RFC 3339, when the run started.
+    pub started: String,
+    pub results: Vec<TransportResult>,
+}

@@ -1,0 +1,268 @@
+//! One measured run of one transport: connect the clients over the ramp, publish for the
+//! duration, drain, and turn what was counted into a [`TransportResult`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::clients::{self, Client, Ctx};
+use crate::metrics::{Metrics, summarize};
+use crate::plan::Plan;
+use crate::publisher::{Publisher, room_name};
+use crate::report::TransportResult;
+use crate::server;
+
+/// Runs `transport` against the server at `addr`. `alive` says whether the server is still
+/// up; if it dies the run stops early and reports what it measured, with a `server_died`
+/// error.
+pub async fn run(
+    plan: &Plan,
+    transport: &'static str,
+    addr: SocketAddr,
+    alive: &mut dyn FnMut() -> bool,
+) -> anyhow::Result<TransportResult> {
+    let shards = (plan.clients / 64).clamp(1, 64);
+    let metrics = Arc::new(Metrics::new(shards));
+    let stop = CancellationToken::new();
+    let ctx = Arc::new(Ctx {
+        addr,
+        feed: plan.feed,
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+        poll_interval: plan.poll_interval,
+    });
+    let progress = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {prefix:>8} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    progress.set_prefix(transport);
+    progress.enable_steady_tick(Duration::from_millis(120));
+
+    let cursor = if plan.feed == "chat" {
+        Some(server::chat_cursor(addr).await?)
+    } else {
+        None
+    };
+    let before = server::stats(addr).await?;
+
+    // Connect the clients, spread over the ramp.
+    let mut tasks = Vec::with_capacity(plan.clients);
+    let step = plan.ramp.div_f64(plan.clients as f64);
+    let ramp_start = Instant::now();
+    for i in 0..plan.clients {
+        let client = Client::new(i, room_name(i % plan.rooms), cursor);
+        tasks.push(tokio::spawn(clients::run(ctx.clone(), transport, client)));
+        let due = ramp_start + step.mul_f64((i + 1) as f64);
+        tokio::time::sleep_until(due.into()).await;
+        if i % 256 == 0 {
+            progress.set_message(format!(
+                "connecting {}/{}",
+                metrics.connected.load(Relaxed),
+                plan.clients
+            ));
+        }
+    }
+    let connect_deadline = Instant::now() + Duration::from_secs(15);
+    while metrics.connected.load(Relaxed) < plan.clients
+        && Instant::now() < connect_deadline
+        && alive()
+    {
+        progress.set_message(format!(
+            "connecting {}/{}",
+            metrics.connected.load(Relaxed),
+            plan.clients
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let connected = metrics.connected.load(Relaxed);
+    if connected < plan.clients {
+        metrics.error(format!("not_connected_{}", plan.clients - connected));
+    }
+
+    // The measured window: publish, then drain.
+    let publisher = match plan.feed {
+        "chat" => Some(Publisher::connect(addr, plan.rate).await?),
+        _ => None,
+    };
+    let window = server::stats(addr).await?;
+    let own_cpu_before = own_cpu_seconds();
+    let window_start = Instant::now();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let publishing = {
+        let (metrics, acked) = (metrics.clone(), acked.clone());
+        let (rate, duration, rooms, size) =
+            (plan.rate, plan.duration, plan.rooms, plan.message_size);
+        tokio::spawn(async move {
+            match publisher {
+                Some(p) => p.run(rate, duration, rooms, size, metrics, acked).await,
+                None => tokio::time::sleep(duration).await,
+            }
+        })
+    };
+    let mut rss_peak = window.process.rss_bytes;
+    let mut open_peak = window.connections.open;
+    let mut died = false;
+    let mut last = (Instant::now(), 0u64);
+    let mut sample = tokio::time::interval(Duration::from_secs(1));
+    while !publishing.is_finished() {
+        sample.tick().await;
+        if !alive() {
+            died = true;
+            break;
+        }
+        match server::stats(addr).await {
+            Ok(s) => {
+                rss_peak = rss_peak.max(s.process.rss_bytes);
+                open_peak = open_peak.max(s.connections.open);
+            }
+            Err(_) => {
+                died = true;
+                break;
+            }
+        }
+        let delivered = metrics.delivered.load(Relaxed);
+        let rate = (delivered - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
+        last = (Instant::now(), delivered);
+        progress.set_message(format!(
+            "{connected}/{} connected · {rate:>9.0} events/s · {} errors",
+            plan.clients,
+            metrics.error_count()
+        ));
+    }
+    if died {
+        publishing.abort();
+        metrics.error("server_died");
+    } else {
+        let _ = publishing.await;
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
+
+    // Drain: wait until every client has every acknowledged message of its room, or until
+    // the slowest transport had ample time to deliver.
+    let per_room = count_per_room(&acked, plan.rooms);
+    let expected: u64 = (0..plan.clients).map(|i| per_room[i % plan.rooms]).sum();
+    let drain_until = Instant::now() + plan.drain;
+    while !died
+        && plan.feed == "chat"
+        && metrics.delivered.load(Relaxed) < expected
+        && Instant::now() < drain_until
+    {
+        progress.set_message(format!(
+            "draining {}/{expected}",
+            metrics.delivered.load(Relaxed)
+        ));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let window_s = window_start.elapsed().as_secs_f64();
+    let own_cpu = own_cpu_seconds() - own_cpu_before;
+    let after_window = if died {
+        None
+    } else {
+        server::stats(addr).await.ok()
+    };
+
+    stop.cancel();
+    let mut finished = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Ok(client) = task.await {
+            finished.push(client);
+        }
+    }
+    // Requests the clients sent just before stopping may still be on their way in.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = if died {
+        None
+    } else {
+        server::stats(addr).await.ok()
+    };
+    progress.finish_and_clear();
+
+    // Loss: per client, the acknowledged messages of its room it never received.
+    let acked_ids: HashMap<u64, usize> = acked.iter().copied().collect();
+    let (mut received, mut lost) = (0u64, 0u64);
+    for client in &finished {
+        let room = client.index % plan.rooms;
+        let got = client
+            .seen
+            .iter()
+            .filter(|id| acked_ids.get(id) == Some(&room))
+            .count() as u64;
+        received += got;
+        lost += per_room[room] - got.min(per_room[room]);
+    }
+    let (events_expected, events_received) = match plan.feed {
+        "chat" => (expected, received),
+        // The clock is a state feed: ticks a client polls past are skipped by design. Its
+        // "expected" is what the clients together saw, so `lost` stays 0 and meaningless.
+        _ => {
+            let got: u64 = finished.iter().map(|c| c.seen.len() as u64).sum();
+            (got, got)
+        }
+    };
+    let lost = if plan.feed == "chat" { lost } else { 0 };
+
+    let figures = |s: &Option<pushpoll::stats::Snapshot>| {
+        s.as_ref()
+            .map(|s| s.transports[transport].clone())
+            .unwrap_or_default()
+    };
+    let server_cpu_s = after_window
+        .as_ref()
+        .map(|a| {
+            (a.process.cpu_user_s + a.process.cpu_system_s)
+                - (window.process.cpu_user_s + window.process.cpu_system_s)
+        })
+        .unwrap_or(0.0);
+    let requests = metrics.requests.load(Relaxed);
+    let bytes_in = metrics.io.read.load(Relaxed);
+    let per_event = |x: f64| {
+        if events_received > 0 {
+            x / events_received as f64
+        } else {
+            0.0
+        }
+    };
+    Ok(TransportResult {
+        transport: transport.to_string(),
+        clients: plan.clients,
+        duration_s: window_s,
+        rate: plan.rate,
+        events_expected,
+        events_received,
+        lost,
+        duplicates: metrics.duplicates.load(Relaxed),
+        requests,
+        server_requests: figures(&after)
+            .requests
+            .saturating_sub(before.transports[transport].requests),
+        latency_us: summarize(&metrics.merged()),
+        bytes_in,
+        bytes_out: metrics.io.written.load(Relaxed),
+        bytes_per_event: per_event(bytes_in as f64),
+        server_cpu_s,
+        server_cpu_us_per_event: per_event(server_cpu_s * 1e6),
+        server_rss_peak_bytes: rss_peak,
+        open_connections_peak: open_peak,
+        loadtest_cpu_s: own_cpu,
+        errors: metrics.errors(),
+    })
+}
+
+fn count_per_room(acked: &[(u64, usize)], rooms: usize) -> Vec<u64> {
+    let mut per_room = vec![0u64; rooms];
+    for (_, room) in acked {
+        per_room[*room] += 1;
+    }
+    per_room
+}
+
+/// This process's CPU time (user + system), so a saturated generator is visible.
+pub fn own_cpu_seconds() -> f64 {
+    let p = pushpoll::stats::Process::now();
+    p.cpu_user_s + p.cpu_system_s
+}

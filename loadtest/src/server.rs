@@ -1,0 +1,140 @@
+//! The server under test: either started here (the `pushpoll` binary next to this one, on a
+//! free loopback port with `--db :memory:`), or a running one at `--url`. Also how its own
+//! figures are read, from `/api/stats`, on a connection that is not the clients'.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use pushpoll::stats::Snapshot;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::net::{Http, IoCounters, body};
+
+/// A server started by the load tester; stopped with SIGTERM when dropped.
+pub struct Spawned {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+/// Where the `pushpoll` binary is: `$PUSHPOLL_BIN`, or beside this executable.
+fn server_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("PUSHPOLL_BIN") {
+        return Ok(path.into());
+    }
+    let me = std::env::current_exe()?;
+    let dir = me.parent().context("no directory for this executable")?;
+    for candidate in [dir.join("pushpoll"), dir.join("../pushpoll")] {
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "cannot find the pushpoll binary beside {} (build it with `cargo build --release`, or set PUSHPOLL_BIN)",
+        me.display()
+    )
+}
+
+impl Spawned {
+    pub async fn start(clients: usize) -> anyhow::Result<Spawned> {
+        let bin = server_binary()?;
+        let max = (clients + 1000).to_string();
+        let mut child = Command::new(&bin)
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--db",
+                ":memory:",
+                "--max-connections",
+                &max,
+            ])
+            // The publisher measures transports, not the rate limit.
+            .args(["--rate-limit", "1000000"])
+            .env("PUSHPOLL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .context("pushpoll did not start within 10 s")??
+            .context("pushpoll exited at start")?;
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .with_context(|| format!("no URL in {line:?}"))?;
+        let addr = parse_url(url)?;
+        Ok(Spawned { child, addr })
+    }
+
+    /// True once the server process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(6), self.child.wait()).await;
+    }
+}
+
+/// `http://127.0.0.1:3000/` → the socket address; only loopback addresses are accepted.
+pub fn parse_url(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    let addr: SocketAddr = host
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .with_context(|| format!("{url:?}: expected http://127.0.0.1:PORT"))?;
+    if !addr.ip().is_loopback() {
+        bail!("{url:?} is not a loopback address: loadtest only sends traffic to this machine");
+    }
+    Ok(addr)
+}
+
+/// Reads `/api/stats` (these requests are not counted in the transport figures).
+pub async fn stats(addr: SocketAddr) -> anyhow::Result<Snapshot> {
+    let mut http = Http::connect(addr, &Arc::new(IoCounters::default())).await?;
+    let response = tokio::time::timeout(Duration::from_secs(5), http.get("/api/stats"))
+        .await
+        .context("/api/stats did not answer within 5 s")??;
+    if !response.status().is_success() {
+        bail!("/api/stats answered {}", response.status());
+    }
+    Ok(serde_json::from_slice(&body(response).await?)?)
+}
+
+/// The newest chat id: the cursor every client starts from, so each must get every message
+/// published after it.
+pub async fn chat_cursor(addr: SocketAddr) -> anyhow::Result<u64> {
+    let mut http = Http::connect(addr, &Arc::new(IoCounters::default())).await?;
+    let response = http.get("/poll/chat?history=0").await?;
+    let value: serde_json::Value = serde_json::from_slice(&body(response).await?)?;
+    value["next"].as_u64().context("no cursor in /poll/chat")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_urls_are_targets() {
+        assert_eq!(parse_url("http://127.0.0.1:3000/").unwrap().port(), 3000);
+        assert!(parse_url("http://localhost:8080").is_ok());
+        assert!(parse_url("http://10.0.0.1:3000").is_err());
+        assert!(parse_url("https://127.0.0.1:3000").is_err());
+        assert!(parse_url("http://example.com:80").is_err());
+    }
+}

@@ -1,0 +1,229 @@
+//! A small `loadtest compare` against a server it starts itself: the real binaries, real
+//! sockets. Every transport must deliver everything exactly once, the client's and the
+//! server's request counts must agree, and the files must exist and parse.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn loadtest() -> Command {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
+    let server = bin.with_file_name("pushpoll");
+    assert!(
+        server.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        server.display()
+    );
+    let mut cmd = Command::new(bin);
+    cmd.env("PUSHPOLL_BIN", server);
+    cmd
+}
+
+#[test]
+fn a_small_compare_measures_every_transport_and_writes_its_files() {
+    let out = std::env::temp_dir().join(format!("loadtest-compare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let output = loadtest()
+        .args([
+            "compare",
+            "--clients",
+            "20",
+            "--rate",
+            "10",
+            "--duration",
+            "3s",
+            "--ramp",
+            "500ms",
+        ])
+        .args(["--poll-interval", "500ms", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "loadtest failed:\n{stdout}\n{stderr}"
+    );
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let results = summary["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    let by = |t: &str| {
+        results
+            .iter()
+            .find(|r| r["transport"] == t)
+            .unwrap()
+            .clone()
+    };
+    for r in results {
+        let t = r["transport"].as_str().unwrap();
+        assert_eq!(r["lost"], 0, "{t}: {r}");
+        assert_eq!(r["duplicates"], 0, "{t}: {r}");
+        let expected = r["events_expected"].as_u64().unwrap();
+        assert!(expected >= 20 * 25, "{t}: only {expected} expected: {r}");
+        assert_eq!(r["events_received"], expected, "{t}");
+        assert_eq!(
+            r["requests"], r["server_requests"],
+            "{t}: client and server disagree: {r}"
+        );
+        assert!(
+            r["bytes_in"].as_u64().unwrap() > 0 && r["bytes_per_event"].as_f64().unwrap() > 0.0,
+            "{t}"
+        );
+        assert!(r["server_cpu_s"].as_f64().unwrap() > 0.0, "{t}");
+        assert!(
+            r["server_rss_peak_bytes"].as_u64().unwrap() > 1_000_000,
+            "{t}"
+        );
+        assert!(r["latency_us"]["p50"].as_u64().unwrap() > 0, "{t}");
+        assert_eq!(r["errors"], serde_json::json!({}), "{t}: {r}");
+    }
+    let (poll, sse) = (by("poll"), by("sse"));
+    assert!(
+        poll["requests"].as_u64() > sse["requests"].as_u64(),
+        "polling should make more requests"
+    );
+    assert!(
+        poll["latency_us"]["p50"].as_u64() > sse["latency_us"]["p50"].as_u64(),
+        "polling should be slower: poll {} vs sse {}",
+        poll["latency_us"],
+        sse["latency_us"]
+    );
+    assert!(summary["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(summary["command"].as_str().unwrap().contains("compare"));
+
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 6);
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    for t in ["poll", "longpoll", "iframe", "sse", "ws"] {
+        assert!(md.contains(t));
+    }
+    for chart in [
+        "latency.svg",
+        "requests_per_event.svg",
+        "bytes_per_event.svg",
+        "cpu_per_event.svg",
+    ] {
+        let svg = std::fs::read_to_string(out.join(chart)).unwrap();
+        assert!(
+            svg.starts_with("<svg") || svg.starts_with("<?xml"),
+            "{chart}"
+        );
+    }
+    assert!(stdout.contains("longpoll"), "the terminal table: {stdout}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let output = loadtest().args(args).output().unwrap();
+    assert!(!output.status.success(), "{args:?} succeeded");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "{args:?}: not one line: {stderr}"
+    );
+    assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_a_non_zero_exit() {
+    fails_with(&["run", "--transport", "pigeon"], "unknown transport");
+    fails_with(&["compare", "--clients", "0"], "--clients");
+    fails_with(&["compare", "--clients", "99999999"], "--clients");
+    fails_with(&["compare", "--clients", "abc"], "--clients");
+    fails_with(&["compare", "--duration", "a while"], "--duration");
+    fails_with(&["compare", "--url", "http://127.0.0.1:1"], "cannot reach");
+    fails_with(&["compare", "--url", "http://10.1.2.3:80"], "loopback");
+}
+
+#[test]
+fn more_clients_than_the_open_files_limit_is_refused_with_the_limit_named() {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && ulimit -Hn 256 && exec {} compare --clients 5000",
+            env!("CARGO_BIN_EXE_loadtest")
+        ))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("open-files limit is 256"), "{stderr}");
+}
+
+#[test]
+fn a_server_that_dies_mid_run_stops_the_run_which_reports_what_it_measured() {
+    let server_bin = PathBuf::from(env!("CARGO_BIN_EXE_loadtest")).with_file_name("pushpoll");
+    let mut server = Command::new(&server_bin)
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--db",
+            ":memory:",
+            "--rate-limit",
+            "100000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let out = std::env::temp_dir().join(format!("loadtest-died-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = loadtest()
+        .args([
+            "run",
+            "--transport",
+            "sse",
+            "--clients",
+            "10",
+            "--rate",
+            "10",
+            "--duration",
+            "30s",
+            "--ramp",
+            "200ms",
+            "--url",
+            &url,
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let started = std::time::Instant::now();
+    let output = run.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the run did not stop"
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("died"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let result = &summary["results"][0];
+    assert_eq!(result["errors"]["server_died"], 1, "{result}");
+    assert!(
+        result["events_received"].as_u64().unwrap() > 0,
+        "what was measured is kept: {result}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
