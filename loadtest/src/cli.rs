@@ -51,7 +51,7 @@ pub struct WorkloadArgs {
     /// How long connecting all clients is spread over.
     #[arg(long, default_value = "2s")]
     pub ramp: String,
-    /// Short polling's interval.
+    /// Short polling's interval; 0 polls again as soon as each answer is in (closed loop).
     #[arg(long, default_value = "1s")]
     pub poll_interval: String,
     /// Chat rooms; client i follows room i mod N.

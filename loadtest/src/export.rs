@@ -100,7 +100,7 @@ impl Exporter for JsonExporter {
 /// `summary.csv`: one row per transport, every field of [`TransportResult`] flattened.
 pub struct CsvExporter;
 
-const CSV_HEADER: [&str; 25] = [
+const CSV_HEADER: [&str; 26] = [
     "transport",
     "clients",
     "duration_s",
@@ -111,6 +111,7 @@ const CSV_HEADER: [&str; 25] = [
     "duplicates",
     "requests",
     "server_requests",
+    "requests_per_s",
     "latency_p50_us",
     "latency_p90_us",
     "latency_p99_us",
@@ -128,7 +129,7 @@ const CSV_HEADER: [&str; 25] = [
     "errors",
 ];
 
-fn csv_row(r: &TransportResult) -> [String; 25] {
+fn csv_row(r: &TransportResult) -> [String; 26] {
     let l = &r.latency_us;
     let errors = r
         .errors
@@ -147,6 +148,7 @@ fn csv_row(r: &TransportResult) -> [String; 25] {
         r.duplicates.to_string(),
         r.requests.to_string(),
         r.server_requests.to_string(),
+        r.requests_per_s.to_string(),
         l.p50.to_string(),
         l.p90.to_string(),
         l.p99.to_string(),
@@ -791,6 +793,7 @@ mod tests {
             duplicates: 0,
             requests: 4000 * scale,
             server_requests: 4000 * scale + 2,
+            requests_per_s: 200.0 * scale as f64,
             latency_us: Latency {
                 p50: 1500 * scale * scale,
                 p90: 2500 * scale * scale,
@@ -870,11 +873,11 @@ mod tests {
         for line in &lines {
             assert_eq!(parse_csv_line(line).len(), CSV_HEADER.len(), "{line}");
         }
-        assert_eq!(parse_csv_line(lines[0])[10], "latency_p50_us");
+        assert_eq!(parse_csv_line(lines[0])[11], "latency_p50_us");
         let longpoll = parse_csv_line(lines[2]);
         assert_eq!(longpoll[0], "longpoll");
-        assert_eq!(longpoll[24], "connect=1;status 503, \"busy\"=3");
-        assert_eq!(longpoll[23], "3.25");
+        assert_eq!(longpoll[25], "connect=1;status 503, \"busy\"=3");
+        assert_eq!(longpoll[24], "3.25");
 
         let md = fs::read_to_string(dir.join("summary.md")).unwrap();
         let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();

@@ -79,7 +79,12 @@ impl Plan {
             bail!("--duration {} is longer than an hour", w.duration);
         }
         let ramp = duration("ramp", &w.ramp)?;
-        let poll_interval = duration("poll-interval", &w.poll_interval)?;
+        // 0 makes short polling closed-loop: ask again as soon as the answer is in (a
+        // throughput test of the generator and the server, not a realistic client).
+        let poll_interval = match w.poll_interval.as_str() {
+            "0" | "0s" | "0ms" => Duration::ZERO,
+            other => duration("poll-interval", other)?,
+        };
         if let Some(url) = &t.url {
             crate::server::parse_url(url)?;
         }

@@ -51,6 +51,9 @@ pub struct TransportResult {
     pub duplicates: u64,
     pub requests: u64,
     pub server_requests: u64,
+    /// Client requests per second within the measured window.
+    #[serde(default)]
+    pub requests_per_s: f64,
     pub latency_us: Latency,
     pub bytes_in: u64,
     pub bytes_out: u64,

@@ -91,6 +91,7 @@ pub async fn run(
     };
     let window = server::stats(addr).await?;
     let own_cpu_before = own_cpu_seconds();
+    let requests_before = metrics.requests.load(Relaxed);
     let window_start = Instant::now();
     let acked = Arc::new(Mutex::new(Vec::new()));
     let publishing = {
@@ -159,6 +160,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let window_s = window_start.elapsed().as_secs_f64();
+    let requests_in_window = metrics.requests.load(Relaxed) - requests_before;
     let own_cpu = own_cpu_seconds() - own_cpu_before;
     let after_window = if died {
         None
@@ -237,6 +239,7 @@ pub async fn run(
         lost,
         duplicates: metrics.duplicates.load(Relaxed),
         requests,
+        requests_per_s: requests_in_window as f64 / window_s.max(1e-9),
         server_requests: figures(&after)
             .requests
             .saturating_sub(before.transports[transport].requests),

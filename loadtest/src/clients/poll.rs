@@ -33,12 +33,22 @@ pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
     let interval = ctx.poll_interval;
     let slots = 997u64;
     let offset = interval.mul_f64((client.index as u64 % slots) as f64 / slots as f64);
-    let mut timetable = tokio::time::interval_at(Instant::now() + offset, interval);
+    let mut timetable = tokio::time::interval_at(
+        Instant::now() + offset,
+        interval.max(std::time::Duration::from_millis(1)),
+    );
     timetable.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let closed_loop = interval.is_zero();
     loop {
-        tokio::select! {
-            () = ctx.stop.cancelled() => return Ok(()),
-            _ = timetable.tick() => {}
+        if closed_loop {
+            if ctx.stop.is_cancelled() {
+                return Ok(());
+            }
+        } else {
+            tokio::select! {
+                () = ctx.stop.cancelled() => return Ok(()),
+                _ = timetable.tick() => {}
+            }
         }
         let path = client.path(ctx, "poll", "");
         client.requested(ctx);
