@@ -33,6 +33,7 @@ pub static ASSETS: &[Asset] = assets![
     "static/demo.js",
     "static/clients.js",
     "static/panel.js",
+    "static/chat.js",
     "static/favicon.svg",
 ];
 

@@ -1,10 +1,13 @@
 // Page bootstrap for the five transport demos. The page names its transport in
 // <body data-transport="poll|longpoll|iframe|sse|ws">; this module starts the clock client
-// over it and wires the clock display and the cost panel. Pages without a known transport
-// (e.g. one that only wants createClock) get nothing started.
+// over it and wires the clock display and the cost panel, and the chat panel (chat.js) when
+// the page has a #chat section: both subscriptions use the page's transport and report into
+// the same cost panel. Pages without a known transport (e.g. one that only wants
+// createClock) get nothing started.
 
 import { connect, POLL_INTERVAL, TRANSPORTS, utf8Length } from '/static/clients.js';
 import { createPanel } from '/static/panel.js';
+import { createChat } from '/static/chat.js';
 
 /**
  * The clock display in `section`: the tick's time in UTC, taken from the event's `time`
@@ -53,7 +56,9 @@ function boot(transport) {
   const notice = document.getElementById('notice');
   const intervalInput = document.getElementById('poll-interval');
   const intervalHint = document.getElementById('poll-interval-hint');
+  const chatRoot = document.getElementById('chat');
   let client = null;
+  let chat = null;
 
   const handlers = {
     ...panel,
@@ -83,19 +88,25 @@ function boot(transport) {
   }
 
   function start() {
-    client = connect(transport, 'clock', handlers, {
-      interval: readInterval() ?? POLL_INTERVAL.default,
-    });
+    const interval = readInterval() ?? POLL_INTERVAL.default;
+    client = connect(transport, 'clock', handlers, { interval });
+    if (chatRoot) {
+      chat ??= createChat(chatRoot, { transport, panel, interval });
+      chat.start();
+    }
   }
 
   function stop() {
     client?.stop();
     client = null;
+    chat?.stop();
   }
 
   intervalInput?.addEventListener('change', () => {
     const ms = readInterval();
-    if (ms !== null) client?.setInterval(ms);
+    if (ms === null) return;
+    client?.setInterval(ms);
+    chat?.setInterval(ms);
   });
 
   const sendForm = document.getElementById('ws-send');

@@ -77,9 +77,11 @@ export function createPanel(root) {
       stats.bytes += n;
       changed();
     },
-    onEvent(event, receivedAtMicros) {
+    // `replayed`: the event was created before this page subscribed (chat history), so its
+    // age is not a delivery latency; it counts as an event, not in the latency figures.
+    onEvent(event, receivedAtMicros, { replayed = false } = {}) {
       stats.events += 1;
-      if (Number.isFinite(event.ts)) {
+      if (!replayed && Number.isFinite(event.ts)) {
         // Both clocks are the same machine's wall clock, so the difference is the delivery
         // latency: publish on the server → handler in this page.
         const ms = (receivedAtMicros - event.ts) / 1000;
