@@ -25,6 +25,9 @@ use crate::chat::{EndReason, Session};
 use crate::error::ApiError;
 use crate::feed::{Ended, FeedName, Start, Subscription};
 
+/// Initial read buffer per socket.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// Largest message a client may send; larger ones close the socket with 1009.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -70,6 +73,12 @@ pub async fn handler(
     // them by itself: each holds a tracker token until its task ends.
     let tracked = app.tracker().token();
     Ok(upgrade
+        // tungstenite's defaults reserve 128 KiB per socket for reading: at 10,000 sockets
+        // that is over a gigabyte for frames of a few hundred bytes. Reads grow the buffer
+        // when a large frame needs it; writes go straight out (the frames are small and
+        // each send is awaited, so there is nothing to batch).
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
