@@ -3,7 +3,8 @@
 //! [`MAX_BODY_BYTES`]; every failure is an [`ApiError`].
 
 use axum::Json;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::chat::{Sessions, parse_room};
+use crate::chat::{Session, Sessions, parse_room};
 use crate::error::ApiError;
 use crate::transport::{Params, parse_cursor};
 
@@ -37,6 +38,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::BadJson(e.to_string()))
+    }
+}
+
+/// The caller's live session, from its cookie; `401` without one.
+pub struct SignedIn(pub Session);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        app.chat()
+            .sessions()
+            .from_headers(&parts.headers)
+            .map(SignedIn)
+            .ok_or(ApiError::Unauthorized)
     }
 }
 
@@ -84,37 +100,25 @@ pub async fn login(
 }
 
 /// `GET /api/session` → `{"nick"}` of the caller's session, or `401`.
-pub async fn whoami(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let session = app
-        .chat()
-        .sessions()
-        .from_headers(&headers)
-        .ok_or(ApiError::Unauthorized)?;
+pub async fn whoami(SignedIn(session): SignedIn) -> Result<Response, ApiError> {
     Ok(Json(json!({ "nick": session.nick })).into_response())
 }
 
 /// `PATCH /api/session {"nick"}` → renames, emitting `rename`.
 pub async fn rename(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     JsonBody(body): JsonBody<NickBody>,
 ) -> Result<Response, ApiError> {
-    let session = app
-        .chat()
-        .sessions()
-        .from_headers(&headers)
-        .ok_or(ApiError::Unauthorized)?;
     let nick = app.chat().rename(session.id, &body.nick).await?;
     Ok(Json(json!({ "nick": nick })).into_response())
 }
 
 /// `DELETE /api/session` → `204`; `leave` in its rooms, its streams and sockets close.
-pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let session = app
-        .chat()
-        .sessions()
-        .from_headers(&headers)
-        .ok_or(ApiError::Unauthorized)?;
+pub async fn logout(
+    State(app): State<AppState>,
+    SignedIn(session): SignedIn,
+) -> Result<Response, ApiError> {
     app.chat().logout(session.id);
     Ok(with_cookie(
         StatusCode::NO_CONTENT,
@@ -134,14 +138,9 @@ pub struct SendBody {
 /// `POST /api/chat/messages {"room","text"}` or `{"to","text"}` → `201 {"id"}`, stored first.
 pub async fn send(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     JsonBody(body): JsonBody<SendBody>,
 ) -> Result<Response, ApiError> {
-    let session = app
-        .chat()
-        .sessions()
-        .from_headers(&headers)
-        .ok_or(ApiError::Unauthorized)?;
     let event = match (body.room, body.to) {
         (Some(_), Some(_)) => {
             return Err(ApiError::BadJson(
@@ -187,15 +186,7 @@ pub async fn history(State(app): State<AppState>, params: Params) -> Result<Resp
         .transpose()?;
     let limit = params.int("limit", 1..=crate::chat::MAX_HISTORY, 50)? as usize;
     let events = app.chat().history(room, before, limit).await?;
-    let mut body = Vec::with_capacity(events.iter().map(|e| e.json.len() + 1).sum::<usize>() + 16);
-    body.extend_from_slice(b"{\"events\":[");
-    for (i, event) in events.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(&event.json);
-    }
-    body.extend_from_slice(b"]}");
+    let body = crate::transport::events_json(&events, "{\"events\":", "}");
     Ok((
         [
             (header::CONTENT_TYPE, "application/json"),

@@ -218,23 +218,31 @@ pub fn parse_cursor(source: &str, raw: &str) -> Result<u64, ApiError> {
     })
 }
 
-/// `{"events":[…],"next":ID}`, built from each event's shared JSON without re-serializing.
-pub fn batch_response(
-    app: &AppState,
-    transport: Transport,
-    events: &[SharedEvent],
-    next: u64,
-) -> Response {
-    let size = events.iter().map(|e| e.json.len() + 1).sum::<usize>() + 40;
+/// `HEAD[e1,e2,…]TAIL`: a JSON array of events from their shared JSON, never re-serialized.
+pub fn events_json(events: &[SharedEvent], head: &str, tail: &str) -> bytes::Bytes {
+    let size = events.iter().map(|e| e.json.len() + 1).sum::<usize>() + head.len() + tail.len() + 2;
     let mut body = BytesMut::with_capacity(size);
-    body.extend_from_slice(b"{\"events\":[");
+    body.extend_from_slice(head.as_bytes());
+    body.extend_from_slice(b"[");
     for (i, event) in events.iter().enumerate() {
         if i > 0 {
             body.extend_from_slice(b",");
         }
         body.extend_from_slice(&event.json);
     }
-    body.extend_from_slice(format!("],\"next\":{next}}}").as_bytes());
+    body.extend_from_slice(b"]");
+    body.extend_from_slice(tail.as_bytes());
+    body.freeze()
+}
+
+/// `{"events":[…],"next":ID}`, the answer of both polling transports.
+pub fn batch_response(
+    app: &AppState,
+    transport: Transport,
+    events: &[SharedEvent],
+    next: u64,
+) -> Response {
+    let body = events_json(events, "{\"events\":", &format!(",\"next\":{next}}}"));
     app.stats()
         .transport(transport)
         .sent(body.len(), events.len());
@@ -246,7 +254,7 @@ pub fn batch_response(
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        body.freeze(),
+        body,
     )
         .into_response()
 }
