@@ -3,9 +3,13 @@
 //! origin and no inline script: the promise "pages load nothing from outside" is enforced
 //! by the browser, not just kept by hand.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use axum::extract::Path;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
 use crate::error::ApiError;
 
@@ -29,6 +33,7 @@ pub static ASSETS: &[Asset] = assets![
     "demos/iframe.html",
     "demos/sse.html",
     "demos/ws.html",
+    "demos/_chat.html",
     "static/style.css",
     "static/demo.js",
     "static/clients.js",
@@ -51,11 +56,69 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
+/// Where a page pulls in a shared fragment: `<!-- include _NAME.html -->`.
+const INCLUDE: &str = "<!-- include ";
+
+/// The pages with their fragments expanded, built once at first use. Fragments (files named
+/// `_*.html`) hold markup several pages share, such as the chat panel; they are not pages.
+static PAGES: LazyLock<HashMap<&'static str, Bytes>> = LazyLock::new(|| {
+    ASSETS
+        .iter()
+        .filter(|a| a.path.ends_with(".html"))
+        .map(|a| {
+            (
+                a.path,
+                Bytes::from(expand(&String::from_utf8_lossy(a.body))),
+            )
+        })
+        .collect()
+});
+
+fn expand(page: &str) -> String {
+    let mut out = String::with_capacity(page.len() * 2);
+    let mut rest = page;
+    while let Some(start) = rest.find(INCLUDE) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + INCLUDE.len()..];
+        let Some(end) = after.find(" -->") else { break };
+        let name = &after[..end];
+        match ASSETS.iter().find(|a| a.path == format!("demos/{name}")) {
+            Some(fragment) => {
+                // The fragment replaces the marker's whole line (its indentation included).
+                let indent_start = out.trim_end_matches(' ').len();
+                if indent_start == 0 || out[..indent_start].ends_with('\n') {
+                    out.truncate(indent_start);
+                }
+                out.push_str(&String::from_utf8_lossy(fragment.body));
+                rest = after[end + 4..]
+                    .strip_prefix('\n')
+                    .unwrap_or(&after[end + 4..]);
+            }
+            None => {
+                out.push_str(&rest[start..start + INCLUDE.len() + end + 4]);
+                rest = &after[end + 4..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn is_fragment(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with('_'))
+}
+
 fn serve(path: &str) -> Result<Response, ApiError> {
     let asset = ASSETS
         .iter()
-        .find(|a| a.path == path)
+        .find(|a| a.path == path && !is_fragment(a.path))
         .ok_or_else(|| ApiError::NotFound(format!("no page or file at /{path}")))?;
+    let body = PAGES
+        .get(asset.path)
+        .cloned()
+        .unwrap_or_else(|| Bytes::from_static(asset.body));
     Ok((
         [
             (
@@ -76,7 +139,7 @@ fn serve(path: &str) -> Result<Response, ApiError> {
                 HeaderValue::from_static("no-referrer"),
             ),
         ],
-        asset.body,
+        body,
     )
         .into_response())
 }
@@ -100,6 +163,17 @@ pub async fn favicon() -> Result<Response, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_page_includes_its_fragments_and_fragments_are_not_served() {
+        for page in ["poll", "longpoll", "iframe", "sse", "ws"] {
+            let body = &PAGES[format!("demos/{page}.html").as_str()];
+            let text = std::str::from_utf8(body).unwrap();
+            assert!(!text.contains(INCLUDE), "{page}: unexpanded include");
+            assert!(text.contains("id=\"chat-log\""), "{page}: no chat panel");
+        }
+        assert!(serve("demos/_chat.html").is_err());
+    }
 
     #[test]
     fn every_file_under_demos_and_static_is_embedded() {
