@@ -34,12 +34,15 @@ pub static ASSETS: &[Asset] = assets![
     "demos/sse.html",
     "demos/ws.html",
     "demos/_chat.html",
+    "demos/auto.html",
     "static/style.css",
     "static/demo.js",
     "static/clients.js",
     "static/panel.js",
     "static/chat.js",
     "static/favicon.svg",
+    "static/fallback.js",
+    "static/auto.js",
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

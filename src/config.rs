@@ -54,6 +54,12 @@ pub struct Config {
     )]
     pub allow_origin: Vec<String>,
 
+    /// Refuse a transport (poll, longpoll, iframe, sse, ws) with `503`, to watch clients fall
+    /// back to another. Repeatable, or comma-separated.
+    #[arg(long, env = "PUSHPOLL_REFUSE", value_delimiter = ',',
+          value_parser = ["poll", "longpoll", "iframe", "sse", "ws"])]
+    pub refuse: Vec<String>,
+
     /// Keep-alive interval of the iframe (`<!-- -->`) and SSE (`: ping`) streams.
     #[arg(long, env = "PUSHPOLL_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
     pub keepalive: Duration,

@@ -39,6 +39,8 @@ pub enum ApiError {
     ForbiddenOrigin(String),
     #[error("the server is at its limit of {0} connections; try again later")]
     Overloaded(u64),
+    #[error("the {0} transport is refused by this server (--refuse); fall back to another")]
+    TransportRefused(&'static str),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("internal error")]
@@ -61,7 +63,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
-            ApiError::Overloaded(_) | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(_) | ApiError::ShuttingDown | ApiError::TransportRefused(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -85,6 +89,7 @@ impl ApiError {
             ApiError::ForbiddenOrigin(_) => "forbidden_origin",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::TransportRefused(_) => "transport_refused",
             ApiError::Internal(_) => "internal",
         }
     }

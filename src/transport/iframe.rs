@@ -10,10 +10,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::{FeedPath, Framing, Hold, Params, Transport, open, stream_response};
+use super::{FeedPath, Framing, Params, Transport, open, stream_response};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::feed::{Event, Start};
+use crate::feed::Event;
 
 /// After this many bytes the response ends, so the page can drop the grown document and
 /// reopen the stream from its cursor.
@@ -55,12 +55,11 @@ pub async fn handler(
     app.stats().transport(Transport::Iframe).request();
     let sub = open(
         &app,
+        Transport::Iframe,
         feed,
         params.cursor()?,
         &params,
         &headers,
-        Start::Next,
-        Hold::Push,
     )?;
     Ok(stream_response(&app, &IFRAME, sub))
 }

@@ -6,12 +6,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{
-    FeedPath, Hold, LONGPOLL_TIMEOUT_S, Params, Transport, batch_response, drain, open, secs,
-};
+use super::{FeedPath, LONGPOLL_TIMEOUT_S, Params, Transport, batch_response, drain, open, secs};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::feed::Start;
 
 pub async fn handler(
     State(app): State<AppState>,
@@ -24,12 +21,11 @@ pub async fn handler(
     let hold = params.int("timeout", LONGPOLL_TIMEOUT_S, 25)?;
     let mut sub = open(
         &app,
+        Transport::LongPoll,
         feed,
         params.cursor()?,
         &params,
         &headers,
-        Start::Next,
-        Hold::Poll,
     )?;
     let _open = app.stats().open(Transport::LongPoll);
     let mut events = drain(&mut sub, limit).await;

@@ -153,17 +153,30 @@ pub enum Hold {
     Push,
 }
 
-/// Opens a subscription to `feed` after `cursor`, as every transport does: for the chat,
-/// with the rooms, history and session (whispers, presence) the request carries.
+/// Opens `transport`'s subscription to `feed` after `cursor`, as every transport does: for
+/// the chat, with the rooms, history and session (whispers, presence) the request carries.
+/// A transport refused with `--refuse` gets `503 transport_refused` here.
 pub fn open(
     app: &AppState,
+    transport: Transport,
     feed: FeedName,
     cursor: Option<u64>,
     params: &Params,
     headers: &HeaderMap,
-    start: Start,
-    hold: Hold,
 ) -> Result<Subscription, ApiError> {
+    if app.config().refuse.iter().any(|r| r == transport.as_str()) {
+        return Err(ApiError::TransportRefused(transport.as_str()));
+    }
+    // Without a cursor a short poll wants what is there now, the others the next event.
+    let start = if transport == Transport::Poll {
+        Start::Now
+    } else {
+        Start::Next
+    };
+    let hold = match transport {
+        Transport::Poll | Transport::LongPoll => Hold::Poll,
+        Transport::Iframe | Transport::Sse | Transport::Ws => Hold::Push,
+    };
     let shutdown = app.shutdown_token();
     match feed {
         FeedName::Clock => Ok(app

@@ -5,10 +5,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{FeedPath, Hold, Params, Transport, batch_response, drain, open};
+use super::{FeedPath, Params, Transport, batch_response, drain, open};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::feed::Start;
 
 pub async fn handler(
     State(app): State<AppState>,
@@ -20,12 +19,11 @@ pub async fn handler(
     let limit = params.limit()?;
     let mut sub = open(
         &app,
+        Transport::Poll,
         feed,
         params.cursor()?,
         &params,
         &headers,
-        Start::Now,
-        Hold::Poll,
     )?;
     let events = drain(&mut sub, limit).await;
     Ok(batch_response(

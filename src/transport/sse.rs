@@ -7,10 +7,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::{FeedPath, Framing, Hold, Params, Transport, open, parse_cursor, stream_response};
+use super::{FeedPath, Framing, Params, Transport, open, parse_cursor, stream_response};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::feed::{Event, Start};
+use crate::feed::Event;
 
 static SSE: Framing = Framing {
     transport: Transport::Sse,
@@ -38,14 +38,6 @@ pub async fn handler(
         )?),
         None => params.cursor()?,
     };
-    let sub = open(
-        &app,
-        feed,
-        cursor,
-        &params,
-        &headers,
-        Start::Next,
-        Hold::Push,
-    )?;
+    let sub = open(&app, Transport::Sse, feed, cursor, &params, &headers)?;
     Ok(stream_response(&app, &SSE, sub))
 }

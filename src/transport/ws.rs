@@ -19,11 +19,11 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{FeedPath, Hold, Params, Transport, open};
+use super::{FeedPath, Params, Transport, open};
 use crate::app::AppState;
 use crate::chat::{EndReason, Session};
 use crate::error::ApiError;
-use crate::feed::{Ended, FeedName, Start, Subscription};
+use crate::feed::{Ended, FeedName, Subscription};
 
 /// Initial read buffer per socket.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
@@ -57,12 +57,11 @@ pub async fn handler(
     let upgrade = upgrade.map_err(|e| ApiError::UpgradeRequired(e.body_text()))?;
     let sub = open(
         &app,
+        Transport::Ws,
         feed,
         params.cursor()?,
         &params,
         &headers,
-        Start::Next,
-        Hold::Push,
     )?;
     // The session this socket speaks for (the cookie on the upgrade request).
     let session = match feed {

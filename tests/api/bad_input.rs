@@ -238,3 +238,18 @@ async fn past_max_connections_new_connections_get_503() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn a_refused_transport_answers_503_and_the_others_still_work() {
+    let app = spawn_app(&["--refuse", "ws,sse"]).await;
+    let res = app.http.get(app.url("/sse/clock")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "transport_refused");
+    match tokio_tungstenite::connect_async(app.ws_url("/ws/clock")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 503),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    let (events, _) = app.poll("/poll/clock").await;
+    assert_eq!(events.len(), 1);
+}

@@ -388,3 +388,85 @@ async fn the_websocket_and_long_polling_pages_chat_with_each_other_and_hostile_t
         assert!(errors.is_empty(), "console errors: {errors:#?}");
     }
 }
+
+/// Console lines a refused transport makes by design (the failure the page demonstrates).
+fn unexpected(errors: &[String]) -> Vec<String> {
+    errors
+        .iter()
+        .filter(|e| {
+            !(e.contains("503") || e.contains("WebSocket connection") || e.contains("EventSource"))
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_websocket_upgrades_refused_the_fallback_client_lands_on_sse() {
+    let app = spawn_app(&["--tick-ms", "500", "--refuse", "ws"]).await;
+    let chromium = Chromium::launch().await;
+    let (page, errors) = chromium.open(&app.url("/demos/auto.html")).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let chosen: String = eval(
+            &page,
+            "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
+        )
+        .await;
+        if !chosen.is_empty() {
+            assert_eq!(chosen, "sse");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no transport chosen: {}",
+            text(&page, "#auto-steps").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let steps: Vec<String> = eval(&page, "[...document.querySelectorAll('#auto-steps li')].map(li => li.dataset.transport + ':' + li.className)").await;
+    assert_eq!(steps, ["ws:auto-step fail", "sse:auto-step ok"]);
+    // The clock runs over SSE.
+    let first = text(&page, "#clock-id").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while text(&page, "#clock-id").await == first {
+        assert!(
+            Instant::now() < deadline,
+            "the clock did not run over the chosen transport"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = app.stats().await;
+    assert!(
+        stats.transports["ws"].requests >= 1,
+        "the WebSocket was tried"
+    );
+    assert_eq!(stats.transports["ws"].open, 0);
+    assert!(
+        stats.transports["sse"].open >= 1,
+        "the clock streams over SSE"
+    );
+
+    // Blocking SSE on the page as well steps down to long polling.
+    eval::<bool>(&page, "(() => { document.querySelector('#block-sse').checked = true; document.querySelector('#auto-retry').click(); return true; })()").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let chosen: String = eval(
+            &page,
+            "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
+        )
+        .await;
+        if chosen == "longpoll" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not fall back to long polling: {chosen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let errors = errors.lock().unwrap().clone();
+    assert!(
+        unexpected(&errors).is_empty(),
+        "console errors: {errors:#?}"
+    );
+}

@@ -1,0 +1,62 @@
+// The automatic-fallback page: negotiate a transport with fallback.js, say which one was
+// chosen and why the better ones were not, then run the clock over it.
+
+import { connect } from '/static/clients.js';
+import { createClock } from '/static/demo.js';
+import { ORDER, negotiate } from '/static/fallback.js';
+
+const $ = (id) => document.getElementById(id);
+const clock = createClock($('clock'));
+const stepsEl = $('auto-steps');
+const chosenEl = $('auto-chosen');
+const stateEl = $('auto-state');
+let client = null;
+let running = false;
+
+const NAMES = { ws: 'WebSocket', sse: 'Server-Sent Events', longpoll: 'long polling', poll: 'short polling' };
+
+function blocked() {
+  return new Set(ORDER.filter((t) => $(`block-${t}`).checked));
+}
+
+function showStep(step) {
+  const li = document.createElement('li');
+  li.className = step.ok ? 'auto-step ok' : 'auto-step fail';
+  li.dataset.transport = step.transport;
+  const name = document.createElement('strong');
+  name.textContent = NAMES[step.transport];
+  li.append(name, document.createTextNode(step.ok ? ` — works (${step.ms} ms)` : ` — ${step.why} (${step.ms} ms)`));
+  stepsEl.append(li);
+}
+
+async function run() {
+  if (running) return;
+  running = true;
+  client?.stop();
+  client = null;
+  stepsEl.replaceChildren();
+  chosenEl.textContent = '…';
+  chosenEl.dataset.transport = '';
+  stateEl.textContent = 'negotiating';
+  const timeoutMs = Number($('auto-timeout').value) || 3000;
+  const { transport } = await negotiate('clock', { blocked: blocked(), timeoutMs, onStep: showStep });
+  running = false;
+  if (!transport) {
+    chosenEl.textContent = 'none: every transport failed';
+    stateEl.textContent = 'no transport';
+    return;
+  }
+  chosenEl.textContent = transport;
+  chosenEl.dataset.transport = transport;
+  client = connect(transport, 'clock', {
+    onEvent(event) {
+      if (event.type === 'tick') clock.show(event);
+    },
+    onState(text) {
+      stateEl.textContent = `${NAMES[transport]}: ${text}`;
+    },
+  });
+}
+
+$('auto-retry').addEventListener('click', () => run());
+run();
