@@ -43,6 +43,7 @@ pub static ASSETS: &[Asset] = assets![
     "static/favicon.svg",
     "static/fallback.js",
     "static/auto.js",
+    "static/inspector.js",
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

@@ -50,6 +50,7 @@ pub async fn handler(
     FeedPath(feed): FeedPath,
     params: Params,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Ws).request();
@@ -68,10 +69,14 @@ pub async fn handler(
         FeedName::Chat => app.chat().sessions().from_headers(&headers),
         FeedName::Clock => None,
     };
+    // `?inspect=1`: the first frame shows the handshake as it really happened (for the
+    // wire inspector), so the page can check the server's Sec-WebSocket-Accept itself.
+    let inspect = params.get("inspect") == Some("1");
+    let (handshake_tx, handshake_rx) = tokio::sync::oneshot::channel::<Utf8Bytes>();
     // Upgraded sockets outlive the HTTP request, so graceful shutdown does not wait for
     // them by itself: each holds a tracker token until its task ends.
     let tracked = app.tracker().token();
-    Ok(upgrade
+    let response = upgrade
         // tungstenite's defaults reserve 128 KiB per socket for reading: at 10,000 sockets
         // that is over a gigabyte for frames of a few hundred bytes. Reads grow the buffer
         // when a large frame needs it; writes go straight out (the frames are small and
@@ -80,10 +85,58 @@ pub async fn handler(
         .write_buffer_size(0)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(move |mut socket| async move {
             let _tracked = tracked;
+            if let Ok(handshake) = handshake_rx.await
+                && socket.send(Message::Text(handshake)).await.is_err()
+            {
+                return;
+            }
             serve(socket, sub, app, feed, session).await;
-        }))
+        });
+    if inspect {
+        let _ = handshake_tx.send(handshake_event(&uri, &headers, &response));
+    }
+    Ok(response)
+}
+
+/// `{"type":"handshake","request":{…},"response":{…}}`: the upgrade's request line and the
+/// headers that make it a WebSocket handshake, as received and as answered.
+fn handshake_event(uri: &axum::http::Uri, request: &HeaderMap, response: &Response) -> Utf8Bytes {
+    let pick =
+        |headers: &HeaderMap, names: &[&str]| -> serde_json::Map<String, serde_json::Value> {
+            names
+                .iter()
+                .filter_map(|n| {
+                    headers
+                        .get(*n)
+                        .map(|v| (n.to_string(), v.to_str().unwrap_or("(binary)").into()))
+                })
+                .collect()
+        };
+    let request_headers = pick(
+        request,
+        &[
+            "host",
+            "origin",
+            "upgrade",
+            "connection",
+            "sec-websocket-key",
+            "sec-websocket-version",
+            "sec-websocket-extensions",
+        ],
+    );
+    let response_headers = pick(
+        response.headers(),
+        &["upgrade", "connection", "sec-websocket-accept"],
+    );
+    serde_json::json!({
+        "type": "handshake",
+        "request": { "line": format!("GET {uri} HTTP/1.1"), "headers": request_headers },
+        "response": { "line": format!("HTTP/1.1 {}", response.status()), "headers": response_headers },
+    })
+    .to_string()
+    .into()
 }
 
 /// Why the loop ended, and what to tell the peer.

@@ -115,3 +115,42 @@ async fn a_websocket_client_that_never_reads_does_not_delay_ticks_to_a_fast_one(
     );
     drop(slow);
 }
+
+#[tokio::test]
+async fn an_inspected_socket_starts_with_the_handshake_as_it_happened() {
+    let app = spawn_app(&[]).await;
+    let (mut socket, response) =
+        tokio_tungstenite::connect_async(app.ws_url("/ws/clock?inspect=1"))
+            .await
+            .unwrap();
+    let Message::Text(first) = socket.next().await.unwrap().unwrap() else {
+        panic!("no text frame")
+    };
+    let handshake: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(handshake["type"], "handshake");
+    assert_eq!(
+        handshake["request"]["line"],
+        "GET /ws/clock?inspect=1 HTTP/1.1"
+    );
+    assert_eq!(
+        handshake["response"]["line"],
+        "HTTP/1.1 101 Switching Protocols"
+    );
+    // What the server says it answered is what this client received.
+    assert_eq!(
+        handshake["response"]["headers"]["sec-websocket-accept"],
+        response.headers()["sec-websocket-accept"].to_str().unwrap()
+    );
+    assert!(
+        handshake["request"]["headers"]["sec-websocket-key"]
+            .as_str()
+            .is_some_and(|k| k.len() == 24)
+    );
+    // Then the socket carries the feed as usual.
+    loop {
+        if let Message::Text(text) = socket.next().await.unwrap().unwrap() {
+            let _: WireEvent = serde_json::from_str(&text).unwrap();
+            break;
+        }
+    }
+}

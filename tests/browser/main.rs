@@ -470,3 +470,34 @@ async fn with_websocket_upgrades_refused_the_fallback_client_lands_on_sse() {
         "console errors: {errors:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_inspectors_accept_value_matches_its_own_computation() {
+    let app = spawn_app(&[]).await;
+    let chromium = Chromium::launch().await;
+    let (page, errors) = chromium.open(&app.url("/demos/ws.html")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while text(&page, "#inspect-match").await != "match" {
+        assert!(
+            Instant::now() < deadline,
+            "inspector: {:?}",
+            text(&page, "#inspect-match").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let accept = text(&page, "#inspect-accept").await;
+    assert_eq!(accept.len(), 28, "{accept}");
+    assert_eq!(accept, text(&page, "#inspect-computed").await);
+    assert!(
+        text(&page, "#inspect-request")
+            .await
+            .contains("sec-websocket-key: ")
+    );
+    assert!(
+        text(&page, "#inspect-response")
+            .await
+            .starts_with("HTTP/1.1 101")
+    );
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
