@@ -106,6 +106,7 @@ pub fn app(state: AppState) -> Router {
         .route("/static/{file}", get(assets::static_file))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/stats", get(stats_json))
+        .route("/api/stats/stream", get(stats_stream))
         .route("/metrics", get(metrics))
         .route("/poll/{feed}", get(poll::handler))
         .route("/longpoll/{feed}", get(longpoll::handler))
@@ -137,6 +138,31 @@ async fn stats_json(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(app.stats().snapshot()),
+    )
+}
+
+/// `GET /api/stats/stream`: the `/api/stats` snapshot once a second as Server-Sent Events
+/// (`event: stats`), for the live dashboard. Not counted in the transport figures.
+async fn stats_stream(State(app): State<AppState>) -> impl IntoResponse {
+    let shutdown = app.shutdown_token();
+    let body = async_stream::stream! {
+        yield Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"retry: 2000\n\n"));
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            let json = serde_json::to_string(&app.stats().snapshot()).unwrap_or_default();
+            yield Ok(bytes::Bytes::from(format!("event: stats\ndata: {json}\n\n")));
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache, no-store"),
+        ],
+        axum::body::Body::from_stream(body),
     )
 }
 

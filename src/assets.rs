@@ -35,6 +35,7 @@ pub static ASSETS: &[Asset] = assets![
     "demos/ws.html",
     "demos/_chat.html",
     "demos/auto.html",
+    "demos/dashboard.html",
     "static/style.css",
     "static/demo.js",
     "static/clients.js",
@@ -44,6 +45,7 @@ pub static ASSETS: &[Asset] = assets![
     "static/fallback.js",
     "static/auto.js",
     "static/inspector.js",
+    "static/dashboard.js",
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

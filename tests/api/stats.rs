@@ -152,3 +152,20 @@ async fn pages_and_static_files_are_served_with_a_strict_policy() {
         "pages are not transport requests"
     );
 }
+
+#[tokio::test]
+async fn the_stats_stream_sends_a_snapshot_each_second_and_counts_in_no_transport() {
+    let app = spawn_app(&[]).await;
+    let mut stream = Streaming::open(app.http.get(app.url("/api/stats/stream"))).await;
+    assert_eq!(stream.headers["content-type"], "text/event-stream");
+    assert_eq!(stream.next_sse(WAIT).await.unwrap().retry, Some(2000));
+    let mut uptimes = Vec::new();
+    while uptimes.len() < 2 {
+        let msg = stream.next_sse(WAIT).await.unwrap();
+        assert_eq!(msg.event.as_deref(), Some("stats"));
+        let snapshot: pushpoll::stats::Snapshot = serde_json::from_str(&msg.data.unwrap()).unwrap();
+        assert!(snapshot.transports.values().all(|t| t.requests == 0));
+        uptimes.push(snapshot.uptime_s);
+    }
+    assert!(uptimes[1] - uptimes[0] > 0.5, "{uptimes:?}");
+}

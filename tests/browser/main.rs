@@ -501,3 +501,70 @@ async fn the_websocket_inspectors_accept_value_matches_its_own_computation() {
     let errors = errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_draws_its_charts_and_updates_them() {
+    let app = spawn_app(&[]).await;
+    let chromium = Chromium::launch().await;
+    let (page, errors) = chromium.open(&app.url("/demos/dashboard.html")).await;
+    // Traffic for the charts to show: short polls for a few seconds.
+    let traffic = {
+        let (http, url) = (app.http.clone(), app.url("/poll/clock"));
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                let _ = http.get(&url).send().await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let picture = "document.querySelector('#chart-requests').toDataURL()";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while text(&page, "#dash-samples")
+        .await
+        .parse::<u32>()
+        .unwrap_or(0)
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no samples: {}",
+            text(&page, "#dash-state").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before: String = eval(&page, picture).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let latest = text(&page, "#latest-requests").await;
+        let poll_rate: f64 = latest
+            .split(" · ")
+            .find_map(|s| s.strip_prefix("poll "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        if poll_rate > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "poll requests never showed: {latest}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let after: String = eval(&page, picture).await;
+    assert_ne!(before, after, "the chart did not change");
+    for chart in ["requests", "open", "bytes", "events", "cpu", "rss"] {
+        let drawn: bool = eval(
+            &page,
+            &format!(
+                "(() => {{ const c = document.querySelector('#chart-{chart}'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true; return false; }})()"
+            ),
+        )
+        .await;
+        assert!(drawn, "{chart} is blank");
+    }
+    assert_eq!(text(&page, "#dash-state").await, "live");
+    traffic.abort();
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
