@@ -27,6 +27,7 @@ pub mod error;
 pub mod feed;
 pub mod listener;
 pub mod origin;
+pub mod results;
 pub mod stats;
 pub mod store;
 pub mod transport;

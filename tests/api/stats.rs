@@ -169,3 +169,41 @@ async fn the_stats_stream_sends_a_snapshot_each_second_and_counts_in_no_transpor
     }
     assert!(uptimes[1] - uptimes[0] > 0.5, "{uptimes:?}");
 }
+
+#[tokio::test]
+async fn the_committed_results_are_served_as_a_page_and_raw_files() {
+    let app = spawn_app(&[]).await;
+    let res = app.http.get(app.url("/results/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    let page = res.text().await.unwrap();
+    assert!(page.contains("<table>"), "the tables are rendered");
+    assert!(page.contains(r#"<img src="compare-default/latency.svg""#));
+    let svg = app
+        .http
+        .get(app.url("/results/compare-default/latency.svg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    let summary: serde_json::Value = app
+        .http
+        .get(app.url("/results/compare-default/summary.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["results"].as_array().unwrap().len(), 5);
+    let (status, body) = app.get_json("/results/../Cargo.toml").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+}

@@ -568,3 +568,26 @@ async fn the_dashboard_draws_its_charts_and_updates_them() {
     let errors = errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_results_page_shows_its_tables_and_charts() {
+    let app = spawn_app(&[]).await;
+    let chromium = Chromium::launch().await;
+    let (page, errors) = chromium.open(&app.url("/results/")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let loaded: bool = eval(
+            &page,
+            "document.readyState === 'complete' && [...document.querySelectorAll('main img')].length >= 4 && [...document.querySelectorAll('main img')].every(i => i.complete && i.naturalWidth > 0)",
+        )
+        .await;
+        if loaded {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the charts did not load");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(eval::<u64>(&page, "document.querySelectorAll('main table').length").await >= 3);
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
