@@ -129,6 +129,22 @@ async fn text(page: &Page, selector: &str) -> String {
     eval::<String>(page, &js).await.trim().to_string()
 }
 
+/// With `PUSHPOLL_SCREENSHOTS=1`, saves what the page shows to `docs/screenshots/NAME.png`
+/// (for the README). Off by default, so test runs never change the tree.
+async fn screenshot(page: &Page, name: &str) {
+    if std::env::var_os("PUSHPOLL_SCREENSHOTS").is_none() {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let params = chromiumoxide::page::ScreenshotParams::builder()
+        .full_page(true)
+        .build();
+    page.save_screenshot(params, dir.join(format!("{name}.png")))
+        .await
+        .expect("screenshot");
+}
+
 fn number(text: &str) -> f64 {
     let digits: String = text
         .chars()
@@ -379,6 +395,7 @@ async fn the_websocket_and_long_polling_pages_chat_with_each_other_and_hostile_t
         assert!(Instant::now() < deadline, "online list {users:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    screenshot(&ws_page, "chat-ws").await;
     // Each page sent over its own transport: the socket for one, POST for the other.
     let stats = app.stats().await;
     assert!(stats.transports["ws"].open >= 1);
@@ -425,6 +442,7 @@ async fn with_websocket_upgrades_refused_the_fallback_client_lands_on_sse() {
     }
     let steps: Vec<String> = eval(&page, "[...document.querySelectorAll('#auto-steps li')].map(li => li.dataset.transport + ':' + li.className)").await;
     assert_eq!(steps, ["ws:auto-step fail", "sse:auto-step ok"]);
+    screenshot(&page, "fallback").await;
     // The clock runs over SSE.
     let first = text(&page, "#clock-id").await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -564,6 +582,7 @@ async fn the_dashboard_draws_its_charts_and_updates_them() {
         assert!(drawn, "{chart} is blank");
     }
     assert_eq!(text(&page, "#dash-state").await, "live");
+    screenshot(&page, "dashboard").await;
     traffic.abort();
     let errors = errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
@@ -588,6 +607,7 @@ async fn the_results_page_shows_its_tables_and_charts() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(eval::<u64>(&page, "document.querySelectorAll('main table').length").await >= 3);
+    screenshot(&page, "results").await;
     let errors = errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
