@@ -162,7 +162,7 @@ impl Feed {
     /// Appends an event and hands it to every live subscriber.
     pub fn publish(&self, event: SharedEvent) -> Result<(), OutOfOrder> {
         let mut window = self.window();
-        if event.id <= window.last_id && (window.last_id > 0 || !window.events.is_empty()) {
+        if event.id <= window.last_id {
             return Err(OutOfOrder {
                 id: event.id,
                 last: window.last_id,
