@@ -34,6 +34,8 @@ pub static ASSETS: &[Asset] = assets![
     "demos/sse.html",
     "demos/ws.html",
     "demos/_chat.html",
+    "demos/_header.html",
+    "demos/_footer.html",
     "demos/auto.html",
     "demos/dashboard.html",
     "static/style.css",
@@ -74,13 +76,23 @@ static PAGES: LazyLock<HashMap<&'static str, Bytes>> = LazyLock::new(|| {
         .map(|a| {
             (
                 a.path,
-                Bytes::from(expand(&String::from_utf8_lossy(a.body))),
+                Bytes::from(expand(&String::from_utf8_lossy(a.body), url_of(a.path))),
             )
         })
         .collect()
 });
 
-fn expand(page: &str) -> String {
+/// The URL a page is served at: `/` for the index.
+fn url_of(path: &str) -> String {
+    if path == "demos/index.html" {
+        "/".to_string()
+    } else {
+        format!("/{path}")
+    }
+}
+
+/// Expands the page's includes; the link to `url` itself is marked `aria-current="page"`.
+fn expand(page: &str, url: String) -> String {
     let mut out = String::with_capacity(page.len() * 2);
     let mut rest = page;
     while let Some(start) = rest.find(INCLUDE) {
@@ -90,12 +102,19 @@ fn expand(page: &str) -> String {
         let name = &after[..end];
         match ASSETS.iter().find(|a| a.path == format!("demos/{name}")) {
             Some(fragment) => {
+                let fragment_text = String::from_utf8_lossy(fragment.body);
+                let current = format!("href=\"{url}\"");
+                let marked = fragment_text.replacen(
+                    &current,
+                    &format!("{current} aria-current=\"page\""),
+                    1,
+                );
                 // The fragment replaces the marker's whole line (its indentation included).
                 let indent_start = out.trim_end_matches(' ').len();
                 if indent_start == 0 || out[..indent_start].ends_with('\n') {
                     out.truncate(indent_start);
                 }
-                out.push_str(&String::from_utf8_lossy(fragment.body));
+                out.push_str(&marked);
                 rest = after[end + 4..]
                     .strip_prefix('\n')
                     .unwrap_or(&after[end + 4..]);
@@ -177,7 +196,22 @@ mod tests {
             let text = std::str::from_utf8(body).unwrap();
             assert!(!text.contains(INCLUDE), "{page}: unexpanded include");
             assert!(text.contains("id=\"chat-log\""), "{page}: no chat panel");
+            let current = format!("href=\"/demos/{page}.html\" aria-current=\"page\"");
+            assert_eq!(
+                text.matches(&current).count(),
+                1,
+                "{page}: its own nav link is marked"
+            );
+            assert!(
+                text.contains("<footer class=\"site\">"),
+                "{page}: no footer"
+            );
         }
+        assert!(
+            std::str::from_utf8(&PAGES["demos/index.html"])
+                .unwrap()
+                .contains("href=\"/\" aria-current=\"page\"")
+        );
         assert!(serve("demos/_chat.html").is_err());
     }
 
