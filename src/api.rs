@@ -58,14 +58,42 @@ impl FromRequestParts<AppState> for SignedIn {
 
 /// Refuses state-changing requests from a foreign `Origin` (see [`crate::origin`]).
 pub async fn check_origin(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let safe = matches!(
-        *req.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    );
-    if !safe && let Err(err) = crate::origin::check(req.headers(), &app.config().allow_origin) {
-        return err.into_response();
+    use axum::http::Method;
+    let origin = crate::origin::origin_of(req.headers(), &app.config().allow_origin);
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+    match origin {
+        Some(Err(origin)) if !safe => ApiError::ForbiddenOrigin(origin).into_response(),
+        // A CORS preflight from an accepted origin (EventSource's `Last-Event-ID`).
+        Some(Ok(origin))
+            if req.method() == Method::OPTIONS
+                && req
+                    .headers()
+                    .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) =>
+        {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            let headers = response.headers_mut();
+            crate::origin::cors(headers, &origin);
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("last-event-id"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+            response
+        }
+        Some(Ok(origin)) if safe => {
+            let mut response = next.run(req).await;
+            crate::origin::cors(response.headers_mut(), &origin);
+            response
+        }
+        _ => next.run(req).await,
     }
-    next.run(req).await
 }
 
 #[derive(Deserialize)]

@@ -32,6 +32,7 @@ struct Inner {
     clock: Feed,
     chat: Chat,
     stats: Arc<Stats>,
+    diagnostics: crate::diag::Diagnostics,
     /// Fired once at shutdown; every stream, long poll, socket and background task listens.
     shutdown: CancellationToken,
     /// Tasks that outlive a request (sockets, the clock ticker): shutdown waits for them.
@@ -64,6 +65,7 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 stats: Arc::new(Stats::new(config.max_connections)),
+                diagnostics: Default::default(),
                 config,
                 clock,
                 chat,
@@ -89,6 +91,11 @@ impl AppState {
         &self.inner.stats
     }
 
+    /// Tagged requests: the wire record and the kill switches (`crate::diag`).
+    pub fn diagnostics(&self) -> &crate::diag::Diagnostics {
+        &self.inner.diagnostics
+    }
+
     pub fn shutdown_token(&self) -> CancellationToken {
         self.inner.shutdown.clone()
     }
@@ -99,6 +106,17 @@ impl AppState {
 }
 
 pub fn app(state: AppState) -> Router {
+    // The transport routes, with the recorder of tagged requests (`?tag=`, see `diag`).
+    let transports = Router::new()
+        .route("/poll/{feed}", get(poll::handler))
+        .route("/longpoll/{feed}", get(longpoll::handler))
+        .route("/iframe/{feed}", get(iframe::handler))
+        .route("/sse/{feed}", get(sse::handler))
+        .route("/ws/{feed}", get(ws::handler))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::diag::record,
+        ));
     Router::new()
         .route("/", get(assets::index))
         .route("/favicon.ico", get(assets::favicon))
@@ -111,11 +129,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/stats", get(stats_json))
         .route("/api/stats/stream", get(stats_stream))
         .route("/metrics", get(metrics))
-        .route("/poll/{feed}", get(poll::handler))
-        .route("/longpoll/{feed}", get(longpoll::handler))
-        .route("/iframe/{feed}", get(iframe::handler))
-        .route("/sse/{feed}", get(sse::handler))
-        .route("/ws/{feed}", get(ws::handler))
+        .merge(transports)
+        .route("/api/debug/wire", get(crate::diag::wire))
+        .route("/api/debug/kill", post(crate::diag::kill))
         .route(
             "/api/session",
             get(api::whoami)

@@ -23,6 +23,7 @@ pub mod app;
 pub mod assets;
 pub mod chat;
 pub mod config;
+pub mod diag;
 pub mod error;
 pub mod feed;
 pub mod listener;

@@ -2,24 +2,54 @@
 //! attach `Origin` to both and let any page open a WebSocket to any host, so the server
 //! must check it: its own origin and `--allow-origin` ones pass, others get `403`. A request
 //! without `Origin` does not come from a browser page (curl, the load tester) and passes.
+//!
+//! The server's own origin includes its loopback aliases on the same port: a page from
+//! `http://127.0.0.1:3000` may use `http://localhost:3000`, a second origin with its own
+//! six HTTP/1.1 connections, which is how the compare page keeps five transports live.
+//! Reads from those origins get CORS headers ([`cors`]), never credentials.
 
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 
 use crate::error::ApiError;
 
 pub fn check(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().unwrap_or("(not text)");
-    let own = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|host| origin.strip_prefix("http://") == Some(host));
+    match origin_of(headers, allowed) {
+        Some(Err(origin)) => Err(ApiError::ForbiddenOrigin(origin)),
+        _ => Ok(()),
+    }
+}
+
+/// The request's `Origin`, if it has one: `Ok` when it may read and act (the server's own
+/// origin, a loopback alias of it, or `--allow-origin`), `Err` when it is foreign.
+pub fn origin_of(headers: &HeaderMap, allowed: &[String]) -> Option<Result<String, String>> {
+    let origin = headers.get(header::ORIGIN)?;
+    let origin = origin.to_str().unwrap_or("(not text)").to_string();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let own = host.is_some_and(|host| {
+        origin.strip_prefix("http://").is_some_and(|o| {
+            o == host || loopback_port(o).is_some_and(|port| loopback_port(host) == Some(port))
+        })
+    });
     if own || allowed.iter().any(|a| a.trim_end_matches('/') == origin) {
-        Ok(())
+        Some(Ok(origin))
     } else {
-        Err(ApiError::ForbiddenOrigin(origin.to_string()))
+        Some(Err(origin))
+    }
+}
+
+/// The port of `HOST:PORT` when `HOST` names this machine's loopback interface.
+fn loopback_port(host_port: &str) -> Option<&str> {
+    let (host, port) = host_port.rsplit_once(':')?;
+    let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
+    (loopback && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some(port)
+}
+
+/// CORS headers that let `origin` read a response (without cookies: no
+/// `Access-Control-Allow-Credentials`), for an origin [`origin_of`] accepted.
+pub fn cors(headers: &mut HeaderMap, origin: &str) {
+    if let Ok(value) = HeaderValue::from_str(origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.append(header::VARY, HeaderValue::from_static("origin"));
     }
 }
 
@@ -45,5 +75,24 @@ mod tests {
         assert!(check(&headers(Some("http://evil.example")), &allowed).is_err());
         assert!(check(&headers(Some("null")), &allowed).is_err());
         assert!(check(&headers(Some("https://127.0.0.1:3000")), &allowed).is_err());
+    }
+
+    #[test]
+    fn loopback_aliases_on_the_same_port_are_the_servers_own_origin() {
+        let none: Vec<String> = Vec::new();
+        for alias in ["http://localhost:3000", "http://[::1]:3000"] {
+            assert_eq!(
+                origin_of(&headers(Some(alias)), &none),
+                Some(Ok(alias.into()))
+            );
+        }
+        for foreign in [
+            "http://localhost:3001",
+            "http://localhost",
+            "http://localhost.evil.example:3000",
+            "http://10.0.0.1:3000",
+        ] {
+            assert!(check(&headers(Some(foreign)), &none).is_err(), "{foreign}");
+        }
     }
 }

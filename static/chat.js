@@ -129,7 +129,10 @@ async function api(method, path, body) {
   };
 }
 
-export function createChat(root, { transport, panel, interval } = {}) {
+// options: transport, panel (a createPanel to report into), interval (short polling), and
+// `connect` options passed through to the subscription: `params` (extra query parameters,
+// e.g. a diagnostic `tag`) and `origin` (another origin to subscribe from).
+export function createChat(root, { transport, panel, interval, params = {}, origin } = {}) {
   const $ = (id) => root.querySelector(`#${id}`);
   const nickForm = $('chat-identity');
   const nickInput = $('chat-nick');
@@ -765,8 +768,9 @@ export function createChat(root, { transport, panel, interval } = {}) {
     client?.stop();
     client = connect(transport, 'chat', handlers, {
       after,
-      params: { rooms: rooms.join(','), history: HISTORY },
+      params: { ...params, rooms: rooms.join(','), history: HISTORY },
       interval: pollInterval,
+      origin,
     });
   }
 

@@ -20,7 +20,11 @@
 //   onDetail(object)                  transport-specific figures, e.g. WebSocket readyState
 //
 // options: { after: ID, params: {…extra query parameters…}, interval: ms (poll),
-//            timeout: s (longpoll), container: Element (iframe) }
+//            timeout: s (longpoll), container: Element (iframe),
+//            origin: 'http://localhost:3000' (subscribe from another origin of the same
+//            server, which answers loopback aliases of its own port with CORS headers; the
+//            request is then made without cookies. Not for the iframe, whose document must
+//            be same-origin to call parent.pushpoll) }
 //
 // Every client resumes the same way: the last id it delivered is the cursor (`after=`).
 
@@ -117,17 +121,18 @@ class Context {
     this.handlers = { ...NO_HANDLERS, ...handlers };
     this.params = { ...(options.params ?? {}) };
     this.cursor = Number.isSafeInteger(options.after) ? options.after : null;
+    this.origin = options.origin ? new URL(options.origin).origin : location.origin;
     this.stopped = false;
   }
 
-  /** `/TRANSPORT/FEED?…`, with the extra parameters, then `extra` (null values dropped). */
+  /** `ORIGIN/TRANSPORT/FEED?…`, with the extra parameters, then `extra` (null values dropped). */
   url(extra = {}) {
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries({ ...this.params, ...extra })) {
       if (value !== null && value !== undefined) query.set(key, String(value));
     }
     const qs = query.toString();
-    return `/${this.transport}/${encodeURIComponent(this.feed)}${qs ? `?${qs}` : ''}`;
+    return `${this.origin}/${this.transport}/${encodeURIComponent(this.feed)}${qs ? `?${qs}` : ''}`;
   }
 
   request() {
@@ -631,8 +636,7 @@ function wsClient(ctx) {
   }
 
   function open() {
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(`${scheme}//${location.host}${ctx.url({ after: ctx.cursor })}`);
+    const ws = new WebSocket(ctx.url({ after: ctx.cursor }).replace(/^http/, 'ws'));
     socket = ws;
     ctx.request(); // the handshake is one HTTP request
     ctx.state('connecting (handshake)', 'connecting');

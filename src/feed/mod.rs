@@ -209,6 +209,7 @@ impl Feed {
             resyncs: 0,
             shutdown,
             session_end: None,
+            kill: None,
             ended: None,
             _guards: Vec::new(),
         };
@@ -250,6 +251,14 @@ impl Feed {
     }
 }
 
+/// Waits for `token` to fire; forever without one.
+async fn fired(token: Option<&CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A `gap` event: delivery after `after` resumes at `resumed_from`.
 fn gap(after: u64, resumed_from: u64) -> SharedEvent {
     Event::new(&WireEvent {
@@ -276,6 +285,8 @@ enum Pending {
 pub enum Ended {
     Shutdown,
     SessionEnded,
+    /// `POST /api/debug/kill` dropped the connection (see `crate::diag`).
+    Killed,
 }
 
 /// One client's position in a feed. Every transport reads its events from here.
@@ -292,6 +303,7 @@ pub struct Subscription {
     resyncs: u64,
     shutdown: CancellationToken,
     session_end: Option<CancellationToken>,
+    kill: Option<CancellationToken>,
     ended: Option<Ended>,
     /// Held for as long as the subscription lives (presence, for one).
     _guards: Vec<Box<dyn Send + Sync>>,
@@ -318,6 +330,11 @@ impl Subscription {
         self.session_end = Some(token);
     }
 
+    /// Also end, as [`Ended::Killed`], when `token` fires.
+    pub fn end_when_killed(&mut self, token: CancellationToken) {
+        self.kill = Some(token);
+    }
+
     /// Keeps `guard` alive as long as the subscription.
     pub fn hold(&mut self, guard: impl Send + Sync + 'static) {
         self._guards.push(Box::new(guard));
@@ -335,15 +352,18 @@ impl Subscription {
             if let Some(event) = self.take_backlog() {
                 return Some(event);
             }
-            let session_end = self.session_end.clone();
             let received = tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => {
                     self.ended = Some(Ended::Shutdown);
                     return None;
                 }
-                () = async { match &session_end { Some(t) => t.cancelled().await, None => std::future::pending().await } } => {
+                () = fired(self.session_end.as_ref()) => {
                     self.ended = Some(Ended::SessionEnded);
+                    return None;
+                }
+                () = fired(self.kill.as_ref()) => {
+                    self.ended = Some(Ended::Killed);
                     return None;
                 }
                 received = self.rx.recv() => received,

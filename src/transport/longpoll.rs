@@ -9,6 +9,7 @@ use axum::response::Response;
 use super::{FeedPath, LONGPOLL_TIMEOUT_S, Params, Transport, batch_response, drain, open, secs};
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::feed::Ended;
 
 pub async fn handler(
     State(app): State<AppState>,
@@ -35,6 +36,10 @@ pub async fn handler(
     {
         events.push(first);
         events.extend(drain(&mut sub, limit - 1).await);
+    }
+    if sub.ended() == Some(Ended::Killed) {
+        let broken = futures_util::stream::once(async { Err::<bytes::Bytes, _>(super::killed()) });
+        return Ok(Response::new(axum::body::Body::from_stream(broken)));
     }
     Ok(batch_response(
         &app,

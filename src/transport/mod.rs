@@ -11,7 +11,6 @@ pub mod sse;
 pub mod ws;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::app::AppState;
 use crate::chat::{MAX_HISTORY, parse_room};
 use crate::error::ApiError;
-use crate::feed::{Event, FeedName, Filter, SharedEvent, Start, Subscription};
+use crate::feed::{Ended, Event, FeedName, Filter, SharedEvent, Start, Subscription};
 
 /// The five ways of delivering a feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,10 +177,10 @@ pub fn open(
         Transport::Iframe | Transport::Sse | Transport::Ws => Hold::Push,
     };
     let shutdown = app.shutdown_token();
-    match feed {
-        FeedName::Clock => Ok(app
+    let mut sub = match feed {
+        FeedName::Clock => app
             .clock()
-            .subscribe(cursor, start, 0, Filter::default(), shutdown)),
+            .subscribe(cursor, start, 0, Filter::default(), shutdown),
         FeedName::Chat => {
             let chat = app.chat();
             let rooms = params.rooms()?;
@@ -204,9 +203,26 @@ pub fn open(
                     Hold::Poll => chat.presence().polled(session.id, &session.nick, &rooms),
                 }
             }
-            Ok(sub)
+            sub
         }
+    };
+    // A tagged connection can be dropped by `POST /api/debug/kill` (the compare page).
+    if let Some(tag) = params.get("tag") {
+        let (switch, guard) = app.diagnostics().kill_switch(crate::diag::parse_tag(tag)?);
+        sub.end_when_killed(switch);
+        sub.hold(guard);
     }
+    Ok(sub)
+}
+
+/// A response that breaks the connection off: the head may go out, then hyper closes the
+/// connection without ending the body, which the client sees as a network error. What
+/// `POST /api/debug/kill` does to a held request or a stream.
+pub fn killed() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "connection killed by POST /api/debug/kill",
+    )
 }
 
 /// Up to `limit` events that are available now (after any replay from the store).
@@ -303,7 +319,7 @@ pub fn stream_response(
         let prelude = (framing.prelude)();
         let mut sent = prelude.len();
         counters.sent(prelude.len(), 0);
-        yield Ok::<Bytes, Infallible>(prelude);
+        yield Ok::<Bytes, std::io::Error>(prelude);
         let mut keepalive = tokio::time::interval_at(Instant::now() + every, every);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -327,6 +343,9 @@ pub fn stream_response(
             if framing.max_bytes.is_some_and(|max| sent >= max) {
                 break;
             }
+        }
+        if sub.ended() == Some(Ended::Killed) {
+            yield Err(killed());
         }
     };
     (

@@ -167,6 +167,8 @@ async fn serve(
                     break match (sub.ended(), session.as_ref().and_then(Session::end_reason)) {
                         (Some(Ended::SessionEnded), Some(EndReason::Idle)) => End::Close(close::IDLE_TIMEOUT, "idle timeout"),
                         (Some(Ended::SessionEnded), _) => End::Close(close::NORMAL, "logged out"),
+                        // Dropped without a close frame, like a failed network: the peer sees 1006.
+                        (Some(Ended::Killed), _) => End::Gone,
                         _ => End::Close(close::GOING_AWAY, "server shutting down"),
                     };
                 };
