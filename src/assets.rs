@@ -38,6 +38,8 @@ pub static ASSETS: &[Asset] = assets![
     "demos/_footer.html",
     "demos/auto.html",
     "demos/dashboard.html",
+    "demos/compare.html",
+    "demos/_lane.html",
     "static/style.css",
     "static/demo.js",
     "static/clients.js",
@@ -48,10 +50,16 @@ pub static ASSETS: &[Asset] = assets![
     "static/auto.js",
     "static/inspector.js",
     "static/dashboard.js",
+    "static/compare.js",
+    "static/compare.css",
 ];
 
+/// `connect-src` also names the loopback aliases of this machine, so the compare page can
+/// reach the server under a second origin (`localhost` next to `127.0.0.1`) for a second
+/// pool of connections; nothing off this machine.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'";
+                   connect-src 'self' http://127.0.0.1:* http://localhost:*; \
+                   frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'";
 
 fn content_type(path: &str) -> &'static str {
     match path.rsplit('.').next() {

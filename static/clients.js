@@ -428,6 +428,11 @@ function installDispatcher() {
   window.pushpoll = dispatch;
 }
 
+// How long a hidden-iframe stream may stay silent (no event, no keep-alive) before the client
+// takes it for dead: twice the server's default keep-alive interval (15 s).
+const STREAM_SILENCE_MS = 30_000;
+const STREAM_CHECK_MS = 2000;
+
 function iframeClient(ctx, options) {
   const MAX_DOCUMENT = 256 * 1024; // the server ends each document after this many bytes
   const backoff = new Backoff(ctx);
@@ -437,6 +442,9 @@ function iframeClient(ctx, options) {
   let docBytes = 0; // event chunks received in the current document
   let docEvents = 0;
   let startWhenLoaded = null;
+  let watchdog = 0;
+  let seenNodes = -1; // child nodes of the stream document's body at the last check
+  let grewAt = 0; // performance.now() when they last grew
 
   const self = {
     owns(event) {
@@ -481,12 +489,38 @@ function iframeClient(ctx, options) {
 
     stop() {
       frameClients.delete(self);
+      clearInterval(watchdog);
       backoff.cancel();
       if (startWhenLoaded) window.removeEventListener('load', startWhenLoaded);
       frame?.remove(); // removing the frame ends its document and closes the stream
       frame = null;
     },
   };
+
+  // A forever frame whose connection breaks gives no sign: the browser keeps the document
+  // "loading" and fires nothing (no `load`, no `error`). But a healthy stream always grows:
+  // every event is a <script> and, after 15 s of silence, the server sends a `<!-- -->`
+  // keep-alive, and both become nodes of the document's body. A body that has not grown for
+  // STREAM_SILENCE_MS means a dead stream: reopen it from the cursor.
+  function check() {
+    if (ctx.stopped || !frame) return;
+    let nodes = -1;
+    try {
+      nodes = frame.contentDocument?.body?.childNodes.length ?? -1;
+    } catch {
+      // An error page is cross-origin: it does not grow either.
+    }
+    const now = performance.now();
+    if (nodes !== seenNodes) {
+      seenNodes = nodes;
+      grewAt = now;
+    } else if (now - grewAt > STREAM_SILENCE_MS) {
+      const silent = Math.round((now - grewAt) / 1000);
+      frame.remove();
+      frame = null;
+      open(`no event and no keep-alive for ${silent} s, reopening after id ${ctx.cursor}`);
+    }
+  }
 
   function open(why = 'connecting') {
     // A fresh iframe per document instead of a new `src`: changing the src of a loaded frame
@@ -505,6 +539,10 @@ function iframeClient(ctx, options) {
     frame = next;
     docBytes = 0;
     docEvents = 0;
+    seenNodes = -1;
+    grewAt = performance.now();
+    clearInterval(watchdog);
+    watchdog = setInterval(check, STREAM_CHECK_MS);
     ctx.request();
     ctx.detail({ documents: opens, documentBytes: 0 });
     ctx.state(`${why}: loading the stream document`, 'connecting');

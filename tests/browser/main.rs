@@ -18,6 +18,8 @@ use tempfile::TempDir;
 
 use support::{TestApp, spawn_app};
 
+mod compare;
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// A headless Chromium with its own profile, closed when dropped.

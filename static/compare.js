@@ -1,0 +1,504 @@
+// The compare page: the clock and the chat over all five transports at once, each lane with
+// its live cost and its controls (pause, kill, the short-poll interval), and the chat lane
+// showing each message's five arrivals.
+//
+// Six connections per origin: long polling, the iframe and SSE hold one connection per
+// subscription, two subscriptions each, which is six, the most a browser opens to one origin
+// over HTTP/1.1. So SSE and long polling subscribe from the server's other loopback name
+// (localhost ↔ 127.0.0.1, same port), a second origin with its own six; the server answers it
+// with CORS headers. `?one-origin` puts everything on the page's origin to show the stall.
+
+import { connect, POLL_INTERVAL, TRANSPORTS } from '/static/clients.js';
+import { createClock } from '/static/demo.js';
+import { formatBytes } from '/static/panel.js';
+
+const RATE_WINDOW_MS = 10_000;
+const LATENCY_WINDOW_MS = 60_000;
+const STALE_MS = 3000;
+const RENDER_MS = 500;
+const STATS_MS = 2000;
+const MAX_ROWS = 30;
+const AUTO_SEND_MS = 2000;
+
+const ONE_ORIGIN = new URLSearchParams(location.search).has('one-origin');
+const PAGE_ORIGIN = location.origin;
+const ALIAS_ORIGIN = (() => {
+  const host = location.hostname === 'localhost' ? '127.0.0.1' : 'localhost';
+  return `${location.protocol}//${host}${location.port ? `:${location.port}` : ''}`;
+})();
+// The transports that hold HTTP connections and may leave the page's origin. The iframe
+// may not: its scripts call parent.pushpoll, which needs the same origin.
+const ON_ALIAS = new Set(['sse', 'longpoll']);
+const originOf = (transport) =>
+  !ONE_ORIGIN && ON_ALIAS.has(transport) ? ALIAS_ORIGIN : PAGE_ORIGIN;
+// The phases (see clients.js) in which a client holds a connection or waits for one (a
+// request that is queued behind the six looks the same from the page).
+const HOLDING = new Set(['connecting', 'waiting', 'streaming', 'open']);
+
+const RUN = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) =>
+  b.toString(36).padStart(2, '0'),
+).join('');
+
+function ms(value) {
+  if (value === null || !Number.isFinite(value)) return '–';
+  return value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${value.toFixed(1)} ms`;
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  const rank = Math.ceil((p / 100) * sorted.length) - 1;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank))];
+}
+
+/** Drops entries older than `windowMs` from a list of [time, value] pairs. */
+function prune(list, now, windowMs) {
+  let i = 0;
+  while (i < list.length && now - list[i][0] > windowMs) i += 1;
+  if (i > 0) list.splice(0, i);
+}
+
+async function postJson(path, body) {
+  const response = await fetch(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    cache: 'no-store',
+    credentials: 'same-origin',
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(answer?.error?.message ?? `HTTP ${response.status}`);
+    error.code = answer?.error?.code ?? `http_${response.status}`;
+    throw error;
+  }
+  return answer;
+}
+
+/** One transport: its two subscriptions (clock and chat), its figures and its controls. */
+class Lane {
+  constructor(transport, root, arrivals) {
+    this.transport = transport;
+    this.root = root;
+    this.arrivals = arrivals;
+    this.tag = `cmp-${RUN}-${transport}`;
+    this.origin = originOf(transport);
+    this.clock = createClock(root);
+    this.fields = new Map();
+    for (const el of root.querySelectorAll('[data-field]')) this.fields.set(el.dataset.field, el);
+    this.clients = null;
+    this.cursors = { clock: null, chat: null };
+    this.phases = { clock: 'connecting', chat: 'connecting' };
+    this.stateText = 'starting';
+    this.requests = []; // [time, 1]
+    this.received = []; // [time, bytes]
+    this.latencies = []; // [time, ms]
+    this.bytes = 0;
+    this.events = 0;
+    this.lastLatency = null;
+    this.lastEventAt = null;
+    this.lastTickTime = null;
+    this.serverOpen = null;
+    this.interval = POLL_INTERVAL.default;
+    this.kill = null; // { at, newRequest, killed, done }
+    this.set('origin', new URL(this.origin).host);
+    root.dataset.origin = new URL(this.origin).host;
+    root.dataset.tag = this.tag;
+  }
+
+  set(field, text) {
+    const el = this.fields.get(field);
+    if (el && el.textContent !== text) el.textContent = text;
+  }
+
+  get paused() {
+    return this.clients === null;
+  }
+
+  /** The chat subscription's cursor: the last chat id this lane delivered (or passed). */
+  get chatCursor() {
+    return this.clients?.chat.cursor ?? this.cursors.chat;
+  }
+
+  handlers(feed) {
+    return {
+      onEvent: (event, receivedAt) => this.onEvent(feed, event, receivedAt),
+      onRequest: () => {
+        this.requests.push([performance.now(), 1]);
+        // Recovery is timed on the clock, which has an event every second.
+        if (this.kill && feed === 'clock') this.kill.newRequest = true;
+      },
+      onBytes: (n) => {
+        this.bytes += n;
+        this.received.push([performance.now(), n]);
+      },
+      onState: (text, phase) => {
+        this.phases[feed] = phase;
+        if (feed === 'clock') this.stateText = text;
+      },
+    };
+  }
+
+  start() {
+    const subscribe = (feed, params) =>
+      connect(this.transport, feed, this.handlers(feed), {
+        origin: this.origin,
+        after: this.cursors[feed],
+        params: { tag: this.tag, ...params },
+        interval: this.interval,
+        container: this.root,
+      });
+    this.clients = {
+      clock: subscribe('clock', {}),
+      chat: subscribe('chat', { rooms: 'lobby', history: 0 }),
+    };
+    this.root.dataset.paused = 'false';
+  }
+
+  stop() {
+    if (!this.clients) return;
+    for (const [feed, client] of Object.entries(this.clients)) {
+      this.cursors[feed] = client.cursor;
+      client.stop();
+    }
+    this.clients = null;
+    this.phases = { clock: 'stopped', chat: 'stopped' };
+    this.stateText = `paused: no connection; resumes after clock id ${this.cursors.clock ?? '–'} and chat id ${this.cursors.chat ?? '–'}`;
+    this.root.dataset.paused = 'true';
+  }
+
+  setInterval(ms) {
+    this.interval = ms;
+    for (const client of Object.values(this.clients ?? {})) client.setInterval(ms);
+  }
+
+  onEvent(feed, event, receivedAt) {
+    const now = performance.now();
+    this.events += 1;
+    this.lastEventAt = now;
+    if (Number.isFinite(event.ts) && (event.type === 'tick' || event.type === 'message')) {
+      const latency = (receivedAt - event.ts) / 1000;
+      this.lastLatency = latency;
+      this.latencies.push([now, latency]);
+      if (event.type === 'message') this.arrivals.arrive(this.transport, event, latency);
+    }
+    if (feed === 'clock' && event.type === 'tick') {
+      this.clock.show(event);
+      this.lastTickTime = event.time;
+      this.root.dataset.tickTime = String(event.time);
+    }
+    const kill = this.kill;
+    if (feed === 'clock' && kill && !kill.done && kill.newRequest) {
+      kill.done = true;
+      const took = now - kill.at;
+      this.root.dataset.recoveredMs = took.toFixed(0);
+      this.set(
+        'recovery',
+        kill.killed === 0
+          ? `Nothing was held open to kill: every poll is a new request. Next answer after ${ms(took)}.`
+          : `Killed ${kill.killed} connection${kill.killed === 1 ? '' : 's'}; back after ${ms(took)}, resumed from the cursor.`,
+      );
+    }
+  }
+
+  async killConnection() {
+    if (this.paused) return;
+    delete this.root.dataset.recoveredMs;
+    this.kill = { at: performance.now(), newRequest: false, killed: null, done: false };
+    const kill = this.kill;
+    this.set('recovery', 'Killing…');
+    try {
+      const answer = await postJson('/api/debug/kill', { tag: this.tag });
+      kill.killed = answer.killed;
+      this.root.dataset.killed = String(answer.killed);
+      if (!kill.done) {
+        this.set(
+          'recovery',
+          answer.killed === 0
+            ? 'Nothing was held open to kill; waiting for the next poll…'
+            : `Killed ${answer.killed} connection${answer.killed === 1 ? '' : 's'}; recovering…`,
+        );
+      }
+    } catch (err) {
+      this.kill = null;
+      this.set('recovery', `The kill failed: ${err.message}`);
+    }
+  }
+
+  /** Connections this lane holds (or waits for) now. */
+  held() {
+    if (!this.clients) return 0;
+    return Object.values(this.phases).filter((p) => HOLDING.has(p)).length;
+  }
+
+  render(now) {
+    prune(this.requests, now, RATE_WINDOW_MS);
+    prune(this.received, now, RATE_WINDOW_MS);
+    prune(this.latencies, now, LATENCY_WINDOW_MS);
+    const seconds = RATE_WINDOW_MS / 1000;
+    this.set('rps', (this.requests.length / seconds).toFixed(1));
+    this.set('bps', `${formatBytes(Math.round(this.received.reduce((s, [, n]) => s + n, 0) / seconds))}/s`);
+    this.set('bpe', this.events === 0 ? '–' : `${Math.round(this.bytes / this.events)} B`);
+    this.set('lat-last', ms(this.lastLatency));
+    const sorted = this.latencies.map(([, l]) => l).sort((a, b) => a - b);
+    this.set('lat-pct', sorted.length === 0 ? '–' : `${ms(percentile(sorted, 50))} · ${ms(percentile(sorted, 99))}`);
+    this.set('open', `${this.held()} · ${this.serverOpen ?? '–'}`);
+    const since = this.lastEventAt === null ? null : now - this.lastEventAt;
+    this.set('since', since === null ? 'none yet' : `${(since / 1000).toFixed(1)} s ago`);
+    this.set('state', this.stateText);
+    const stale = !this.paused && (since === null || since > STALE_MS);
+    this.root.dataset.stale = String(stale);
+  }
+}
+
+/** The chat lane: one row per message, one cell per transport. */
+class Arrivals {
+  constructor(tbody, lost) {
+    this.tbody = tbody;
+    this.lostCells = lost;
+    this.rows = new Map(); // id → { tr, cells, arrived: Set }
+    this.lost = Object.fromEntries(TRANSPORTS.map((t) => [t, 0]));
+  }
+
+  row(event) {
+    let row = this.rows.get(event.id);
+    if (row) return row;
+    const tr = document.createElement('tr');
+    tr.dataset.id = String(event.id);
+    const cell = (text, className) => {
+      const td = document.createElement('td');
+      td.textContent = text;
+      if (className) td.className = className;
+      tr.append(td);
+      return td;
+    };
+    cell(String(event.id));
+    const from = cell(event.from ?? '');
+    const text = cell(event.text ?? '', 'message-text');
+    const cells = {};
+    for (const transport of TRANSPORTS) {
+      cells[transport] = cell('…');
+      cells[transport].dataset.transport = transport;
+      cells[transport].dataset.state = 'pending';
+    }
+    row = { tr, cells, from, text, arrived: new Set() };
+    this.rows.set(event.id, row);
+    while (this.rows.size > MAX_ROWS) {
+      const oldest = Math.min(...this.rows.keys());
+      this.rows.get(oldest).tr.remove();
+      this.rows.delete(oldest);
+    }
+    // Newest first.
+    const order = [...this.rows.keys()].sort((a, b) => b - a);
+    this.tbody.replaceChildren(...order.map((id) => this.rows.get(id).tr));
+    return row;
+  }
+
+  /** A message we sent was stored as `id`: it must now arrive five times. */
+  expect(id, from, text) {
+    this.row({ id, from, text });
+  }
+
+  arrive(transport, event, latency) {
+    const row = this.row(event);
+    if (!row.from.textContent) row.from.textContent = event.from ?? '';
+    if (!row.text.textContent) row.text.textContent = event.text ?? '';
+    row.arrived.add(transport);
+    const td = row.cells[transport];
+    td.textContent = ms(latency);
+    td.dataset.state = 'arrived';
+  }
+
+  /** Marks messages a transport's cursor passed without delivering them. */
+  check(lanes) {
+    for (const lane of lanes) {
+      const cursor = lane.chatCursor;
+      if (cursor === null) continue;
+      for (const [id, row] of this.rows) {
+        const td = row.cells[lane.transport];
+        if (id <= cursor && !row.arrived.has(lane.transport) && td.dataset.state !== 'lost') {
+          td.dataset.state = 'lost';
+          td.textContent = 'lost';
+          this.lost[lane.transport] += 1;
+        }
+      }
+      const cell = this.lostCells[lane.transport];
+      cell.textContent = String(this.lost[lane.transport]);
+      cell.classList.toggle('bad', this.lost[lane.transport] > 0);
+    }
+  }
+}
+
+function boot() {
+  const arrivals = new Arrivals(
+    document.getElementById('arrivals'),
+    Object.fromEntries(
+      TRANSPORTS.map((t) => [t, document.querySelector(`[data-lost="${t}"]`)]),
+    ),
+  );
+  const lanes = TRANSPORTS.map(
+    (t) => new Lane(t, document.getElementById(`lane-${t}`), arrivals),
+  );
+  const byTransport = Object.fromEntries(lanes.map((l) => [l.transport, l]));
+
+  const note = document.getElementById('origin-note');
+  const layoutLink = document.getElementById('layout-link');
+  if (ONE_ORIGIN) {
+    note.textContent = `Every transport on one origin (${location.host}): long polling, the iframe and SSE hold six connections between them, the browser's limit, so every other request (a short poll, the clock's next long poll, a message you send) queues until one is free. Here the clock's long poll is answered every second, which frees a connection for a moment, so the queue crawls rather than stops: watch the waits in "Six connections per origin" below, and the latencies.`;
+    note.classList.add('warn');
+    layoutLink.textContent = 'Back to two origins';
+    layoutLink.href = location.pathname;
+  } else {
+    note.textContent = `Short polling, the iframe and WebSocket use this page's origin (${location.host}); SSE and long polling use ${new URL(ALIAS_ORIGIN).host}, the same server under its other loopback name, so that no origin needs more than six connections. See "Six connections per origin" below.`;
+  }
+
+  for (const lane of lanes) {
+    lane.root.querySelector('[data-action="pause"]').addEventListener('click', (e) => {
+      if (lane.paused) {
+        lane.start();
+        e.currentTarget.textContent = 'Pause';
+      } else {
+        lane.stop();
+        e.currentTarget.textContent = 'Resume';
+      }
+    });
+    lane.root
+      .querySelector('[data-action="kill"]')
+      .addEventListener('click', () => void lane.killConnection());
+  }
+
+  const intervalInput = document.getElementById('poll-interval');
+  intervalInput.addEventListener('change', () => {
+    const value = Number(intervalInput.value);
+    const ok = Number.isInteger(value) && value >= POLL_INTERVAL.min && value <= POLL_INTERVAL.max;
+    intervalInput.setAttribute('aria-invalid', String(!ok));
+    if (ok) byTransport.poll.setInterval(value);
+  });
+
+  // ---- sending ----
+  const form = document.getElementById('cmp-send');
+  const nickInput = document.getElementById('cmp-nick');
+  const textInput = document.getElementById('cmp-text');
+  const status = document.getElementById('cmp-send-status');
+  const auto = document.getElementById('cmp-auto');
+  nickInput.value = `compare-${RUN.slice(0, 4)}`;
+  let signedInAs = null;
+  let sent = 0;
+
+  async function send(text) {
+    const nick = nickInput.value.trim();
+    if (signedInAs !== nick) {
+      await postJson('/api/session', { nick });
+      signedInAs = nick;
+    }
+    const answer = await postJson('/api/chat/messages', { room: 'lobby', text });
+    sent += 1;
+    arrivals.expect(answer.id, nick, text);
+    status.textContent = `Sent message ${answer.id} (${sent} so far); watch it arrive five times.`;
+  }
+
+  async function sendFromForm() {
+    try {
+      await send(textInput.value.trim() || 'Hello, five transports');
+    } catch (err) {
+      signedInAs = err.code === 'unauthorized' ? null : signedInAs;
+      status.textContent = `Not sent: ${err.message}`;
+    }
+  }
+
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    void sendFromForm();
+  });
+  let autoTimer = 0;
+  auto.addEventListener('change', () => {
+    clearInterval(autoTimer);
+    if (auto.checked) autoTimer = setInterval(() => void sendFromForm(), AUTO_SEND_MS);
+  });
+
+  // ---- the server's own count of open connections ----
+  async function serverStats() {
+    try {
+      const response = await fetch('/api/stats', { cache: 'no-store' });
+      const stats = await response.json();
+      for (const lane of lanes) lane.serverOpen = stats.transports?.[lane.transport]?.open ?? null;
+    } catch {
+      // The next round tries again; the figure stays as it was.
+    }
+    setTimeout(serverStats, STATS_MS);
+  }
+  void serverStats();
+
+  // ---- how long requests wait for a connection ----
+  // Resource Timing tells, per request, when the page asked (startTime) and when the request
+  // actually went out (requestStart): the difference is the time it queued for a free
+  // connection (plus connecting, well under a millisecond on loopback). The server sends
+  // Timing-Allow-Origin, so cross-origin requests report it too.
+  const waits = new Map(); // origin → [time, ms]
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      if (!(entry.requestStart > 0)) continue;
+      const origin = new URL(entry.name).origin;
+      if (!waits.has(origin)) waits.set(origin, []);
+      waits.get(origin).push([performance.now(), entry.requestStart - entry.startTime]);
+    }
+  });
+  observer.observe({ type: 'resource' });
+  // Entries also go to a 250-entry buffer nobody reads here; keep it from filling.
+  setInterval(() => performance.clearResourceTimings(), 30_000);
+
+  function waited(origin, now) {
+    const list = waits.get(origin) ?? [];
+    prune(list, now, RATE_WINDOW_MS);
+    return list.length === 0 ? null : Math.max(...list.map(([, w]) => w));
+  }
+
+  // ---- rendering ----
+  const budget = document.getElementById('budget-rows');
+  function renderBudget() {
+    const rows = [
+      [PAGE_ORIGIN, lanes.filter((l) => l.origin === PAGE_ORIGIN && l.transport !== 'ws')],
+    ];
+    if (!ONE_ORIGIN) rows.push([ALIAS_ORIGIN, lanes.filter((l) => l.origin === ALIAS_ORIGIN)]);
+    rows.push(['WebSockets (not in the six)', [byTransport.ws]]);
+    budget.replaceChildren(
+      ...rows.map(([name, group]) => {
+        const tr = document.createElement('tr');
+        const held = group.reduce((s, l) => s + l.held(), 0);
+        const parts = group.map((l) => `${l.transport} ${l.held()}`).join(', ');
+        const isOrigin = name.startsWith('http');
+        const wait = isOrigin ? waited(name, performance.now()) : null;
+        const cells = [
+          isOrigin ? new URL(name).host : name,
+          `${held} (${parts})`,
+          isOrigin ? '6' : 'a separate, larger pool',
+          isOrigin ? (wait === null ? 'no request finished' : ms(wait)) : '–',
+        ];
+        for (const text of cells) {
+          const td = document.createElement('td');
+          td.textContent = text;
+          tr.append(td);
+        }
+        if (isOrigin && held >= 6) tr.children[1].classList.add('full');
+        if (wait !== null && wait >= 100) tr.children[3].classList.add('full');
+        if (wait !== null) tr.dataset.waitMs = wait.toFixed(1);
+        return tr;
+      }),
+    );
+  }
+
+  function render() {
+    const now = performance.now();
+    for (const lane of lanes) lane.render(now);
+    arrivals.check(lanes);
+    renderBudget();
+  }
+  setInterval(render, RENDER_MS);
+
+  for (const lane of lanes) lane.start();
+  render();
+  window.addEventListener('pagehide', () => {
+    for (const lane of lanes) lane.stop();
+  });
+}
+
+boot();

@@ -1,0 +1,233 @@
+//! The compare page: five transports live at once in one page, and each one recovering
+//! from a killed connection without losing a chat message.
+
+use super::*;
+
+/// Each lane's age of the displayed tick (ms; -1 before the first) and whether the page
+/// marks it stale.
+const AGES: &str = "JSON.stringify([...document.querySelectorAll('.lane')].map((l) => [l.dataset.transport, l.dataset.tickTime ? Date.now() - Date.parse(l.dataset.tickTime) : -1, String(l.dataset.stale)]))";
+
+async fn ages(page: &Page) -> Vec<(String, f64, String)> {
+    serde_json::from_str(&eval::<String>(page, AGES).await).unwrap()
+}
+
+/// Waits until every lane shows a tick.
+async fn wait_for_five_clocks(page: &Page) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = ages(page).await;
+        if now.len() == 5 && now.iter().all(|(_, age, _)| *age >= 0.0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not every lane ticked: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds() {
+    let app = spawn_app(&[]).await;
+    let chromium = Chromium::launch().await;
+    let (page, errors) = chromium.open(&app.url("/demos/compare.html")).await;
+    wait_for_five_clocks(&page).await;
+
+    let started = Instant::now();
+    let mut checks = 0;
+    while started.elapsed() < Duration::from_secs(20) {
+        for (transport, age, stale) in ages(&page).await {
+            let _ = stale;
+            assert!(
+                (0.0..3000.0).contains(&age),
+                "{transport}'s clock is {age} ms old after {:?}",
+                started.elapsed()
+            );
+        }
+        checks += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(checks >= 30);
+
+    // The server sees every transport's two subscriptions (clock and chat) held at once.
+    let stats = app.stats().await;
+    for transport in ["longpoll", "iframe", "sse", "ws"] {
+        assert!(
+            stats.transports[transport].open >= 2,
+            "{transport}: {:?}",
+            stats.transports[transport]
+        );
+    }
+    // SSE and long polling came from the other loopback name; the rest from the page's.
+    let port = app.addr.port();
+    for (transport, host) in [
+        ("poll", format!("127.0.0.1:{port}")),
+        ("longpoll", format!("localhost:{port}")),
+        ("iframe", format!("127.0.0.1:{port}")),
+        ("sse", format!("localhost:{port}")),
+        ("ws", format!("127.0.0.1:{port}")),
+    ] {
+        let tag: String = eval(
+            &page,
+            &format!("document.getElementById('lane-{transport}').dataset.tag"),
+        )
+        .await;
+        let (_, wire) = app.get_json(&format!("/api/debug/wire?tag={tag}")).await;
+        let exchange = &wire["exchanges"][0];
+        let header = |name: &str| {
+            exchange["request"]["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h[0] == name)
+                .map(|h| h[1].as_str().unwrap().to_string())
+        };
+        assert_eq!(header("host"), Some(host), "{transport}: {exchange}");
+    }
+    // The page explains the budget it keeps: no origin at six.
+    let budget = text(&page, "#budget-rows").await;
+    assert!(budget.contains(&format!("localhost:{port}")), "{budget}");
+    assert_eq!(
+        eval::<u32>(
+            &page,
+            "document.querySelectorAll('#budget-rows .full').length"
+        )
+        .await,
+        0,
+        "{budget}"
+    );
+
+    // A message typed on the page arrives on all five lanes.
+    fill_and_click(&page, "#cmp-text", "five ways", "#cmp-send-button").await;
+    wait_for_arrivals(&page, "five ways").await;
+    screenshot(&page, "compare").await;
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
+/// The row of `text` in the arrivals table: its five cells' states, once all arrived.
+async fn wait_for_arrivals(page: &Page, message: &str) -> Vec<String> {
+    let js = format!(
+        "(() => {{ const row = [...document.querySelectorAll('#arrivals tr')].find((r) => r.querySelector('.message-text')?.textContent === {message:?}); return row ? JSON.stringify([...row.querySelectorAll('td[data-transport]')].map((c) => c.dataset.state + ' ' + c.textContent)) : '[]'; }})()"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let cells: Vec<String> = serde_json::from_str(&eval::<String>(page, &js).await).unwrap();
+        if cells.len() == 5 && cells.iter().all(|c| c.starts_with("arrived")) {
+            return cells;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{message:?} did not arrive on every lane: {cells:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_each_transports_connection_recovers_without_losing_a_chat_message() {
+    let app = spawn_app(&[]).await;
+    let cookie = app.login("outsider").await;
+    let chromium = Chromium::launch().await;
+    let (page, errors) = chromium.open(&app.url("/demos/compare.html")).await;
+    wait_for_five_clocks(&page).await;
+    // Every lane has its chat subscription up: a first message arrives everywhere.
+    assert_eq!(app.say(&cookie, "lobby", "warm-up").await.0, 201);
+    wait_for_arrivals(&page, "warm-up").await;
+
+    for transport in ["poll", "longpoll", "iframe", "sse", "ws"] {
+        let lane = format!("document.getElementById('lane-{transport}')");
+        eval::<bool>(
+            &page,
+            &format!("{lane}.querySelector('[data-action=kill]').click(), true"),
+        )
+        .await;
+        // Said while the connection is down (or coming back).
+        let during = format!("said while {transport} was killed");
+        assert_eq!(app.say(&cookie, "lobby", &during).await.0, 201);
+        // The iframe finds out last: only its watchdog (30 s without a byte) can tell.
+        let deadline = Instant::now() + Duration::from_secs(45);
+        let recovered_ms = loop {
+            let ms: String = eval(&page, &format!("{lane}.dataset.recoveredMs ?? ''")).await;
+            if let Ok(ms) = ms.parse::<f64>() {
+                break ms;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{transport} did not recover: {} / {} / {}",
+                text(&page, &format!("#lane-{transport} .lane-recovery")).await,
+                text(&page, &format!("#lane-{transport} .lane-state")).await,
+                eval::<String>(&page, "JSON.stringify([...document.querySelectorAll('#lane-iframe iframe')].map((f) => { try { const n = f.contentWindow.performance.getEntriesByType('navigation')[0]; return f.src + ' ' + f.contentDocument.readyState + ' end=' + (n && n.responseEnd) + ' dur=' + (n && n.duration) + ' size=' + (n && n.transferSize) + ' body=' + (n && n.encodedBodySize); } catch (e) { return f.src + ' ' + e; } }))").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let killed: String = eval(&page, &format!("{lane}.dataset.killed ?? ''")).await;
+        let expected = if transport == "poll" { "0" } else { "2" };
+        assert_eq!(killed, expected, "{transport}: connections killed");
+        let shown = text(&page, &format!("#lane-{transport} .lane-recovery")).await;
+        assert!(shown.contains("after"), "{transport}: {shown}");
+        assert!(recovered_ms < 40_000.0, "{transport}: {recovered_ms} ms");
+        wait_for_arrivals(&page, &during).await;
+        let lost = text(&page, "#chat-lane tfoot").await;
+        assert!(
+            lost.ends_with("0 0 0 0 0") || lost.ends_with("00000"),
+            "lost: {lost}"
+        );
+        println!("{transport}: back after {recovered_ms} ms; {shown}");
+    }
+    let lost: Vec<String> = serde_json::from_str(
+        &eval::<String>(
+            &page,
+            "JSON.stringify([...document.querySelectorAll('[data-lost]')].map((c) => c.textContent))",
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(lost, ["0", "0", "0", "0", "0"]);
+    // What a killed connection makes the browser log, by design.
+    let errors = errors.lock().unwrap().clone();
+    let left: Vec<_> = errors
+        .iter()
+        .filter(|e| {
+            !(e.contains("ERR_INCOMPLETE_CHUNKED_ENCODING")
+                || e.contains("ERR_EMPTY_RESPONSE")
+                || e.contains("WebSocket connection")
+                || e.contains("EventSource"))
+        })
+        .collect();
+    assert!(left.is_empty(), "console errors: {errors:#?}");
+}
+
+/// With every transport on one origin the browser's six connections are all taken, and the
+/// page measures requests queueing for one; on two origins they do not. This is the page's
+/// own demonstration of why it uses two origins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_one_origin_requests_queue_for_the_six_connections_and_on_two_they_do_not() {
+    let app = spawn_app(&[]).await;
+    let chromium = Chromium::launch().await;
+    let wait_ms = "(() => { const r = document.querySelector('#budget-rows tr'); return r && r.dataset.waitMs ? Number(r.dataset.waitMs) : -1; })()";
+    let mut worst = Vec::new();
+    for layout in ["?one-origin", ""] {
+        let (page, _errors) = chromium
+            .open(&app.url(&format!("/demos/compare.html{layout}")))
+            .await;
+        wait_for_five_clocks(&page).await;
+        let mut max = -1.0_f64;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(8) {
+            max = max.max(eval::<f64>(&page, wait_ms).await);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let full: u32 = eval(
+            &page,
+            "document.querySelectorAll('#budget-rows td.full').length",
+        )
+        .await;
+        worst.push((layout, max, full, text(&page, "#budget-rows").await));
+        page.close().await.unwrap();
+    }
+    let (one, two) = (&worst[0], &worst[1]);
+    assert!(one.1 >= 200.0 && one.2 >= 1, "one origin: {one:?}");
+    assert!(
+        (0.0..100.0).contains(&two.1) && two.2 == 0,
+        "two origins: {two:?}"
+    );
+}
