@@ -52,6 +52,7 @@ pub static ASSETS: &[Asset] = assets![
     "static/dashboard.js",
     "static/compare.js",
     "static/compare.css",
+    "static/wire.js",
 ];
 
 /// `connect-src` also names the loopback aliases of this machine, so the compare page can

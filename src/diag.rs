@@ -367,7 +367,8 @@ struct ExchangeReport {
     duration_ms: f64,
     state: State_,
     request: Message,
-    response: Message,
+    /// `None` while the handler has not answered yet (a held long poll).
+    response: Option<Message>,
     body: BodyReport,
 }
 
@@ -400,21 +401,24 @@ pub async fn wire(
             ExchangeReport {
                 seq: x.seq,
                 started: x.started,
-                duration_ms: r
+                duration_ms: (r
                     .ended
                     .unwrap_or_else(Instant::now)
                     .duration_since(x.since)
                     .as_secs_f64()
-                    * 1000.0,
+                    * 1000.0
+                    * 10.0)
+                    .round()
+                    / 10.0,
                 state: r.state,
                 request: Message {
                     line: x.request_line.clone(),
                     headers: x.request_headers.clone(),
                 },
-                response: Message {
+                response: (!r.line.is_empty()).then(|| Message {
                     line: r.line.clone(),
                     headers: r.headers.clone(),
-                },
+                }),
                 body: BodyReport {
                     bytes: r.bytes,
                     head: String::from_utf8_lossy(&r.head).into_owned(),

@@ -328,7 +328,7 @@ class Arrivals {
   }
 }
 
-function boot() {
+async function boot() {
   const arrivals = new Arrivals(
     document.getElementById('arrivals'),
     Object.fromEntries(
@@ -494,6 +494,17 @@ function boot() {
   }
   setInterval(render, RENDER_MS);
 
+  // Every chat subscription starts from the same, explicit point: the chat's position now.
+  // A stream has no cursor until its first event, so without this a lane paused before any
+  // message arrived would resume from "now" again and skip what was said in between.
+  try {
+    const response = await fetch('/poll/chat?rooms=lobby&history=0', { cache: 'no-store' });
+    const { next } = await response.json();
+    if (Number.isSafeInteger(next)) for (const lane of lanes) lane.cursors.chat = next;
+  } catch {
+    // Without it the lanes start from "now" each; only a pause before the first message
+    // could then miss one, and the lost count would show it.
+  }
   for (const lane of lanes) lane.start();
   render();
   window.addEventListener('pagehide', () => {
@@ -501,4 +512,4 @@ function boot() {
   });
 }
 
-boot();
+void boot();

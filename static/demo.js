@@ -4,10 +4,21 @@
 // the page has a #chat section: both subscriptions use the page's transport and report into
 // the same cost panel. Pages without a known transport (e.g. one that only wants
 // createClock) get nothing started.
+//
+// Every subscription of a page load carries the same random `tag=page-XXXXXXXX`, so the
+// server records its HTTP exchanges; a page with a #wire section shows them (wire.js).
 
 import { connect, POLL_INTERVAL, TRANSPORTS, utf8Length } from '/static/clients.js';
 import { createPanel } from '/static/panel.js';
 import { createChat } from '/static/chat.js';
+import { createWire } from '/static/wire.js';
+
+/** A tag for this page load's requests: `page-` and 8 random base-36 characters. */
+export function pageTag() {
+  const digits = '0123456789abcdefghijklmnopqrstuvwxyz';
+  const random = crypto.getRandomValues(new Uint32Array(8));
+  return `page-${Array.from(random, (n) => digits[n % digits.length]).join('')}`;
+}
 
 /**
  * The clock display in `section`: the tick's time in UTC, taken from the event's `time`
@@ -57,6 +68,8 @@ function boot(transport) {
   const intervalInput = document.getElementById('poll-interval');
   const intervalHint = document.getElementById('poll-interval-hint');
   const chatRoot = document.getElementById('chat');
+  const wireRoot = document.getElementById('wire');
+  const tag = pageTag();
   let client = null;
   let chat = null;
 
@@ -89,9 +102,9 @@ function boot(transport) {
 
   function start() {
     const interval = readInterval() ?? POLL_INTERVAL.default;
-    client = connect(transport, 'clock', handlers, { interval });
+    client = connect(transport, 'clock', handlers, { interval, params: { tag } });
     if (chatRoot) {
-      chat ??= createChat(chatRoot, { transport, panel, interval });
+      chat ??= createChat(chatRoot, { transport, panel, interval, params: { tag } });
       chat.start();
     }
   }
@@ -128,6 +141,7 @@ function boot(transport) {
   });
 
   start();
+  if (wireRoot) createWire(wireRoot, tag);
 }
 
 const transport = document.body.dataset.transport;

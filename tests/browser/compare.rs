@@ -241,3 +241,57 @@ async fn on_one_origin_requests_queue_for_the_six_connections_and_on_two_they_do
         "two origins: {two:?}"
     );
 }
+
+/// The other two controls: the short-poll interval changes the poll lane's request rate, and
+/// a paused lane holds nothing, then catches up from its cursor when resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poll_interval_and_pause_controls_change_the_lanes_live() {
+    let app = spawn_app(&[]).await;
+    let cookie = app.login("pauser").await;
+    let chromium = Chromium::launch().await;
+    let (page, errors) = chromium.open(&app.url("/demos/compare.html")).await;
+    wait_for_five_clocks(&page).await;
+
+    // 1000 ms → 200 ms: two subscriptions at 5 polls/s each.
+    let set_interval = "(() => { const i = document.getElementById('poll-interval'); i.value = '200'; i.dispatchEvent(new Event('change')); return true; })()";
+    assert!(eval::<bool>(&page, set_interval).await);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rps = number(&text(&page, "#lane-poll [data-field=rps]").await);
+        if rps >= 5.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "poll rate stayed at {rps}/s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Pause SSE: its connections close (the server sees none), a message said meanwhile
+    // waits, and resuming delivers it from the cursor.
+    let pause = "document.querySelector('#lane-sse [data-action=pause]').click(), true";
+    assert!(eval::<bool>(&page, pause).await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.stats().await.transports["sse"].open != 0 {
+        assert!(Instant::now() < deadline, "SSE stayed open while paused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The page shows it too: its own count at once, the server's at the next stats read.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let shown = text(&page, "#lane-sse [data-field=open]").await;
+        if shown == "0 · 0" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "paused SSE lane shows {shown}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.say(&cookie, "lobby", "while paused").await.0, 201);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sse_cell = "(() => { const r = [...document.querySelectorAll('#arrivals tr')].find((r) => r.querySelector('.message-text')?.textContent === 'while paused'); return r ? r.querySelector('td[data-transport=sse]').dataset.state : 'no row'; })()";
+    assert_eq!(eval::<String>(&page, sse_cell).await, "pending");
+    assert!(eval::<bool>(&page, pause).await, "resume");
+    wait_for_arrivals(&page, "while paused").await;
+    let lost = text(&page, "#chat-lane tfoot").await;
+    assert!(lost.ends_with("00000"), "lost: {lost}");
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}

@@ -19,6 +19,7 @@ use tempfile::TempDir;
 use support::{TestApp, spawn_app};
 
 mod compare;
+mod wire;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -141,6 +142,37 @@ async fn screenshot(page: &Page, name: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let params = chromiumoxide::page::ScreenshotParams::builder()
         .full_page(true)
+        .build();
+    page.save_screenshot(params, dir.join(format!("{name}.png")))
+        .await
+        .expect("screenshot");
+}
+
+/// Like [`screenshot`], of one element only.
+async fn screenshot_element(page: &Page, selector: &str, name: &str) {
+    if std::env::var_os("PUSHPOLL_SCREENSHOTS").is_none() {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The element's box in page coordinates, captured beyond the viewport.
+    let rect: Vec<f64> = eval(
+        page,
+        &format!(
+            "(() => {{ const r = document.querySelector({selector:?}).getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, r.width, r.height]; }})()"
+        ),
+    )
+    .await;
+    let clip = chromiumoxide::cdp::browser_protocol::page::Viewport {
+        x: rect[0],
+        y: rect[1],
+        width: rect[2],
+        height: rect[3],
+        scale: 1.0,
+    };
+    let params = chromiumoxide::page::ScreenshotParams::builder()
+        .clip(clip)
+        .capture_beyond_viewport(true)
         .build();
     page.save_screenshot(params, dir.join(format!("{name}.png")))
         .await
