@@ -40,6 +40,7 @@ pub static ASSETS: &[Asset] = assets![
     "demos/dashboard.html",
     "demos/compare.html",
     "demos/_lane.html",
+    "demos/_wire.html",
     "static/style.css",
     "static/demo.js",
     "static/clients.js",
