@@ -96,7 +96,6 @@ class Lane {
     this.events = 0;
     this.lastLatency = null;
     this.lastEventAt = null;
-    this.lastTickTime = null;
     this.serverOpen = null;
     this.interval = POLL_INTERVAL.default;
     this.kill = null; // { at, newRequest, killed, done }
@@ -183,7 +182,6 @@ class Lane {
     }
     if (feed === 'clock' && event.type === 'tick') {
       this.clock.show(event);
-      this.lastTickTime = event.time;
       this.root.dataset.tickTime = String(event.time);
     }
     const kill = this.kill;
