@@ -161,16 +161,24 @@ async fn killing_each_transports_connection_recovers_without_losing_a_chat_messa
             }
             assert!(
                 Instant::now() < deadline,
-                "{transport} did not recover: {} / {} / {}",
+                "{transport} did not recover: {} / {}",
                 text(&page, &format!("#lane-{transport} .lane-recovery")).await,
                 text(&page, &format!("#lane-{transport} .lane-state")).await,
-                eval::<String>(&page, "JSON.stringify([...document.querySelectorAll('#lane-iframe iframe')].map((f) => { try { const n = f.contentWindow.performance.getEntriesByType('navigation')[0]; return f.src + ' ' + f.contentDocument.readyState + ' end=' + (n && n.responseEnd) + ' dur=' + (n && n.duration) + ' size=' + (n && n.transferSize) + ' body=' + (n && n.encodedBodySize); } catch (e) { return f.src + ' ' + e; } }))").await
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        // Streams and sockets: the clock's and the chat's. The clock's long poll is answered
+        // every second, so the kill may fall between two of its requests.
         let killed: String = eval(&page, &format!("{lane}.dataset.killed ?? ''")).await;
-        let expected = if transport == "poll" { "0" } else { "2" };
-        assert_eq!(killed, expected, "{transport}: connections killed");
+        let expected: &[&str] = match transport {
+            "poll" => &["0"],
+            "longpoll" => &["1", "2"],
+            _ => &["2"],
+        };
+        assert!(
+            expected.contains(&killed.as_str()),
+            "{transport}: killed {killed} connections"
+        );
         let shown = text(&page, &format!("#lane-{transport} .lane-recovery")).await;
         assert!(shown.contains("after"), "{transport}: {shown}");
         assert!(recovered_ms < 40_000.0, "{transport}: {recovered_ms} ms");
