@@ -191,15 +191,7 @@ async fn the_committed_results_are_served_as_a_page_and_raw_files() {
         .await
         .unwrap();
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
-    let summary: serde_json::Value = app
-        .http
-        .get(app.url("/results/compare-default/summary.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, summary) = app.get_json("/results/compare-default/summary.json").await;
     assert_eq!(summary["results"].as_array().unwrap().len(), 5);
     let (status, body) = app.get_json("/results/../Cargo.toml").await;
     assert_eq!(

@@ -13,15 +13,16 @@ async fn ages(page: &Page) -> Vec<(String, f64, String)> {
 
 /// Waits until every lane shows a tick.
 async fn wait_for_five_clocks(page: &Page) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let ticked = until(Duration::from_secs(15), async || {
         let now = ages(page).await;
         if now.len() == 5 && now.iter().all(|(_, age, _)| *age >= 0.0) {
-            return;
+            Ok(())
+        } else {
+            Err(now)
         }
-        assert!(Instant::now() < deadline, "not every lane ticked: {now:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
+    assert!(ticked.is_ok(), "not every lane ticked: {ticked:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,18 +118,16 @@ async fn wait_for_arrivals(page: &Page, message: &str) -> Vec<String> {
     let js = format!(
         "(() => {{ const row = [...document.querySelectorAll('#arrivals tr')].find((r) => r.querySelector('.message-text')?.textContent === {message:?}); return row ? JSON.stringify([...row.querySelectorAll('td[data-transport]')].map((c) => c.dataset.state + ' ' + c.textContent)) : '[]'; }})()"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    until(Duration::from_secs(20), async || {
         let cells: Vec<String> = serde_json::from_str(&eval::<String>(page, &js).await).unwrap();
         if cells.len() == 5 && cells.iter().all(|c| c.starts_with("arrived")) {
-            return cells;
+            Ok(cells)
+        } else {
+            Err(cells)
         }
-        assert!(
-            Instant::now() < deadline,
-            "{message:?} did not arrive on every lane: {cells:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|cells| panic!("{message:?} did not arrive on every lane: {cells:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,19 +152,17 @@ async fn killing_each_transports_connection_recovers_without_losing_a_chat_messa
         let during = format!("said while {transport} was killed");
         assert_eq!(app.say(&cookie, "lobby", &during).await.0, 201);
         // The iframe finds out last: only its watchdog (30 s without a byte) can tell.
-        let deadline = Instant::now() + Duration::from_secs(45);
-        let recovered_ms = loop {
+        let recovered = until(Duration::from_secs(45), async || {
             let ms: String = eval(&page, &format!("{lane}.dataset.recoveredMs ?? ''")).await;
-            if let Ok(ms) = ms.parse::<f64>() {
-                break ms;
-            }
-            assert!(
-                Instant::now() < deadline,
+            ms.parse::<f64>()
+        })
+        .await;
+        let Ok(recovered_ms) = recovered else {
+            panic!(
                 "{transport} did not recover: {} / {}",
                 text(&page, &format!("#lane-{transport} .lane-recovery")).await,
                 text(&page, &format!("#lane-{transport} .lane-state")).await,
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         };
         // Streams and sockets: the clock's and the chat's. The clock's long poll is answered
         // every second, so the kill may fall between two of its requests.
@@ -263,35 +260,36 @@ async fn the_poll_interval_and_pause_controls_change_the_lanes_live() {
     // 1000 ms → 200 ms: two subscriptions at 5 polls/s each.
     let set_interval = "(() => { const i = document.getElementById('poll-interval'); i.value = '200'; i.dispatchEvent(new Event('change')); return true; })()";
     assert!(eval::<bool>(&page, set_interval).await);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let faster = until(Duration::from_secs(15), async || {
         let rps = number(&text(&page, "#lane-poll [data-field=rps]").await);
-        if rps >= 5.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "poll rate stayed at {rps}/s");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        if rps >= 5.0 { Ok(()) } else { Err(rps) }
+    })
+    .await;
+    assert!(faster.is_ok(), "poll rate stayed at {faster:?}/s");
 
     // Pause SSE: its connections close (the server sees none), a message said meanwhile
     // waits, and resuming delivers it from the cursor.
     let pause = "document.querySelector('#lane-sse [data-action=pause]').click(), true";
     assert!(eval::<bool>(&page, pause).await);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.stats().await.transports["sse"].open != 0 {
-        assert!(Instant::now() < deadline, "SSE stayed open while paused");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let closed = until(Duration::from_secs(10), async || {
+        match app.stats().await.transports["sse"].open {
+            0 => Ok(()),
+            open => Err(open),
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "SSE stayed open while paused: {closed:?}");
     // The page shows it too: its own count at once, the server's at the next stats read.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let shown = until(Duration::from_secs(5), async || {
         let shown = text(&page, "#lane-sse [data-field=open]").await;
         if shown == "0 · 0" {
-            break;
+            Ok(())
+        } else {
+            Err(shown)
         }
-        assert!(Instant::now() < deadline, "paused SSE lane shows {shown}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
+    assert!(shown.is_ok(), "paused SSE lane shows {shown:?}");
     assert_eq!(app.say(&cookie, "lobby", "while paused").await.0, 201);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let sse_cell = "(() => { const r = [...document.querySelectorAll('#arrivals tr')].find((r) => r.querySelector('.message-text')?.textContent === 'while paused'); return r ? r.querySelector('td[data-transport=sse]').dataset.state : 'no row'; })()";

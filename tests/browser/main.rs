@@ -127,6 +127,35 @@ async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> T {
     }
 }
 
+/// Runs `check` every 100 ms until it gives `Ok`, for at most `within`. On time-out, the
+/// last `Err`: what was seen instead, for the failure message.
+async fn until<T, E>(
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return Ok(value),
+            Err(seen) if Instant::now() >= deadline => return Err(seen),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Waits (at most `within`) for the JavaScript expression `js` to be true in the page.
+async fn until_true(page: &Page, js: &str, within: Duration) -> bool {
+    until(within, async || {
+        if eval::<bool>(page, js).await {
+            Ok(())
+        } else {
+            Err(())
+        }
+    })
+    .await
+    .is_ok()
+}
+
 async fn text(page: &Page, selector: &str) -> String {
     let js = format!("document.querySelector({selector:?})?.textContent ?? ''");
     eval::<String>(page, &js).await.trim().to_string()
@@ -135,26 +164,30 @@ async fn text(page: &Page, selector: &str) -> String {
 /// With `PUSHPOLL_SCREENSHOTS=1`, saves what the page shows to `docs/screenshots/NAME.png`
 /// (for the README). Off by default, so test runs never change the tree.
 async fn screenshot(page: &Page, name: &str) {
-    if std::env::var_os("PUSHPOLL_SCREENSHOTS").is_none() {
+    let Some(path) = screenshot_path(name) else {
         return;
-    }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
+    };
     let params = chromiumoxide::page::ScreenshotParams::builder()
         .full_page(true)
         .build();
-    page.save_screenshot(params, dir.join(format!("{name}.png")))
+    page.save_screenshot(params, path)
         .await
         .expect("screenshot");
 }
 
-/// Like [`screenshot`], of one element only.
-async fn screenshot_element(page: &Page, selector: &str, name: &str) {
-    if std::env::var_os("PUSHPOLL_SCREENSHOTS").is_none() {
-        return;
-    }
+/// `docs/screenshots/NAME.png` when `PUSHPOLL_SCREENSHOTS` is set, its folder made.
+fn screenshot_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PUSHPOLL_SCREENSHOTS")?;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
+    Some(dir.join(format!("{name}.png")))
+}
+
+/// Like [`screenshot`], of one element only.
+async fn screenshot_element(page: &Page, selector: &str, name: &str) {
+    let Some(path) = screenshot_path(name) else {
+        return;
+    };
     // The element's box in page coordinates, captured beyond the viewport.
     let rect: Vec<f64> = eval(
         page,
@@ -174,7 +207,7 @@ async fn screenshot_element(page: &Page, selector: &str, name: &str) {
         .clip(clip)
         .capture_beyond_viewport(true)
         .build();
-    page.save_screenshot(params, dir.join(format!("{name}.png")))
+    page.save_screenshot(params, path)
         .await
         .expect("screenshot");
 }
@@ -321,30 +354,30 @@ async fn the_index_links_every_demo_and_loads_cleanly() {
 const XSS: &str = "<img src=x onerror=window.__xss=1></script>\u{2028}&amp; &";
 
 async fn sign_in(page: &Page, nick: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
     // The chat module is live once it has written its first status line (it attaches its
     // handlers first); clicking before that would submit the bare form.
-    while !eval::<bool>(
-        page,
-        "document.readyState === 'complete' && (document.querySelector('#chat-status')?.textContent ?? '') !== ''",
-    )
-    .await
-    {
-        assert!(Instant::now() < deadline, "the chat panel never appeared");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        until_true(
+            page,
+            "document.readyState === 'complete' && (document.querySelector('#chat-status')?.textContent ?? '') !== ''",
+            Duration::from_secs(10),
+        )
+        .await,
+        "the chat panel never appeared"
+    );
     // Through the DOM, as a user's typing and click would: find_element's node ids can be
     // stale right after a navigation.
     fill_and_click(page, "#chat-nick", nick, "#chat-signin").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while text(page, "#chat-me").await != nick {
-        assert!(
-            Instant::now() < deadline,
-            "not signed in as {nick}: {}",
-            text(page, "#chat-status").await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let signed_in = until(Duration::from_secs(10), async || {
+        let me = text(page, "#chat-me").await;
+        if me == nick { Ok(()) } else { Err(me) }
+    })
+    .await;
+    assert!(
+        signed_in.is_ok(),
+        "not signed in as {nick}: {}",
+        text(page, "#chat-status").await
+    );
 }
 
 async fn send(page: &Page, message: &str) {
@@ -368,16 +401,12 @@ async fn wait_for_message(page: &Page, message: &str) {
         "[...document.querySelectorAll('#chat-log .chat-line[data-type=message] .chat-text')].some(e => e.textContent === {})",
         serde_json::to_string(message).unwrap()
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !eval::<bool>(page, &js).await {
-        assert!(
-            Instant::now() < deadline,
-            "{message:?} never shown; log: {:?}; status: {:?}",
-            text(page, "#chat-log").await,
-            text(page, "#chat-status").await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        until_true(page, &js, Duration::from_secs(15)).await,
+        "{message:?} never shown; log: {:?}; status: {:?}",
+        text(page, "#chat-log").await,
+        text(page, "#chat-status").await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,19 +445,19 @@ async fn the_websocket_and_long_polling_pages_chat_with_each_other_and_hostile_t
         );
     }
     // Both are online, as each page shows.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let online = until(Duration::from_secs(10), async || {
         let users: Vec<String> = eval(
             &ws_page,
             "[...document.querySelectorAll('#chat-users .chat-user')].map(e => e.textContent)",
         )
         .await;
-        if users.iter().any(|u| u.contains("alice")) && users.iter().any(|u| u.contains("bob")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "online list {users:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let both = ["alice", "bob"]
+            .iter()
+            .all(|nick| users.iter().any(|u| u.contains(nick)));
+        if both { Ok(()) } else { Err(users) }
+    })
+    .await;
+    assert!(online.is_ok(), "online list {online:?}");
     screenshot(&ws_page, "chat-ws").await;
     // Each page sent over its own transport: the socket for one, POST for the other.
     let stats = app.stats().await;
@@ -456,37 +485,40 @@ async fn with_websocket_upgrades_refused_the_fallback_client_lands_on_sse() {
     let app = spawn_app(&["--tick-ms", "500", "--refuse", "ws"]).await;
     let chromium = Chromium::launch().await;
     let (page, errors) = chromium.open(&app.url("/demos/auto.html")).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let chosen = until(Duration::from_secs(15), async || {
         let chosen: String = eval(
             &page,
             "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
         )
         .await;
-        if !chosen.is_empty() {
-            assert_eq!(chosen, "sse");
-            break;
+        if chosen.is_empty() {
+            Err(())
+        } else {
+            Ok(chosen)
         }
-        assert!(
-            Instant::now() < deadline,
-            "no transport chosen: {}",
-            text(&page, "#auto-steps").await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await;
+    match chosen {
+        Ok(chosen) => assert_eq!(chosen, "sse"),
+        Err(()) => panic!("no transport chosen: {}", text(&page, "#auto-steps").await),
     }
     let steps: Vec<String> = eval(&page, "[...document.querySelectorAll('#auto-steps li')].map(li => li.dataset.transport + ':' + li.className)").await;
     assert_eq!(steps, ["ws:auto-step fail", "sse:auto-step ok"]);
     screenshot(&page, "fallback").await;
     // The clock runs over SSE.
     let first = text(&page, "#clock-id").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while text(&page, "#clock-id").await == first {
-        assert!(
-            Instant::now() < deadline,
-            "the clock did not run over the chosen transport"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ran = until(Duration::from_secs(10), async || {
+        if text(&page, "#clock-id").await == first {
+            Err(())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    assert!(
+        ran.is_ok(),
+        "the clock did not run over the chosen transport"
+    );
     let stats = app.stats().await;
     assert!(
         stats.transports["ws"].requests >= 1,
@@ -500,22 +532,23 @@ async fn with_websocket_upgrades_refused_the_fallback_client_lands_on_sse() {
 
     // Blocking SSE on the page as well steps down to long polling.
     eval::<bool>(&page, "(() => { document.querySelector('#block-sse').checked = true; document.querySelector('#auto-retry').click(); return true; })()").await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let fell_back = until(Duration::from_secs(15), async || {
         let chosen: String = eval(
             &page,
             "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
         )
         .await;
         if chosen == "longpoll" {
-            break;
+            Ok(())
+        } else {
+            Err(chosen)
         }
-        assert!(
-            Instant::now() < deadline,
-            "did not fall back to long polling: {chosen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert!(
+        fell_back.is_ok(),
+        "did not fall back to long polling: {fell_back:?}"
+    );
     let errors = errors.lock().unwrap().clone();
     assert!(
         unexpected(&errors).is_empty(),
@@ -528,15 +561,12 @@ async fn the_websocket_inspectors_accept_value_matches_its_own_computation() {
     let app = spawn_app(&[]).await;
     let chromium = Chromium::launch().await;
     let (page, errors) = chromium.open(&app.url("/demos/ws.html")).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while text(&page, "#inspect-match").await != "match" {
-        assert!(
-            Instant::now() < deadline,
-            "inspector: {:?}",
-            text(&page, "#inspect-match").await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let matched = until(Duration::from_secs(10), async || {
+        let shown = text(&page, "#inspect-match").await;
+        if shown == "match" { Ok(()) } else { Err(shown) }
+    })
+    .await;
+    assert!(matched.is_ok(), "inspector: {matched:?}");
     let accept = text(&page, "#inspect-accept").await;
     assert_eq!(accept.len(), 28, "{accept}");
     assert_eq!(accept, text(&page, "#inspect-computed").await);
@@ -570,38 +600,31 @@ async fn the_dashboard_draws_its_charts_and_updates_them() {
         })
     };
     let picture = "document.querySelector('#chart-requests').toDataURL()";
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while text(&page, "#dash-samples")
-        .await
-        .parse::<u32>()
-        .unwrap_or(0)
-        < 3
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no samples: {}",
-            text(&page, "#dash-state").await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let sampled = until(Duration::from_secs(15), async || {
+        let samples = text(&page, "#dash-samples")
+            .await
+            .parse::<u32>()
+            .unwrap_or(0);
+        if samples >= 3 { Ok(()) } else { Err(()) }
+    })
+    .await;
+    assert!(
+        sampled.is_ok(),
+        "no samples: {}",
+        text(&page, "#dash-state").await
+    );
     let before: String = eval(&page, picture).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let polled = until(Duration::from_secs(10), async || {
         let latest = text(&page, "#latest-requests").await;
         let poll_rate: f64 = latest
             .split(" · ")
             .find_map(|s| s.strip_prefix("poll "))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
-        if poll_rate > 0.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "poll requests never showed: {latest}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if poll_rate > 0.0 { Ok(()) } else { Err(latest) }
+    })
+    .await;
+    assert!(polled.is_ok(), "poll requests never showed: {polled:?}");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let after: String = eval(&page, picture).await;
     assert_ne!(before, after, "the chart did not change");
@@ -627,19 +650,15 @@ async fn the_results_page_shows_its_tables_and_charts() {
     let app = spawn_app(&[]).await;
     let chromium = Chromium::launch().await;
     let (page, errors) = chromium.open(&app.url("/results/")).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let loaded: bool = eval(
+    assert!(
+        until_true(
             &page,
             "document.readyState === 'complete' && [...document.querySelectorAll('main img')].length >= 4 && [...document.querySelectorAll('main img')].every(i => i.complete && i.naturalWidth > 0)",
+            Duration::from_secs(10),
         )
-        .await;
-        if loaded {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the charts did not load");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .await,
+        "the charts did not load"
+    );
     assert!(eval::<u64>(&page, "document.querySelectorAll('main table').length").await >= 3);
     screenshot(&page, "results").await;
     let errors = errors.lock().unwrap().clone();

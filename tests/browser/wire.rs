@@ -48,18 +48,16 @@ async fn the_wire_view_shows_the_clock_over(
 
     // Closed, the view asks nothing; it opens once the page's modules have run (they show
     // the page's tag).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let tag = loop {
+    let tag = until(Duration::from_secs(10), async || {
         let tag = text(&page, "#wire [data-wire=tag]").await;
         if tag.starts_with("page-") {
-            break tag;
+            Ok(tag)
+        } else {
+            Err(tag)
         }
-        assert!(
-            Instant::now() < deadline,
-            "{transport}: no tag shown: {tag:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await
+    .unwrap_or_else(|tag| panic!("{transport}: no tag shown: {tag:?}"));
     assert_eq!(eval::<u64>(&page, ASKED).await, 0, "asked while closed");
     assert!(
         eval::<bool>(
@@ -82,15 +80,11 @@ async fn the_wire_view_shows_the_clock_over(
         "[...document.querySelectorAll('#wire-list .wire-header')].some(h => h.textContent === {})",
         serde_json::to_string(&format!("\nx-hostile: {HOSTILE}")).unwrap()
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !eval::<bool>(&page, &js).await {
-        assert!(
-            Instant::now() < deadline,
-            "{transport}: the hostile header never showed: {}",
-            text(&page, "#wire").await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert!(
+        until_true(&page, &js, Duration::from_secs(10)).await,
+        "{transport}: the hostile header never showed: {}",
+        text(&page, "#wire").await
+    );
     assert!(eval::<bool>(&page, "window.__xss === undefined").await);
     assert_eq!(
         eval::<u64>(
