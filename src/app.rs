@@ -32,6 +32,8 @@ struct Inner {
     clock: Feed,
     chat: Chat,
     stats: Arc<Stats>,
+    /// What each client address holds and spends (connections, logins).
+    peers: Arc<crate::peers::Peers>,
     diagnostics: crate::diag::Diagnostics,
     /// Fired once at shutdown; every stream, long poll, socket and background task listens.
     shutdown: CancellationToken,
@@ -65,6 +67,13 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 stats: Arc::new(Stats::new(config.max_connections)),
+                peers: crate::peers::Peers::new(
+                    config.max_connections_per_peer(),
+                    crate::peers::Rate {
+                        count: config.login_rate,
+                        per: std::time::Duration::from_secs(60),
+                    },
+                ),
                 diagnostics: Default::default(),
                 config,
                 clock,
@@ -89,6 +98,10 @@ impl AppState {
 
     pub fn stats(&self) -> &Arc<Stats> {
         &self.inner.stats
+    }
+
+    pub fn peers(&self) -> &Arc<crate::peers::Peers> {
+        &self.inner.peers
     }
 
     /// Tagged requests: the wire record and the kill switches (`crate::diag`).

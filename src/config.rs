@@ -64,6 +64,33 @@ pub struct Config {
     #[arg(long, env = "PUSHPOLL_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
     pub keepalive: Duration,
 
+    /// A request head (request line and headers) must arrive within this long, counted from
+    /// the moment the connection waits for one: a new connection, or an idle keep-alive one
+    /// between requests. Past it the connection is closed.
+    #[arg(long, env = "PUSHPOLL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// A connection whose writes make no progress for this long (a response body, stream or
+    /// WebSocket the peer does not read) is closed.
+    #[arg(long, env = "PUSHPOLL_SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
+
+    /// Connections one peer address may hold at once; past it that peer gets 503 and others
+    /// are still served. Default: a quarter of --max-connections.
+    #[arg(long, env = "PUSHPOLL_MAX_CONNECTIONS_PER_PEER",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections_per_peer: Option<u64>,
+
+    /// Logins (`POST /api/session`) one peer address may make per minute; past it, 429.
+    #[arg(long, env = "PUSHPOLL_LOGIN_RATE", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub login_rate: u32,
+
+    /// Chat sessions alive at once; past it a login gets 503.
+    #[arg(long, env = "PUSHPOLL_MAX_SESSIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_sessions: u64,
+
     /// WebSocket ping interval.
     #[arg(long, env = "PUSHPOLL_WS_PING", default_value = "20s", value_parser = parse_duration)]
     pub ws_ping: Duration,
@@ -83,6 +110,12 @@ impl Config {
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.tick_ms)
     }
+
+    /// `--max-connections-per-peer`, or a quarter of `--max-connections` (at least 1).
+    pub fn max_connections_per_peer(&self) -> u64 {
+        self.max_connections_per_peer
+            .unwrap_or((self.max_connections / 4).max(1))
+    }
 }
 
 fn parse_loopback(s: &str) -> Result<SocketAddr, String> {
@@ -97,7 +130,10 @@ fn parse_loopback(s: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// `250ms`, `15s`, `30m`, `2h`; a bare number is seconds.
+/// The longest duration a flag takes: 366 days.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// `250ms`, `15s`, `30m`, `2h`; a bare number is seconds; at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -105,17 +141,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("{s:?} is not a duration (try 500ms, 15s, 30m, 2h)"))?;
-    let d = match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let millis_per_unit: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         other => {
             return Err(format!(
                 "unknown unit {other:?} in {s:?} (use ms, s, m or h)"
             ));
         }
     };
+    // Durations are added to clock instants later, where an overflow would panic: refuse
+    // anything past a bound here, at start-up, with a clear message.
+    let d = n
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is too long (at most {} days)",
+                MAX_DURATION.as_secs() / 86_400
+            )
+        })?;
     if d.is_zero() {
         return Err("a duration must be more than zero".into());
     }
@@ -135,6 +183,10 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("8784h").is_ok());
+        assert!(parse_duration("8785h").is_err());
+        assert!(parse_duration("18446744073709551615h").is_err());
+        assert!(parse_duration("99999999999999999999999s").is_err());
     }
 
     #[test]

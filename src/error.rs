@@ -39,6 +39,8 @@ pub enum ApiError {
     ForbiddenOrigin(String),
     #[error("the server is at its limit of {0} connections; try again later")]
     Overloaded(u64),
+    #[error("this address already holds {0} connections, its share; close some and retry")]
+    PeerOverloaded(u64),
     #[error("the {0} transport is refused by this server (--refuse); fall back to another")]
     TransportRefused(&'static str),
     #[error("the server is shutting down")]
@@ -63,9 +65,10 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
-            ApiError::Overloaded(_) | ApiError::ShuttingDown | ApiError::TransportRefused(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Overloaded(_)
+            | ApiError::PeerOverloaded(_)
+            | ApiError::ShuttingDown
+            | ApiError::TransportRefused(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::UpgradeRequired(_) => "upgrade_required",
             ApiError::ForbiddenOrigin(_) => "forbidden_origin",
             ApiError::Overloaded(_) => "overloaded",
+            ApiError::PeerOverloaded(_) => "too_many_connections",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::TransportRefused(_) => "transport_refused",
             ApiError::Internal(_) => "internal",

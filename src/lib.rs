@@ -15,6 +15,7 @@
 //! - [`app`]: the shared state and the router; [`assets`] the embedded pages.
 //! - [`stats`]: the counters behind `/api/stats` and `/metrics`.
 //! - [`listener`]: the accept loop's edge, which counts connections and refuses the excess.
+//! - [`peers`]: per-peer accounting (connections and budgets per client address).
 //! - [`error`]: the one error type of the HTTP edge; [`origin`] the cross-site check.
 //! - [`run`]: serve until a shutdown signal, then end every stream and socket within 5 s.
 
@@ -28,6 +29,7 @@ pub mod error;
 pub mod feed;
 pub mod listener;
 pub mod origin;
+pub mod peers;
 pub mod results;
 pub mod stats;
 pub mod store;
@@ -56,36 +58,42 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    // The address actually bound (port 0 picks one): the server's own name for the Host check.
+    let mut config = config;
+    config.addr = listener
+        .local_addr()
+        .context("the listener has no local address")?;
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let state = AppState::start(config, token.clone(), tracker.clone())
         .context("cannot open the chat store")?;
-    let listener = listener::LimitedListener::new(listener, state.stats().clone());
-    let serve = axum::serve(listener, app(state)).with_graceful_shutdown({
-        let token = token.clone();
-        async move { token.cancelled().await }
-    });
-    let mut serve = std::pin::pin!(serve.into_future());
-    tokio::select! {
-        result = &mut serve => return result.context("the server stopped unexpectedly"),
-        () = shutdown => {}
-    }
+    let router = app(state.clone());
+    let deadlines = listener::Deadlines {
+        header: state.config().header_timeout,
+        send: state.config().send_timeout,
+    };
+    let accepting = tracker.spawn(listener::serve(
+        listener,
+        router,
+        state.stats().clone(),
+        state.peers().clone(),
+        deadlines,
+        token.clone(),
+        tracker.clone(),
+    ));
+    shutdown.await;
     tracing::info!("shutting down: ending streams and closing sockets");
     token.cancel();
     tracker.close();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        let served = serve.await;
+        let _ = accepting.await;
         tracker.wait().await;
-        served
     })
     .await;
-    match drained {
-        Ok(served) => served.context("error while shutting down"),
-        Err(_) => {
-            tracing::warn!("shutdown grace period over; abandoning what is left");
-            Ok(())
-        }
+    if drained.is_err() {
+        tracing::warn!("shutdown grace period over; abandoning what is left");
     }
+    Ok(())
 }
 
 /// Raises the soft open-files limit to the hard limit, so that 10,000+ connections fit.

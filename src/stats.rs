@@ -22,6 +22,8 @@ pub struct Stats {
     tcp_open: AtomicI64,
     tcp_accepted: AtomicU64,
     tcp_rejected: AtomicU64,
+    tcp_rejected_peer: AtomicU64,
+    send_timeouts: AtomicU64,
     max_connections: u64,
 }
 
@@ -85,7 +87,12 @@ pub struct Process {
 pub struct Connections {
     pub open: i64,
     pub accepted: u64,
+    /// Refused with `503` at `--max-connections`.
     pub rejected: u64,
+    /// Refused with `503` at `--max-connections-per-peer`.
+    pub rejected_per_peer: u64,
+    /// Closed because their writes made no progress for `--send-timeout`.
+    pub send_timeouts: u64,
     pub max: u64,
 }
 
@@ -109,6 +116,8 @@ impl Stats {
             tcp_open: AtomicI64::new(0),
             tcp_accepted: AtomicU64::new(0),
             tcp_rejected: AtomicU64::new(0),
+            tcp_rejected_peer: AtomicU64::new(0),
+            send_timeouts: AtomicU64::new(0),
             max_connections,
         }
     }
@@ -147,6 +156,16 @@ impl Stats {
         self.tcp_open.fetch_sub(1, Relaxed);
     }
 
+    /// A connection refused at `--max-connections-per-peer`.
+    pub fn tcp_refused_for_peer(&self) {
+        self.tcp_rejected_peer.fetch_add(1, Relaxed);
+    }
+
+    /// A connection closed at `--send-timeout`.
+    pub fn send_timed_out(&self) {
+        self.send_timeouts.fetch_add(1, Relaxed);
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let transports = Transport::ALL
             .into_iter()
@@ -168,6 +187,8 @@ impl Stats {
                 open: self.tcp_open.load(Relaxed),
                 accepted: self.tcp_accepted.load(Relaxed),
                 rejected: self.tcp_rejected.load(Relaxed),
+                rejected_per_peer: self.tcp_rejected_peer.load(Relaxed),
+                send_timeouts: self.send_timeouts.load(Relaxed),
                 max: self.max_connections,
             },
             transports,
@@ -235,6 +256,18 @@ impl Stats {
             "counter",
             "TCP connections refused with 503 at --max-connections.",
             &plain(s.connections.rejected.to_string()),
+        );
+        metric(
+            "tcp_connections_rejected_per_peer_total",
+            "counter",
+            "TCP connections refused with 503 at --max-connections-per-peer.",
+            &plain(s.connections.rejected_per_peer.to_string()),
+        );
+        metric(
+            "send_timeouts_total",
+            "counter",
+            "Connections closed because their writes made no progress for --send-timeout.",
+            &plain(s.connections.send_timeouts.to_string()),
         );
         metric(
             "requests_total",

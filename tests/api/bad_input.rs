@@ -215,7 +215,7 @@ async fn a_websocket_upgrade_from_a_foreign_origin_is_forbidden() {
 
 #[tokio::test]
 async fn past_max_connections_new_connections_get_503() {
-    let app = spawn_app(&["--max-connections", "3"]).await;
+    let app = spawn_app(&["--max-connections", "3", "--max-connections-per-peer", "3"]).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(Streaming::open(app.http.get(app.url("/sse/clock"))).await);

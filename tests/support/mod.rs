@@ -573,3 +573,21 @@ impl TestApp {
         res.json().await.unwrap()
     }
 }
+
+/// Another peer, as far as the server can tell: an HTTP client whose connections come from
+/// `127.0.0.N` (the whole 127.0.0.0/8 is loopback).
+pub fn client_from(n: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+        .build()
+        .expect("client")
+}
+
+/// A raw TCP connection to `addr` from `127.0.0.N`.
+pub async fn tcp_from(n: u8, addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, n], 0)))
+        .expect("bind the source address");
+    socket.connect(addr).await.expect("connect")
+}
