@@ -35,6 +35,8 @@ struct Inner {
     /// What each client address holds and spends (connections, logins).
     peers: Arc<crate::peers::Peers>,
     diagnostics: crate::diag::Diagnostics,
+    /// The names the server answers to (the `Host` check).
+    own_hosts: crate::origin::OwnHosts,
     /// Fired once at shutdown; every stream, long poll, socket and background task listens.
     shutdown: CancellationToken,
     /// Tasks that outlive a request (sockets, the clock ticker): shutdown waits for them.
@@ -75,6 +77,7 @@ impl AppState {
                     },
                 ),
                 diagnostics: Default::default(),
+                own_hosts: crate::origin::OwnHosts::new(config.addr, &config.allow_origin),
                 config,
                 clock,
                 chat,
@@ -163,7 +166,25 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             api::check_origin,
         ))
+        // Outermost: a request for another host name is refused before anything else runs.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_host,
+        ))
         .with_state(state)
+}
+
+/// Refuses requests whose `Host` is not one of the server's own names (`421 unknown_host`),
+/// WebSocket upgrades included; see [`crate::origin::OwnHosts`].
+async fn check_host(
+    State(app): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match app.inner.own_hosts.check(req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(err) => err.into_response(),
+    }
 }
 
 async fn stats_json(State(app): State<AppState>) -> impl IntoResponse {

@@ -35,6 +35,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("this URL speaks WebSocket: {0}")]
     UpgradeRequired(String),
+    #[error("this server does not answer to the host {0:?}; add the name with --allow-origin")]
+    UnknownHost(String),
     #[error("request origin {0:?} is not allowed")]
     ForbiddenOrigin(String),
     #[error("the server is at its limit of {0} connections; try again later")]
@@ -65,6 +67,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
+            ApiError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Overloaded(_)
             | ApiError::PeerOverloaded(_)
             | ApiError::ShuttingDown
@@ -90,6 +93,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::UpgradeRequired(_) => "upgrade_required",
             ApiError::ForbiddenOrigin(_) => "forbidden_origin",
+            ApiError::UnknownHost(_) => "unknown_host",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::PeerOverloaded(_) => "too_many_connections",
             ApiError::ShuttingDown => "shutting_down",

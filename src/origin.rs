@@ -8,9 +8,88 @@
 //! six HTTP/1.1 connections, which is how the compare page keeps five transports live.
 //! Reads from those origins get CORS headers ([`cors`]), never credentials.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::http::{HeaderMap, HeaderValue, header};
 
 use crate::error::ApiError;
+
+/// The names this server answers to, for the `Host` check that runs before routing: a page
+/// of another site that resolves its own name to this machine (DNS rebinding) sends its own
+/// name as `Host`, and is refused before it can read or act.
+///
+/// Its own names are the bound address, the loopback aliases of its port (`127.0.0.1`,
+/// `localhost`, `[::1]`) when it listens on loopback, and the host of each `--allow-origin`.
+#[derive(Debug, Clone)]
+pub struct OwnHosts {
+    /// Lower-case `host:port` values (and bare `host` where the port is the scheme's default).
+    names: Vec<String>,
+}
+
+impl OwnHosts {
+    pub fn new(addr: SocketAddr, allow_origin: &[String]) -> OwnHosts {
+        let mut names = Vec::new();
+        let port = addr.port();
+        let mut add = |host: String, port: u16, default_port: u16| {
+            if port == default_port {
+                names.push(host.clone());
+            }
+            names.push(format!("{host}:{port}"));
+        };
+        add(host_of_ip(addr.ip()), port, 80);
+        if addr.ip().is_loopback() {
+            for alias in ["127.0.0.1", "localhost", "[::1]"] {
+                add(alias.to_string(), port, 80);
+            }
+        }
+        for origin in allow_origin {
+            let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+            let (default_port, rest) = match origin.split_once("://") {
+                Some(("https", rest)) => (443, rest),
+                Some((_, rest)) => (80, rest),
+                None => (80, origin.as_str()),
+            };
+            match rest
+                .rsplit_once(':')
+                .filter(|(_, p)| p.parse::<u16>().is_ok())
+            {
+                Some((host, p)) => add(
+                    host.to_string(),
+                    p.parse().unwrap_or(default_port),
+                    default_port,
+                ),
+                None => add(rest.to_string(), default_port, default_port),
+            }
+        }
+        names.sort();
+        names.dedup();
+        OwnHosts { names }
+    }
+
+    /// `Ok` when the request's `Host` is one of the server's own names.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(host) = headers.get(header::HOST) else {
+            return Err(ApiError::UnknownHost("(no Host header)".into()));
+        };
+        let host = host.to_str().unwrap_or("(not text)");
+        if self.names.iter().any(|n| n.eq_ignore_ascii_case(host)) {
+            Ok(())
+        } else {
+            Err(ApiError::UnknownHost(host.chars().take(100).collect()))
+        }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+fn host_of_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
 
 pub fn check(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
     match origin_of(headers, allowed) {
@@ -81,6 +160,45 @@ mod tests {
         assert!(check(&headers(Some("http://evil.example")), &allowed).is_err());
         assert!(check(&headers(Some("null")), &allowed).is_err());
         assert!(check(&headers(Some("https://127.0.0.1:3000")), &allowed).is_err());
+    }
+
+    #[test]
+    fn only_the_servers_own_names_pass_the_host_check() {
+        let own = OwnHosts::new(
+            "127.0.0.1:3000".parse().unwrap(),
+            &[
+                "https://class.example".to_string(),
+                "http://lab:8080/".to_string(),
+            ],
+        );
+        let host = |h: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, h.parse().unwrap());
+            own.check(&m)
+        };
+        for ok in [
+            "127.0.0.1:3000",
+            "localhost:3000",
+            "LOCALHOST:3000",
+            "[::1]:3000",
+            "class.example",
+            "class.example:443",
+            "lab:8080",
+        ] {
+            assert!(host(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "evil.example:3000",
+            "127.0.0.1:3001",
+            "localhost",
+            "127.0.0.1",
+            "lab",
+            "localhost.evil.example:3000",
+            "",
+        ] {
+            assert!(host(bad).is_err(), "{bad}");
+        }
+        assert!(own.check(&HeaderMap::new()).is_err(), "no Host at all");
     }
 
     #[test]

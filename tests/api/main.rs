@@ -7,6 +7,7 @@ mod support;
 mod bad_input;
 mod chat;
 mod chat_limits;
+mod connections;
 mod delivery;
 mod diagnostics;
 mod durability;
