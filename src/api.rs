@@ -21,20 +21,29 @@ use crate::transport::{Params, parse_cursor};
 /// Largest request body accepted (`413` beyond).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// A JSON body; too large is `413`, malformed is `400 bad_json`, both as JSON errors.
+/// How long a request body may take to arrive in full; past it, `408 body_timeout`. (The
+/// head has `--header-timeout`; hyper has no deadline for bodies.)
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A JSON body; too large is `413`, malformed is `400 bad_json`, slower than
+/// [`BODY_DEADLINE`] is `408`, all as JSON errors.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge(MAX_BODY_BYTES)
-            } else {
-                ApiError::BadRequest(e.body_text())
-            }
-        })?;
+        let read = tokio::time::timeout(BODY_DEADLINE, Bytes::from_request(req, state));
+        let bytes = read
+            .await
+            .map_err(|_| ApiError::BodyTimeout)?
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge(MAX_BODY_BYTES)
+                } else {
+                    ApiError::BadRequest(e.body_text())
+                }
+            })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::BadJson(e.to_string()))

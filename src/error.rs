@@ -21,6 +21,8 @@ pub enum ApiError {
     Invalid(&'static str, String),
     #[error("the request body is not valid JSON for this request: {0}")]
     BadJson(String),
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("sign in first: POST /api/session {{\"nick\":\"…\"}}")]
@@ -60,6 +62,7 @@ impl ApiError {
             | ApiError::Invalid(..)
             | ApiError::BadJson(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NickTaken(_) => StatusCode::CONFLICT,
             ApiError::UnknownUser(_) => StatusCode::NOT_FOUND,
@@ -86,6 +89,7 @@ impl ApiError {
             ApiError::Invalid(code, _) => code,
             ApiError::BadJson(_) => "bad_json",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::BodyTimeout => "body_timeout",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NickTaken(_) => "nick_taken",
             ApiError::UnknownUser(_) => "unknown_user",

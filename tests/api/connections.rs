@@ -284,7 +284,10 @@ async fn a_stream_or_socket_the_peer_does_not_read_is_closed_at_the_send_timeout
         assert_eq!(stats.transports[t].open, 0, "{t} still counted open");
     }
     let iframe = stats.transports["iframe"].bytes_sent;
-    assert!(iframe <= 256 * 1024 + 4096, "the iframe sent {iframe} bytes");
+    assert!(
+        iframe <= 256 * 1024 + 4096,
+        "the iframe sent {iframe} bytes"
+    );
 }
 
 #[tokio::test]
@@ -367,5 +370,31 @@ async fn a_request_for_another_host_is_refused_before_routing() {
             .unwrap();
         assert_eq!(res.status(), 200, "{host}");
     }
+    another_peer_is_served(&app).await;
+}
+
+#[tokio::test]
+async fn a_request_body_that_trickles_is_answered_408_within_the_body_deadline() {
+    let app = spawn_app(&[]).await;
+    let mut conn = tcp_from(7, app.addr).await;
+    let head = format!(
+        "POST /api/session HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        app.addr
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut buf = vec![0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(15), conn.read(&mut buf))
+        .await
+        .expect("an answer within the body deadline")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"body_timeout\""), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
     another_peer_is_served(&app).await;
 }
