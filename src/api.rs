@@ -1,6 +1,6 @@
 //! The chat's HTTP API: sessions (`/api/session`), sending (`POST /api/chat/messages`), and
-//! the read-only views (`rooms`, `users` from the presence index, `history`). Bodies are JSON of at most
-//! [`MAX_BODY_BYTES`]; every failure is an [`ApiError`].
+//! the read-only views (`rooms`, `users` from the presence index, `history`). Bodies are JSON
+//! of at most [`MAX_BODY_BYTES`]; every failure is an [`ApiError`].
 
 use std::net::SocketAddr;
 

@@ -147,7 +147,8 @@ impl Chat {
     /// fanned out like a message, so it spends from the same per-session budget
     /// (`--rate-limit` per 10 s): one budget for everything a session writes to everyone, so
     /// mixing renames and messages cannot double a client's write rate. Renaming to the
-    /// current nick writes nothing and costs nothing.
+    /// current nick writes nothing and costs nothing; an attempt refused for a taken nick
+    /// has been charged (checking it is the work the budget limits).
     pub async fn rename(&self, id: u64, nick: &str) -> Result<String, ApiError> {
         let nick = Nick::parse(nick)?;
         if self.session(id)?.nick == nick.as_str() {
