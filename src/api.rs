@@ -1,9 +1,11 @@
 //! The chat's HTTP API: sessions (`/api/session`), sending (`POST /api/chat/messages`), and
-//! the read-only views (`rooms`, `users`, `history`). Bodies are JSON of at most
-//! [`MAX_BODY_BYTES`]; every failure is an [`ApiError`].
+//! the read-only views (`rooms`, `users` from the presence index, `history`). Bodies are JSON
+//! of at most [`MAX_BODY_BYTES`]; every failure is an [`ApiError`].
+
+use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -16,6 +18,7 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::chat::{Session, Sessions, parse_room};
 use crate::error::ApiError;
+use crate::peers::Budget;
 use crate::transport::{Params, parse_cursor};
 
 /// Largest request body accepted (`413` beyond).
@@ -118,17 +121,27 @@ fn with_cookie(status: StatusCode, body: serde_json::Value, cookie: String) -> R
     response
 }
 
-/// `POST /api/session {"nick"}` → `201`, with the session cookie.
+/// `POST /api/session {"nick"}` → `201`, with the session cookie. Every attempt with a
+/// well-formed body is charged to the caller's address (`--login-rate` per minute, `429`
+/// past it), before any work: a refused nick costs as much to check as a granted one. Live
+/// sessions are capped at `--max-sessions` (`503 too_many_sessions`).
 pub async fn login(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<NickBody>,
 ) -> Result<Response, ApiError> {
+    app.peers()
+        .spend(peer.ip(), Budget::Login)
+        .map_err(|retry_after| ApiError::RateLimited {
+            what: "logins from this address",
+            retry_after,
+        })?;
     // A browser that signs in again leaves its old session first.
     if let Some(old) = app.chat().sessions().from_headers(&headers) {
         app.chat().logout(old.id);
     }
-    let (session, token) = app.chat().login(&body.nick)?;
+    let (session, token) = app.chat().login(&body.nick, app.config().max_sessions)?;
     Ok(with_cookie(
         StatusCode::CREATED,
         json!({ "nick": session.nick }),
@@ -200,7 +213,6 @@ pub async fn rooms(State(app): State<AppState>) -> Response {
         .chat()
         .presence()
         .rooms()
-        .await
         .into_iter()
         .map(|(room, online)| json!({ "room": room, "online": online }))
         .collect();
@@ -210,7 +222,7 @@ pub async fn rooms(State(app): State<AppState>) -> Response {
 /// `GET /api/chat/users?room=lobby` → `{"room","users":[nicks]}`.
 pub async fn users(State(app): State<AppState>, params: Params) -> Result<Response, ApiError> {
     let room = parse_room(params.get("room").unwrap_or("lobby"))?;
-    let users = app.chat().presence().users(room.clone()).await;
+    let users = app.chat().presence().users(&room);
     Ok(Json(json!({ "room": &*room, "users": users })).into_response())
 }
 

@@ -31,8 +31,14 @@ pub enum ApiError {
     NickTaken(String),
     #[error("nobody called {0:?} is online")]
     UnknownUser(String),
-    #[error("too many messages in 10 s; retry in {retry_after} s")]
-    RateLimited { retry_after: u64 },
+    /// A budget ran out: `what` names it ("messages and renames", "logins from this address").
+    #[error("too many {what}; retry in {retry_after} s")]
+    RateLimited {
+        what: &'static str,
+        retry_after: u64,
+    },
+    #[error("the server holds its limit of {0} chat sessions; try again later")]
+    TooManySessions(u64),
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
     #[error("this URL speaks WebSocket: {0}")]
@@ -74,6 +80,7 @@ impl ApiError {
             ApiError::Overloaded(_)
             | ApiError::PeerOverloaded(_)
             | ApiError::ShuttingDown
+            | ApiError::TooManySessions(_)
             | ApiError::TransportRefused(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -101,6 +108,7 @@ impl ApiError {
             ApiError::Overloaded(_) => "overloaded",
             ApiError::PeerOverloaded(_) => "too_many_connections",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::TooManySessions(_) => "too_many_sessions",
             ApiError::TransportRefused(_) => "transport_refused",
             ApiError::Internal(_) => "internal",
         }
@@ -141,7 +149,7 @@ impl IntoResponse for ApiError {
             self.body(),
         )
             .into_response();
-        if let ApiError::RateLimited { retry_after } = self {
+        if let ApiError::RateLimited { retry_after, .. } = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, retry_after.into());

@@ -1,6 +1,8 @@
 //! The chat: one room space whatever the transport. Messages, whispers and presence events
 //! all go through one durable log ([`Log`]): stored under the next id, then published to the
-//! chat feed, before anyone is told they happened. Identity is the session ([`session`]);
+//! chat feed, before anyone is told they happened. Presence events stay in the log (so a
+//! cursor resumes them like any event, over every transport) and are bounded per session
+//! instead (see [`presence`]). Identity is the session ([`session`]);
 //! who is online where is [`presence`].
 
 pub mod presence;
@@ -132,17 +134,27 @@ impl Chat {
         }
     }
 
-    pub fn login(&self, nick: &str) -> Result<(Session, String), ApiError> {
-        self.inner.sessions.create(Nick::parse(nick)?)
+    /// Starts a session for `nick`; `503 too_many_sessions` while `max_sessions` are live.
+    pub fn login(&self, nick: &str, max_sessions: u64) -> Result<(Session, String), ApiError> {
+        self.inner.sessions.create(Nick::parse(nick)?, max_sessions)
     }
 
     fn session(&self, id: u64) -> Result<Session, ApiError> {
         self.inner.sessions.get(id).ok_or(ApiError::Unauthorized)
     }
 
-    /// Renames the session and tells everyone; returns the new nick.
+    /// Renames the session and tells everyone; returns the new nick. A rename is stored and
+    /// fanned out like a message, so it spends from the same per-session budget
+    /// (`--rate-limit` per 10 s): one budget for everything a session writes to everyone, so
+    /// mixing renames and messages cannot double a client's write rate. Renaming to the
+    /// current nick writes nothing and costs nothing; an attempt refused for a taken nick
+    /// has been charged (checking it is the work the budget limits).
     pub async fn rename(&self, id: u64, nick: &str) -> Result<String, ApiError> {
         let nick = Nick::parse(nick)?;
+        if self.session(id)?.nick == nick.as_str() {
+            return Ok(nick.as_str().to_string());
+        }
+        self.spend(id, "messages and renames")?;
         let old = self.inner.sessions.rename(id, nick.clone())?;
         if old != nick.as_str() {
             self.inner.presence.renamed(id, nick.as_str());
@@ -173,11 +185,11 @@ impl Chat {
         Ok(())
     }
 
-    fn spend(&self, id: u64) -> Result<(), ApiError> {
+    fn spend(&self, id: u64, what: &'static str) -> Result<(), ApiError> {
         self.inner
             .sessions
             .spend(id)
-            .map_err(|retry_after| ApiError::RateLimited { retry_after })
+            .map_err(|retry_after| ApiError::RateLimited { what, retry_after })
     }
 
     /// A message to a room, stored before this returns.
@@ -185,7 +197,7 @@ impl Chat {
         let session = self.session(id)?;
         let room = parse_room(room)?;
         Self::check_text(text)?;
-        self.spend(id)?;
+        self.spend(id, "messages and renames")?;
         let body = EventBody::Message {
             room: room.to_string(),
             from: session.nick,
@@ -203,7 +215,7 @@ impl Chat {
             .sessions
             .by_nick(to)
             .ok_or_else(|| ApiError::UnknownUser(to.to_string()))?;
-        self.spend(id)?;
+        self.spend(id, "messages and renames")?;
         let body = EventBody::Whisper {
             from: session.nick,
             to: recipient.nick,

@@ -130,11 +130,15 @@ impl Sessions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a session for `nick`; `409` if someone online holds it.
-    pub fn create(&self, nick: Nick) -> Result<(Session, String), ApiError> {
+    /// Starts a session for `nick`; `409` if someone online holds it, `503` while
+    /// `max_sessions` are live (checked under the lock, so concurrent logins cannot overshoot).
+    pub fn create(&self, nick: Nick, max_sessions: u64) -> Result<(Session, String), ApiError> {
         let mut inner = self.lock();
         if inner.by_nick.contains_key(&nick.key()) {
             return Err(ApiError::NickTaken(nick.0));
+        }
+        if inner.by_id.len() as u64 >= max_sessions {
+            return Err(ApiError::TooManySessions(max_sessions));
         }
         let mut id = 0;
         while id == 0 || inner.by_id.contains_key(&id) {
@@ -333,7 +337,7 @@ mod tests {
     #[test]
     fn a_signed_cookie_finds_its_session_and_a_forged_one_does_not() {
         let sessions = Sessions::new(RATE_LIMIT);
-        let (session, token) = sessions.create(Nick::parse("alice").unwrap()).unwrap();
+        let (session, token) = sessions.create(Nick::parse("alice").unwrap(), 10).unwrap();
         let found = sessions
             .from_headers(&headers(&format!("a=1; {COOKIE}={token}")))
             .unwrap();
@@ -360,12 +364,12 @@ mod tests {
     #[test]
     fn a_nick_is_held_until_its_session_ends_whatever_its_case() {
         let sessions = Sessions::new(RATE_LIMIT);
-        let (alice, _) = sessions.create(Nick::parse("alice").unwrap()).unwrap();
+        let (alice, _) = sessions.create(Nick::parse("alice").unwrap(), 10).unwrap();
         assert!(matches!(
-            sessions.create(Nick::parse("ALICE").unwrap()),
+            sessions.create(Nick::parse("ALICE").unwrap(), 10),
             Err(ApiError::NickTaken(_))
         ));
-        let (bob, _) = sessions.create(Nick::parse("bob").unwrap()).unwrap();
+        let (bob, _) = sessions.create(Nick::parse("bob").unwrap(), 10).unwrap();
         assert!(
             sessions
                 .rename(bob.id, Nick::parse("Alice").unwrap())
@@ -384,9 +388,22 @@ mod tests {
     }
 
     #[test]
+    fn live_sessions_are_capped_and_an_ended_one_frees_its_place() {
+        let sessions = Sessions::new(RATE_LIMIT);
+        let (a, _) = sessions.create(Nick::parse("a").unwrap(), 2).unwrap();
+        sessions.create(Nick::parse("b").unwrap(), 2).unwrap();
+        assert!(matches!(
+            sessions.create(Nick::parse("c").unwrap(), 2),
+            Err(ApiError::TooManySessions(2))
+        ));
+        sessions.end(a.id, EndReason::LoggedOut).unwrap();
+        assert!(sessions.create(Nick::parse("c").unwrap(), 2).is_ok());
+    }
+
+    #[test]
     fn the_rate_limit_allows_twenty_messages_per_ten_seconds() {
         let sessions = Sessions::new(RATE_LIMIT);
-        let (s, _) = sessions.create(Nick::parse("alice").unwrap()).unwrap();
+        let (s, _) = sessions.create(Nick::parse("alice").unwrap(), 10).unwrap();
         for _ in 0..RATE_LIMIT {
             sessions.spend(s.id).unwrap();
         }

@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod chat;
+mod chat_budgets;
 mod chat_limits;
 mod connections;
 mod delivery;

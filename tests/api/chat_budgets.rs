@@ -1,0 +1,299 @@
+//! Presence and identity on budgets (issue 9): a room-name poll flood, rename and nick floods,
+//! a login flood from one address and the live-session cap each meet their bound, while a
+//! client from another address (127.0.0.2) is still served and sees the clock tick.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use pushpoll::feed::{EventBody, WireEvent};
+use reqwest::Method;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{TestApp, client_from, spawn_app};
+
+const WAIT: Duration = Duration::from_secs(5);
+/// The contract's bound (not the crate's constant, so a changed constant fails here).
+const MAX_ROOMS_PER_SESSION: usize = 32;
+
+/// The other peer: answered, and the clock ticks for it (a long poll after its cursor is
+/// answered with a newer tick within a few seconds).
+async fn other_peer_is_served(app: &TestApp) {
+    let other = client_from(2);
+    let get = |path: String| {
+        let other = other.clone();
+        let url = app.url(&path);
+        async move {
+            let res = tokio::time::timeout(WAIT, other.get(url).send())
+                .await
+                .expect("the other peer is answered in time")
+                .expect("the other peer's request");
+            assert_eq!(res.status(), 200, "{path}");
+            res.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    let now = get("/poll/clock".into()).await;
+    let cursor = now["next"].as_u64().expect("next");
+    let later = get(format!("/longpoll/clock?after={cursor}")).await;
+    let ticks: Vec<WireEvent> = serde_json::from_value(later["events"].clone()).expect("events");
+    assert!(
+        ticks.iter().any(|t| t.id > cursor),
+        "the clock ticks for the other peer: {later}"
+    );
+}
+
+/// The chat's latest event id, as a poll without a cursor reports it.
+async fn chat_position(app: &TestApp) -> u64 {
+    app.poll("/poll/chat?rooms=lobby&history=0").await.1
+}
+
+/// Resident memory of this process (the server runs in it), in bytes.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+async fn patch_nick(app: &TestApp, cookie: &str, nick: &str) -> (u16, serde_json::Value, bool) {
+    let (status, body, headers) = app
+        .send_json(
+            Method::PATCH,
+            "/api/session",
+            Some(cookie),
+            json!({ "nick": nick }),
+        )
+        .await;
+    (status, body, headers.contains_key("retry-after"))
+}
+
+#[tokio::test]
+async fn a_poll_flood_of_new_rooms_joins_at_most_32_and_presence_answers_during_it() {
+    let app = spawn_app(&[]).await;
+    let flooder = app.login("flood").await;
+    let before = chat_position(&app).await;
+    let rss_before = rss_bytes();
+
+    // Four loops polling with 16 never-seen room names each time, for 4 s.
+    let until = Instant::now() + Duration::from_secs(4);
+    let floods: Vec<_> = (0..4)
+        .map(|w| {
+            let (http, url, cookie) = (app.http.clone(), app.url(""), flooder.clone());
+            tokio::spawn(async move {
+                let mut polls = 0u64;
+                while Instant::now() < until {
+                    let rooms: Vec<String> = (0..16).map(|i| format!("f{w}x{polls}x{i}")).collect();
+                    let res = http
+                        .get(format!(
+                            "{url}/poll/chat?history=0&rooms={}",
+                            rooms.join(",")
+                        ))
+                        .header("cookie", &cookie)
+                        .send()
+                        .await
+                        .expect("flood poll");
+                    assert_eq!(res.status(), 200, "the rooms asked for are still served");
+                    polls += 1;
+                }
+                polls
+            })
+        })
+        .collect();
+
+    // During the flood, presence reads answer within 1 s for another peer.
+    let other = client_from(2);
+    let mut reads = 0;
+    while Instant::now() + Duration::from_millis(500) < until {
+        for path in ["/api/chat/users?room=lobby", "/api/chat/rooms"] {
+            let started = Instant::now();
+            let res = tokio::time::timeout(Duration::from_secs(1), other.get(app.url(path)).send())
+                .await
+                .unwrap_or_else(|_| panic!("{path} did not answer within 1 s during the flood"))
+                .expect("presence read");
+            assert_eq!(res.status(), 200);
+            assert!(started.elapsed() < Duration::from_secs(1));
+            reads += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reads >= 4, "presence was read during the flood ({reads})");
+    let mut polls = 0;
+    for flood in floods {
+        polls += flood.await.expect("flood task");
+    }
+    assert!(polls >= 40, "the flood ran ({polls} polls)");
+
+    // Give the writer a moment, then count what was written: joins only, 32 at most.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let written = chat_position(&app).await - before;
+    assert!(
+        (1..=MAX_ROOMS_PER_SESSION as u64).contains(&written),
+        "{written} presence events written for {polls} polls of 16 new rooms"
+    );
+    let (_, rooms) = app.get_json("/api/chat/rooms").await;
+    let listed = rooms["rooms"].as_array().expect("rooms").len();
+    assert!(listed <= MAX_ROOMS_PER_SESSION + 1, "{listed} rooms listed");
+    let grown = rss_bytes().saturating_sub(rss_before);
+    assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
+    other_peer_is_served(&app).await;
+}
+
+#[tokio::test]
+async fn renames_spend_the_message_budget_and_only_budgeted_ones_are_fanned_out() {
+    let app = spawn_app(&["--rate-limit", "10"]).await;
+    let renamer = app.login("renamer").await;
+    let before = chat_position(&app).await;
+    let (mut ok, mut limited) = (0, 0);
+    for i in 0..100 {
+        let (status, body, retry_after) = patch_nick(&app, &renamer, &format!("n{i}")).await;
+        match status {
+            200 => ok += 1,
+            429 => {
+                assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+                assert!(retry_after, "a 429 says when to retry");
+                limited += 1;
+            }
+            other => panic!("rename {i}: {other} {body}"),
+        }
+    }
+    assert_eq!((ok, limited), (10, 90));
+    // Renaming to the current nick is free and writes nothing.
+    assert_eq!(patch_nick(&app, &renamer, "n9").await.0, 200);
+
+    let (events, _) = app
+        .poll(&format!("/poll/chat?after={before}&rooms=lobby&limit=1000"))
+        .await;
+    let renames = events
+        .iter()
+        .filter(|e| matches!(e.body, EventBody::Rename { .. }))
+        .count();
+    assert_eq!(
+        renames, 10,
+        "only the budgeted renames were stored and fanned out"
+    );
+
+    // Another address, another session: its own budget is whole.
+    let other = client_from(2);
+    let res = other
+        .post(app.url("/api/session"))
+        .json(&json!({"nick": "other"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), 201);
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("cookie pair")
+        .to_string();
+    assert_eq!(patch_nick(&app, &cookie, "other2").await.0, 200);
+    other_peer_is_served(&app).await;
+}
+
+#[tokio::test]
+async fn a_websocket_nick_flood_gets_error_events_past_the_budget() {
+    let app = spawn_app(&["--rate-limit", "10"]).await;
+    let cookie = app.login("nicker").await;
+    let mut ws = app.ws("/ws/chat?history=0", Some(&cookie)).await;
+    for i in 0..50 {
+        let frame = json!({"type": "nick", "nick": format!("k{i}")}).to_string();
+        ws.send(Message::Text(frame.into())).await.expect("send");
+    }
+    let (mut renames, mut errors) = (0, 0);
+    let deadline = Instant::now() + WAIT;
+    while renames + errors < 50 && Instant::now() < deadline {
+        let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(WAIT, ws.next()).await else {
+            break;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).expect("json frame");
+        match value["type"].as_str() {
+            Some("rename") => renames += 1,
+            Some("error") => {
+                assert_eq!(value["code"], "rate_limited", "{value}");
+                errors += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((renames, errors), (10, 40));
+    // The socket is still open and usable once the budget refills; the other peer is served.
+    other_peer_is_served(&app).await;
+}
+
+#[tokio::test]
+async fn a_login_flood_from_one_address_gets_429_while_another_logs_in() {
+    let app = spawn_app(&["--login-rate", "5"]).await;
+    let (mut created, mut limited) = (0, 0);
+    for i in 0..20 {
+        let (status, body, headers) = app
+            .send_json(
+                Method::POST,
+                "/api/session",
+                None,
+                json!({"nick": format!("u{i}")}),
+            )
+            .await;
+        match status {
+            201 => created += 1,
+            429 => {
+                assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+                assert!(headers.contains_key("retry-after"));
+                limited += 1;
+            }
+            other => panic!("login {i}: {other} {body}"),
+        }
+    }
+    assert_eq!((created, limited), (5, 15));
+    let res = client_from(2)
+        .post(app.url("/api/session"))
+        .json(&json!({"nick": "elsewhere"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), 201, "another address logs in");
+    other_peer_is_served(&app).await;
+}
+
+#[tokio::test]
+async fn live_sessions_are_capped_with_503_and_a_logout_frees_a_place() {
+    let app = spawn_app(&["--max-sessions", "5"]).await;
+    let mut cookies = Vec::new();
+    for i in 0..5 {
+        cookies.push(app.login(&format!("s{i}")).await);
+    }
+    let (status, body, _) = app
+        .send_json(Method::POST, "/api/session", None, json!({"nick": "sixth"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("too_many_sessions")),
+        "{body}"
+    );
+    let login_elsewhere = || async {
+        client_from(2)
+            .post(app.url("/api/session"))
+            .json(&json!({"nick": "elsewhere"}))
+            .send()
+            .await
+            .expect("login")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(login_elsewhere().await, 503, "the cap is for everyone");
+    other_peer_is_served(&app).await;
+    let (status, _, _) = app
+        .send_json(
+            Method::DELETE,
+            "/api/session",
+            Some(&cookies[0]),
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(login_elsewhere().await, 201, "a logout frees a place");
+}
