@@ -8,6 +8,7 @@ mod bad_input;
 mod chat;
 mod chat_limits;
 mod delivery;
+mod diag_bounds;
 mod diagnostics;
 mod durability;
 mod iframe;
