@@ -96,7 +96,8 @@ fn repeated_tag() -> ApiError {
 }
 
 /// The value of `tag=` in a query string, if there is one (not yet validated); `tag=` given
-/// twice is an error (which one would be recorded, and which one killed?).
+/// twice is an error (which one would be recorded, and which one killed?), and so is a value
+/// that is not percent-encoded UTF-8 (it could not be a valid tag anyway).
 pub fn tag_in(query: Option<&str>) -> Result<Option<String>, ApiError> {
     let Some(query) = query else {
         return Ok(None);
@@ -107,22 +108,19 @@ pub fn tag_in(query: Option<&str>) -> Result<Option<String>, ApiError> {
         return Ok(None);
     }
     let mut found = None;
-    for (key, value) in url_pairs(query) {
-        if key == "tag" {
-            if found.is_some() {
-                return Err(repeated_tag());
-            }
-            found = Some(value);
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if decode(key).as_deref() != Some("tag") {
+            continue;
         }
+        if found.is_some() {
+            return Err(repeated_tag());
+        }
+        found = Some(decode(value).ok_or_else(|| {
+            ApiError::Invalid("invalid_tag", "tag= is not percent-encoded UTF-8".into())
+        })?);
     }
     Ok(found)
-}
-
-fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        Some((decode(k)?, decode(v)?))
-    })
 }
 
 /// Percent-decoding for a query component (`+` is a space); `None` if it is not UTF-8.
@@ -564,7 +562,10 @@ impl HttpBody for RecordingBody {
                     let mut r = self.exchange.response();
                     r.bytes += data.len() as u64;
                     let room = r.head_room.saturating_sub(r.head.len());
-                    r.head.extend_from_slice(&data[..room.min(data.len())]);
+                    let kept = &data[..room.min(data.len())];
+                    // Exactly what is kept: doubling growth could hold twice the budget.
+                    r.head.reserve_exact(kept.len());
+                    r.head.extend_from_slice(kept);
                     let done = self.expected.is_some_and(|n| r.bytes >= n);
                     drop(r);
                     if done {
@@ -760,7 +761,8 @@ mod tests {
         assert_eq!(tagged("after=3&tag=p%2D1"), Ok(Some("p-1".into())));
         assert_eq!(tagged("after=3"), Ok(None));
         assert_eq!(tag_in(None).ok(), Some(None));
-        assert_eq!(tagged("tag=%zz"), Ok(None));
+        assert!(tagged("tag=%zz").is_err());
+        assert_eq!(tagged("x=%zz"), Ok(None));
         assert!(tagged("tag=a&tag=a").is_err());
         assert!(
             tagged("tag=a&after=1&t%61g=b").is_err(),
@@ -890,5 +892,38 @@ mod tests {
             .unwrap();
         let kept = tags.map.values().map(|e| e.exchanges.len()).sum::<usize>() as u64;
         assert_eq!(kept_min, (MAX_TAGS * MAX_EXCHANGES) as u64 - kept + 1);
+    }
+
+    proptest::proptest! {
+        /// Any query at all: no panic, and a refused tag is always `invalid_tag`.
+        #[test]
+        fn any_query_is_parsed_or_refused_as_invalid_tag(query in "[a-z%=&0-9A-F<]{0,60}|.{0,100}") {
+            let refused = |e: &ApiError| matches!(e, ApiError::Invalid("invalid_tag", _));
+            match tag_in(Some(&query)) {
+                Ok(Some(raw)) => {
+                    if let Err(e) = parse_tag(&raw) {
+                        proptest::prop_assert!(refused(&e));
+                    }
+                }
+                // No plain `tag` key was overlooked.
+                Ok(None) => proptest::prop_assert!(
+                    !query.split('&').any(|p| p.split('=').next() == Some("tag"))
+                ),
+                Err(e) => proptest::prop_assert!(refused(&e)),
+            }
+        }
+
+        /// A tag of the accepted alphabet and length is found among other parameters and
+        /// accepted; one character less is refused.
+        #[test]
+        fn a_well_formed_tag_round_trips(tag in "[A-Za-z0-9_-]{22,64}", after in 0u64..1000) {
+            let query = format!("after={after}&tag={tag}&history=0");
+            let found = tag_in(Some(&query)).ok().flatten();
+            proptest::prop_assert_eq!(found.as_deref(), Some(tag.as_str()));
+            proptest::prop_assert!(parse_tag(&tag).is_ok());
+            proptest::prop_assert!(parse_tag(&tag[..21]).is_err());
+            let twice = format!("{query}&tag={tag}");
+            proptest::prop_assert!(tag_in(Some(&twice)).is_err());
+        }
     }
 }
