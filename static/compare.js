@@ -9,7 +9,7 @@
 // with CORS headers. `?one-origin` puts everything on the page's origin to show the stall.
 
 import { connect, POLL_INTERVAL, TRANSPORTS } from '/static/clients.js';
-import { createClock } from '/static/demo.js';
+import { createClock, randomTag } from '/static/demo.js';
 import { formatBytes } from '/static/panel.js';
 
 const RATE_WINDOW_MS = 10_000;
@@ -80,7 +80,8 @@ class Lane {
     this.transport = transport;
     this.root = root;
     this.arrivals = arrivals;
-    this.tag = `cmp-${RUN}-${transport}`;
+    // Its own 128 random bits: the tag reads this lane's wire record and kills its connections.
+    this.tag = `cmp-${transport}-${randomTag()}`;
     this.origin = originOf(transport);
     this.clock = createClock(root);
     this.fields = new Map();

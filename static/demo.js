@@ -5,19 +5,29 @@
 // the same cost panel. Pages without a known transport (e.g. one that only wants
 // createClock) get nothing started.
 //
-// Every subscription of a page load carries the same random `tag=page-XXXXXXXX`, so the
-// server records its HTTP exchanges; a page with a #wire section shows them (wire.js).
+// Every subscription of a page load carries the same random `tag=page-…` (128 random bits),
+// so the server records its HTTP exchanges; a page with a #wire section shows them
+// (wire.js). The tag is a capability: whoever knows it can read that record, which holds
+// what the page's chat stream carried (its whispers too), so it must not be guessable.
 
 import { connect, POLL_INTERVAL, TRANSPORTS, utf8Length } from '/static/clients.js';
 import { createPanel } from '/static/panel.js';
 import { createChat } from '/static/chat.js';
 import { createWire } from '/static/wire.js';
 
-/** A tag for this page load's requests: `page-` and 8 random base-36 characters. */
+/**
+ * 128 random bits as 22 base64url characters (the server refuses shorter tags): what makes
+ * a diagnostic tag unguessable. Also used by the compare page.
+ */
+export function randomTag() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  const base64 = btoa(String.fromCharCode(...bytes));
+  return base64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** A tag for this page load's requests: `page-` and 128 random bits (22 characters). */
 export function pageTag() {
-  const digits = '0123456789abcdefghijklmnopqrstuvwxyz';
-  const random = crypto.getRandomValues(new Uint32Array(8));
-  return `page-${Array.from(random, (n) => digits[n % digits.length]).join('')}`;
+  return `page-${randomTag()}`;
 }
 
 /**

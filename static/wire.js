@@ -20,7 +20,8 @@ const TRANSPORT_NAMES = ['poll', 'longpoll', 'iframe', 'sse', 'ws'];
 const SPACE_RUN = 40;
 const SPACE_RUNS = new RegExp(` {${SPACE_RUN},}(?:\\n {${SPACE_RUN},})*`, 'g');
 
-// Headers worth a second look, emphasised in the listing (all headers are shown).
+// Headers worth a second look, emphasised in the listing. Every header is listed; the server
+// keeps the values of an allowlist only (those these pages explain), others as a length.
 const NOTABLE_REQUEST = new Set([
   'accept',
   'cache-control',
@@ -45,7 +46,8 @@ const NOTABLE_RESPONSE = new Set([
   'x-accel-buffering',
 ]);
 
-// The server shows a cookie's value as "(N bytes, not shown)".
+// The server shows a value it does not keep (a cookie, a credential, any header off its
+// allowlist, or one past the exchange's byte budget) as "(N bytes, not shown)".
 const HIDDEN_VALUE = /^\((\d+) bytes, not shown\)$/;
 
 const encoder = new TextEncoder();

@@ -13,6 +13,12 @@ use crate::support::{Subscriber, spawn_app};
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// A tag long enough to be accepted (the server wants 22+ characters, 128 random bits on
+/// the pages); `name` keeps the tests readable.
+pub fn tag(name: &str) -> String {
+    format!("{name}-aB3dE6gH9jK2mN5pQ8sT1v")
+}
+
 async fn kill(app: &crate::support::TestApp, tag: &str) -> u64 {
     let (status, body, _) = app
         .send_json(
@@ -41,7 +47,7 @@ async fn a_kill_breaks_tagged_streams_off_mid_body_and_leaves_others_alone() {
     let app = spawn_app(&[]).await;
     let cookie = app.login("killer").await;
     for transport in ["sse", "iframe"] {
-        let tag = format!("k-{transport}");
+        let tag = tag(&format!("k-{transport}"));
         let url = app.url(&format!("/{transport}/chat?history=0&tag={tag}"));
         let mut tagged = app.http.get(&url).send().await.unwrap().bytes_stream();
         let mut other = Subscriber::open(&app, transport, "chat?history=0", None).await;
@@ -90,7 +96,8 @@ async fn a_kill_breaks_a_held_long_poll_and_the_retry_loses_nothing() {
     let app = spawn_app(&[]).await;
     let cookie = app.login("lp").await;
     let (_, next) = app.poll("/poll/chat?history=0").await;
-    let url = app.url(&format!("/longpoll/chat?after={next}&timeout=30&tag=k-lp"));
+    let lp = tag("k-lp");
+    let url = app.url(&format!("/longpoll/chat?after={next}&timeout=30&tag={lp}"));
     let held = tokio::spawn({
         let http = app.http.clone();
         async move {
@@ -105,12 +112,12 @@ async fn a_kill_breaks_a_held_long_poll_and_the_retry_loses_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(kill(&app, "k-lp").await, 1);
+    assert_eq!(kill(&app, &lp).await, 1);
     let answer = tokio::time::timeout(WAIT, held).await.unwrap().unwrap();
     assert!(answer.is_err(), "a killed long poll answered {answer:?}");
     assert_eq!(app.say(&cookie, "lobby", "in between").await.0, 201);
     let (events, _) = app
-        .poll(&format!("/longpoll/chat?after={next}&timeout=5&tag=k-lp"))
+        .poll(&format!("/longpoll/chat?after={next}&timeout=5&tag={lp}"))
         .await;
     let texts: Vec<_> = events.iter().filter_map(text_of).collect();
     assert_eq!(texts, ["in between"]);
@@ -121,10 +128,11 @@ async fn a_kill_breaks_a_held_long_poll_and_the_retry_loses_nothing() {
 async fn a_kill_drops_a_tagged_websocket_without_a_close_frame() {
     use tokio_tungstenite::tungstenite::Message;
     let app = spawn_app(&[]).await;
-    let mut ws = app.ws("/ws/clock?tag=k-ws", None).await;
+    let k_ws = tag("k-ws");
+    let mut ws = app.ws(&format!("/ws/clock?tag={k_ws}"), None).await;
     let mut other = app.ws("/ws/clock", None).await;
     assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
-    assert_eq!(kill(&app, "k-ws").await, 1);
+    assert_eq!(kill(&app, &k_ws).await, 1);
     let end = tokio::time::timeout(WAIT, async {
         loop {
             match ws.next().await {
@@ -145,10 +153,11 @@ async fn a_kill_drops_a_tagged_websocket_without_a_close_frame() {
 async fn the_wire_record_shows_each_tagged_exchange_as_it_happened() {
     let app = spawn_app(&[]).await;
     let cookie = app.login("wired").await;
+    let w1 = tag("w-1");
     // A stream, still open, with a cookie that must not be shown.
     let mut sse = app
         .http
-        .get(app.url("/sse/chat?tag=w-1&history=0"))
+        .get(app.url(&format!("/sse/chat?tag={w1}&history=0")))
         .header("cookie", &cookie)
         .header("accept", "text/event-stream")
         .send()
@@ -158,11 +167,11 @@ async fn the_wire_record_shows_each_tagged_exchange_as_it_happened() {
     let first = sse.next().await.unwrap().unwrap();
     assert_eq!(&first[..], b"retry: 2000\n\n");
     // A short poll, complete.
-    app.poll("/poll/clock?tag=w-1").await;
+    app.poll(&format!("/poll/clock?tag={w1}")).await;
     // Not tagged: not recorded.
     app.poll("/poll/clock").await;
 
-    let (status, wire) = app.get_json("/api/debug/wire?tag=w-1").await;
+    let (status, wire) = app.get_json(&format!("/api/debug/wire?tag={w1}")).await;
     assert_eq!(status, 200, "{wire}");
     let exchanges = wire["exchanges"].as_array().unwrap();
     assert_eq!(exchanges.len(), 2, "{wire}");
@@ -176,7 +185,10 @@ async fn the_wire_record_shows_each_tagged_exchange_as_it_happened() {
     };
     // Newest first: the poll.
     let poll = &exchanges[0];
-    assert_eq!(poll["request"]["line"], "GET /poll/clock?tag=w-1 HTTP/1.1");
+    assert_eq!(
+        poll["request"]["line"],
+        format!("GET /poll/clock?tag={w1} HTTP/1.1")
+    );
     assert_eq!(poll["response"]["line"], "HTTP/1.1 200 OK");
     assert_eq!(poll["state"], "complete");
     let length: u64 = header(&poll["response"], "content-length")
@@ -194,7 +206,7 @@ async fn the_wire_record_shows_each_tagged_exchange_as_it_happened() {
     let stream = &exchanges[1];
     assert_eq!(
         stream["request"]["line"],
-        "GET /sse/chat?tag=w-1&history=0 HTTP/1.1"
+        format!("GET /sse/chat?tag={w1}&history=0 HTTP/1.1")
     );
     assert_eq!(
         header(&stream["request"], "accept").as_deref(),
@@ -224,7 +236,7 @@ async fn the_wire_record_shows_each_tagged_exchange_as_it_happened() {
     drop(sse);
     let mut state = Value::Null;
     for _ in 0..100 {
-        let (_, wire) = app.get_json("/api/debug/wire?tag=w-1").await;
+        let (_, wire) = app.get_json(&format!("/api/debug/wire?tag={w1}")).await;
         state = wire["exchanges"][1]["state"].clone();
         if state != "open" {
             break;
@@ -234,7 +246,9 @@ async fn the_wire_record_shows_each_tagged_exchange_as_it_happened() {
     assert_eq!(state, "closed");
 
     // Unknown tags have no record; malformed ones are refused everywhere.
-    let (status, wire) = app.get_json("/api/debug/wire?tag=nobody").await;
+    let (status, wire) = app
+        .get_json(&format!("/api/debug/wire?tag={}", tag("nobody")))
+        .await;
     assert_eq!((status, wire["exchanges"].clone()), (200, json!([])));
     for path in [
         "/api/debug/wire?tag=%3Cscript%3E",

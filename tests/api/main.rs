@@ -10,6 +10,7 @@ mod chat_budgets;
 mod chat_limits;
 mod connections;
 mod delivery;
+mod diag_bounds;
 mod diagnostics;
 mod durability;
 mod iframe;
