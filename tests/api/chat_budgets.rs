@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{TestApp, client_from, spawn_app};
+use crate::support::{TestApp, client_from, spawn_app, spawn_binary};
 
 const WAIT: Duration = Duration::from_secs(5);
 /// The contract's bound (not the crate's constant, so a changed constant fails here).
@@ -47,17 +47,6 @@ async fn chat_position(app: &TestApp) -> u64 {
     app.poll("/poll/chat?rooms=lobby&history=0").await.1
 }
 
-/// Resident memory of this process (the server runs in it), in bytes.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 async fn patch_nick(app: &TestApp, cookie: &str, nick: &str) -> (u16, serde_json::Value, bool) {
     let (status, body, headers) = app
         .send_json(
@@ -72,10 +61,11 @@ async fn patch_nick(app: &TestApp, cookie: &str, nick: &str) -> (u16, serde_json
 
 #[tokio::test]
 async fn a_poll_flood_of_new_rooms_joins_at_most_32_and_presence_answers_during_it() {
-    let app = spawn_app(&[]).await;
+    // The real binary, in its own process, so its memory is its own.
+    let app = spawn_binary(&[]).await;
     let flooder = app.login("flood").await;
     let before = chat_position(&app).await;
-    let rss_before = rss_bytes();
+    let rss_before = app.server_rss();
 
     // Four loops polling with 16 never-seen room names each time, for 4 s.
     let until = Instant::now() + Duration::from_secs(4);
@@ -136,7 +126,7 @@ async fn a_poll_flood_of_new_rooms_joins_at_most_32_and_presence_answers_during_
     let (_, rooms) = app.get_json("/api/chat/rooms").await;
     let listed = rooms["rooms"].as_array().expect("rooms").len();
     assert!(listed <= MAX_ROOMS_PER_SESSION + 1, "{listed} rooms listed");
-    let grown = rss_bytes().saturating_sub(rss_before);
+    let grown = app.server_rss().saturating_sub(rss_before);
     assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
     other_peer_is_served(&app).await;
 }

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::diagnostics::tag;
-use crate::support::{TestApp, client_from, spawn_app};
+use crate::support::{TestApp, client_from, spawn_app, spawn_binary};
 
 /// Another client, from 127.0.0.2, is served: a short poll answers, and a long poll after
 /// it gets the next tick within a few seconds (the clock ticks every second).
@@ -200,17 +200,6 @@ async fn short_and_repeated_tags_are_refused_with_invalid_tag_everywhere() {
     another_peer_is_served(&app).await;
 }
 
-/// Resident memory of this process (the server runs in it), from /proc.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
-
 /// 256 tags × 10 requests with ~61 KB of headers each: 156 MB of headers if they were kept.
 /// The record stays under its 4 MiB budget (it keeps the newest exchanges, each cut to
 /// 8 KiB), the process grows by far less than what was sent, and another peer is served.
@@ -218,8 +207,9 @@ fn rss_bytes() -> u64 {
 async fn the_record_stays_in_its_byte_budget_under_256_tags_of_huge_headers() {
     const TAGS: usize = 256;
     const REQUESTS: usize = 10;
-    let app = spawn_app(&[]).await;
-    let before = rss_bytes();
+    // The real binary, in its own process, so its memory is its own.
+    let app = spawn_binary(&[]).await;
+    let before = app.server_rss();
     let filler = "f".repeat(19_000);
     let client = client_from(1);
     // A shown value that fits the exchange's budget and eats most of it.
@@ -272,7 +262,7 @@ async fn the_record_stays_in_its_byte_budget_under_256_tags_of_huge_headers() {
         .await;
     assert_eq!(oldest["exchanges"], json!([]), "{oldest}");
 
-    let grown = rss_bytes().saturating_sub(before);
+    let grown = app.server_rss().saturating_sub(before);
     assert!(
         grown < 64 * 1024 * 1024,
         "RSS grew by {} MB for a 4 MiB record",

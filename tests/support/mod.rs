@@ -19,6 +19,44 @@ pub struct TestApp {
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The server's own process, when it runs as the real binary ([`spawn_binary`]).
+    child: Option<tokio::process::Child>,
+}
+
+/// Starts the real binary with `args` on 127.0.0.1:0, in its own process: for tests that
+/// measure the server's memory ([`TestApp::server_rss`]), which an in-process server shares
+/// with every other test of the binary.
+pub async fn spawn_binary(args: &[&str]) -> TestApp {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushpoll"))
+        .args(["--addr", "127.0.0.1:0", "--db", ":memory:"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the pushpoll binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the binary printed its URL within 10 s")
+        .expect("stdout")
+        .expect("a line");
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|w| w.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let app = TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        stop: None,
+        task: None,
+        child: Some(child),
+    };
+    app.wait_for_first_tick().await;
+    app
 }
 
 /// Starts the real server with `args` (as on the command line) on 127.0.0.1:0.
@@ -40,6 +78,7 @@ pub async fn spawn_app(args: &[&str]) -> TestApp {
         http: reqwest::Client::new(),
         stop: Some(stop),
         task: Some(task),
+        child: None,
     };
     app.wait_for_first_tick().await;
     app
@@ -99,6 +138,23 @@ impl TestApp {
             .json()
             .await
             .unwrap()
+    }
+
+    /// The server's resident memory, from `/proc`: its own process's for [`spawn_binary`];
+    /// this test process's otherwise (shared with every test running beside it).
+    pub fn server_rss(&self) -> u64 {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .map_or("self".to_string(), |pid| pid.to_string());
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS")
+            * 1024
     }
 
     pub async fn latest_tick(&self) -> u64 {
