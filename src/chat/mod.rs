@@ -77,12 +77,7 @@ impl Chat {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Chat {
-        let feed = Feed::new(
-            FeedName::Chat,
-            Retention::All,
-            limits,
-            Some(store.clone()),
-        );
+        let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(store.clone()));
         let log = Log { feed, store };
         let presence = Presence::start(log.clone(), shutdown.clone(), tracker);
         let chat = Chat {

@@ -585,8 +585,13 @@ impl Subscription {
             return Step::Done;
         }
         if feed.inner.retention == Retention::Latest {
-            self.backlog
-                .extend(window.events.back().filter(|e| e.id > self.position).cloned());
+            self.backlog.extend(
+                window
+                    .events
+                    .back()
+                    .filter(|e| e.id > self.position)
+                    .cloned(),
+            );
             self.replaying = false;
             return Step::Done;
         }

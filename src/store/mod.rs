@@ -38,8 +38,12 @@ pub trait Store: Send + Sync + 'static {
     /// The *oldest* events with `after < id < before`, oldest first, as many as `limit`
     /// allows; the caller asks again after the last id returned for the next page. Reads no
     /// more rows than it returns (plus one byte-cap overshoot at most).
-    fn range(&self, after: u64, before: u64, limit: PageLimit)
-    -> Result<Vec<SharedEvent>, StoreError>;
+    fn range(
+        &self,
+        after: u64,
+        before: u64,
+        limit: PageLimit,
+    ) -> Result<Vec<SharedEvent>, StoreError>;
 
     /// The newest `limit` room messages of `rooms` with `id <= upto`, oldest first.
     fn recent_messages(
