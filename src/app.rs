@@ -60,6 +60,7 @@ impl AppState {
         ));
         let chat = Chat::start(
             store,
+            config.feed_limits(),
             config.history as usize,
             config.rate_limit as usize,
             config.idle_timeout,

@@ -98,6 +98,35 @@ pub struct Config {
     /// A WebSocket peer silent (no frame, no pong) for this long is closed with 4001.
     #[arg(long, env = "PUSHPOLL_WS_TIMEOUT", default_value = "40s", value_parser = parse_duration)]
     pub ws_timeout: Duration,
+
+    /// How far behind the newest chat event a replay from a cursor reaches (in ids); an
+    /// older cursor first gets a `gap` event, then the last this-many events.
+    #[arg(long, env = "PUSHPOLL_MAX_BACKFILL", default_value_t = crate::feed::MAX_BACKFILL,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub max_backfill: u64,
+
+    /// Events one subscriber reads from the store (or memory) at a time while it replays a
+    /// cursor: what it holds queued. A short poll reads at most its `limit`.
+    #[arg(long, env = "PUSHPOLL_BACKFILL_PAGE", default_value_t = crate::feed::PAGE.events as u64,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub backfill_page: u64,
+
+    /// Bytes of events one replay read holds at most (one event past it, at worst).
+    #[arg(long, env = "PUSHPOLL_BACKFILL_PAGE_BYTES", default_value_t = crate::feed::PAGE.bytes as u64,
+          value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
+    pub backfill_page_bytes: u64,
+
+    /// Recent chat events kept in memory; older ones are read from the store. (Tuning and
+    /// tests.)
+    #[arg(long, env = "PUSHPOLL_CHAT_WINDOW", default_value_t = 4096, hide = true,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub chat_window: u64,
+
+    /// The chat's live ring: how many events a subscriber may fall behind before it resyncs
+    /// from its cursor. (Tuning and tests.)
+    #[arg(long, env = "PUSHPOLL_CHAT_LAG", default_value_t = 1024, hide = true,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub chat_lag: u64,
 }
 
 impl Config {
@@ -109,6 +138,19 @@ impl Config {
 
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.tick_ms)
+    }
+
+    /// The chat feed's memory and replay limits.
+    pub fn feed_limits(&self) -> crate::feed::Limits {
+        crate::feed::Limits {
+            window: self.chat_window as usize,
+            lag: self.chat_lag as usize,
+            page: crate::store::PageLimit {
+                events: self.backfill_page as usize,
+                bytes: self.backfill_page_bytes as usize,
+            },
+            max_backfill: self.max_backfill,
+        }
     }
 
     /// `--max-connections-per-peer`, or a quarter of `--max-connections` (at least 1).

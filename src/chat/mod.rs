@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
 use crate::feed::clock::now_micros;
-use crate::feed::{Audience, EventBody, Feed, FeedName, Retention, SharedEvent};
+use crate::feed::{Audience, EventBody, Feed, FeedName, Limits, Retention, SharedEvent};
 use crate::store::Store;
 pub use presence::Presence;
 pub use session::{EndReason, Nick, Session, Sessions, parse_room};
@@ -25,10 +25,6 @@ pub use session::{EndReason, Nick, Session, Sessions, parse_room};
 pub const MAX_TEXT_CHARS: usize = 2000;
 /// Most messages `history=` may ask for.
 pub const MAX_HISTORY: u64 = 200;
-/// Recent chat events kept in memory; older ones are read from the store.
-const WINDOW: usize = 4096;
-/// How far a live subscriber may fall behind before it resyncs from its cursor.
-const LAG: usize = 1024;
 
 /// The chat's durable, ordered log: the store and the live feed, written together.
 #[derive(Clone)]
@@ -73,21 +69,17 @@ struct Inner {
 
 impl Chat {
     /// Starts the chat over `store`: its presence task and its idle-session sweeper.
+    /// `limits`: the feed's memory window, live ring and replay paging (`--chat-window`…).
     pub fn start(
         store: Arc<dyn Store>,
+        limits: Limits,
         history: usize,
         rate_limit: usize,
         idle_timeout: Duration,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Chat {
-        let feed = Feed::new(
-            FeedName::Chat,
-            Retention::All,
-            WINDOW,
-            LAG,
-            Some(store.clone()),
-        );
+        let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(store.clone()));
         let log = Log { feed, store };
         let presence = Presence::start(log.clone(), shutdown.clone(), tracker);
         let chat = Chat {

@@ -10,7 +10,12 @@ use super::{Event, EventBody, Feed, FeedName, Retention, WireEvent};
 /// A state feed: only the latest tick is kept, and subscribers that fall more than a few
 /// ticks behind skip to the newest one.
 pub fn feed() -> Feed {
-    Feed::new(FeedName::Clock, Retention::Latest, 1, 16, None)
+    Feed::new(
+        FeedName::Clock,
+        Retention::Latest,
+        super::Limits::new(1, 16),
+        None,
+    )
 }
 
 /// Publishes a tick now (so there is always a latest one), then one on every multiple of

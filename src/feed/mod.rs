@@ -8,6 +8,11 @@
 //! publisher or the others. A subscriber that falls further behind than the ring is told so
 //! (`Lagged`) and resyncs from its cursor out of the feed's replay window; see
 //! [`Subscription::next`].
+//!
+//! Replay is cursor-driven and paged: a subscription holds only its position and at most one
+//! page of events ([`Limits::page`]); when that page is delivered it reads the next one, from
+//! memory if the window still has it, else from the store. So what a subscriber holds does not
+//! depend on how old its cursor is, and a subscriber that does not read stops reading too.
 
 pub mod clock;
 pub mod event;
@@ -20,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use event::{Audience, Event, EventBody, SharedEvent, WireEvent};
 
-use crate::store::Store;
+use crate::store::{PageLimit, Store};
 
 /// The feeds the server publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,8 +88,43 @@ impl Filter {
     }
 }
 
-/// The most events one backfill from the store replays; beyond it a `gap` says so.
-pub const MAX_BACKFILL: usize = 10_000;
+/// How far behind the newest event a replay reaches by default; beyond it a `gap` says so.
+pub const MAX_BACKFILL: u64 = 10_000;
+
+/// What one replay read holds by default: a subscriber's backlog is at most this (plus one
+/// event past the byte cap), whatever its cursor.
+pub const PAGE: PageLimit = PageLimit {
+    events: 128,
+    bytes: 256 * 1024,
+};
+
+/// How much of a feed is kept in memory and how subscribers catch up with the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Recent events kept in memory (shared by all subscribers).
+    pub window: usize,
+    /// How many events the live ring holds: how far a subscriber may fall behind before it
+    /// resyncs from its cursor.
+    pub lag: usize,
+    /// One read of a replay, from memory or the store: a subscriber's backlog.
+    pub page: PageLimit,
+    /// The furthest behind the newest event a replay reaches. Paging already bounds memory;
+    /// this bounds the work (store reads, bytes sent) one old cursor can demand, and older
+    /// messages stay reachable through `GET /api/chat/history`.
+    pub max_backfill: u64,
+}
+
+impl Limits {
+    /// `window` and `lag` as given, the default page and backfill.
+    pub const fn new(window: usize, lag: usize) -> Limits {
+        Limits {
+            window,
+            lag,
+            page: PAGE,
+            max_backfill: MAX_BACKFILL,
+        }
+    }
+}
 
 /// A cheap-to-clone handle on one feed.
 #[derive(Clone)]
@@ -101,6 +141,8 @@ struct Inner {
     live: broadcast::Sender<SharedEvent>,
     /// Where events older than the window are kept (the chat), if anywhere.
     store: Option<Arc<dyn Store>>,
+    page: PageLimit,
+    max_backfill: u64,
 }
 
 struct Window {
@@ -119,16 +161,15 @@ pub struct OutOfOrder {
 }
 
 impl Feed {
-    /// `window` is how many recent events are kept in memory; `lag` is how far (in events) a
-    /// live subscriber may fall behind before it has to resync from the window.
+    /// A feed keeping `limits.window` recent events in memory, the rest (if any) in `store`.
     pub fn new(
         name: FeedName,
         retention: Retention,
-        window: usize,
-        lag: usize,
+        limits: Limits,
         store: Option<Arc<dyn Store>>,
     ) -> Feed {
-        let (live, _) = broadcast::channel(lag.max(1));
+        let window = limits.window;
+        let (live, _) = broadcast::channel(limits.lag.max(1));
         let last_id = store.as_ref().map_or(0, |s| s.last_id());
         Feed {
             inner: Arc::new(Inner {
@@ -141,6 +182,11 @@ impl Feed {
                 }),
                 live,
                 store,
+                page: PageLimit {
+                    events: limits.page.events.max(1),
+                    bytes: limits.page.bytes.max(1),
+                },
+                max_backfill: limits.max_backfill.max(1),
             }),
         }
     }
@@ -203,7 +249,9 @@ impl Feed {
             feed: self.clone(),
             rx,
             backlog: VecDeque::new(),
-            pending: None,
+            history: None,
+            replaying: false,
+            page: self.inner.page,
             position: last_id,
             filter,
             resyncs: 0,
@@ -234,12 +282,13 @@ impl Feed {
                 sub.backlog.push_back(gap(after, last_id + 1));
             }
             (Retention::All, Some(after)) => {
+                // Nothing is copied now: the replay is read a page at a time as it drains.
                 sub.position = after;
-                sub.replay_from_window(&window);
+                sub.replaying = after < last_id;
             }
             (Retention::All, None) => {
                 if history > 0 {
-                    sub.pending = Some(Pending::History {
+                    sub.history = Some(History {
                         limit: history,
                         upto: last_id,
                     });
@@ -271,13 +320,20 @@ fn gap(after: u64, resumed_from: u64) -> SharedEvent {
     })
 }
 
-/// Store work a subscription still has to do before delivering (it needs `.await`).
+/// The history a subscription without a cursor starts with: the last `limit` messages of
+/// its rooms, up to `upto`. Bounded by `crate::chat::MAX_HISTORY`.
 #[derive(Debug, Clone, Copy)]
-enum Pending {
-    /// Events with `after < id < before` are not in memory.
-    Range { after: u64, before: u64 },
-    /// The last `limit` messages of the rooms, up to `upto`.
-    History { limit: usize, upto: u64 },
+struct History {
+    limit: usize,
+    upto: u64,
+}
+
+/// What a replay step found it has to do next.
+enum Step {
+    /// The backlog was refilled from memory, or the replay moved on or ended.
+    Done,
+    /// Events with `after < id < before` are only in the store: read a page of them.
+    Store { after: u64, before: u64 },
 }
 
 /// Why a subscription stopped delivering.
@@ -293,10 +349,17 @@ pub enum Ended {
 pub struct Subscription {
     feed: Feed,
     rx: broadcast::Receiver<SharedEvent>,
-    /// Events to deliver before reading the live channel again (a replay, a resync or
-    /// history); they are already in id order and are not checked against `position`.
+    /// Events to deliver before reading the live channel again (one page of a replay, or
+    /// the history); they are already in id order and are not checked against `position`.
+    /// At most one page: refilled only once it is empty.
     backlog: VecDeque<SharedEvent>,
-    pending: Option<Pending>,
+    /// History still to be read from the store.
+    history: Option<History>,
+    /// True while events after `position` may exist that are neither in the backlog nor
+    /// surely on the live receiver: the replay (or a resync) is not caught up yet.
+    replaying: bool,
+    /// How much one replay read takes (a short poll narrows it to its `limit`).
+    page: PageLimit,
     /// The highest id delivered or passed over (the cursor it started from, at first).
     position: u64,
     filter: Filter,
@@ -340,17 +403,34 @@ impl Subscription {
         self._guards.push(Box::new(guard));
     }
 
+    /// Reads at most `n` events per replay read from now on (at least one): a short poll
+    /// that answers `limit` events reads no more than that.
+    pub fn read_at_most(&mut self, n: usize) {
+        self.page.events = self.page.events.min(n.max(1));
+    }
+
     /// The next event, waiting for it if needed. `None` once the server shuts down or the
     /// session ends.
     ///
     /// Lag policy: a subscriber more than the live ring behind is not dropped and not
-    /// buffered without bound; it is resynced from its own cursor out of the feed's window
-    /// and store (for the clock, that means skipping straight to the latest tick).
+    /// buffered without bound; it is resynced from its own cursor, a page at a time, out of
+    /// the feed's window and store (for the clock, that means skipping to the latest tick).
+    ///
+    /// Cancel-safe: a replay read interrupted by the caller's `select!` changes nothing and
+    /// is done again on the next call.
     pub async fn next(&mut self) -> Option<SharedEvent> {
         loop {
-            self.ready().await;
             if let Some(event) = self.take_backlog() {
                 return Some(event);
+            }
+            if self.history.is_some() || self.replaying {
+                // A long replay still stops at shutdown or when the session ends.
+                if let Some(ended) = self.stopped() {
+                    self.ended = Some(ended);
+                    return None;
+                }
+                self.refill().await;
+                continue;
             }
             let received = tokio::select! {
                 biased;
@@ -380,15 +460,21 @@ impl Subscription {
         }
     }
 
-    /// The next event if one is already here, without waiting. Call [`Subscription::ready`]
-    /// first so that replay from the store is done.
+    /// The next event if one is already here, without waiting and without reading the
+    /// store. Call [`Subscription::ready`] first so that one page of replay is loaded.
     pub fn try_next(&mut self) -> Option<SharedEvent> {
         loop {
             if let Some(event) = self.take_backlog() {
                 return Some(event);
             }
-            if self.pending.is_some() {
+            if self.history.is_some() {
                 return None;
+            }
+            if self.replaying {
+                match self.refill_from_memory() {
+                    Step::Done => continue,
+                    Step::Store { .. } => return None,
+                }
             }
             match self.rx.try_recv() {
                 Ok(event) => {
@@ -402,49 +488,141 @@ impl Subscription {
         }
     }
 
-    /// Does the store work (replay older than memory, history) this subscription needs.
-    /// A store error is logged and delivery goes on from what memory has, after a `gap`.
+    /// Does the store work (one page of replay, or the history) this subscription needs
+    /// before [`Subscription::try_next`] can deliver. A store error is logged and delivery
+    /// goes on after a `gap`.
     pub async fn ready(&mut self) {
-        let Some(pending) = self.pending.take() else {
+        if self.backlog.is_empty() && (self.history.is_some() || self.replaying) {
+            self.refill().await;
+        }
+    }
+
+    /// Which of the subscription's end signals has fired, if any.
+    fn stopped(&self) -> Option<Ended> {
+        if self.shutdown.is_cancelled() {
+            Some(Ended::Shutdown)
+        } else if self.session_end.as_ref().is_some_and(|t| t.is_cancelled()) {
+            Some(Ended::SessionEnded)
+        } else if self.kill.as_ref().is_some_and(|t| t.is_cancelled()) {
+            Some(Ended::Killed)
+        } else {
+            None
+        }
+    }
+
+    /// Refills the empty backlog: the history, or the next page of the replay.
+    async fn refill(&mut self) {
+        if let Some(history) = self.history {
+            self.load_history(history).await;
             return;
-        };
+        }
+        if let Step::Store { after, before } = self.refill_from_memory() {
+            self.load_page(after, before).await;
+        }
+    }
+
+    async fn load_history(&mut self, history: History) {
         let Some(store) = self.feed.store().cloned() else {
+            self.history = None;
             return;
         };
-        let loaded = tokio::task::spawn_blocking({
-            let rooms: Vec<String> = self.filter.rooms.iter().map(|r| r.to_string()).collect();
-            move || match pending {
-                Pending::Range { after, before } => store
-                    .range(after, before, MAX_BACKFILL)
-                    .map(|p| (p.events, p.truncated)),
-                Pending::History { limit, upto } => store
-                    .recent_messages(&rooms, upto, limit)
-                    .map(|e| (e, false)),
-            }
+        let rooms: Vec<String> = self.filter.rooms.iter().map(|r| r.to_string()).collect();
+        let loaded = tokio::task::spawn_blocking(move || {
+            store.recent_messages(&rooms, history.upto, history.limit)
         })
         .await;
-        let mut older = VecDeque::new();
+        // Only now, so that a cancelled call leaves the history to load again.
+        self.history = None;
         match loaded {
-            Ok(Ok((events, truncated))) => {
-                if truncated
-                    && let (Pending::Range { after, .. }, Some(first)) = (pending, events.first())
-                {
-                    older.push_back(gap(after, first.id));
-                }
-                older.extend(events);
-            }
+            Ok(Ok(events)) => self.backlog.extend(events),
             failed => {
-                tracing::error!(
-                    ?failed,
-                    "could not read the chat store; delivery resumes with a gap"
-                );
-                if let (Pending::Range { after, before }, true) = (pending, true) {
-                    older.push_back(gap(after, before));
-                }
+                // History is a courtesy, not a replay: the client asked for no cursor, so
+                // nothing it is owed is missing. Log it and go live.
+                tracing::error!(?failed, "could not read the chat history");
             }
         }
-        older.append(&mut self.backlog);
-        self.backlog = older;
+    }
+
+    /// Reads one page of events with `after < id < before` from the store into the backlog.
+    async fn load_page(&mut self, after: u64, before: u64) {
+        let loaded = match self.feed.store().cloned() {
+            Some(store) => {
+                let page = self.page;
+                tokio::task::spawn_blocking(move || store.range(after, before, page))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+            None => Err("this feed keeps no store".to_string()),
+        };
+        match loaded {
+            Ok(events) if !events.is_empty() => self.backlog.extend(events),
+            // The store holds nothing more in the range: continue from memory.
+            Ok(_) => self.position = self.position.max(before - 1),
+            Err(err) => {
+                tracing::error!(
+                    %err,
+                    after,
+                    before,
+                    "could not read the chat store; delivery resumes with a gap"
+                );
+                self.backlog.push_back(gap(after, before));
+                self.position = self.position.max(before - 1);
+            }
+        }
+    }
+
+    /// One replay step that needs no store: a page copied from the window, a `gap` past
+    /// the backfill bound, or the end of the replay. Otherwise says which range the store
+    /// must be read for. Called only with an empty backlog.
+    fn refill_from_memory(&mut self) -> Step {
+        let feed = self.feed.clone();
+        let window = feed.window();
+        let newest = window.last_id;
+        if self.position >= newest {
+            // Caught up: everything later is on the live receiver (or it lagged, and says so).
+            self.replaying = false;
+            return Step::Done;
+        }
+        if feed.inner.retention == Retention::Latest {
+            self.backlog.extend(
+                window
+                    .events
+                    .back()
+                    .filter(|e| e.id > self.position)
+                    .cloned(),
+            );
+            self.replaying = false;
+            return Step::Done;
+        }
+        let max_backfill = feed.inner.max_backfill;
+        if newest - self.position > max_backfill {
+            let resumed = newest - max_backfill + 1;
+            self.backlog.push_back(gap(self.position, resumed));
+            self.position = resumed - 1;
+            return Step::Done;
+        }
+        let oldest_in_memory = window.events.front().map_or(newest + 1, |e| e.id);
+        if self.position + 1 < oldest_in_memory {
+            return Step::Store {
+                after: self.position,
+                before: oldest_in_memory,
+            };
+        }
+        // The window is in id order: start after the position, take one page.
+        let start = window.events.partition_point(|e| e.id <= self.position);
+        let mut bytes = 0;
+        for event in window.events.range(start..) {
+            if self.backlog.len() >= self.page.events || bytes >= self.page.bytes {
+                break;
+            }
+            bytes += event.json.len();
+            self.backlog.push_back(event.clone());
+        }
+        if self.backlog.back().is_none_or(|e| e.id >= newest) {
+            self.replaying = false;
+        }
+        Step::Done
     }
 
     fn take_backlog(&mut self) -> Option<SharedEvent> {
@@ -466,47 +644,14 @@ impl Subscription {
         self.filter.wants(&event).then_some(event)
     }
 
-    /// Fills the backlog with what the window holds after `position`, noting what only the
-    /// store still has.
-    fn replay_from_window(&mut self, window: &Window) {
-        let after = self.position;
-        match self.feed.inner.retention {
-            Retention::Latest => {
-                self.backlog = window
-                    .events
-                    .back()
-                    .filter(|e| e.id > after)
-                    .cloned()
-                    .into_iter()
-                    .collect();
-            }
-            Retention::All => {
-                self.backlog = window
-                    .events
-                    .iter()
-                    .filter(|e| e.id > after)
-                    .cloned()
-                    .collect();
-                let oldest_in_memory = window.events.front().map_or(window.last_id + 1, |e| e.id);
-                if oldest_in_memory > after + 1 && window.last_id > after {
-                    self.pending = Some(Pending::Range {
-                        after,
-                        before: oldest_in_memory,
-                    });
-                }
-            }
-        }
-    }
-
+    /// Fell behind the live ring: replay from the cursor again, a page at a time.
     fn resync(&mut self) {
         self.resyncs += 1;
-        let feed = self.feed.clone();
-        let window = feed.window();
-        self.replay_from_window(&window);
+        self.replaying = true;
         tracing::debug!(
             feed = self.feed.name().as_str(),
             position = self.position,
-            "subscriber lagged; resynced from its cursor"
+            "subscriber lagged; resyncing from its cursor"
         );
     }
 }
@@ -527,7 +672,7 @@ mod tests {
     }
 
     fn clock() -> Feed {
-        Feed::new(FeedName::Clock, Retention::Latest, 1, 4, None)
+        Feed::new(FeedName::Clock, Retention::Latest, Limits::new(1, 4), None)
     }
 
     fn sub(feed: &Feed, cursor: Option<u64>) -> Subscription {
@@ -565,14 +710,17 @@ mod tests {
     /// A chat feed over an in-memory store holding `n` messages (odd ids in `red`), with
     /// only the last `window` of them in memory.
     fn chat(n: u64, window: usize) -> Feed {
+        chat_with(n, Limits::new(window, 64))
+    }
+
+    fn chat_with(n: u64, limits: Limits) -> Feed {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(":memory:").unwrap());
-        let feed = Feed::new(
-            FeedName::Chat,
-            Retention::All,
-            window,
-            64,
-            Some(store.clone()),
-        );
+        chat_over(store, n, limits)
+    }
+
+    /// A chat feed over `store`, with `n` messages appended through it.
+    fn chat_over(store: Arc<dyn Store>, n: u64, limits: Limits) -> Feed {
+        let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(store.clone()));
         for i in 1..=n {
             let room = if i % 2 == 1 { "red" } else { "lobby" };
             let body = EventBody::Message {
@@ -687,9 +835,21 @@ mod tests {
         assert!(ids.is_empty());
     }
 
+    fn gap_of(event: &SharedEvent) -> (u64, u64, u64) {
+        assert_eq!(event.kind, "gap");
+        let gap: WireEvent = serde_json::from_slice(&event.json).unwrap();
+        match gap.body {
+            EventBody::Gap {
+                after,
+                resumed_from,
+            } => (gap.id, after, resumed_from),
+            other => panic!("not a gap: {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn a_replay_longer_than_the_backfill_limit_starts_with_a_gap() {
-        let n = MAX_BACKFILL as u64 + 100;
+        let n = MAX_BACKFILL + 100;
         let feed = chat(n, 16);
         let mut s = feed.subscribe(
             Some(5),
@@ -698,19 +858,279 @@ mod tests {
             rooms(&["red", "lobby"]),
             CancellationToken::new(),
         );
-        let first = s.next().await.unwrap();
-        assert_eq!(first.kind, "gap");
-        let gap: WireEvent = serde_json::from_slice(&first.json).unwrap();
-        let resumed = n - MAX_BACKFILL as u64 - 16 + 1;
+        let resumed = n - MAX_BACKFILL + 1;
         assert_eq!(
-            gap.body,
-            EventBody::Gap {
-                after: 5,
-                resumed_from: resumed
-            }
+            gap_of(&s.next().await.unwrap()),
+            (resumed - 1, 5, resumed),
+            "the gap's id is the cursor to continue from"
         );
-        assert_eq!(gap.id, resumed - 1);
-        assert_eq!(s.next().await.unwrap().id, resumed);
+        // Then every one of the last MAX_BACKFILL events, once, in order.
+        for id in resumed..=n {
+            assert_eq!(s.next().await.unwrap().id, id);
+        }
+        assert!(s.try_next().is_none());
+    }
+
+    /// A store that counts the rows it hands out, and can be told to fail.
+    struct Probe {
+        inner: SqliteStore,
+        rows_read: std::sync::atomic::AtomicUsize,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl Probe {
+        fn new() -> Arc<Probe> {
+            Arc::new(Probe {
+                inner: SqliteStore::open(":memory:").unwrap(),
+                rows_read: Default::default(),
+                failing: Default::default(),
+            })
+        }
+        fn rows_read(&self) -> usize {
+            self.rows_read.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn fail(&self, yes: bool) {
+            self.failing.store(yes, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn check(&self) -> Result<(), crate::store::StoreError> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(crate::store::StoreError("disk on fire".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl Store for Probe {
+        fn append(
+            &self,
+            ts: u64,
+            body: EventBody,
+            audience: Audience,
+            publish: &mut dyn FnMut(&SharedEvent),
+        ) -> Result<SharedEvent, crate::store::StoreError> {
+            self.inner.append(ts, body, audience, publish)
+        }
+        fn range(
+            &self,
+            after: u64,
+            before: u64,
+            limit: PageLimit,
+        ) -> Result<Vec<SharedEvent>, crate::store::StoreError> {
+            self.check()?;
+            let page = self.inner.range(after, before, limit)?;
+            self.rows_read
+                .fetch_add(page.len(), std::sync::atomic::Ordering::SeqCst);
+            Ok(page)
+        }
+        fn recent_messages(
+            &self,
+            rooms: &[String],
+            upto: u64,
+            limit: usize,
+        ) -> Result<Vec<SharedEvent>, crate::store::StoreError> {
+            self.check()?;
+            self.inner.recent_messages(rooms, upto, limit)
+        }
+        fn history(
+            &self,
+            room: &str,
+            before: u64,
+            limit: usize,
+        ) -> Result<Vec<SharedEvent>, crate::store::StoreError> {
+            self.check()?;
+            self.inner.history(room, before, limit)
+        }
+        fn last_id(&self) -> u64 {
+            self.inner.last_id()
+        }
+    }
+
+    const SMALL_PAGES: Limits = Limits {
+        window: 8,
+        lag: 64,
+        page: PageLimit {
+            events: 10,
+            bytes: usize::MAX,
+        },
+        max_backfill: MAX_BACKFILL,
+    };
+
+    #[tokio::test]
+    async fn an_old_cursor_is_read_a_page_at_a_time_as_it_drains() {
+        let probe = Probe::new();
+        let feed = chat_over(probe.clone(), 100, SMALL_PAGES);
+        let mut s = feed.subscribe(
+            Some(0),
+            Start::Next,
+            0,
+            rooms(&["red", "lobby"]),
+            CancellationToken::new(),
+        );
+        assert_eq!(probe.rows_read(), 0, "subscribing reads nothing");
+        assert_eq!(s.next().await.unwrap().id, 1);
+        assert_eq!(probe.rows_read(), 10, "one page");
+        assert!(s.backlog.len() < 10);
+        for id in 2..=100 {
+            assert_eq!(s.next().await.unwrap().id, id);
+            assert!(s.backlog.len() <= SMALL_PAGES.page.events);
+        }
+        // Ids 93..=100 were in memory: the store gave the 92 before them, no more.
+        assert_eq!(probe.rows_read(), 92);
+        assert!(s.try_next().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_page_stops_at_its_byte_cap() {
+        let probe = Probe::new();
+        let limits = Limits {
+            page: PageLimit {
+                events: 50,
+                bytes: 1,
+            },
+            ..SMALL_PAGES
+        };
+        let feed = chat_over(probe.clone(), 30, limits);
+        let mut s = feed.subscribe(
+            Some(0),
+            Start::Next,
+            0,
+            rooms(&["red", "lobby"]),
+            CancellationToken::new(),
+        );
+        assert_eq!(s.next().await.unwrap().id, 1);
+        assert_eq!(probe.rows_read(), 1, "a one-byte cap holds one event");
+    }
+
+    #[tokio::test]
+    async fn a_short_poll_reads_no_more_rows_than_its_limit() {
+        let probe = Probe::new();
+        let feed = chat_over(probe.clone(), 100, SMALL_PAGES);
+        let mut s = feed.subscribe(
+            Some(0),
+            Start::Now,
+            0,
+            rooms(&["red", "lobby"]),
+            CancellationToken::new(),
+        );
+        s.read_at_most(3);
+        s.ready().await;
+        let mut ids = Vec::new();
+        while let Some(e) = s.try_next() {
+            ids.push(e.id);
+        }
+        assert_eq!(ids, vec![1, 2, 3]);
+        assert_eq!(s.position(), 3);
+        assert_eq!(probe.rows_read(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_gives_a_gap_and_delivery_goes_on_from_memory() {
+        let probe = Probe::new();
+        let feed = chat_over(probe.clone(), 40, SMALL_PAGES);
+        probe.fail(true);
+        let mut s = feed.subscribe(
+            Some(10),
+            Start::Next,
+            0,
+            rooms(&["red", "lobby"]),
+            CancellationToken::new(),
+        );
+        // 33..=40 are in memory; 11..=32 only in the store, which fails.
+        assert_eq!(gap_of(&s.next().await.unwrap()), (32, 10, 33));
+        for id in 33..=40 {
+            assert_eq!(s.next().await.unwrap().id, id);
+        }
+        // And live delivery goes on.
+        probe.fail(false);
+        let body = EventBody::Message {
+            room: "red".into(),
+            from: "a".into(),
+            text: "live".into(),
+        };
+        probe
+            .append(1, body, Audience::Room("red".into()), &mut |e| {
+                feed.publish(e.clone()).unwrap()
+            })
+            .unwrap();
+        assert_eq!(s.next().await.unwrap().id, 41);
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_mid_replay_gives_a_gap_for_what_it_could_not_read() {
+        let probe = Probe::new();
+        let feed = chat_over(probe.clone(), 40, SMALL_PAGES);
+        let mut s = feed.subscribe(
+            Some(0),
+            Start::Next,
+            0,
+            rooms(&["red", "lobby"]),
+            CancellationToken::new(),
+        );
+        for id in 1..=10 {
+            assert_eq!(s.next().await.unwrap().id, id);
+        }
+        probe.fail(true);
+        assert_eq!(gap_of(&s.next().await.unwrap()), (32, 10, 33));
+        assert_eq!(s.next().await.unwrap().id, 33);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_lagging_past_the_ring_resyncs_and_gets_every_event_once() {
+        let probe = Probe::new();
+        let limits = Limits {
+            window: 4,
+            lag: 4,
+            page: PageLimit {
+                events: 3,
+                bytes: usize::MAX,
+            },
+            max_backfill: MAX_BACKFILL,
+        };
+        let feed = chat_over(probe.clone(), 5, limits);
+        let mut s = feed.subscribe(
+            Some(5),
+            Start::Next,
+            0,
+            rooms(&["red", "lobby"]),
+            CancellationToken::new(),
+        );
+        let publish = |text: &str| {
+            let body = EventBody::Message {
+                room: "red".into(),
+                from: "a".into(),
+                text: text.into(),
+            };
+            probe
+                .append(1, body, Audience::Room("red".into()), &mut |e| {
+                    feed.publish(e.clone()).unwrap()
+                })
+                .unwrap();
+        };
+        // 30 events while it reads none: far past the ring of 4 and the window of 4.
+        for i in 0..30 {
+            publish(&format!("m{i}"));
+        }
+        let mut ids = Vec::new();
+        // Interleave more publishing with reading, so it lags again mid-resync.
+        for round in 0..3 {
+            for _ in 0..12 {
+                ids.push(s.next().await.unwrap().id);
+            }
+            for i in 0..10 {
+                publish(&format!("r{round}-{i}"));
+            }
+        }
+        while let Some(e) = s.try_next() {
+            ids.push(e.id);
+        }
+        s.ready().await;
+        while let Some(e) = s.try_next() {
+            ids.push(e.id);
+            s.ready().await;
+        }
+        assert_eq!(ids, (6..=65).collect::<Vec<_>>());
+        assert!(s.resyncs() >= 1);
     }
 
     #[tokio::test]

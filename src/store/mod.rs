@@ -14,11 +14,14 @@ use crate::feed::{Audience, EventBody, SharedEvent};
 #[error("chat store: {0}")]
 pub struct StoreError(pub String);
 
-/// A page of stored events, oldest first.
-pub struct Page {
-    pub events: Vec<SharedEvent>,
-    /// True when the range held more events than the limit: the *newest* ones were kept.
-    pub truncated: bool,
+/// How much one read of [`Store::range`] may return: a subscriber replays a far cursor a
+/// page at a time, so what it holds is bounded by this, not by how old its cursor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit {
+    /// At most this many events (at least one is always returned if one exists).
+    pub events: usize,
+    /// Stop after the event that brings the page to this many bytes of JSON.
+    pub bytes: usize,
 }
 
 pub trait Store: Send + Sync + 'static {
@@ -32,8 +35,15 @@ pub trait Store: Send + Sync + 'static {
         publish: &mut dyn FnMut(&SharedEvent),
     ) -> Result<SharedEvent, StoreError>;
 
-    /// Events with `after < id < before`; the newest `limit` of them if there are more.
-    fn range(&self, after: u64, before: u64, limit: usize) -> Result<Page, StoreError>;
+    /// The *oldest* events with `after < id < before`, oldest first, as many as `limit`
+    /// allows; the caller asks again after the last id returned for the next page. Reads no
+    /// more rows than it returns (plus one byte-cap overshoot at most).
+    fn range(
+        &self,
+        after: u64,
+        before: u64,
+        limit: PageLimit,
+    ) -> Result<Vec<SharedEvent>, StoreError>;
 
     /// The newest `limit` room messages of `rooms` with `id <= upto`, oldest first.
     fn recent_messages(

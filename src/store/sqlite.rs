@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 use bytes::Bytes;
 use rusqlite::{Connection, params};
 
-use super::{Page, Store, StoreError};
+use super::{PageLimit, Store, StoreError};
 use crate::feed::{Audience, Event, EventBody, SharedEvent, WireEvent};
 
 pub struct SqliteStore {
@@ -142,23 +142,38 @@ impl Store for SqliteStore {
         Ok(event)
     }
 
-    fn range(&self, after: u64, before: u64, limit: usize) -> Result<Page, StoreError> {
+    fn range(
+        &self,
+        after: u64,
+        before: u64,
+        limit: PageLimit,
+    ) -> Result<Vec<SharedEvent>, StoreError> {
+        // Ascending from the cursor, so the primary key walks forward and SQLite stops after
+        // the rows this page takes; the byte cap stops the walk early for big events.
         let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE id > ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+            "SELECT {COLUMNS} FROM events WHERE id > ?1 AND id < ?2 ORDER BY id ASC LIMIT ?3"
         );
-        let mut events = self.query(
-            &sql,
+        let inner = self.lock();
+        let mut stmt = inner.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
             params![
-                after as i64,
+                after.min(i64::MAX as u64) as i64,
                 before.min(i64::MAX as u64) as i64,
-                limit as i64 + 1
+                limit.events.clamp(1, i64::MAX as usize) as i64
             ],
+            row_to_event,
         )?;
-        let truncated = events.len() > limit;
-        if truncated {
-            events.remove(0);
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        for row in rows {
+            let event = row?;
+            bytes += event.json.len();
+            events.push(event);
+            if bytes >= limit.bytes {
+                break;
+            }
         }
-        Ok(Page { events, truncated })
+        Ok(events)
     }
 
     fn recent_messages(
@@ -212,6 +227,11 @@ mod tests {
         }
     }
 
+    const LOTS: PageLimit = PageLimit {
+        events: 100,
+        bytes: usize::MAX,
+    };
+
     fn room(name: &str) -> Audience {
         Audience::Room(name.into())
     }
@@ -262,16 +282,16 @@ mod tests {
             })
             .unwrap();
         assert_eq!(published, vec![1, 2]);
-        let page = store.range(0, u64::MAX, 10).unwrap();
-        assert!(!page.truncated);
-        assert_eq!(page.events[0].json, written.json);
-        assert_eq!(page.events[0].audience, room("red"));
-        assert_eq!(page.events[1].audience, Audience::Sessions(7, 9));
-        assert_eq!(page.events[1].kind, "whisper");
+        let page = store.range(0, u64::MAX, LOTS).unwrap();
+        assert_eq!(page.len(), 2);
+        assert_eq!(page[0].json, written.json);
+        assert_eq!(page[0].audience, room("red"));
+        assert_eq!(page[1].audience, Audience::Sessions(7, 9));
+        assert_eq!(page[1].kind, "whisper");
     }
 
     #[test]
-    fn ranges_keep_the_newest_when_truncated_and_history_pages_back() {
+    fn ranges_page_forward_from_the_cursor_and_history_pages_back() {
         let store = SqliteStore::open(":memory:").unwrap();
         for i in 0..10 {
             let r = if i % 2 == 0 { "lobby" } else { "red" };
@@ -279,12 +299,20 @@ mod tests {
                 .append(i, message(r, "x"), room(r), &mut |_| {})
                 .unwrap();
         }
-        let page = store.range(2, 9, 3).unwrap();
-        assert!(page.truncated);
-        assert_eq!(
-            page.events.iter().map(|e| e.id).collect::<Vec<_>>(),
-            vec![6, 7, 8]
-        );
+        let ids = |page: Vec<SharedEvent>| page.iter().map(|e| e.id).collect::<Vec<_>>();
+        let three = PageLimit {
+            events: 3,
+            bytes: usize::MAX,
+        };
+        assert_eq!(ids(store.range(2, 9, three).unwrap()), vec![3, 4, 5]);
+        assert_eq!(ids(store.range(5, 9, three).unwrap()), vec![6, 7, 8]);
+        assert_eq!(ids(store.range(8, 9, three).unwrap()), Vec::<u64>::new());
+        // The byte cap ends a page after the event that reaches it, never before the first.
+        let one_byte = PageLimit {
+            events: 3,
+            bytes: 1,
+        };
+        assert_eq!(ids(store.range(2, 9, one_byte).unwrap()), vec![3]);
         let lobby = store.history("lobby", 9, 2).unwrap();
         assert_eq!(lobby.iter().map(|e| e.id).collect::<Vec<_>>(), vec![5, 7]);
         let both = store

@@ -225,8 +225,14 @@ pub fn killed() -> std::io::Error {
     )
 }
 
-/// Up to `limit` events that are available now (after any replay from the store).
+/// Up to `limit` events that are available now. `limit` bounds what is *read* too: at most
+/// one replay page of at most `limit` events comes from the store, so an old cursor with
+/// `limit=1` costs one row, not the whole range (the answer's `next` says where to go on).
 pub async fn drain(sub: &mut Subscription, limit: usize) -> Vec<SharedEvent> {
+    if limit == 0 {
+        return Vec::new();
+    }
+    sub.read_at_most(limit);
     sub.ready().await;
     let mut events = Vec::new();
     while events.len() < limit {

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod backlog;
 mod bad_input;
 mod chat;
 mod chat_budgets;
