@@ -564,14 +564,16 @@ impl Subscriber {
                     self.fetch().await;
                 }
                 Subscriber::Stream { stream, sse } => {
+                    // The outer deadline must fire first: the reader's own one panics.
+                    let left_inner = left + Duration::from_secs(1);
                     let got = if *sse {
-                        tokio::time::timeout(left, stream.next_sse_event(left))
+                        tokio::time::timeout(left, stream.next_sse_event(left_inner))
                             .await
                             .ok()
                             .flatten()
                             .map(|(_, e)| e)
                     } else {
-                        tokio::time::timeout(left, stream.next_iframe_event(left))
+                        tokio::time::timeout(left, stream.next_iframe_event(left_inner))
                             .await
                             .ok()
                             .flatten()
