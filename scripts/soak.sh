@@ -7,6 +7,8 @@
 #
 #   scripts/soak.sh                        # the 10-minute soak
 #   SOAK_SECS=90 SOAK_SAMPLE_SECS=10 scripts/soak.sh   # a quick one while developing
+#   (also SOAK_CLIENTS per transport and feed, default 30; SOAK_RATE chat msg/s, default 5;
+#   SOAK_OUT, default results/soak; SOAK_HOSTILE=0 to leave the hostile clients out)
 #
 # Loopback only; bounded in clients, rates and time (the load tester stops by itself, and is
 # killed SOAK_SECS + 120 s after it started if it has not); the server is stopped on exit,
@@ -20,6 +22,9 @@ sample=${SOAK_SAMPLE_SECS:-60}
 clients=${SOAK_CLIENTS:-30}
 rate=${SOAK_RATE:-5}
 out=${SOAK_OUT:-results/soak}
+# SOAK_HOSTILE=0 leaves the hostile clients out, to tell their effect from the normal traffic's.
+hostile_flag=()
+[[ ${SOAK_HOSTILE:-1} == 0 ]] && hostile_flag=(--no-hostile)
 for v in "$secs" "$sample" "$clients"; do
   [[ $v =~ ^[0-9]+$ ]] || { echo "soak: SOAK_SECS, SOAK_SAMPLE_SECS and SOAK_CLIENTS take whole numbers" >&2; exit 2; }
 done
@@ -61,8 +66,8 @@ echo "soak: pushpoll (pid $server_pid) at $url; $secs s, sampled every $sample s
 
 timeout --signal=INT --kill-after=10 $((secs + 120)) \
   target/release/loadtest soak --url "$url" --duration "${secs}s" --sample-every "${sample}s" \
-  --clients "$clients" --rate "$rate" --out "$out" \
-  --invoked-as "SOAK_SECS=$secs SOAK_SAMPLE_SECS=$sample SOAK_CLIENTS=$clients SOAK_RATE=$rate scripts/soak.sh (server: pushpoll --addr 127.0.0.1:0 --db FILE, default limits)"
+  --clients "$clients" --rate "$rate" --out "$out" "${hostile_flag[@]}" \
+  --invoked-as "SOAK_SECS=$secs SOAK_SAMPLE_SECS=$sample SOAK_CLIENTS=$clients SOAK_RATE=$rate SOAK_HOSTILE=${SOAK_HOSTILE:-1} scripts/soak.sh (server: pushpoll --addr 127.0.0.1:0 --db FILE, default limits)"
 
 if ! kill -0 "$server_pid" 2>/dev/null; then
   echo "soak: the server died during the soak; its stderr:" >&2

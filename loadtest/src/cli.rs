@@ -65,6 +65,9 @@ pub struct SoakArgs {
     /// Where the samples, chart and README go.
     #[arg(long, default_value = "results/soak")]
     pub out: std::path::PathBuf,
+    /// Leave the hostile clients out (to tell their effect from the normal traffic's).
+    #[arg(long)]
+    pub no_hostile: bool,
     /// How the soak was started, for the README (scripts/soak.sh passes its command).
     #[arg(long)]
     pub invoked_as: Option<String>,

@@ -34,6 +34,18 @@ const BIG_HEADER: usize = 128 * 1024;
 /// The most sockets the hostile clients hold at once (for the open-files check).
 pub const MAX_SOCKETS: usize = SLOWLORIS + UNREAD_SSE + 8;
 
+/// What the hostile clients do, for the soak's README.
+pub const DESCRIPTION: &str = "\
+- slowloris, 127.0.0.21: 10 connections trickling a request head one byte every 2 s, and 10 \
+that send nothing (`slowloris_*`, `idle_*`: how long the server let each stay);
+- 127.0.0.22: 4 SSE subscribers to the chat with `after=0` that never read, each looked at \
+after 60 s and replaced (`unread_sse_*`);
+- 127.0.0.23: 5 logins a second, each new session renamed twice (`login_*`, `rename_*`);
+- 127.0.0.24: one session short-polling the chat with 16 room names it never used before, \
+4 times a second (`rooms16_*`);
+- 127.0.0.25: a request with a 128 KiB header once a second (`big_header_*`).
+";
+
 fn source(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
 }

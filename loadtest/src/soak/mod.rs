@@ -146,6 +146,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
     let mut summary = SoakSummary::new(&plan, invoked_as);
+    summary.hostile_clients = !args.no_hostile;
     println!(
         "soak: {} subscribers + publisher + hostile clients against {} for {:?}, sampling every {:?} into {}",
         plan.subscribers(),
@@ -215,7 +216,11 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<()> {
 
     // Hostile clients, each kind from its own source address.
     let outcomes = Arc::new(Metrics::new(1));
-    let hostiles = hostile::spawn_all(addr, stop.clone(), outcomes.clone());
+    let hostiles = if args.no_hostile {
+        Vec::new()
+    } else {
+        hostile::spawn_all(addr, stop.clone(), outcomes.clone())
+    };
 
     // Sample until the end.
     let end = start + plan.duration;

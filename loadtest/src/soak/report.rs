@@ -106,8 +106,8 @@ pub fn flatness(samples: &[Sample], duration: Duration, tolerance_pct: f64) -> O
     // Half a second of slack: samples are taken on a timer and land a little late.
     let baseline = samples
         .iter()
-        .filter(|s| s.t_s > 0.0 && s.t_s <= warm_end + 0.5)
-        .last()?;
+        .rev()
+        .find(|s| s.t_s > 0.0 && s.t_s <= warm_end + 0.5)?;
     let later = samples
         .iter()
         .filter(|s| s.t_s >= later_from - 0.5)
@@ -191,6 +191,8 @@ pub struct SoakSummary {
     pub restarts: u64,
     /// Subscriber errors by `feed/transport`, then by kind.
     pub client_errors: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Whether the hostile clients ran (`--no-hostile` leaves them out).
+    pub hostile_clients: bool,
     /// What the hostile clients got, by outcome.
     pub hostile: BTreeMap<String, u64>,
     pub stats_failures: u64,
@@ -214,6 +216,7 @@ impl SoakSummary {
             chat: ChatDelivery::default(),
             restarts: 0,
             client_errors: BTreeMap::new(),
+            hostile_clients: true,
             hostile: BTreeMap::new(),
             stats_failures: 0,
             aborted: None,
@@ -335,7 +338,7 @@ fn draw(summary: &SoakSummary, svg: &mut String) -> Result<(), Box<dyn std::erro
                 RED.stroke_width(1),
             ))?
             .label(format!("warm-up RSS + {}%", f.tolerance_pct))
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED.stroke_width(3)));
         chart
             .configure_series_labels()
             .border_style(BLACK)
@@ -363,7 +366,7 @@ fn draw(summary: &SoakSummary, svg: &mut String) -> Result<(), Box<dyn std::erro
             BLACK.stroke_width(2),
         ))?
         .label("TCP (all)")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK));
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(3)));
     for (i, t) in TRANSPORTS.iter().enumerate() {
         let color = COLORS[i];
         chart
@@ -377,7 +380,7 @@ fn draw(summary: &SoakSummary, svg: &mut String) -> Result<(), Box<dyn std::erro
                 color.stroke_width(2),
             ))?
             .label(*t)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3)));
     }
     chart
         .configure_series_labels()
@@ -386,22 +389,23 @@ fn draw(summary: &SoakSummary, svg: &mut String) -> Result<(), Box<dyn std::erro
         .label_font(("sans-serif", 14))
         .draw()?;
 
-    // Chat delivery p99 per window, ms.
+    // Chat delivery p99 per window, ms, on a log scale: short polling's ~1 s (its interval)
+    // and the push transports' few ms both stay readable.
     let top = samples
         .iter()
         .flat_map(|s| s.p99_ms.values().flatten())
         .copied()
         .fold(10.0, f64::max)
-        * 1.2;
+        * 2.0;
     let mut chart = ChartBuilder::on(&panels[2])
         .caption(
-            "chat delivery p99 over each window (ms)",
+            "chat delivery p99 over each window (ms, log scale)",
             ("sans-serif", 18),
         )
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..top)?;
+        .build_cartesian_2d(0.0..x_max, (1.0..top).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("minutes")
@@ -412,13 +416,13 @@ fn draw(summary: &SoakSummary, svg: &mut String) -> Result<(), Box<dyn std::erro
         let points: Vec<(f64, f64)> = samples
             .iter()
             .filter_map(|s| Some((minutes(s), s.p99_ms.get(&format!("chat/{t}"))?.as_ref()?)))
-            .map(|(x, y)| (x, *y))
+            .map(|(x, y)| (x, y.max(1.0)))
             .collect();
         chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))?
             .label(*t)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3)));
     }
     chart
         .configure_series_labels()
@@ -562,6 +566,11 @@ fn readme(s: &SoakSummary) -> String {
         );
     }
     let _ = writeln!(out, "\n## Hostile clients: what they got\n");
+    if s.hostile_clients {
+        let _ = writeln!(out, "{}", super::hostile::DESCRIPTION);
+    } else {
+        let _ = writeln!(out, "None: this run left them out (`--no-hostile`).\n");
+    }
     let _ = writeln!(out, "| outcome | count |\n|---|---:|");
     for (k, v) in &s.hostile {
         let _ = writeln!(out, "| `{k}` | {v} |");
@@ -685,6 +694,7 @@ mod tests {
             rooms: 4,
             rss_tolerance: 10.0,
             out: "results/soak".into(),
+            no_hostile: false,
             invoked_as: None,
         };
         let plan = SoakPlan::new(&args).unwrap();
