@@ -32,6 +32,45 @@ pub enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Mixed traffic for a long time against a running server (all five transports on both
+    /// feeds, chat senders, reconnects, a few hostile clients), sampled at intervals
+    /// (`scripts/soak.sh` starts the server and runs this).
+    Soak(SoakArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SoakArgs {
+    /// The running server (loopback only), e.g. http://127.0.0.1:3000.
+    #[arg(long)]
+    pub url: String,
+    /// How long the soak runs.
+    #[arg(long, default_value = "600s")]
+    pub duration: String,
+    /// How often RSS, open connections and the last window's p99 are recorded.
+    #[arg(long, default_value = "60s")]
+    pub sample_every: String,
+    /// Subscribers per transport and feed (so 10 groups); a quarter of them drop their
+    /// connection every 10-30 s and resume from their cursor.
+    #[arg(long, default_value_t = 30)]
+    pub clients: u64,
+    /// Chat messages published per second.
+    #[arg(long, default_value_t = 5.0)]
+    pub rate: f64,
+    /// Chat rooms; chat subscriber i follows room i mod N.
+    #[arg(long, default_value_t = 4)]
+    pub rooms: u64,
+    /// The RSS growth after warm-up that still counts as flat, in percent.
+    #[arg(long, default_value_t = 10.0)]
+    pub rss_tolerance: f64,
+    /// Where the samples, chart and README go.
+    #[arg(long, default_value = "results/soak")]
+    pub out: std::path::PathBuf,
+    /// Leave the hostile clients out (to tell their effect from the normal traffic's).
+    #[arg(long)]
+    pub no_hostile: bool,
+    /// How the soak was started, for the README (scripts/soak.sh passes its command).
+    #[arg(long)]
+    pub invoked_as: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -59,7 +59,7 @@ pub fn write_all(dir: &Path, summary: &Summary) -> Result<()> {
     first_error.map_or(Ok(()), Err)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp_name = path
         .file_name()
         .context("output path has no file name")?

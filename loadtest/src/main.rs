@@ -13,6 +13,7 @@ mod publisher;
 mod report;
 mod runner;
 mod server;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -75,6 +76,8 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         Command::Compare { workload, target } => {
             (clients::TRANSPORTS.to_vec(), Plan::new(workload, target)?)
         }
+        // The soak is its own kind of run: one server, every transport at once, sampled.
+        Command::Soak(args) => return soak::run(args).await,
     };
     check_open_files(plan.clients)?;
     let mut summary = Summary {

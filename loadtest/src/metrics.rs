@@ -84,6 +84,21 @@ impl Metrics {
         }
         all
     }
+
+    /// All shards merged, and each shard emptied: the latencies recorded since the previous
+    /// call. The soak reads one such window per sample (a per-minute p99), where [`merged`]
+    /// would give the whole run so far.
+    ///
+    /// [`merged`]: Metrics::merged
+    pub fn take_merged(&self) -> Histogram<u64> {
+        let mut all = new_histogram();
+        for shard in &self.shards {
+            let mut h = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = all.add(&*h);
+            h.reset();
+        }
+        all
+    }
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -125,6 +140,26 @@ mod tests {
         assert!((49_900..=50_100).contains(&l.p50), "{l:?}");
         assert!((98_900..=99_100).contains(&l.p99), "{l:?}");
         assert_eq!(l.max, single.max());
+    }
+
+    #[test]
+    fn take_merged_returns_each_window_once() {
+        let metrics = Metrics::new(3);
+        for i in 0..300usize {
+            metrics.latency(i, 1_000);
+        }
+        let first = metrics.take_merged();
+        assert_eq!(first.len(), 300);
+        assert_eq!(summarize(&first).p99, 1_000);
+        // The next window holds only what came after the first was taken.
+        for i in 0..10usize {
+            metrics.latency(i, 50_000);
+        }
+        let second = metrics.take_merged();
+        assert_eq!(second.len(), 10);
+        assert!((49_900..=50_100).contains(&summarize(&second).p99));
+        assert!(metrics.take_merged().is_empty());
+        assert!(metrics.merged().is_empty());
     }
 
     #[test]

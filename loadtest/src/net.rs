@@ -3,7 +3,7 @@
 //! that bytes on the wire are measured rather than estimated.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -17,7 +17,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response, header};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Bytes read and written on the sockets of one run.
 #[derive(Debug, Default)]
@@ -81,7 +81,29 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
 
 /// Opens a counted TCP connection to `addr`.
 pub async fn tcp(addr: SocketAddr, io: &Arc<IoCounters>) -> io::Result<Counting<TcpStream>> {
-    let stream = TcpStream::connect(addr).await?;
+    tcp_from(addr, None, io).await
+}
+
+/// Opens a counted TCP connection to `addr` from the local address `source` (any port), so
+/// one process can play several peers: the whole 127.0.0.0/8 is loopback, and the server
+/// keeps its per-peer accounts by source address.
+pub async fn tcp_from(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    io: &Arc<IoCounters>,
+) -> io::Result<Counting<TcpStream>> {
+    let stream = match source {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let socket = if ip.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+    };
     stream.set_nodelay(true)?;
     Ok(Counting::new(stream, io.clone()))
 }
@@ -94,7 +116,16 @@ pub struct Http {
 
 impl Http {
     pub async fn connect(addr: SocketAddr, io: &Arc<IoCounters>) -> anyhow::Result<Http> {
-        let stream = tcp(addr, io)
+        Http::connect_from(addr, None, io).await
+    }
+
+    /// [`Http::connect`] from the local address `source` (see [`tcp_from`]).
+    pub async fn connect_from(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        io: &Arc<IoCounters>,
+    ) -> anyhow::Result<Http> {
+        let stream = tcp_from(addr, source, io)
             .await
             .with_context(|| format!("connect to {addr}"))?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;

@@ -1,0 +1,710 @@
+//! What a soak records, as plain data, and its four files in the output directory:
+//! `samples.csv` (one row per sample), `summary.json` (everything), `chart.svg` (RSS, open
+//! connections and chat p99 over time) and `README.md` (the command, the machine and the
+//! reading, with the "RSS flat after warm-up" check in numbers). They are rewritten after
+//! every sample, so an interrupted soak keeps what it measured.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::SoakPlan;
+use crate::clients::{Client, TRANSPORTS};
+use crate::export::write_atomic;
+use crate::report::Machine;
+
+/// One sample: the server's own figures, and the clients' delivery p99 over the window
+/// since the previous sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the soak started.
+    pub t_s: f64,
+    pub rss_bytes: u64,
+    /// TCP connections open (`/api/stats` `connections.open`).
+    pub open: i64,
+    /// Streams, sockets and parked long polls open, by transport.
+    pub open_by_transport: BTreeMap<String, i64>,
+    /// Connections refused because their peer was at its cap, so far.
+    pub rejected_per_peer: u64,
+    /// Connections closed because their writes stalled, so far.
+    pub send_timeouts: u64,
+    /// p99 delivery latency in ms over the window, by `feed/transport`; `None` when nothing
+    /// was delivered in it.
+    pub p99_ms: BTreeMap<String, Option<f64>>,
+    /// Errors the subscribers met so far (all groups).
+    pub client_errors: u64,
+}
+
+impl Sample {
+    pub fn from_stats(
+        t_s: f64,
+        stats: &pushpoll::stats::Snapshot,
+        p99_ms: BTreeMap<String, Option<f64>>,
+        client_errors: u64,
+    ) -> Sample {
+        Sample {
+            t_s,
+            rss_bytes: stats.process.rss_bytes,
+            open: stats.connections.open,
+            open_by_transport: stats
+                .transports
+                .iter()
+                .map(|(name, figures)| (name.clone(), figures.open))
+                .collect(),
+            rejected_per_peer: stats.connections.rejected_per_peer,
+            send_timeouts: stats.connections.send_timeouts,
+            p99_ms,
+            client_errors,
+        }
+    }
+}
+
+/// The p99 of a window, in ms.
+pub fn p99_ms(h: &Histogram<u64>) -> Option<f64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1000.0)
+}
+
+/// `poll 12 · longpoll 3 …` for the groups whose key starts with `prefix`.
+pub fn p99_line(p99: &BTreeMap<String, Option<f64>>, prefix: &str) -> String {
+    TRANSPORTS
+        .iter()
+        .map(|t| {
+            let v = p99.get(&format!("{prefix}{t}")).copied().flatten();
+            format!("{t} {}", v.map_or("-".into(), |v| format!("{v:.0}")))
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// "RSS flat after warm-up", in numbers: the largest RSS from 30 % of the run on (minute 3
+/// of 10) against the RSS at the end of warm-up (the last sample at or before 20 %: minute
+/// 2 of 10).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flatness {
+    pub baseline_t_s: f64,
+    pub baseline_rss_bytes: u64,
+    pub later_max_t_s: f64,
+    pub later_max_rss_bytes: u64,
+    /// Growth of the later maximum over the baseline, in percent (negative: it shrank).
+    pub growth_pct: f64,
+    pub tolerance_pct: f64,
+    pub flat: bool,
+}
+
+/// The flatness check over `samples` of a run of `duration`; `None` when the samples do not
+/// reach both windows (a run cut short, or sampled too rarely).
+pub fn flatness(samples: &[Sample], duration: Duration, tolerance_pct: f64) -> Option<Flatness> {
+    let secs = duration.as_secs_f64();
+    let warm_end = 0.2 * secs;
+    let later_from = 0.3 * secs;
+    // Half a second of slack: samples are taken on a timer and land a little late.
+    let baseline = samples
+        .iter()
+        .rev()
+        .find(|s| s.t_s > 0.0 && s.t_s <= warm_end + 0.5)?;
+    let later = samples
+        .iter()
+        .filter(|s| s.t_s >= later_from - 0.5)
+        .max_by_key(|s| s.rss_bytes)?;
+    let growth_pct = if baseline.rss_bytes == 0 {
+        0.0
+    } else {
+        (later.rss_bytes as f64 / baseline.rss_bytes as f64 - 1.0) * 100.0
+    };
+    Some(Flatness {
+        baseline_t_s: baseline.t_s,
+        baseline_rss_bytes: baseline.rss_bytes,
+        later_max_t_s: later.t_s,
+        later_max_rss_bytes: later.rss_bytes,
+        growth_pct,
+        tolerance_pct,
+        flat: growth_pct <= tolerance_pct,
+    })
+}
+
+/// What the chat subscribers received of what the server acknowledged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatDelivery {
+    /// Messages the server acknowledged (`201`).
+    pub acked: u64,
+    /// Acknowledged messages of their room that chat subscribers were owed, all together.
+    pub expected: u64,
+    pub received: u64,
+    /// Owed and never received, by transport.
+    pub lost: BTreeMap<String, u64>,
+    pub duplicates: u64,
+    pub publish_errors: BTreeMap<String, u64>,
+}
+
+impl ChatDelivery {
+    /// Adds the chat subscribers of one transport: each is owed every acknowledged message
+    /// of its room.
+    pub fn add(
+        &mut self,
+        transport: &str,
+        clients: &[Client],
+        acked_rooms: &HashMap<u64, usize>,
+        rooms: usize,
+    ) {
+        let mut per_room = vec![0u64; rooms];
+        for room in acked_rooms.values() {
+            if let Some(n) = per_room.get_mut(*room) {
+                *n += 1;
+            }
+        }
+        let lost = self.lost.entry(transport.to_string()).or_default();
+        for client in clients {
+            let room = client.index % rooms;
+            let got = client
+                .seen
+                .iter()
+                .filter(|id| acked_rooms.get(id) == Some(&room))
+                .count() as u64;
+            self.expected += per_room[room];
+            self.received += got;
+            *lost += per_room[room].saturating_sub(got);
+        }
+    }
+}
+
+/// Everything a soak produced; `summary.json` is this.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SoakSummary {
+    pub command: String,
+    pub machine: Machine,
+    pub started: String,
+    pub duration_s: f64,
+    pub sample_every_s: f64,
+    pub subscribers_per_group: usize,
+    pub chat_rate: f64,
+    pub rooms: usize,
+    pub samples: Vec<Sample>,
+    pub flatness: Option<Flatness>,
+    pub chat: ChatDelivery,
+    /// Subscriber reconnects made on purpose (drop and resume from the cursor).
+    pub restarts: u64,
+    /// Subscriber errors by `feed/transport`, then by kind.
+    pub client_errors: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Whether the hostile clients ran (`--no-hostile` leaves them out).
+    pub hostile_clients: bool,
+    /// What the hostile clients got, by outcome.
+    pub hostile: BTreeMap<String, u64>,
+    pub stats_failures: u64,
+    /// Why the soak ended early, if it did.
+    pub aborted: Option<String>,
+}
+
+impl SoakSummary {
+    pub fn new(plan: &SoakPlan, command: String) -> SoakSummary {
+        SoakSummary {
+            command,
+            machine: crate::machine::describe(),
+            started: pushpoll::feed::clock::rfc3339_utc(pushpoll::feed::clock::now_micros() / 1000),
+            duration_s: plan.duration.as_secs_f64(),
+            sample_every_s: plan.sample_every.as_secs_f64(),
+            subscribers_per_group: plan.clients,
+            chat_rate: plan.rate,
+            rooms: plan.rooms,
+            samples: Vec::new(),
+            flatness: None,
+            chat: ChatDelivery::default(),
+            restarts: 0,
+            client_errors: BTreeMap::new(),
+            hostile_clients: true,
+            hostile: BTreeMap::new(),
+            stats_failures: 0,
+            aborted: None,
+        }
+    }
+}
+
+/// (Re)writes the four files.
+pub fn write(dir: &Path, summary: &SoakSummary) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(summary)?;
+    write_atomic(&dir.join("summary.json"), json.as_bytes())?;
+    write_atomic(&dir.join("samples.csv"), csv(&summary.samples).as_bytes())?;
+    write_atomic(&dir.join("chart.svg"), chart(summary)?.as_bytes())?;
+    write_atomic(&dir.join("README.md"), readme(summary).as_bytes())?;
+    Ok(())
+}
+
+fn group_keys() -> Vec<String> {
+    ["chat", "clock"]
+        .iter()
+        .flat_map(|f| TRANSPORTS.iter().map(move |t| format!("{f}/{t}")))
+        .collect()
+}
+
+/// One row per sample; a window without deliveries has an empty p99 cell.
+pub fn csv(samples: &[Sample]) -> String {
+    let mut out = String::from("t_s,rss_bytes,open");
+    for t in TRANSPORTS {
+        let _ = write!(out, ",open_{t}");
+    }
+    out.push_str(",rejected_per_peer,send_timeouts,client_errors");
+    for key in group_keys() {
+        let _ = write!(out, ",p99_ms_{}", key.replace('/', "_"));
+    }
+    out.push('\n');
+    for s in samples {
+        let _ = write!(out, "{:.1},{},{}", s.t_s, s.rss_bytes, s.open);
+        for t in TRANSPORTS {
+            let _ = write!(out, ",{}", s.open_by_transport.get(t).copied().unwrap_or(0));
+        }
+        let _ = write!(
+            out,
+            ",{},{},{}",
+            s.rejected_per_peer, s.send_timeouts, s.client_errors
+        );
+        for key in group_keys() {
+            match s.p99_ms.get(&key).copied().flatten() {
+                Some(v) => {
+                    let _ = write!(out, ",{v:.1}");
+                }
+                None => out.push(','),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+const COLORS: [RGBColor; 5] = [
+    RGBColor(66, 114, 196),
+    RGBColor(237, 162, 47),
+    RGBColor(112, 173, 71),
+    RGBColor(196, 61, 61),
+    RGBColor(128, 100, 162),
+];
+
+/// Three panels over time (minutes): RSS, open connections, chat p99 by transport.
+fn chart(summary: &SoakSummary) -> Result<String> {
+    let mut svg = String::new();
+    draw(summary, &mut svg)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("drawing chart.svg")?;
+    Ok(svg)
+}
+
+fn draw(summary: &SoakSummary, svg: &mut String) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::with_string(svg, (900, 1050)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!(
+            "Soak: {} s, {} subscribers per transport, {} chat msg/s",
+            summary.duration_s,
+            summary.subscribers_per_group * 2,
+            summary.chat_rate
+        ),
+        ("sans-serif", 22),
+    )?;
+    let panels = root.split_evenly((3, 1));
+    let samples = &summary.samples;
+    let x_max = (summary.duration_s / 60.0).max(samples.last().map_or(0.0, |s| s.t_s / 60.0));
+    let minutes = |s: &Sample| s.t_s / 60.0;
+
+    // RSS, MB.
+    let rss: Vec<(f64, f64)> = samples
+        .iter()
+        .map(|s| (minutes(s), s.rss_bytes as f64 / 1e6))
+        .collect();
+    let top = rss.iter().map(|p| p.1).fold(1.0, f64::max) * 1.2;
+    let mut chart = ChartBuilder::on(&panels[0])
+        .caption("server RSS (MB)", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("minutes")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    chart.draw_series(LineSeries::new(rss.clone(), COLORS[0].stroke_width(2)))?;
+    chart.draw_series(rss.iter().map(|p| Circle::new(*p, 3, COLORS[0].filled())))?;
+    if let Some(f) = &summary.flatness {
+        // The flatness threshold: the baseline plus the tolerance.
+        let limit = f.baseline_rss_bytes as f64 / 1e6 * (1.0 + f.tolerance_pct / 100.0);
+        chart
+            .draw_series(LineSeries::new(
+                [(f.baseline_t_s / 60.0, limit), (x_max, limit)],
+                RED.stroke_width(1),
+            ))?
+            .label(format!("warm-up RSS + {}%", f.tolerance_pct))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED.stroke_width(3)));
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .label_font(("sans-serif", 14))
+            .draw()?;
+    }
+
+    // Open connections: all TCP, and per transport.
+    let top = samples.iter().map(|s| s.open).max().unwrap_or(1).max(1) as f64 * 1.2;
+    let mut chart = ChartBuilder::on(&panels[1])
+        .caption("open connections", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("minutes")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            samples.iter().map(|s| (minutes(s), s.open as f64)),
+            BLACK.stroke_width(2),
+        ))?
+        .label("TCP (all)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(3)));
+    for (i, t) in TRANSPORTS.iter().enumerate() {
+        let color = COLORS[i];
+        chart
+            .draw_series(LineSeries::new(
+                samples.iter().map(|s| {
+                    (
+                        minutes(s),
+                        s.open_by_transport.get(*t).copied().unwrap_or(0) as f64,
+                    )
+                }),
+                color.stroke_width(2),
+            ))?
+            .label(*t)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .label_font(("sans-serif", 14))
+        .draw()?;
+
+    // Chat delivery p99 per window, ms, on a log scale: short polling's ~1 s (its interval)
+    // and the push transports' few ms both stay readable.
+    let top = samples
+        .iter()
+        .flat_map(|s| s.p99_ms.values().flatten())
+        .copied()
+        .fold(10.0, f64::max)
+        * 2.0;
+    let mut chart = ChartBuilder::on(&panels[2])
+        .caption(
+            "chat delivery p99 over each window (ms, log scale)",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max, (1.0..top).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("minutes")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (i, t) in TRANSPORTS.iter().enumerate() {
+        let color = COLORS[i];
+        let points: Vec<(f64, f64)> = samples
+            .iter()
+            .filter_map(|s| Some((minutes(s), s.p99_ms.get(&format!("chat/{t}"))?.as_ref()?)))
+            .map(|(x, y)| (x, y.max(1.0)))
+            .collect();
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(*t)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// The reading, as a few lines of Markdown: flatness, connections, latency, delivery.
+pub fn reading(s: &SoakSummary) -> String {
+    let mut out = String::new();
+    match &s.flatness {
+        Some(f) => {
+            let _ = writeln!(
+                out,
+                "- **RSS flat after warm-up: {}.** Largest RSS from {:.0} s on: {} (at {:.0} s), against {} at the end of warm-up ({:.0} s): {:+.1} % (flat means at most {:+.0} %).",
+                if f.flat { "yes" } else { "NO" },
+                0.3 * s.duration_s,
+                mb(f.later_max_rss_bytes),
+                f.later_max_t_s,
+                mb(f.baseline_rss_bytes),
+                f.baseline_t_s,
+                f.growth_pct,
+                f.tolerance_pct
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "- **RSS flat after warm-up: not measured** (the samples do not cover both the end of warm-up, 20 % of the run, and the rest, from 30 %)."
+            );
+        }
+    }
+    let busy: Vec<&Sample> = s.samples.iter().filter(|x| x.t_s > 0.0).collect();
+    if let (Some(lo), Some(hi)) = (
+        busy.iter().map(|x| x.open).min(),
+        busy.iter().map(|x| x.open).max(),
+    ) {
+        let _ = writeln!(
+            out,
+            "- Open connections after the start: {lo} to {hi}; per-peer refusals at the end: {}, write-stall closes: {}.",
+            busy.last().map_or(0, |x| x.rejected_per_peer),
+            busy.last().map_or(0, |x| x.send_timeouts)
+        );
+    }
+    for feed in ["chat", "clock"] {
+        let worst: Vec<String> = TRANSPORTS
+            .iter()
+            .map(|t| {
+                let key = format!("{feed}/{t}");
+                let max = busy
+                    .iter()
+                    .filter_map(|x| x.p99_ms.get(&key).copied().flatten())
+                    .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+                format!("{t} {}", max.map_or("-".into(), |v| format!("{v:.0}")))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "- Worst per-window {feed} p99 (ms): {}.",
+            worst.join(" · ")
+        );
+    }
+    let lost: u64 = s.chat.lost.values().sum();
+    let _ = writeln!(
+        out,
+        "- Chat: {} messages acknowledged; subscribers were owed {} deliveries, received {}, lost {} ({}), duplicates {}; {} planned reconnects.",
+        s.chat.acked,
+        s.chat.expected,
+        s.chat.received,
+        lost,
+        s.chat
+            .lost
+            .iter()
+            .map(|(t, n)| format!("{t} {n}"))
+            .collect::<Vec<_>>()
+            .join(" · "),
+        s.chat.duplicates,
+        s.restarts
+    );
+    if let Some(why) = &s.aborted {
+        let _ = writeln!(out, "- **Ended early:** {why}.");
+    }
+    out
+}
+
+fn readme(s: &SoakSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Soak: {:.0} s of mixed traffic\n", s.duration_s);
+    let _ = writeln!(out, "Command: `{}`  ", s.command);
+    let _ = writeln!(out, "Started: {}  ", s.started);
+    let _ = writeln!(
+        out,
+        "Machine: {} cores, {:.1} GB, {}, {}\n",
+        s.machine.cores,
+        s.machine.memory_bytes as f64 / 1e9,
+        s.machine.os,
+        s.machine.cpu
+    );
+    let _ = writeln!(
+        out,
+        "Traffic: the five transports on the clock and the chat, {} subscribers each (so {} in all, a quarter of them dropping their connection every 10-30 s and resuming from their cursor), chat senders at {} messages/s over {} rooms, and hostile clients (below), each kind from its own 127.0.0.x address. Sampled at start and every {:.0} s.\n",
+        s.subscribers_per_group,
+        s.subscribers_per_group * 10,
+        s.chat_rate,
+        s.rooms,
+        s.sample_every_s
+    );
+    let _ = writeln!(out, "## Reading\n\n{}", reading(s));
+    let _ = writeln!(
+        out,
+        "![RSS, open connections and chat p99 over time](chart.svg)\n"
+    );
+    let _ = writeln!(out, "## Samples\n");
+    let _ = writeln!(
+        out,
+        "| t (s) | RSS | open | poll | longpoll | iframe | sse | ws | chat p99 ms (poll · longpoll · iframe · sse · ws) |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for x in &s.samples {
+        let open = |t: &str| x.open_by_transport.get(t).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            x.t_s,
+            mb(x.rss_bytes),
+            x.open,
+            open("poll"),
+            open("longpoll"),
+            open("iframe"),
+            open("sse"),
+            open("ws"),
+            p99_line(&x.p99_ms, "chat/")
+        );
+    }
+    let _ = writeln!(out, "\n## Hostile clients: what they got\n");
+    if s.hostile_clients {
+        let _ = writeln!(out, "{}", super::hostile::DESCRIPTION);
+    } else {
+        let _ = writeln!(out, "None: this run left them out (`--no-hostile`).\n");
+    }
+    let _ = writeln!(out, "| outcome | count |\n|---|---:|");
+    for (k, v) in &s.hostile {
+        let _ = writeln!(out, "| `{k}` | {v} |");
+    }
+    let _ = writeln!(out, "\n## Subscriber errors\n");
+    let _ = writeln!(out, "| group | errors |\n|---|---|");
+    for (group, errors) in &s.client_errors {
+        let text = errors
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            out,
+            "| {group} | {} |",
+            if text.is_empty() { "none" } else { &text }
+        );
+    }
+    out.push_str(
+        "\nFiles: `samples.csv` (one row per sample), `summary.json` (everything here), `chart.svg`.\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t_s: f64, rss_mb: u64) -> Sample {
+        Sample {
+            t_s,
+            rss_bytes: rss_mb * 1_000_000,
+            open: 300,
+            open_by_transport: BTreeMap::from([("sse".to_string(), 60)]),
+            rejected_per_peer: 0,
+            send_timeouts: 0,
+            p99_ms: BTreeMap::from([
+                ("chat/sse".to_string(), Some(2.5)),
+                ("chat/poll".to_string(), None),
+            ]),
+            client_errors: 0,
+        }
+    }
+
+    fn ten_minutes(rss: [u64; 11]) -> Vec<Sample> {
+        rss.iter()
+            .enumerate()
+            .map(|(m, r)| sample(m as f64 * 60.0 + 0.2, *r))
+            .collect()
+    }
+
+    #[test]
+    fn flat_compares_minutes_three_to_ten_with_minute_two() {
+        let samples = ten_minutes([12, 30, 40, 41, 42, 41, 43, 42, 41, 42, 43]);
+        let f = flatness(&samples, Duration::from_secs(600), 10.0).unwrap();
+        assert_eq!(f.baseline_rss_bytes, 40_000_000);
+        assert!((f.baseline_t_s - 120.2).abs() < 1e-9);
+        assert_eq!(f.later_max_rss_bytes, 43_000_000);
+        assert!((f.growth_pct - 7.5).abs() < 1e-9, "{f:?}");
+        assert!(f.flat);
+    }
+
+    #[test]
+    fn growth_past_the_tolerance_is_not_flat() {
+        let samples = ten_minutes([12, 30, 40, 44, 48, 52, 56, 60, 64, 68, 72]);
+        let f = flatness(&samples, Duration::from_secs(600), 10.0).unwrap();
+        assert_eq!(f.later_max_rss_bytes, 72_000_000);
+        assert!((f.growth_pct - 80.0).abs() < 1e-9);
+        assert!(!f.flat);
+    }
+
+    #[test]
+    fn too_few_samples_are_no_verdict() {
+        // Only the start sample and the end: no end-of-warm-up sample.
+        let samples = vec![sample(0.0, 12), sample(90.0, 30)];
+        assert_eq!(flatness(&samples, Duration::from_secs(90), 10.0), None);
+        // Cut short before 30 %.
+        let samples = vec![sample(0.0, 12), sample(60.0, 30), sample(120.0, 31)];
+        assert_eq!(flatness(&samples, Duration::from_secs(600), 10.0), None);
+    }
+
+    #[test]
+    fn csv_has_one_row_per_sample_and_blank_cells_for_empty_windows() {
+        let text = csv(&[sample(0.0, 12), sample(60.0, 40)]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let header: Vec<&str> = lines[0].split(',').collect();
+        let row: Vec<&str> = lines[2].split(',').collect();
+        assert_eq!(header.len(), row.len());
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        assert_eq!(row[col("rss_bytes")], "40000000");
+        assert_eq!(row[col("open_sse")], "60");
+        assert_eq!(row[col("open_ws")], "0");
+        assert_eq!(row[col("p99_ms_chat_sse")], "2.5");
+        assert_eq!(row[col("p99_ms_chat_poll")], "");
+    }
+
+    #[test]
+    fn delivery_counts_what_each_room_was_owed() {
+        // Messages 1, 2 in room 0; 3 in room 1.
+        let acked = HashMap::from([(1, 0), (2, 0), (3, 1)]);
+        let mut a = Client::new(0, "lobby".into(), None);
+        a.seen.extend([1, 2, 3]);
+        let mut b = Client::new(1, "room1".into(), None);
+        b.seen.extend([99]);
+        let mut d = ChatDelivery::default();
+        d.add("sse", &[a, b], &acked, 2);
+        assert_eq!(d.expected, 3);
+        assert_eq!(d.received, 2);
+        assert_eq!(d.lost["sse"], 1);
+    }
+
+    #[test]
+    fn the_files_render_from_a_summary() {
+        let args = crate::cli::SoakArgs {
+            url: "http://127.0.0.1:3000".into(),
+            duration: "600s".into(),
+            sample_every: "60s".into(),
+            clients: 30,
+            rate: 5.0,
+            rooms: 4,
+            rss_tolerance: 10.0,
+            out: "results/soak".into(),
+            no_hostile: false,
+            invoked_as: None,
+        };
+        let plan = SoakPlan::new(&args).unwrap();
+        let mut summary = SoakSummary::new(&plan, "scripts/soak.sh".into());
+        summary.samples = ten_minutes([12, 30, 40, 41, 42, 41, 43, 42, 41, 42, 43]);
+        summary.flatness = flatness(&summary.samples, plan.duration, 10.0);
+        let svg = chart(&summary).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("server RSS"));
+        let md = readme(&summary);
+        assert!(md.contains("RSS flat after warm-up: yes."), "{md}");
+        assert!(md.contains("43.0 MB (at 600 s)"), "{md}");
+    }
+}
