@@ -92,22 +92,9 @@ impl Params {
         self.0.get(name).map(String::as_str)
     }
 
-    /// `rooms=lobby,red`: the chat rooms to follow (default `lobby`, at most 16).
+    /// `rooms=lobby,red`: the chat rooms to follow (default `lobby`); see [`parse_rooms`].
     pub fn rooms(&self) -> Result<Vec<std::sync::Arc<str>>, ApiError> {
-        let mut rooms = Vec::new();
-        for name in self.get("rooms").unwrap_or("lobby").split(',') {
-            let room = parse_room(name.trim())?;
-            if !rooms.contains(&room) {
-                rooms.push(room);
-            }
-        }
-        if rooms.len() > 16 {
-            return Err(ApiError::Invalid(
-                "invalid_room",
-                "at most 16 rooms at once".into(),
-            ));
-        }
-        Ok(rooms)
+        parse_rooms(self.get("rooms").unwrap_or("lobby"))
     }
 
     /// `after=ID`: deliver events with an id above it.
@@ -242,6 +229,41 @@ pub async fn drain(sub: &mut Subscription, limit: usize) -> Vec<SharedEvent> {
         }
     }
     events
+}
+
+/// Rooms one subscription may follow at once.
+pub const MAX_ROOMS: usize = 16;
+
+/// The longest `rooms=` value accepted: 16 names of 24 four-byte characters with their
+/// commas fit (1552 bytes), with room for some spaces and repeats. Checked before any
+/// splitting, so a huge list costs one length comparison.
+pub const MAX_ROOMS_PARAM_BYTES: usize = 2048;
+
+/// Parses a `rooms=` value: comma-separated room names, blanks around them trimmed,
+/// repeats folded, at most [`MAX_ROOMS`] distinct. Work is linear in the input: the raw
+/// length is bounded first, and the scan stops at the 17th distinct room, so de-duplication
+/// only ever compares against at most 16 names.
+pub fn parse_rooms(raw: &str) -> Result<Vec<std::sync::Arc<str>>, ApiError> {
+    let too_many =
+        || ApiError::Invalid("invalid_room", format!("at most {MAX_ROOMS} rooms at once"));
+    if raw.len() > MAX_ROOMS_PARAM_BYTES {
+        return Err(ApiError::Invalid(
+            "invalid_room",
+            format!("rooms= is longer than {MAX_ROOMS_PARAM_BYTES} bytes"),
+        ));
+    }
+    let mut rooms: Vec<std::sync::Arc<str>> = Vec::with_capacity(MAX_ROOMS);
+    for name in raw.split(',') {
+        let name = name.trim();
+        if rooms.iter().any(|room| &**room == name) {
+            continue;
+        }
+        if rooms.len() == MAX_ROOMS {
+            return Err(too_many());
+        }
+        rooms.push(parse_room(name)?);
+    }
+    Ok(rooms)
 }
 
 /// A cursor is an event id: a non-negative integer.

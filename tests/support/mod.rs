@@ -21,6 +21,54 @@ pub struct TestApp {
     task: Option<JoinHandle<anyhow::Result<()>>>,
     /// The server's own process, when it runs as the real binary ([`spawn_binary`]).
     child: Option<tokio::process::Child>,
+    /// Dropping it (with the app, at the end of the test) stands the watchdog down.
+    _watchdog: Watchdog,
+}
+
+/// How long one test may run once it has started a server, unless `PUSHPOLL_TEST_DEADLINE_S`
+/// says otherwise. Generous: the slowest browser test takes well under a minute.
+pub const TEST_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A per-test deadline. A regression that makes a test wait forever (a cursor off by one
+/// turns "read until the message arrives" into a loop) must fail the suite, not hang it:
+/// libtest has no per-test timeout, and an async test stuck in a loop never reaches its own
+/// `timeout`s. So a plain thread waits on a channel; if the test has not dropped the sender
+/// by the deadline, it names the test (libtest names each test's thread after the test) and
+/// aborts the whole process, which fails the run with the name in the log.
+pub struct Watchdog(std::sync::mpsc::Sender<()>);
+
+impl Watchdog {
+    /// Arms a watchdog for the current test; see [`TEST_DEADLINE`].
+    pub fn arm() -> Watchdog {
+        let deadline = std::env::var("PUSHPOLL_TEST_DEADLINE_S")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .map_or(TEST_DEADLINE, Duration::from_secs);
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("<unnamed>")
+            .to_string();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("watchdog {test}"))
+            .spawn(move || {
+                // Only a timeout fires: the sender is never used, so `Disconnected` means the
+                // test dropped its guard in time.
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(deadline) {
+                    use std::io::Write as _;
+                    // Straight to fd 2: libtest captures `eprintln!` (threads inherit the
+                    // capture), and that buffer would be lost with the process.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "\nwatchdog: test `{test}` still running after {deadline:?} \
+                         (PUSHPOLL_TEST_DEADLINE_S); aborting the test process"
+                    );
+                    std::process::abort();
+                }
+            })
+            .expect("spawn the test watchdog");
+        Watchdog(tx)
+    }
 }
 
 /// Starts the real binary with `args` on 127.0.0.1:0, in its own process: for tests that
@@ -28,6 +76,7 @@ pub struct TestApp {
 /// with every other test of the binary.
 pub async fn spawn_binary(args: &[&str]) -> TestApp {
     use tokio::io::AsyncBufReadExt as _;
+    let watchdog = Watchdog::arm();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushpoll"))
         .args(["--addr", "127.0.0.1:0", "--db", ":memory:"])
         .args(args)
@@ -54,6 +103,7 @@ pub async fn spawn_binary(args: &[&str]) -> TestApp {
         stop: None,
         task: None,
         child: Some(child),
+        _watchdog: watchdog,
     };
     app.wait_for_first_tick().await;
     app
@@ -61,6 +111,7 @@ pub async fn spawn_binary(args: &[&str]) -> TestApp {
 
 /// Starts the real server with `args` (as on the command line) on 127.0.0.1:0.
 pub async fn spawn_app(args: &[&str]) -> TestApp {
+    let watchdog = Watchdog::arm();
     init_logs();
     let mut argv = vec!["pushpoll", "--addr", "127.0.0.1:0", "--db", ":memory:"];
     argv.extend_from_slice(args);
@@ -79,6 +130,7 @@ pub async fn spawn_app(args: &[&str]) -> TestApp {
         stop: Some(stop),
         task: Some(task),
         child: None,
+        _watchdog: watchdog,
     };
     app.wait_for_first_tick().await;
     app
