@@ -7,7 +7,8 @@
 #
 #   scripts/soak.sh                        # the 10-minute soak
 #   SOAK_SECS=90 SOAK_SAMPLE_SECS=10 scripts/soak.sh   # a quick one while developing
-#   (also SOAK_CLIENTS per transport and feed, default 30; SOAK_RATE chat msg/s, default 5;
+#   (also SOAK_CLIENTS per transport and feed, default 30; SOAK_RATE chat msg/s, default 20, which fills the chat's in-memory window of 4,096 events
+#   within the 4-minute warm-up;
 #   SOAK_OUT, default results/soak; SOAK_HOSTILE=0 to leave the hostile clients out)
 #
 # Loopback only; bounded in clients, rates and time (the load tester stops by itself, and is
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 secs=${SOAK_SECS:-600}
 sample=${SOAK_SAMPLE_SECS:-60}
 clients=${SOAK_CLIENTS:-30}
-rate=${SOAK_RATE:-5}
+rate=${SOAK_RATE:-20}
 out=${SOAK_OUT:-results/soak}
 # SOAK_HOSTILE=0 leaves the hostile clients out, to tell their effect from the normal traffic's.
 hostile_flag=()
