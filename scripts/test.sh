@@ -31,6 +31,9 @@ echo "==> integration tests (real server on 127.0.0.1:0)"
 # Most of these wait on clock ticks, so they run well side by side even on 2 cores.
 cargo test --locked -p pushpoll --test api -- --test-threads 8
 
+echo "==> property tests (the parsers we wrote: cursors, rooms, tags, nicks, durations)"
+cargo test --locked -p pushpoll --test props
+
 echo "==> load tester (a small compare against a spawned server)"
 cargo test --locked -p loadtest --test compare -- --test-threads 2
 
