@@ -10,7 +10,7 @@ use pushpoll::feed::{EventBody, WireEvent};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::support::{Subscriber, TRANSPORTS, TestApp, client_from, spawn_app};
+use crate::support::{Subscriber, TRANSPORTS, TestApp, another_peer_is_served, spawn_app};
 
 /// Text of the big stored messages: 8 KB, as in the measurement.
 const BIG: usize = 8 * 1024;
@@ -90,35 +90,6 @@ fn rss(child: &Child) -> u64 {
 
 const MB: u64 = 1024 * 1024;
 
-/// Another peer (127.0.0.2) is served, and the clock still ticks for it.
-async fn others_are_served(base: &str) {
-    let other = client_from(2);
-    let tick = |http: reqwest::Client| {
-        let url = format!("{base}/poll/clock");
-        async move {
-            let res = tokio::time::timeout(Duration::from_secs(2), http.get(url).send())
-                .await
-                .expect("the other peer answered within 2 s")
-                .unwrap();
-            assert_eq!(res.status(), 200);
-            let body: serde_json::Value = res.json().await.unwrap();
-            body["next"].as_u64().unwrap()
-        }
-    };
-    let first = tick(other.clone()).await;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        if tick(other.clone()).await > first {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the clock stopped for another peer"
-        );
-    }
-}
-
 async fn get_json(http: &reqwest::Client, url: &str) -> (serde_json::Value, usize) {
     let res = http.get(url).send().await.unwrap();
     assert_eq!(res.status(), 200, "{url}");
@@ -179,7 +150,7 @@ async fn an_old_cursor_with_limit_1_reads_one_row_not_the_range_even_20_at_once(
     );
     let grown = rss(&child).saturating_sub(before);
     assert!(grown < 10 * MB, "RSS grew by {} MB", grown / MB);
-    others_are_served(&base).await;
+    another_peer_is_served(&base).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +200,7 @@ async fn sse_subscribers_that_never_read_hold_one_page_not_the_range() {
         "RSS grew by {} MB for 5 stalled subscribers",
         grown / MB
     );
-    others_are_served(&base).await;
+    another_peer_is_served(&base).await;
     drop(held);
 }
 
@@ -319,7 +290,7 @@ async fn a_cursor_older_than_the_backfill_reach_gets_a_gap_then_every_event_over
             resumed_from: newest - 9
         }));
     assert_eq!(events.first().map(|e| e.id), Some(newest - 9));
-    others_are_served(&format!("http://{}", app.addr)).await;
+    another_peer_is_served(&format!("http://{}", app.addr)).await;
 }
 
 /// A TCP connection from 127.0.0.N with a tiny receive buffer, so that a client that does
@@ -437,7 +408,7 @@ async fn a_push_subscriber_that_lags_past_the_live_ring_resyncs_and_gets_every_m
     );
     let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
     assert_eq!(ids, expected, "ws: every message once, in order");
-    others_are_served(&format!("http://{}", app.addr)).await;
+    another_peer_is_served(&format!("http://{}", app.addr)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,5 +457,5 @@ async fn an_acknowledged_message_is_already_readable_from_a_second_connection() 
             }
         );
     }
-    others_are_served(&base).await;
+    another_peer_is_served(&base).await;
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use pushpoll::feed::{EventBody, WireEvent};
+use pushpoll::feed::EventBody;
 use reqwest::Method;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -15,32 +15,6 @@ use crate::support::{TestApp, client_from, spawn_app, spawn_binary};
 const WAIT: Duration = Duration::from_secs(5);
 /// The contract's bound (not the crate's constant, so a changed constant fails here).
 const MAX_ROOMS_PER_SESSION: usize = 32;
-
-/// The other peer: answered, and the clock ticks for it (a long poll after its cursor is
-/// answered with a newer tick within a few seconds).
-async fn other_peer_is_served(app: &TestApp) {
-    let other = client_from(2);
-    let get = |path: String| {
-        let other = other.clone();
-        let url = app.url(&path);
-        async move {
-            let res = tokio::time::timeout(WAIT, other.get(url).send())
-                .await
-                .expect("the other peer is answered in time")
-                .expect("the other peer's request");
-            assert_eq!(res.status(), 200, "{path}");
-            res.json::<serde_json::Value>().await.expect("json")
-        }
-    };
-    let now = get("/poll/clock".into()).await;
-    let cursor = now["next"].as_u64().expect("next");
-    let later = get(format!("/longpoll/clock?after={cursor}")).await;
-    let ticks: Vec<WireEvent> = serde_json::from_value(later["events"].clone()).expect("events");
-    assert!(
-        ticks.iter().any(|t| t.id > cursor),
-        "the clock ticks for the other peer: {later}"
-    );
-}
 
 /// The chat's latest event id, as a poll without a cursor reports it.
 async fn chat_position(app: &TestApp) -> u64 {
@@ -128,7 +102,7 @@ async fn a_poll_flood_of_new_rooms_joins_at_most_32_and_presence_answers_during_
     assert!(listed <= MAX_ROOMS_PER_SESSION + 1, "{listed} rooms listed");
     let grown = app.server_rss().saturating_sub(rss_before);
     assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
-    other_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }
 
 #[tokio::test]
@@ -182,7 +156,7 @@ async fn renames_spend_the_message_budget_and_only_budgeted_ones_are_fanned_out(
         .expect("cookie pair")
         .to_string();
     assert_eq!(patch_nick(&app, &cookie, "other2").await.0, 200);
-    other_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }
 
 #[tokio::test]
@@ -212,7 +186,7 @@ async fn a_websocket_nick_flood_gets_error_events_past_the_budget() {
     }
     assert_eq!((renames, errors), (10, 40));
     // The socket is still open and usable once the budget refills; the other peer is served.
-    other_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }
 
 #[tokio::test]
@@ -246,7 +220,7 @@ async fn a_login_flood_from_one_address_gets_429_while_another_logs_in() {
         .await
         .expect("login");
     assert_eq!(res.status(), 201, "another address logs in");
-    other_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }
 
 #[tokio::test]
@@ -275,7 +249,7 @@ async fn live_sessions_are_capped_with_503_and_a_logout_frees_a_place() {
             .as_u16()
     };
     assert_eq!(login_elsewhere().await, 503, "the cap is for everyone");
-    other_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
     let (status, _, _) = app
         .send_json(
             Method::DELETE,

@@ -24,40 +24,6 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Durat
     }
 }
 
-/// Another peer (127.0.0.2) is served and sees the clock move on.
-async fn another_peer_is_served(app: &TestApp) {
-    let other = client_from(2);
-    let first: serde_json::Value = other
-        .get(app.url("/poll/clock"))
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-        .expect("the other peer is served")
-        .json()
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now: serde_json::Value = other
-            .get(app.url("/poll/clock"))
-            .timeout(Duration::from_secs(3))
-            .send()
-            .await
-            .expect("the other peer is served")
-            .json()
-            .await
-            .unwrap();
-        if now["next"].as_u64() > first["next"].as_u64() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the clock stopped for the other peer"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_silent_connection_is_closed_at_the_header_timeout() {
     let app = spawn_app(&["--header-timeout", "1s", "--tick-ms", "100"]).await;
@@ -66,7 +32,7 @@ async fn a_silent_connection_is_closed_at_the_header_timeout() {
     half.write_all(b"GET /poll/clock HTTP/1.1\r\nHost: ")
         .await
         .unwrap();
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
     for stream in [&mut silent, &mut half] {
         let took = closed_within(stream, Duration::from_secs(4))
             .await
@@ -89,7 +55,7 @@ async fn an_idle_keep_alive_connection_is_closed_at_the_header_timeout() {
         .await
         .expect("an idle keep-alive connection is closed");
     assert!(took < Duration::from_secs(3), "closed after {took:?}");
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }
 
 #[tokio::test]
@@ -121,7 +87,7 @@ async fn a_head_trickled_one_byte_at_a_time_is_cut_off_at_the_header_timeout() {
         "{:?}",
         started.elapsed()
     );
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }
 
 #[tokio::test]
@@ -157,7 +123,7 @@ async fn many_trickling_connections_from_one_peer_are_capped_and_then_closed() {
         refused >= 150,
         "only {refused} of the excess 200 were refused"
     );
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
     // And the admitted ones are closed by the header deadline.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stats = app.stats().await;
@@ -199,7 +165,7 @@ async fn one_peer_cannot_take_every_connection() {
         "{}",
         refused[0]
     );
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
     // Another peer can open its own streams while the first one holds its share.
     let other = client_from(3);
     let res = other.get(app.url("/sse/clock")).send().await.unwrap();
@@ -275,7 +241,7 @@ async fn a_stream_or_socket_the_peer_does_not_read_is_closed_at_the_send_timeout
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
     for (path, mut conn) in conns {
         // What it did receive ends: the server closed it.
         assert!(
@@ -316,7 +282,7 @@ async fn an_oversized_request_head_is_refused_with_431() {
         "{}",
         String::from_utf8_lossy(&buf[..n])
     );
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }
 
 #[tokio::test]
@@ -376,7 +342,7 @@ async fn a_request_for_another_host_is_refused_before_routing() {
             .unwrap();
         assert_eq!(res.status(), 200, "{host}");
     }
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }
 
 #[tokio::test]
@@ -402,5 +368,5 @@ async fn a_request_body_that_trickles_is_answered_408_within_the_body_deadline()
         "{:?}",
         started.elapsed()
     );
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }

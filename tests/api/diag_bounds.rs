@@ -3,41 +3,11 @@
 //! refused), and the record stays inside its byte budget however large the requests,
 //! while another peer is served and its clock keeps ticking.
 
-use std::time::Duration;
-
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::diagnostics::tag;
-use crate::support::{TestApp, client_from, spawn_app, spawn_binary};
-
-/// Another client, from 127.0.0.2, is served: a short poll answers, and a long poll after
-/// it gets the next tick within a few seconds (the clock ticks every second).
-async fn another_peer_is_served(app: &TestApp) {
-    let other = client_from(2);
-    let res = other
-        .get(app.url("/poll/clock"))
-        .send()
-        .await
-        .expect("the other peer connects");
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.expect("json");
-    let next = body["next"].as_u64().expect("next");
-    let res = other
-        .get(app.url(&format!("/longpoll/clock?after={next}&timeout=5")))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("the long poll answers");
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.expect("json");
-    let ticks = body["events"].as_array().expect("events");
-    assert!(
-        !ticks.is_empty(),
-        "the clock stopped for the other peer: {body}"
-    );
-    assert!(ticks[0]["id"].as_u64() > Some(next), "{body}");
-}
+use crate::support::{client_from, spawn_app, spawn_binary};
 
 fn header<'a>(message: &'a Value, name: &str) -> Option<&'a str> {
     message["headers"]
@@ -122,7 +92,7 @@ async fn the_wire_keeps_no_credential_or_unlisted_header_value_only_its_name_and
     }
     assert!(wire["recorded_bytes"].as_u64() > Some(0), "{wire}");
     assert_eq!(wire["budget_bytes"], 4 * 1024 * 1024);
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }
 
 #[tokio::test]
@@ -197,7 +167,7 @@ async fn short_and_repeated_tags_are_refused_with_invalid_tag_everywhere() {
         (status, wire["exchanges"].as_array().map(Vec::len)),
         (200, Some(1))
     );
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }
 
 /// 256 tags × 10 requests with ~61 KB of headers each: 156 MB of headers if they were kept.
@@ -268,5 +238,5 @@ async fn the_record_stays_in_its_byte_budget_under_256_tags_of_huge_headers() {
         "RSS grew by {} MB for a 4 MiB record",
         grown / (1024 * 1024)
     );
-    another_peer_is_served(&app).await;
+    app.another_peer_is_served().await;
 }

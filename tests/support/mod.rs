@@ -701,3 +701,39 @@ pub async fn tcp_from(n: u8, addr: SocketAddr) -> tokio::net::TcpStream {
         .expect("bind the source address");
     socket.connect(addr).await.expect("connect")
 }
+
+/// The proof, after an attack from one address, that the server still serves others: a
+/// client from `127.0.0.2` gets a short poll of the clock answered, then a long poll after
+/// that cursor answered with a newer tick (the clock still ticks for it), each within 10 s.
+pub async fn another_peer_is_served(base: &str) {
+    let other = client_from(2);
+    let get = |path: String| {
+        let request = other
+            .get(format!("{base}{path}"))
+            .timeout(Duration::from_secs(10));
+        async move {
+            let res = request
+                .send()
+                .await
+                .expect("the other peer is answered in time");
+            assert_eq!(res.status(), 200, "{path}");
+            res.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    let now = get("/poll/clock".into()).await;
+    let cursor = now["next"].as_u64().expect("next");
+    let later = get(format!("/longpoll/clock?after={cursor}&timeout=5")).await;
+    let newer = later["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .any(|t| t["id"].as_u64() > Some(cursor));
+    assert!(newer, "the clock stopped for the other peer: {later}");
+}
+
+impl TestApp {
+    /// [`another_peer_is_served`] by this server.
+    pub async fn another_peer_is_served(&self) {
+        another_peer_is_served(&self.url("")).await;
+    }
+}
