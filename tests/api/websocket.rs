@@ -103,12 +103,13 @@ async fn a_websocket_client_that_never_reads_does_not_delay_ticks_to_a_fast_one(
         "the slow client is still connected"
     );
     assert!(ids.windows(2).all(|w| w[1] > w[0]), "ticks out of order");
-    // Tick ids are their wall-clock milliseconds, 2 ms apart: the fast client should see
-    // nearly every tick published between its first and its last (counted from the ids, so a
-    // ticker slowed by a busy machine does not fail the test; a blocked client would).
+    // Tick ids are their wall-clock milliseconds, 2 ms apart. A client blocked behind the
+    // slow one would get next to nothing (and its ticks would arrive late, below). One that
+    // is merely starved of CPU on a busy machine falls behind the clock's ring and skips to
+    // the latest tick, as a state feed should: so the floor is a fifth of the ticks, not all.
     let published = (ids[ids.len() - 1] - ids[0]) / 2 + 1;
     assert!(
-        ids.len() as u64 * 2 > published,
+        ids.len() as u64 * 5 > published,
         "the fast client got only {} of {published} ticks",
         ids.len()
     );
