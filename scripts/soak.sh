@@ -7,8 +7,9 @@
 #
 #   scripts/soak.sh                        # the 10-minute soak
 #   SOAK_SECS=90 SOAK_SAMPLE_SECS=10 scripts/soak.sh   # a quick one while developing
-#   (also SOAK_CLIENTS per transport and feed, default 30; SOAK_RATE chat msg/s, default 20, which fills the chat's in-memory window of 4,096 events
-#   within the 4-minute warm-up;
+#   (also SOAK_CLIENTS per transport and feed, default 30; SOAK_RATE chat msg/s, default 40, which fills the server's bounded caches (the chat's
+#   4,096-event window, SQLite's 2 MB page cache as the database grows past it) within the
+#   4-minute warm-up; at 20 msg/s the page cache was still filling at minute 9;
 #   SOAK_OUT, default results/soak; SOAK_HOSTILE=0 to leave the hostile clients out)
 #
 # Loopback only; bounded in clients, rates and time (the load tester stops by itself, and is
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 secs=${SOAK_SECS:-600}
 sample=${SOAK_SAMPLE_SECS:-60}
 clients=${SOAK_CLIENTS:-30}
-rate=${SOAK_RATE:-20}
+rate=${SOAK_RATE:-40}
 out=${SOAK_OUT:-results/soak}
 # SOAK_HOSTILE=0 leaves the hostile clients out, to tell their effect from the normal traffic's.
 hostile_flag=()

@@ -85,7 +85,8 @@ pub fn p99_line(p99: &BTreeMap<String, Option<f64>>, prefix: &str) -> String {
 /// Warm-up is the first 40 % of the run (minutes 0-4 of 10): the time the server's bounded
 /// caches take to fill. The largest is the chat's window of the 4,096 newest events kept in
 /// memory (each with its JSON and its SSE, iframe and WebSocket framings), which the soak's
-/// 20 messages a second (plus presence events) fill in about 3.4 minutes; SQLite's page cache
+/// 40 messages a second (plus presence events) fill in under 2 minutes; SQLite's page cache
+/// (2 MB by default, full once the database has grown past it, about 3 minutes at that rate)
 /// and the sessions made by the login flood are the others.
 pub const WARM_UP: f64 = 0.4;
 /// The later window whose largest RSS is compared with the end of warm-up: from 50 % on.
@@ -540,7 +541,7 @@ fn readme(s: &SoakSummary) -> String {
     );
     let _ = writeln!(
         out,
-        "Traffic: the five transports on the clock and the chat, {} subscribers each (so {} in all, a quarter of them dropping their connection every 10-30 s and resuming from their cursor), chat senders at {} messages/s over {} rooms, and hostile clients (below), each kind from its own 127.0.0.x address. Sampled at start and every {:.0} s. Warm-up is the first 40 % of the run: the time the server's bounded caches take to fill (the chat's 4,096 newest events kept in memory with their framings, SQLite's page cache, the sessions the login flood makes); flat means the largest RSS from 50 % on is within the tolerance of the RSS at the end of warm-up.\n",
+        "Traffic: the five transports on the clock and the chat, {} subscribers each (so {} in all, a quarter of them dropping their connection every 10-30 s and resuming from their cursor), chat senders at {} messages/s over {} rooms, and hostile clients (below), each kind from its own 127.0.0.x address. Sampled at start and every {:.0} s. Warm-up is the first 40 % of the run: the time the server's bounded caches take to fill (the chat's 4,096 newest events kept in memory with their framings, SQLite's 2 MB page cache as the database grows past it, the sessions the login flood makes); flat means the largest RSS from 50 % on is within the tolerance of the RSS at the end of warm-up.\n",
         s.subscribers_per_group,
         s.subscribers_per_group * 10,
         s.chat_rate,
