@@ -1,58 +1,104 @@
-// Automatic fallback, as socket.io, SockJS and SignalR negotiate a transport: try the best
-// one first, give each a deadline, and step down on failure.
+// Automatic fallback, in the spirit of SockJS and SignalR (which try the best transport first
+// and step down) — Socket.IO does the reverse: it starts on long polling and upgrades. Try the
+// best one first, give each a deadline, and step down on failure.
 //
 //   const { transport, steps } = await negotiate('clock', { blocked, timeoutMs, onStep });
 //
-// Each step is { transport, ok, why, ms }. A probe opens the transport for real (the
-// WebSocket upgrade, the EventSource's first response, one long poll, one short poll) and
-// closes it again; the caller then connects with clients.js's connect(transport, …).
+// Each step is { transport, ok, why, ms }. A step counts as working only when a real clock
+// tick has come through it, not when its handshake succeeded: a proxy that buffers responses
+// passes the WebSocket upgrade or the EventSource's `200 text/event-stream` and then delivers
+// nothing, and a probe that stopped at `open` would choose a transport on which no event ever
+// arrives. The probe closes its connection again; the caller then connects with clients.js's
+// connect(transport, …).
 
 export const ORDER = Object.freeze(['ws', 'sse', 'longpoll', 'poll']);
 
-/** A cursor beyond any event: the long-poll probe is answered within its 1 s timeout. */
-const QUIET = '9000000000000000';
+/**
+ * The probe's cursor. The clock is a state feed: a cursor older than its latest tick gets
+ * that tick at once (docs/API.md), so every transport has a real event to deliver straight
+ * away and the deadline measures the path, not the wait for the next tick.
+ */
+const OLD = '0';
 
 function wsUrl(path) {
   return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}${path}`;
 }
 
-/** Resolves with null when `transport` works within `timeoutMs`, else with the reason. */
+/** A clock tick as the API delivers it (not an error notice, not a handshake). */
+function isTick(event) {
+  return event !== null && typeof event === 'object' && event.type === 'tick' && Number.isSafeInteger(event.id);
+}
+
+function parse(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Resolves with null when `transport` delivers a tick within `timeoutMs`, else with the reason.
+ * The probes always use the clock feed: it ticks every second and needs no sign-in.
+ */
 const PROBES = {
-  ws(feed, timeoutMs) {
+  ws(timeoutMs) {
     return new Promise((resolve) => {
-      const socket = new WebSocket(wsUrl(`/ws/${feed}?after=${QUIET}`));
-      const timer = setTimeout(() => finish(`no upgrade within ${timeoutMs} ms`), timeoutMs);
+      const socket = new WebSocket(wsUrl(`/ws/clock?after=${OLD}`));
+      let opened = false;
+      const timer = setTimeout(
+        () => finish(opened ? `upgraded, but no event within ${timeoutMs} ms` : `no upgrade within ${timeoutMs} ms`),
+        timeoutMs,
+      );
       function finish(why) {
         clearTimeout(timer);
-        socket.onopen = socket.onclose = socket.onerror = null;
+        socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
         socket.close();
         resolve(why);
       }
-      socket.onopen = () => finish(null);
+      socket.onopen = () => {
+        opened = true;
+      };
+      socket.onmessage = (e) => {
+        if (isTick(parse(e.data))) finish(null);
+      };
       // A refused upgrade (403, 503, a proxy that drops Upgrade) closes before opening;
       // the browser hides the status, 1006 is all the page is told.
-      socket.onclose = (e) => finish(`upgrade failed (close ${e.code} before open)`);
+      socket.onclose = (e) =>
+        finish(opened ? `closed (${e.code}) before any event` : `upgrade failed (close ${e.code} before open)`);
     });
   },
-  sse(feed, timeoutMs) {
+  sse(timeoutMs) {
     return new Promise((resolve) => {
-      const source = new EventSource(`/sse/${feed}?after=${QUIET}`);
-      const timer = setTimeout(() => finish(`no event stream within ${timeoutMs} ms`), timeoutMs);
+      const source = new EventSource(`/sse/clock?after=${OLD}`);
+      let opened = false;
+      const timer = setTimeout(
+        () =>
+          finish(opened ? `stream opened, but no event within ${timeoutMs} ms (a buffering proxy?)` : `no event stream within ${timeoutMs} ms`),
+        timeoutMs,
+      );
       function finish(why) {
         clearTimeout(timer);
         source.close();
         resolve(why);
       }
-      source.onopen = () => finish(null);
-      // Before `open`, an error means the response was not a 200 text/event-stream.
-      source.onerror = () => finish('the event stream was refused (not a 200 text/event-stream)');
+      source.onopen = () => {
+        opened = true;
+      };
+      source.addEventListener('tick', (e) => {
+        if (isTick(parse(e.data))) finish(null);
+      });
+      // Before `open`, an error means the response was not a 200 text/event-stream; after
+      // it, the stream broke before an event came through.
+      source.onerror = () =>
+        finish(opened ? 'the event stream broke before any event' : 'the event stream was refused (not a 200 text/event-stream)');
     });
   },
-  longpoll(feed, timeoutMs) {
-    return fetchProbe(`/longpoll/${feed}?after=${QUIET}&timeout=1`, Math.max(timeoutMs, 2500));
+  longpoll(timeoutMs) {
+    return fetchProbe(`/longpoll/clock?after=${OLD}&timeout=1`, Math.max(timeoutMs, 2500));
   },
-  poll(feed, timeoutMs) {
-    return fetchProbe(`/poll/${feed}?after=${QUIET}`, timeoutMs);
+  poll(timeoutMs) {
+    return fetchProbe(`/poll/clock?after=${OLD}`, timeoutMs);
   },
 };
 
@@ -61,24 +107,29 @@ async function fetchProbe(url, timeoutMs) {
   const timer = setTimeout(() => abort.abort(), timeoutMs);
   try {
     const response = await fetch(url, { signal: abort.signal, cache: 'no-store' });
-    await response.arrayBuffer();
-    return response.ok ? null : `HTTP ${response.status}`;
+    if (!response.ok) {
+      await response.arrayBuffer();
+      return `HTTP ${response.status}`;
+    }
+    const body = parse(await response.text());
+    return Array.isArray(body?.events) && body.events.some(isTick) ? null : 'answered, but with no event';
   } catch (err) {
-    return abort.signal.aborted ? `no answer within ${timeoutMs} ms` : `request failed (${err.message})`;
+    return abort.signal.aborted ? `no event within ${timeoutMs} ms` : `request failed (${err.message})`;
   } finally {
     clearTimeout(timer);
   }
 }
 
 /**
- * Tries the transports in `order` until one works. `blocked` transports are skipped as
- * if refused (a page control, to watch the fallback without restarting the server).
+ * Tries the transports in `order` until one delivers a tick. `blocked` transports are skipped
+ * as if refused (a page control, to watch the fallback without restarting the server). The
+ * probes run on the clock whatever `feed` the caller will use (`feed` is accepted for callers and not needed by the probes).
  */
 export async function negotiate(feed, { order = ORDER, blocked = new Set(), timeoutMs = 3000, onStep = () => {} } = {}) {
   const steps = [];
   for (const transport of order) {
     const started = performance.now();
-    const why = blocked.has(transport) ? 'blocked on this page' : await PROBES[transport](feed, timeoutMs);
+    const why = blocked.has(transport) ? 'blocked on this page' : await PROBES[transport](timeoutMs);
     const step = { transport, ok: why === null, why: why ?? 'works', ms: Math.round(performance.now() - started) };
     steps.push(step);
     onStep(step);

@@ -19,16 +19,20 @@ use crate::feed::Event;
 /// reopen the stream from its cursor.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
-/// Browsers hold back the first bytes of a document (to sniff it) before they parse it, so
-/// the head is padded past 1 KiB to make the first event run as soon as it arrives.
+/// The head is padded past 1 KiB: a legacy workaround, kept as harmless insurance (~1.1 KiB
+/// once per 256 KiB document). Comet-era browsers held back a streaming document's first bytes
+/// before running its scripts (old IE about 256 bytes, old WebKit about 1 KiB, as the Comet
+/// libraries of the time reported). Chromium does not: `tests/browser/claims.rs` serves a
+/// forever frame with no padding (charset in the header, in a `<meta>` only, or nowhere) and
+/// its first script runs within a few ms of its bytes while the response stays open.
 pub const PRELUDE_MIN_BYTES: usize = 1024;
 
 static PRELUDE: LazyLock<Bytes> = LazyLock::new(|| {
     let mut head = String::from(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>pushpoll iframe stream</title></head><body>\n\
          <!-- pushpoll: this document never finishes loading. Each event below arrives as a\n\
-         script calling parent.pushpoll(event). The padding that follows pushes the stream past\n\
-         the bytes a browser buffers before it starts parsing.\n",
+         script calling parent.pushpoll(event). The padding that follows is a legacy workaround\n\
+         for old browsers that held back a document's first bytes before running its scripts.\n",
     );
     while head.len() < PRELUDE_MIN_BYTES + 64 {
         head.push_str("                                                               \n");
