@@ -193,7 +193,7 @@ class Lane {
       this.set(
         'recovery',
         kill.killed === 0
-          ? `Nothing was held open to kill: every poll is a new request. Next answer after ${ms(took)}.`
+          ? `No request was in flight to kill (the idle keep-alive connection stays open): every poll is a new request. Next answer after ${ms(took)}.`
           : `Killed ${kill.killed} connection${kill.killed === 1 ? '' : 's'}; back after ${ms(took)}, resumed from the cursor.`,
       );
     }
@@ -213,7 +213,7 @@ class Lane {
         this.set(
           'recovery',
           answer.killed === 0
-            ? 'Nothing was held open to kill; waiting for the next poll…'
+            ? 'No request was in flight to kill (the idle keep-alive connection stays open); waiting for the next poll…'
             : `Killed ${answer.killed} connection${answer.killed === 1 ? '' : 's'}; recovering…`,
         );
       }
