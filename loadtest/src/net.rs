@@ -19,11 +19,43 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Bytes read and written on the sockets of one run.
+/// Bytes read and written on the sockets of one run: everything that crosses them, so
+/// request and response heads, chunked-encoding framing, WebSocket handshakes and frame
+/// headers (with the 4-byte mask of every client frame) are all counted.
 #[derive(Debug, Default)]
 pub struct IoCounters {
+    /// Bytes down (server to client).
     pub read: AtomicU64,
+    /// Bytes up (client to server).
     pub written: AtomicU64,
+}
+
+/// The two counts of [`IoCounters`] at one moment, to take differences (a window's bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoSnapshot {
+    /// Bytes down: read from the sockets.
+    pub read: u64,
+    /// Bytes up: written to the sockets.
+    pub written: u64,
+}
+
+impl IoSnapshot {
+    /// What was counted between `earlier` and `self`.
+    pub fn since(self, earlier: IoSnapshot) -> IoSnapshot {
+        IoSnapshot {
+            read: self.read.saturating_sub(earlier.read),
+            written: self.written.saturating_sub(earlier.written),
+        }
+    }
+}
+
+impl IoCounters {
+    pub fn snapshot(&self) -> IoSnapshot {
+        IoSnapshot {
+            read: self.read.load(Relaxed),
+            written: self.written.load(Relaxed),
+        }
+    }
 }
 
 /// A stream that adds what passes through it to shared [`IoCounters`].
