@@ -247,7 +247,10 @@ function measureHeads(ctx, tries = 3) {
   setTimeout(async () => {
     if (ctx.stopped) return;
     try {
-      const answer = await fetch(`/api/debug/wire?tag=${encodeURIComponent(tag)}`, { cache: 'no-store' });
+      // `for=heads` (ignored by the server) tells these reads apart from the wire view's own
+      // (`/api/debug/wire?tag=…`, wire.js) in Resource Timing and in the server's logs.
+      const url = `/api/debug/wire?for=heads&tag=${encodeURIComponent(tag)}`;
+      const answer = await fetch(url, { cache: 'no-store' });
       if (!answer.ok) return;
       const record = await answer.json();
       const mine = (record?.exchanges ?? []).filter(
