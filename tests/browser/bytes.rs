@@ -174,6 +174,27 @@ async fn websocket_frame_sizes_follow_rfc_6455() {
     .await;
     // 2-byte header up to 125, 4 up to 65535, 10 beyond; 4 more for a client's mask.
     assert_eq!(sizes, vec![11, 127, 134, 65539, 65550]);
+
+    // A frame the client sends is reported up with those sizes: 65 × "é" is 130 bytes of
+    // UTF-8, past 125, so its length takes the 16-bit form.
+    let sent: Vec<u64> = eval(
+        &page,
+        "import('/static/clients.js').then(m => new Promise((resolve) => {
+            const up = [];
+            const client = m.connect('ws', 'clock', {
+                onBytesUp: (n) => up.push(n),
+                onState: (text, phase) => {
+                    if (phase !== 'open') return;
+                    client.send('hello');
+                    client.send('é'.repeat(65));
+                    client.stop();
+                    resolve(up);
+                },
+            });
+        }))",
+    )
+    .await;
+    assert_eq!(sent, vec![2 + 4 + 5, 4 + 4 + 130]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
