@@ -227,3 +227,46 @@ async fn the_compare_lanes_show_bytes_down_and_up_per_event_from_the_wire_record
     let errors = errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_glossary_page_defines_every_figure_and_the_header_links_it() {
+    let app = spawn_app(&[]).await;
+    let chromium = Chromium::launch().await;
+    let (page, errors) = chromium.open(&app.url("/demos/glossary.html")).await;
+    assert!(
+        until_true(
+            &page,
+            "document.querySelector('h1')?.textContent === 'Glossary'",
+            Duration::from_secs(10)
+        )
+        .await,
+        "no glossary: {}",
+        text(&page, "body").await
+    );
+    for id in [
+        "event",
+        "bytes-down",
+        "bytes-up",
+        "bytes-per-event",
+        "bytes-per-s",
+        "body-bytes",
+        "estimated",
+        "requests",
+        "latency",
+        "held-connections",
+    ] {
+        let js = format!("document.getElementById({id:?})?.tagName ?? ''");
+        assert_eq!(eval::<String>(&page, &js).await, "DT", "#{id}");
+    }
+    // The header fragment links it, with the current page marked.
+    assert_eq!(
+        eval::<String>(
+            &page,
+            "document.querySelector('header nav a[href=\"/demos/glossary.html\"]')?.getAttribute('aria-current') ?? ''"
+        )
+        .await,
+        "page"
+    );
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
