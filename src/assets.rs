@@ -41,6 +41,7 @@ pub static ASSETS: &[Asset] = assets![
     "demos/compare.html",
     "demos/_lane.html",
     "demos/_wire.html",
+    "demos/glossary.html",
     "static/style.css",
     "static/demo.js",
     "static/clients.js",

@@ -732,6 +732,8 @@ export function createChat(root, { transport, panel, interval, params = {}, orig
     // Same transport as the clock: its requests, bytes and events count in the same panel.
     onRequest: () => panel?.onRequest(),
     onBytes: (n) => panel?.onBytes(n),
+    onBytesUp: (n) => panel?.onBytesUp?.(n),
+    onFramingDown: (n) => panel?.onFramingDown?.(n),
     onEvent(event, receivedAt) {
       panel?.onEvent(event, receivedAt, { replayed: !(event.ts >= liveSince) });
       receive(event);

@@ -14,6 +14,12 @@
 //   onRequest()                       an HTTP request was made / a connection opened
 //   onBytes(n)                        n bytes received (exactly what each transport can see,
 //                                     see BYTES in the page notes and the comments below)
+//   onBytesUp(n)                      n bytes sent that the page can count exactly: WebSocket
+//                                     frames, frame header and 4-byte mask included
+//   onFramingDown(n)                  n bytes of WebSocket frame headers received (2 or 4 per
+//                                     server frame, RFC 6455 §5.2): on the wire, not in e.data
+//   onHeads({request, response, source})  the estimated size of one request head and one
+//                                     response head (scripts cannot see them), see HEADS below
 //   onState(text, phase)              the connection state in words; phase is one of
 //                                     connecting · polling · waiting · streaming · open ·
 //                                     backoff · error · stopped
@@ -109,6 +115,9 @@ const NO_HANDLERS = {
   onNotice() {},
   onRequest() {},
   onBytes() {},
+  onBytesUp() {},
+  onFramingDown() {},
+  onHeads() {},
   onState() {},
   onDetail() {},
 };
@@ -123,6 +132,7 @@ class Context {
     this.cursor = Number.isSafeInteger(options.after) ? options.after : null;
     this.origin = options.origin ? new URL(options.origin).origin : location.origin;
     this.stopped = false;
+    this.headsAsked = false; // the head sizes are reported once per client (HEADS)
   }
 
   /** `ORIGIN/TRANSPORT/FEED?…`, with the extra parameters, then `extra` (null values dropped). */
@@ -136,7 +146,22 @@ class Context {
   }
 
   request() {
-    if (!this.stopped) this.handlers.onRequest();
+    if (this.stopped) return;
+    this.handlers.onRequest();
+    if (!this.headsAsked) {
+      this.headsAsked = true;
+      // A floor at once, the server's record a little later (it has the request by then).
+      this.handlers.onHeads(headFloor(this.url({ after: this.cursor }), this.origin));
+      measureHeads(this);
+    }
+  }
+
+  bytesUp(n) {
+    if (!this.stopped && n > 0) this.handlers.onBytesUp(n);
+  }
+
+  framingDown(n) {
+    if (!this.stopped && n > 0) this.handlers.onFramingDown(n);
   }
 
   bytes(n) {
@@ -171,6 +196,79 @@ class Context {
     }
     this.handlers.onEvent(event, receivedAt);
   }
+}
+
+// HEADS. Browsers send request headers (User-Agent, Accept*, Sec-Fetch-*, cookies…) that no
+// script can read, and show scripts only some response headers, so the head sizes are
+// estimated, and said to be. The floor is what the page knows for certain: the request line
+// and the Host line; the response floor is a status line. The estimate replaces it from the
+// server's wire record of this page's own tagged requests (GET /api/debug/wire, the "show the
+// wire" view): request line and headers as received, response line and headers as sent,
+// sized as they are on the wire (`name: value\r\n`, the blank line). A value the server does
+// not keep shows as `(N bytes, not shown)` and counts as N bytes. Chunked framing of the
+// streams (a hex length and two CRLFs per chunk) is not included.
+
+/** The bytes of a WebSocket frame with `payload` bytes (RFC 6455 §5.2): 2, 4 or 10 bytes of
+ * header, plus the 4-byte masking key on every client-to-server frame. */
+export function wsFrameBytes(payload, masked) {
+  const header = payload < 126 ? 2 : payload < 65_536 ? 4 : 10;
+  return header + (masked ? 4 : 0) + payload;
+}
+
+function headFloor(url, origin) {
+  const u = new URL(url);
+  const request = utf8Length(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${new URL(origin).host}\r\n\r\n`);
+  return { request, response: utf8Length('HTTP/1.1 200 OK\r\n\r\n'), source: 'floor' };
+}
+
+const HIDDEN_LENGTH = /^\((\d+) bytes, not shown\)$/;
+
+/** Bytes of a head as recorded by the server: the line, each `name: value\r\n`, the blank line. */
+export function headBytes(head) {
+  if (!head || typeof head.line !== 'string' || !Array.isArray(head.headers)) return null;
+  let n = utf8Length(head.line) + 2 + 2;
+  for (const pair of head.headers) {
+    if (!Array.isArray(pair) || pair.length !== 2) continue;
+    const [name, value] = pair.map(String);
+    const hidden = HIDDEN_LENGTH.exec(value);
+    n += utf8Length(name) + 2 + (hidden ? Number(hidden[1]) : utf8Length(value)) + 2;
+  }
+  return n;
+}
+
+/** Reads this client's newest recorded exchanges (when its URLs carry a tag) and reports the
+ * sizes of their heads: the newest request head, and the newest response head (a parked long
+ * poll has none yet; until one is answered the response keeps its floor, and the record is
+ * read again, at most three times). One GET each, not counted as the transport's: it is the
+ * page's diagnostics. */
+function measureHeads(ctx, tries = 3) {
+  const tag = ctx.params.tag;
+  if (typeof tag !== 'string' || tries <= 0) return;
+  setTimeout(async () => {
+    if (ctx.stopped) return;
+    try {
+      // `for=heads` (ignored by the server) tells these reads apart from the wire view's own
+      // (`/api/debug/wire?tag=…`, wire.js) in Resource Timing and in the server's logs.
+      const url = `/api/debug/wire?for=heads&tag=${encodeURIComponent(tag)}`;
+      const answer = await fetch(url, { cache: 'no-store' });
+      if (!answer.ok) return;
+      const record = await answer.json();
+      const mine = (record?.exchanges ?? []).filter(
+        (x) => typeof x?.request?.line === 'string' && x.request.line.startsWith(`GET /${ctx.transport}/`),
+      );
+      const request = headBytes(mine[0]?.request);
+      const response = mine.map((x) => headBytes(x.response)).find((n) => n !== null) ?? null;
+      if (request === null || ctx.stopped) return;
+      ctx.handlers.onHeads({
+        request,
+        response: response ?? utf8Length('HTTP/1.1 200 OK\r\n\r\n'),
+        source: response === null ? 'wire record, response floor' : 'wire record',
+      });
+      if (response === null) measureHeads(ctx, tries - 1);
+    } catch {
+      // No record (diagnostics off, network error): the floor stays, labelled as such.
+    }
+  }, tries === 3 ? 1500 : 5000);
 }
 
 /**
@@ -691,7 +789,9 @@ function wsClient(ctx) {
         ctx.bytes(e.data.size ?? e.data.byteLength ?? 0); // binary frames: not used by feeds
         return;
       }
-      ctx.bytes(utf8Length(e.data));
+      const payload = utf8Length(e.data);
+      ctx.bytes(payload);
+      ctx.framingDown(wsFrameBytes(payload, false) - payload);
       backoff.reset();
       let event;
       try {
@@ -734,7 +834,9 @@ function wsClient(ctx) {
     },
     send(text) {
       if (ctx.stopped || socket?.readyState !== WebSocket.OPEN) return false;
-      socket.send(String(text));
+      const data = String(text);
+      socket.send(data);
+      ctx.bytesUp(wsFrameBytes(utf8Length(data), true));
       sample();
       return true;
     },

@@ -123,6 +123,7 @@ class Lane {
     return {
       onEvent: (event, receivedAt) => this.onEvent(feed, event, receivedAt),
       onRequest: () => {
+        this.requestsTotal = (this.requestsTotal ?? 0) + 1;
         this.requests.push([performance.now(), 1]);
         // Recovery is timed on the clock, which has an event every second.
         if (this.kill && feed === 'clock') this.kill.newRequest = true;
@@ -131,6 +132,7 @@ class Lane {
         this.bytes += n;
         this.received.push([performance.now(), n]);
       },
+      ...this.bothWaysHandlers(),
       onState: (text, phase) => {
         this.phases[feed] = phase;
         if (feed === 'clock') this.stateText = text;
@@ -229,7 +231,43 @@ class Lane {
     return Object.values(this.phases).filter((p) => HOLDING.has(p)).length;
   }
 
+  // Both directions, as on the single-transport pages' panels (panel.js) and named as in the
+  // glossary: bytes down = body bytes + WebSocket frame headers + one response head per
+  // request; bytes up = one request head per request + WebSocket frames sent (header and mask
+  // included). Head sizes are estimates (clients.js, HEADS): a floor, then the server's wire
+  // record of this lane's own tagged requests.
+  bothWaysHandlers() {
+    this.both ??= { requests: 0, up: 0, framingDown: 0, heads: { request: 0, response: 0, source: 'floor' } };
+    const both = this.both;
+    return {
+      onBytesUp: (n) => {
+        both.up += n;
+      },
+      onFramingDown: (n) => {
+        both.framingDown += n;
+      },
+      onHeads: (heads) => {
+        both.heads = { ...heads };
+      },
+    };
+  }
+
+  renderBothWays() {
+    const both = this.both;
+    if (!both) return;
+    both.requests = this.requestsTotal ?? 0;
+    const down = this.bytes + both.framingDown + both.requests * both.heads.response;
+    const up = both.up + both.requests * both.heads.request;
+    // "≈" once both head sizes come from the wire record, "≥" while either is a floor.
+    const mark = both.heads.source === 'wire record' ? '≈' : '≥';
+    this.set(
+      'bpe-both',
+      this.events === 0 ? '–' : `${mark}${Math.round(down / this.events)} · ${mark}${Math.round(up / this.events)} B`,
+    );
+  }
+
   render(now) {
+    this.renderBothWays();
     prune(this.requests, now, RATE_WINDOW_MS);
     prune(this.received, now, RATE_WINDOW_MS);
     prune(this.latencies, now, LATENCY_WINDOW_MS);

@@ -3,6 +3,15 @@
 // data-stat="NAME" (the counters) and data-detail="KEY" (transport-specific figures, keyed
 // like the objects clients pass to onDetail). Scoping by `root` instead of by id lets a page
 // hold several panels.
+//
+// Both directions, named as in the glossary (docs/API.md, /demos/glossary.html):
+//   bytes down = body bytes the scripts saw + WebSocket frame headers + one response head
+//                per request (estimated);
+//   bytes up   = one request head per request (estimated) + WebSocket frames sent (exact:
+//                header and 4-byte mask included).
+// The head sizes come from clients.js (onHeads): a floor until the server's wire record of
+// this page's own requests gives them. Chunked framing and WebSocket control frames (the
+// browser's pongs, the close) are not counted. Every figure that holds an estimate says so.
 
 const RENDER_EVERY_MS = 250;
 
@@ -16,6 +25,9 @@ export function createPanel(root) {
     latencySumMs: 0,
     latencyCount: 0,
     state: 'starting',
+    bytesUpExact: 0,
+    framingDown: 0,
+    heads: { request: 0, response: 0, source: 'floor' },
   };
   const details = {};
 
@@ -63,12 +75,44 @@ export function createPanel(root) {
     );
     set('bytes-per-event', events === 0 ? '–' : (bytes / events).toFixed(0));
     set('requests-per-event', events === 0 ? '–' : (requests / events).toFixed(2));
+    renderBothWays();
     for (const [key, value] of Object.entries(details)) {
       set(key, formatDetail(key, value), detailElements);
     }
   }
 
+  function renderBothWays() {
+    const { requests, bytes, events, heads } = stats;
+    const down = bytes + stats.framingDown + requests * heads.response;
+    const up = stats.bytesUpExact + requests * heads.request;
+    set('bytes-down', String(down));
+    set('bytes-up', String(up));
+    set('bytes-down-per-event', events === 0 ? '–' : (down / events).toFixed(0));
+    set('bytes-up-per-event', events === 0 ? '–' : (up / events).toFixed(0));
+    set('bytes-both-per-event', events === 0 ? '–' : ((down + up) / events).toFixed(0));
+    set(
+      'heads-estimate',
+      heads.source === 'wire record'
+        ? `estimated: request head ≈ ${heads.request} B, response head ≈ ${heads.response} B each, from the server's record of this page's requests`
+        : heads.source === 'wire record, response floor'
+          ? `estimated: request head ≈ ${heads.request} B (server's record), response head ≥ ${heads.response} B (none answered yet)`
+          : `estimated: request head ≥ ${heads.request} B (request line and Host only, until the server's record arrives)`,
+    );
+  }
+
   return {
+    onBytesUp(n) {
+      stats.bytesUpExact += n;
+      changed();
+    },
+    onFramingDown(n) {
+      stats.framingDown += n;
+      changed();
+    },
+    onHeads(heads) {
+      stats.heads = { ...heads };
+      changed();
+    },
     onRequest() {
       stats.requests += 1;
       changed();

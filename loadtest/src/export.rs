@@ -167,6 +167,28 @@ fn csv_row(r: &TransportResult) -> [String; 26] {
     ]
 }
 
+/// The byte columns added with issue 10, after the first 26 so older readers of the CSV keep
+/// their column numbers. Names as in the glossary (docs/API.md): per event is ÷ events
+/// received over the whole run; per second is within the measured window; `bytes_in`
+/// (down) and `bytes_out` (up) are the run's totals.
+const CSV_BYTES_HEADER: [&str; 5] = [
+    "bytes_down_per_event",
+    "bytes_up_per_event",
+    "bytes_down_per_s",
+    "bytes_up_per_s",
+    "bytes_per_s",
+];
+
+fn csv_bytes_row(r: &TransportResult) -> [String; 5] {
+    [
+        r.bytes_down_per_event.to_string(),
+        r.bytes_up_per_event.to_string(),
+        r.bytes_down_per_s.to_string(),
+        r.bytes_up_per_s.to_string(),
+        r.bytes_per_s.to_string(),
+    ]
+}
+
 /// Quotes a CSV field when it holds a comma, a quote or a line break (RFC 4180).
 fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {
@@ -192,9 +214,15 @@ impl Exporter for CsvExporter {
     }
 
     fn render(&self, summary: &Summary) -> Result<String> {
-        let mut text = csv_line(&CSV_HEADER);
+        let header: Vec<&str> = CSV_HEADER
+            .iter()
+            .chain(&CSV_BYTES_HEADER)
+            .copied()
+            .collect();
+        let mut text = csv_line(&header);
         for r in &summary.results {
-            text.push_str(&csv_line(&csv_row(r)));
+            let row: Vec<String> = csv_row(r).into_iter().chain(csv_bytes_row(r)).collect();
+            text.push_str(&csv_line(&row));
         }
         Ok(text)
     }
@@ -261,7 +289,7 @@ const TABLE_COLUMNS: [(&str, &str, bool); 15] = [
     ("requests (client/server)", "req cli/srv", true),
     ("req per event", "req/event", true),
     ("p50 / p99 / max latency (ms)", "p50/p99/max ms", true),
-    ("bytes/event", "bytes/event", true),
+    ("bytes per event (down + up)", "bytes/event", true),
     ("server CPU µs/event", "srv cpu µs/ev", true),
     ("server RSS peak (MiB)", "rss MiB", true),
     ("open conns peak", "conns", true),
@@ -389,9 +417,11 @@ impl Exporter for MarkdownExporter {
         writeln!(
             md,
             "Latency is `received_at − event.ts`; req per event is client requests per \
-             delivered event; bytes/event counts every byte the clients read, headers included."
+             delivered event; bytes per event counts every byte the clients read and wrote on \
+             their sockets, headers included (docs/API.md, Glossary)."
         )?;
         writeln!(md)?;
+        md.push_str(&markdown_bytes_table(s));
         for chart in BarChart::all() {
             writeln!(md, "![{}]({})", chart.what, chart.file)?;
             writeln!(md)?;
@@ -435,6 +465,100 @@ pub fn terminal_table(summary: &Summary) -> String {
         text
     };
     let mut out = line(&header);
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    out.push_str(&line(&rule));
+    for row in &rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bytes on the wire, both directions (issue 10): a table of its own, so the definitions sit
+// in its caption and the main table keeps its columns.
+
+/// Columns of the bytes table: (Markdown header, terminal header). Names as in the glossary.
+const BYTES_COLUMNS: [(&str, &str); 7] = [
+    ("transport", "transport"),
+    ("bytes down per event", "down/event"),
+    ("bytes up per event", "up/event"),
+    ("bytes per event", "total/event"),
+    ("bytes down per s", "down/s"),
+    ("bytes up per s", "up/s"),
+    ("bytes per s", "total/s"),
+];
+
+const BYTES_CAPTION: &str = "Bytes on the clients' sockets, headers and framing included \
+    (request lines and headers, chunked framing, WebSocket handshake, frame headers and \
+    client masks). Down = read by the subscribers, up = written by them; the publisher's \
+    POSTs are not the subscribers' and are not counted. Per event = the whole run's bytes ÷ \
+    events received; per s = the measured window's bytes ÷ its length.";
+
+fn bytes_row(r: &TransportResult) -> [String; 7] {
+    [
+        r.transport.clone(),
+        num(r.bytes_down_per_event),
+        num(r.bytes_up_per_event),
+        num(r.bytes_per_event),
+        num(r.bytes_down_per_s),
+        num(r.bytes_up_per_s),
+        num(r.bytes_per_s),
+    ]
+}
+
+/// The `## Bytes on the wire` section of `summary.md`.
+fn markdown_bytes_table(s: &Summary) -> String {
+    let mut md = String::from("## Bytes on the wire, down and up\n\n");
+    let header: Vec<&str> = BYTES_COLUMNS.iter().map(|c| c.0).collect();
+    md.push_str(&format!(
+        "| {} |\n|---|{}\n",
+        header.join(" | "),
+        "---:|".repeat(6)
+    ));
+    for r in &s.results {
+        let cells: Vec<String> = bytes_row(r).iter().map(|c| md_cell(c)).collect();
+        md.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    md.push_str(&format!("\n{BYTES_CAPTION}\n\n"));
+    md
+}
+
+/// The bytes table for the terminal, aligned, under its caption's first sentence.
+pub fn terminal_bytes_table(summary: &Summary) -> String {
+    let header: Vec<String> = BYTES_COLUMNS.iter().map(|c| c.1.to_owned()).collect();
+    let rows: Vec<Vec<String>> = summary
+        .results
+        .iter()
+        .map(|r| bytes_row(r).to_vec())
+        .collect();
+    let widths: Vec<usize> = (0..BYTES_COLUMNS.len())
+        .map(|i| {
+            std::iter::once(&header)
+                .chain(&rows)
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |row: &[String]| {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, &w))| {
+                if i == 0 {
+                    format!("{cell:<w$}")
+                } else {
+                    format!("{cell:>w$}")
+                }
+            })
+            .collect();
+        format!("{}\n", cells.join("  ").trim_end())
+    };
+    let mut out = String::from(
+        "bytes on the clients' sockets, headers included (down = read, up = written)\n",
+    );
+    out.push_str(&line(&header));
     let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
     out.push_str(&line(&rule));
     for row in &rows {
@@ -532,13 +656,25 @@ impl BarChart {
     pub fn bytes_per_event() -> Self {
         BarChart {
             file: "bytes_per_event.svg",
-            what: "Bytes read per delivered event (headers included)",
+            what: "Bytes per delivered event, down and up (headers included)",
             y_desc: "bytes per delivered event",
-            series: vec![Series {
-                name: "bytes per event",
-                color: BLUE_BAR,
-                value: |r| r.bytes_per_event,
-            }],
+            series: vec![
+                Series {
+                    name: "bytes down per event",
+                    color: BLUE_BAR,
+                    value: |r| r.bytes_down_per_event,
+                },
+                Series {
+                    name: "bytes up per event",
+                    color: AMBER_BAR,
+                    value: |r| r.bytes_up_per_event,
+                },
+                Series {
+                    name: "bytes per event",
+                    color: RED_BAR,
+                    value: |r| r.bytes_per_event,
+                },
+            ],
         }
     }
 
@@ -805,6 +941,11 @@ mod tests {
             bytes_in: 30_000_000 * scale,
             bytes_out: 2_000_000 * scale,
             bytes_per_event: 375.25 * scale as f64,
+            bytes_down_per_event: 75.0 * scale as f64,
+            bytes_up_per_event: 6.25 * scale as f64,
+            bytes_down_per_s: 7500.0 * scale as f64,
+            bytes_up_per_s: 750.0 * scale as f64,
+            bytes_per_s: 8250.0 * scale as f64,
             server_cpu_s: 1.5 * scale as f64,
             server_cpu_us_per_event: 18.75 * scale as f64,
             server_rss_peak_bytes: 40 * 1024 * 1024 + i as u64 * 1_000_000,
@@ -871,7 +1012,11 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 6, "{csv}");
         for line in &lines {
-            assert_eq!(parse_csv_line(line).len(), CSV_HEADER.len(), "{line}");
+            assert_eq!(
+                parse_csv_line(line).len(),
+                CSV_HEADER.len() + CSV_BYTES_HEADER.len(),
+                "{line}"
+            );
         }
         assert_eq!(parse_csv_line(lines[0])[11], "latency_p50_us");
         let longpoll = parse_csv_line(lines[2]);
@@ -879,8 +1024,20 @@ mod tests {
         assert_eq!(longpoll[25], "connect=1;status 503, \"busy\"=3");
         assert_eq!(longpoll[24], "3.25");
 
+        assert_eq!(parse_csv_line(lines[0])[26], "bytes_down_per_event");
+        assert_eq!(longpoll[26], "300");
+        assert_eq!(longpoll[30], "33000");
+
         let md = fs::read_to_string(dir.join("summary.md")).unwrap();
-        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        let (md_main, md_bytes) = md.split_once("## Bytes on the wire").unwrap();
+        let bytes_table: Vec<&str> = md_bytes.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(bytes_table.len(), 2 + 5, "{md}");
+        assert!(
+            bytes_table[3].starts_with("| longpoll | 300 | 25 | 1501 | 30000 | 3000 | 33000 |"),
+            "{}",
+            bytes_table[3]
+        );
+        let table: Vec<&str> = md_main.lines().filter(|l| l.starts_with('|')).collect();
         assert_eq!(table.len(), 2 + 5, "{md}");
         assert!(table[1].starts_with("|---|---:|"));
         assert!(md.contains("```sh\nloadtest compare --clients 200"));

@@ -120,6 +120,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         }
         if died {
             println!("{}", export::terminal_table(&summary));
+            println!("{}", export::terminal_bytes_table(&summary));
             bail!(
                 "the server died during the {transport} run; results so far are in {}",
                 plan.out.display()
@@ -127,6 +128,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         }
     }
     println!("{}", export::terminal_table(&summary));
+    println!("{}", export::terminal_bytes_table(&summary));
     println!("results: {}", plan.out.display());
     Ok(())
 }

@@ -19,11 +19,43 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Bytes read and written on the sockets of one run.
+/// Bytes read and written on the sockets of one run: everything that crosses them, so
+/// request and response heads, chunked-encoding framing, WebSocket handshakes and frame
+/// headers (with the 4-byte mask of every client frame) are all counted.
 #[derive(Debug, Default)]
 pub struct IoCounters {
+    /// Bytes down (server to client).
     pub read: AtomicU64,
+    /// Bytes up (client to server).
     pub written: AtomicU64,
+}
+
+/// The two counts of [`IoCounters`] at one moment, to take differences (a window's bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoSnapshot {
+    /// Bytes down: read from the sockets.
+    pub read: u64,
+    /// Bytes up: written to the sockets.
+    pub written: u64,
+}
+
+impl IoSnapshot {
+    /// What was counted between `earlier` and `self`.
+    pub fn since(self, earlier: IoSnapshot) -> IoSnapshot {
+        IoSnapshot {
+            read: self.read.saturating_sub(earlier.read),
+            written: self.written.saturating_sub(earlier.written),
+        }
+    }
+}
+
+impl IoCounters {
+    pub fn snapshot(&self) -> IoSnapshot {
+        IoSnapshot {
+            read: self.read.load(Relaxed),
+            written: self.written.load(Relaxed),
+        }
+    }
 }
 
 /// A stream that adds what passes through it to shared [`IoCounters`].
@@ -171,4 +203,84 @@ impl Http {
 /// Reads a whole response body.
 pub async fn body(response: Response<Incoming>) -> anyhow::Result<Bytes> {
     Ok(response.into_body().collect().await?.to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A GET is its request line and a Host header, nothing more: the counted bytes up are
+    /// exactly those bytes, and the bytes down exactly the answer the peer wrote.
+    #[tokio::test]
+    async fn a_get_counts_its_known_request_bytes_up_and_the_answer_down() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let peer = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !got.ends_with(b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed before the head ended");
+                got.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(ANSWER).await.unwrap();
+            got
+        });
+        let io = Arc::new(IoCounters::default());
+        let mut http = Http::connect(addr, &io).await.unwrap();
+        let response = http.get("/poll/chat?rooms=lobby&history=0").await.unwrap();
+        assert_eq!(body(response).await.unwrap().as_ref(), b"ok");
+        let received = peer.await.unwrap();
+        let expected =
+            format!("GET /poll/chat?rooms=lobby&history=0 HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+        assert_eq!(String::from_utf8_lossy(&received), expected);
+        let counted = io.snapshot();
+        assert_eq!(counted.written, expected.len() as u64);
+        assert_eq!(counted.read, ANSWER.len() as u64);
+        assert_eq!(
+            counted
+                .since(IoSnapshot {
+                    read: 10,
+                    written: 1
+                })
+                .read,
+            ANSWER.len() as u64 - 10
+        );
+    }
+
+    /// A client WebSocket frame costs its header, the 4-byte mask and the payload
+    /// (RFC 6455 §5.2): a 5-byte text frame is 11 bytes up, a close without a code 6.
+    #[tokio::test]
+    async fn websocket_frames_count_their_header_and_mask() {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+            use futures_util::StreamExt;
+            while let Some(Ok(message)) = ws.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+        });
+        let io = Arc::new(IoCounters::default());
+        let stream = tcp(addr, &io).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+            .await
+            .unwrap();
+        let after_handshake = io.snapshot();
+        ws.send(Message::text("hello")).await.unwrap();
+        assert_eq!(io.snapshot().since(after_handshake).written, 2 + 4 + 5);
+        let before_close = io.snapshot();
+        ws.send(Message::Close(None)).await.unwrap();
+        assert_eq!(io.snapshot().since(before_close).written, 2 + 4);
+        peer.await.unwrap();
+    }
 }

@@ -55,9 +55,30 @@ pub struct TransportResult {
     #[serde(default)]
     pub requests_per_s: f64,
     pub latency_us: Latency,
+    /// Bytes down, in total: read by the subscribers from their sockets (response heads and
+    /// bodies, WebSocket handshake answer and frames), over the whole run.
     pub bytes_in: u64,
+    /// Bytes up, in total: written by the subscribers to their sockets (request lines and
+    /// headers, POST bodies, WebSocket frames with their headers and 4-byte masks).
     pub bytes_out: u64,
+    /// Bytes per event, both directions: `(bytes_in + bytes_out) / events_received`
+    /// (docs/API.md, Glossary). Before issue 10 this counted the down direction only.
     pub bytes_per_event: f64,
+    /// Bytes down per event: `bytes_in / events_received`, headers and framing included.
+    #[serde(default)]
+    pub bytes_down_per_event: f64,
+    /// Bytes up per event: `bytes_out / events_received`, headers and framing included.
+    #[serde(default)]
+    pub bytes_up_per_event: f64,
+    /// Bytes down per second: read within the measured window ÷ its length.
+    #[serde(default)]
+    pub bytes_down_per_s: f64,
+    /// Bytes up per second: written within the measured window ÷ its length.
+    #[serde(default)]
+    pub bytes_up_per_s: f64,
+    /// Bytes per second, both directions: `bytes_down_per_s + bytes_up_per_s`.
+    #[serde(default)]
+    pub bytes_per_s: f64,
     pub server_cpu_s: f64,
     pub server_cpu_us_per_event: f64,
     pub server_rss_peak_bytes: u64,

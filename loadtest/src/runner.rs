@@ -92,6 +92,7 @@ pub async fn run(
     let window = server::stats(addr).await?;
     let own_cpu_before = own_cpu_seconds();
     let requests_before = metrics.requests.load(Relaxed);
+    let io_before = metrics.io.snapshot();
     let window_start = Instant::now();
     let acked = Arc::new(Mutex::new(Vec::new()));
     let publishing = {
@@ -161,6 +162,7 @@ pub async fn run(
     }
     let window_s = window_start.elapsed().as_secs_f64();
     let requests_in_window = metrics.requests.load(Relaxed) - requests_before;
+    let io_in_window = metrics.io.snapshot().since(io_before);
     let own_cpu = own_cpu_seconds() - own_cpu_before;
     let after_window = if died {
         None
@@ -222,6 +224,7 @@ pub async fn run(
         .unwrap_or(0.0);
     let requests = metrics.requests.load(Relaxed);
     let bytes_in = metrics.io.read.load(Relaxed);
+    let bytes_out = metrics.io.written.load(Relaxed);
     let per_event = |x: f64| {
         if events_received > 0 {
             x / events_received as f64
@@ -245,8 +248,13 @@ pub async fn run(
             .saturating_sub(before.transports[transport].requests),
         latency_us: summarize(&metrics.merged()),
         bytes_in,
-        bytes_out: metrics.io.written.load(Relaxed),
-        bytes_per_event: per_event(bytes_in as f64),
+        bytes_out,
+        bytes_per_event: per_event((bytes_in + bytes_out) as f64),
+        bytes_down_per_event: per_event(bytes_in as f64),
+        bytes_up_per_event: per_event(bytes_out as f64),
+        bytes_down_per_s: io_in_window.read as f64 / window_s.max(1e-9),
+        bytes_up_per_s: io_in_window.written as f64 / window_s.max(1e-9),
+        bytes_per_s: (io_in_window.read + io_in_window.written) as f64 / window_s.max(1e-9),
         server_cpu_s,
         server_cpu_us_per_event: per_event(server_cpu_s * 1e6),
         server_rss_peak_bytes: rss_peak,

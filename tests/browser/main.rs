@@ -18,6 +18,7 @@ use tempfile::TempDir;
 
 use support::{TestApp, spawn_app};
 
+mod bytes;
 mod claims;
 mod compare;
 mod wire;

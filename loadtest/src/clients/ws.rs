@@ -17,7 +17,14 @@ pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
     loop {
         let message = tokio::select! {
             () = ctx.stop.cancelled() => {
+                // The closing handshake (RFC 6455 §5.5.1): send a Close, then read until the
+                // server's Close, so its frame is read (and counted as bytes down) rather
+                // than left in the socket; at most a second.
                 let _ = socket.close(None).await;
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                    while let Some(Ok(_)) = socket.next().await {}
+                })
+                .await;
                 return Ok(());
             }
             message = socket.next() => message,
