@@ -272,7 +272,12 @@ function measureHeads(ctx, tries = 3) {
 }
 
 /**
- * Retry with exponential backoff (1 s, 2 s, 4 s … 10 s), showing a countdown in the state.
+ * Retry with exponential backoff and full jitter: the n-th retry waits a random time
+ * between 0 and min(10 s, 1 s · 2^n), showing a countdown in the state. Without the jitter,
+ * every page broken by the same event (a server restart, a deploy) would come back in the
+ * same instant, again and again; `loadtest --storm` measures that wave with and without
+ * jitter (results/storm/). EventSource is the exception: it reconnects by itself after the
+ * server's `retry:` (2 s for every page); see sseClient.
  */
 class Backoff {
   constructor(ctx) {
@@ -282,10 +287,12 @@ class Backoff {
     this.ticker = 0;
   }
 
-  /** Runs `fn` after the current delay, then doubles the delay. */
+  /** Runs `fn` after a random part of the current delay, then doubles the delay. */
   retry(why, fn) {
     this.cancel();
-    const ms = this.delay;
+    // Full jitter (uniform in [0, delay]); Math.random is enough: the spread matters, not
+    // unpredictability.
+    const ms = Math.random() * this.delay;
     this.delay = Math.min(this.delay * 2, BACKOFF_MAX_MS);
     const due = performance.now() + ms;
     const show = () => {
@@ -300,7 +307,7 @@ class Backoff {
     }, ms);
   }
 
-  /** Data flowed again: the next failure starts over at 1 s. */
+  /** Data flowed again: the next failure starts over at up to 1 s. */
   reset() {
     this.delay = BACKOFF_MIN_MS;
   }
@@ -727,7 +734,12 @@ function sseClient(ctx) {
       }
       readyState();
       if (es.readyState === EventSource.CONNECTING) {
-        // The stream dropped; EventSource retries by itself after `retry` (2 s).
+        // The stream dropped; EventSource retries by itself after `retry` (2 s). We keep
+        // that rather than close and reopen with our jittered backoff: the browser's own
+        // reconnection (with Last-Event-ID) is what the SSE page teaches. So SSE pages broken
+        // together come back together, 2 s later (the HTML spec lets a browser wait longer,
+        // "exponential backoff" is its example); spreading them would take a different
+        // `retry:` per connection from the server.
         ctx.state('reconnecting (EventSource retries after 2 s)', 'backoff');
       } else {
         // CLOSED: an HTTP error status or a wrong Content-Type makes EventSource give up

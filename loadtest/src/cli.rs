@@ -24,6 +24,8 @@ pub enum Command {
         workload: WorkloadArgs,
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        faults: FaultArgs,
     },
     /// Measure the five transports one after another on the same workload.
     Compare {
@@ -31,11 +33,15 @@ pub enum Command {
         workload: WorkloadArgs,
         #[command(flatten)]
         target: TargetArgs,
+        #[command(flatten)]
+        faults: FaultArgs,
     },
     /// Mixed traffic for a long time against a running server (all five transports on both
     /// feeds, chat senders, reconnects, a few hostile clients), sampled at intervals
     /// (`scripts/soak.sh` starts the server and runs this).
     Soak(SoakArgs),
+    /// Draw the fault charts from faulted runs' summary.json (`scripts/bench-faults.sh`).
+    FaultChart(FaultChartArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -109,4 +115,39 @@ pub struct TargetArgs {
     /// Where the results go (default `results/<UTC date>-<workload>/`).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+}
+
+/// Fault injection (see `faults`): breaks through the server's diagnostics kill.
+#[derive(Debug, Clone, Args)]
+pub struct FaultArgs {
+    /// Break this fraction of the clients' connections per second (e.g. 0.05); 0 tags the
+    /// clients as a faulted run does but breaks nothing (a baseline).
+    #[arg(long)]
+    pub churn: Option<f64>,
+    /// Break every client's connection at once, this long into the measured window.
+    #[arg(long)]
+    pub storm: Option<String>,
+    /// Reconnect on the plain exponential schedule (100 ms doubling to 2 s) without jitter.
+    #[arg(long)]
+    pub no_jitter: bool,
+    /// A run of the same workload without breaks (`--churn 0`): recovery's extra requests
+    /// and bytes are charged against it.
+    #[arg(long)]
+    pub baseline: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FaultChartArgs {
+    /// A churn run's directory: draws its recovery times per transport.
+    #[arg(long)]
+    pub churn: Option<std::path::PathBuf>,
+    /// A storm run with jitter.
+    #[arg(long)]
+    pub storm: Option<std::path::PathBuf>,
+    /// The same storm without jitter.
+    #[arg(long)]
+    pub storm_no_jitter: Option<std::path::PathBuf>,
+    /// The SVG file to write.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
 }

@@ -952,6 +952,7 @@ mod tests {
             open_connections_peak: 200 + i as i64,
             loadtest_cpu_s: 3.25,
             errors,
+            faults: None,
         }
     }
 

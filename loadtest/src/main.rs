@@ -4,6 +4,7 @@
 mod cli;
 mod clients;
 mod export;
+mod faults;
 mod machine;
 mod metrics;
 mod net;
@@ -69,15 +70,22 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
             transport,
             workload,
             target,
+            faults,
         } => (
             vec![plan::transport(transport)?],
-            Plan::new(workload, target)?,
+            Plan::new(workload, target)?.with_faults(faults)?,
         ),
-        Command::Compare { workload, target } => {
-            (clients::TRANSPORTS.to_vec(), Plan::new(workload, target)?)
-        }
+        Command::Compare {
+            workload,
+            target,
+            faults,
+        } => (
+            clients::TRANSPORTS.to_vec(),
+            Plan::new(workload, target)?.with_faults(faults)?,
+        ),
         // The soak is its own kind of run: one server, every transport at once, sampled.
         Command::Soak(args) => return soak::run(args).await,
+        Command::FaultChart(args) => return faults::chart(args),
     };
     check_open_files(plan.clients)?;
     let mut summary = Summary {
@@ -111,6 +119,10 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
                 (result?, Some(spawned))
             }
         };
+        let mut result = result;
+        if let Some(baseline) = &plan.faults.baseline {
+            faults::charge_baseline(baseline, &mut result)?;
+        }
         let died = result.errors.contains_key("server_died");
         summary.results.push(result);
         export::write_all(&plan.out, &summary)
@@ -129,6 +141,9 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     }
     println!("{}", export::terminal_table(&summary));
     println!("{}", export::terminal_bytes_table(&summary));
+    if let Some(table) = faults::table(&summary) {
+        println!("{table}");
+    }
     println!("results: {}", plan.out.display());
     Ok(())
 }

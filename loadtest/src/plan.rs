@@ -25,6 +25,8 @@ pub struct Plan {
     pub drain: Duration,
     pub url: Option<String>,
     pub out: PathBuf,
+    /// `--churn`/`--storm`/`--no-jitter` (set by [`Plan::with_faults`]).
+    pub faults: crate::faults::FaultPlan,
 }
 
 /// More clients than this is a typo, not a load test on one machine.
@@ -111,7 +113,17 @@ impl Plan {
                 .out
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("results").join(name)),
+            faults: crate::faults::FaultPlan {
+                jitter: true,
+                ..Default::default()
+            },
         })
+    }
+
+    /// The plan with the fault options validated into it.
+    pub fn with_faults(mut self, args: &crate::cli::FaultArgs) -> anyhow::Result<Plan> {
+        self.faults = crate::faults::FaultPlan::new(args, self.clients, self.duration)?;
+        Ok(self)
     }
 
     pub fn workload(&self) -> Workload {

@@ -87,6 +87,9 @@ pub struct TransportResult {
     /// shows here instead of passing for a slow server.
     pub loadtest_cpu_s: f64,
     pub errors: BTreeMap<String, u64>,
+    /// With `--churn`/`--storm`: what the breaks did (see `faults`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<crate::faults::FaultResult>,
 }
 
 /// `summary.json`.

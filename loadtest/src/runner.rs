@@ -49,13 +49,25 @@ pub async fn run(
         None
     };
     let before = server::stats(addr).await?;
+    // A faulted run tags every client so the injector can break it (see `faults`).
+    let faults = if plan.faults.enabled() {
+        Some(crate::faults::FaultState::new(plan.clients)?)
+    } else {
+        None
+    };
 
     // Connect the clients, spread over the ramp.
     let mut tasks = Vec::with_capacity(plan.clients);
     let step = plan.ramp.div_f64(plan.clients as f64);
     let ramp_start = Instant::now();
     for i in 0..plan.clients {
-        let client = Client::new(i, room_name(i % plan.rooms), cursor);
+        let mut client = Client::new(i, room_name(i % plan.rooms), cursor);
+        if !plan.faults.jitter {
+            client = client.without_jitter();
+        }
+        if let Some(faults) = &faults {
+            client = client.with_faults(faults.clone());
+        }
         tasks.push(tokio::spawn(clients::run(ctx.clone(), transport, client)));
         let due = ramp_start + step.mul_f64((i + 1) as f64);
         tokio::time::sleep_until(due.into()).await;
@@ -106,6 +118,17 @@ pub async fn run(
             }
         })
     };
+    let injector_stop = CancellationToken::new();
+    let injector = faults.as_ref().map(|state| {
+        tokio::spawn(crate::faults::inject(
+            state.clone(),
+            plan.faults.clone(),
+            addr,
+            plan.clients,
+            plan.duration,
+            injector_stop.clone(),
+        ))
+    });
     let mut rss_peak = window.process.rss_bytes;
     let mut open_peak = window.connections.open;
     let mut died = false;
@@ -142,6 +165,11 @@ pub async fn run(
     } else {
         let _ = publishing.await;
     }
+    // Breaks stop with the publishing, so every client has the drain to recover in.
+    injector_stop.cancel();
+    if let Some(injector) = injector {
+        let _ = injector.await;
+    }
     let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
 
     // Drain: wait until every client has every acknowledged message of its room, or until
@@ -151,7 +179,11 @@ pub async fn run(
     let drain_until = Instant::now() + plan.drain;
     while !died
         && plan.feed == "chat"
-        && metrics.delivered.load(Relaxed) < expected
+        && metrics
+            .delivered
+            .load(Relaxed)
+            .saturating_sub(metrics.duplicates.load(Relaxed))
+            < expected
         && Instant::now() < drain_until
     {
         progress.set_message(format!(
@@ -261,6 +293,10 @@ pub async fn run(
         open_connections_peak: open_peak,
         loadtest_cpu_s: own_cpu,
         errors: metrics.errors(),
+        faults: faults.map(|state| {
+            let unrecovered = finished.iter().filter(|c| c.awaiting_recovery()).count();
+            state.result(&plan.faults, unrecovered as u64)
+        }),
     })
 }
 

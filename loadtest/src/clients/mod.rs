@@ -45,6 +45,16 @@ pub struct Client {
     /// Ids of the feed events (chat messages, clock ticks) it received.
     pub seen: HashSet<u64>,
     connected: bool,
+    /// Reconnect backoff: the attempt number since the last successful open, whether the
+    /// delay is jittered, and this client's generator for the jitter.
+    attempt: u32,
+    jitter: bool,
+    rng: u64,
+    /// In a faulted run: the shared fault state (the client's tag, its break mark).
+    faults: Option<Arc<crate::faults::FaultState>>,
+    /// When its connection was broken on purpose, until it is open again / its next event.
+    broken_at: Option<u64>,
+    reopened: bool,
 }
 
 impl Client {
@@ -55,7 +65,33 @@ impl Client {
             cursor,
             seen: HashSet::new(),
             connected: false,
+            attempt: 0,
+            jitter: true,
+            // Any odd seed spreads the clients; they need not be unpredictable.
+            rng: (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            faults: None,
+            broken_at: None,
+            reopened: false,
         }
+    }
+
+    /// Reconnects after a failure on the plain exponential schedule instead of with jitter
+    /// (`--no-jitter`, to show what jitter is for).
+    pub fn without_jitter(mut self) -> Client {
+        self.jitter = false;
+        self
+    }
+
+    /// Makes the client part of a faulted run: it carries its diagnostics tag (so it can be
+    /// broken) and reports its reconnects and recovery.
+    pub fn with_faults(mut self, faults: Arc<crate::faults::FaultState>) -> Client {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// Whether it was broken on purpose and has not had an event since.
+    pub fn awaiting_recovery(&self) -> bool {
+        self.broken_at.is_some()
     }
 
     /// `/{transport}/{feed}?…&after=CURSOR`: the subscription URL, resuming from the cursor.
@@ -67,6 +103,9 @@ impl Client {
         if let Some(cursor) = self.cursor {
             path.push_str(&format!("&after={cursor}"));
         }
+        if let Some(faults) = &self.faults {
+            path.push_str(&format!("&tag={}", faults.tag(self.index)));
+        }
         path
     }
 
@@ -74,10 +113,20 @@ impl Client {
     /// that a long poll still parked at the end is counted on both sides.
     pub fn requested(&self, ctx: &Ctx) {
         ctx.metrics.requests.fetch_add(1, Relaxed);
+        if let Some(faults) = &self.faults {
+            faults.requested(self.broken_at.is_some());
+        }
     }
 
     /// Marks the client connected, once: its first request was answered.
     pub fn opened(&mut self, ctx: &Ctx) {
+        self.attempt = 0;
+        if let (Some(faults), Some(at)) = (&self.faults, self.broken_at)
+            && !self.reopened
+        {
+            self.reopened = true;
+            faults.reconnected(at);
+        }
         if !self.connected {
             self.connected = true;
             ctx.metrics.connected.fetch_add(1, Relaxed);
@@ -113,6 +162,9 @@ impl Client {
             ctx.metrics.duplicates.fetch_add(1, Relaxed);
             return;
         }
+        if let (Some(faults), Some(at)) = (&self.faults, self.broken_at.take()) {
+            faults.recovered(at);
+        }
         ctx.metrics
             .latency(self.index, received_at.saturating_sub(event.ts));
     }
@@ -121,7 +173,6 @@ impl Client {
 /// Keeps `client` subscribed over `transport` until `ctx.stop`, reconnecting from its
 /// cursor after a failure or an ended response; returns it with what it saw.
 pub async fn run(ctx: Arc<Ctx>, transport: &'static str, mut client: Client) -> Client {
-    let mut backoff = Duration::from_millis(100);
     while !ctx.stop.is_cancelled() {
         let ended = match transport {
             "poll" => poll::session(&ctx, &mut client).await,
@@ -130,19 +181,31 @@ pub async fn run(ctx: Arc<Ctx>, transport: &'static str, mut client: Client) -> 
             "sse" => sse::session(&ctx, &mut client).await,
             _ => ws::session(&ctx, &mut client).await,
         };
+        if ctx.stop.is_cancelled() {
+            break;
+        }
+        // Broken on purpose (a fault run's kill): not an error, but a reconnect with backoff
+        // like any failure, timed until the connection is back and the next event is in.
+        let broken = client
+            .faults
+            .as_ref()
+            .and_then(|f| f.take_break(client.index));
+        if let Some(at) = broken {
+            client.broken_at = Some(at);
+            client.reopened = false;
+        }
         match ended {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(err) => {
-                if ctx.stop.is_cancelled() {
-                    break;
-                }
-                ctx.metrics.error(kind(&err));
-                tokio::select! {
-                    () = ctx.stop.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+            // An ended response (the iframe's 256 KiB): reopen at once.
+            Ok(()) if broken.is_none() => continue,
+            Ok(()) => {}
+            Err(err) if broken.is_none() => ctx.metrics.error(kind(&err)),
+            Err(_) => {}
+        }
+        let delay = crate::faults::backoff(client.attempt, client.jitter, &mut client.rng);
+        client.attempt = client.attempt.saturating_add(1);
+        tokio::select! {
+            () = ctx.stop.cancelled() => break,
+            () = tokio::time::sleep(delay) => {}
         }
     }
     client

@@ -1,0 +1,137 @@
+//! Fault injection against a server the load tester starts itself: with churn, every
+//! transport's chat loses nothing, the breaks are real (the server dropped connections) and
+//! recovery is measured; a storm breaks every client at once and all of them recover.
+//! One transport per test, so each stays well under 30 s.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn loadtest() -> Command {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
+    let server = bin.with_file_name("pushpoll");
+    assert!(
+        server.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        server.display()
+    );
+    let mut cmd = Command::new(bin);
+    cmd.env("PUSHPOLL_BIN", server);
+    cmd
+}
+
+/// Runs one transport with `faults` for 3 s and returns its result from `summary.json`.
+fn run(transport: &str, name: &str, faults: &[&str]) -> serde_json::Value {
+    let out = std::env::temp_dir().join(format!(
+        "loadtest-faults-{name}-{transport}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    let output = loadtest()
+        .args(["run", "--transport", transport, "--clients", "20"])
+        .args(["--rate", "20", "--duration", "3s", "--ramp", "300ms"])
+        .args(["--poll-interval", "500ms"])
+        .args(faults)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "loadtest failed:\n{stdout}\n{stderr}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    summary["results"][0].clone()
+}
+
+/// Small churn (a fifth of the clients per second, 2 s of breaks): the chat loses nothing,
+/// and where the server holds a connection, breaks happened and each recovered.
+fn churn_loses_nothing(transport: &str) {
+    let r = run(transport, "churn", &["--churn", "0.2"]);
+    let f = &r["faults"];
+    assert_eq!(r["lost"], 0, "{transport}: {r}");
+    assert_eq!(
+        r["events_received"], r["events_expected"],
+        "{transport}: {r}"
+    );
+    assert!(r["events_expected"].as_u64().unwrap() >= 20 * 50, "{r}");
+    assert_eq!(r["errors"], serde_json::json!({}), "{transport}: {r}");
+    assert_eq!(f["kill_failures"], 0, "{transport}: {f}");
+    assert!(f["kills_sent"].as_u64().unwrap() >= 5, "{transport}: {f}");
+    if transport == "poll" {
+        // A short poll holds nothing between its requests: nothing for a kill to break.
+        assert_eq!(f["breaks"], 0, "{f}");
+        return;
+    }
+    let breaks = f["breaks"].as_u64().unwrap();
+    assert!(breaks >= 3, "{transport}: only {breaks} breaks: {f}");
+    assert_eq!(f["breaks_seen"], breaks, "{transport}: {f}");
+    assert_eq!(f["unrecovered"], 0, "{transport}: {f}");
+    assert_eq!(f["recovery_us"]["count"], breaks, "{transport}: {f}");
+    assert_eq!(f["reconnect_us"]["count"], breaks, "{transport}: {f}");
+    let p50 = f["recovery_us"]["p50"].as_u64().unwrap();
+    // Backoff before the first retry is at most 100 ms; the next event is at most 50 ms
+    // away at 20 msg/s (or already waiting, replayed from the cursor).
+    assert!((1..2_000_000).contains(&p50), "{transport}: {f}");
+    assert!(f["recovery_requests"].as_u64().unwrap() >= breaks, "{f}");
+}
+
+#[test]
+fn churn_on_short_polling_breaks_nothing_and_loses_nothing() {
+    churn_loses_nothing("poll");
+}
+
+#[test]
+fn churn_on_long_polling_loses_no_message() {
+    churn_loses_nothing("longpoll");
+}
+
+#[test]
+fn churn_on_the_iframe_loses_no_message() {
+    churn_loses_nothing("iframe");
+}
+
+#[test]
+fn churn_on_sse_loses_no_message() {
+    churn_loses_nothing("sse");
+}
+
+#[test]
+fn churn_on_websocket_loses_no_message() {
+    churn_loses_nothing("ws");
+}
+
+#[test]
+fn a_storm_breaks_every_client_and_every_one_recovers_with_its_peak_measured() {
+    let r = run("ws", "storm", &["--storm", "1s", "--no-jitter"]);
+    let f = &r["faults"];
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(f["breaks"], 20, "{f}");
+    assert_eq!(f["recovery_us"]["count"], 20, "{f}");
+    assert_eq!(f["jitter"], false, "{f}");
+    let storm = &f["storm"];
+    // Without jitter all 20 reconnect 100 ms after the break, in one 100 ms window.
+    assert_eq!(storm["peak_per_100ms"], 20, "{storm}");
+    assert_eq!(storm["timeline_10ms"].as_array().unwrap().len(), 350);
+}
+
+#[test]
+fn fault_options_out_of_range_are_refused_before_any_traffic() {
+    for (args, needle) in [
+        (&["--churn", "1.5"][..], "--churn"),
+        (&["--storm", "5s"][..], "--storm"),
+        (&["--churn", "0.1", "--clients", "500"][..], "200 clients"),
+    ] {
+        let output = loadtest()
+            .args(["run", "--transport", "sse", "--duration", "3s"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
