@@ -77,7 +77,7 @@ impl StrokeIn {
             )));
         }
         let n = self.points.len();
-        if n < 2 || n % 2 != 0 || n / 2 > MAX_POINTS {
+        if n < 2 || !n.is_multiple_of(2) || n / 2 > MAX_POINTS {
             return Err(invalid(format!(
                 "stroke {index}: points must be 1 to {MAX_POINTS} x,y pairs (a flat array of an even length)"
             )));
