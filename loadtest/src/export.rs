@@ -811,6 +811,7 @@ mod tests {
             open_connections_peak: 200 + i as i64,
             loadtest_cpu_s: 3.25,
             errors,
+            draw: None,
         }
     }
 
