@@ -127,6 +127,23 @@ async fn a_websocket_page_and_a_long_polling_page_draw_together_and_show_what_se
         assert_eq!(f["refused"], 0, "{name}: {f}");
     }
     eprintln!("measured: ws {ws} · longpoll {lp} · {last}");
+    // The page checks received strokes as the server does: nothing but a #rrggbb colour,
+    // whole widths and coordinates in range ever reaches the canvas.
+    let refused: Vec<bool> = eval(
+        &lp_page,
+        r##"import('/static/draw.js').then(({ validStroke }) => [
+            { color: '#000000;background:url(x)', width: 3, points: [1, 1] },
+            { color: '<img src=x>', width: 3, points: [1, 1] },
+            { color: '#00ff00', width: '3', points: [1, 1] },
+            { color: '#00ff00', width: 3, points: [1, 1.5] },
+            { color: '#00ff00', width: 3, points: [1, 1001] },
+            { color: '#00ff00', width: 3, points: [1] },
+            { color: '#00ff00', width: 3, points: Array(130).fill(1) },
+        ].map((s) => validStroke(s) === null))"##,
+    )
+    .await;
+    assert_eq!(refused, vec![true; 7]);
+    assert!(eval::<bool>(&lp_page, "import('/static/draw.js').then(({ validStroke }) => validStroke({ color: '#00ff00', width: 3, points: [0, 1000] }) !== null)").await);
     screenshot_element(&ws_page, "#draw", "draw-ws").await;
     for errors in [ws_errors, lp_errors] {
         let errors = errors.lock().unwrap().clone();
