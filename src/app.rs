@@ -69,6 +69,7 @@ impl AppState {
             shutdown.clone(),
             &tracker,
         );
+        let draw = crate::feed::draw::Draw::new(config.draw_rate_total);
         Ok(AppState {
             inner: Arc::new(Inner {
                 stats: Arc::new(Stats::new(config.max_connections)),
@@ -88,7 +89,7 @@ impl AppState {
                 config,
                 clock,
                 chat,
-                draw: crate::feed::draw::Draw::new(),
+                draw,
                 shutdown,
                 tracker,
             }),

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::api::JsonBody;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::feed::draw::{Batch, Invalid};
+use crate::feed::draw::{Batch, Invalid, Refused};
 use crate::peers::Budget;
 
 impl From<Invalid> for ApiError {
@@ -24,8 +24,21 @@ impl From<Invalid> for ApiError {
     }
 }
 
-/// Checks `batch`, charges its strokes to `peer`, publishes it: the one path of both the
-/// HTTP endpoint and the WebSocket `draw` frame.
+impl From<Refused> for ApiError {
+    fn from(err: Refused) -> ApiError {
+        match err {
+            Refused::Invalid(err) => err.into(),
+            Refused::Busy(_, retry_after) => ApiError::RateLimited {
+                what: "strokes on this server (--draw-rate-total)",
+                retry_after,
+            },
+        }
+    }
+}
+
+/// Checks `batch`, charges its strokes to `peer`, then to the server-wide budget, publishes
+/// it: the one path of both the HTTP endpoint and the WebSocket `draw` frame. A batch the
+/// server-wide budget refuses has still been charged to its sender.
 pub fn send(app: &AppState, peer: std::net::IpAddr, batch: Batch) -> Result<Vec<u64>, ApiError> {
     batch.check()?;
     // A checked batch holds 1..=16 strokes, so the cast is exact.

@@ -7,10 +7,13 @@
 //! integers in `0..=`[`MAX_COORD`], widths in [`WIDTHS`], colours exactly `#rrggbb`, at most
 //! [`MAX_POINTS`] points per stroke and [`MAX_STROKES`] strokes per send. So an event can
 //! carry nothing a page could mistake for markup, and its size is bounded (about 1.1 KiB).
-//! Who may send how often is not decided here but by the caller (`crate::peers`).
+//! How often one address may send is decided by the caller (`crate::peers`); how many strokes
+//! the whole server takes per second is bounded here ([`Draw::new`]'s `total_per_s`), since
+//! every stroke is fanned out to every subscriber.
 
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde::Deserialize;
 
@@ -108,19 +111,35 @@ impl Batch {
 #[derive(Clone)]
 pub struct Draw {
     feed: Feed,
-    /// The next id. A std mutex held across id assignment and `publish`, so ids reach the
-    /// feed in order whatever the number of senders; never held across an `.await`.
-    next_id: Arc<Mutex<u64>>,
+    /// The next id and the server-wide token bucket. A std mutex held across id assignment
+    /// and `publish`, so ids reach the feed in order whatever the number of senders; never
+    /// held across an `.await`.
+    state: Arc<Mutex<State>>,
+    total_per_s: u32,
 }
 
-impl Default for Draw {
-    fn default() -> Self {
-        Draw::new()
-    }
+struct State {
+    next_id: u64,
+    /// Strokes the server may still take now (a bucket of `total_per_s`, refilled per second).
+    tokens: f64,
+    at: Instant,
+}
+
+/// Why [`Draw::publish`] refused a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The server takes at most `total_per_s` strokes a second from everyone together.
+    #[error("the server takes at most {0} strokes a second; retry in {1} s")]
+    Busy(u32, u64),
 }
 
 impl Draw {
-    pub fn new() -> Draw {
+    /// A canvas taking at most `total_per_s` strokes a second from all senders together
+    /// (a burst of as many).
+    pub fn new(total_per_s: u32) -> Draw {
+        let total_per_s = total_per_s.max(MAX_STROKES as u32);
         let limits = Limits {
             // The whole window is replayable and nothing older exists: backfill = window.
             max_backfill: WINDOW as u64,
@@ -128,7 +147,12 @@ impl Draw {
         };
         Draw {
             feed: Feed::new(FeedName::Draw, Retention::All, limits, None),
-            next_id: Arc::new(Mutex::new(1)),
+            state: Arc::new(Mutex::new(State {
+                next_id: 1,
+                tokens: f64::from(total_per_s),
+                at: Instant::now(),
+            })),
+            total_per_s,
         }
     }
 
@@ -136,13 +160,25 @@ impl Draw {
         &self.feed
     }
 
-    /// Publishes a checked batch, one event per stroke; returns their ids.
-    pub fn publish(&self, batch: Batch) -> Result<Vec<u64>, Invalid> {
+    /// Publishes a checked batch, one event per stroke, if the server-wide budget has room
+    /// for all of it; returns their ids.
+    pub fn publish(&self, batch: Batch) -> Result<Vec<u64>, Refused> {
         batch.check()?;
-        let mut next = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
+        // Every update is a few field writes; a poisoned lock is still consistent.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let rate = f64::from(self.total_per_s);
+        let now = Instant::now();
+        state.tokens = (state.tokens + now.duration_since(state.at).as_secs_f64() * rate).min(rate);
+        state.at = now;
+        let n = batch.strokes.len() as f64;
+        if state.tokens < n {
+            let wait = ((n - state.tokens) / rate).ceil().max(1.0) as u64;
+            return Err(Refused::Busy(self.total_per_s, wait));
+        }
+        state.tokens -= n;
         let mut ids = Vec::with_capacity(batch.strokes.len());
         for stroke in batch.strokes {
-            let id = *next;
+            let id = state.next_id;
             let event = Event::new(&WireEvent {
                 id,
                 ts: super::clock::now_micros(),
@@ -154,7 +190,7 @@ impl Draw {
             });
             // Ids come from this counter alone, under this lock: always above the last.
             if self.feed.publish(event).is_ok() {
-                *next += 1;
+                state.next_id += 1;
                 ids.push(id);
             }
         }
@@ -198,7 +234,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_published_in_order_or_not_at_all() {
-        let draw = Draw::new();
+        let draw = Draw::new(1000);
         let good = stroke("#112233", 2, vec![1, 2, 3, 4]);
         let ids = draw
             .publish(Batch {
@@ -225,5 +261,16 @@ mod tests {
             json.ends_with(r##""type":"stroke","color":"#112233","width":2,"points":[1,2,3,4]}"##),
             "{json}"
         );
+    }
+
+    #[test]
+    fn the_server_wide_budget_refuses_past_its_rate() {
+        let draw = Draw::new(16);
+        let batch = || Batch {
+            strokes: vec![stroke("#112233", 2, vec![1, 2]); MAX_STROKES],
+        };
+        assert_eq!(draw.publish(batch()).unwrap().len(), MAX_STROKES);
+        assert_eq!(draw.publish(batch()), Err(Refused::Busy(16, 1)));
+        assert_eq!(draw.feed().latest_id(), Some(MAX_STROKES as u64));
     }
 }

@@ -236,7 +236,7 @@ async fn the_stroke_budget_refuses_one_address_while_another_is_served() {
 
 #[tokio::test]
 async fn a_cursor_older_than_the_kept_strokes_gets_a_gap_then_the_window() {
-    let app = spawn_app(&["--draw-rate", "1000000"]).await;
+    let app = spawn_app(&["--draw-rate", "1000000", "--draw-rate-total", "1000000"]).await;
     let batch = json!({ "strokes": (0..MAX_STROKES).map(|_| stroke("#010203", &[1, 2])).collect::<Vec<_>>() });
     let posts = WINDOW as usize / MAX_STROKES + 1;
     for _ in 0..posts {
@@ -284,4 +284,31 @@ async fn an_upload_reports_the_request_head_and_body_as_they_were_sent() {
     let json: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(json["request"]["head"], head.len(), "{json}");
     assert_eq!(json["request"]["body"], body.len(), "{json}");
+}
+
+#[tokio::test]
+async fn the_server_wide_stroke_budget_holds_across_addresses_and_the_clock_goes_on() {
+    let app = spawn_app(&["--draw-rate-total", "16"]).await;
+    let batch = json!({ "strokes": (0..MAX_STROKES).map(|_| stroke("#abcdef", &[5, 5])).collect::<Vec<_>>() });
+    let post_from = |n: u8| {
+        let (client, url, body) = (client_from(n), app.url("/api/draw"), batch.clone());
+        async move {
+            let res = client.post(url).json(&body).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(post_from(3).await.0, 201);
+    // A second address, with its own budget untouched, meets the server's.
+    let (status, body) = post_from(4).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("on this server"),
+        "{body}"
+    );
+    app.another_peer_is_served().await;
+    assert_eq!(app.poll("/poll/draw?after=0").await.0.len(), MAX_STROKES);
 }
