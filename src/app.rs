@@ -31,6 +31,8 @@ struct Inner {
     config: Config,
     clock: Feed,
     chat: Chat,
+    /// The shared canvas: strokes in memory only (`crate::feed::draw`).
+    draw: crate::feed::draw::Draw,
     stats: Arc<Stats>,
     /// What each client address holds and spends (connections, logins).
     peers: Arc<crate::peers::Peers>,
@@ -67,14 +69,19 @@ impl AppState {
             shutdown.clone(),
             &tracker,
         );
+        let draw = crate::feed::draw::Draw::new(config.draw_rate_total);
         Ok(AppState {
             inner: Arc::new(Inner {
                 stats: Arc::new(Stats::new(config.max_connections)),
-                peers: crate::peers::Peers::new(
+                peers: crate::peers::Peers::with_rates(
                     config.max_connections_per_peer(),
                     crate::peers::Rate {
                         count: config.login_rate,
                         per: std::time::Duration::from_secs(60),
+                    },
+                    crate::peers::Rate {
+                        count: config.draw_rate,
+                        per: std::time::Duration::from_secs(1),
                     },
                 ),
                 diagnostics: Default::default(),
@@ -82,6 +89,7 @@ impl AppState {
                 config,
                 clock,
                 chat,
+                draw,
                 shutdown,
                 tracker,
             }),
@@ -98,6 +106,10 @@ impl AppState {
 
     pub fn chat(&self) -> &Chat {
         &self.inner.chat
+    }
+
+    pub fn draw(&self) -> &crate::feed::draw::Draw {
+        &self.inner.draw
     }
 
     pub fn stats(&self) -> &Arc<Stats> {
@@ -160,6 +172,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/chat/rooms", get(api::rooms))
         .route("/api/chat/users", get(api::users))
         .route("/api/chat/history", get(api::history))
+        .route("/api/draw", post(crate::draw::upload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))

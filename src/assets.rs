@@ -42,6 +42,7 @@ pub static ASSETS: &[Asset] = assets![
     "demos/_lane.html",
     "demos/_wire.html",
     "demos/glossary.html",
+    "demos/_draw.html",
     "static/style.css",
     "static/demo.js",
     "static/clients.js",
@@ -55,6 +56,8 @@ pub static ASSETS: &[Asset] = assets![
     "static/compare.js",
     "static/compare.css",
     "static/wire.js",
+    "static/draw.js",
+    "static/draw.css",
 ];
 
 /// `connect-src` also names the loopback aliases of this machine, so the compare page can
@@ -207,6 +210,7 @@ mod tests {
             let text = std::str::from_utf8(body).unwrap();
             assert!(!text.contains(INCLUDE), "{page}: unexpanded include");
             assert!(text.contains("id=\"chat-log\""), "{page}: no chat panel");
+            assert!(text.contains("id=\"draw-canvas\""), "{page}: no canvas");
             let current = format!("href=\"/demos/{page}.html\" aria-current=\"page\"");
             assert_eq!(
                 text.matches(&current).count(),

@@ -86,6 +86,18 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub login_rate: u32,
 
+    /// Strokes one peer address may send to the draw feed per second (a burst of as many);
+    /// past it, 429 / a WebSocket `rate_limited` error. At least 16, the largest batch.
+    #[arg(long, env = "PUSHPOLL_DRAW_RATE", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    pub draw_rate: u32,
+
+    /// Strokes the whole server takes per second, from every address together (a burst of
+    /// as many): each stroke goes to every draw subscriber. Past it, 429.
+    #[arg(long, env = "PUSHPOLL_DRAW_RATE_TOTAL", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(16..=10_000_000))]
+    pub draw_rate_total: u32,
+
     /// Chat sessions alive at once; past it a login gets 503.
     #[arg(long, env = "PUSHPOLL_MAX_SESSIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]

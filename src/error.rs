@@ -10,7 +10,7 @@ use serde::Serialize;
 pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
-    #[error("unknown feed {0:?}: the feeds are clock and chat")]
+    #[error("unknown feed {0:?}: the feeds are clock, chat and draw")]
     UnknownFeed(String),
     #[error("{0}")]
     BadRequest(String),

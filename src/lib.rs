@@ -7,9 +7,10 @@
 //! - [`config`]: the command-line flags (each also a `PUSHPOLL_…` environment variable).
 //! - [`feed`]: the one idea. A feed is an append-only log of events with increasing ids;
 //!   [`feed::Feed`] keeps the recent ones and fans new ones out. [`feed::clock`] publishes
-//!   the ticks.
+//!   the ticks; [`feed::draw`] is the shared canvas (strokes, in memory only).
 //! - [`chat`]: rooms, whispers, sessions and presence over one durable [`chat::Log`];
-//!   [`store`] keeps the history (SQLite). [`api`] is the chat's HTTP API.
+//!   [`store`] keeps the history (SQLite). [`api`] is the chat's HTTP API; [`draw`] the
+//!   canvas's (`POST /api/draw`).
 //! - [`transport`]: one file per transport, each a thin adapter answering "events after
 //!   cursor X" in its own way.
 //! - [`app`]: the shared state and the router; [`assets`] the embedded pages.
@@ -25,6 +26,7 @@ pub mod assets;
 pub mod chat;
 pub mod config;
 pub mod diag;
+pub mod draw;
 pub mod error;
 pub mod feed;
 pub mod listener;

@@ -26,9 +26,19 @@ pub const MAX_IDLE_PEERS: usize = 10_000;
 pub enum Budget {
     /// `POST /api/session`.
     Login = 0,
+    /// Strokes on the shared canvas (`POST /api/draw`, WebSocket `draw` frames), charged one
+    /// token per stroke.
+    Draw = 1,
 }
 
-const BUDGETS: usize = 1;
+const BUDGETS: usize = 2;
+
+/// The draw budget when none is given: 60 strokes a second, a burst of 60. A person drawing
+/// sends a stroke every 50 ms or so (20 a second); the rest is headroom for a fast hand.
+pub const DEFAULT_DRAW_RATE: Rate = Rate {
+    count: 60,
+    per: Duration::from_secs(1),
+};
 
 /// `count` actions per `per`, as a token bucket: a burst of `count`, then one every
 /// `per / count`.
@@ -91,10 +101,15 @@ pub struct Peers {
 
 impl Peers {
     pub fn new(max_per_peer: u64, login: Rate) -> Arc<Peers> {
+        Self::with_rates(max_per_peer, login, DEFAULT_DRAW_RATE)
+    }
+
+    /// Like [`Peers::new`], with the draw budget too.
+    pub fn with_rates(max_per_peer: u64, login: Rate, draw: Rate) -> Arc<Peers> {
         Arc::new(Peers {
             map: Mutex::new(HashMap::new()),
             max_per_peer: max_per_peer.max(1),
-            rates: [login],
+            rates: [login, draw],
         })
     }
 
@@ -175,16 +190,24 @@ impl Peers {
 
     /// Charges one `budget` action to `ip`; `Err(seconds to wait)` when its bucket is empty.
     pub fn spend(&self, ip: IpAddr, budget: Budget) -> Result<(), u64> {
+        self.spend_many(ip, budget, 1)
+    }
+
+    /// Charges `n` actions at once (a batch of strokes): all of them, or none when the
+    /// bucket holds fewer than `n` tokens; `Err(seconds to wait)` then. A batch larger than
+    /// the whole burst can never pass, so callers keep batches below it.
+    pub fn spend_many(&self, ip: IpAddr, budget: Budget, n: u32) -> Result<(), u64> {
         let rate = self.rates[budget as usize];
+        let n = f64::from(n.max(1));
         let now = Instant::now();
         let mut map = self.lock();
         let bucket = &mut self.entry(&mut map, ip).buckets[budget as usize];
         bucket.refill(rate, now);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= n {
+            bucket.tokens -= n;
             Ok(())
         } else {
-            let wait = (1.0 - bucket.tokens) * rate.refill_interval().as_secs_f64();
+            let wait = (n - bucket.tokens) * rate.refill_interval().as_secs_f64();
             Err(wait.ceil().max(1.0) as u64)
         }
     }

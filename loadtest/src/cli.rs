@@ -105,6 +105,10 @@ pub struct WorkloadArgs {
     /// Bytes of text per chat message.
     #[arg(long, default_value_t = 100)]
     pub message_size: u64,
+    /// `--feed draw`: strokes each client sends per second (one stroke of 16 points per
+    /// send) over its transport's upstream: frames on its socket, or `POST /api/draw`.
+    #[arg(long, default_value_t = 1.0)]
+    pub send_rate: f64,
 }
 
 #[derive(Debug, Clone, Args)]

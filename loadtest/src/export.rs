@@ -953,6 +953,7 @@ mod tests {
             loadtest_cpu_s: 3.25,
             errors,
             faults: None,
+            draw: None,
         }
     }
 

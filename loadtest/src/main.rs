@@ -3,6 +3,7 @@
 
 mod cli;
 mod clients;
+mod draw;
 mod export;
 mod faults;
 mod machine;

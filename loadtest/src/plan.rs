@@ -21,6 +21,8 @@ pub struct Plan {
     pub poll_interval: Duration,
     pub rooms: usize,
     pub message_size: usize,
+    /// `--feed draw`: strokes per second per client.
+    pub send_rate: f64,
     /// How long to wait, after publishing, for the last deliveries.
     pub drain: Duration,
     pub url: Option<String>,
@@ -53,8 +55,15 @@ impl Plan {
         let feed = match w.feed.as_str() {
             "chat" => "chat",
             "clock" => "clock",
-            other => bail!("unknown feed {other:?}: use chat or clock"),
+            "draw" => "draw",
+            other => bail!("unknown feed {other:?}: use chat, clock or draw"),
         };
+        if !(w.send_rate > 0.0 && w.send_rate <= 100.0) {
+            bail!(
+                "--send-rate {} is out of range: use more than 0 and at most 100 strokes/s per client",
+                w.send_rate
+            );
+        }
         if w.clients == 0 || w.clients > MAX_CLIENTS {
             bail!(
                 "--clients {} is out of range: use 1 to {MAX_CLIENTS}",
@@ -101,12 +110,18 @@ impl Plan {
         Ok(Plan {
             feed,
             clients: w.clients as usize,
-            rate: w.rate,
+            // The draw feed's publishers are the clients themselves: its rate is theirs together.
+            rate: if feed == "draw" {
+                w.send_rate * w.clients as f64
+            } else {
+                w.rate
+            },
             duration: duration_,
             ramp,
             poll_interval,
             rooms: w.rooms as usize,
             message_size: w.message_size as usize,
+            send_rate: w.send_rate,
             drain: (poll_interval * 3).max(Duration::from_secs(5)),
             url: t.url.clone(),
             out: t
@@ -160,6 +175,7 @@ mod tests {
             poll_interval: "1s".into(),
             rooms: 1,
             message_size: 100,
+            send_rate: 1.0,
         }
     }
 
@@ -179,6 +195,16 @@ mod tests {
     }
 
     #[test]
+    fn the_draw_feed_publishes_at_the_clients_rate_together() {
+        let mut w = workload();
+        w.feed = "draw".into();
+        w.clients = 20;
+        w.send_rate = 2.5;
+        let plan = Plan::new(&w, &target()).unwrap();
+        assert_eq!((plan.feed, plan.send_rate, plan.rate), ("draw", 2.5, 50.0));
+    }
+
+    #[test]
     fn bad_values_are_refused_with_the_flag_named() {
         let bad = |f: fn(&mut WorkloadArgs)| {
             let mut w = workload();
@@ -190,6 +216,7 @@ mod tests {
         assert!(bad(|w| w.duration = "soon".into()).contains("--duration"));
         assert!(bad(|w| w.rate = 0.0).contains("--rate"));
         assert!(bad(|w| w.feed = "news".into()).contains("feed"));
+        assert!(bad(|w| w.send_rate = 0.0).contains("--send-rate"));
         assert!(
             transport("carrier-pigeon")
                 .unwrap_err()

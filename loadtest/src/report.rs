@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct Workload {
     pub feed: String,
     pub clients: usize,
-    /// Chat messages published per second.
+    /// Chat messages published per second (`--feed draw`: strokes, all clients together,
+    /// `--send-rate` × `--clients`).
     pub rate: f64,
     pub duration_s: f64,
     pub ramp_s: f64,
@@ -90,6 +91,9 @@ pub struct TransportResult {
     /// With `--churn`/`--storm`: what the breaks did (see `faults`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<crate::faults::FaultResult>,
+    /// `--feed draw`: what the clients' sends cost upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draw: Option<crate::draw::DrawCost>,
 }
 
 /// `summary.json`.

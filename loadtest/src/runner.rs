@@ -29,12 +29,21 @@ pub async fn run(
     let shards = (plan.clients / 64).clamp(1, 64);
     let metrics = Arc::new(Metrics::new(shards));
     let stop = CancellationToken::new();
+    // `--feed draw`: the clients are the senders (`crate::draw`).
+    let sending = (plan.feed == "draw").then(|| {
+        Arc::new(crate::draw::Sending::new(
+            plan.send_rate,
+            plan.duration,
+            plan.clients,
+        ))
+    });
     let ctx = Arc::new(Ctx {
         addr,
         feed: plan.feed,
         metrics: metrics.clone(),
         stop: stop.clone(),
         poll_interval: plan.poll_interval,
+        sending: sending.clone(),
     });
     let progress = ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template("{spinner} {prefix:>8} {elapsed:>4} {msg}")
@@ -45,6 +54,8 @@ pub async fn run(
 
     let cursor = if plan.feed == "chat" {
         Some(server::chat_cursor(addr).await?)
+    } else if plan.feed == "draw" {
+        Some(server::draw_cursor(addr).await?)
     } else {
         None
     };
@@ -106,6 +117,9 @@ pub async fn run(
     let requests_before = metrics.requests.load(Relaxed);
     let io_before = metrics.io.snapshot();
     let window_start = Instant::now();
+    if let Some(sending) = &sending {
+        sending.go.cancel();
+    }
     let acked = Arc::new(Mutex::new(Vec::new()));
     let publishing = {
         let (metrics, acked) = (metrics.clone(), acked.clone());
@@ -175,10 +189,19 @@ pub async fn run(
     // Drain: wait until every client has every acknowledged message of its room, or until
     // the slowest transport had ample time to deliver.
     let per_room = count_per_room(&acked, plan.rooms);
-    let expected: u64 = (0..plan.clients).map(|i| per_room[i % plan.rooms]).sum();
+    let mut expected: u64 = (0..plan.clients).map(|i| per_room[i % plan.rooms]).sum();
+    // `--feed draw`: every stroke the server published in the run, to every client. Read
+    // after the senders' window (a send still in flight may add a stroke or two later; the
+    // drain below waits for them, and the count is read again at the end).
+    let mut published = 0;
+    if let (Some(start), false) = (cursor.filter(|_| plan.feed == "draw"), died) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        published = server::draw_cursor(addr).await?.saturating_sub(start);
+        expected = published * plan.clients as u64;
+    }
     let drain_until = Instant::now() + plan.drain;
     while !died
-        && plan.feed == "chat"
+        && (plan.feed == "chat" || plan.feed == "draw")
         && metrics
             .delivered
             .load(Relaxed)
@@ -231,8 +254,16 @@ pub async fn run(
         received += got;
         lost += per_room[room] - got.min(per_room[room]);
     }
+    // `--feed draw`: each client must have seen every stroke published after the cursor.
+    if plan.feed == "draw" {
+        received = finished.iter().map(|c| c.seen.len() as u64).sum();
+        lost = finished
+            .iter()
+            .map(|c| published.saturating_sub(c.seen.len() as u64))
+            .sum();
+    }
     let (events_expected, events_received) = match plan.feed {
-        "chat" => (expected, received),
+        "chat" | "draw" => (expected, received),
         // The clock is a state feed: ticks a client polls past are skipped by design. Its
         // "expected" is what the clients together saw, so `lost` stays 0 and meaningless.
         _ => {
@@ -240,7 +271,11 @@ pub async fn run(
             (got, got)
         }
     };
-    let lost = if plan.feed == "chat" { lost } else { 0 };
+    let lost = if plan.feed == "chat" || plan.feed == "draw" {
+        lost
+    } else {
+        0
+    };
 
     let figures = |s: &Option<pushpoll::stats::Snapshot>| {
         s.as_ref()
@@ -297,6 +332,9 @@ pub async fn run(
             let unrecovered = finished.iter().filter(|c| c.awaiting_recovery()).count();
             state.result(&plan.faults, unrecovered as u64)
         }),
+        draw: sending
+            .as_ref()
+            .map(|s| crate::draw::DrawCost::of(s, transport, published)),
     })
 }
 

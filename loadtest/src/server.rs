@@ -54,6 +54,8 @@ impl Spawned {
             ])
             // The publisher measures transports, not the rate limit.
             .args(["--rate-limit", "1000000"])
+            // Every client sends from 127.0.0.1: the draw budget is per address.
+            .args(["--draw-rate", "1000000", "--draw-rate-total", "10000000"])
             .env("PUSHPOLL_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -123,6 +125,14 @@ pub async fn chat_cursor(addr: SocketAddr) -> anyhow::Result<u64> {
     let response = http.get("/poll/chat?history=0").await?;
     let value: serde_json::Value = serde_json::from_slice(&body(response).await?)?;
     value["next"].as_u64().context("no cursor in /poll/chat")
+}
+
+/// The draw feed's newest id (0 when empty): the cursor every draw client starts from.
+pub async fn draw_cursor(addr: SocketAddr) -> anyhow::Result<u64> {
+    let mut http = Http::connect(addr, &Arc::new(IoCounters::default())).await?;
+    let response = http.get("/poll/draw?limit=1").await?;
+    let value: serde_json::Value = serde_json::from_slice(&body(response).await?)?;
+    value["next"].as_u64().context("no cursor in /poll/draw")
 }
 
 #[cfg(test)]

@@ -227,3 +227,68 @@ fn a_server_that_dies_mid_run_stops_the_run_which_reports_what_it_measured() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn a_small_draw_compare_sends_and_delivers_every_stroke_and_names_its_upstream_cost() {
+    let out = std::env::temp_dir().join(format!("loadtest-draw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let output = loadtest()
+        .args([
+            "compare",
+            "--feed",
+            "draw",
+            "--clients",
+            "8",
+            "--send-rate",
+            "4",
+        ])
+        .args([
+            "--duration",
+            "2s",
+            "--ramp",
+            "300ms",
+            "--poll-interval",
+            "300ms",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "loadtest failed:\n{stdout}\n{stderr}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["workload"]["rate"], 32.0, "8 clients × 4 strokes/s");
+    let results = summary["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    for r in results {
+        let t = r["transport"].as_str().unwrap();
+        let d = &r["draw"];
+        let sent = d["strokes_sent"].as_u64().unwrap();
+        // 8 clients × 4/s × 2 s, give or take the edges of the window.
+        assert!((48..=72).contains(&sent), "{t}: {sent} strokes sent");
+        assert_eq!(d["published"].as_u64().unwrap(), sent, "{t}: {d}");
+        assert_eq!(r["events_expected"].as_u64().unwrap(), sent * 8, "{t}");
+        assert_eq!(r["events_received"], r["events_expected"], "{t}: {r}");
+        assert_eq!(r["lost"], 0, "{t}");
+        assert_eq!(r["errors"], serde_json::json!({}), "{t}");
+        let up = d["bytes_up_per_stroke"].as_f64().unwrap();
+        if t == "ws" {
+            // One masked frame per stroke: 4 header bytes (payload ≥ 126) + 4 mask + JSON.
+            assert!((150.0..300.0).contains(&up), "{t}: {up}");
+            assert_eq!(d["bytes_up_answers"], 0, "{t}");
+        } else {
+            // A POST: the request head and the JSON body, more than the frame's payload.
+            assert!((200.0..400.0).contains(&up), "{t}: {up}");
+            assert!(
+                d["bytes_up_answers_per_stroke"].as_f64().unwrap() > 100.0,
+                "{t}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -48,6 +48,14 @@ pub enum EventBody {
     /// The server could not replay everything after `after`: delivery resumes at
     /// `resumed_from`. Its `id` is `resumed_from - 1`, the cursor to continue from.
     Gap { after: u64, resumed_from: u64 },
+    /// One stroke on the shared canvas (the draw feed): `points` is a flat `[x0,y0,x1,y1,…]`
+    /// of whole numbers in `0..=1000`, `color` is `#rrggbb`; both checked before publishing
+    /// (`crate::feed::draw`).
+    Stroke {
+        color: String,
+        width: u32,
+        points: Vec<u32>,
+    },
 }
 
 impl EventBody {
@@ -61,6 +69,7 @@ impl EventBody {
             EventBody::Leave { .. } => "leave",
             EventBody::Rename { .. } => "rename",
             EventBody::Gap { .. } => "gap",
+            EventBody::Stroke { .. } => "stroke",
         }
     }
 
@@ -148,7 +157,7 @@ impl Event {
     /// The kind names as `&'static str`, for events rebuilt from stored JSON.
     pub fn static_kind(kind: &str) -> &'static str {
         [
-            "tick", "message", "whisper", "join", "leave", "rename", "gap",
+            "tick", "message", "whisper", "join", "leave", "rename", "gap", "stroke",
         ]
         .into_iter()
         .find(|k| *k == kind)

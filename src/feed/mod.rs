@@ -15,6 +15,7 @@
 //! depend on how old its cursor is, and a subscriber that does not read stops reading too.
 
 pub mod clock;
+pub mod draw;
 pub mod event;
 
 use std::collections::VecDeque;
@@ -32,15 +33,17 @@ use crate::store::{PageLimit, Store};
 pub enum FeedName {
     Clock,
     Chat,
+    Draw,
 }
 
 impl FeedName {
-    pub const ALL: [FeedName; 2] = [FeedName::Clock, FeedName::Chat];
+    pub const ALL: [FeedName; 3] = [FeedName::Clock, FeedName::Chat, FeedName::Draw];
 
     pub fn as_str(self) -> &'static str {
         match self {
             FeedName::Clock => "clock",
             FeedName::Chat => "chat",
+            FeedName::Draw => "draw",
         }
     }
 
@@ -553,7 +556,13 @@ impl Subscription {
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()))
             }
-            None => Err("this feed keeps no store".to_string()),
+            None => {
+                // A feed without a store (the draw feed) keeps nothing older than its
+                // window: that is a decision, not a failure, so no error is logged.
+                self.backlog.push_back(gap(after, before));
+                self.position = self.position.max(before - 1);
+                return;
+            }
         };
         match loaded {
             Ok(events) if !events.is_empty() => self.backlog.extend(events),

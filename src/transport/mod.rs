@@ -192,6 +192,13 @@ pub fn open(
             }
             sub
         }
+        // The canvas: every stroke to everyone, no rooms, no sessions, no history (a page
+        // asks with `after=0` for the strokes kept).
+        FeedName::Draw => {
+            app.draw()
+                .feed()
+                .subscribe(cursor, start, 0, Filter::default(), shutdown)
+        }
     };
     // A tagged connection can be dropped by `POST /api/debug/kill` (the compare page).
     if let Some(tag) = params.get("tag") {

@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::{
     CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
     rejection::WebSocketUpgradeRejection,
 };
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -47,6 +47,7 @@ pub mod close {
 
 pub async fn handler(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     FeedPath(feed): FeedPath,
     params: Params,
     headers: HeaderMap,
@@ -67,7 +68,7 @@ pub async fn handler(
     // The session this socket speaks for (the cookie on the upgrade request).
     let session = match feed {
         FeedName::Chat => app.chat().sessions().from_headers(&headers),
-        FeedName::Clock => None,
+        FeedName::Clock | FeedName::Draw => None,
     };
     // `?inspect=1`: the first frame shows the handshake as it really happened (for the
     // wire inspector), so the page can check the server's Sec-WebSocket-Accept itself.
@@ -92,7 +93,7 @@ pub async fn handler(
             {
                 return;
             }
-            serve(socket, sub, app, feed, session).await;
+            serve(socket, sub, app, feed, session, peer.ip()).await;
         });
     if inspect {
         let _ = handshake_tx.send(handshake_event(&uri, &headers, &response));
@@ -152,6 +153,7 @@ async fn serve(
     app: AppState,
     feed: FeedName,
     session: Option<Session>,
+    peer: std::net::IpAddr,
 ) {
     let _open = app.stats().open(Transport::Ws);
     let counters = app.stats().transport(Transport::Ws);
@@ -188,8 +190,9 @@ async fn serve(
                 };
                 last_heard = Instant::now();
                 let reply = match message {
+                    Message::Text(text) if feed == FeedName::Draw => draw_frame(&app, peer, &text),
                     Message::Text(text) => handle_frame(&app, feed, session.as_ref(), &text).await,
-                    Message::Binary(_) if feed == FeedName::Chat => {
+                    Message::Binary(_) if matches!(feed, FeedName::Chat | FeedName::Draw) => {
                         Some(error_event("bad_frame", "send text frames holding JSON"))
                     }
                     Message::Binary(_) => Some(read_only()),
@@ -291,6 +294,32 @@ async fn handle_frame(
         ClientFrame::Nick { nick } => chat.rename(session.id, &nick).await.map(drop),
     };
     done.err()
+        .map(|err| error_event(err.code(), &err.to_string()))
+}
+
+/// What a draw client may send: `{"type":"draw","strokes":[…]}`, the body of
+/// `POST /api/draw` with a type.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum DrawFrame {
+    Draw(crate::feed::draw::Batch),
+}
+
+/// Handles one text frame on a draw socket: the strokes are checked, charged to the peer's
+/// address and published like a `POST /api/draw` (they come back through the subscription,
+/// like everyone's); a refusal is an `error` event and the socket stays open.
+fn draw_frame(app: &AppState, peer: std::net::IpAddr, text: &str) -> Option<Utf8Bytes> {
+    let batch = match serde_json::from_str::<DrawFrame>(text) {
+        Ok(DrawFrame::Draw(batch)) => batch,
+        Err(err) => {
+            return Some(error_event(
+                "bad_json",
+                &format!("send {{\"type\":\"draw\",\"strokes\":[…]}}: {err}"),
+            ));
+        }
+    };
+    crate::draw::send(app, peer, batch)
+        .err()
         .map(|err| error_event(err.code(), &err.to_string()))
 }
 

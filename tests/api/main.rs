@@ -13,6 +13,7 @@ mod connections;
 mod delivery;
 mod diag_bounds;
 mod diagnostics;
+mod draw;
 mod durability;
 mod iframe;
 mod input_edges;

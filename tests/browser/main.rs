@@ -21,6 +21,7 @@ use support::{TestApp, spawn_app};
 mod bytes;
 mod claims;
 mod compare;
+mod draw;
 mod wire;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -285,9 +286,10 @@ async fn the_demo_page_runs_the_clock_over(transport: &str) {
             assert!(figures.requests >= 1, "{name}: {figures:?}");
             assert!(figures.events_sent >= 2, "{name}: {figures:?}");
             if ["iframe", "sse", "ws", "longpoll"].contains(&name.as_str()) {
-                // The clock's and the chat's subscriptions (a long poll may be between asks).
+                // The clock's, the chat's and the canvas's subscriptions (a long poll may
+                // be between asks).
                 assert!(
-                    (1..=2).contains(&figures.open),
+                    (1..=3).contains(&figures.open),
                     "{name}: connections held open: {figures:?}"
                 );
             }

@@ -33,6 +33,8 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     pub stop: CancellationToken,
     pub poll_interval: Duration,
+    /// `--feed draw`: what the clients send, and how often (see `crate::draw`).
+    pub sending: Option<Arc<crate::draw::Sending>>,
 }
 
 /// One client's own state: where it is in the feed and what it has seen.
@@ -55,6 +57,8 @@ pub struct Client {
     /// When its connection was broken on purpose, until it is open again / its next event.
     broken_at: Option<u64>,
     reopened: bool,
+    /// `--feed draw` over WebSocket: when this client sends its next stroke on its socket.
+    pub draw: Option<crate::draw::Schedule>,
 }
 
 impl Client {
@@ -72,6 +76,7 @@ impl Client {
             faults: None,
             broken_at: None,
             reopened: false,
+            draw: None,
         }
     }
 
@@ -148,6 +153,7 @@ impl Client {
         let counted = match event.body {
             EventBody::Message { .. } => ctx.feed == "chat",
             EventBody::Tick { .. } => ctx.feed == "clock",
+            EventBody::Stroke { .. } => ctx.feed == "draw",
             EventBody::Gap { .. } => {
                 ctx.metrics.error("gap");
                 false
@@ -173,6 +179,19 @@ impl Client {
 /// Keeps `client` subscribed over `transport` until `ctx.stop`, reconnecting from its
 /// cursor after a failure or an ended response; returns it with what it saw.
 pub async fn run(ctx: Arc<Ctx>, transport: &'static str, mut client: Client) -> Client {
+    // `--feed draw`: a WebSocket client sends on its own socket; the others send from a
+    // task of their own, on a connection of their own.
+    if let Some(sending) = &ctx.sending {
+        if transport == "ws" {
+            client.draw = Some(crate::draw::Schedule::new(sending, client.index));
+        } else {
+            tokio::spawn(crate::draw::http_sender(
+                ctx.clone(),
+                sending.clone(),
+                client.index,
+            ));
+        }
+    }
     while !ctx.stop.is_cancelled() {
         let ended = match transport {
             "poll" => poll::session(&ctx, &mut client).await,

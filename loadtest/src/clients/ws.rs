@@ -2,7 +2,7 @@
 //! counted TCP stream (`client_async`), so frames and handshake are counted too; it answers
 //! the server's pings as it reads.
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Client, Ctx};
@@ -28,6 +28,18 @@ pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
                 return Ok(());
             }
             message = socket.next() => message,
+            // `--feed draw`: this client's next stroke, as a frame on the same socket.
+            stroke = due(ctx, &mut client.draw) => {
+                let text = crate::draw::ws_frame(stroke);
+                let frame = crate::draw::client_frame_bytes(text.len());
+                if let Some(sending) = &ctx.sending {
+                    sending.sends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    socket.send(Message::Text(text.into())).await?;
+                    sending.strokes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    sending.ws_frame_bytes.fetch_add(frame, std::sync::atomic::Ordering::Relaxed);
+                }
+                continue;
+            }
         };
         match message {
             None | Some(Ok(Message::Close(_))) => return Ok(()),
@@ -35,5 +47,13 @@ pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
             Some(Ok(_)) => {}
             Some(Err(err)) => return Err(err.into()),
         }
+    }
+}
+
+/// The next stroke this client is due to send; never, without `--feed draw`.
+async fn due(ctx: &Ctx, schedule: &mut Option<crate::draw::Schedule>) -> serde_json::Value {
+    match (schedule, &ctx.sending) {
+        (Some(schedule), Some(sending)) => schedule.due(sending).await,
+        _ => std::future::pending().await,
     }
 }

@@ -177,6 +177,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<()> {
                 metrics: metrics.clone(),
                 stop: stop.clone(),
                 poll_interval: POLL_INTERVAL,
+                sending: None,
             });
             let mut tasks = Vec::with_capacity(plan.clients);
             for i in 0..plan.clients {
@@ -328,6 +329,7 @@ async fn churning(
             metrics: base.metrics.clone(),
             stop: stop.clone(),
             poll_interval: base.poll_interval,
+            sending: None,
         });
         // Varied per client and per cycle, so the drops do not come in waves.
         let hold = Duration::from_secs(10 + (cycle * 7919) % 21);

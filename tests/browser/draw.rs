@@ -1,0 +1,152 @@
+//! The shared canvas: a WebSocket page and a long-polling page draw together; each sees the
+//! other's strokes in its canvas pixels, and each shows what its sends cost upstream by the
+//! definition it names.
+
+use super::*;
+
+/// Draws a horizontal line across the middle of the canvas (in `color`) with synthetic
+/// pointer events, from x = 10 % to 90 %.
+fn draw_line(color: &str, y: f64) -> String {
+    format!(
+        "(() => {{
+            document.getElementById('draw-color').value = {color:?};
+            const c = document.getElementById('draw-canvas');
+            const r = c.getBoundingClientRect();
+            const at = (fx) => ({{ clientX: r.left + fx * r.width, clientY: r.top + {y} * r.height, pointerId: 7, bubbles: true }});
+            c.dispatchEvent(new PointerEvent('pointerdown', at(0.1)));
+            for (let i = 1; i <= 40; i++) c.dispatchEvent(new PointerEvent('pointermove', at(0.1 + i * 0.02)));
+            c.dispatchEvent(new PointerEvent('pointerup', at(0.9)));
+            return true;
+        }})()"
+    )
+}
+
+/// The canvas pixel at canvas units (x, y) as `[r, g, b, a]`.
+async fn pixel(page: &Page, x: u32, y: u32) -> Vec<u8> {
+    eval(
+        page,
+        &format!("[...document.getElementById('draw-canvas').getContext('2d').getImageData({x}, {y}, 1, 1).data]"),
+    )
+    .await
+}
+
+async fn figures(page: &Page) -> serde_json::Value {
+    eval(page, "document.getElementById('draw').drawFigures()").await
+}
+
+/// Waits until the canvas of `page` shows `rgb` at (x, y).
+async fn wait_for_ink(page: &Page, x: u32, y: u32, rgb: [u8; 3]) {
+    let seen = until(Duration::from_secs(10), async || {
+        let p = pixel(page, x, y).await;
+        if p[..3] == rgb && p[3] == 255 {
+            Ok(())
+        } else {
+            Err(p)
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "pixel ({x},{y}) is {seen:?}, not {rgb:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_page_and_a_long_polling_page_draw_together_and_show_what_sending_costs() {
+    let app = spawn_app(&[]).await;
+    let (a, b) = tokio::join!(Chromium::launch(), Chromium::launch());
+    let (ws_page, ws_errors) = a.open(&app.url("/demos/ws.html")).await;
+    let (lp_page, lp_errors) = b.open(&app.url("/demos/longpoll.html")).await;
+    for (page, transport) in [(&ws_page, "ws"), (&lp_page, "longpoll")] {
+        let ready = until_true(
+            page,
+            &format!("document.getElementById('draw')?.dataset.transport === {transport:?}"),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(ready, "{transport}: the canvas did not start");
+    }
+    // The WebSocket page's socket must be open before it can send.
+    assert!(
+        until_true(
+            &ws_page,
+            "document.querySelector('[data-draw=state]').textContent === 'OPEN'",
+            Duration::from_secs(10)
+        )
+        .await,
+        "the draw socket did not open"
+    );
+    // The long-polling page's first poll must be parked, so its cursor is set.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Red from the WebSocket page reaches the long-polling page, and comes back to its own.
+    assert!(eval::<bool>(&ws_page, &draw_line("#ff0000", 0.3)).await);
+    wait_for_ink(&lp_page, 500, 300, [255, 0, 0]).await;
+    // Green from the long-polling page reaches the WebSocket page.
+    assert!(eval::<bool>(&lp_page, &draw_line("#00ff00", 0.7)).await);
+    wait_for_ink(&ws_page, 500, 700, [0, 255, 0]).await;
+
+    // Upstream costs, by their definitions. WebSocket: each send is one masked client frame,
+    // 2 + 4 bytes (payloads under 126 bytes) or 4 + 4 around its payload.
+    let ws = figures(&ws_page).await;
+    let strokes = ws["strokesSent"].as_u64().unwrap();
+    let sends = ws["sends"].as_u64().unwrap();
+    assert!(strokes >= 1 && sends >= 1, "{ws}");
+    let last = text(&ws_page, "[data-draw=last]").await;
+    let header: u64 = last
+        .split("frame: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("last send: {last}"));
+    assert!(
+        header == 6 || header == 8,
+        "frame header and mask {header}: {last}"
+    );
+    // The server takes no extension: Chromium's socket says so.
+    let extensions: String = eval(
+        &ws_page,
+        "new Promise((ok) => { const s = new WebSocket(location.origin.replace('http', 'ws') + '/ws/draw'); s.onopen = () => { ok(s.extensions); s.close(); }; s.onerror = () => ok('error'); })",
+    )
+    .await;
+    assert_eq!(extensions, "", "negotiated extensions");
+
+    // HTTP: head and body as the server received them; Chromium's head carries headers a
+    // script cannot see (User-Agent, Sec-Fetch-*), so it outweighs the JSON of a stroke.
+    let lp = figures(&lp_page).await;
+    assert!(lp["strokesSent"].as_u64().unwrap() >= 1, "{lp}");
+    let last = text(&lp_page, "[data-draw=last]").await;
+    let head: u64 = last
+        .split("request head ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("last send: {last}"));
+    assert!(head > 300, "request head {head} B: {last}");
+    // Both pages received both lines' strokes, and none was refused.
+    for (page, name) in [(&ws_page, "ws"), (&lp_page, "longpoll")] {
+        let f = figures(page).await;
+        assert!(f["strokesReceived"].as_u64().unwrap() >= 2, "{name}: {f}");
+        assert_eq!(f["refused"], 0, "{name}: {f}");
+    }
+    eprintln!("measured: ws {ws} · longpoll {lp} · {last}");
+    // The page checks received strokes as the server does: nothing but a #rrggbb colour,
+    // whole widths and coordinates in range ever reaches the canvas.
+    let refused: Vec<bool> = eval(
+        &lp_page,
+        r##"import('/static/draw.js').then(({ validStroke }) => [
+            { color: '#000000;background:url(x)', width: 3, points: [1, 1] },
+            { color: '<img src=x>', width: 3, points: [1, 1] },
+            { color: '#00ff00', width: '3', points: [1, 1] },
+            { color: '#00ff00', width: 3, points: [1, 1.5] },
+            { color: '#00ff00', width: 3, points: [1, 1001] },
+            { color: '#00ff00', width: 3, points: [1] },
+            { color: '#00ff00', width: 3, points: Array(130).fill(1) },
+        ].map((s) => validStroke(s) === null))"##,
+    )
+    .await;
+    assert_eq!(refused, vec![true; 7]);
+    assert!(eval::<bool>(&lp_page, "import('/static/draw.js').then(({ validStroke }) => validStroke({ color: '#00ff00', width: 3, points: [0, 1000] }) !== null)").await);
+    screenshot_element(&ws_page, "#draw", "draw-ws").await;
+    for errors in [ws_errors, lp_errors] {
+        let errors = errors.lock().unwrap().clone();
+        assert!(errors.is_empty(), "console errors: {errors:#?}");
+    }
+}
