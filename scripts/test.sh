@@ -34,8 +34,9 @@ cargo test --locked -p pushpoll --test api -- --test-threads 8
 echo "==> property tests (the parsers we wrote: cursors, rooms, tags, nicks, durations)"
 cargo test --locked -p pushpoll --test props
 
-echo "==> load tester (a small compare against a spawned server)"
-cargo test --locked -p loadtest --test compare -- --test-threads 2
+echo "==> load tester (small compares against spawned servers: delivery, bytes up and down against"
+echo "    a counting proxy, churn and storm through the diagnostics kill)"
+cargo test --locked -p loadtest --test compare --test bytes --test faults -- --test-threads 2
 
 echo "==> browser tests (headless Chromium)"
 cargo test --locked -p pushpoll --test browser -- --test-threads 2
