@@ -199,3 +199,66 @@ async fn the_committed_results_are_served_as_a_page_and_raw_files() {
         (404, Some("not_found"))
     );
 }
+
+/// The compare page's static table of what `results/` measured must be the committed
+/// `compare-default` run's figures, not a copy that drifted.
+#[tokio::test]
+async fn the_compare_pages_measured_table_matches_the_committed_results() {
+    let app = spawn_app(&[]).await;
+    let page = app
+        .http
+        .get(app.url("/demos/compare.html"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/results/compare-default/summary.json"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ms = |us: f64| {
+        let ms = us / 1000.0;
+        if ms >= 100.0 {
+            format!("{ms:.0}")
+        } else {
+            format!("{ms:.1}")
+        }
+    };
+    for (transport, label) in [
+        ("poll", "Short polling"),
+        ("longpoll", "Long polling"),
+        ("iframe", "Hidden iframe"),
+        ("sse", "Server-Sent Events"),
+        ("ws", "WebSocket"),
+    ] {
+        let r = summary["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["transport"] == transport)
+            .unwrap();
+        let start = page
+            .find(&format!("<th scope=\"row\">{label}</th><td>"))
+            .unwrap_or_else(|| panic!("no measured row for {label}"));
+        let row = &page[start..start + page[start..].find("</tr>").unwrap()];
+        let down = format!(
+            "<td>{:.0}</td>",
+            r["bytes_down_per_event"].as_f64().unwrap()
+        );
+        let latency = format!(
+            "<td>{} / {} ms</td>",
+            ms(r["latency_us"]["p50"].as_f64().unwrap()),
+            ms(r["latency_us"]["p99"].as_f64().unwrap())
+        );
+        assert!(row.contains(&down), "{label}: {down} not in {row}");
+        assert!(row.contains(&latency), "{label}: {latency} not in {row}");
+        assert!(
+            row.ends_with(&format!("<td>{}</td>", r["lost"])),
+            "{label}: {row}"
+        );
+    }
+}
