@@ -110,8 +110,19 @@ async fn a_websocket_page_and_a_long_polling_page_draw_together_and_show_what_se
 
     // HTTP: head and body as the server received them; Chromium's head carries headers a
     // script cannot see (User-Agent, Sec-Fetch-*), so it outweighs the JSON of a stroke.
+    // The stroke is published before the POST is answered, so the other page may show it
+    // before this page has counted its send: wait for the answer.
+    assert!(
+        until_true(
+            &lp_page,
+            "document.getElementById('draw').drawFigures().strokesSent >= 1",
+            Duration::from_secs(10)
+        )
+        .await,
+        "the long-polling page's POST was not answered: {}",
+        figures(&lp_page).await
+    );
     let lp = figures(&lp_page).await;
-    assert!(lp["strokesSent"].as_u64().unwrap() >= 1, "{lp}");
     let last = text(&lp_page, "[data-draw=last]").await;
     let head: u64 = last
         .split("request head ")
@@ -122,6 +133,13 @@ async fn a_websocket_page_and_a_long_polling_page_draw_together_and_show_what_se
     assert!(head > 300, "request head {head} B: {last}");
     // Both pages received both lines' strokes, and none was refused.
     for (page, name) in [(&ws_page, "ws"), (&lp_page, "longpoll")] {
+        // A page's own stroke comes back through its subscription, possibly a moment later.
+        until_true(
+            page,
+            "document.getElementById('draw').drawFigures().strokesReceived >= 2",
+            Duration::from_secs(10),
+        )
+        .await;
         let f = figures(page).await;
         assert!(f["strokesReceived"].as_u64().unwrap() >= 2, "{name}: {f}");
         assert_eq!(f["refused"], 0, "{name}: {f}");
