@@ -15,9 +15,11 @@
 //!   cursor X" in its own way.
 //! - [`app`]: the shared state and the router; [`assets`] the embedded pages.
 //! - [`stats`]: the counters behind `/api/stats` and `/metrics`.
-//! - [`listener`]: the accept loop's edge, which counts connections and refuses the excess.
+//! - [`listener`]: the accept loop: hyper's HTTP/1.1 builder with a timer (the header
+//!   deadline), the connection caps in total and per peer, and the write-stall deadline.
 //! - [`peers`]: per-peer accounting (connections and budgets per client address).
-//! - [`error`]: the one error type of the HTTP edge; [`origin`] the cross-site check.
+//! - [`error`]: the one error type of the HTTP edge; [`origin`] the Host check and the
+//!   cross-site (Origin) check; [`diag`] the tagged requests' wire record and kill switch.
 //! - [`run`]: serve until a shutdown signal, then end every stream and socket within 5 s.
 
 pub mod api;
