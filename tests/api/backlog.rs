@@ -3,14 +3,14 @@
 //! than `--max-backfill` starts with a `gap`; a subscriber that lags past the live ring
 //! resyncs and still gets every event once; an acknowledged message is already committed.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use pushpoll::feed::{EventBody, WireEvent};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Subscriber, TRANSPORTS, TestApp, another_peer_is_served, spawn_app};
+use crate::support::{
+    Subscriber, TRANSPORTS, TestApp, another_peer_is_served, spawn_app, spawn_binary_on,
+};
 
 /// Text of the big stored messages: 8 KB, as in the measurement.
 const BIG: usize = 8 * 1024;
@@ -50,44 +50,6 @@ fn fill_db(path: &str, n: u64, size: usize) {
     tx.commit().unwrap();
 }
 
-/// The real binary on a free port over `db` (a separate process, so its RSS is its own).
-async fn start_binary(db: &str, extra: &[&str]) -> (Child, String) {
-    let mut args = vec!["--addr", "127.0.0.1:0", "--db", db, "--tick-ms", "100"];
-    args.extend_from_slice(extra);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pushpoll"))
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
-    (child, base)
-}
-
-/// Resident memory of a process, in bytes.
-fn rss(child: &Child) -> u64 {
-    let pid = child.id().unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
-}
-
 const MB: u64 = 1024 * 1024;
 
 async fn get_json(http: &reqwest::Client, url: &str) -> (serde_json::Value, usize) {
@@ -103,7 +65,8 @@ async fn an_old_cursor_with_limit_1_reads_one_row_not_the_range_even_20_at_once(
     let db = dir.path().join("chat.sqlite");
     let db = db.to_str().unwrap();
     fill_db(db, STORED, BIG);
-    let (child, base) = start_binary(db, &[]).await;
+    let app = spawn_binary_on(db, &["--tick-ms", "100"]).await;
+    let base = app.url("");
     let http = reqwest::Client::new();
     // Warm up the connection pool and the store's first pages.
     get_json(
@@ -111,7 +74,7 @@ async fn an_old_cursor_with_limit_1_reads_one_row_not_the_range_even_20_at_once(
         &format!("{base}/poll/chat?after={}&limit=1", STORED - 1),
     )
     .await;
-    let before = rss(&child);
+    let before = app.server_rss();
 
     // A cursor older than the backfill reach: the gap, and nothing read.
     let started = Instant::now();
@@ -148,7 +111,7 @@ async fn an_old_cursor_with_limit_1_reads_one_row_not_the_range_even_20_at_once(
         "20 one-row polls took {:?}",
         started.elapsed()
     );
-    let grown = rss(&child).saturating_sub(before);
+    let grown = app.server_rss().saturating_sub(before);
     assert!(grown < 10 * MB, "RSS grew by {} MB", grown / MB);
     another_peer_is_served(&base).await;
 }
@@ -159,7 +122,8 @@ async fn sse_subscribers_that_never_read_hold_one_page_not_the_range() {
     let db = dir.path().join("chat.sqlite");
     let db = db.to_str().unwrap();
     fill_db(db, STORED, BIG);
-    let (child, base) = start_binary(db, &[]).await;
+    let app = spawn_binary_on(db, &["--tick-ms", "100"]).await;
+    let base = app.url("");
     let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     // One warm-up replay of a few events, so the store's caches exist before measuring.
     let http = reqwest::Client::new();
@@ -168,7 +132,7 @@ async fn sse_subscribers_that_never_read_hold_one_page_not_the_range() {
         &format!("{base}/poll/chat?after={}&limit=5", STORED - 5),
     )
     .await;
-    let before = rss(&child);
+    let before = app.server_rss();
 
     // Five subscribers from a far cursor (inside the reach: 10,000 × 8 KB = 80 MB each if
     // loaded at once), each reading the response head and then nothing.
@@ -194,7 +158,7 @@ async fn sse_subscribers_that_never_read_hold_one_page_not_the_range() {
     }
     // Let the server push until the sockets are full, and then some.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let grown = rss(&child).saturating_sub(before);
+    let grown = app.server_rss().saturating_sub(before);
     assert!(
         grown < 16 * MB,
         "RSS grew by {} MB for 5 stalled subscribers",
@@ -417,7 +381,8 @@ async fn an_acknowledged_message_is_already_readable_from_a_second_connection() 
     let db = dir.path().join("chat.sqlite");
     let db = db.to_str().unwrap();
     // The server in its own process; this test's connection is the second one.
-    let (_child, base) = start_binary(db, &[]).await;
+    let app = spawn_binary_on(db, &["--tick-ms", "100"]).await;
+    let base = app.url("");
     let http = reqwest::Client::new();
     let res = http
         .post(format!("{base}/api/session"))

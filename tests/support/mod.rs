@@ -75,10 +75,15 @@ impl Watchdog {
 /// measure the server's memory ([`TestApp::server_rss`]), which an in-process server shares
 /// with every other test of the binary.
 pub async fn spawn_binary(args: &[&str]) -> TestApp {
+    spawn_binary_on(":memory:", args).await
+}
+
+/// [`spawn_binary`] over the SQLite file `db`.
+pub async fn spawn_binary_on(db: &str, args: &[&str]) -> TestApp {
     use tokio::io::AsyncBufReadExt as _;
     let watchdog = Watchdog::arm();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushpoll"))
-        .args(["--addr", "127.0.0.1:0", "--db", ":memory:"])
+        .args(["--addr", "127.0.0.1:0", "--db", db])
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
