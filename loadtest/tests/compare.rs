@@ -2,21 +2,12 @@
 //! sockets. Every transport must deliver everything exactly once, the client's and the
 //! server's request counts must agree, and the files must exist and parse.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
-fn loadtest() -> Command {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
-    let server = bin.with_file_name("pushpoll");
-    assert!(
-        server.exists(),
-        "{} is missing: build the workspace first (cargo build --workspace)",
-        server.display()
-    );
-    let mut cmd = Command::new(bin);
-    cmd.env("PUSHPOLL_BIN", server);
-    cmd
-}
+use common::{loadtest, summary_of};
 
 #[test]
 fn a_small_compare_measures_every_transport_and_writes_its_files() {
@@ -232,36 +223,29 @@ fn a_server_that_dies_mid_run_stops_the_run_which_reports_what_it_measured() {
 fn a_small_draw_compare_sends_and_delivers_every_stroke_and_names_its_upstream_cost() {
     let out = std::env::temp_dir().join(format!("loadtest-draw-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let output = loadtest()
-        .args([
-            "compare",
-            "--feed",
-            "draw",
-            "--clients",
-            "8",
-            "--send-rate",
-            "4",
-        ])
-        .args([
-            "--duration",
-            "2s",
-            "--ramp",
-            "300ms",
-            "--poll-interval",
-            "300ms",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "loadtest failed:\n{stdout}\n{stderr}"
+    let summary = summary_of(
+        loadtest()
+            .args([
+                "compare",
+                "--feed",
+                "draw",
+                "--clients",
+                "8",
+                "--send-rate",
+                "4",
+            ])
+            .args([
+                "--duration",
+                "2s",
+                "--ramp",
+                "300ms",
+                "--poll-interval",
+                "300ms",
+                "--out",
+            ])
+            .arg(&out),
+        &out,
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["workload"]["rate"], 32.0, "8 clients × 4 strokes/s");
     let results = summary["results"].as_array().unwrap();
     assert_eq!(results.len(), 5);

@@ -3,21 +3,9 @@
 //! recovery is measured; a storm breaks every client at once and all of them recover.
 //! One transport per test, so each stays well under 30 s.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn loadtest() -> Command {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
-    let server = bin.with_file_name("pushpoll");
-    assert!(
-        server.exists(),
-        "{} is missing: build the workspace first (cargo build --workspace)",
-        server.display()
-    );
-    let mut cmd = Command::new(bin);
-    cmd.env("PUSHPOLL_BIN", server);
-    cmd
-}
+use common::{loadtest, summary_of};
 
 /// Runs one transport with `faults` for 3 s and returns its result from `summary.json`.
 fn run(transport: &str, name: &str, faults: &[&str]) -> serde_json::Value {
@@ -26,23 +14,16 @@ fn run(transport: &str, name: &str, faults: &[&str]) -> serde_json::Value {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&out);
-    let output = loadtest()
-        .args(["run", "--transport", transport, "--clients", "20"])
-        .args(["--rate", "20", "--duration", "3s", "--ramp", "300ms"])
-        .args(["--poll-interval", "500ms"])
-        .args(faults)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "loadtest failed:\n{stdout}\n{stderr}"
+    let summary = summary_of(
+        loadtest()
+            .args(["run", "--transport", transport, "--clients", "20"])
+            .args(["--rate", "20", "--duration", "3s", "--ramp", "300ms"])
+            .args(["--poll-interval", "500ms"])
+            .args(faults)
+            .arg("--out")
+            .arg(&out),
+        &out,
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(&out);
     summary["results"][0].clone()
 }

@@ -1,0 +1,34 @@
+//! What the load tester's integration tests share: the two real binaries, and a run read
+//! back from the `summary.json` it wrote.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The `loadtest` binary, told where the `pushpoll` binary beside it is.
+pub fn loadtest() -> Command {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
+    let server = bin.with_file_name("pushpoll");
+    assert!(
+        server.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        server.display()
+    );
+    let mut cmd = Command::new(bin);
+    cmd.env("PUSHPOLL_BIN", server);
+    cmd
+}
+
+/// Runs `cmd`, which writes its results to `out`; fails with its output if it failed, and
+/// returns the `summary.json` it wrote.
+pub fn summary_of(cmd: &mut Command, out: &Path) -> serde_json::Value {
+    let output = cmd.output().expect("run loadtest");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "loadtest failed:\n{stdout}\n{stderr}"
+    );
+    let text = std::fs::read_to_string(out.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("summary.json parses")
+}
