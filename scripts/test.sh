@@ -1,19 +1,36 @@
 #!/usr/bin/env bash
-# The one command that runs every check: installs what the tests need (Debian's chromium)
-# when it is missing, then formatting, lints and every test. CI runs exactly this.
+# The one command that runs every check: installs what the tests need when it is missing
+# (three browser engines from Debian's packages and geckodriver from crates.io), then
+# formatting, lints and every test. CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+GECKODRIVER_VERSION=0.37.0
+
+# Chromium and its driver must be the same build: a chromium upgraded alone breaks chromedriver.
+version_of() { "$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+' | head -1; }
 need_packages=()
-[ -x /usr/bin/chromium ] || need_packages+=(chromium)
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] ||
+   [ "$(version_of /usr/bin/chromium)" != "$(version_of /usr/bin/chromedriver)" ]; then
+  need_packages+=(chromium chromium-driver)
+fi
+[ -x /usr/bin/firefox-esr ] || need_packages+=(firefox-esr)
+[ -x /usr/bin/WebKitWebDriver ] || need_packages+=(webkit2gtk-driver)
+[ -x /usr/bin/xvfb-run ] || need_packages+=(xvfb)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_packages[@]}" >/dev/null; }; then
-    echo "error: could not install ${need_packages[*]}; the browser tests need /usr/bin/chromium" >&2
+    echo "error: could not install ${need_packages[*]}; the browser tests need them" >&2
     exit 1
   fi
 fi
+geckodriver_bin="${CARGO_HOME:-$HOME/.cargo}/bin/geckodriver"
+if ! "$geckodriver_bin" --version 2>/dev/null | grep -q "geckodriver $GECKODRIVER_VERSION"; then
+  echo "==> installing geckodriver $GECKODRIVER_VERSION (cargo install)"
+  cargo install --quiet --locked geckodriver --version "$GECKODRIVER_VERSION"
+fi
+export GECKODRIVER="$geckodriver_bin"
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check
@@ -38,5 +55,5 @@ echo "==> load tester (small compares against spawned servers: delivery, bytes u
 echo "    a counting proxy, churn and storm through the diagnostics kill)"
 cargo test --locked -p loadtest --test compare --test bytes --test faults -- --test-threads 2
 
-echo "==> browser tests (headless Chromium)"
+echo "==> browser tests: every page in Chromium, Firefox ESR and WebKitGTK (NAME::chromium, ::firefox, ::webkit)"
 cargo test --locked -p pushpoll --test browser -- --test-threads 2

@@ -58,6 +58,7 @@ pub static ASSETS: &[Asset] = assets![
     "static/wire.js",
     "static/draw.js",
     "static/draw.css",
+    "static/errors.js",
 ];
 
 /// `connect-src` also names the loopback aliases of this machine, so the compare page can

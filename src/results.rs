@@ -38,6 +38,7 @@ pub async fn page() -> Result<Response, ApiError> {
   <title>Results · pushpoll</title>
   <link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
   <link rel="stylesheet" href="/static/style.css">
+  <script src="/static/errors.js"></script>
 </head>
 <body data-transport="results">
 <header class="site">
@@ -50,6 +51,7 @@ pub async fn page() -> Result<Response, ApiError> {
   <h2>Raw files</h2>
   <ul class="results-files">{files}</ul>
 </main>
+<footer class="site"><p id="page-errors" class="page-errors" role="alert" hidden></p></footer>
 </body>
 </html>"#,
         files = RESULTS

@@ -57,10 +57,10 @@ fn estimated_heads(text: &str) -> Option<(u64, u64)> {
     Some((after("request head ≈")?, after("response head ≈")?))
 }
 
-async fn the_panel_counts_both_directions_over(transport: &str) {
+async fn the_panel_counts_both_directions_over(engine: Engine, transport: &str) {
     let app = spawn_app(&["--tick-ms", "500"]).await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser
         .open(&app.url(&format!("/demos/{transport}.html")))
         .await;
 
@@ -80,7 +80,7 @@ async fn the_panel_counts_both_directions_over(transport: &str) {
     let (request, response) =
         estimated_heads(&figures.heads).unwrap_or_else(|| panic!("{figures:?}"));
 
-    // The estimate is a real head (Chromium sends User-Agent, Accept*, Sec-Fetch-*…), the
+    // The estimate is a real head (every engine sends User-Agent, Accept…), the
     // size the server recorded for one of this page's requests of this transport.
     let (status, record) = app
         .get_json(&format!("/api/debug/wire?tag={}", figures.tag))
@@ -143,28 +143,27 @@ async fn the_panel_counts_both_directions_over(transport: &str) {
     }
     let both: f64 = figures.both.parse().unwrap();
     assert!((both - (up + down)).abs() <= 1.0, "{figures:?}");
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     assert!(
         errors.is_empty(),
         "{transport}: console errors: {errors:#?}"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_long_polling_panel_counts_bytes_up_and_down_with_estimated_heads() {
-    the_panel_counts_both_directions_over("longpoll").await;
+async fn the_long_polling_panel_counts_bytes_up_and_down_with_estimated_heads(engine: Engine) {
+    the_panel_counts_both_directions_over(engine, "longpoll").await;
 }
+in_every_engine!(the_long_polling_panel_counts_bytes_up_and_down_with_estimated_heads);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_websocket_panel_counts_bytes_up_and_down_with_estimated_heads() {
-    the_panel_counts_both_directions_over("ws").await;
+async fn the_websocket_panel_counts_bytes_up_and_down_with_estimated_heads(engine: Engine) {
+    the_panel_counts_both_directions_over(engine, "ws").await;
 }
+in_every_engine!(the_websocket_panel_counts_bytes_up_and_down_with_estimated_heads);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_frame_sizes_follow_rfc_6455() {
+async fn websocket_frame_sizes_follow_rfc_6455(engine: Engine) {
     let app = spawn_app(&[]).await;
-    let chromium = Chromium::launch().await;
-    let (page, _errors) = chromium.open(&app.url("/demos/glossary.html")).await;
+    let browser = Browser::launch(engine).await;
+    let (page, _errors) = browser.open(&app.url("/demos/glossary.html")).await;
     let sizes: Vec<u64> = eval(
         &page,
         "import('/static/clients.js').then(m => [
@@ -196,12 +195,12 @@ async fn websocket_frame_sizes_follow_rfc_6455() {
     .await;
     assert_eq!(sent, vec![2 + 4 + 5, 4 + 4 + 130]);
 }
+in_every_engine!(websocket_frame_sizes_follow_rfc_6455);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_compare_lanes_show_bytes_down_and_up_per_event_from_the_wire_record() {
+async fn the_compare_lanes_show_bytes_down_and_up_per_event_from_the_wire_record(engine: Engine) {
     let app = spawn_app(&["--tick-ms", "500"]).await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium.open(&app.url("/demos/compare.html")).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/demos/compare.html")).await;
     let shown: Vec<String> = until(Duration::from_secs(15), async || {
         let shown: Vec<String> = eval(
             &page,
@@ -224,15 +223,15 @@ async fn the_compare_lanes_show_bytes_down_and_up_per_event_from_the_wire_record
         let up: f64 = number(s.split('·').nth(1).unwrap());
         assert!(up > 0.0, "{shown:?}");
     }
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+in_every_engine!(the_compare_lanes_show_bytes_down_and_up_per_event_from_the_wire_record);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_glossary_page_defines_every_figure_and_the_header_links_it() {
+async fn the_glossary_page_defines_every_figure_and_the_header_links_it(engine: Engine) {
     let app = spawn_app(&[]).await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium.open(&app.url("/demos/glossary.html")).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/demos/glossary.html")).await;
     assert!(
         until_true(
             &page,
@@ -267,6 +266,7 @@ async fn the_glossary_page_defines_every_figure_and_the_header_links_it() {
         .await,
         "page"
     );
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+in_every_engine!(the_glossary_page_defines_every_figure_and_the_header_links_it);

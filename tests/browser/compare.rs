@@ -7,12 +7,12 @@ use super::*;
 /// marks it stale.
 const AGES: &str = "JSON.stringify([...document.querySelectorAll('.lane')].map((l) => [l.dataset.transport, l.dataset.tickTime ? Date.now() - Date.parse(l.dataset.tickTime) : -1, String(l.dataset.stale)]))";
 
-async fn ages(page: &Page) -> Vec<(String, f64, String)> {
+async fn ages(page: &Page<'_>) -> Vec<(String, f64, String)> {
     serde_json::from_str(&eval::<String>(page, AGES).await).unwrap()
 }
 
 /// Waits until every lane shows a tick.
-async fn wait_for_five_clocks(page: &Page) {
+async fn wait_for_five_clocks(page: &Page<'_>) {
     let ticked = until(Duration::from_secs(15), async || {
         let now = ages(page).await;
         if now.len() == 5 && now.iter().all(|(_, age, _)| *age >= 0.0) {
@@ -25,11 +25,10 @@ async fn wait_for_five_clocks(page: &Page) {
     assert!(ticked.is_ok(), "not every lane ticked: {ticked:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds() {
+async fn the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds(engine: Engine) {
     let app = spawn_app(&[]).await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium.open(&app.url("/demos/compare.html")).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/demos/compare.html")).await;
     wait_for_five_clocks(&page).await;
 
     let started = Instant::now();
@@ -100,21 +99,16 @@ async fn the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds() {
     fill_and_click(&page, "#cmp-text", "five ways", "#cmp-send-button").await;
     wait_for_arrivals(&page, "five ways").await;
     // Wide enough for the five lanes in one row.
-    page.execute(
-        chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams::new(
-            1500, 1000, 1.0, false,
-        ),
-    )
-    .await
-    .unwrap();
+    page.resize(1500, 1000).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     screenshot(&page, "compare").await;
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+in_every_engine!(the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds);
 
 /// The row of `text` in the arrivals table: its five cells' states, once all arrived.
-async fn wait_for_arrivals(page: &Page, message: &str) -> Vec<String> {
+async fn wait_for_arrivals(page: &Page<'_>, message: &str) -> Vec<String> {
     let js = format!(
         "(() => {{ const row = [...document.querySelectorAll('#arrivals tr')].find((r) => r.querySelector('.message-text')?.textContent === {message:?}); return row ? JSON.stringify([...row.querySelectorAll('td[data-transport]')].map((c) => c.dataset.state + ' ' + c.textContent)) : '[]'; }})()"
     );
@@ -130,12 +124,11 @@ async fn wait_for_arrivals(page: &Page, message: &str) -> Vec<String> {
     .unwrap_or_else(|cells| panic!("{message:?} did not arrive on every lane: {cells:?}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_each_transports_connection_recovers_without_losing_a_chat_message() {
+async fn killing_each_transports_connection_recovers_without_losing_a_chat_message(engine: Engine) {
     let app = spawn_app(&[]).await;
     let cookie = app.login("outsider").await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium.open(&app.url("/demos/compare.html")).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/demos/compare.html")).await;
     wait_for_five_clocks(&page).await;
     // Every lane has its chat subscription up: a first message arrives everywhere.
     assert_eq!(app.say(&cookie, "lobby", "warm-up").await.0, 201);
@@ -197,7 +190,7 @@ async fn killing_each_transports_connection_recovers_without_losing_a_chat_messa
     .unwrap();
     assert_eq!(lost, ["0", "0", "0", "0", "0"]);
     // What a killed connection makes the browser log, by design.
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     let left: Vec<_> = errors
         .iter()
         .filter(|e| {
@@ -209,18 +202,20 @@ async fn killing_each_transports_connection_recovers_without_losing_a_chat_messa
         .collect();
     assert!(left.is_empty(), "console errors: {errors:#?}");
 }
+in_every_engine!(killing_each_transports_connection_recovers_without_losing_a_chat_message);
 
 /// With every transport on one origin the browser's six connections are all taken, and the
 /// page measures requests queueing for one; on two origins they do not. This is the page's
 /// own demonstration of why it uses two origins.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_one_origin_requests_queue_for_the_six_connections_and_on_two_they_do_not() {
+async fn on_one_origin_requests_queue_for_the_six_connections_and_on_two_they_do_not(
+    engine: Engine,
+) {
     let app = spawn_app(&[]).await;
-    let chromium = Chromium::launch().await;
+    let browser = Browser::launch(engine).await;
     let wait_ms = "(() => { const r = document.querySelector('#budget-rows tr'); return r && r.dataset.waitMs ? Number(r.dataset.waitMs) : -1; })()";
     let mut worst = Vec::new();
     for layout in ["?one-origin", ""] {
-        let (page, _errors) = chromium
+        let (page, _errors) = browser
             .open(&app.url(&format!("/demos/compare.html{layout}")))
             .await;
         wait_for_five_clocks(&page).await;
@@ -246,15 +241,15 @@ async fn on_one_origin_requests_queue_for_the_six_connections_and_on_two_they_do
         "two origins: {two:?}"
     );
 }
+in_every_engine!(on_one_origin_requests_queue_for_the_six_connections_and_on_two_they_do_not);
 
 /// The other two controls: the short-poll interval changes the poll lane's request rate, and
 /// a paused lane holds nothing, then catches up from its cursor when resumed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_poll_interval_and_pause_controls_change_the_lanes_live() {
+async fn the_poll_interval_and_pause_controls_change_the_lanes_live(engine: Engine) {
     let app = spawn_app(&[]).await;
     let cookie = app.login("pauser").await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium.open(&app.url("/demos/compare.html")).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/demos/compare.html")).await;
     wait_for_five_clocks(&page).await;
 
     // 1000 ms → 200 ms: two subscriptions at 5 polls/s each.
@@ -298,6 +293,7 @@ async fn the_poll_interval_and_pause_controls_change_the_lanes_live() {
     wait_for_arrivals(&page, "while paused").await;
     let lost = text(&page, "#chat-lane tfoot").await;
     assert!(lost.ends_with("00000"), "lost: {lost}");
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+in_every_engine!(the_poll_interval_and_pause_controls_change_the_lanes_live);

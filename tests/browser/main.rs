@@ -1,6 +1,7 @@
-//! Browser tests: every demo page in real headless Chromium (Debian's `/usr/bin/chromium`,
-//! driven over the DevTools protocol by chromiumoxide), against the real server.
-//! Each test starts its own browser with its own temporary profile.
+//! Browser tests: every demo page in three real browser engines, Chromium, Firefox ESR and
+//! WebKitGTK (Safari's engine), against the real server, through one WebDriver harness
+//! (`webdriver.rs`). Each test runs once per engine (`NAME::chromium`, `NAME::firefox`,
+//! `NAME::webkit`); the browsers are shared, one pool per engine, between tests.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -8,124 +9,63 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chromiumoxide::cdp::browser_protocol::log::{EnableParams as LogEnable, EventEntryAdded};
-use chromiumoxide::cdp::js_protocol::runtime::{
-    ConsoleApiCalledType, EventConsoleApiCalled, EventExceptionThrown,
-};
-use chromiumoxide::{Browser, BrowserConfig, Page};
-use futures_util::StreamExt;
-use tempfile::TempDir;
-
 use support::{TestApp, spawn_app};
+use webdriver::{Browser, Engine, Page};
 
 mod bytes;
 mod claims;
 mod compare;
 mod draw;
+mod webdriver;
 mod wire;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+/// Runs the test function `NAME(engine: Engine)` in each engine: a module `NAME` with one
+/// `#[tokio::test]` per engine (`NAME::chromium`, `NAME::firefox`, `NAME::webkit`).
+macro_rules! in_every_engine {
+    ($name:ident) => {
+        mod $name {
+            use super::Engine;
 
-/// A headless Chromium with its own profile, closed when dropped.
-struct Chromium {
-    browser: Browser,
-    handler: tokio::task::JoinHandle<()>,
-    _profile: TempDir,
-}
-
-impl Chromium {
-    async fn launch() -> Chromium {
-        let exe = std::env::var("CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_string());
-        assert!(
-            std::path::Path::new(&exe).exists(),
-            "{exe} not found: the browser tests need Debian's chromium (the README's test command installs it)"
-        );
-        let profile = tempfile::tempdir().unwrap();
-        let config = BrowserConfig::builder()
-            .chrome_executable(&exe)
-            .new_headless_mode()
-            .no_sandbox()
-            .user_data_dir(profile.path())
-            .window_size(1280, 1400)
-            .args([
-                "disable-gpu",
-                "disable-quic",
-                "disable-component-update",
-                "disable-background-networking",
-                "disable-sync",
-                "no-first-run",
-            ])
-            .launch_timeout(Duration::from_secs(30))
-            .build()
-            .expect("browser config");
-        let (browser, mut handler) = Browser::launch(config).await.expect("launch chromium");
-        let handler = tokio::spawn(async move {
-            // Errors here are unparsed protocol messages; the session goes on.
-            while handler.next().await.is_some() {}
-        });
-        Chromium {
-            browser,
-            handler,
-            _profile: profile,
-        }
-    }
-
-    /// Opens `url` in a new tab, recording console errors and uncaught exceptions first.
-    async fn open(&self, url: &str) -> (Page, Arc<Mutex<Vec<String>>>) {
-        let page = self.browser.new_page("about:blank").await.unwrap();
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let mut console = page
-            .event_listener::<EventConsoleApiCalled>()
-            .await
-            .unwrap();
-        let mut exceptions = page.event_listener::<EventExceptionThrown>().await.unwrap();
-        let mut log = page.event_listener::<EventEntryAdded>().await.unwrap();
-        page.execute(LogEnable::default()).await.unwrap();
-        let sink = errors.clone();
-        tokio::spawn(async move {
-            loop {
-                let line = tokio::select! {
-                    Some(e) = console.next() => {
-                        if !matches!(e.r#type, ConsoleApiCalledType::Error | ConsoleApiCalledType::Assert) { continue }
-                        format!("console.{:?}: {:?}", e.r#type, e.args.iter().map(|a| a.value.clone()).collect::<Vec<_>>())
-                    }
-                    Some(e) = exceptions.next() => format!("uncaught: {:?}", e.exception_details),
-                    Some(e) = log.next() => {
-                        if !matches!(e.entry.level, chromiumoxide::cdp::browser_protocol::log::LogEntryLevel::Error) { continue }
-                        format!("log: {} {:?}", e.entry.text, e.entry.url)
-                    }
-                    else => break,
-                };
-                sink.lock().unwrap().push(line);
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn chromium() {
+                super::$name(Engine::Chromium).await
             }
-        });
-        // Navigate from script: `goto` (and chromiumoxide's handling of `Page.navigate`) waits
-        // for every frame to finish loading, which the iframe page's stream never does.
-        page.evaluate(format!("location.assign({url:?})"))
-            .await
-            .unwrap();
-        (page, errors)
-    }
-}
 
-impl Drop for Chromium {
-    fn drop(&mut self) {
-        self.handler.abort();
-    }
-}
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn firefox() {
+                super::$name(Engine::Firefox).await
+            }
 
-/// Evaluates `js` in the page. Right after a navigation the old document's context can
-/// still be the one chromiumoxide knows, so errors are retried for a few seconds.
-async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> T {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn webkit() {
+                super::$name(Engine::WebKit).await
+            }
+        }
+    };
+}
+pub(crate) use in_every_engine;
+
+/// Evaluates the expression `js` in the page. Right after a navigation the old document can
+/// still answer, or none, so errors are retried for a few seconds.
+async fn eval<T: serde::de::DeserializeOwned>(page: &Page<'_>, js: &str) -> T {
+    let js = js.trim().trim_end_matches(';');
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match page.evaluate(js).await {
-            Ok(result) => return result.into_value::<T>().expect("the value's type"),
+            Ok(result) => {
+                return serde_json::from_value::<T>(result.clone()).unwrap_or_else(|e| {
+                    panic!("{}: {js} gave {result}: {e}", page.engine().name())
+                });
+            }
             Err(err) if Instant::now() < deadline => {
                 let _ = err;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(err) => panic!("evaluate {js}: {err}"),
+            Err(err) => panic!(
+                "{}: evaluate {js}: {err}\n{}",
+                page.engine().name(),
+                webdriver::driver_log(page)
+            ),
         }
     }
 }
@@ -147,7 +87,7 @@ async fn until<T, E>(
 }
 
 /// Waits (at most `within`) for the JavaScript expression `js` to be true in the page.
-async fn until_true(page: &Page, js: &str, within: Duration) -> bool {
+async fn until_true(page: &Page<'_>, js: &str, within: Duration) -> bool {
     until(within, async || {
         if eval::<bool>(page, js).await {
             Ok(())
@@ -159,60 +99,43 @@ async fn until_true(page: &Page, js: &str, within: Duration) -> bool {
     .is_ok()
 }
 
-async fn text(page: &Page, selector: &str) -> String {
+async fn text(page: &Page<'_>, selector: &str) -> String {
     let js = format!("document.querySelector({selector:?})?.textContent ?? ''");
     eval::<String>(page, &js).await.trim().to_string()
 }
 
-/// With `PUSHPOLL_SCREENSHOTS=1`, saves what the page shows to `docs/screenshots/NAME.png`
-/// (for the README). Off by default, so test runs never change the tree.
-async fn screenshot(page: &Page, name: &str) {
-    let Some(path) = screenshot_path(name) else {
+/// With `PUSHPOLL_SCREENSHOTS=1`, saves what the page shows, top to bottom, to
+/// `docs/screenshots/NAME.png` (Chromium) or `NAME-ENGINE.png` (the others), for the README.
+/// Off by default, so test runs never change the tree.
+async fn screenshot(page: &Page<'_>, name: &str) {
+    let Some(path) = screenshot_path(page, name) else {
         return;
     };
-    let params = chromiumoxide::page::ScreenshotParams::builder()
-        .full_page(true)
-        .build();
-    page.save_screenshot(params, path)
-        .await
-        .expect("screenshot");
+    // The whole page: the window made as tall as the document for the picture.
+    let height: u32 = eval(page, "document.documentElement.scrollHeight").await;
+    let width: u32 = eval(page, "window.outerWidth").await;
+    page.resize(width, (height + 120).min(6000)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    std::fs::write(path, page.screenshot_png().await).unwrap();
 }
 
-/// `docs/screenshots/NAME.png` when `PUSHPOLL_SCREENSHOTS` is set, its folder made.
-fn screenshot_path(name: &str) -> Option<std::path::PathBuf> {
+/// `docs/screenshots/NAME[-ENGINE].png` when `PUSHPOLL_SCREENSHOTS` is set, its folder made.
+fn screenshot_path(page: &Page<'_>, name: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PUSHPOLL_SCREENSHOTS")?;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
-    Some(dir.join(format!("{name}.png")))
+    Some(match page.engine() {
+        Engine::Chromium => dir.join(format!("{name}.png")),
+        other => dir.join(format!("{name}-{}.png", other.name())),
+    })
 }
 
 /// Like [`screenshot`], of one element only.
-async fn screenshot_element(page: &Page, selector: &str, name: &str) {
-    let Some(path) = screenshot_path(name) else {
+async fn screenshot_element(page: &Page<'_>, selector: &str, name: &str) {
+    let Some(path) = screenshot_path(page, name) else {
         return;
     };
-    // The element's box in page coordinates, captured beyond the viewport.
-    let rect: Vec<f64> = eval(
-        page,
-        &format!(
-            "(() => {{ const r = document.querySelector({selector:?}).getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, r.width, r.height]; }})()"
-        ),
-    )
-    .await;
-    let clip = chromiumoxide::cdp::browser_protocol::page::Viewport {
-        x: rect[0],
-        y: rect[1],
-        width: rect[2],
-        height: rect[3],
-        scale: 1.0,
-    };
-    let params = chromiumoxide::page::ScreenshotParams::builder()
-        .clip(clip)
-        .capture_beyond_viewport(true)
-        .build();
-    page.save_screenshot(params, path)
-        .await
-        .expect("screenshot");
+    std::fs::write(path, page.element_png(selector).await).unwrap();
 }
 
 fn number(text: &str) -> f64 {
@@ -227,10 +150,10 @@ fn number(text: &str) -> f64 {
 
 /// Opens the page of `transport` and checks, on the page and from the server's side, that
 /// the clock runs over that transport and only that one, with no console errors.
-async fn the_demo_page_runs_the_clock_over(transport: &str) {
+async fn the_demo_page_runs_the_clock_over(engine: Engine, transport: &str) {
     let app: TestApp = spawn_app(&["--tick-ms", "500"]).await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser
         .open(&app.url(&format!("/demos/{transport}.html")))
         .await;
 
@@ -257,8 +180,9 @@ async fn the_demo_page_runs_the_clock_over(transport: &str) {
     }
     assert!(
         shown.len() >= 3,
-        "{transport}: the clock showed only {shown:?}; errors {:?}",
-        errors.lock().unwrap()
+        "{}/{transport}: the clock showed only {shown:?}; errors {:?}",
+        engine.name(),
+        errors.all().await
     );
     assert!(!text(&page, "#clock-id").await.is_empty());
 
@@ -300,43 +224,42 @@ async fn the_demo_page_runs_the_clock_over(transport: &str) {
             );
         }
     }
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     assert!(
         errors.is_empty(),
         "{transport}: console errors: {errors:#?}"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_short_polling_page_runs_the_clock() {
-    the_demo_page_runs_the_clock_over("poll").await;
+async fn the_short_polling_page_runs_the_clock(engine: Engine) {
+    the_demo_page_runs_the_clock_over(engine, "poll").await;
 }
+in_every_engine!(the_short_polling_page_runs_the_clock);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_long_polling_page_runs_the_clock() {
-    the_demo_page_runs_the_clock_over("longpoll").await;
+async fn the_long_polling_page_runs_the_clock(engine: Engine) {
+    the_demo_page_runs_the_clock_over(engine, "longpoll").await;
 }
+in_every_engine!(the_long_polling_page_runs_the_clock);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_iframe_page_runs_the_clock() {
-    the_demo_page_runs_the_clock_over("iframe").await;
+async fn the_iframe_page_runs_the_clock(engine: Engine) {
+    the_demo_page_runs_the_clock_over(engine, "iframe").await;
 }
+in_every_engine!(the_iframe_page_runs_the_clock);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sse_page_runs_the_clock() {
-    the_demo_page_runs_the_clock_over("sse").await;
+async fn the_sse_page_runs_the_clock(engine: Engine) {
+    the_demo_page_runs_the_clock_over(engine, "sse").await;
 }
+in_every_engine!(the_sse_page_runs_the_clock);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_websocket_page_runs_the_clock() {
-    the_demo_page_runs_the_clock_over("ws").await;
+async fn the_websocket_page_runs_the_clock(engine: Engine) {
+    the_demo_page_runs_the_clock_over(engine, "ws").await;
 }
+in_every_engine!(the_websocket_page_runs_the_clock);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_index_links_every_demo_and_loads_cleanly() {
+async fn the_index_links_every_demo_and_loads_cleanly(engine: Engine) {
     let app = spawn_app(&[]).await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium.open(&app.url("/")).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/")).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let links: Vec<String> = eval(
         &page,
@@ -347,17 +270,15 @@ async fn the_index_links_every_demo_and_loads_cleanly() {
         let href = format!("/demos/{t}.html");
         assert!(links.contains(&href), "{href} missing from {links:?}");
     }
-    assert!(
-        errors.lock().unwrap().is_empty(),
-        "{:?}",
-        errors.lock().unwrap()
-    );
+    let errors = errors.all().await;
+    assert!(errors.is_empty(), "{errors:?}");
 }
+in_every_engine!(the_index_links_every_demo_and_loads_cleanly);
 
 /// Text that tries to run script, end a script element, or break a JavaScript string.
 const XSS: &str = "<img src=x onerror=window.__xss=1></script>\u{2028}&amp; &";
 
-async fn sign_in(page: &Page, nick: &str) {
+async fn sign_in(page: &Page<'_>, nick: &str) {
     // The chat module is live once it has written its first status line (it attaches its
     // handlers first); clicking before that would submit the bare form.
     assert!(
@@ -384,12 +305,12 @@ async fn sign_in(page: &Page, nick: &str) {
     );
 }
 
-async fn send(page: &Page, message: &str) {
+async fn send(page: &Page<'_>, message: &str) {
     fill_and_click(page, "#chat-text", message, "#chat-send").await;
 }
 
 /// Sets an input's value (firing `input`, as typing does) and clicks a button.
-async fn fill_and_click(page: &Page, input: &str, value: &str, button: &str) {
+async fn fill_and_click(page: &Page<'_>, input: &str, value: &str, button: &str) {
     let js = format!(
         "(() => {{ const t = document.querySelector({input:?}); t.focus(); t.value = {}; \
          t.dispatchEvent(new Event('input', {{bubbles: true}})); \
@@ -400,7 +321,7 @@ async fn fill_and_click(page: &Page, input: &str, value: &str, button: &str) {
 }
 
 /// Waits until the page shows a chat message whose text is exactly `message`.
-async fn wait_for_message(page: &Page, message: &str) {
+async fn wait_for_message(page: &Page<'_>, message: &str) {
     let js = format!(
         "[...document.querySelectorAll('#chat-log .chat-line[data-type=message] .chat-text')].some(e => e.textContent === {})",
         serde_json::to_string(message).unwrap()
@@ -413,11 +334,12 @@ async fn wait_for_message(page: &Page, message: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_websocket_and_long_polling_pages_chat_with_each_other_and_hostile_text_stays_text() {
+async fn the_websocket_and_long_polling_pages_chat_with_each_other_and_hostile_text_stays_text(
+    engine: Engine,
+) {
     let app = spawn_app(&[]).await;
     // Two browsers: two cookie jars, two people.
-    let (a, b) = tokio::join!(Chromium::launch(), Chromium::launch());
+    let (a, b) = tokio::join!(Browser::launch(engine), Browser::launch(engine));
     let (ws_page, ws_errors) = a.open(&app.url("/demos/ws.html")).await;
     let (lp_page, lp_errors) = b.open(&app.url("/demos/longpoll.html")).await;
     sign_in(&ws_page, "alice").await;
@@ -468,10 +390,13 @@ async fn the_websocket_and_long_polling_pages_chat_with_each_other_and_hostile_t
     assert!(stats.transports["ws"].open >= 1);
     assert!(stats.transports["longpoll"].requests >= 2);
     for errors in [ws_errors, lp_errors] {
-        let errors = errors.lock().unwrap().clone();
+        let errors = errors.all().await;
         assert!(errors.is_empty(), "console errors: {errors:#?}");
     }
 }
+in_every_engine!(
+    the_websocket_and_long_polling_pages_chat_with_each_other_and_hostile_text_stays_text
+);
 
 /// Console lines a refused transport makes by design (the failure the page demonstrates).
 fn unexpected(errors: &[String]) -> Vec<String> {
@@ -484,11 +409,10 @@ fn unexpected(errors: &[String]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_websocket_upgrades_refused_the_fallback_client_lands_on_sse() {
+async fn with_websocket_upgrades_refused_the_fallback_client_lands_on_sse(engine: Engine) {
     let app = spawn_app(&["--tick-ms", "500", "--refuse", "ws"]).await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium.open(&app.url("/demos/auto.html")).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/demos/auto.html")).await;
     let chosen = until(Duration::from_secs(15), async || {
         let chosen: String = eval(
             &page,
@@ -553,18 +477,18 @@ async fn with_websocket_upgrades_refused_the_fallback_client_lands_on_sse() {
         fell_back.is_ok(),
         "did not fall back to long polling: {fell_back:?}"
     );
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     assert!(
         unexpected(&errors).is_empty(),
         "console errors: {errors:#?}"
     );
 }
+in_every_engine!(with_websocket_upgrades_refused_the_fallback_client_lands_on_sse);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_websocket_inspectors_accept_value_matches_its_own_computation() {
+async fn the_websocket_inspectors_accept_value_matches_its_own_computation(engine: Engine) {
     let app = spawn_app(&[]).await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium.open(&app.url("/demos/ws.html")).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/demos/ws.html")).await;
     let matched = until(Duration::from_secs(10), async || {
         let shown = text(&page, "#inspect-match").await;
         if shown == "match" { Ok(()) } else { Err(shown) }
@@ -584,15 +508,15 @@ async fn the_websocket_inspectors_accept_value_matches_its_own_computation() {
             .await
             .starts_with("HTTP/1.1 101")
     );
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+in_every_engine!(the_websocket_inspectors_accept_value_matches_its_own_computation);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_draws_its_charts_and_updates_them() {
+async fn the_dashboard_draws_its_charts_and_updates_them(engine: Engine) {
     let app = spawn_app(&[]).await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium.open(&app.url("/demos/dashboard.html")).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/demos/dashboard.html")).await;
     // Traffic for the charts to show: short polls for a few seconds.
     let traffic = {
         let (http, url) = (app.http.clone(), app.url("/poll/clock"));
@@ -645,15 +569,15 @@ async fn the_dashboard_draws_its_charts_and_updates_them() {
     assert_eq!(text(&page, "#dash-state").await, "live");
     screenshot(&page, "dashboard").await;
     traffic.abort();
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+in_every_engine!(the_dashboard_draws_its_charts_and_updates_them);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_results_page_shows_its_tables_and_charts() {
+async fn the_results_page_shows_its_tables_and_charts(engine: Engine) {
     let app = spawn_app(&[]).await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium.open(&app.url("/results/")).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/results/")).await;
     assert!(
         until_true(
             &page,
@@ -665,6 +589,7 @@ async fn the_results_page_shows_its_tables_and_charts() {
     );
     assert!(eval::<u64>(&page, "document.querySelectorAll('main table').length").await >= 3);
     screenshot(&page, "results").await;
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+in_every_engine!(the_results_page_shows_its_tables_and_charts);

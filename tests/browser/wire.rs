@@ -36,13 +36,14 @@ const ASKED: &str = "performance.getEntriesByType('resource').filter(e => e.name
 /// exchange with `response_line` whose body head contains `body` (when given). Returns it,
 /// and the whole list as it was then.
 async fn the_wire_view_shows_the_clock_over(
+    engine: Engine,
     transport: &str,
     response_line: &str,
     body: Option<&str>,
 ) -> (Shown, Vec<Shown>) {
     let app = spawn_app(&[]).await;
-    let chromium = Chromium::launch().await;
-    let (page, errors) = chromium
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser
         .open(&app.url(&format!("/demos/{transport}.html")))
         .await;
 
@@ -142,7 +143,7 @@ async fn the_wire_view_shows_the_clock_over(
         "still asking while closed"
     );
 
-    let errors = errors.lock().unwrap().clone();
+    let errors = errors.all().await;
     assert!(
         unexpected(&errors).is_empty(),
         "{transport}: console errors: {errors:#?}"
@@ -150,22 +151,26 @@ async fn the_wire_view_shows_the_clock_over(
     (found, all)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_short_polling_page_shows_its_polls_on_the_wire() {
+async fn the_short_polling_page_shows_its_polls_on_the_wire(engine: Engine) {
     let (poll, _) =
-        the_wire_view_shows_the_clock_over("poll", "HTTP/1.1 200 OK", Some("{\"events\":")).await;
+        the_wire_view_shows_the_clock_over(engine, "poll", "HTTP/1.1 200 OK", Some("{\"events\":"))
+            .await;
     assert_eq!(poll.state, "complete", "{poll:?}");
     assert!(
         poll.headers.contains("content-type: application/json"),
         "{poll:?}"
     );
 }
+in_every_engine!(the_short_polling_page_shows_its_polls_on_the_wire);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_long_polling_page_shows_its_held_requests_on_the_wire() {
-    let (answered, all) =
-        the_wire_view_shows_the_clock_over("longpoll", "HTTP/1.1 200 OK", Some("{\"events\":"))
-            .await;
+async fn the_long_polling_page_shows_its_held_requests_on_the_wire(engine: Engine) {
+    let (answered, all) = the_wire_view_shows_the_clock_over(
+        engine,
+        "longpoll",
+        "HTTP/1.1 200 OK",
+        Some("{\"events\":"),
+    )
+    .await;
     assert!(answered.request.contains("timeout="), "{answered:?}");
     // The chat's long poll (an empty room, no history) is held: no response yet.
     assert!(
@@ -176,12 +181,16 @@ async fn the_long_polling_page_shows_its_held_requests_on_the_wire() {
         "{all:#?}"
     );
 }
+in_every_engine!(the_long_polling_page_shows_its_held_requests_on_the_wire);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_iframe_page_shows_its_stream_document_on_the_wire() {
-    let (stream, _) =
-        the_wire_view_shows_the_clock_over("iframe", "HTTP/1.1 200 OK", Some("<!doctype html>"))
-            .await;
+async fn the_iframe_page_shows_its_stream_document_on_the_wire(engine: Engine) {
+    let (stream, _) = the_wire_view_shows_the_clock_over(
+        engine,
+        "iframe",
+        "HTTP/1.1 200 OK",
+        Some("<!doctype html>"),
+    )
+    .await;
     assert_eq!(stream.state, "open", "{stream:?}");
     assert!(
         stream.headers.contains("content-type: text/html"),
@@ -194,24 +203,27 @@ async fn the_iframe_page_shows_its_stream_document_on_the_wire() {
     );
     assert!(!stream.body.contains(&" ".repeat(40)), "{stream:?}");
 }
+in_every_engine!(the_iframe_page_shows_its_stream_document_on_the_wire);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sse_page_shows_its_event_stream_on_the_wire() {
+async fn the_sse_page_shows_its_event_stream_on_the_wire(engine: Engine) {
     let (stream, _) =
-        the_wire_view_shows_the_clock_over("sse", "HTTP/1.1 200 OK", Some("retry: 2000")).await;
+        the_wire_view_shows_the_clock_over(engine, "sse", "HTTP/1.1 200 OK", Some("retry: 2000"))
+            .await;
     assert_eq!(stream.state, "open", "{stream:?}");
     assert!(
         stream.headers.contains("content-type: text/event-stream"),
         "{stream:?}"
     );
 }
+in_every_engine!(the_sse_page_shows_its_event_stream_on_the_wire);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_websocket_page_shows_its_upgrade_on_the_wire() {
+async fn the_websocket_page_shows_its_upgrade_on_the_wire(engine: Engine) {
     let (upgrade, _) =
-        the_wire_view_shows_the_clock_over("ws", "HTTP/1.1 101 Switching Protocols", None).await;
+        the_wire_view_shows_the_clock_over(engine, "ws", "HTTP/1.1 101 Switching Protocols", None)
+            .await;
     assert!(
         upgrade.headers.contains("sec-websocket-accept: "),
         "{upgrade:?}"
     );
 }
+in_every_engine!(the_websocket_page_shows_its_upgrade_on_the_wire);
