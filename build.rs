@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Read at run time: `env!` would bake in the folder the build script was compiled in, and
+    // a target directory copied from another checkout would then embed that one's results.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir);
     let results = root.join("results");
     println!("cargo:rerun-if-changed=results");
     let mut files = Vec::new();

@@ -365,6 +365,64 @@ class Arrivals {
   }
 }
 
+// The committed per-engine recovery figures (results/browsers/recovery.json, written by
+// scripts/browser-results.sh from the browser test that kills each lane): one row per
+// transport, one column per engine, the median of the runs and their range.
+const ENGINE_ORDER = ['chromium', 'firefox', 'webkit'];
+const LANE_NAMES = { poll: 'Short polling', longpoll: 'Long polling', iframe: 'Hidden iframe', sse: 'Server-Sent Events', ws: 'WebSocket' };
+
+async function showBrowserRecovery() {
+  const table = document.getElementById('browser-recovery');
+  if (!table) return;
+  const note = document.getElementById('browser-recovery-note');
+  let data;
+  try {
+    const res = await fetch('/results/browsers/recovery.json', { cache: 'no-cache' });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    data = await res.json();
+  } catch (err) {
+    note.textContent = `Could not read /results/browsers/recovery.json (${err.message}).`;
+    return;
+  }
+  const engines = ENGINE_ORDER.filter((e) => data.engines?.[e]);
+  const head = table.querySelector('thead tr');
+  head.replaceChildren();
+  const corner = document.createElement('th');
+  corner.scope = 'col';
+  corner.textContent = 'transport';
+  head.append(corner);
+  for (const e of engines) {
+    const th = document.createElement('th');
+    th.scope = 'col';
+    th.dataset.engine = e;
+    th.textContent = `${data.engines[e].browser} (${data.engines[e].runs.length} runs)`;
+    head.append(th);
+  }
+  const body = table.querySelector('tbody');
+  body.replaceChildren();
+  for (const t of TRANSPORTS) {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = LANE_NAMES[t] ?? t;
+    tr.append(th);
+    for (const e of engines) {
+      const values = data.engines[e].runs.map((r) => r[t]?.ms).filter(Number.isFinite).sort((a, b) => a - b);
+      const td = document.createElement('td');
+      td.dataset.engine = e;
+      td.dataset.transport = t;
+      td.textContent = values.length === 0
+        ? '–'
+        : values.length === 1
+          ? ms(values[0])
+          : `${ms(values[Math.floor(values.length / 2)])} (${ms(values[0])}–${ms(values[values.length - 1])})`;
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+  note.textContent = `${data.what} Command: ${data.command}. Machine: ${data.machine}.`;
+}
+
 async function boot() {
   const arrivals = new Arrivals(
     document.getElementById('arrivals'),
@@ -550,3 +608,4 @@ async function boot() {
 }
 
 void boot();
+void showBrowserRecovery();

@@ -95,6 +95,39 @@ async fn the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds(engine: Eng
         "{budget}"
     );
 
+    // The committed recovery figures of the three engines (results/browsers/), as a table:
+    // one row per transport, a figure per engine.
+    let figures = until(Duration::from_secs(10), async || {
+        let cells: Vec<String> = eval(
+            &page,
+            "[...document.querySelectorAll('#browser-recovery td[data-engine]')].map((c) => c.dataset.engine + ' ' + c.dataset.transport + ' ' + c.textContent)",
+        )
+        .await;
+        let engines: Vec<String> = eval(
+            &page,
+            "[...document.querySelectorAll('#browser-recovery th[data-engine]')].map((c) => c.dataset.engine)",
+        )
+        .await;
+        if engines == ["chromium", "firefox", "webkit"]
+            && cells.len() == 15
+            && cells.iter().all(|c| {
+                c.split(' ')
+                    .nth(2)
+                    .is_some_and(|figure| figure.parse::<f64>().is_ok())
+            })
+        {
+            Ok(())
+        } else {
+            Err((engines, cells))
+        }
+    })
+    .await;
+    assert!(
+        figures.is_ok(),
+        "the per-engine recovery table: {figures:?}; {}",
+        text(&page, "#browser-recovery-note").await
+    );
+
     // A message typed on the page arrives on all five lanes.
     fill_and_click(&page, "#cmp-text", "five ways", "#cmp-send-button").await;
     wait_for_arrivals(&page, "five ways").await;
@@ -134,6 +167,7 @@ async fn killing_each_transports_connection_recovers_without_losing_a_chat_messa
     assert_eq!(app.say(&cookie, "lobby", "warm-up").await.0, 201);
     wait_for_arrivals(&page, "warm-up").await;
 
+    let mut run = Vec::new();
     for transport in ["poll", "longpoll", "iframe", "sse", "ws"] {
         let lane = format!("document.getElementById('lane-{transport}')");
         eval::<bool>(
@@ -178,8 +212,13 @@ async fn killing_each_transports_connection_recovers_without_losing_a_chat_messa
             lost.ends_with("0 0 0 0 0") || lost.ends_with("00000"),
             "lost: {lost}"
         );
-        println!("{transport}: back after {recovered_ms} ms; {shown}");
+        println!(
+            "{}: {transport}: back after {recovered_ms} ms; {shown}",
+            engine.name()
+        );
+        run.push((transport, killed.parse::<u64>().unwrap_or(0), recovered_ms));
     }
+    record::recovery(engine, &browser.version(), &run);
     let lost: Vec<String> = serde_json::from_str(
         &eval::<String>(
             &page,

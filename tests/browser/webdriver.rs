@@ -177,6 +177,8 @@ struct Session {
     base: String,
     /// Whether the driver hands out the browser's console (chromedriver's `se/log`).
     console_log: bool,
+    /// The browser's version, as its driver reports it (`browserVersion`).
+    version: String,
     /// The write end of the driver shell's stdin: dropping it ends the driver's process
     /// group (and so does this process's exit).
     lifeline: Mutex<Option<ChildStdin>>,
@@ -270,6 +272,7 @@ async fn start_session(engine: Engine, http: &reqwest::Client) -> Arc<Session> {
             engine,
             base: String::new(),
             console_log: false,
+            version: String::new(),
             lifeline: Mutex::new(lifeline),
             log_path: log_path.clone(),
         };
@@ -286,6 +289,10 @@ async fn start_session(engine: Engine, http: &reqwest::Client) -> Arc<Session> {
         };
         let mut session = session;
         session.base = format!("{driver}/session/{id}");
+        session.version = body["value"]["capabilities"]["browserVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         session.console_log = engine == Engine::Chromium
             && http
                 .get(format!("{}/se/log/types", session.base))
@@ -354,6 +361,11 @@ impl Browser {
 
     pub fn engine(&self) -> Engine {
         self.session().engine
+    }
+
+    /// The browser's version, e.g. `153.8.0`.
+    pub fn version(&self) -> String {
+        self.session().version.clone()
     }
 
     fn session(&self) -> &Session {

@@ -1,0 +1,142 @@
+//! Figures the browser tests measure, written into the folder `PUSHPOLL_RECORD` names (by
+//! `scripts/browser-results.sh`, which then copies them into `results/browsers/`); off by
+//! default, so test runs never change the tree. The compare page shows what is committed.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+use super::Engine;
+
+/// Tests of different engines run side by side: one writer at a time.
+static WRITING: Mutex<()> = Mutex::new(());
+
+const TRANSPORTS: [&str; 5] = ["poll", "longpoll", "iframe", "sse", "ws"];
+
+
+/// One kill-and-recover run of the compare page in `engine`: per transport, the connections
+/// the kill broke and the milliseconds until the lane delivered again.
+pub fn recovery(engine: Engine, browser_version: &str, run: &[(&str, u64, f64)]) {
+    let Some(dir) = std::env::var_os("PUSHPOLL_RECORD").map(std::path::PathBuf::from) else {
+        return;
+    };
+    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("recovery.json");
+    let mut all: Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| {
+            json!({
+                "what": "Back after: on /demos/compare.html, from the click on \"Kill the connection\" (POST /api/debug/kill, which drops the lane's clock and chat connections the way a network failure would) to the lane's first clock event over a new connection, in milliseconds, as the page measures it (performance.now()). killed: connections the kill broke.",
+                "test": "tests/browser/compare.rs, killing_each_transports_connection_recovers_without_losing_a_chat_message",
+                "command": "scripts/browser-results.sh",
+                "machine": machine(),
+                "engines": {},
+            })
+        });
+    let entry = &mut all["engines"][engine.name()];
+    if entry.is_null() {
+        *entry = json!({ "browser": format!("{} {browser_version}", label(engine)), "runs": [] });
+    }
+    let mut one = serde_json::Map::new();
+    for (transport, killed, ms) in run {
+        one.insert(
+            transport.to_string(),
+            json!({ "ms": ms.round() as u64, "killed": killed }),
+        );
+    }
+    entry["runs"].as_array_mut().unwrap().push(Value::Object(one));
+    std::fs::write(&path, serde_json::to_string_pretty(&all).unwrap() + "\n").unwrap();
+    std::fs::write(dir.join("recovery.md"), table(&all)).unwrap();
+}
+
+fn label(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Chromium => "Chromium",
+        Engine::Firefox => "Firefox ESR",
+        Engine::WebKit => "WebKitGTK MiniBrowser",
+    }
+}
+
+/// The markdown table: one row per transport, one column per engine, the median of the runs
+/// and their range.
+fn table(all: &Value) -> String {
+    let engines: BTreeMap<String, Value> = all["engines"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let order: Vec<&str> = ["chromium", "firefox", "webkit"]
+        .into_iter()
+        .filter(|e| engines.contains_key(*e))
+        .collect();
+    let mut out = String::from("# Recovery after a killed connection, per browser engine\n\n");
+    out.push_str(all["what"].as_str().unwrap_or(""));
+    out.push_str(&format!(
+        "\n\nEach cell: median over the runs (fastest–slowest), milliseconds. Test: `{}`. Command: `{}`. Machine: {}.\n\n",
+        all["test"].as_str().unwrap_or(""),
+        all["command"].as_str().unwrap_or(""),
+        all["machine"].as_str().unwrap_or("")
+    ));
+    out.push_str("| transport |");
+    for e in &order {
+        out.push_str(&format!(
+            " {} ({} runs) |",
+            engines[*e]["browser"].as_str().unwrap_or(e),
+            engines[*e]["runs"].as_array().map_or(0, Vec::len)
+        ));
+    }
+    out.push_str("\n|---|");
+    for _ in &order {
+        out.push_str("--:|");
+    }
+    out.push('\n');
+    for t in TRANSPORTS {
+        out.push_str(&format!("| {t} |"));
+        for e in &order {
+            let mut ms: Vec<u64> = engines[*e]["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r[t]["ms"].as_u64())
+                .collect();
+            ms.sort_unstable();
+            let cell = match ms.as_slice() {
+                [] => "–".to_string(),
+                [one] => format!("{one}"),
+                many => format!(
+                    "{} ({}–{})",
+                    many[many.len() / 2],
+                    many[0],
+                    many[many.len() - 1]
+                ),
+            };
+            out.push_str(&format!(" {cell} |"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// CPU, cores, memory and OS of this machine, in one line.
+fn machine() -> String {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    let memory_gib = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024 / 1024);
+    let os = read("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cpu}, {cores} cores, {memory_gib} GiB, {os}")
+}
