@@ -204,6 +204,20 @@ async fn a_browser_opens_six_connections_per_origin_shared_by_its_tabs(engine: E
         "{}: the first origin still full",
         engine.name()
     );
+
+    // The second tab's request was queued, not lost: once the first tab leaves (its requests
+    // aborted, their connections closed), it goes out.
+    first.close().await.unwrap();
+    let freed = until(Duration::from_secs(10), async || match count(&alias, "b") {
+        1 => Ok(()),
+        n => Err(n),
+    })
+    .await;
+    assert!(
+        freed.is_ok(),
+        "{}: the second tab's request never went out: {freed:?}",
+        engine.name()
+    );
 }
 in_every_engine!(a_browser_opens_six_connections_per_origin_shared_by_its_tabs);
 
