@@ -132,6 +132,7 @@ async fn start_holds(page: &Page<'_>, origin: &str, tag: &str, n: usize) {
 /// answers are started at once, and the server counts how many reached it: from one tab to
 /// `localhost:PORT`, then one more from a second tab of the same site to the same origin, then
 /// ten from the first tab to its own origin `127.0.0.1:PORT` while the first six are still held.
+/// Last, the first tab leaves, and the second tab's request must go out.
 async fn a_browser_opens_six_connections_per_origin_shared_by_its_tabs(engine: Engine) {
     // (Host header, path) of each held request, in arrival order.
     let arrived: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
@@ -233,9 +234,9 @@ struct EsRequest {
     closed: Instant,
 }
 
-/// How an engine reconnects after the stream ends: the least and most delay, in ms, from the
-/// server's close to the next request, past the `retry` it was sent (the band is wide: the
-/// machine is shared), and whether the reconnect carries `Last-Event-ID`. Measured: every
+/// How an engine reconnects after the stream ends: how much earlier and later than the `retry`
+/// it was sent, in ms, the next request may come, timed from the server's close (the band is
+/// wide: the machine is shared), and whether the reconnect carries `Last-Event-ID`. Measured: every
 /// engine reconnects 0-7 ms after `retry`, with `Last-Event-ID`.
 struct Reconnect {
     early_ms: i64,
