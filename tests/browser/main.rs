@@ -16,6 +16,7 @@ mod bytes;
 mod claims;
 mod compare;
 mod draw;
+mod engines;
 mod record;
 mod webdriver;
 mod wire;
