@@ -554,7 +554,7 @@ async function boot() {
       [PAGE_ORIGIN, lanes.filter((l) => l.origin === PAGE_ORIGIN && l.transport !== 'ws')],
     ];
     if (!ONE_ORIGIN) rows.push([ALIAS_ORIGIN, lanes.filter((l) => l.origin === ALIAS_ORIGIN)]);
-    rows.push(['WebSockets (not in the six)', [byTransport.ws]]);
+    rows.push(['WebSockets (apart from the six in Chromium and Firefox; WebKit counts them in)', [byTransport.ws]]);
     budget.replaceChildren(
       ...rows.map(([name, group]) => {
         const tr = document.createElement('tr');
@@ -565,7 +565,7 @@ async function boot() {
         const cells = [
           isOrigin ? new URL(name).host : name,
           `${held} (${parts})`,
-          isOrigin ? '6' : 'a separate, larger pool',
+          isOrigin ? '6' : 'Chromium, Firefox: a pool of their own; WebKit: the six of their origin',
           isOrigin ? (wait === null ? 'no request finished' : ms(wait)) : '–',
         ];
         for (const text of cells) {

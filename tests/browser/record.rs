@@ -14,7 +14,6 @@ static WRITING: Mutex<()> = Mutex::new(());
 
 const TRANSPORTS: [&str; 5] = ["poll", "longpoll", "iframe", "sse", "ws"];
 
-
 /// One kill-and-recover run of the compare page in `engine`: per transport, the connections
 /// the kill broke and the milliseconds until the lane delivered again.
 pub fn recovery(engine: Engine, browser_version: &str, run: &[(&str, u64, f64)]) {
@@ -47,7 +46,10 @@ pub fn recovery(engine: Engine, browser_version: &str, run: &[(&str, u64, f64)])
             json!({ "ms": ms.round() as u64, "killed": killed }),
         );
     }
-    entry["runs"].as_array_mut().unwrap().push(Value::Object(one));
+    entry["runs"]
+        .as_array_mut()
+        .unwrap()
+        .push(Value::Object(one));
     std::fs::write(&path, serde_json::to_string_pretty(&all).unwrap() + "\n").unwrap();
     std::fs::write(dir.join("recovery.md"), table(&all)).unwrap();
 }

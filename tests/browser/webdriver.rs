@@ -570,6 +570,10 @@ impl Page<'_> {
     }
 
     /// Runs a function body (`return …` for a value; a returned promise is awaited).
+    ///
+    /// Write page globals as `window.name = …`, also inside callbacks the script installs:
+    /// Firefox runs executed scripts in a sandbox, where a bare `name = …` in a callback lands
+    /// on the sandbox's global, not on the page's `window`, so a later script never sees it.
     pub async fn execute(&self, body: &str) -> Result<Value, String> {
         self.call(
             reqwest::Method::POST,
