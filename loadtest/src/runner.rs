@@ -334,7 +334,7 @@ pub async fn run(
         }),
         draw: sending
             .as_ref()
-            .map(|s| crate::draw::DrawCost::of(s, transport, published)),
+            .map(|s| crate::report::DrawCost::of(s, transport, published)),
     })
 }
 
