@@ -35,6 +35,7 @@ pub mod listener;
 pub mod origin;
 pub mod peers;
 pub mod results;
+pub mod spawn;
 pub mod stats;
 pub mod store;
 pub mod transport;

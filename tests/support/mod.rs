@@ -80,28 +80,15 @@ pub async fn spawn_binary(args: &[&str]) -> TestApp {
 
 /// [`spawn_binary`] over the SQLite file `db`.
 pub async fn spawn_binary_on(db: &str, args: &[&str]) -> TestApp {
-    use tokio::io::AsyncBufReadExt as _;
     let watchdog = Watchdog::arm();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushpoll"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushpoll"));
+    command
         .args(["--addr", "127.0.0.1:0", "--db", db])
         .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the pushpoll binary");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .stderr(std::process::Stdio::null());
+    let pushpoll::spawn::Spawned { child, addr, .. } = pushpoll::spawn::start(&mut command)
         .await
-        .expect("the binary printed its URL within 10 s")
-        .expect("stdout")
-        .expect("a line");
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .and_then(|w| w.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+        .expect("start the pushpoll binary and read its URL within 10 s");
     let app = TestApp {
         addr,
         http: reqwest::Client::new(),
