@@ -39,6 +39,7 @@ pub mod spawn;
 pub mod stats;
 pub mod store;
 pub mod transport;
+pub mod wire;
 
 use std::future::Future;
 use std::time::Duration;
