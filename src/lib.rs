@@ -35,9 +35,11 @@ pub mod listener;
 pub mod origin;
 pub mod peers;
 pub mod results;
+pub mod spawn;
 pub mod stats;
 pub mod store;
 pub mod transport;
+pub mod wire;
 
 use std::future::Future;
 use std::time::Duration;

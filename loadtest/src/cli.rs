@@ -1,4 +1,5 @@
-//! Command-line options, as typed; [`crate::plan`] validates them into a plan.
+//! Command-line options, as typed: a leaf that imports nothing of ours. `plan` validates
+//! them into a plan (the plan depends on the options, never the other way).
 
 use clap::{Args, Parser, Subcommand};
 

@@ -22,12 +22,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::Ctx;
+use crate::metrics::Metrics;
 use crate::net::{Http, IoCounters};
+use crate::report::DrawCost;
 
 /// Points per stroke: a tenth of a second of a moving pointer.
 pub const POINTS: usize = 16;
@@ -65,25 +65,6 @@ impl Sending {
             sends: AtomicU64::new(0),
         }
     }
-}
-
-/// The upstream side of a draw run, in `summary.json` (`"draw"` in each result).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct DrawCost {
-    /// Strokes per second per client, as asked.
-    pub send_rate: f64,
-    /// Points per stroke.
-    pub points: usize,
-    pub strokes_sent: u64,
-    pub sends: u64,
-    /// Bytes written to send the strokes (see the module's definition per transport).
-    pub bytes_up: u64,
-    /// Bytes read in answer to the sends (HTTP `201` answers; 0 for WebSocket).
-    pub bytes_up_answers: u64,
-    pub bytes_up_per_stroke: f64,
-    pub bytes_up_answers_per_stroke: f64,
-    /// Strokes the server published in the run (its newest id minus the start cursor).
-    pub published: u64,
 }
 
 impl DrawCost {
@@ -189,20 +170,27 @@ impl Schedule {
 }
 
 /// An HTTP transport's sender: `POST /api/draw` on its own keep-alive connection, one
-/// stroke per request, until `ctx.stop`.
-pub async fn http_sender(ctx: Arc<Ctx>, sending: Arc<Sending>, index: usize) {
+/// stroke per request, until `stop`. Errors are counted in `metrics`. (It takes the client
+/// context's parts rather than the context, so `draw` does not import `clients`.)
+pub async fn http_sender(
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    metrics: Arc<Metrics>,
+    sending: Arc<Sending>,
+    index: usize,
+) {
     let mut schedule = Schedule::new(&sending, index);
     let mut http: Option<Http> = None;
     loop {
         let stroke = tokio::select! {
-            () = ctx.stop.cancelled() => return,
+            () = stop.cancelled() => return,
             stroke = schedule.due(&sending) => stroke,
         };
         if http.as_ref().is_none_or(Http::is_closed) {
-            match Http::connect(ctx.addr, &sending.upload_io).await {
+            match Http::connect(addr, &sending.upload_io).await {
                 Ok(h) => http = Some(h),
                 Err(_) => {
-                    ctx.metrics.error("draw_connect");
+                    metrics.error("draw_connect");
                     continue;
                 }
             }
@@ -218,10 +206,10 @@ pub async fn http_sender(ctx: Arc<Ctx>, sending: Arc<Sending>, index: usize) {
                 if status == 201 {
                     sending.strokes.fetch_add(1, Relaxed);
                 } else {
-                    ctx.metrics.error(format!("draw_http_{status}"));
+                    metrics.error(format!("draw_http_{status}"));
                 }
             }
-            Err(_) => ctx.metrics.error("draw_connection"),
+            Err(_) => metrics.error("draw_connection"),
         }
     }
 }

@@ -9,7 +9,6 @@ mod faults;
 mod machine;
 mod metrics;
 mod net;
-mod parse;
 mod plan;
 mod publisher;
 mod report;

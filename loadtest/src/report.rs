@@ -1,4 +1,7 @@
 //! Results as plain data, and one exporter per format. (Exporters: see `export`.)
+//!
+//! A leaf: the parts measured elsewhere (`faults`, `draw`) have their result types here, so
+//! those modules import the report and not the other way round.
 
 use std::collections::BTreeMap;
 
@@ -90,10 +93,10 @@ pub struct TransportResult {
     pub errors: BTreeMap<String, u64>,
     /// With `--churn`/`--storm`: what the breaks did (see `faults`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub faults: Option<crate::faults::FaultResult>,
+    pub faults: Option<FaultResult>,
     /// `--feed draw`: what the clients' sends cost upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub draw: Option<crate::draw::DrawCost>,
+    pub draw: Option<DrawCost>,
 }
 
 /// `summary.json`.
@@ -105,4 +108,74 @@ pub struct Summary {
     /// UTC, RFC 3339, when the run started.
     pub started: String,
     pub results: Vec<TransportResult>,
+}
+
+/// `{p50, p99, max}` in µs, and how many were recorded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// The storm's request rate around the moment every client was broken.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StormRate {
+    /// The most requests in one 100 ms window (aligned to the storm) in the 3 s after it.
+    pub peak_per_100ms: u64,
+    /// The most requests in one 10 ms bucket in the 3 s after it.
+    pub peak_per_10ms: u64,
+    /// The mean per 100 ms over the 500 ms before it (the steady rate).
+    pub before_per_100ms: f64,
+    /// How long sending the storm's kills took (first sent to last answered), in ms: the
+    /// breaks themselves are spread over this time.
+    #[serde(default)]
+    pub kills_ms: f64,
+    /// Requests per 10 ms bucket, from 500 ms before the storm to 3 s after it.
+    pub timeline_10ms: Vec<u64>,
+}
+
+/// What the faults did to one transport's run (`faults` in `summary.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FaultResult {
+    pub churn: Option<f64>,
+    pub storm_at_s: Option<f64>,
+    pub jitter: bool,
+    /// Kill requests sent, and those that failed.
+    pub kills_sent: u64,
+    pub kill_failures: u64,
+    /// Connections the server dropped (the kills' `killed`, summed).
+    pub breaks: u64,
+    /// Breaks the clients saw end their connection.
+    pub breaks_seen: u64,
+    pub reconnect_us: Percentiles,
+    pub recovery_us: Percentiles,
+    /// Clients still waiting for their first event after a break when the run ended.
+    pub unrecovered: u64,
+    pub recovery_requests: u64,
+    pub storm: Option<StormRate>,
+    /// This run minus the baseline (`--baseline`), when one was given.
+    pub extra_requests: Option<i64>,
+    pub extra_bytes_in: Option<i64>,
+    pub extra_bytes_out: Option<i64>,
+}
+
+/// The upstream side of a draw run, in `summary.json` (`"draw"` in each result).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DrawCost {
+    /// Strokes per second per client, as asked.
+    pub send_rate: f64,
+    /// Points per stroke.
+    pub points: usize,
+    pub strokes_sent: u64,
+    pub sends: u64,
+    /// Bytes written to send the strokes (see the module's definition per transport).
+    pub bytes_up: u64,
+    /// Bytes read in answer to the sends (HTTP `201` answers; 0 for WebSocket).
+    pub bytes_up_answers: u64,
+    pub bytes_up_per_stroke: f64,
+    pub bytes_up_answers_per_stroke: f64,
+    /// Strokes the server published in the run (its newest id minus the start cursor).
+    pub published: u64,
 }

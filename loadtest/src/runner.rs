@@ -1,5 +1,6 @@
 //! One measured run of one transport: connect the clients over the ramp, publish for the
-//! duration, drain, and turn what was counted into a [`TransportResult`].
+//! duration, drain, and turn what was counted into a [`TransportResult`]; one function per
+//! phase.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,78 +9,137 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use pushpoll::stats::Snapshot;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::{self, Client, Ctx};
+use crate::draw::Sending;
+use crate::faults::FaultState;
 use crate::metrics::{Metrics, summarize};
+use crate::net::IoSnapshot;
 use crate::plan::Plan;
 use crate::publisher::{Publisher, room_name};
-use crate::report::TransportResult;
+use crate::report::{DrawCost, TransportResult};
 use crate::server;
 
 /// Runs `transport` against the server at `addr`. `alive` says whether the server is still
 /// up; if it dies the run stops early and reports what it measured, with a `server_died`
 /// error.
+///
+/// The phases, in order: [`Run::start`] (the shared state and the server's figures before),
+/// [`ramp`] (connect the clients), [`window`] (publish, sample, inject faults), [`drain`]
+/// (wait for the last deliveries), [`finish`] (stop the clients) and [`tally`] (the figures).
 pub async fn run(
     plan: &Plan,
     transport: &'static str,
     addr: SocketAddr,
     alive: &mut dyn FnMut() -> bool,
 ) -> anyhow::Result<TransportResult> {
-    let shards = (plan.clients / 64).clamp(1, 64);
-    let metrics = Arc::new(Metrics::new(shards));
-    let stop = CancellationToken::new();
-    // `--feed draw`: the clients are the senders (`crate::draw`).
-    let sending = (plan.feed == "draw").then(|| {
-        Arc::new(crate::draw::Sending::new(
-            plan.send_rate,
-            plan.duration,
-            plan.clients,
-        ))
-    });
-    let ctx = Arc::new(Ctx {
-        addr,
-        feed: plan.feed,
-        metrics: metrics.clone(),
-        stop: stop.clone(),
-        poll_interval: plan.poll_interval,
-        sending: sending.clone(),
-    });
-    let progress = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} {prefix:>8} {elapsed:>4} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    progress.set_prefix(transport);
-    progress.enable_steady_tick(Duration::from_millis(120));
+    let run = Run::start(plan, transport, addr).await?;
+    let (tasks, connected) = ramp(&run, alive).await;
+    let window = window(&run, connected, alive).await?;
+    let drained = drain(&run, &window).await?;
+    let (finished, after) = finish(&run, &window, tasks).await;
+    Ok(tally(&run, &window, &drained, &finished, after.as_ref()))
+}
 
-    let cursor = if plan.feed == "chat" {
-        Some(server::chat_cursor(addr).await?)
-    } else if plan.feed == "draw" {
-        Some(server::draw_cursor(addr).await?)
-    } else {
-        None
-    };
-    let before = server::stats(addr).await?;
-    // A faulted run tags every client so the injector can break it (see `faults`).
-    let faults = if plan.faults.enabled() {
-        Some(crate::faults::FaultState::new(plan.clients)?)
-    } else {
-        None
-    };
+/// What every phase of one run shares.
+struct Run<'a> {
+    plan: &'a Plan,
+    transport: &'static str,
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    /// Stops the clients at the end.
+    stop: CancellationToken,
+    ctx: Arc<Ctx>,
+    /// `--feed draw`: the clients are the senders (`crate::draw`).
+    sending: Option<Arc<Sending>>,
+    progress: ProgressBar,
+    /// The feed's newest id before the run (chat and draw), where every client starts.
+    cursor: Option<u64>,
+    /// The server's figures before the clients connected.
+    before: Snapshot,
+    /// A faulted run tags every client so the injector can break it (see `faults`).
+    faults: Option<Arc<FaultState>>,
+}
 
-    // Connect the clients, spread over the ramp.
+impl<'a> Run<'a> {
+    async fn start(
+        plan: &'a Plan,
+        transport: &'static str,
+        addr: SocketAddr,
+    ) -> anyhow::Result<Run<'a>> {
+        let shards = (plan.clients / 64).clamp(1, 64);
+        let metrics = Arc::new(Metrics::new(shards));
+        let stop = CancellationToken::new();
+        let sending = (plan.feed == "draw")
+            .then(|| Arc::new(Sending::new(plan.send_rate, plan.duration, plan.clients)));
+        let ctx = Arc::new(Ctx {
+            addr,
+            feed: plan.feed,
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+            poll_interval: plan.poll_interval,
+            sending: sending.clone(),
+        });
+        let progress = ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {prefix:>8} {elapsed:>4} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        progress.set_prefix(transport);
+        progress.enable_steady_tick(Duration::from_millis(120));
+
+        let cursor = if plan.feed == "chat" {
+            Some(server::chat_cursor(addr).await?)
+        } else if plan.feed == "draw" {
+            Some(server::draw_cursor(addr).await?)
+        } else {
+            None
+        };
+        let before = server::stats(addr).await?;
+        let faults = if plan.faults.enabled() {
+            Some(FaultState::new(plan.clients)?)
+        } else {
+            None
+        };
+        Ok(Run {
+            plan,
+            transport,
+            addr,
+            metrics,
+            stop,
+            ctx,
+            sending,
+            progress,
+            cursor,
+            before,
+            faults,
+        })
+    }
+}
+
+/// Connects the clients, spread over the ramp, then waits (up to 15 s, while the server is
+/// alive) for all of them to be connected. Returns the client tasks and how many connected;
+/// the missing ones are counted as an error.
+async fn ramp(run: &Run<'_>, alive: &mut dyn FnMut() -> bool) -> (Vec<JoinHandle<Client>>, usize) {
+    let (plan, metrics, progress) = (run.plan, &run.metrics, &run.progress);
     let mut tasks = Vec::with_capacity(plan.clients);
     let step = plan.ramp.div_f64(plan.clients as f64);
     let ramp_start = Instant::now();
     for i in 0..plan.clients {
-        let mut client = Client::new(i, room_name(i % plan.rooms), cursor);
+        let mut client = Client::new(i, room_name(i % plan.rooms), run.cursor);
         if !plan.faults.jitter {
             client = client.without_jitter();
         }
-        if let Some(faults) = &faults {
+        if let Some(faults) = &run.faults {
             client = client.with_faults(faults.clone());
         }
-        tasks.push(tokio::spawn(clients::run(ctx.clone(), transport, client)));
+        tasks.push(tokio::spawn(clients::run(
+            run.ctx.clone(),
+            run.transport,
+            client,
+        )));
         let due = ramp_start + step.mul_f64((i + 1) as f64);
         tokio::time::sleep_until(due.into()).await;
         if i % 256 == 0 {
@@ -106,18 +166,46 @@ pub async fn run(
     if connected < plan.clients {
         metrics.error(format!("not_connected_{}", plan.clients - connected));
     }
+    (tasks, connected)
+}
 
-    // The measured window: publish, then drain.
+/// The measured window, as it stood when publishing ended.
+struct Window {
+    /// The server's figures as the window opened.
+    start: Snapshot,
+    started: Instant,
+    /// The load tester's CPU seconds, client requests and socket bytes as it opened.
+    own_cpu_before: f64,
+    requests_before: u64,
+    io_before: IoSnapshot,
+    /// Sampled once a second while publishing.
+    rss_peak: u64,
+    open_peak: i64,
+    /// The server died (or stopped answering) during the window.
+    died: bool,
+    /// The chat messages the server acknowledged: (id, room index).
+    acked: Vec<(u64, usize)>,
+}
+
+/// The measured window: publish for the duration (chat) or let the clients send (draw),
+/// with the fault injector breaking connections, sampling the server's RSS and open
+/// connections every second.
+async fn window(
+    run: &Run<'_>,
+    connected: usize,
+    alive: &mut dyn FnMut() -> bool,
+) -> anyhow::Result<Window> {
+    let (plan, addr, metrics) = (run.plan, run.addr, &run.metrics);
     let publisher = match plan.feed {
         "chat" => Some(Publisher::connect(addr, plan.rate).await?),
         _ => None,
     };
-    let window = server::stats(addr).await?;
+    let start = server::stats(addr).await?;
     let own_cpu_before = own_cpu_seconds();
     let requests_before = metrics.requests.load(Relaxed);
     let io_before = metrics.io.snapshot();
-    let window_start = Instant::now();
-    if let Some(sending) = &sending {
+    let started = Instant::now();
+    if let Some(sending) = &run.sending {
         sending.go.cancel();
     }
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -133,7 +221,7 @@ pub async fn run(
         })
     };
     let injector_stop = CancellationToken::new();
-    let injector = faults.as_ref().map(|state| {
+    let injector = run.faults.as_ref().map(|state| {
         tokio::spawn(crate::faults::inject(
             state.clone(),
             plan.faults.clone(),
@@ -143,8 +231,8 @@ pub async fn run(
             injector_stop.clone(),
         ))
     });
-    let mut rss_peak = window.process.rss_bytes;
-    let mut open_peak = window.connections.open;
+    let mut rss_peak = start.process.rss_bytes;
+    let mut open_peak = start.connections.open;
     let mut died = false;
     let mut last = (Instant::now(), 0u64);
     let mut sample = tokio::time::interval(Duration::from_secs(1));
@@ -167,7 +255,7 @@ pub async fn run(
         let delivered = metrics.delivered.load(Relaxed);
         let rate = (delivered - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
         last = (Instant::now(), delivered);
-        progress.set_message(format!(
+        run.progress.set_message(format!(
             "{connected}/{} connected · {rate:>9.0} events/s · {} errors",
             plan.clients,
             metrics.error_count()
@@ -185,16 +273,46 @@ pub async fn run(
         let _ = injector.await;
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(Window {
+        start,
+        started,
+        own_cpu_before,
+        requests_before,
+        io_before,
+        rss_peak,
+        open_peak,
+        died,
+        acked,
+    })
+}
 
-    // Drain: wait until every client has every acknowledged message of its room, or until
-    // the slowest transport had ample time to deliver.
-    let per_room = count_per_room(&acked, plan.rooms);
+/// What was expected, and the window's figures once the drain ended.
+struct Drained {
+    /// Acknowledged chat messages per room.
+    per_room: Vec<u64>,
+    expected: u64,
+    /// `--feed draw`: strokes the server published in the run.
+    published: u64,
+    /// The window's length, drain included, and what the load tester did within it.
+    window_s: f64,
+    requests_in_window: u64,
+    io_in_window: IoSnapshot,
+    own_cpu: f64,
+    /// The server's figures at the end of the window (none if it died).
+    after_window: Option<Snapshot>,
+}
+
+/// Drain: wait until every client has every acknowledged message of its room, or until the
+/// slowest transport had ample time to deliver. Closes the measured window.
+async fn drain(run: &Run<'_>, window: &Window) -> anyhow::Result<Drained> {
+    let (plan, addr, metrics, died) = (run.plan, run.addr, &run.metrics, window.died);
+    let per_room = count_per_room(&window.acked, plan.rooms);
     let mut expected: u64 = (0..plan.clients).map(|i| per_room[i % plan.rooms]).sum();
     // `--feed draw`: every stroke the server published in the run, to every client. Read
     // after the senders' window (a send still in flight may add a stroke or two later; the
     // drain below waits for them, and the count is read again at the end).
     let mut published = 0;
-    if let (Some(start), false) = (cursor.filter(|_| plan.feed == "draw"), died) {
+    if let (Some(start), false) = (run.cursor.filter(|_| plan.feed == "draw"), died) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         published = server::draw_cursor(addr).await?.saturating_sub(start);
         expected = published * plan.clients as u64;
@@ -209,23 +327,41 @@ pub async fn run(
             < expected
         && Instant::now() < drain_until
     {
-        progress.set_message(format!(
+        run.progress.set_message(format!(
             "draining {}/{expected}",
             metrics.delivered.load(Relaxed)
         ));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let window_s = window_start.elapsed().as_secs_f64();
-    let requests_in_window = metrics.requests.load(Relaxed) - requests_before;
-    let io_in_window = metrics.io.snapshot().since(io_before);
-    let own_cpu = own_cpu_seconds() - own_cpu_before;
+    let window_s = window.started.elapsed().as_secs_f64();
+    let requests_in_window = metrics.requests.load(Relaxed) - window.requests_before;
+    let io_in_window = metrics.io.snapshot().since(window.io_before);
+    let own_cpu = own_cpu_seconds() - window.own_cpu_before;
     let after_window = if died {
         None
     } else {
         server::stats(addr).await.ok()
     };
+    Ok(Drained {
+        per_room,
+        expected,
+        published,
+        window_s,
+        requests_in_window,
+        io_in_window,
+        own_cpu,
+        after_window,
+    })
+}
 
-    stop.cancel();
+/// Stops the clients and collects them, then reads the server's figures once the requests
+/// they sent just before stopping are in (none if it died).
+async fn finish(
+    run: &Run<'_>,
+    window: &Window,
+    tasks: Vec<JoinHandle<Client>>,
+) -> (Vec<Client>, Option<Snapshot>) {
+    run.stop.cancel();
     let mut finished = Vec::with_capacity(tasks.len());
     for task in tasks {
         if let Ok(client) = task.await {
@@ -234,17 +370,30 @@ pub async fn run(
     }
     // Requests the clients sent just before stopping may still be on their way in.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = if died {
+    let after = if window.died {
         None
     } else {
-        server::stats(addr).await.ok()
+        server::stats(run.addr).await.ok()
     };
-    progress.finish_and_clear();
+    run.progress.finish_and_clear();
+    (finished, after)
+}
 
+/// Turns what was counted into the transport's result: loss per client against what its
+/// room was sent, and every figure per event and per second.
+fn tally(
+    run: &Run<'_>,
+    window: &Window,
+    drained: &Drained,
+    finished: &[Client],
+    after: Option<&Snapshot>,
+) -> TransportResult {
+    let (plan, transport, metrics) = (run.plan, run.transport, &run.metrics);
+    let (per_room, published) = (&drained.per_room, drained.published);
     // Loss: per client, the acknowledged messages of its room it never received.
-    let acked_ids: HashMap<u64, usize> = acked.iter().copied().collect();
+    let acked_ids: HashMap<u64, usize> = window.acked.iter().copied().collect();
     let (mut received, mut lost) = (0u64, 0u64);
-    for client in &finished {
+    for client in finished {
         let room = client.index % plan.rooms;
         let got = client
             .seen
@@ -263,7 +412,7 @@ pub async fn run(
             .sum();
     }
     let (events_expected, events_received) = match plan.feed {
-        "chat" | "draw" => (expected, received),
+        "chat" | "draw" => (drained.expected, received),
         // The clock is a state feed: ticks a client polls past are skipped by design. Its
         // "expected" is what the clients together saw, so `lost` stays 0 and meaningless.
         _ => {
@@ -277,16 +426,16 @@ pub async fn run(
         0
     };
 
-    let figures = |s: &Option<pushpoll::stats::Snapshot>| {
-        s.as_ref()
-            .map(|s| s.transports[transport].clone())
+    let figures = |s: Option<&Snapshot>| {
+        s.map(|s| s.transports[transport].clone())
             .unwrap_or_default()
     };
-    let server_cpu_s = after_window
+    let server_cpu_s = drained
+        .after_window
         .as_ref()
         .map(|a| {
             (a.process.cpu_user_s + a.process.cpu_system_s)
-                - (window.process.cpu_user_s + window.process.cpu_system_s)
+                - (window.start.process.cpu_user_s + window.start.process.cpu_system_s)
         })
         .unwrap_or(0.0);
     let requests = metrics.requests.load(Relaxed);
@@ -299,7 +448,8 @@ pub async fn run(
             0.0
         }
     };
-    Ok(TransportResult {
+    let (window_s, io_in_window) = (drained.window_s, drained.io_in_window);
+    TransportResult {
         transport: transport.to_string(),
         clients: plan.clients,
         duration_s: window_s,
@@ -309,10 +459,10 @@ pub async fn run(
         lost,
         duplicates: metrics.duplicates.load(Relaxed),
         requests,
-        requests_per_s: requests_in_window as f64 / window_s.max(1e-9),
-        server_requests: figures(&after)
+        requests_per_s: drained.requests_in_window as f64 / window_s.max(1e-9),
+        server_requests: figures(after)
             .requests
-            .saturating_sub(before.transports[transport].requests),
+            .saturating_sub(run.before.transports[transport].requests),
         latency_us: summarize(&metrics.merged()),
         bytes_in,
         bytes_out,
@@ -324,18 +474,19 @@ pub async fn run(
         bytes_per_s: (io_in_window.read + io_in_window.written) as f64 / window_s.max(1e-9),
         server_cpu_s,
         server_cpu_us_per_event: per_event(server_cpu_s * 1e6),
-        server_rss_peak_bytes: rss_peak,
-        open_connections_peak: open_peak,
-        loadtest_cpu_s: own_cpu,
+        server_rss_peak_bytes: window.rss_peak,
+        open_connections_peak: window.open_peak,
+        loadtest_cpu_s: drained.own_cpu,
         errors: metrics.errors(),
-        faults: faults.map(|state| {
+        faults: run.faults.as_ref().map(|state| {
             let unrecovered = finished.iter().filter(|c| c.awaiting_recovery()).count();
             state.result(&plan.faults, unrecovered as u64)
         }),
-        draw: sending
+        draw: run
+            .sending
             .as_ref()
-            .map(|s| crate::draw::DrawCost::of(s, transport, published)),
-    })
+            .map(|s| DrawCost::of(s, transport, published)),
+    }
 }
 
 fn count_per_room(acked: &[(u64, usize)], rooms: usize) -> Vec<u64> {

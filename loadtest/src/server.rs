@@ -1,6 +1,7 @@
 //! The server under test: either started here (the `pushpoll` binary next to this one, on a
-//! free loopback port with `--db :memory:`), or a running one at `--url`. Also how its own
-//! figures are read, from `/api/stats`, on a connection that is not the clients'.
+//! free loopback port with `--db :memory:`, through [`pushpoll::spawn`]), or a running one at
+//! `--url`. Also how its own figures are read, from `/api/stats`, on a connection that is not
+//! the clients'.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use pushpoll::spawn;
 use pushpoll::stats::Snapshot;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::net::{Http, IoCounters, body};
@@ -43,7 +44,8 @@ impl Spawned {
     pub async fn start(clients: usize) -> anyhow::Result<Spawned> {
         let bin = server_binary()?;
         let max = (clients + 1000).to_string();
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .args([
                 "--addr",
                 "127.0.0.1:0",
@@ -57,23 +59,16 @@ impl Spawned {
             // Every client sends from 127.0.0.1: the draw budget is per address.
             .args(["--draw-rate", "1000000", "--draw-rate-total", "10000000"])
             .env("PUSHPOLL_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .stderr(Stdio::inherit());
+        let started = spawn::start(&mut command)
             .await
-            .context("pushpoll did not start within 10 s")??
-            .context("pushpoll exited at start")?;
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .with_context(|| format!("no URL in {line:?}"))?;
-        let addr = parse_url(url)?;
-        Ok(Spawned { child, addr })
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        // Only loopback is a target, whatever the server printed.
+        let addr = parse_url(&started.url)?;
+        Ok(Spawned {
+            child: started.child,
+            addr,
+        })
     }
 
     /// True once the server process has exited.

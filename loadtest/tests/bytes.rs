@@ -135,32 +135,15 @@ async fn serve_proxy(listener: TcpListener, server: SocketAddr, proxy: Arc<Proxy
 
 /// Starts `pushpoll` on a free port, answering to the proxy's name too.
 fn start_server(bin: &PathBuf, proxy: SocketAddr) -> (std::process::Child, SocketAddr) {
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(["--addr", "127.0.0.1:0", "--db", ":memory:"])
         .args(["--rate-limit", "1000000"])
         .arg("--allow-origin")
         .arg(format!("http://{proxy}"))
         .env("PUSHPOLL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"));
-    let addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    (child, addr)
+        .stderr(Stdio::inherit());
+    pushpoll::spawn::start_blocking(&mut command).unwrap()
 }
 
 /// Runs one transport through the proxy and compares the two counts.

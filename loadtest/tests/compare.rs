@@ -148,7 +148,8 @@ fn more_clients_than_the_open_files_limit_is_refused_with_the_limit_named() {
 #[test]
 fn a_server_that_dies_mid_run_stops_the_run_which_reports_what_it_measured() {
     let server_bin = PathBuf::from(env!("CARGO_BIN_EXE_loadtest")).with_file_name("pushpoll");
-    let mut server = Command::new(&server_bin)
+    let mut command = Command::new(&server_bin);
+    command
         .args([
             "--addr",
             "127.0.0.1:0",
@@ -157,21 +158,9 @@ fn a_server_that_dies_mid_run_stops_the_run_which_reports_what_it_measured() {
             "--rate-limit",
             "100000",
         ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+        .stderr(std::process::Stdio::null());
+    let (mut server, addr) = pushpoll::spawn::start_blocking(&mut command).unwrap();
+    let url = format!("http://{addr}/");
     let out = std::env::temp_dir().join(format!("loadtest-died-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let run = loadtest()

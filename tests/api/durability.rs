@@ -3,34 +3,18 @@
 //! resumes.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use pushpoll::feed::{EventBody, WireEvent};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Starts the real binary on a free port with the chat in `db`; returns it and its base URL.
 async fn start(db: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pushpoll"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushpoll"));
+    command
         .args(["--addr", "127.0.0.1:0", "--db", db, "--rate-limit", "1000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
-    (child, base)
+        .stderr(Stdio::null());
+    let spawned = pushpoll::spawn::start(&mut command).await.unwrap();
+    (spawned.child, spawned.url)
 }
 
 async fn messages(http: &reqwest::Client, base: &str, after: u64) -> Vec<WireEvent> {

@@ -5,7 +5,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -16,7 +15,8 @@ const WAIT: Duration = Duration::from_secs(3);
 
 #[tokio::test]
 async fn sigterm_ends_every_stream_closes_websockets_with_1001_and_exits_within_5s() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pushpoll"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushpoll"));
+    command
         .args([
             "--addr",
             "127.0.0.1:0",
@@ -25,27 +25,17 @@ async fn sigterm_ends_every_stream_closes_websockets_with_1001_and_exits_within_
             "--tick-ms",
             "100",
         ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
     // The printed line names the demo URL with the port chosen.
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(WAIT, stdout.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
+    let spawned = pushpoll::spawn::start(&mut command).await.unwrap();
+    let (mut child, base) = (spawned.child, spawned.url);
+    assert!(
+        base.starts_with("http://127.0.0.1:"),
+        "no URL in the printed line: {base}"
+    );
     assert!(
         !base.ends_with(":0"),
-        "the printed URL must name the real port: {line}"
+        "the printed URL must name the real port: {base}"
     );
     let http = reqwest::Client::new();
 

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use pushpoll::Config;
 use pushpoll::feed::WireEvent;
 use pushpoll::stats::Snapshot;
+use pushpoll::wire::SSE_MESSAGE_END;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -80,28 +81,15 @@ pub async fn spawn_binary(args: &[&str]) -> TestApp {
 
 /// [`spawn_binary`] over the SQLite file `db`.
 pub async fn spawn_binary_on(db: &str, args: &[&str]) -> TestApp {
-    use tokio::io::AsyncBufReadExt as _;
     let watchdog = Watchdog::arm();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushpoll"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushpoll"));
+    command
         .args(["--addr", "127.0.0.1:0", "--db", db])
         .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the pushpoll binary");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .stderr(std::process::Stdio::null());
+    let pushpoll::spawn::Spawned { child, addr, .. } = pushpoll::spawn::start(&mut command)
         .await
-        .expect("the binary printed its URL within 10 s")
-        .expect("stdout")
-        .expect("a line");
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .and_then(|w| w.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+        .expect("start the pushpoll binary and read its URL within 10 s");
     let app = TestApp {
         addr,
         http: reqwest::Client::new(),
@@ -304,8 +292,8 @@ impl Streaming {
     /// The next complete SSE message (blocks split on a blank line).
     pub async fn next_sse(&mut self, within: Duration) -> Option<SseMessage> {
         loop {
-            if let Some(end) = find(&self.buf, b"\n\n") {
-                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+            if let Some(end) = find(&self.buf, SSE_MESSAGE_END) {
+                let block: Vec<u8> = self.buf.drain(..end + SSE_MESSAGE_END.len()).collect();
                 return Some(parse_sse_block(std::str::from_utf8(&block).expect("utf-8")));
             }
             if !self.fill(within).await {
@@ -327,8 +315,7 @@ impl Streaming {
 
     /// The next `<script>parent.pushpoll(EVENT)</script>` of an iframe stream.
     pub async fn next_iframe_event(&mut self, within: Duration) -> Option<WireEvent> {
-        const OPEN: &[u8] = b"<script>parent.pushpoll(";
-        const CLOSE: &[u8] = b")</script>\n";
+        use pushpoll::wire::{IFRAME_CALL_CLOSE as CLOSE, IFRAME_CALL_OPEN as OPEN};
         loop {
             if let Some(start) = find(&self.buf, OPEN)
                 && let Some(len) = find(&self.buf[start..], CLOSE)
@@ -372,9 +359,7 @@ fn parse_sse_block(block: &str) -> SseMessage {
     msg
 }
 
-pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
+pub use pushpoll::wire::find;
 
 /// Opens a WebSocket by hand on a raw TCP socket and returns it after the `101`, for tests
 /// that must control exactly what the client reads and when.

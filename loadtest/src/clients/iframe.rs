@@ -2,10 +2,10 @@
 //! 256 KiB and then reopened from the cursor.
 
 use super::{Client, Ctx, stream};
-use crate::parse::IframeParser;
+use pushpoll::wire::IframeDecoder;
 
 pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
-    let mut parser = IframeParser::default();
+    let mut parser = IframeDecoder::default();
     stream::read(ctx, client, "iframe", |chunk, on_json| {
         parser.push(chunk, |json| on_json(json))
     })

@@ -186,7 +186,9 @@ pub async fn run(ctx: Arc<Ctx>, transport: &'static str, mut client: Client) -> 
             client.draw = Some(crate::draw::Schedule::new(sending, client.index));
         } else {
             tokio::spawn(crate::draw::http_sender(
-                ctx.clone(),
+                ctx.addr,
+                ctx.stop.clone(),
+                ctx.metrics.clone(),
                 sending.clone(),
                 client.index,
             ));

@@ -1,10 +1,10 @@
 //! Server-Sent Events: one endless `text/event-stream` response.
 
 use super::{Client, Ctx, stream};
-use crate::parse::SseParser;
+use pushpoll::wire::SseDecoder;
 
 pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
-    let mut parser = SseParser::default();
+    let mut parser = SseDecoder::default();
     stream::read(ctx, client, "sse", |chunk, on_json| {
         parser.push(chunk, |json| on_json(json))
     })

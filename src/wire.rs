@@ -1,17 +1,37 @@
-//! Incremental parsers for the two streaming formats: they take chunks as the network cuts
-//! them (an event split across chunks, several events in one) and give whole events.
+//! The two streaming formats read back: where a Server-Sent Events message and a hidden-iframe
+//! call begin and end, and incremental decoders that take chunks as the network cuts them (an
+//! event split across chunks, several events in one) and give whole events. The server writes
+//! these formats (`feed::event`), the load tester's clients and the tests read them, all with
+//! the constants here.
+
+/// What the iframe stream wraps each event's JSON in: the stream calls its parent page's
+/// `pushpoll` function once per event.
+pub const IFRAME_CALL_OPEN: &[u8] = b"<script>parent.pushpoll(";
+/// What ends each call, the newline included (one call per line).
+pub const IFRAME_CALL_CLOSE: &[u8] = b")</script>\n";
+/// The end of a call for a reader: the newline after `</script>` is markup between calls, so
+/// a decoder does not wait for it.
+pub const IFRAME_CALL_END: &[u8] = match IFRAME_CALL_CLOSE.split_last() {
+    Some((_, end)) => end,
+    None => IFRAME_CALL_CLOSE,
+};
+
+/// What ends each Server-Sent Events message: a blank line.
+pub const SSE_MESSAGE_END: &[u8] = b"\n\n";
 
 /// Server-Sent Events: yields the `data:` of each message (comments and `retry:` skipped).
 #[derive(Default)]
-pub struct SseParser {
+pub struct SseDecoder {
     buf: Vec<u8>,
 }
 
-impl SseParser {
+impl SseDecoder {
+    /// Appends `chunk` and calls `on_data` with the value of every `data:` line of each
+    /// message the chunk completes; an incomplete message waits for the next chunk.
     pub fn push(&mut self, chunk: &[u8], mut on_data: impl FnMut(&[u8])) {
         self.buf.extend_from_slice(chunk);
         let mut start = 0;
-        while let Some(end) = find(&self.buf[start..], b"\n\n") {
+        while let Some(end) = find(&self.buf[start..], SSE_MESSAGE_END) {
             let block = &self.buf[start..start + end];
             for line in block.split(|b| *b == b'\n') {
                 if let Some(data) = line
@@ -21,7 +41,7 @@ impl SseParser {
                     on_data(data);
                 }
             }
-            start += end + 2;
+            start += end + SSE_MESSAGE_END.len();
         }
         self.buf.drain(..start);
     }
@@ -29,15 +49,16 @@ impl SseParser {
 
 /// The hidden-iframe stream: yields the JSON inside each `<script>parent.pushpoll(…)</script>`.
 #[derive(Default)]
-pub struct IframeParser {
+pub struct IframeDecoder {
     buf: Vec<u8>,
 }
 
-const OPEN: &[u8] = b"<script>parent.pushpoll(";
-const CLOSE: &[u8] = b")</script>";
-
-impl IframeParser {
+impl IframeDecoder {
+    /// Appends `chunk` and calls `on_json` with the JSON of each call the chunk completes;
+    /// what is kept is at most an incomplete call (or the start of an opening tag).
     pub fn push(&mut self, chunk: &[u8], mut on_json: impl FnMut(&[u8])) {
+        const OPEN: &[u8] = IFRAME_CALL_OPEN;
+        const CLOSE: &[u8] = IFRAME_CALL_END;
         self.buf.extend_from_slice(chunk);
         let mut consumed = 0;
         loop {
@@ -59,7 +80,8 @@ impl IframeParser {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+/// Where `needle` first occurs in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -70,7 +92,7 @@ mod tests {
     const SSE: &[u8] = b"retry: 2000\n\nid: 1\nevent: message\ndata: {\"id\":1}\n\n: ping\n\nid: 2\nevent: join\ndata: {\"id\":2}\n\n";
 
     fn sse_in_chunks(size: usize) -> Vec<String> {
-        let mut parser = SseParser::default();
+        let mut parser = SseDecoder::default();
         let mut out = Vec::new();
         for chunk in SSE.chunks(size) {
             parser.push(chunk, |d| out.push(String::from_utf8(d.to_vec()).unwrap()));
@@ -95,7 +117,7 @@ mod tests {
         stream.extend_from_slice(b"<script>parent.pushpoll({\"id\":1,\"t\":\"a\\u003c/script\\u003e\"})</script>\n<!-- -->\n");
         stream.extend_from_slice(b"<script>parent.pushpoll({\"id\":2})</script>\n");
         for size in [1, 2, 5, 13, stream.len()] {
-            let mut parser = IframeParser::default();
+            let mut parser = IframeDecoder::default();
             let mut out = Vec::new();
             for chunk in stream.chunks(size) {
                 parser.push(chunk, |j| out.push(String::from_utf8(j.to_vec()).unwrap()));
@@ -105,8 +127,33 @@ mod tests {
                 vec!["{\"id\":1,\"t\":\"a\\u003c/script\\u003e\"}", "{\"id\":2}"],
                 "chunks of {size}"
             );
-            assert!(parser.buf.len() < OPEN.len());
+            assert!(parser.buf.len() < IFRAME_CALL_OPEN.len());
         }
+    }
+
+    /// The server's own frames decode back to the JSON they carry, escaped or not.
+    #[test]
+    fn the_servers_frames_decode_to_their_json() {
+        use crate::feed::{Event, EventBody, WireEvent};
+        let ev = Event::new(&WireEvent {
+            id: 7,
+            ts: 9,
+            body: EventBody::Tick {
+                time: "</script> \u{2028}".into(),
+            },
+        });
+        let mut sse = Vec::new();
+        SseDecoder::default().push(&ev.sse_frame(), |d| sse.push(d.to_vec()));
+        assert_eq!(sse, vec![ev.json.to_vec()]);
+        let mut iframe = Vec::new();
+        IframeDecoder::default().push(&ev.iframe_chunk(), |j| iframe.push(j.to_vec()));
+        let decoded: WireEvent = serde_json::from_slice(&iframe[0]).unwrap();
+        assert_eq!(
+            decoded,
+            serde_json::from_slice::<WireEvent>(&ev.json).unwrap()
+        );
+        assert!(ev.iframe_chunk().starts_with(IFRAME_CALL_OPEN));
+        assert!(ev.iframe_chunk().ends_with(IFRAME_CALL_CLOSE));
     }
 
     // Property tests: the network may cut a stream anywhere, so the events must not depend
@@ -130,7 +177,7 @@ mod tests {
     }
 
     fn sse_decode(chunks: &[&[u8]]) -> Vec<Vec<u8>> {
-        let mut parser = SseParser::default();
+        let mut parser = SseDecoder::default();
         let mut out = Vec::new();
         for chunk in chunks {
             parser.push(chunk, |d| out.push(d.to_vec()));
@@ -139,7 +186,7 @@ mod tests {
     }
 
     fn iframe_decode(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, usize) {
-        let mut parser = IframeParser::default();
+        let mut parser = IframeDecoder::default();
         let mut out = Vec::new();
         for chunk in chunks {
             parser.push(chunk, |j| out.push(j.to_vec()));
@@ -203,16 +250,16 @@ mod tests {
             let (split, left) = iframe_decode(&cut(&stream, &sizes));
             prop_assert_eq!(split, expected);
             // What is left buffered is at most a partial opening tag.
-            prop_assert!(left < OPEN.len());
+            prop_assert!(left < IFRAME_CALL_OPEN.len());
         }
 
         #[test]
         fn iframe_arbitrary_bytes_never_panic_and_ignore_the_cuts(
             parts in proptest::collection::vec(prop_oneof![
                 3 => proptest::collection::vec(any::<u8>(), 0..16),
-                1 => Just(OPEN.to_vec()),
-                1 => Just(CLOSE.to_vec()),
-                1 => Just(OPEN[..7].to_vec()),
+                1 => Just(IFRAME_CALL_OPEN.to_vec()),
+                1 => Just(IFRAME_CALL_END.to_vec()),
+                1 => Just(IFRAME_CALL_OPEN[..7].to_vec()),
             ], 0..32),
             sizes in proptest::collection::vec(1usize..64, 1..8),
         ) {

@@ -1,0 +1,306 @@
+//! The SVG bar charts, one per measure: one bar (or one group of bars) per transport.
+//!
+//! Drawn with plotters' SVG backend only: text is emitted as SVG `<text>`, so no font has to
+//! be found or loaded.
+
+use anyhow::{Context, Result};
+use plotters::coord::combinators::BindKeyPoints;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::Exporter;
+use super::format::{num, ratio, workload_short};
+use crate::report::{Summary, TransportResult, Workload};
+
+const CHART_SIZE: (u32, u32) = (900, 500);
+/// plotters divides font sizes by 1.24 in SVG; these are the sizes as passed to plotters.
+const TITLE_FONT: u32 = 24;
+const AXIS_DESC_FONT: u32 = 18;
+const LABEL_FONT: u32 = 16;
+const VALUE_FONT: u32 = 14;
+/// Width of one transport's slot on the x axis, in x units (x is an integer axis so plotters
+/// can format its labels; transport `i` is centred at `i * SLOT`).
+const SLOT: i32 = 1000;
+/// How much of its slot a transport's bars fill.
+const GROUP_WIDTH: i32 = 800;
+
+/// One series of bars: a name for the legend, a colour, and the value per transport.
+struct Series {
+    name: &'static str,
+    color: RGBColor,
+    value: fn(&TransportResult) -> f64,
+}
+
+/// A bar chart with one bar (or one group of bars) per transport.
+pub struct BarChart {
+    pub(super) file: &'static str,
+    /// What is drawn; the title is this plus the workload.
+    pub(super) what: &'static str,
+    y_desc: &'static str,
+    series: Vec<Series>,
+}
+
+const BLUE_BAR: RGBColor = RGBColor(66, 114, 196);
+const AMBER_BAR: RGBColor = RGBColor(237, 162, 47);
+const RED_BAR: RGBColor = RGBColor(196, 61, 61);
+
+impl BarChart {
+    /// Every chart, in the order they are written and linked from `summary.md`.
+    pub(super) fn all() -> [BarChart; 4] {
+        [
+            Self::latency(),
+            Self::requests_per_event(),
+            Self::bytes_per_event(),
+            Self::cpu_per_event(),
+        ]
+    }
+
+    /// `latency.svg`: p50, p90 and p99 delivery latency per transport, in ms.
+    pub fn latency() -> Self {
+        BarChart {
+            file: "latency.svg",
+            what: "Delivery latency (p50/p90/p99)",
+            y_desc: "milliseconds",
+            series: vec![
+                Series {
+                    name: "p50",
+                    color: BLUE_BAR,
+                    value: |r| r.latency_us.p50 as f64 / 1000.0,
+                },
+                Series {
+                    name: "p90",
+                    color: AMBER_BAR,
+                    value: |r| r.latency_us.p90 as f64 / 1000.0,
+                },
+                Series {
+                    name: "p99",
+                    color: RED_BAR,
+                    value: |r| r.latency_us.p99 as f64 / 1000.0,
+                },
+            ],
+        }
+    }
+
+    /// `requests_per_event.svg`: client HTTP requests per delivered event.
+    pub fn requests_per_event() -> Self {
+        BarChart {
+            file: "requests_per_event.svg",
+            what: "HTTP requests per delivered event",
+            y_desc: "requests per delivered event",
+            series: vec![Series {
+                name: "requests per event",
+                color: BLUE_BAR,
+                value: |r| ratio(r.requests, r.events_received),
+            }],
+        }
+    }
+
+    /// `bytes_per_event.svg`: bytes the clients read per delivered event.
+    pub fn bytes_per_event() -> Self {
+        BarChart {
+            file: "bytes_per_event.svg",
+            what: "Bytes per delivered event, down and up (headers included)",
+            y_desc: "bytes per delivered event",
+            series: vec![
+                Series {
+                    name: "bytes down per event",
+                    color: BLUE_BAR,
+                    value: |r| r.bytes_down_per_event,
+                },
+                Series {
+                    name: "bytes up per event",
+                    color: AMBER_BAR,
+                    value: |r| r.bytes_up_per_event,
+                },
+                Series {
+                    name: "bytes per event",
+                    color: RED_BAR,
+                    value: |r| r.bytes_per_event,
+                },
+            ],
+        }
+    }
+
+    /// `cpu_per_event.svg`: server CPU time per delivered event, in µs.
+    pub fn cpu_per_event() -> Self {
+        BarChart {
+            file: "cpu_per_event.svg",
+            what: "Server CPU per delivered event",
+            y_desc: "server CPU µs per delivered event",
+            series: vec![Series {
+                name: "server CPU per event",
+                color: BLUE_BAR,
+                value: |r| r.server_cpu_us_per_event,
+            }],
+        }
+    }
+
+    pub fn title(&self, workload: &Workload) -> String {
+        format!("{} — {}", self.what, workload_short(workload))
+    }
+
+    fn draw(&self, summary: &Summary, svg: &mut String) -> Result<()> {
+        let root = SVGBackend::with_string(svg, CHART_SIZE).into_drawing_area();
+        root.fill(&WHITE)?;
+        let title = self.title(&summary.workload);
+        let body = root.titled(&title, ("sans-serif", TITLE_FONT))?;
+
+        let names: Vec<&str> = summary
+            .results
+            .iter()
+            .map(|r| r.transport.as_str())
+            .collect();
+        // values[transport][series]: negative, NaN and infinite values are drawn as 0.
+        let values: Vec<Vec<f64>> = summary
+            .results
+            .iter()
+            .map(|r| {
+                self.series
+                    .iter()
+                    .map(|s| {
+                        let v = (s.value)(r);
+                        if v.is_finite() && v > 0.0 { v } else { 0.0 }
+                    })
+                    .collect()
+            })
+            .collect();
+        let max = values.iter().flatten().copied().fold(0.0, f64::max);
+        // Head room above the tallest bar for its value label.
+        let y_top = (max * 1.15).max(1.0);
+
+        let plot_area = if self.series.len() > 1 {
+            let (legend, rest) = body.split_vertically(30);
+            self.draw_legend(&legend)?;
+            rest
+        } else {
+            body
+        };
+
+        // At least 3 slots wide, so one transport (a `run`, or the first of a `compare`) does
+        // not get bars as wide as the chart.
+        let slots = names.len().max(3);
+        let pad = (slots - names.len()) as i32 * SLOT / 2;
+        let x_range = (-SLOT / 2 - pad..names.len() as i32 * SLOT - SLOT / 2 + pad)
+            .with_key_points((0..names.len()).map(|i| i as i32 * SLOT).collect());
+        let mut chart = ChartBuilder::on(&plot_area)
+            .margin_top(10)
+            .margin_left(10)
+            .margin_right(20)
+            .margin_bottom(5)
+            .x_label_area_size(55)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x_range, 0.0..y_top)?;
+
+        let x_label = |x: &i32| {
+            usize::try_from(x / SLOT)
+                .ok()
+                .filter(|_| x % SLOT == 0)
+                .and_then(|i| names.get(i))
+                .map_or_else(String::new, |n| (*n).to_owned())
+        };
+        let y_label = |y: &f64| num(*y);
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc("transport")
+            .y_desc(self.y_desc)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
+            .y_labels(8)
+            .y_max_light_lines(1)
+            .label_style(("sans-serif", LABEL_FONT))
+            .axis_desc_style(("sans-serif", AXIS_DESC_FONT))
+            .light_line_style(RGBColor(235, 235, 235))
+            .bold_line_style(RGBColor(210, 210, 210))
+            .draw()?;
+
+        let k = self.series.len() as i32;
+        let bar_width = GROUP_WIDTH / k;
+        let inset = bar_width / 16;
+        let bar_x0 = |i: usize, j: usize| i as i32 * SLOT - GROUP_WIDTH / 2 + j as i32 * bar_width;
+        for (j, series) in self.series.iter().enumerate() {
+            let style = series.color.filled();
+            chart.draw_series(values.iter().enumerate().map(|(i, vs)| {
+                let x0 = bar_x0(i, j);
+                Rectangle::new([(x0 + inset, 0.0), (x0 + bar_width - inset, vs[j])], style)
+            }))?;
+        }
+
+        // Value labels above the bars, when they fit across a bar.
+        let (px_range, _) = chart.plotting_area().get_pixel_range();
+        let bar_px = f64::from(px_range.end - px_range.start) / slots as f64 * f64::from(bar_width)
+            / f64::from(SLOT);
+        let value_style = TextStyle::from(("sans-serif", VALUE_FONT).into_font())
+            .color(&RGBColor(40, 40, 40))
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        let char_px = f64::from(VALUE_FONT) / 1.24 * 0.62;
+        let mut labels = Vec::new();
+        for (i, vs) in values.iter().enumerate() {
+            for (j, &v) in vs.iter().enumerate() {
+                let text = num(v);
+                if text.chars().count() as f64 * char_px <= bar_px + 2.0 {
+                    let centre = bar_x0(i, j) + bar_width / 2;
+                    labels.push((centre, v, text));
+                }
+            }
+        }
+        chart.draw_series(labels.into_iter().map(|(x, y, text)| {
+            EmptyElement::at((x, y)) + Text::new(text, (0, -3), value_style.clone())
+        }))?;
+
+        root.present()?;
+        Ok(())
+    }
+
+    /// A row of coloured squares and series names, centred under the title.
+    fn draw_legend<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let style = TextStyle::from(("sans-serif", LABEL_FONT).into_font())
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        let (width, height) = area.dim_in_pixel();
+        let swatch = 14i32;
+        let gap = 6i32;
+        let spacing = 28i32;
+        let mut entries = Vec::new();
+        for s in &self.series {
+            let (text_w, _) = area
+                .estimate_text_size(s.name, &style)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            entries.push((s, text_w as i32));
+        }
+        let total: i32 = entries.iter().map(|(_, w)| swatch + gap + w).sum::<i32>()
+            + spacing * (entries.len() as i32 - 1).max(0);
+        let mut x = (width as i32 - total).max(0) / 2;
+        let y = height as i32 / 2;
+        for (s, text_w) in entries {
+            area.draw(&Rectangle::new(
+                [(x, y - swatch / 2), (x + swatch, y + swatch / 2)],
+                s.color.filled(),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            area.draw_text(s.name, &style, (x + swatch + gap, y))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            x += swatch + gap + text_w + spacing;
+        }
+        Ok(())
+    }
+}
+
+impl Exporter for BarChart {
+    fn file_name(&self) -> &str {
+        self.file
+    }
+
+    fn render(&self, summary: &Summary) -> Result<String> {
+        let mut svg = String::new();
+        self.draw(summary, &mut svg)
+            .with_context(|| format!("drawing {}", self.file))?;
+        Ok(svg)
+    }
+}

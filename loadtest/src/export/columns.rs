@@ -1,0 +1,196 @@
+//! The two tables people read, `summary.md`'s and the terminal's: each is ONE list of columns,
+//! a header (long for Markdown, short for the terminal), an alignment and the function that
+//! makes a row's cell, so a column cannot gain a header without its cells or move in one
+//! rendering only. `markdown` and `table` only lay them out.
+
+use super::format::{MIB, fixed, ms, num, ratio};
+use crate::report::TransportResult;
+
+/// Which side of its column a cell sits on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Align {
+    Left,
+    Right,
+}
+
+/// One column of a table.
+pub(super) struct Column {
+    /// The header in `summary.md`.
+    pub long: &'static str,
+    /// The header in the terminal, where width is scarce.
+    pub short: &'static str,
+    pub align: Align,
+    /// The cell for one transport; `sep` goes between paired figures (" / " in Markdown,
+    /// "/" in the terminal).
+    pub cell: fn(&TransportResult, &str) -> String,
+}
+
+/// The results table: one row per transport, every measure in a form people read.
+pub(super) const RESULTS: [Column; 15] = [
+    Column {
+        long: "transport",
+        short: "transport",
+        align: Align::Left,
+        cell: |r, _| r.transport.clone(),
+    },
+    Column {
+        long: "clients",
+        short: "clients",
+        align: Align::Right,
+        cell: |r, _| r.clients.to_string(),
+    },
+    Column {
+        long: "events expected",
+        short: "expected",
+        align: Align::Right,
+        cell: |r, _| r.events_expected.to_string(),
+    },
+    Column {
+        long: "received",
+        short: "received",
+        align: Align::Right,
+        cell: |r, _| r.events_received.to_string(),
+    },
+    Column {
+        long: "lost",
+        short: "lost",
+        align: Align::Right,
+        cell: |r, _| r.lost.to_string(),
+    },
+    Column {
+        long: "dup",
+        short: "dup",
+        align: Align::Right,
+        cell: |r, _| r.duplicates.to_string(),
+    },
+    Column {
+        long: "requests (client/server)",
+        short: "req cli/srv",
+        align: Align::Right,
+        cell: |r, sep| format!("{}{sep}{}", r.requests, r.server_requests),
+    },
+    Column {
+        long: "req per event",
+        short: "req/event",
+        align: Align::Right,
+        cell: |r, _| num(ratio(r.requests, r.events_received)),
+    },
+    Column {
+        long: "p50 / p99 / max latency (ms)",
+        short: "p50/p99/max ms",
+        align: Align::Right,
+        cell: |r, sep| {
+            let l = &r.latency_us;
+            format!("{}{sep}{}{sep}{}", ms(l.p50), ms(l.p99), ms(l.max))
+        },
+    },
+    Column {
+        long: "bytes per event (down + up)",
+        short: "bytes/event",
+        align: Align::Right,
+        cell: |r, _| num(r.bytes_per_event),
+    },
+    Column {
+        long: "server CPU µs/event",
+        short: "srv cpu µs/ev",
+        align: Align::Right,
+        cell: |r, _| num(r.server_cpu_us_per_event),
+    },
+    Column {
+        long: "server RSS peak (MiB)",
+        short: "rss MiB",
+        align: Align::Right,
+        cell: |r, _| fixed(r.server_rss_peak_bytes as f64 / MIB, 1),
+    },
+    Column {
+        long: "open conns peak",
+        short: "conns",
+        align: Align::Right,
+        cell: |r, _| r.open_connections_peak.to_string(),
+    },
+    Column {
+        long: "loadtest CPU s",
+        short: "lt cpu s",
+        align: Align::Right,
+        cell: |r, _| fixed(r.loadtest_cpu_s, 2),
+    },
+    Column {
+        long: "errors",
+        short: "errors",
+        align: Align::Left,
+        cell: |r, _| {
+            if r.errors.is_empty() {
+                "none".to_owned()
+            } else {
+                r.errors
+                    .iter()
+                    .map(|(kind, n)| format!("{kind}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        },
+    },
+];
+
+/// Bytes on the wire, both directions (issue 10): a table of its own, so the definitions sit
+/// in its caption and the results table keeps its columns. Names as in the glossary.
+pub(super) const BYTES: [Column; 7] = [
+    Column {
+        long: "transport",
+        short: "transport",
+        align: Align::Left,
+        cell: |r, _| r.transport.clone(),
+    },
+    Column {
+        long: "bytes down per event",
+        short: "down/event",
+        align: Align::Right,
+        cell: |r, _| num(r.bytes_down_per_event),
+    },
+    Column {
+        long: "bytes up per event",
+        short: "up/event",
+        align: Align::Right,
+        cell: |r, _| num(r.bytes_up_per_event),
+    },
+    Column {
+        long: "bytes per event",
+        short: "total/event",
+        align: Align::Right,
+        cell: |r, _| num(r.bytes_per_event),
+    },
+    Column {
+        long: "bytes down per s",
+        short: "down/s",
+        align: Align::Right,
+        cell: |r, _| num(r.bytes_down_per_s),
+    },
+    Column {
+        long: "bytes up per s",
+        short: "up/s",
+        align: Align::Right,
+        cell: |r, _| num(r.bytes_up_per_s),
+    },
+    Column {
+        long: "bytes per s",
+        short: "total/s",
+        align: Align::Right,
+        cell: |r, _| num(r.bytes_per_s),
+    },
+];
+
+/// The bytes table's caption in `summary.md`: what each figure counts.
+pub(super) const BYTES_CAPTION: &str = "Bytes on the clients' sockets, headers and framing included \
+    (request lines and headers, chunked framing, WebSocket handshake, frame headers and \
+    client masks). Down = read by the subscribers, up = written by them; the publisher's \
+    POSTs are not the subscribers' and are not counted. Per event = the whole run's bytes ÷ \
+    events received; per s = the measured window's bytes ÷ its length.";
+
+/// The bytes table's caption in the terminal, one line.
+pub(super) const BYTES_TERMINAL_CAPTION: &str =
+    "bytes on the clients' sockets, headers included (down = read, up = written)";
+
+/// One row of cells.
+pub(super) fn cells(columns: &[Column], r: &TransportResult, sep: &str) -> Vec<String> {
+    columns.iter().map(|c| (c.cell)(r, sep)).collect()
+}
