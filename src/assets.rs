@@ -46,6 +46,7 @@ pub static ASSETS: &[Asset] = assets![
     "demos/_draw.html",
     "demos/_head.html",
     "demos/_clock.html",
+    "demos/_panel_counts.html",
     "demos/_panel_figures.html",
     "demos/_panel_both_ways.html",
     "demos/_panel_latency.html",

@@ -8,8 +8,8 @@
 // tick has come through it, not when its handshake succeeded: a proxy that buffers responses
 // passes the WebSocket upgrade or the EventSource's `200 text/event-stream` and then delivers
 // nothing, and a probe that stopped at `open` would choose a transport on which no event ever
-// arrives. The probe closes its connection again; the caller then connects with clients.js's
-// connect(transport, …).
+// arrives. The probe closes its connection again; the caller then connects with
+// clients/index.js's connect(transport, …).
 
 import { parseJson, wsUrl } from '/static/util.js';
 
