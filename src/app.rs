@@ -150,7 +150,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(assets::index))
         .route("/favicon.ico", get(assets::favicon))
         .route("/demos/{file}", get(assets::demo))
-        .route("/static/{file}", get(assets::static_file))
+        .route("/static/{*file}", get(assets::static_file))
         .route("/healthz", get(|| async { "ok" }))
         .route("/results", get(crate::results::redirect))
         .route("/results/", get(crate::results::page))

@@ -25,7 +25,8 @@ macro_rules! assets {
     };
 }
 
-/// Every file under `demos/` and `static/` (a test checks that none is missing).
+/// Every file under `demos/` and `static/`, subfolders included (a test checks that none is
+/// missing).
 pub static ASSETS: &[Asset] = assets![
     "demos/index.html",
     "demos/poll.html",
@@ -43,11 +44,30 @@ pub static ASSETS: &[Asset] = assets![
     "demos/_wire.html",
     "demos/glossary.html",
     "demos/_draw.html",
+    "demos/_head.html",
+    "demos/_clock.html",
+    "demos/_panel_counts.html",
+    "demos/_panel_figures.html",
+    "demos/_panel_both_ways.html",
+    "demos/_panel_latency.html",
     "static/style.css",
     "static/demo.js",
-    "static/clients.js",
+    "static/util.js",
+    "static/clock.js",
+    "static/clients/index.js",
+    "static/clients/common.js",
+    "static/clients/batch.js",
+    "static/clients/heads.js",
+    "static/clients/poll.js",
+    "static/clients/longpoll.js",
+    "static/clients/iframe.js",
+    "static/clients/sse.js",
+    "static/clients/ws.js",
     "static/panel.js",
     "static/chat.js",
+    "static/chat/api.js",
+    "static/chat/render.js",
+    "static/chat/rooms.js",
     "static/favicon.svg",
     "static/fallback.js",
     "static/auto.js",
@@ -234,10 +254,16 @@ mod tests {
     #[test]
     fn every_file_under_demos_and_static_is_embedded() {
         let root = env!("CARGO_MANIFEST_DIR");
-        for dir in ["demos", "static"] {
+        let mut dirs = vec!["demos".to_string(), "static".to_string()];
+        while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
-                let name = entry.unwrap().file_name().into_string().unwrap();
+                let entry = entry.unwrap();
+                let name = entry.file_name().into_string().unwrap();
                 let path = format!("{dir}/{name}");
+                if entry.file_type().unwrap().is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
                 assert!(
                     ASSETS.iter().any(|a| a.path == path),
                     "{path} is not in ASSETS"

@@ -1,19 +1,17 @@
 // The automatic-fallback page: negotiate a transport with fallback.js, say which one was
 // chosen and why the better ones were not, then run the clock over it.
 
-import { connect } from '/static/clients.js';
-import { createClock } from '/static/demo.js';
+import { $, transportName } from '/static/util.js';
+import { connect } from '/static/clients/index.js';
+import { createClock } from '/static/clock.js';
 import { ORDER, negotiate } from '/static/fallback.js';
 
-const $ = (id) => document.getElementById(id);
 const clock = createClock($('clock'));
 const stepsEl = $('auto-steps');
 const chosenEl = $('auto-chosen');
 const stateEl = $('auto-state');
 let client = null;
 let running = false;
-
-const NAMES = { ws: 'WebSocket', sse: 'Server-Sent Events', longpoll: 'long polling', poll: 'short polling' };
 
 function blocked() {
   return new Set(ORDER.filter((t) => $(`block-${t}`).checked));
@@ -24,7 +22,7 @@ function showStep(step) {
   li.className = step.ok ? 'auto-step ok' : 'auto-step fail';
   li.dataset.transport = step.transport;
   const name = document.createElement('strong');
-  name.textContent = NAMES[step.transport];
+  name.textContent = transportName(step.transport);
   li.append(name, document.createTextNode(step.ok ? ` — works (${step.ms} ms)` : ` — ${step.why} (${step.ms} ms)`));
   stepsEl.append(li);
 }
@@ -53,7 +51,7 @@ async function run() {
       if (event.type === 'tick') clock.show(event);
     },
     onState(text) {
-      stateEl.textContent = `${NAMES[transport]}: ${text}`;
+      stateEl.textContent = `${transportName(transport)}: ${text}`;
     },
   });
 }

@@ -8,9 +8,18 @@
 // (localhost ↔ 127.0.0.1, same port), a second origin with its own six; the server answers it
 // with CORS headers. `?one-origin` puts everything on the page's origin to show the stall.
 
-import { connect, POLL_INTERVAL, TRANSPORTS } from '/static/clients.js';
-import { createClock, randomTag } from '/static/demo.js';
-import { formatBytes } from '/static/panel.js';
+import {
+  $,
+  fetchJson,
+  formatBytes,
+  formatMs,
+  plural,
+  postJson,
+  randomTag,
+  transportTitle,
+} from '/static/util.js';
+import { connect, POLL_INTERVAL, TRANSPORTS } from '/static/clients/index.js';
+import { createClock } from '/static/clock.js';
 
 const RATE_WINDOW_MS = 10_000;
 const LATENCY_WINDOW_MS = 60_000;
@@ -32,18 +41,13 @@ const ALIAS_ORIGIN = (() => {
 const ON_ALIAS = new Set(['sse', 'longpoll']);
 const originOf = (transport) =>
   !ONE_ORIGIN && ON_ALIAS.has(transport) ? ALIAS_ORIGIN : PAGE_ORIGIN;
-// The phases (see clients.js) in which a client holds a connection or waits for one (a
+// The phases (see clients/index.js) in which a client holds a connection or waits for one (a
 // request that is queued behind the six looks the same from the page).
 const HOLDING = new Set(['connecting', 'waiting', 'streaming', 'open']);
 
 const RUN = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) =>
   b.toString(36).padStart(2, '0'),
 ).join('');
-
-function ms(value) {
-  if (value === null || !Number.isFinite(value)) return '–';
-  return value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${value.toFixed(1)} ms`;
-}
 
 function percentile(sorted, p) {
   if (sorted.length === 0) return null;
@@ -56,23 +60,6 @@ function prune(list, now, windowMs) {
   let i = 0;
   while (i < list.length && now - list[i][0] > windowMs) i += 1;
   if (i > 0) list.splice(0, i);
-}
-
-async function postJson(path, body) {
-  const response = await fetch(path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    cache: 'no-store',
-    credentials: 'same-origin',
-  });
-  const answer = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const error = new Error(answer?.error?.message ?? `HTTP ${response.status}`);
-    error.code = answer?.error?.code ?? `http_${response.status}`;
-    throw error;
-  }
-  return answer;
 }
 
 /** One transport: its two subscriptions (clock and chat), its figures and its controls. */
@@ -196,8 +183,8 @@ class Lane {
       this.set(
         'recovery',
         kill.killed === 0
-          ? `No request was in flight to kill (the idle keep-alive connection stays open): every poll is a new request. Next answer after ${ms(took)}.`
-          : `Killed ${kill.killed} connection${kill.killed === 1 ? '' : 's'}; back after ${ms(took)}, resumed from the cursor.`,
+          ? `No request was in flight to kill (the idle keep-alive connection stays open): every poll is a new request. Next answer after ${formatMs(took)}.`
+          : `Killed ${plural(kill.killed, 'connection')}; back after ${formatMs(took)}, resumed from the cursor.`,
       );
     }
   }
@@ -217,7 +204,7 @@ class Lane {
           'recovery',
           answer.killed === 0
             ? 'No request was in flight to kill (the idle keep-alive connection stays open); waiting for the next poll…'
-            : `Killed ${answer.killed} connection${answer.killed === 1 ? '' : 's'}; recovering…`,
+            : `Killed ${plural(answer.killed, 'connection')}; recovering…`,
         );
       }
     } catch (err) {
@@ -235,7 +222,7 @@ class Lane {
   // Both directions, as on the single-transport pages' panels (panel.js) and named as in the
   // glossary: bytes down = body bytes + WebSocket frame headers + one response head per
   // request; bytes up = one request head per request + WebSocket frames sent (header and mask
-  // included). Head sizes are estimates (clients.js, HEADS): a floor, then the server's wire
+  // included). Head sizes are estimates (clients/heads.js): a floor, then the server's wire
   // record of this lane's own tagged requests.
   bothWaysHandlers() {
     this.both ??= { requests: 0, up: 0, framingDown: 0, heads: { request: 0, response: 0, source: 'floor' } };
@@ -276,9 +263,9 @@ class Lane {
     this.set('rps', (this.requests.length / seconds).toFixed(1));
     this.set('bps', `${formatBytes(Math.round(this.received.reduce((s, [, n]) => s + n, 0) / seconds))}/s`);
     this.set('bpe', this.events === 0 ? '–' : `${Math.round(this.bytes / this.events)} B`);
-    this.set('lat-last', ms(this.lastLatency));
+    this.set('lat-last', formatMs(this.lastLatency));
     const sorted = this.latencies.map(([, l]) => l).sort((a, b) => a - b);
-    this.set('lat-pct', sorted.length === 0 ? '–' : `${ms(percentile(sorted, 50))} · ${ms(percentile(sorted, 99))}`);
+    this.set('lat-pct', sorted.length === 0 ? '–' : `${formatMs(percentile(sorted, 50))} · ${formatMs(percentile(sorted, 99))}`);
     this.set('open', `${this.held()} · ${this.serverOpen ?? '–'}`);
     const since = this.lastEventAt === null ? null : now - this.lastEventAt;
     this.set('since', since === null ? 'none yet' : `${(since / 1000).toFixed(1)} s ago`);
@@ -342,7 +329,7 @@ class Arrivals {
     if (!row.text.textContent) row.text.textContent = event.text ?? '';
     row.arrived.add(transport);
     const td = row.cells[transport];
-    td.textContent = ms(latency);
+    td.textContent = formatMs(latency);
     td.dataset.state = 'arrived';
   }
 
@@ -370,12 +357,11 @@ class Arrivals {
 // scripts/browser-results.sh from the browser test that kills each lane): one row per
 // transport, one column per engine, the median of the runs and their range.
 const ENGINE_ORDER = ['chromium', 'firefox', 'webkit'];
-const LANE_NAMES = { poll: 'Short polling', longpoll: 'Long polling', iframe: 'Hidden iframe', sse: 'Server-Sent Events', ws: 'WebSocket' };
 
 async function showBrowserRecovery() {
-  const table = document.getElementById('browser-recovery');
+  const table = $('browser-recovery');
   if (!table) return;
-  const note = document.getElementById('browser-recovery-note');
+  const note = $('browser-recovery-note');
   let data;
   try {
     const res = await fetch('/results/browsers/recovery.json', { cache: 'no-cache' });
@@ -405,7 +391,7 @@ async function showBrowserRecovery() {
     const tr = document.createElement('tr');
     const th = document.createElement('th');
     th.scope = 'row';
-    th.textContent = LANE_NAMES[t] ?? t;
+    th.textContent = transportTitle(t);
     tr.append(th);
     for (const e of engines) {
       const values = data.engines[e].runs.map((r) => r[t]?.ms).filter(Number.isFinite).sort((a, b) => a - b);
@@ -415,8 +401,8 @@ async function showBrowserRecovery() {
       td.textContent = values.length === 0
         ? '–'
         : values.length === 1
-          ? ms(values[0])
-          : `${ms(values[Math.floor(values.length / 2)])} (${ms(values[0])}–${ms(values[values.length - 1])})`;
+          ? formatMs(values[0])
+          : `${formatMs(values[Math.floor(values.length / 2)])} (${formatMs(values[0])}–${formatMs(values[values.length - 1])})`;
       tr.append(td);
     }
     body.append(tr);
@@ -426,18 +412,18 @@ async function showBrowserRecovery() {
 
 async function boot() {
   const arrivals = new Arrivals(
-    document.getElementById('arrivals'),
+    $('arrivals'),
     Object.fromEntries(
       TRANSPORTS.map((t) => [t, document.querySelector(`[data-lost="${t}"]`)]),
     ),
   );
   const lanes = TRANSPORTS.map(
-    (t) => new Lane(t, document.getElementById(`lane-${t}`), arrivals),
+    (t) => new Lane(t, $(`lane-${t}`), arrivals),
   );
   const byTransport = Object.fromEntries(lanes.map((l) => [l.transport, l]));
 
-  const note = document.getElementById('origin-note');
-  const layoutLink = document.getElementById('layout-link');
+  const note = $('origin-note');
+  const layoutLink = $('layout-link');
   if (ONE_ORIGIN) {
     note.textContent = `Every transport on one origin (${location.host}): long polling, the iframe and SSE hold six connections between them, the browser's limit, so every other request (a short poll, the clock's next long poll, a message you send) queues until one is free. Here the clock's long poll is answered every second, which frees a connection for a moment, so the queue crawls rather than stops: watch the waits in "Six connections per origin" below, and the latencies.`;
     note.classList.add('warn');
@@ -462,7 +448,7 @@ async function boot() {
       .addEventListener('click', () => void lane.killConnection());
   }
 
-  const intervalInput = document.getElementById('poll-interval');
+  const intervalInput = $('poll-interval');
   intervalInput.addEventListener('change', () => {
     const value = Number(intervalInput.value);
     const ok = Number.isInteger(value) && value >= POLL_INTERVAL.min && value <= POLL_INTERVAL.max;
@@ -471,11 +457,11 @@ async function boot() {
   });
 
   // ---- sending ----
-  const form = document.getElementById('cmp-send');
-  const nickInput = document.getElementById('cmp-nick');
-  const textInput = document.getElementById('cmp-text');
-  const status = document.getElementById('cmp-send-status');
-  const auto = document.getElementById('cmp-auto');
+  const form = $('cmp-send');
+  const nickInput = $('cmp-nick');
+  const textInput = $('cmp-text');
+  const status = $('cmp-send-status');
+  const auto = $('cmp-auto');
   nickInput.value = `compare-${RUN.slice(0, 4)}`;
   let signedInAs = null;
   let sent = 0;
@@ -514,8 +500,7 @@ async function boot() {
   // ---- the server's own count of open connections ----
   async function serverStats() {
     try {
-      const response = await fetch('/api/stats', { cache: 'no-store' });
-      const stats = await response.json();
+      const { data: stats } = await fetchJson('/api/stats');
       for (const lane of lanes) lane.serverOpen = stats.transports?.[lane.transport]?.open ?? null;
     } catch {
       // The next round tries again; the figure stays as it was.
@@ -549,7 +534,7 @@ async function boot() {
   }
 
   // ---- rendering ----
-  const budget = document.getElementById('budget-rows');
+  const budget = $('budget-rows');
   function renderBudget() {
     const rows = [
       [PAGE_ORIGIN, lanes.filter((l) => l.origin === PAGE_ORIGIN && l.transport !== 'ws')],
@@ -567,7 +552,7 @@ async function boot() {
           isOrigin ? new URL(name).host : name,
           `${held} (${parts})`,
           isOrigin ? '6' : 'Chromium, Firefox: a pool of their own; WebKit: the six of their origin',
-          isOrigin ? (wait === null ? 'no request finished' : ms(wait)) : '–',
+          isOrigin ? (wait === null ? 'no request finished' : formatMs(wait)) : '–',
         ];
         for (const text of cells) {
           const td = document.createElement('td');
@@ -597,8 +582,7 @@ async function boot() {
   // A stream has no cursor until its first event, so without this a lane paused before any
   // message arrived would resume from "now" again and skip what was said in between.
   try {
-    const response = await fetch('/poll/chat?rooms=lobby&history=0', { cache: 'no-store' });
-    const { next } = await response.json();
+    const { next } = (await fetchJson('/poll/chat?rooms=lobby&history=0')).data;
     if (Number.isSafeInteger(next)) for (const lane of lanes) lane.cursors.chat = next;
   } catch {
     // Without it the lanes start from "now" each; only a pause before the first message

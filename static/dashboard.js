@@ -1,8 +1,9 @@
 // The server's view, live: /api/stats/stream (Server-Sent Events, one snapshot a second)
 // drawn as small time-series charts over the last three minutes, on plain canvas.
 
+import { $, TRANSPORTS } from '/static/util.js';
+
 const WINDOW = 180; // samples kept: one a second
-const TRANSPORTS = ['poll', 'longpoll', 'iframe', 'sse', 'ws'];
 const COLORS = { poll: '#d1495b', longpoll: '#edae49', iframe: '#8a5cf6', sse: '#00798c', ws: '#30638e', server: '#444' };
 
 /** Each chart: a title, a unit, and how to read one series' value from two snapshots. */
@@ -21,7 +22,6 @@ const CHARTS = [
 
 const snapshots = [];
 const series = Object.fromEntries(CHARTS.map((c) => [c.id, []])); // [{t, values: {name: v}}]
-const $ = (id) => document.getElementById(id);
 
 function record(snapshot) {
   const previous = snapshots.at(-1);

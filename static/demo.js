@@ -1,84 +1,34 @@
 // Page bootstrap for the five transport demos. The page names its transport in
 // <body data-transport="poll|longpoll|iframe|sse|ws">; this module starts the clock client
-// over it and wires the clock display and the cost panel, and the chat panel (chat.js) when
-// the page has a #chat section: both subscriptions use the page's transport and report into
-// the same cost panel. Pages without a known transport (e.g. one that only wants
-// createClock) get nothing started.
+// over it and wires the clock display (clock.js) and the cost panel, and the chat panel
+// (chat.js) when the page has a #chat section: both subscriptions use the page's transport
+// and report into the same cost panel. Pages without a known transport get nothing started.
 //
 // Every subscription of a page load carries the same random `tag=page-…` (128 random bits),
 // so the server records its HTTP exchanges; a page with a #wire section shows them
 // (wire.js). The tag is a capability: whoever knows it can read that record, which holds
 // what the page's chat stream carried (its whispers too), so it must not be guessable.
 
-import { connect, POLL_INTERVAL, TRANSPORTS, utf8Length } from '/static/clients.js';
+import { $, randomTag, utf8Length } from '/static/util.js';
+import { connect, POLL_INTERVAL, TRANSPORTS } from '/static/clients/index.js';
+import { createClock } from '/static/clock.js';
 import { createPanel } from '/static/panel.js';
 import { createChat } from '/static/chat.js';
 import { createWire } from '/static/wire.js';
-
-/**
- * 128 random bits as 22 base64url characters (the server refuses shorter tags): what makes
- * a diagnostic tag unguessable. Also used by the compare page.
- */
-export function randomTag() {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  const base64 = btoa(String.fromCharCode(...bytes));
-  return base64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
 
 /** A tag for this page load's requests: `page-` and 128 random bits (22 characters). */
 export function pageTag() {
   return `page-${randomTag()}`;
 }
 
-/**
- * The clock display in `section`: the tick's time in UTC, taken from the event's `time`
- * field as sent (no conversion, so it is exactly what the server stamped), and the event id.
- * Elements: [data-clock="time"], [data-clock="id"], [data-clock="raw"] (all optional).
- */
-export function createClock(section) {
-  const timeEl = section.querySelector('[data-clock="time"]');
-  const idEl = section.querySelector('[data-clock="id"]');
-  const rawEl = section.querySelector('[data-clock="raw"]');
-  let lastSeconds = '';
-  let showMillis = false;
-  let flip = false;
-
-  return {
-    show(event) {
-      const match = /T(\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$/.exec(String(event.time ?? ''));
-      let text;
-      if (match) {
-        // Ticks come once a second by default, so HH:MM:SS changes with every tick. With
-        // --tick-ms under 1000 two ticks can share a second; from the first time that
-        // happens, milliseconds are shown too, so the display still changes on every tick.
-        if (match[1] === lastSeconds) showMillis = true;
-        lastSeconds = match[1];
-        text = showMillis ? `${match[1]}.${(match[2] ?? '0').padEnd(3, '0').slice(0, 3)}` : match[1];
-      } else {
-        text = String(event.time ?? '?');
-      }
-      if (timeEl) {
-        timeEl.textContent = text;
-        // Restart a short highlight: two identical animations, alternated, so each tick
-        // starts a new one.
-        flip = !flip;
-        timeEl.classList.toggle('tick-a', flip);
-        timeEl.classList.toggle('tick-b', !flip);
-      }
-      if (idEl) idEl.textContent = String(event.id);
-      if (rawEl) rawEl.textContent = JSON.stringify(event);
-    },
-  };
-}
-
 function boot(transport) {
-  const panel = createPanel(document.getElementById('panel'));
-  const clock = createClock(document.getElementById('clock'));
-  const notice = document.getElementById('notice');
-  const intervalInput = document.getElementById('poll-interval');
-  const intervalHint = document.getElementById('poll-interval-hint');
-  const chatRoot = document.getElementById('chat');
-  const wireRoot = document.getElementById('wire');
+  const panel = createPanel($('panel'));
+  const clock = createClock($('clock'));
+  const notice = $('notice');
+  const intervalInput = $('poll-interval');
+  const intervalHint = $('poll-interval-hint');
+  const chatRoot = $('chat');
+  const wireRoot = $('wire');
   const tag = pageTag();
   let client = null;
   let chat = null;
@@ -132,7 +82,7 @@ function boot(transport) {
     chat?.setInterval(ms);
   });
 
-  const sendForm = document.getElementById('ws-send');
+  const sendForm = $('ws-send');
   sendForm?.addEventListener('submit', (e) => {
     e.preventDefault();
     const input = sendForm.querySelector('input');

@@ -21,7 +21,8 @@
 // Received strokes are drawn with canvas calls only, after checking every field the way the
 // server does; anything else is counted as refused and not drawn.
 
-import { connect, TRANSPORTS, utf8Length } from '/static/clients.js';
+import { fetchJson, plural, utf8Length } from '/static/util.js';
+import { connect, TRANSPORTS, wsFrameBytes } from '/static/clients/index.js';
 
 const COORD_MAX = 1000;
 const MAX_POINTS = 64;
@@ -30,12 +31,6 @@ const WIDTH = { min: 1, max: 20 };
 const SEND_EVERY_MS = 100;
 /** Strokes waiting to be sent beyond this are dropped (and counted): a page never hoards. */
 const MAX_WAITING = 4 * MAX_STROKES;
-
-/** The bytes of one masked client frame carrying `payload` bytes (RFC 6455 §5.2). */
-export function clientFrameBytes(payload) {
-  const extended = payload < 126 ? 0 : payload < 65536 ? 2 : 8;
-  return 2 + extended + 4 + payload;
-}
 
 /** A stroke as the server would accept it, or null. */
 export function validStroke(s) {
@@ -121,7 +116,7 @@ export function createDraw(root, { transport }) {
     figures.sends += 1;
     figures.strokesSent += strokes;
     figures.bytesUp += bytes;
-    setText(root, 'last', `${bytes} B for ${strokes} stroke${strokes === 1 ? '' : 's'} (${detail})`);
+    setText(root, 'last', `${bytes} B for ${plural(strokes, 'stroke')} (${detail})`);
     show();
   }
 
@@ -173,21 +168,23 @@ export function createDraw(root, { transport }) {
   }
 
   async function post(batch) {
-    const body = JSON.stringify({ strokes: batch });
     inFlight = true;
     try {
-      const res = await fetch('/api/draw', {
+      // The browser's default cache mode: another one would add request headers, which
+      // would count in the bytes up.
+      const answer = await fetchJson('/api/draw', {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body,
+        body: { strokes: batch },
+        cache: 'default',
       });
-      const answer = await res.json().catch(() => null);
-      if (res.ok && Number.isInteger(answer?.request?.head) && Number.isInteger(answer?.request?.body)) {
-        const { head, body: bodyBytes } = answer.request;
+      const request = answer.data?.request;
+      if (answer.ok && Number.isInteger(request?.head) && Number.isInteger(request?.body)) {
+        const { head, body: bodyBytes } = request;
         recordSend(batch.length, head + bodyBytes, `request head ${head} B + body ${bodyBytes} B, as the server received them`);
       } else {
-        const code = answer?.error?.code ?? `HTTP ${res.status}`;
-        status(`Not shared: ${code}${answer?.error?.message ? `: ${answer.error.message}` : ''}`);
+        const error = answer.data?.error;
+        const code = error?.code ?? `HTTP ${answer.status}`;
+        status(`Not shared: ${code}${error?.message ? `: ${error.message}` : ''}`);
       }
     } catch (err) {
       status(`Not shared: ${err.message}`);
@@ -214,7 +211,9 @@ export function createDraw(root, { transport }) {
       if (!client.send(text)) return; // not open yet: keep them for the next tick
       waiting = waiting.slice(batch.length);
       const payload = utf8Length(text);
-      recordSend(batch.length, clientFrameBytes(payload), `frame: ${clientFrameBytes(payload) - payload} B header and mask + ${payload} B payload`);
+      // One masked client frame (RFC 6455 §5.2).
+      const frame = wsFrameBytes(payload, true);
+      recordSend(batch.length, frame, `frame: ${frame - payload} B header and mask + ${payload} B payload`);
     } else {
       waiting = waiting.slice(batch.length);
       post(batch);

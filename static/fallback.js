@@ -8,8 +8,10 @@
 // tick has come through it, not when its handshake succeeded: a proxy that buffers responses
 // passes the WebSocket upgrade or the EventSource's `200 text/event-stream` and then delivers
 // nothing, and a probe that stopped at `open` would choose a transport on which no event ever
-// arrives. The probe closes its connection again; the caller then connects with clients.js's
-// connect(transport, …).
+// arrives. The probe closes its connection again; the caller then connects with
+// clients/index.js's connect(transport, …).
+
+import { parseJson, wsUrl } from '/static/util.js';
 
 export const ORDER = Object.freeze(['ws', 'sse', 'longpoll', 'poll']);
 
@@ -20,21 +22,9 @@ export const ORDER = Object.freeze(['ws', 'sse', 'longpoll', 'poll']);
  */
 const OLD = '0';
 
-function wsUrl(path) {
-  return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}${path}`;
-}
-
 /** A clock tick as the API delivers it (not an error notice, not a handshake). */
 function isTick(event) {
   return event !== null && typeof event === 'object' && event.type === 'tick' && Number.isSafeInteger(event.id);
-}
-
-function parse(text) {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
 }
 
 /**
@@ -60,7 +50,7 @@ const PROBES = {
         opened = true;
       };
       socket.onmessage = (e) => {
-        if (isTick(parse(e.data))) finish(null);
+        if (isTick(parseJson(e.data))) finish(null);
       };
       // A refused upgrade (403, 503, a proxy that drops Upgrade) closes before opening;
       // the browser hides the status, 1006 is all the page is told.
@@ -86,7 +76,7 @@ const PROBES = {
         opened = true;
       };
       source.addEventListener('tick', (e) => {
-        if (isTick(parse(e.data))) finish(null);
+        if (isTick(parseJson(e.data))) finish(null);
       });
       // Before `open`, an error means the response was not a 200 text/event-stream; after
       // it, the stream broke before an event came through.
@@ -111,7 +101,7 @@ async function fetchProbe(url, timeoutMs) {
       await response.arrayBuffer();
       return `HTTP ${response.status}`;
     }
-    const body = parse(await response.text());
+    const body = parseJson(await response.text());
     return Array.isArray(body?.events) && body.events.some(isTick) ? null : 'answered, but with no event';
   } catch (err) {
     return abort.signal.aborted ? `no event within ${timeoutMs} ms` : `request failed (${err.message})`;

@@ -3,8 +3,9 @@
 // base64(SHA-1(Sec-WebSocket-Key + the RFC 6455 GUID)) — to show the server answered the
 // browser's key correctly. Browsers never expose these headers to the WebSocket API itself.
 
+import { $, wsUrl } from '/static/util.js';
+
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-const $ = (id) => document.getElementById(id);
 
 async function acceptFor(key) {
   const digest = await crypto.subtle.digest('SHA-1', new TextEncoder().encode(key + GUID));
@@ -17,8 +18,7 @@ function lines(part) {
 
 function inspect() {
   $('inspect-match').textContent = '…';
-  const url = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws/clock?inspect=1&after=9000000000000000`;
-  const socket = new WebSocket(url);
+  const socket = new WebSocket(wsUrl('/ws/clock?inspect=1&after=9000000000000000'));
   socket.onmessage = async (e) => {
     socket.close();
     const handshake = JSON.parse(e.data);

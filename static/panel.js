@@ -1,5 +1,5 @@
 // The live cost panel: what a transport has cost so far. createPanel(root) returns handlers
-// for connect() (see clients.js) and renders into the elements under `root` marked with
+// for connect() (see clients/index.js) and renders into the elements under `root` marked with
 // data-stat="NAME" (the counters) and data-detail="KEY" (transport-specific figures, keyed
 // like the objects clients pass to onDetail). Scoping by `root` instead of by id lets a page
 // hold several panels.
@@ -9,9 +9,11 @@
 //                per request (estimated);
 //   bytes up   = one request head per request (estimated) + WebSocket frames sent (exact:
 //                header and 4-byte mask included).
-// The head sizes come from clients.js (onHeads): a floor until the server's wire record of
+// The head sizes come from clients/heads.js (onHeads): a floor until the server's wire record of
 // this page's own requests gives them. Chunked framing and WebSocket control frames (the
 // browser's pongs, the close) are not counted. Every figure that holds an estimate says so.
+
+import { formatBytes } from '/static/util.js';
 
 const RENDER_EVERY_MS = 250;
 
@@ -148,12 +150,6 @@ export function createPanel(root) {
       changed();
     },
   };
-}
-
-export function formatBytes(bytes) {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${(bytes / (1024 * 1024)).toFixed(2)} MiB`;
 }
 
 function formatDetail(key, value) {

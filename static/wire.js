@@ -12,8 +12,10 @@
 // [data-wire="status"] and [data-wire="tag"] (optional). Everything received is rendered
 // with textContent: a header or body that holds markup stays text.
 
+import { el, formatMs, parseJson, plural, setText, TRANSPORTS, utf8Length } from '/static/util.js';
+import { headBytes } from '/static/clients/heads.js';
+
 const POLL_MS = 1000;
-const TRANSPORT_NAMES = ['poll', 'longpoll', 'iframe', 'sse', 'ws'];
 
 // Runs of at least this many spaces in a body head are shown as one marker (the iframe
 // stream's prelude is padded past 1 KiB with spaces).
@@ -46,11 +48,6 @@ const NOTABLE_RESPONSE = new Set([
   'x-accel-buffering',
 ]);
 
-// The server shows a value it does not keep (a cookie, a credential, any header off its
-// allowlist, or one past the exchange's byte budget) as "(N bytes, not shown)".
-const HIDDEN_VALUE = /^\((\d+) bytes, not shown\)$/;
-
-const encoder = new TextEncoder();
 const numbers = new Intl.NumberFormat('en');
 
 /**
@@ -104,7 +101,7 @@ export function createWire(root, tag) {
       status(
         exchanges.length === 0
           ? `No tagged request recorded yet (asked at ${at} UTC).`
-          : `${count(exchanges.length, 'exchange')}, newest first (the server keeps the last 10); ` +
+          : `${plural(exchanges.length, 'exchange')}, newest first (the server keeps the last 10); ` +
               `updated ${at} UTC.`,
       );
     } catch (err) {
@@ -188,47 +185,47 @@ export function createWire(root, tag) {
 
 /** The elements of one exchange, updated in place on every refresh. */
 function exchangeView() {
-  const el = element('li', 'wire-exchange');
+  const item = el('li', 'wire-exchange');
 
-  const summary = element('p', 'wire-summary');
-  const seqEl = element('span', 'wire-seq');
-  const stateEl = element('span', 'wire-state');
-  const timingEl = element('span', 'wire-timing');
+  const summary = el('p', 'wire-summary');
+  const seqEl = el('span', 'wire-seq');
+  const stateEl = el('span', 'wire-state');
+  const timingEl = el('span', 'wire-timing');
   summary.append(seqEl, stateEl, timingEl);
 
   const request = part('Request');
-  const requestLine = element('span', 'wire-request-line');
-  const requestHeaders = element('span', 'wire-headers');
+  const requestLine = el('span', 'wire-request-line');
+  const requestHeaders = el('span', 'wire-headers');
   request.pre.append(requestLine, requestHeaders);
 
   const response = part('Response');
-  const responseLine = element('span', 'wire-response-line');
-  const responseHeaders = element('span', 'wire-headers');
+  const responseLine = el('span', 'wire-response-line');
+  const responseHeaders = el('span', 'wire-headers');
   response.pre.append(responseLine, responseHeaders);
 
-  const heads = element('div', 'wire-heads');
+  const heads = el('div', 'wire-heads');
   heads.append(request.root, response.root);
 
   const body = part('Body');
   body.pre.className = 'wire-body';
   body.pre.tabIndex = 0; // it scrolls: reachable from the keyboard
 
-  el.append(summary, heads, body.root);
+  item.append(summary, heads, body.root);
 
   let shownRequest = '';
   let shownResponse = '';
   let shownHead = null;
 
   return {
-    el,
+    el: item,
     update(x) {
       // open · complete · aborted (any other word the server uses is shown as it is)
       const state =
         typeof x.state === 'string' && /^[a-z_-]{1,20}$/.test(x.state) ? x.state : 'unknown';
       const line = typeof x.request?.line === 'string' ? x.request.line : '';
-      setData(el, 'state', state);
-      setData(el, 'transport', transportOf(line));
-      setData(el, 'seq', String(x.seq ?? ''));
+      setData(item, 'state', state);
+      setData(item, 'transport', transportOf(line));
+      setData(item, 'seq', String(x.seq ?? ''));
 
       setText(seqEl, `#${x.seq ?? '?'}`);
       setText(stateEl, state);
@@ -269,7 +266,7 @@ function exchangeView() {
         shownHead = head;
         if (head === '') {
           body.pre.replaceChildren(
-            element(
+            el(
               'span',
               'wire-empty',
               upgrade
@@ -290,11 +287,11 @@ function exchangeView() {
 
 /** A labelled block: a heading line with a size, then a <pre>. */
 function part(label) {
-  const root = element('div', 'wire-part');
-  const heading = element('p', 'wire-label');
-  const size = element('span', 'wire-size');
-  heading.append(element('strong', '', label), ' ', size);
-  const pre = element('pre', 'wire-head');
+  const root = el('div', 'wire-part');
+  const heading = el('p', 'wire-label');
+  const size = el('span', 'wire-size');
+  heading.append(el('strong', '', label), ' ', size);
+  const pre = el('pre', 'wire-head');
   root.append(heading, pre);
   return { root, size, pre };
 }
@@ -305,9 +302,9 @@ function fillHeaders(container, headers, notable) {
     if (!Array.isArray(pair)) continue;
     const name = String(pair[0] ?? '');
     const value = String(pair[1] ?? '');
-    const row = element('span', 'wire-header');
+    const row = el('span', 'wire-header');
     if (notable.has(name.toLowerCase())) row.classList.add('notable');
-    row.append('\n', element('span', 'wire-header-name', name), `: ${value}`);
+    row.append('\n', el('span', 'wire-header-name', name), `: ${value}`);
     nodes.push(row);
   }
   container.replaceChildren(...nodes);
@@ -328,7 +325,7 @@ function bodyNodes(head) {
     const what = breaks === 0
       ? `⟨${numbers.format(spaces)} spaces⟩`
       : `⟨${numbers.format(spaces)} spaces over ${breaks + 1} lines⟩`;
-    const marker = element('span', 'wire-elided', what);
+    const marker = el('span', 'wire-elided', what);
     marker.title = 'padding, collapsed here; it is sent as plain spaces';
     nodes.push(marker);
     last = match.index + run.length;
@@ -338,22 +335,17 @@ function bodyNodes(head) {
 }
 
 /**
- * What a request or response head weighs on the wire: the line and each `name: value` with
- * CRLFs, plus the blank line. Hidden cookie values count with their real length.
+ * What a request or response head weighs on the wire (clients/heads.js counts it as the
+ * cost panels do: the line and each `name: value` with CRLFs, plus the blank line; a value
+ * the server does not keep, shown as "(N bytes, not shown)", counts as N bytes).
  */
 function headSize(part) {
   if (typeof part?.line !== 'string' || part.line === '') return '';
-  let bytes = utf8Length(part.line) + 2 + 2;
-  let headers = 0;
-  for (const pair of Array.isArray(part.headers) ? part.headers : []) {
-    if (!Array.isArray(pair)) continue;
-    const name = String(pair[0] ?? '');
-    const value = String(pair[1] ?? '');
-    const hidden = HIDDEN_VALUE.exec(value);
-    bytes += utf8Length(name) + 2 + (hidden ? Number(hidden[1]) : utf8Length(value)) + 2;
-    headers += 1;
-  }
-  return `${count(headers, 'header')} · head ≈ ${numbers.format(bytes)} B`;
+  const headers = (Array.isArray(part.headers) ? part.headers : []).filter(
+    (pair) => Array.isArray(pair) && pair.length === 2,
+  );
+  const bytes = headBytes({ line: part.line, headers });
+  return `${plural(headers.length, 'header')} · head ≈ ${numbers.format(bytes)} B`;
 }
 
 function bodySize(bytes, headBytes, state) {
@@ -381,8 +373,7 @@ function timing(x, state) {
 }
 
 function duration(ms) {
-  if (ms < 1000) return `${ms.toFixed(1)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms < 60_000) return formatMs(ms);
   const s = Math.floor(ms / 1000);
   return `${Math.floor(s / 60)} min ${s % 60} s`;
 }
@@ -391,37 +382,14 @@ function duration(ms) {
 function transportOf(line) {
   const path = line.split(' ')[1] ?? '';
   const first = path.split(/[/?]/)[1] ?? '';
-  return TRANSPORT_NAMES.includes(first) ? first : 'other';
+  return TRANSPORTS.includes(first) ? first : 'other';
 }
 
 function errorCode(text) {
-  try {
-    const code = JSON.parse(text)?.error?.code;
-    return typeof code === 'string' ? ` ${code}` : '';
-  } catch {
-    return '';
-  }
+  const code = parseJson(text)?.error?.code;
+  return typeof code === 'string' ? ` ${code}` : '';
 }
 
-function count(n, noun) {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
-}
-
-function utf8Length(text) {
-  return encoder.encode(text).length;
-}
-
-function element(tag, className, text) {
-  const el = document.createElement(tag);
-  if (className) el.className = className;
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
-
-function setText(el, text) {
-  if (el.textContent !== text) el.textContent = text;
-}
-
-function setData(el, key, value) {
-  if (el.dataset[key] !== value) el.dataset[key] = value;
+function setData(node, key, value) {
+  if (node.dataset[key] !== value) node.dataset[key] = value;
 }

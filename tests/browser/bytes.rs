@@ -31,7 +31,7 @@ const FIGURES: &str =
 
 /// Bytes of a head as the server recorded it: line, `name: value` lines, blank line, each
 /// ended by CRLF; a value the record hides counts as its stated length. Written apart from
-/// the page's own code (clients.js `headBytes`) so the two can disagree.
+/// the page's own code (clients/heads.js `headBytes`) so the two can disagree.
 fn head_bytes(head: &serde_json::Value) -> Option<u64> {
     let line = head["line"].as_str()?;
     let mut n = line.len() as u64 + 4;
@@ -166,7 +166,7 @@ async fn websocket_frame_sizes_follow_rfc_6455(engine: Engine) {
     let (page, _errors) = browser.open(&app.url("/demos/glossary.html")).await;
     let sizes: Vec<u64> = eval(
         &page,
-        "import('/static/clients.js').then(m => [
+        "import('/static/clients/index.js').then(m => [
             m.wsFrameBytes(5, true), m.wsFrameBytes(125, false), m.wsFrameBytes(126, true),
             m.wsFrameBytes(65535, false), m.wsFrameBytes(65536, true)])",
     )
@@ -178,7 +178,7 @@ async fn websocket_frame_sizes_follow_rfc_6455(engine: Engine) {
     // UTF-8, past 125, so its length takes the 16-bit form.
     let sent: Vec<u64> = eval(
         &page,
-        "import('/static/clients.js').then(m => new Promise((resolve) => {
+        "import('/static/clients/index.js').then(m => new Promise((resolve) => {
             const up = [];
             const client = m.connect('ws', 'clock', {
                 onBytesUp: (n) => up.push(n),

@@ -1,0 +1,159 @@
+// What every client shares (see index.js for the shape they have): the context that holds
+// the page's handlers, the cursor and the stopped flag, and the backoff between reconnects.
+
+import { headFloor, measureHeads } from '/static/clients/heads.js';
+
+const BACKOFF_MIN_MS = 1000;
+const BACKOFF_MAX_MS = 10_000;
+
+// Wall-clock time in microseconds, for latency = receipt - event.ts (same machine, same
+// clock). Date.now() alone is truncated to whole milliseconds, which on loopback (latency
+// well under 1 ms) would read low or even negative. performance.now() has sub-ms resolution
+// but is a monotonic clock that can drift from the wall clock over hours, so it is kept
+// inside the millisecond Date.now() reports, re-anchoring whenever it strays out of it.
+let clockOffsetMs = 0;
+export function nowMicros() {
+  const wall = Date.now();
+  let precise = performance.timeOrigin + performance.now() + clockOffsetMs;
+  if (precise < wall || precise >= wall + 1) {
+    const anchored = precise < wall ? wall : wall + 0.999;
+    clockOffsetMs += anchored - precise;
+    precise = anchored;
+  }
+  return precise * 1000;
+}
+
+const NO_HANDLERS = {
+  onEvent() {},
+  onNotice() {},
+  onRequest() {},
+  onBytes() {},
+  onBytesUp() {},
+  onFramingDown() {},
+  onHeads() {},
+  onState() {},
+  onDetail() {},
+};
+
+/** What every client shares: the handlers, the cursor, URLs and the stopped flag. */
+export class Context {
+  constructor(transport, feed, handlers, options) {
+    this.transport = transport;
+    this.feed = feed;
+    this.handlers = { ...NO_HANDLERS, ...handlers };
+    this.params = { ...(options.params ?? {}) };
+    this.cursor = Number.isSafeInteger(options.after) ? options.after : null;
+    this.origin = options.origin ? new URL(options.origin).origin : location.origin;
+    this.stopped = false;
+    this.headsAsked = false; // the head sizes are reported once per client (HEADS)
+  }
+
+  /** `ORIGIN/TRANSPORT/FEED?…`, with the extra parameters, then `extra` (null values dropped). */
+  url(extra = {}) {
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries({ ...this.params, ...extra })) {
+      if (value !== null && value !== undefined) query.set(key, String(value));
+    }
+    const qs = query.toString();
+    return `${this.origin}/${this.transport}/${encodeURIComponent(this.feed)}${qs ? `?${qs}` : ''}`;
+  }
+
+  request() {
+    if (this.stopped) return;
+    this.handlers.onRequest();
+    if (!this.headsAsked) {
+      this.headsAsked = true;
+      // A floor at once, the server's record a little later (it has the request by then).
+      this.handlers.onHeads(headFloor(this.url({ after: this.cursor }), this.origin));
+      measureHeads(this);
+    }
+  }
+
+  bytesUp(n) {
+    if (!this.stopped && n > 0) this.handlers.onBytesUp(n);
+  }
+
+  framingDown(n) {
+    if (!this.stopped && n > 0) this.handlers.onFramingDown(n);
+  }
+
+  bytes(n) {
+    if (!this.stopped && n > 0) this.handlers.onBytes(n);
+  }
+
+  state(text, phase) {
+    if (!this.stopped) this.handlers.onState(text, phase);
+  }
+
+  detail(object) {
+    if (!this.stopped) this.handlers.onDetail(object);
+  }
+
+  /** Moves the cursor forward (never back), e.g. to a poll answer's `next`. */
+  advance(id) {
+    if (Number.isSafeInteger(id) && (this.cursor === null || id > this.cursor)) this.cursor = id;
+  }
+
+  /** Hands one received event to the page: notices apart, duplicates dropped. */
+  deliver(event, receivedAt) {
+    if (this.stopped || event === null || typeof event !== 'object') return;
+    if (event.type === 'error' && event.id === undefined) {
+      this.handlers.onNotice(event);
+      return;
+    }
+    if (Number.isSafeInteger(event.id)) {
+      // Ids only grow; one at or below the cursor was already delivered (a resumed stream
+      // may repeat the boundary), so it is dropped rather than shown twice.
+      if (this.cursor !== null && event.id <= this.cursor) return;
+      this.cursor = event.id;
+    }
+    this.handlers.onEvent(event, receivedAt);
+  }
+}
+
+/**
+ * Retry with exponential backoff and full jitter: the n-th retry waits a random time
+ * between 0 and min(10 s, 1 s · 2^n), showing a countdown in the state. Without the jitter,
+ * every page broken by the same event (a server restart, a deploy) would come back in the
+ * same instant, again and again; `loadtest --storm` measures that wave with and without
+ * jitter (results/storm/). EventSource is the exception: it reconnects by itself after the
+ * server's `retry:` (2 s for every page); see sse.js.
+ */
+export class Backoff {
+  constructor(ctx) {
+    this.ctx = ctx;
+    this.delay = BACKOFF_MIN_MS;
+    this.timer = 0;
+    this.ticker = 0;
+  }
+
+  /** Runs `fn` after a random part of the current delay, then doubles the delay. */
+  retry(why, fn) {
+    this.cancel();
+    // Full jitter (uniform in [0, delay]); Math.random is enough: the spread matters, not
+    // unpredictability.
+    const ms = Math.random() * this.delay;
+    this.delay = Math.min(this.delay * 2, BACKOFF_MAX_MS);
+    const due = performance.now() + ms;
+    const show = () => {
+      const s = Math.max(1, Math.ceil((due - performance.now()) / 1000));
+      this.ctx.state(`${why}; reconnecting in ${s} s`, 'backoff');
+    };
+    show();
+    this.ticker = setInterval(show, 1000);
+    this.timer = setTimeout(() => {
+      this.cancel();
+      if (!this.ctx.stopped) fn();
+    }, ms);
+  }
+
+  /** Data flowed again: the next failure starts over at up to 1 s. */
+  reset() {
+    this.delay = BACKOFF_MIN_MS;
+  }
+
+  cancel() {
+    clearTimeout(this.timer);
+    clearInterval(this.ticker);
+  }
+}
