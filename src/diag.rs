@@ -42,9 +42,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::JsonBody;
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::http::{JsonBody, KillSwitch};
 
 pub const MAX_TAGS: usize = 256;
 pub const MAX_EXCHANGES: usize = 10;
@@ -471,7 +470,13 @@ impl Exchange {
 }
 
 /// Middleware on the transport routes: records tagged requests, rejects malformed tags.
-pub async fn record(State(app): State<AppState>, req: Request, next: Next) -> Response {
+/// A tagged request also gets its tag's [`KillSwitch`] as a request extension, which the
+/// transports hold for as long as they serve it (`POST /api/debug/kill`).
+pub async fn record(
+    State(diag): State<Arc<Diagnostics>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let raw = match tag_in(req.uri().query()) {
         Ok(Some(raw)) => raw,
         Ok(None) => return next.run(req).await,
@@ -481,7 +486,6 @@ pub async fn record(State(app): State<AppState>, req: Request, next: Next) -> Re
         Ok(tag) => tag.to_string(),
         Err(err) => return err.into_response(),
     };
-    let diag = app.diagnostics();
     let mut budget = Budget::new(EXCHANGE_BYTES - RESPONSE_BYTES);
     let request_line = request_line(&req, &mut budget);
     let request_headers = headers_of(req.headers(), &mut budget);
@@ -497,6 +501,8 @@ pub async fn record(State(app): State<AppState>, req: Request, next: Next) -> Re
         response: Mutex::default(),
     });
     diag.record(&tag, exchange.clone());
+    let (token, guard) = diag.kill_switch(&tag);
+    req.extensions_mut().insert(KillSwitch { token, guard });
     let response = next.run(req).await;
     let (parts, body) = response.into_parts();
     {
@@ -631,13 +637,12 @@ struct BodyReport {
 
 /// `GET /api/debug/wire?tag=NAME`: the tag's recorded exchanges, newest first.
 pub async fn wire(
-    State(app): State<AppState>,
+    State(diag): State<Arc<Diagnostics>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let raw = tag_in(query.as_deref())?
         .ok_or_else(|| ApiError::Invalid("invalid_tag", "tag= is required".into()))?;
     let tag = parse_tag(&raw)?;
-    let diag = app.diagnostics();
     let exchanges = diag
         .exchanges(tag)
         .iter()
@@ -724,14 +729,14 @@ impl<'de> Deserialize<'de> for KillBody {
 /// `POST /api/debug/kill {"tag":"NAME"}` → `{"tag":…,"killed":N}`: drops the tag's open
 /// connections.
 pub async fn kill(
-    State(app): State<AppState>,
+    State(diag): State<Arc<Diagnostics>>,
     JsonBody(body): JsonBody<KillBody>,
 ) -> Result<Response, ApiError> {
     if body.repeated {
         return Err(repeated_tag());
     }
     let tag = parse_tag(&body.tag)?;
-    let killed = app.diagnostics().kill(tag);
+    let killed = diag.kill(tag);
     // The tag is a capability: it is not written to the log.
     tracing::info!(killed, "killed tagged connections");
     Ok(Json(serde_json::json!({ "tag": tag, "killed": killed })).into_response())

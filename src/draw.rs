@@ -12,11 +12,11 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::api::JsonBody;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::feed::draw::{Batch, Invalid, Refused};
+use crate::http::JsonBody;
 use crate::peers::Budget;
+use crate::state::AppState;
 
 impl From<Invalid> for ApiError {
     fn from(err: Invalid) -> ApiError {

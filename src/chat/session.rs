@@ -6,14 +6,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ApiError;
+use super::ChatError;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "pushpoll_session";
@@ -35,11 +34,11 @@ fn valid_name(s: &str) -> bool {
 pub struct Nick(String);
 
 impl Nick {
-    pub fn parse(s: &str) -> Result<Nick, ApiError> {
+    pub fn parse(s: &str) -> Result<Nick, ChatError> {
         if valid_name(s) {
             Ok(Nick(s.to_string()))
         } else {
-            Err(ApiError::Invalid(
+            Err(ChatError::Invalid(
                 "invalid_nick",
                 format!("nick {s:?} must be 1–24 letters, digits, '_', '-' or '.'"),
             ))
@@ -57,11 +56,11 @@ impl Nick {
 }
 
 /// A valid room name.
-pub fn parse_room(s: &str) -> Result<Arc<str>, ApiError> {
+pub fn parse_room(s: &str) -> Result<Arc<str>, ChatError> {
     if valid_name(s) {
         Ok(Arc::from(s))
     } else {
-        Err(ApiError::Invalid(
+        Err(ChatError::Invalid(
             "invalid_room",
             format!("room {s:?} must be 1–24 letters, digits, '_', '-' or '.'"),
         ))
@@ -132,13 +131,13 @@ impl Sessions {
 
     /// Starts a session for `nick`; `409` if someone online holds it, `503` while
     /// `max_sessions` are live (checked under the lock, so concurrent logins cannot overshoot).
-    pub fn create(&self, nick: Nick, max_sessions: u64) -> Result<(Session, String), ApiError> {
+    pub fn create(&self, nick: Nick, max_sessions: u64) -> Result<(Session, String), ChatError> {
         let mut inner = self.lock();
         if inner.by_nick.contains_key(&nick.key()) {
-            return Err(ApiError::NickTaken(nick.0));
+            return Err(ChatError::NickTaken(nick.0));
         }
         if inner.by_id.len() as u64 >= max_sessions {
-            return Err(ApiError::TooManySessions(max_sessions));
+            return Err(ChatError::TooManySessions(max_sessions));
         }
         let mut id = 0;
         while id == 0 || inner.by_id.contains_key(&id) {
@@ -186,12 +185,14 @@ impl Sessions {
         Some(id)
     }
 
-    /// The live session named by the request's cookie, if any.
-    pub fn from_headers(&self, headers: &HeaderMap) -> Option<Session> {
-        let id = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+    /// The live session named by a request's cookie, if any. `cookie_headers`: the values
+    /// of its `Cookie` headers (the HTTP edge reads them; the chat knows no HTTP types).
+    pub fn from_cookies<'a>(
+        &self,
+        cookie_headers: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Session> {
+        let id = cookie_headers
+            .into_iter()
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
             .find_map(|token| self.verify(token))?;
@@ -207,13 +208,6 @@ impl Sessions {
         let inner = self.lock();
         let id = inner.by_nick.get(&nick.to_lowercase())?;
         inner.by_id.get(id).map(|e| e.session.clone())
-    }
-
-    /// Something the user did: it keeps the session from idling out.
-    pub fn touch(&self, id: u64) {
-        if let Some(entry) = self.lock().by_id.get_mut(&id) {
-            entry.last_active = Instant::now();
-        }
     }
 
     /// Counts one message against the rate limit; `Err(seconds to wait)` past it.
@@ -241,17 +235,17 @@ impl Sessions {
     }
 
     /// Renames the session; returns the old nick. `409` if the new nick is held by another.
-    pub fn rename(&self, id: u64, nick: Nick) -> Result<String, ApiError> {
+    pub fn rename(&self, id: u64, nick: Nick) -> Result<String, ChatError> {
         let mut inner = self.lock();
         if inner
             .by_nick
             .get(&nick.key())
             .is_some_and(|holder| *holder != id)
         {
-            return Err(ApiError::NickTaken(nick.0));
+            return Err(ChatError::NickTaken(nick.0));
         }
         let Some(entry) = inner.by_id.get_mut(&id) else {
-            return Err(ApiError::Unauthorized);
+            return Err(ChatError::SignedOut);
         };
         let old = std::mem::replace(&mut entry.session.nick, nick.0.clone());
         entry.last_active = Instant::now();
@@ -305,10 +299,9 @@ impl Sessions {
 mod tests {
     use super::*;
 
-    fn headers(cookie: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, cookie.parse().unwrap());
-        h
+    /// One `Cookie` header holding `cookie`.
+    fn headers(cookie: &str) -> [&str; 1] {
+        [cookie]
     }
 
     #[test]
@@ -339,7 +332,7 @@ mod tests {
         let sessions = Sessions::new(RATE_LIMIT);
         let (session, token) = sessions.create(Nick::parse("alice").unwrap(), 10).unwrap();
         let found = sessions
-            .from_headers(&headers(&format!("a=1; {COOKIE}={token}")))
+            .from_cookies(headers(&format!("a=1; {COOKIE}={token}")))
             .unwrap();
         assert_eq!(found.id, session.id);
         let (id, _) = token.split_once('.').unwrap();
@@ -348,15 +341,15 @@ mod tests {
             session.id ^ 1,
             token.split_once('.').unwrap().1
         );
-        assert!(sessions.from_headers(&headers(&forged)).is_none());
+        assert!(sessions.from_cookies(headers(&forged)).is_none());
         assert!(
             sessions
-                .from_headers(&headers(&format!("{COOKIE}={id}.AAAA")))
+                .from_cookies(headers(&format!("{COOKIE}={id}.AAAA")))
                 .is_none()
         );
         assert!(
             Sessions::new(RATE_LIMIT)
-                .from_headers(&headers(&format!("{COOKIE}={token}")))
+                .from_cookies(headers(&format!("{COOKIE}={token}")))
                 .is_none()
         );
     }
@@ -367,7 +360,7 @@ mod tests {
         let (alice, _) = sessions.create(Nick::parse("alice").unwrap(), 10).unwrap();
         assert!(matches!(
             sessions.create(Nick::parse("ALICE").unwrap(), 10),
-            Err(ApiError::NickTaken(_))
+            Err(ChatError::NickTaken(_))
         ));
         let (bob, _) = sessions.create(Nick::parse("bob").unwrap(), 10).unwrap();
         assert!(
@@ -394,7 +387,7 @@ mod tests {
         sessions.create(Nick::parse("b").unwrap(), 2).unwrap();
         assert!(matches!(
             sessions.create(Nick::parse("c").unwrap(), 2),
-            Err(ApiError::TooManySessions(2))
+            Err(ChatError::TooManySessions(2))
         ));
         sessions.end(a.id, EndReason::LoggedOut).unwrap();
         assert!(sessions.create(Nick::parse("c").unwrap(), 2).is_ok());

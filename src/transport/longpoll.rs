@@ -3,19 +3,23 @@
 //! then answered like a short poll. One request per delivery, without the empty answers.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{FeedPath, LONGPOLL_TIMEOUT_S, Params, Transport, batch_response, drain, open, secs};
-use crate::app::AppState;
+use super::{LONGPOLL_TIMEOUT_S, batch_response, drain, open, secs};
 use crate::error::ApiError;
 use crate::feed::Ended;
+use crate::http::{FeedPath, Subscribing};
+use crate::names::Transport;
+use crate::state::AppState;
 
 pub async fn handler(
     State(app): State<AppState>,
     FeedPath(feed): FeedPath,
-    params: Params,
-    headers: HeaderMap,
+    Subscribing {
+        params,
+        headers,
+        kill,
+    }: Subscribing,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::LongPoll).request();
     let limit = params.limit()?;
@@ -27,6 +31,7 @@ pub async fn handler(
         params.cursor()?,
         &params,
         &headers,
+        kill,
     )?;
     let _open = app.stats().open(Transport::LongPoll);
     let mut events = drain(&mut sub, limit).await;

@@ -1,8 +1,8 @@
 //! The five transports. Each is a thin adapter over the feed core, one file each, with the
 //! same shape: a `handler` that counts the request, reads the feed and cursor, and answers
-//! with what the feed gives. The shared pieces live here: the transport names, the query
-//! and path extractors, the JSON batch of the polling transports and the endless body of
-//! the streaming ones.
+//! with what the feed gives. The shared pieces live here: opening a subscription, the JSON
+//! batch of the polling transports and the endless body of the streaming ones. (The names
+//! are `crate::names`, the extractors `crate::http`.)
 
 pub mod iframe;
 pub mod longpoll;
@@ -10,126 +10,22 @@ pub mod poll;
 pub mod sse;
 pub mod ws;
 
-use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Query};
-use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::app::AppState;
-use crate::chat::{MAX_HISTORY, parse_room};
+use crate::chat::MAX_HISTORY;
 use crate::error::ApiError;
-use crate::feed::{Ended, Event, FeedName, Filter, SharedEvent, Start, Subscription};
-
-/// The five ways of delivering a feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Poll = 0,
-    LongPoll = 1,
-    Iframe = 2,
-    Sse = 3,
-    Ws = 4,
-}
-
-impl Transport {
-    pub const ALL: [Transport; 5] = [
-        Transport::Poll,
-        Transport::LongPoll,
-        Transport::Iframe,
-        Transport::Sse,
-        Transport::Ws,
-    ];
-
-    /// The transport's name in URLs (`/sse/clock`) and in the statistics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Poll => "poll",
-            Transport::LongPoll => "longpoll",
-            Transport::Iframe => "iframe",
-            Transport::Sse => "sse",
-            Transport::Ws => "ws",
-        }
-    }
-}
-
-/// The `{feed}` segment of a transport URL; an unknown feed is a `404`.
-pub struct FeedPath(pub FeedName);
-
-impl<S: Send + Sync> FromRequestParts<S> for FeedPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(name) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        FeedName::parse(&name)
-            .map(FeedPath)
-            .ok_or(ApiError::UnknownFeed(name))
-    }
-}
-
-/// The query string as a map; malformed encoding is a `400` with a JSON body.
-pub struct Params(HashMap<String, String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Params {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        Ok(Params(map))
-    }
-}
-
-impl Params {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    /// `rooms=lobby,red`: the chat rooms to follow (default `lobby`); see [`parse_rooms`].
-    pub fn rooms(&self) -> Result<Vec<std::sync::Arc<str>>, ApiError> {
-        parse_rooms(self.get("rooms").unwrap_or("lobby"))
-    }
-
-    /// `after=ID`: deliver events with an id above it.
-    pub fn cursor(&self) -> Result<Option<u64>, ApiError> {
-        self.0
-            .get("after")
-            .map(|v| parse_cursor("after", v))
-            .transpose()
-    }
-
-    /// An integer parameter within `range`, or `default` when absent.
-    pub fn int(
-        &self,
-        name: &str,
-        range: RangeInclusive<u64>,
-        default: u64,
-    ) -> Result<u64, ApiError> {
-        let Some(raw) = self.0.get(name) else {
-            return Ok(default);
-        };
-        match raw.parse::<u64>() {
-            Ok(n) if range.contains(&n) => Ok(n),
-            _ => Err(ApiError::BadRequest(format!(
-                "{name}={raw:?} must be a whole number from {} to {}",
-                range.start(),
-                range.end()
-            ))),
-        }
-    }
-
-    /// `limit=N`: the most events one poll answer carries (1–1000, default 100).
-    pub fn limit(&self) -> Result<usize, ApiError> {
-        Ok(self.int("limit", 1..=1000, 100)? as usize)
-    }
-}
+use crate::event::{Event, SharedEvent};
+use crate::feed::{Ended, Filter, Start, Subscription};
+use crate::http::{KillSwitch, Params, events_json, session_of};
+use crate::names::{FeedName, Transport};
+use crate::state::AppState;
 
 /// How a transport holds its subscription, which decides presence in the chat: a push
 /// subscription keeps its user online while open; a poll for [`crate::chat::presence::POLL_PRESENCE`].
@@ -149,8 +45,9 @@ pub fn open(
     cursor: Option<u64>,
     params: &Params,
     headers: &HeaderMap,
+    kill: Option<KillSwitch>,
 ) -> Result<Subscription, ApiError> {
-    if app.config().refuse.iter().any(|r| r == transport.as_str()) {
+    if app.config().refuse.contains(&transport) {
         return Err(ApiError::TransportRefused(transport.as_str()));
     }
     // Without a cursor a short poll wants what is there now, the others the next event.
@@ -173,7 +70,7 @@ pub fn open(
             let rooms = params.rooms()?;
             let history =
                 params.int("history", 0..=MAX_HISTORY, chat.default_history() as u64)? as usize;
-            let session = chat.sessions().from_headers(headers);
+            let session = session_of(chat, headers);
             let filter = Filter {
                 rooms: rooms.clone(),
                 session: session.as_ref().map(|s| s.id),
@@ -200,10 +97,10 @@ pub fn open(
                 .subscribe(cursor, start, 0, Filter::default(), shutdown)
         }
     };
-    // A tagged connection can be dropped by `POST /api/debug/kill` (the compare page).
-    if let Some(tag) = params.get("tag") {
-        let (switch, guard) = app.diagnostics().kill_switch(crate::diag::parse_tag(tag)?);
-        sub.end_when_killed(switch);
+    // A tagged connection can be dropped by `POST /api/debug/kill` (the compare page); the
+    // diagnostics' recorder handed its switch over in the request (`crate::http::Subscribing`).
+    if let Some(KillSwitch { token, guard }) = kill {
+        sub.end_when_killed(token);
         sub.hold(guard);
     }
     Ok(sub)
@@ -236,67 +133,6 @@ pub async fn drain(sub: &mut Subscription, limit: usize) -> Vec<SharedEvent> {
         }
     }
     events
-}
-
-/// Rooms one subscription may follow at once.
-pub const MAX_ROOMS: usize = 16;
-
-/// The longest `rooms=` value accepted: 16 names of 24 four-byte characters with their
-/// commas fit (1552 bytes), with room for some spaces and repeats. Checked before any
-/// splitting, so a huge list costs one length comparison.
-pub const MAX_ROOMS_PARAM_BYTES: usize = 2048;
-
-/// Parses a `rooms=` value: comma-separated room names, blanks around them trimmed,
-/// repeats folded, at most [`MAX_ROOMS`] distinct. Work is linear in the input: the raw
-/// length is bounded first, and the scan stops at the 17th distinct room, so de-duplication
-/// only ever compares against at most 16 names.
-pub fn parse_rooms(raw: &str) -> Result<Vec<std::sync::Arc<str>>, ApiError> {
-    let too_many =
-        || ApiError::Invalid("invalid_room", format!("at most {MAX_ROOMS} rooms at once"));
-    if raw.len() > MAX_ROOMS_PARAM_BYTES {
-        return Err(ApiError::Invalid(
-            "invalid_room",
-            format!("rooms= is longer than {MAX_ROOMS_PARAM_BYTES} bytes"),
-        ));
-    }
-    let mut rooms: Vec<std::sync::Arc<str>> = Vec::with_capacity(MAX_ROOMS);
-    for name in raw.split(',') {
-        let name = name.trim();
-        if rooms.iter().any(|room| &**room == name) {
-            continue;
-        }
-        if rooms.len() == MAX_ROOMS {
-            return Err(too_many());
-        }
-        rooms.push(parse_room(name)?);
-    }
-    Ok(rooms)
-}
-
-/// A cursor is an event id: a non-negative integer.
-pub fn parse_cursor(source: &str, raw: &str) -> Result<u64, ApiError> {
-    raw.trim().parse::<u64>().map_err(|_| {
-        ApiError::BadCursor(format!(
-            "{source} {raw:?} is not an event id (a non-negative integer)"
-        ))
-    })
-}
-
-/// `HEAD[e1,e2,…]TAIL`: a JSON array of events from their shared JSON, never re-serialized.
-pub fn events_json(events: &[SharedEvent], head: &str, tail: &str) -> bytes::Bytes {
-    let size = events.iter().map(|e| e.json.len() + 1).sum::<usize>() + head.len() + tail.len() + 2;
-    let mut body = BytesMut::with_capacity(size);
-    body.extend_from_slice(head.as_bytes());
-    body.extend_from_slice(b"[");
-    for (i, event) in events.iter().enumerate() {
-        if i > 0 {
-            body.extend_from_slice(b",");
-        }
-        body.extend_from_slice(&event.json);
-    }
-    body.extend_from_slice(b"]");
-    body.extend_from_slice(tail.as_bytes());
-    body.freeze()
 }
 
 /// `{"events":[…],"next":ID}`, the answer of both polling transports.
