@@ -33,7 +33,7 @@ pub struct Config {
     pub history: u64,
 
     /// Chat messages one session may send per 10 s; past it, `429` (or an `error` event).
-    #[arg(long, env = "PUSHPOLL_RATE_LIMIT", default_value_t = crate::chat::session::RATE_LIMIT as u64,
+    #[arg(long, env = "PUSHPOLL_RATE_LIMIT", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub rate_limit: u64,
 

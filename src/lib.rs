@@ -9,8 +9,7 @@
 //!
 //! - **Leaves**, which import nothing of this crate: [`names`], the one spelling of the
 //!   transports and feeds ([`names::Transport`], [`names::FeedName`]); [`event`], the events
-//!   every transport delivers (ids, audiences, the JSON made once); [`config`], the
-//!   command-line flags (each also a `PUSHPOLL_…` environment variable); [`error`], the one
+//!   every transport delivers (ids, audiences, the JSON made once); [`error`], the one
 //!   error type of the HTTP edge.
 //! - **Core**, which knows nothing of HTTP: [`feed`], the one idea: a feed is an
 //!   append-only log of events with increasing ids; [`feed::Feed`] keeps the recent ones and
@@ -19,7 +18,9 @@
 //!   memory only). [`chat`]: rooms, whispers, sessions and presence over one durable log,
 //!   with its own error type and one command type for what clients send. [`store`]: the
 //!   chat history (SQLite), implementing the feed's `Backlog`.
-//! - **Edge helpers**: [`stats`], the counters behind `/api/stats` and `/metrics`;
+//! - **Edge helpers**: [`config`], the command-line flags (each also a `PUSHPOLL_…`
+//!   environment variable), which builds the feed's limits; [`stats`], the counters behind
+//!   `/api/stats` and `/metrics`;
 //!   `peers`, per-peer accounting (connections and budgets per client address); `origin`,
 //!   the Host check and the cross-site (Origin) check; `listener`, the accept loop (hyper's
 //!   HTTP/1.1 builder with a timer for the header deadline, the connection caps in total and

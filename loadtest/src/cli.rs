@@ -1,6 +1,7 @@
 //! Command-line options, as typed; [`crate::plan`] validates them into a plan.
 
 use clap::{Args, Parser, Subcommand};
+use pushpoll::names::Transport;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,8 +19,8 @@ pub enum Command {
     /// Measure one transport.
     Run {
         /// poll, longpoll, iframe, sse or ws.
-        #[arg(long)]
-        transport: String,
+        #[arg(long, value_parser = str::parse::<Transport>)]
+        transport: Transport,
         #[command(flatten)]
         workload: WorkloadArgs,
         #[command(flatten)]

@@ -1,29 +1,27 @@
 //! The five transports. Each is a thin adapter over the feed core, one file each, with the
 //! same shape: a `handler` that counts the request, reads the feed and cursor, and answers
-//! with what the feed gives. The shared pieces live here: opening a subscription, the JSON
-//! batch of the polling transports and the endless body of the streaming ones. (The names
-//! are `crate::names`, the extractors `crate::http`.)
+//! with what the feed gives. Opening a subscription is shared by all and lives here; the
+//! polling transports share the batch core (`batch.rs`: drain, JSON answer), the streaming
+//! ones the stream core (`stream.rs`: one open-ended framed body), as the load tester's
+//! `clients/` does. (The names are `crate::names`, the extractors `crate::http`.)
 
+mod batch;
 pub mod iframe;
 pub mod longpoll;
 pub mod poll;
 pub mod sse;
+mod stream;
 pub mod ws;
 
-use std::ops::RangeInclusive;
-use std::time::Duration;
+pub use batch::{batch_response, drain};
+pub use stream::{Framing, stream_response};
 
-use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use tokio::time::{Instant, MissedTickBehavior};
+use axum::http::HeaderMap;
 
 use crate::chat::MAX_HISTORY;
 use crate::error::ApiError;
-use crate::event::{Event, SharedEvent};
-use crate::feed::{Ended, Filter, Start, Subscription};
-use crate::http::{KillSwitch, Params, events_json, session_of};
+use crate::feed::{Filter, Start, Subscription};
+use crate::http::{KillSwitch, Params, session_of};
 use crate::names::{FeedName, Transport};
 use crate::state::AppState;
 
@@ -114,138 +112,4 @@ pub fn killed() -> std::io::Error {
         std::io::ErrorKind::ConnectionAborted,
         "connection killed by POST /api/debug/kill",
     )
-}
-
-/// Up to `limit` events that are available now. `limit` bounds what is *read* too: at most
-/// one replay page of at most `limit` events comes from the store, so an old cursor with
-/// `limit=1` costs one row, not the whole range (the answer's `next` says where to go on).
-pub async fn drain(sub: &mut Subscription, limit: usize) -> Vec<SharedEvent> {
-    if limit == 0 {
-        return Vec::new();
-    }
-    sub.read_at_most(limit);
-    sub.ready().await;
-    let mut events = Vec::new();
-    while events.len() < limit {
-        match sub.try_next() {
-            Some(event) => events.push(event),
-            None => break,
-        }
-    }
-    events
-}
-
-/// `{"events":[…],"next":ID}`, the answer of both polling transports.
-pub fn batch_response(
-    app: &AppState,
-    transport: Transport,
-    events: &[SharedEvent],
-    next: u64,
-) -> Response {
-    let body = events_json(events, "{\"events\":", &format!(",\"next\":{next}}}"));
-    app.stats()
-        .transport(transport)
-        .sent(body.len(), events.len());
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-/// How a streaming transport frames the feed into one open-ended response body.
-pub struct Framing {
-    pub transport: Transport,
-    pub content_type: &'static str,
-    /// Sent first: SSE's `retry:` line, the iframe's padded HTML head.
-    pub prelude: fn() -> Bytes,
-    /// Sent when nothing else was sent for `--keepalive`, so proxies and browsers keep the
-    /// connection open.
-    pub keepalive: &'static [u8],
-    /// One event, framed.
-    pub frame: fn(&Event) -> Bytes,
-    /// End the response after this many bytes (the client reopens with its cursor).
-    pub max_bytes: Option<usize>,
-}
-
-/// An open-ended response that frames each event of `sub` as it arrives. It ends when the
-/// client goes away, at `max_bytes`, or at shutdown (the subscription ends then).
-pub fn stream_response(
-    app: &AppState,
-    framing: &'static Framing,
-    mut sub: Subscription,
-) -> Response {
-    let stats = app.stats().clone();
-    let open = stats.open(framing.transport);
-    let every = app.config().keepalive;
-    let body = async_stream::stream! {
-        let _open = open;
-        let counters = stats.transport(framing.transport);
-        let prelude = (framing.prelude)();
-        let mut sent = prelude.len();
-        counters.sent(prelude.len(), 0);
-        yield Ok::<Bytes, std::io::Error>(prelude);
-        let mut keepalive = tokio::time::interval_at(Instant::now() + every, every);
-        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            let chunk = tokio::select! {
-                event = sub.next() => match event {
-                    Some(event) => {
-                        keepalive.reset();
-                        let chunk = (framing.frame)(&event);
-                        counters.sent(chunk.len(), 1);
-                        chunk
-                    }
-                    None => break,
-                },
-                _ = keepalive.tick() => {
-                    counters.sent(framing.keepalive.len(), 0);
-                    Bytes::from_static(framing.keepalive)
-                }
-            };
-            sent += chunk.len();
-            yield Ok(chunk);
-            if framing.max_bytes.is_some_and(|max| sent >= max) {
-                break;
-            }
-        }
-        if sub.ended() == Some(Ended::Killed) {
-            yield Err(killed());
-        }
-    };
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(framing.content_type),
-            ),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-cache, no-store"),
-            ),
-            (
-                header::HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            ),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response()
-}
-
-/// Long-poll holds are whole seconds between these bounds.
-pub const LONGPOLL_TIMEOUT_S: RangeInclusive<u64> = 1..=60;
-
-pub fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
 }
