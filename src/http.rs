@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::chat::{Chat, ChatError, Session, parse_room};
 use crate::error::ApiError;
 use crate::event::SharedEvent;
+use crate::feed::draw::{Invalid, Refused};
 use crate::names::FeedName;
 
 /// Largest request body accepted (`413` beyond).
@@ -40,6 +41,25 @@ impl From<ChatError> for ApiError {
             ChatError::TooManySessions(max) => ApiError::TooManySessions(max),
             ChatError::BadCommand(message) => ApiError::BadJson(message),
             ChatError::Internal(err) => ApiError::Internal(err),
+        }
+    }
+}
+
+/// The canvas's refusals: a bad stroke is `400`, the server-wide budget `429`.
+impl From<Invalid> for ApiError {
+    fn from(err: Invalid) -> ApiError {
+        ApiError::Invalid(err.code, err.message)
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(err: Refused) -> ApiError {
+        match err {
+            Refused::Invalid(err) => err.into(),
+            Refused::Busy(_, retry_after) => ApiError::RateLimited {
+                what: "strokes on this server (--draw-rate-total)",
+                retry_after,
+            },
         }
     }
 }

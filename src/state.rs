@@ -12,10 +12,11 @@ use tokio_util::task::TaskTracker;
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::diag::Diagnostics;
-use crate::feed::draw::Draw;
+use crate::error::ApiError;
+use crate::feed::draw::{Batch, Draw};
 use crate::feed::{self, Feed};
 use crate::origin::OwnHosts;
-use crate::peers::{self, Peers};
+use crate::peers::{self, Budget, Peers};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError, sqlite::SqliteStore};
 
@@ -134,6 +135,21 @@ impl AppState {
 
     pub fn tracker(&self) -> &TaskTracker {
         &self.inner.tracker
+    }
+
+    /// Checks `batch`, charges its strokes to `peer`, then to the server-wide budget, publishes
+    /// it: the one path of both the HTTP endpoint and the WebSocket `draw` frame. A batch the
+    /// server-wide budget refuses has still been charged to its sender.
+    pub fn send_strokes(&self, peer: std::net::IpAddr, batch: Batch) -> Result<Vec<u64>, ApiError> {
+        batch.check()?;
+        // A checked batch holds 1..=16 strokes, so the cast is exact.
+        self.peers()
+            .spend_many(peer, Budget::Draw, batch.strokes.len() as u32)
+            .map_err(|retry_after| ApiError::RateLimited {
+                what: "strokes from this address",
+                retry_after,
+            })?;
+        Ok(self.draw().publish(batch)?)
     }
 }
 

@@ -296,7 +296,7 @@ fn draw_frame(app: &AppState, peer: std::net::IpAddr, text: &str) -> Option<Utf8
             ));
         }
     };
-    crate::draw::send(app, peer, batch)
+    app.send_strokes(peer, batch)
         .err()
         .map(|err| error_event(err.code(), &err.to_string()))
 }
