@@ -2,11 +2,12 @@
 //! all go through one durable log ([`Log`]): stored under the next id, then published to the
 //! chat feed, before anyone is told they happened. Presence events stay in the log (so a
 //! cursor resumes them like any event, over every transport) and are bounded per session
-//! instead (see [`presence`]). Identity is the session ([`session`]);
+//! instead (see [`presence`]). Identity is the session ([`session`]) and its nick ([`name`]);
 //! who is online where is [`presence`].
 
 pub mod command;
 pub mod error;
+pub mod name;
 pub mod presence;
 pub mod session;
 
@@ -23,8 +24,9 @@ use crate::names::FeedName;
 use crate::store::Store;
 pub use command::{Command, Message};
 pub use error::ChatError;
+pub use name::{Nick, parse_room};
 pub use presence::Presence;
-pub use session::{EndReason, Nick, Session, Sessions, parse_room};
+pub use session::{EndReason, Session, Sessions};
 
 /// Longest message text, in characters.
 pub const MAX_TEXT_CHARS: usize = 2000;
