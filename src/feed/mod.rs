@@ -176,7 +176,7 @@ impl Feed {
         self.inner.name
     }
 
-    pub fn store(&self) -> Option<&Arc<dyn Backlog>> {
+    pub fn backlog(&self) -> Option<&Arc<dyn Backlog>> {
         self.inner.store.as_ref()
     }
 
@@ -503,7 +503,7 @@ impl Subscription {
     }
 
     async fn load_history(&mut self, history: History) {
-        let Some(store) = self.feed.store().cloned() else {
+        let Some(store) = self.feed.backlog().cloned() else {
             self.history = None;
             return;
         };
@@ -525,7 +525,7 @@ impl Subscription {
 
     /// Reads one page of events with `after < id < before` from the store into the backlog.
     async fn load_page(&mut self, after: u64, before: u64) {
-        let loaded = match self.feed.store().cloned() {
+        let loaded = match self.feed.backlog().cloned() {
             Some(store) => {
                 let page = self.page;
                 tokio::task::spawn_blocking(move || store.range(after, before, page))
