@@ -41,6 +41,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> build (the load tester's tests run the pushpoll binary)"
 cargo build --workspace --locked
 
+echo "==> architecture (no import cycle between top-level modules; transport names in src/names.rs only)"
+cargo test --locked -p pushpoll --test architecture
+
 echo "==> unit tests"
 cargo test --workspace --locked --lib --bins
 

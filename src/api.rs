@@ -1,72 +1,23 @@
 //! The chat's HTTP API: sessions (`/api/session`), sending (`POST /api/chat/messages`), and
 //! the read-only views (`rooms`, `users` from the presence index, `history`). Bodies are JSON
-//! of at most [`MAX_BODY_BYTES`]; every failure is an [`ApiError`].
+//! of at most [`crate::http::MAX_BODY_BYTES`]; every failure is an [`ApiError`].
 
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::chat::{Session, Sessions, parse_room};
+use crate::chat::command::{DEFAULT_ROOM, SendBody};
+use crate::chat::{Chat, Message, Sessions, parse_room};
 use crate::error::ApiError;
+use crate::http::{JsonBody, Params, SignedIn, events_json, parse_cursor, session_of};
 use crate::peers::Budget;
-use crate::transport::{Params, parse_cursor};
-
-/// Largest request body accepted (`413` beyond).
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// How long a request body may take to arrive in full; past it, `408 body_timeout`. (The
-/// head has `--header-timeout`; hyper has no deadline for bodies.)
-pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// A JSON body; too large is `413`, malformed is `400 bad_json`, slower than
-/// [`BODY_DEADLINE`] is `408`, all as JSON errors.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let read = tokio::time::timeout(BODY_DEADLINE, Bytes::from_request(req, state));
-        let bytes = read
-            .await
-            .map_err(|_| ApiError::BodyTimeout)?
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge(MAX_BODY_BYTES)
-                } else {
-                    ApiError::BadRequest(e.body_text())
-                }
-            })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::BadJson(e.to_string()))
-    }
-}
-
-/// The caller's live session, from its cookie; `401` without one.
-pub struct SignedIn(pub Session);
-
-impl FromRequestParts<AppState> for SignedIn {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        app.chat()
-            .sessions()
-            .from_headers(&parts.headers)
-            .map(SignedIn)
-            .ok_or(ApiError::Unauthorized)
-    }
-}
+use crate::state::AppState;
 
 /// Refuses state-changing requests from a foreign `Origin` (see [`crate::origin`]).
 pub async fn check_origin(State(app): State<AppState>, req: Request, next: Next) -> Response {
@@ -138,7 +89,7 @@ pub async fn login(
             retry_after,
         })?;
     // A browser that signs in again leaves its old session first.
-    if let Some(old) = app.chat().sessions().from_headers(&headers) {
+    if let Some(old) = session_of(app.chat(), &headers) {
         app.chat().logout(old.id);
     }
     let (session, token) = app.chat().login(&body.nick, app.config().max_sessions)?;
@@ -156,20 +107,20 @@ pub async fn whoami(SignedIn(session): SignedIn) -> Result<Response, ApiError> {
 
 /// `PATCH /api/session {"nick"}` → renames, emitting `rename`.
 pub async fn rename(
-    State(app): State<AppState>,
+    State(chat): State<Chat>,
     SignedIn(session): SignedIn,
     JsonBody(body): JsonBody<NickBody>,
 ) -> Result<Response, ApiError> {
-    let nick = app.chat().rename(session.id, &body.nick).await?;
+    let nick = chat.rename(session.id, &body.nick).await?;
     Ok(Json(json!({ "nick": nick })).into_response())
 }
 
 /// `DELETE /api/session` → `204`; `leave` in its rooms, its streams and sockets close.
 pub async fn logout(
-    State(app): State<AppState>,
+    State(chat): State<Chat>,
     SignedIn(session): SignedIn,
 ) -> Result<Response, ApiError> {
-    app.chat().logout(session.id);
+    chat.logout(session.id);
     Ok(with_cookie(
         StatusCode::NO_CONTENT,
         json!(null),
@@ -177,40 +128,19 @@ pub async fn logout(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendBody {
-    room: Option<String>,
-    to: Option<String>,
-    text: String,
-}
-
 /// `POST /api/chat/messages {"room","text"}` or `{"to","text"}` → `201 {"id"}`, stored first.
 pub async fn send(
-    State(app): State<AppState>,
+    State(chat): State<Chat>,
     SignedIn(session): SignedIn,
     JsonBody(body): JsonBody<SendBody>,
 ) -> Result<Response, ApiError> {
-    let event = match (body.room, body.to) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::BadJson(
-                "give either \"room\" or \"to\", not both".into(),
-            ));
-        }
-        (None, Some(to)) => app.chat().whisper(session.id, &to, &body.text).await?,
-        (room, None) => {
-            app.chat()
-                .say(session.id, room.as_deref().unwrap_or("lobby"), &body.text)
-                .await?
-        }
-    };
+    let event = chat.send(session.id, Message::try_from(body)?).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": event.id }))).into_response())
 }
 
 /// `GET /api/chat/rooms` → `{"rooms":[{"room","online"}]}`.
-pub async fn rooms(State(app): State<AppState>) -> Response {
-    let rooms: Vec<_> = app
-        .chat()
+pub async fn rooms(State(chat): State<Chat>) -> Response {
+    let rooms: Vec<_> = chat
         .presence()
         .rooms()
         .into_iter()
@@ -220,22 +150,22 @@ pub async fn rooms(State(app): State<AppState>) -> Response {
 }
 
 /// `GET /api/chat/users?room=lobby` → `{"room","users":[nicks]}`.
-pub async fn users(State(app): State<AppState>, params: Params) -> Result<Response, ApiError> {
-    let room = parse_room(params.get("room").unwrap_or("lobby"))?;
-    let users = app.chat().presence().users(&room);
+pub async fn users(State(chat): State<Chat>, params: Params) -> Result<Response, ApiError> {
+    let room = parse_room(params.get("room").unwrap_or(DEFAULT_ROOM))?;
+    let users = chat.presence().users(&room);
     Ok(Json(json!({ "room": &*room, "users": users })).into_response())
 }
 
 /// `GET /api/chat/history?room=lobby&before=ID&limit=N` → `{"events":[…]}`, newest last.
-pub async fn history(State(app): State<AppState>, params: Params) -> Result<Response, ApiError> {
-    let room = params.get("room").unwrap_or("lobby");
+pub async fn history(State(chat): State<Chat>, params: Params) -> Result<Response, ApiError> {
+    let room = params.get("room").unwrap_or(DEFAULT_ROOM);
     let before = params
         .get("before")
         .map(|b| parse_cursor("before", b))
         .transpose()?;
     let limit = params.int("limit", 1..=crate::chat::MAX_HISTORY, 50)? as usize;
-    let events = app.chat().history(room, before, limit).await?;
-    let body = crate::transport::events_json(&events, "{\"events\":", "}");
+    let events = chat.history(room, before, limit).await?;
+    let body = events_json(&events, "{\"events\":", "}");
     Ok((
         [
             (header::CONTENT_TYPE, "application/json"),

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::names::Transport;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "pushpoll",
@@ -56,9 +58,8 @@ pub struct Config {
 
     /// Refuse a transport (poll, longpoll, iframe, sse, ws) with `503`, to watch clients fall
     /// back to another. Repeatable, or comma-separated.
-    #[arg(long, env = "PUSHPOLL_REFUSE", value_delimiter = ',',
-          value_parser = ["poll", "longpoll", "iframe", "sse", "ws"])]
-    pub refuse: Vec<String>,
+    #[arg(long, env = "PUSHPOLL_REFUSE", value_delimiter = ',', value_enum)]
+    pub refuse: Vec<Transport>,
 
     /// Keep-alive interval of the iframe (`<!-- -->`) and SSE (`: ping`) streams.
     #[arg(long, env = "PUSHPOLL_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
@@ -157,7 +158,7 @@ impl Config {
         crate::feed::Limits {
             window: self.chat_window as usize,
             lag: self.chat_lag as usize,
-            page: crate::store::PageLimit {
+            page: crate::feed::PageLimit {
                 events: self.backfill_page as usize,
                 bytes: self.backfill_page_bytes as usize,
             },

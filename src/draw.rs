@@ -2,7 +2,8 @@
 //! feed. Anonymous on purpose: a stroke carries no name, so there is nothing a session would
 //! add but a login round trip; what bounds a sender is its address's budget
 //! (`--draw-rate` strokes a second, [`crate::peers::Budget::Draw`]), charged per stroke
-//! after the batch is checked and before anything is published.
+//! after the batch is checked and before anything is published
+//! ([`AppState::send_strokes`], shared with the WebSocket `draw` frame).
 
 use std::net::SocketAddr;
 
@@ -12,44 +13,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::api::JsonBody;
-use crate::app::AppState;
 use crate::error::ApiError;
-use crate::feed::draw::{Batch, Invalid, Refused};
-use crate::peers::Budget;
-
-impl From<Invalid> for ApiError {
-    fn from(err: Invalid) -> ApiError {
-        ApiError::Invalid(err.code, err.message)
-    }
-}
-
-impl From<Refused> for ApiError {
-    fn from(err: Refused) -> ApiError {
-        match err {
-            Refused::Invalid(err) => err.into(),
-            Refused::Busy(_, retry_after) => ApiError::RateLimited {
-                what: "strokes on this server (--draw-rate-total)",
-                retry_after,
-            },
-        }
-    }
-}
-
-/// Checks `batch`, charges its strokes to `peer`, then to the server-wide budget, publishes
-/// it: the one path of both the HTTP endpoint and the WebSocket `draw` frame. A batch the
-/// server-wide budget refuses has still been charged to its sender.
-pub fn send(app: &AppState, peer: std::net::IpAddr, batch: Batch) -> Result<Vec<u64>, ApiError> {
-    batch.check()?;
-    // A checked batch holds 1..=16 strokes, so the cast is exact.
-    app.peers()
-        .spend_many(peer, Budget::Draw, batch.strokes.len() as u32)
-        .map_err(|retry_after| ApiError::RateLimited {
-            what: "strokes from this address",
-            retry_after,
-        })?;
-    Ok(app.draw().publish(batch)?)
-}
+use crate::feed::draw::Batch;
+use crate::http::JsonBody;
+use crate::state::AppState;
 
 /// `POST /api/draw {"strokes":[{"color":"#rrggbb","width":3,"points":[x0,y0,…]},…]}` →
 /// `201 {"ids":[…],"request":{"head":H,"body":B}}`; the strokes reach every draw subscriber,
@@ -69,7 +36,7 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let ids = send(&app, peer.ip(), batch)?;
+    let ids = app.send_strokes(peer.ip(), batch)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "ids": ids, "request": { "head": head, "body": body } })),

@@ -53,8 +53,6 @@ pub enum ApiError {
     PeerOverloaded(u64),
     #[error("the {0} transport is refused by this server (--refuse); fall back to another")]
     TransportRefused(&'static str),
-    #[error("the server is shutting down")]
-    ShuttingDown,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -79,7 +77,6 @@ impl ApiError {
             ApiError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Overloaded(_)
             | ApiError::PeerOverloaded(_)
-            | ApiError::ShuttingDown
             | ApiError::TooManySessions(_)
             | ApiError::TransportRefused(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,7 +104,6 @@ impl ApiError {
             ApiError::UnknownHost(_) => "unknown_host",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::PeerOverloaded(_) => "too_many_connections",
-            ApiError::ShuttingDown => "shutting_down",
             ApiError::TooManySessions(_) => "too_many_sessions",
             ApiError::TransportRefused(_) => "transport_refused",
             ApiError::Internal(_) => "internal",

@@ -4,38 +4,57 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the command-line flags (each also a `PUSHPOLL_…` environment variable).
-//! - [`feed`]: the one idea. A feed is an append-only log of events with increasing ids;
-//!   [`feed::Feed`] keeps the recent ones and fans new ones out. [`feed::clock`] publishes
-//!   the ticks; [`feed::draw`] is the shared canvas (strokes, in memory only).
-//! - [`chat`]: rooms, whispers, sessions and presence over one durable [`chat::Log`];
-//!   [`store`] keeps the history (SQLite). [`api`] is the chat's HTTP API; [`draw`] the
-//!   canvas's (`POST /api/draw`).
-//! - [`transport`]: one file per transport, each a thin adapter answering "events after
-//!   cursor X" in its own way.
-//! - [`app`]: the shared state and the router; [`assets`] the embedded pages.
-//! - [`stats`]: the counters behind `/api/stats` and `/metrics`.
-//! - [`listener`]: the accept loop: hyper's HTTP/1.1 builder with a timer (the header
-//!   deadline), the connection caps in total and per peer, and the write-stall deadline.
-//! - [`peers`]: per-peer accounting (connections and budgets per client address).
-//! - [`error`]: the one error type of the HTTP edge; [`origin`] the Host check and the
-//!   cross-site (Origin) check; [`diag`] the tagged requests' wire record and kill switch.
+//! Layers that only point down (docs/ARCHITECTURE.md draws them; `tests/architecture.rs`
+//! keeps the module graph free of cycles):
+//!
+//! - **Leaves**, which import nothing of this crate: [`names`], the one spelling of the
+//!   transports and feeds ([`names::Transport`], [`names::FeedName`]); [`event`], the events
+//!   every transport delivers (ids, audiences, the JSON made once); [`error`], the one
+//!   error type of the HTTP edge; [`wire`], the SSE and iframe framings' delimiters and
+//!   their decoders (used by the load tester and the tests).
+//! - **Core**, which knows nothing of HTTP: [`feed`], the one idea: a feed is an
+//!   append-only log of events with increasing ids; [`feed::Feed`] keeps the recent ones and
+//!   fans new ones out, and reads older ones through the [`feed::Backlog`] trait;
+//!   [`feed::clock`] publishes the ticks, [`feed::draw`] is the shared canvas (strokes, in
+//!   memory only). [`chat`]: rooms, whispers, sessions and presence over one durable log,
+//!   with its own error type and one command type for what clients send. [`store`]: the
+//!   chat history (SQLite), implementing the feed's `Backlog`.
+//! - **Edge helpers**: [`config`], the command-line flags (each also a `PUSHPOLL_…`
+//!   environment variable), which builds the feed's limits; [`stats`], the counters behind
+//!   `/api/stats` and `/metrics`;
+//!   `peers`, per-peer accounting (connections and budgets per client address); `origin`,
+//!   the Host check and the cross-site (Origin) check; `listener`, the accept loop (hyper's
+//!   HTTP/1.1 builder with a timer for the header deadline, the connection caps in total and
+//!   per peer, the write-stall deadline).
+//! - **HTTP edge**: `state`, the shared [`AppState`] with a `FromRef` for each part;
+//!   [`http`], the extractors and JSON helpers; then the handlers, which import those and
+//!   the core but never each other: `api` (the chat's HTTP API), [`transport`] (one file
+//!   per transport, each a thin adapter answering "events after cursor X"), [`diag`] (the
+//!   tagged requests' wire record and kill switch), `draw` (`POST /api/draw`), `assets`
+//!   (the embedded pages), `results` (the measured results, served).
+//! - **Router**: `app`, which routes paths to handlers; nothing imports it but [`run`].
 //! - [`run`]: serve until a shutdown signal, then end every stream and socket within 5 s.
+//! - Beside the layers: [`spawn`], which starts this binary as a child process and reads the
+//!   URL it prints (for the load tester and the tests).
 
-pub mod api;
-pub mod app;
-pub mod assets;
+pub(crate) mod api;
+pub(crate) mod app;
+pub(crate) mod assets;
 pub mod chat;
 pub mod config;
 pub mod diag;
-pub mod draw;
+pub(crate) mod draw;
 pub mod error;
+pub mod event;
 pub mod feed;
-pub mod listener;
-pub mod origin;
-pub mod peers;
-pub mod results;
+pub mod http;
+pub(crate) mod listener;
+pub mod names;
+pub(crate) mod origin;
+pub(crate) mod peers;
+pub(crate) mod results;
 pub mod spawn;
+pub(crate) mod state;
 pub mod stats;
 pub mod store;
 pub mod transport;
@@ -49,8 +68,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use app::{AppState, app};
 pub use config::Config;
+pub use state::AppState;
 
 /// How long shutdown may take before the remaining work is abandoned, leaving a margin
 /// inside the 5 s the contract promises.
@@ -73,7 +92,7 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let state = AppState::start(config, token.clone(), tracker.clone())
         .context("cannot open the chat store")?;
-    let router = app(state.clone());
+    let router = app::app(state.clone());
     let deadlines = listener::Deadlines {
         header: state.config().header_timeout,
         send: state.config().send_timeout,

@@ -1,6 +1,7 @@
 //! What the server has done, counted as it happens: per-transport requests, open
 //! connections, bytes and events sent, plus the process's CPU time and resident memory.
-//! Served as JSON at `/api/stats` and in the Prometheus text format at `/metrics`.
+//! Served as JSON at `/api/stats` (and as a stream at `/api/stats/stream`) and in the
+//! Prometheus text format at `/metrics`, by the handlers at the end of this file.
 //!
 //! Only the five transports' handlers count; `/api/stats`, `/metrics`, `/healthz` and the
 //! pages do not, so a client watching the figures does not move them.
@@ -11,9 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use crate::transport::Transport;
+use crate::names::Transport;
 
 /// The live counters. Shared by every handler; all updates are relaxed atomics.
 pub struct Stats {
@@ -321,6 +326,54 @@ fn resident_bytes() -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * u64::try_from(page).ok()?)
+}
+
+// --- the handlers: the figures over HTTP ---
+
+/// `GET /api/stats`: the snapshot as JSON.
+pub(crate) async fn json(State(stats): State<Arc<Stats>>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(stats.snapshot()),
+    )
+}
+
+/// `GET /api/stats/stream`: the `/api/stats` snapshot once a second as Server-Sent Events
+/// (`event: stats`), for the live dashboard. Not counted in the transport figures.
+pub(crate) async fn stream(
+    State(stats): State<Arc<Stats>>,
+    State(shutdown): State<CancellationToken>,
+) -> impl IntoResponse {
+    let body = async_stream::stream! {
+        yield Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"retry: 2000\n\n"));
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            let json = serde_json::to_string(&stats.snapshot()).unwrap_or_default();
+            yield Ok(bytes::Bytes::from(format!("event: stats\ndata: {json}\n\n")));
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache, no-store"),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub(crate) async fn metrics(State(stats): State<Arc<Stats>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        stats.prometheus(),
+    )
 }
 
 #[cfg(test)]

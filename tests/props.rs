@@ -10,7 +10,7 @@ use pushpoll::chat::Nick;
 use pushpoll::config::{MAX_DURATION, parse_duration};
 use pushpoll::diag::parse_tag;
 use pushpoll::error::ApiError;
-use pushpoll::transport::{MAX_ROOMS, MAX_ROOMS_PARAM_BYTES, parse_cursor, parse_rooms};
+use pushpoll::http::{MAX_ROOMS, MAX_ROOMS_PARAM_BYTES, parse_cursor, parse_rooms};
 
 /// A valid room or nick: 1–24 letters, digits, `_`, `-` or `.` (Unicode letters included).
 fn valid_name(s: &str) -> bool {
@@ -158,7 +158,7 @@ proptest! {
                 prop_assert!(valid_name(nick.as_str()));
             }
             Err(err) => {
-                refused_with(&err, "invalid_nick");
+                refused_with(&err.into(), "invalid_nick");
                 prop_assert!(!valid_name(&raw));
             }
         }

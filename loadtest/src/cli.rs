@@ -2,6 +2,7 @@
 //! them into a plan (the plan depends on the options, never the other way).
 
 use clap::{Args, Parser, Subcommand};
+use pushpoll::names::Transport;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,8 +20,8 @@ pub enum Command {
     /// Measure one transport.
     Run {
         /// poll, longpoll, iframe, sse or ws.
-        #[arg(long)]
-        transport: String,
+        #[arg(long, value_parser = str::parse::<Transport>)]
+        transport: Transport,
         #[command(flatten)]
         workload: WorkloadArgs,
         #[command(flatten)]

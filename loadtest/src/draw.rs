@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
+use pushpoll::names::Transport;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +71,7 @@ impl Sending {
 impl DrawCost {
     pub fn of(sending: &Sending, transport: &str, published: u64) -> DrawCost {
         let strokes = sending.strokes.load(Relaxed);
-        let (up, answers) = if transport == "ws" {
+        let (up, answers) = if transport == Transport::Ws.as_str() {
             (sending.ws_frame_bytes.load(Relaxed), 0)
         } else {
             (

@@ -72,7 +72,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
             target,
             faults,
         } => (
-            vec![plan::transport(transport)?],
+            vec![plan::transport(transport.as_str())?],
             Plan::new(workload, target)?.with_faults(faults)?,
         ),
         Command::Compare {

@@ -2,9 +2,12 @@
 //! all go through one durable log ([`Log`]): stored under the next id, then published to the
 //! chat feed, before anyone is told they happened. Presence events stay in the log (so a
 //! cursor resumes them like any event, over every transport) and are bounded per session
-//! instead (see [`presence`]). Identity is the session ([`session`]);
+//! instead (see [`presence`]). Identity is the session ([`session`]) and its nick ([`name`]);
 //! who is online where is [`presence`].
 
+pub mod command;
+pub mod error;
+pub mod name;
 pub mod presence;
 pub mod session;
 
@@ -14,12 +17,16 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::error::ApiError;
+use crate::event::{Audience, EventBody, SharedEvent};
 use crate::feed::clock::now_micros;
-use crate::feed::{Audience, EventBody, Feed, FeedName, Limits, Retention, SharedEvent};
+use crate::feed::{Backlog, Feed, Limits, Retention};
+use crate::names::FeedName;
 use crate::store::Store;
+pub use command::{Command, Message};
+pub use error::ChatError;
+pub use name::{Nick, parse_room};
 pub use presence::Presence;
-pub use session::{EndReason, Nick, Session, Sessions, parse_room};
+pub use session::{EndReason, Session, Sessions};
 
 /// Longest message text, in characters.
 pub const MAX_TEXT_CHARS: usize = 2000;
@@ -39,7 +46,7 @@ impl Log {
         &self,
         body: EventBody,
         audience: Audience,
-    ) -> Result<SharedEvent, ApiError> {
+    ) -> Result<SharedEvent, ChatError> {
         let (feed, store) = (self.feed.clone(), self.store.clone());
         tokio::task::spawn_blocking(move || {
             store.append(now_micros(), body, audience, &mut |event| {
@@ -49,8 +56,8 @@ impl Log {
             })
         })
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| ApiError::Internal(e.into()))
+        .map_err(|e| ChatError::Internal(e.into()))?
+        .map_err(|e| ChatError::Internal(e.into()))
     }
 }
 
@@ -79,7 +86,8 @@ impl Chat {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Chat {
-        let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(store.clone()));
+        let backlog: Arc<dyn Backlog> = store.clone();
+        let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(backlog));
         let log = Log { feed, store };
         let presence = Presence::start(log.clone(), shutdown.clone(), tracker);
         let chat = Chat {
@@ -127,12 +135,12 @@ impl Chat {
     }
 
     /// Starts a session for `nick`; `503 too_many_sessions` while `max_sessions` are live.
-    pub fn login(&self, nick: &str, max_sessions: u64) -> Result<(Session, String), ApiError> {
+    pub fn login(&self, nick: &str, max_sessions: u64) -> Result<(Session, String), ChatError> {
         self.inner.sessions.create(Nick::parse(nick)?, max_sessions)
     }
 
-    fn session(&self, id: u64) -> Result<Session, ApiError> {
-        self.inner.sessions.get(id).ok_or(ApiError::Unauthorized)
+    fn session(&self, id: u64) -> Result<Session, ChatError> {
+        self.inner.sessions.get(id).ok_or(ChatError::SignedOut)
     }
 
     /// Renames the session and tells everyone; returns the new nick. A rename is stored and
@@ -141,7 +149,7 @@ impl Chat {
     /// mixing renames and messages cannot double a client's write rate. Renaming to the
     /// current nick writes nothing and costs nothing; an attempt refused for a taken nick
     /// has been charged (checking it is the work the budget limits).
-    pub async fn rename(&self, id: u64, nick: &str) -> Result<String, ApiError> {
+    pub async fn rename(&self, id: u64, nick: &str) -> Result<String, ChatError> {
         let nick = Nick::parse(nick)?;
         if self.session(id)?.nick == nick.as_str() {
             return Ok(nick.as_str().to_string());
@@ -166,10 +174,10 @@ impl Chat {
         }
     }
 
-    fn check_text(text: &str) -> Result<(), ApiError> {
+    fn check_text(text: &str) -> Result<(), ChatError> {
         let chars = text.chars().count();
         if text.trim().is_empty() || chars > MAX_TEXT_CHARS {
-            return Err(ApiError::Invalid(
+            return Err(ChatError::Invalid(
                 "invalid_text",
                 format!("text must be 1–{MAX_TEXT_CHARS} characters, not blank (got {chars})"),
             ));
@@ -177,15 +185,31 @@ impl Chat {
         Ok(())
     }
 
-    fn spend(&self, id: u64, what: &'static str) -> Result<(), ApiError> {
+    fn spend(&self, id: u64, what: &'static str) -> Result<(), ChatError> {
         self.inner
             .sessions
             .spend(id)
-            .map_err(|retry_after| ApiError::RateLimited { what, retry_after })
+            .map_err(|retry_after| ChatError::RateLimited { what, retry_after })
+    }
+
+    /// Carries out what a client sent (a WebSocket frame): a message, or a rename.
+    pub async fn run(&self, id: u64, command: Command) -> Result<(), ChatError> {
+        match command {
+            Command::Send(message) => self.send(id, message).await.map(drop),
+            Command::Nick(nick) => self.rename(id, &nick).await.map(drop),
+        }
+    }
+
+    /// Sends a message to a room or a whisper; returns it once it is stored.
+    pub async fn send(&self, id: u64, message: Message) -> Result<SharedEvent, ChatError> {
+        match message {
+            Message::Room { room, text } => self.say(id, &room, &text).await,
+            Message::Whisper { to, text } => self.whisper(id, &to, &text).await,
+        }
     }
 
     /// A message to a room, stored before this returns.
-    pub async fn say(&self, id: u64, room: &str, text: &str) -> Result<SharedEvent, ApiError> {
+    async fn say(&self, id: u64, room: &str, text: &str) -> Result<SharedEvent, ChatError> {
         let session = self.session(id)?;
         let room = parse_room(room)?;
         Self::check_text(text)?;
@@ -199,14 +223,14 @@ impl Chat {
     }
 
     /// A private message, delivered only to the two sessions' subscriptions.
-    pub async fn whisper(&self, id: u64, to: &str, text: &str) -> Result<SharedEvent, ApiError> {
+    async fn whisper(&self, id: u64, to: &str, text: &str) -> Result<SharedEvent, ChatError> {
         let session = self.session(id)?;
         Self::check_text(text)?;
         let recipient = self
             .inner
             .sessions
             .by_nick(to)
-            .ok_or_else(|| ApiError::UnknownUser(to.to_string()))?;
+            .ok_or_else(|| ChatError::UnknownUser(to.to_string()))?;
         self.spend(id, "messages and renames")?;
         let body = EventBody::Whisper {
             from: session.nick,
@@ -225,12 +249,12 @@ impl Chat {
         room: &str,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<SharedEvent>, ApiError> {
+    ) -> Result<Vec<SharedEvent>, ChatError> {
         let room = parse_room(room)?;
         let store = self.inner.log.store.clone();
         tokio::task::spawn_blocking(move || store.history(&room, before.unwrap_or(u64::MAX), limit))
             .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .map_err(|e| ApiError::Internal(e.into()))
+            .map_err(|e| ChatError::Internal(e.into()))?
+            .map_err(|e| ChatError::Internal(e.into()))
     }
 }

@@ -1,19 +1,20 @@
-//! Chat identity: nicks, sessions and their signed cookie tokens, the per-session rate limit
-//! and the idle timeout. Sessions live in memory: after a restart a browser's cookie is no
-//! longer valid and the page asks for a nick again (the history, in the store, remains).
+//! Chat sessions: who is signed in under which nick (see `name`), their signed cookie tokens,
+//! the per-session rate limit and the idle timeout. Sessions live in memory: after a restart a
+//! browser's cookie is no longer valid and the page asks for a nick again (the history, in the
+//! store, remains).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ApiError;
+use super::ChatError;
+use super::name::Nick;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "pushpoll_session";
@@ -21,52 +22,6 @@ pub const COOKIE: &str = "pushpoll_session";
 /// (`--rate-limit` changes it).
 pub const RATE_LIMIT: usize = 20;
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
-
-/// A nick or a room name: 1–24 characters of letters, digits, `_`, `-` and `.`.
-fn valid_name(s: &str) -> bool {
-    let n = s.chars().count();
-    (1..=24).contains(&n)
-        && s.chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-/// A valid nick (parse, don't validate).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Nick(String);
-
-impl Nick {
-    pub fn parse(s: &str) -> Result<Nick, ApiError> {
-        if valid_name(s) {
-            Ok(Nick(s.to_string()))
-        } else {
-            Err(ApiError::Invalid(
-                "invalid_nick",
-                format!("nick {s:?} must be 1–24 letters, digits, '_', '-' or '.'"),
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Nicks are unique regardless of case, so `Alice` cannot pass for `alice`.
-    fn key(&self) -> String {
-        self.0.to_lowercase()
-    }
-}
-
-/// A valid room name.
-pub fn parse_room(s: &str) -> Result<Arc<str>, ApiError> {
-    if valid_name(s) {
-        Ok(Arc::from(s))
-    } else {
-        Err(ApiError::Invalid(
-            "invalid_room",
-            format!("room {s:?} must be 1–24 letters, digits, '_', '-' or '.'"),
-        ))
-    }
-}
 
 /// Why a session ended; a WebSocket of the session is closed with the matching code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,13 +87,13 @@ impl Sessions {
 
     /// Starts a session for `nick`; `409` if someone online holds it, `503` while
     /// `max_sessions` are live (checked under the lock, so concurrent logins cannot overshoot).
-    pub fn create(&self, nick: Nick, max_sessions: u64) -> Result<(Session, String), ApiError> {
+    pub fn create(&self, nick: Nick, max_sessions: u64) -> Result<(Session, String), ChatError> {
         let mut inner = self.lock();
         if inner.by_nick.contains_key(&nick.key()) {
-            return Err(ApiError::NickTaken(nick.0));
+            return Err(ChatError::NickTaken(nick.into()));
         }
         if inner.by_id.len() as u64 >= max_sessions {
-            return Err(ApiError::TooManySessions(max_sessions));
+            return Err(ChatError::TooManySessions(max_sessions));
         }
         let mut id = 0;
         while id == 0 || inner.by_id.contains_key(&id) {
@@ -148,7 +103,7 @@ impl Sessions {
         }
         let session = Session {
             id,
-            nick: nick.0.clone(),
+            nick: nick.as_str().to_string(),
             ended: CancellationToken::new(),
             reason: Arc::default(),
         };
@@ -186,12 +141,14 @@ impl Sessions {
         Some(id)
     }
 
-    /// The live session named by the request's cookie, if any.
-    pub fn from_headers(&self, headers: &HeaderMap) -> Option<Session> {
-        let id = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+    /// The live session named by a request's cookie, if any. `cookie_headers`: the values
+    /// of its `Cookie` headers (the HTTP edge reads them; the chat knows no HTTP types).
+    pub fn from_cookies<'a>(
+        &self,
+        cookie_headers: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Session> {
+        let id = cookie_headers
+            .into_iter()
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
             .find_map(|token| self.verify(token))?;
@@ -207,13 +164,6 @@ impl Sessions {
         let inner = self.lock();
         let id = inner.by_nick.get(&nick.to_lowercase())?;
         inner.by_id.get(id).map(|e| e.session.clone())
-    }
-
-    /// Something the user did: it keeps the session from idling out.
-    pub fn touch(&self, id: u64) {
-        if let Some(entry) = self.lock().by_id.get_mut(&id) {
-            entry.last_active = Instant::now();
-        }
     }
 
     /// Counts one message against the rate limit; `Err(seconds to wait)` past it.
@@ -241,19 +191,19 @@ impl Sessions {
     }
 
     /// Renames the session; returns the old nick. `409` if the new nick is held by another.
-    pub fn rename(&self, id: u64, nick: Nick) -> Result<String, ApiError> {
+    pub fn rename(&self, id: u64, nick: Nick) -> Result<String, ChatError> {
         let mut inner = self.lock();
         if inner
             .by_nick
             .get(&nick.key())
             .is_some_and(|holder| *holder != id)
         {
-            return Err(ApiError::NickTaken(nick.0));
+            return Err(ChatError::NickTaken(nick.into()));
         }
         let Some(entry) = inner.by_id.get_mut(&id) else {
-            return Err(ApiError::Unauthorized);
+            return Err(ChatError::SignedOut);
         };
-        let old = std::mem::replace(&mut entry.session.nick, nick.0.clone());
+        let old = std::mem::replace(&mut entry.session.nick, nick.as_str().to_string());
         entry.last_active = Instant::now();
         inner.by_nick.remove(&old.to_lowercase());
         inner.by_nick.insert(nick.key(), id);
@@ -305,33 +255,9 @@ impl Sessions {
 mod tests {
     use super::*;
 
-    fn headers(cookie: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, cookie.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn nicks_follow_the_rules() {
-        for ok in [
-            "alice",
-            "a",
-            "Bob_2.0-x",
-            "émile",
-            "abcdefghijklmnopqrstuvwx",
-        ] {
-            assert!(Nick::parse(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "a b",
-            "a@b",
-            "<img>",
-            "abcdefghijklmnopqrstuvwxy",
-            "x\u{2028}",
-        ] {
-            assert!(Nick::parse(bad).is_err(), "{bad:?}");
-        }
+    /// One `Cookie` header holding `cookie`.
+    fn headers(cookie: &str) -> [&str; 1] {
+        [cookie]
     }
 
     #[test]
@@ -339,7 +265,7 @@ mod tests {
         let sessions = Sessions::new(RATE_LIMIT);
         let (session, token) = sessions.create(Nick::parse("alice").unwrap(), 10).unwrap();
         let found = sessions
-            .from_headers(&headers(&format!("a=1; {COOKIE}={token}")))
+            .from_cookies(headers(&format!("a=1; {COOKIE}={token}")))
             .unwrap();
         assert_eq!(found.id, session.id);
         let (id, _) = token.split_once('.').unwrap();
@@ -348,15 +274,15 @@ mod tests {
             session.id ^ 1,
             token.split_once('.').unwrap().1
         );
-        assert!(sessions.from_headers(&headers(&forged)).is_none());
+        assert!(sessions.from_cookies(headers(&forged)).is_none());
         assert!(
             sessions
-                .from_headers(&headers(&format!("{COOKIE}={id}.AAAA")))
+                .from_cookies(headers(&format!("{COOKIE}={id}.AAAA")))
                 .is_none()
         );
         assert!(
             Sessions::new(RATE_LIMIT)
-                .from_headers(&headers(&format!("{COOKIE}={token}")))
+                .from_cookies(headers(&format!("{COOKIE}={token}")))
                 .is_none()
         );
     }
@@ -367,7 +293,7 @@ mod tests {
         let (alice, _) = sessions.create(Nick::parse("alice").unwrap(), 10).unwrap();
         assert!(matches!(
             sessions.create(Nick::parse("ALICE").unwrap(), 10),
-            Err(ApiError::NickTaken(_))
+            Err(ChatError::NickTaken(_))
         ));
         let (bob, _) = sessions.create(Nick::parse("bob").unwrap(), 10).unwrap();
         assert!(
@@ -394,7 +320,7 @@ mod tests {
         sessions.create(Nick::parse("b").unwrap(), 2).unwrap();
         assert!(matches!(
             sessions.create(Nick::parse("c").unwrap(), 2),
-            Err(ApiError::TooManySessions(2))
+            Err(ChatError::TooManySessions(2))
         ));
         sessions.end(a.id, EndReason::LoggedOut).unwrap();
         assert!(sessions.create(Nick::parse("c").unwrap(), 2).is_ok());

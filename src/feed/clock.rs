@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Event, EventBody, Feed, FeedName, Retention, WireEvent};
+use super::{Event, EventBody, Feed, Retention, WireEvent};
+use crate::names::FeedName;
 
 /// A state feed: only the latest tick is kept, and subscribers that fall more than a few
 /// ticks behind skip to the newest one.

@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::{Event, EventBody, Feed, FeedName, Limits, Retention, WireEvent};
+use super::{Event, EventBody, Feed, Limits, Retention, WireEvent};
+use crate::names::FeedName;
 
 /// Strokes kept in memory and replayable from a cursor; older cursors get a `gap`.
 pub const WINDOW: usize = 4096;

@@ -14,9 +14,9 @@
 //! memory if the window still has it, else from the store. So what a subscriber holds does not
 //! depend on how old its cursor is, and a subscriber that does not read stops reading too.
 
+pub mod backlog;
 pub mod clock;
 pub mod draw;
-pub mod event;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,33 +24,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio_util::sync::CancellationToken;
 
-pub use event::{Audience, Event, EventBody, SharedEvent, WireEvent};
-
-use crate::store::{PageLimit, Store};
-
-/// The feeds the server publishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FeedName {
-    Clock,
-    Chat,
-    Draw,
-}
-
-impl FeedName {
-    pub const ALL: [FeedName; 3] = [FeedName::Clock, FeedName::Chat, FeedName::Draw];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FeedName::Clock => "clock",
-            FeedName::Chat => "chat",
-            FeedName::Draw => "draw",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<FeedName> {
-        Self::ALL.into_iter().find(|f| f.as_str() == name)
-    }
-}
+pub use backlog::{Backlog, PageLimit};
+// The events a feed carries are defined in the leaf `event` module; re-exported here because
+// the load tester and the tests name them as `pushpoll::feed::WireEvent` and friends.
+pub use crate::event::{Audience, Event, EventBody, SharedEvent, WireEvent};
+use crate::names::FeedName;
 
 /// How a feed treats the events a client has not seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +121,7 @@ struct Inner {
     window: Mutex<Window>,
     live: broadcast::Sender<SharedEvent>,
     /// Where events older than the window are kept (the chat), if anywhere.
-    store: Option<Arc<dyn Store>>,
+    store: Option<Arc<dyn Backlog>>,
     page: PageLimit,
     max_backfill: u64,
 }
@@ -169,7 +147,7 @@ impl Feed {
         name: FeedName,
         retention: Retention,
         limits: Limits,
-        store: Option<Arc<dyn Store>>,
+        store: Option<Arc<dyn Backlog>>,
     ) -> Feed {
         let window = limits.window;
         let (live, _) = broadcast::channel(limits.lag.max(1));
@@ -198,7 +176,7 @@ impl Feed {
         self.inner.name
     }
 
-    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+    pub fn backlog(&self) -> Option<&Arc<dyn Backlog>> {
         self.inner.store.as_ref()
     }
 
@@ -324,7 +302,7 @@ fn gap(after: u64, resumed_from: u64) -> SharedEvent {
 }
 
 /// The history a subscription without a cursor starts with: the last `limit` messages of
-/// its rooms, up to `upto`. Bounded by `crate::chat::MAX_HISTORY`.
+/// its rooms, up to `upto`. Bounded by the chat's `MAX_HISTORY`.
 #[derive(Debug, Clone, Copy)]
 struct History {
     limit: usize,
@@ -344,7 +322,7 @@ enum Step {
 pub enum Ended {
     Shutdown,
     SessionEnded,
-    /// `POST /api/debug/kill` dropped the connection (see `crate::diag`).
+    /// The kill switch of [`Subscription::end_when_killed`] fired (`POST /api/debug/kill`).
     Killed,
 }
 
@@ -525,15 +503,14 @@ impl Subscription {
     }
 
     async fn load_history(&mut self, history: History) {
-        let Some(store) = self.feed.store().cloned() else {
+        let Some(store) = self.feed.backlog().cloned() else {
             self.history = None;
             return;
         };
         let rooms: Vec<String> = self.filter.rooms.iter().map(|r| r.to_string()).collect();
-        let loaded = tokio::task::spawn_blocking(move || {
-            store.recent_messages(&rooms, history.upto, history.limit)
-        })
-        .await;
+        let loaded =
+            tokio::task::spawn_blocking(move || store.recent(&rooms, history.upto, history.limit))
+                .await;
         // Only now, so that a cancelled call leaves the history to load again.
         self.history = None;
         match loaded {
@@ -548,7 +525,7 @@ impl Subscription {
 
     /// Reads one page of events with `after < id < before` from the store into the backlog.
     async fn load_page(&mut self, after: u64, before: u64) {
-        let loaded = match self.feed.store().cloned() {
+        let loaded = match self.feed.backlog().cloned() {
             Some(store) => {
                 let page = self.page;
                 tokio::task::spawn_blocking(move || store.range(after, before, page))
@@ -668,6 +645,7 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::store::sqlite::SqliteStore;
 
     fn tick(id: u64) -> SharedEvent {
@@ -729,7 +707,8 @@ mod tests {
 
     /// A chat feed over `store`, with `n` messages appended through it.
     fn chat_over(store: Arc<dyn Store>, n: u64, limits: Limits) -> Feed {
-        let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(store.clone()));
+        let backlog: Arc<dyn Backlog> = store.clone();
+        let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(backlog));
         for i in 1..=n {
             let room = if i % 2 == 1 { "red" } else { "lobby" };
             let body = EventBody::Message {
@@ -920,6 +899,18 @@ mod tests {
         ) -> Result<SharedEvent, crate::store::StoreError> {
             self.inner.append(ts, body, audience, publish)
         }
+        fn history(
+            &self,
+            room: &str,
+            before: u64,
+            limit: usize,
+        ) -> Result<Vec<SharedEvent>, crate::store::StoreError> {
+            self.check()?;
+            self.inner.history(room, before, limit)
+        }
+    }
+
+    impl Backlog for Probe {
         fn range(
             &self,
             after: u64,
@@ -932,23 +923,14 @@ mod tests {
                 .fetch_add(page.len(), std::sync::atomic::Ordering::SeqCst);
             Ok(page)
         }
-        fn recent_messages(
+        fn recent(
             &self,
             rooms: &[String],
             upto: u64,
             limit: usize,
         ) -> Result<Vec<SharedEvent>, crate::store::StoreError> {
             self.check()?;
-            self.inner.recent_messages(rooms, upto, limit)
-        }
-        fn history(
-            &self,
-            room: &str,
-            before: u64,
-            limit: usize,
-        ) -> Result<Vec<SharedEvent>, crate::store::StoreError> {
-            self.check()?;
-            self.inner.history(room, before, limit)
+            self.inner.recent(rooms, upto, limit)
         }
         fn last_id(&self) -> u64 {
             self.inner.last_id()

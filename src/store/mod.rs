@@ -3,28 +3,17 @@
 //! replay a cursor older than memory, to serve history, and to continue the id sequence
 //! after a restart.
 //!
-//! The seam is the [`Store`] trait, kept narrow so another engine (Redis, for many nodes)
+//! The seam is the feed's [`Backlog`] trait and the chat's [`Store`] on top of it, kept narrow so another engine (Redis, for many nodes)
 //! can stand behind it. [`sqlite::SqliteStore`] is the default.
 
 pub mod sqlite;
 
-use crate::feed::{Audience, EventBody, SharedEvent};
+use crate::event::{Audience, EventBody, SharedEvent};
+pub use crate::feed::backlog::{Backlog, PageLimit, StoreError};
 
-#[derive(Debug, thiserror::Error)]
-#[error("chat store: {0}")]
-pub struct StoreError(pub String);
-
-/// How much one read of [`Store::range`] may return: a subscriber replays a far cursor a
-/// page at a time, so what it holds is bounded by this, not by how old its cursor is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageLimit {
-    /// At most this many events (at least one is always returned if one exists).
-    pub events: usize,
-    /// Stop after the event that brings the page to this many bytes of JSON.
-    pub bytes: usize,
-}
-
-pub trait Store: Send + Sync + 'static {
+/// The chat's durable log: the feed's [`Backlog`] (replay, starting history, last id) plus
+/// what only the chat does, appending and paging back through a room's history.
+pub trait Store: Backlog {
     /// Stores an event under the next id and returns it. `publish` is called with the event
     /// before the next append can begin, so events reach the live feed in id order.
     fn append(
@@ -35,24 +24,6 @@ pub trait Store: Send + Sync + 'static {
         publish: &mut dyn FnMut(&SharedEvent),
     ) -> Result<SharedEvent, StoreError>;
 
-    /// The *oldest* events with `after < id < before`, oldest first, as many as `limit`
-    /// allows; the caller asks again after the last id returned for the next page. Reads no
-    /// more rows than it returns (plus one byte-cap overshoot at most).
-    fn range(
-        &self,
-        after: u64,
-        before: u64,
-        limit: PageLimit,
-    ) -> Result<Vec<SharedEvent>, StoreError>;
-
-    /// The newest `limit` room messages of `rooms` with `id <= upto`, oldest first.
-    fn recent_messages(
-        &self,
-        rooms: &[String],
-        upto: u64,
-        limit: usize,
-    ) -> Result<Vec<SharedEvent>, StoreError>;
-
     /// The newest `limit` messages of `room` with `id < before`, oldest first.
     fn history(
         &self,
@@ -60,7 +31,4 @@ pub trait Store: Send + Sync + 'static {
         before: u64,
         limit: usize,
     ) -> Result<Vec<SharedEvent>, StoreError>;
-
-    /// The highest id stored (0 when empty).
-    fn last_id(&self) -> u64;
 }

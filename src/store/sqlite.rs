@@ -12,8 +12,8 @@ use std::sync::{Mutex, MutexGuard};
 use bytes::Bytes;
 use rusqlite::{Connection, params};
 
-use super::{PageLimit, Store, StoreError};
-use crate::feed::{Audience, Event, EventBody, SharedEvent, WireEvent};
+use super::{Backlog, PageLimit, Store, StoreError};
+use crate::event::{Audience, Event, EventBody, SharedEvent, WireEvent};
 
 pub struct SqliteStore {
     inner: Mutex<Inner>,
@@ -142,6 +142,23 @@ impl Store for SqliteStore {
         Ok(event)
     }
 
+    fn history(
+        &self,
+        room: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<SharedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE room = ?1 AND type = 'message' AND id < ?2 ORDER BY id DESC LIMIT ?3"
+        );
+        self.query(
+            &sql,
+            params![room, before.min(i64::MAX as u64) as i64, limit as i64],
+        )
+    }
+}
+
+impl Backlog for SqliteStore {
     fn range(
         &self,
         after: u64,
@@ -176,7 +193,7 @@ impl Store for SqliteStore {
         Ok(events)
     }
 
-    fn recent_messages(
+    fn recent(
         &self,
         rooms: &[String],
         upto: u64,
@@ -193,21 +210,6 @@ impl Store for SqliteStore {
         all.sort_by_key(|e| e.id);
         let skip = all.len().saturating_sub(limit);
         Ok(all.split_off(skip))
-    }
-
-    fn history(
-        &self,
-        room: &str,
-        before: u64,
-        limit: usize,
-    ) -> Result<Vec<SharedEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE room = ?1 AND type = 'message' AND id < ?2 ORDER BY id DESC LIMIT ?3"
-        );
-        self.query(
-            &sql,
-            params![room, before.min(i64::MAX as u64) as i64, limit as i64],
-        )
     }
 
     fn last_id(&self) -> u64 {
@@ -315,9 +317,7 @@ mod tests {
         assert_eq!(ids(store.range(2, 9, one_byte).unwrap()), vec![3]);
         let lobby = store.history("lobby", 9, 2).unwrap();
         assert_eq!(lobby.iter().map(|e| e.id).collect::<Vec<_>>(), vec![5, 7]);
-        let both = store
-            .recent_messages(&["lobby".into(), "red".into()], 8, 3)
-            .unwrap();
+        let both = store.recent(&["lobby".into(), "red".into()], 8, 3).unwrap();
         assert_eq!(both.iter().map(|e| e.id).collect::<Vec<_>>(), vec![6, 7, 8]);
     }
 }

@@ -6,14 +6,15 @@
 use std::sync::LazyLock;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::{FeedPath, Framing, Params, Transport, open, stream_response};
-use crate::app::AppState;
+use super::{Framing, open, stream_response};
 use crate::error::ApiError;
-use crate::feed::Event;
+use crate::event::Event;
+use crate::http::{FeedPath, Subscribing};
+use crate::names::Transport;
+use crate::state::AppState;
 
 /// After this many bytes the response ends, so the page can drop the grown document and
 /// reopen the stream from its cursor.
@@ -53,8 +54,11 @@ static IFRAME: Framing = Framing {
 pub async fn handler(
     State(app): State<AppState>,
     FeedPath(feed): FeedPath,
-    params: Params,
-    headers: HeaderMap,
+    Subscribing {
+        params,
+        headers,
+        kill,
+    }: Subscribing,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Iframe).request();
     let sub = open(
@@ -64,6 +68,7 @@ pub async fn handler(
         params.cursor()?,
         &params,
         &headers,
+        kill,
     )?;
     Ok(stream_response(&app, &IFRAME, sub))
 }

@@ -2,20 +2,30 @@
 //! event after the cursor exists (answered at once if one already does), or for `S` seconds,
 //! then answered like a short poll. One request per delivery, without the empty answers.
 
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{FeedPath, LONGPOLL_TIMEOUT_S, Params, Transport, batch_response, drain, open, secs};
-use crate::app::AppState;
+use super::{batch_response, drain, open};
 use crate::error::ApiError;
 use crate::feed::Ended;
+use crate::http::{FeedPath, Subscribing};
+use crate::names::Transport;
+use crate::state::AppState;
+
+/// Long-poll holds are whole seconds between these bounds.
+const LONGPOLL_TIMEOUT_S: RangeInclusive<u64> = 1..=60;
 
 pub async fn handler(
     State(app): State<AppState>,
     FeedPath(feed): FeedPath,
-    params: Params,
-    headers: HeaderMap,
+    Subscribing {
+        params,
+        headers,
+        kill,
+    }: Subscribing,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::LongPoll).request();
     let limit = params.limit()?;
@@ -27,12 +37,13 @@ pub async fn handler(
         params.cursor()?,
         &params,
         &headers,
+        kill,
     )?;
     let _open = app.stats().open(Transport::LongPoll);
     let mut events = drain(&mut sub, limit).await;
     // Nothing yet: wait. `next` returns None at shutdown, which answers at once, empty.
     if events.is_empty()
-        && let Ok(Some(first)) = tokio::time::timeout(secs(hold), sub.next()).await
+        && let Ok(Some(first)) = tokio::time::timeout(Duration::from_secs(hold), sub.next()).await
     {
         events.push(first);
         events.extend(drain(&mut sub, limit - 1).await);

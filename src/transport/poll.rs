@@ -2,18 +2,22 @@
 //! client decides how often to ask; every ask costs a full request, empty or not.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{FeedPath, Params, Transport, batch_response, drain, open};
-use crate::app::AppState;
+use super::{batch_response, drain, open};
 use crate::error::ApiError;
+use crate::http::{FeedPath, Subscribing};
+use crate::names::Transport;
+use crate::state::AppState;
 
 pub async fn handler(
     State(app): State<AppState>,
     FeedPath(feed): FeedPath,
-    params: Params,
-    headers: HeaderMap,
+    Subscribing {
+        params,
+        headers,
+        kill,
+    }: Subscribing,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Poll).request();
     let limit = params.limit()?;
@@ -24,6 +28,7 @@ pub async fn handler(
         params.cursor()?,
         &params,
         &headers,
+        kill,
     )?;
     let events = drain(&mut sub, limit).await;
     Ok(batch_response(

@@ -3,14 +3,15 @@
 //! `retry:` ms and sends the last id it saw as `Last-Event-ID`, which is the cursor.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::{FeedPath, Framing, Params, Transport, open, parse_cursor, stream_response};
-use crate::app::AppState;
+use super::{Framing, open, stream_response};
 use crate::error::ApiError;
-use crate::feed::Event;
+use crate::event::Event;
+use crate::http::{FeedPath, Subscribing, parse_cursor};
+use crate::names::Transport;
+use crate::state::AppState;
 
 static SSE: Framing = Framing {
     transport: Transport::Sse,
@@ -24,8 +25,11 @@ static SSE: Framing = Framing {
 pub async fn handler(
     State(app): State<AppState>,
     FeedPath(feed): FeedPath,
-    params: Params,
-    headers: HeaderMap,
+    Subscribing {
+        params,
+        headers,
+        kill,
+    }: Subscribing,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Sse).request();
     // On a reconnect the URL still carries the first `after=`; the header is newer.
@@ -38,6 +42,6 @@ pub async fn handler(
         )?),
         None => params.cursor()?,
     };
-    let sub = open(&app, Transport::Sse, feed, cursor, &params, &headers)?;
+    let sub = open(&app, Transport::Sse, feed, cursor, &params, &headers, kill)?;
     Ok(stream_response(&app, &SSE, sub))
 }

@@ -19,11 +19,13 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{FeedPath, Params, Transport, open};
-use crate::app::AppState;
-use crate::chat::{EndReason, Session};
+use super::open;
+use crate::chat::{Command, EndReason, Session};
 use crate::error::ApiError;
-use crate::feed::{Ended, FeedName, Subscription};
+use crate::feed::{Ended, Subscription};
+use crate::http::{FeedPath, Subscribing, session_of};
+use crate::names::{FeedName, Transport};
+use crate::state::AppState;
 
 /// Initial read buffer per socket.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
@@ -49,8 +51,11 @@ pub async fn handler(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     FeedPath(feed): FeedPath,
-    params: Params,
-    headers: HeaderMap,
+    Subscribing {
+        params,
+        headers,
+        kill,
+    }: Subscribing,
     uri: axum::http::Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -64,10 +69,11 @@ pub async fn handler(
         params.cursor()?,
         &params,
         &headers,
+        kill,
     )?;
     // The session this socket speaks for (the cookie on the upgrade request).
     let session = match feed {
-        FeedName::Chat => app.chat().sessions().from_headers(&headers),
+        FeedName::Chat => session_of(app.chat(), &headers),
         FeedName::Clock | FeedName::Draw => None,
     };
     // `?inspect=1`: the first frame shows the handshake as it really happened (for the
@@ -174,7 +180,9 @@ async fn serve(
                         _ => End::Close(close::GOING_AWAY, "server shutting down"),
                     };
                 };
-                let text = event.ws_text();
+                // The event's JSON as a text message: serde_json only writes UTF-8, so the
+                // check cannot fail (and costs a pass over a few hundred bytes).
+                let text = Utf8Bytes::try_from(event.json.clone()).unwrap_or_default();
                 let len = text.len();
                 if send(&mut socket, Message::Text(text), &app).await.is_err() {
                     break End::Gone;
@@ -239,15 +247,6 @@ fn read_only() -> Utf8Bytes {
     )
 }
 
-/// What a chat client may send.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum ClientFrame {
-    Say { room: Option<String>, text: String },
-    Whisper { to: String, text: String },
-    Nick { nick: String },
-}
-
 /// Handles one client text frame; returns the `error` event to answer with, if any. The
 /// client's own message comes back through its subscription, like everyone's.
 async fn handle_frame(
@@ -259,24 +258,9 @@ async fn handle_frame(
     if feed != FeedName::Chat {
         return Some(read_only());
     }
-    let value: serde_json::Value = match serde_json::from_str(text) {
-        Ok(value) => value,
-        Err(err) => return Some(error_event("bad_json", &format!("not JSON: {err}"))),
-    };
-    let kind = value
-        .get("type")
-        .and_then(|t| t.as_str())
-        .unwrap_or_default()
-        .to_string();
-    if !["say", "whisper", "nick"].contains(&kind.as_str()) {
-        return Some(error_event(
-            "unknown_type",
-            &format!("unknown frame type {kind:?}: send say, whisper or nick"),
-        ));
-    }
-    let frame: ClientFrame = match serde_json::from_value(value) {
-        Ok(frame) => frame,
-        Err(err) => return Some(error_event("bad_json", &format!("bad {kind} frame: {err}"))),
+    let command = match Command::from_frame(text) {
+        Ok(command) => command,
+        Err(bad) => return Some(error_event(bad.code, &bad.message)),
     };
     let Some(session) = session else {
         return Some(error_event(
@@ -284,17 +268,11 @@ async fn handle_frame(
             &ApiError::Unauthorized.to_string(),
         ));
     };
-    let chat = app.chat();
-    let done = match frame {
-        ClientFrame::Say { room, text } => chat
-            .say(session.id, room.as_deref().unwrap_or("lobby"), &text)
-            .await
-            .map(drop),
-        ClientFrame::Whisper { to, text } => chat.whisper(session.id, &to, &text).await.map(drop),
-        ClientFrame::Nick { nick } => chat.rename(session.id, &nick).await.map(drop),
-    };
-    done.err()
-        .map(|err| error_event(err.code(), &err.to_string()))
+    // The same code and message as the HTTP API would answer with.
+    app.chat().run(session.id, command).await.err().map(|err| {
+        let err = ApiError::from(err);
+        error_event(err.code(), &err.to_string())
+    })
 }
 
 /// What a draw client may send: `{"type":"draw","strokes":[…]}`, the body of
@@ -318,7 +296,7 @@ fn draw_frame(app: &AppState, peer: std::net::IpAddr, text: &str) -> Option<Utf8
             ));
         }
     };
-    crate::draw::send(app, peer, batch)
+    app.send_strokes(peer, batch)
         .err()
         .map(|err| error_event(err.code(), &err.to_string()))
 }

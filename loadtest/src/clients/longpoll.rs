@@ -1,6 +1,8 @@
 //! Long polling: ask, wait for the answer (held until an event or 25 s), ask again at once
 //! with the new cursor.
 
+use pushpoll::names::Transport;
+
 use super::{Client, Ctx, expect_status, poll::record};
 use crate::net::{Http, body};
 
@@ -10,7 +12,7 @@ pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
     // not the first answer (which may be 25 s away).
     client.opened(ctx);
     loop {
-        let path = client.path(ctx, "longpoll", "&timeout=25");
+        let path = client.path(ctx, Transport::LongPoll, "&timeout=25");
         client.requested(ctx);
         let response = tokio::select! {
             () = ctx.stop.cancelled() => return Ok(()),

@@ -18,12 +18,22 @@ use std::time::Duration;
 
 use pushpoll::feed::clock::now_micros;
 use pushpoll::feed::{EventBody, WireEvent};
+use pushpoll::names::Transport;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-/// The transports, in the order `compare` runs them.
-pub const TRANSPORTS: [&str; 5] = ["poll", "longpoll", "iframe", "sse", "ws"];
+/// The transports' names, in the order `compare` runs them (the server's order,
+/// [`Transport::ALL`]), for the code that keys its figures by name.
+pub const TRANSPORTS: [&str; 5] = {
+    let mut names = [""; 5];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = Transport::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 /// What every client of one run shares.
 pub struct Ctx {
@@ -100,7 +110,7 @@ impl Client {
     }
 
     /// `/{transport}/{feed}?…&after=CURSOR`: the subscription URL, resuming from the cursor.
-    pub fn path(&self, ctx: &Ctx, transport: &str, extra: &str) -> String {
+    pub fn path(&self, ctx: &Ctx, transport: Transport, extra: &str) -> String {
         let mut path = format!(
             "/{transport}/{}?rooms={}&history=0{extra}",
             ctx.feed, self.room
@@ -179,10 +189,16 @@ impl Client {
 /// Keeps `client` subscribed over `transport` until `ctx.stop`, reconnecting from its
 /// cursor after a failure or an ended response; returns it with what it saw.
 pub async fn run(ctx: Arc<Ctx>, transport: &'static str, mut client: Client) -> Client {
+    // The name comes from `TRANSPORTS` or from clap, which parsed it already: an unknown one
+    // cannot get here, and if it did it would run nothing rather than another transport.
+    let Ok(transport) = transport.parse::<Transport>() else {
+        eprintln!("loadtest: unknown transport {transport:?}; this client does not run");
+        return client;
+    };
     // `--feed draw`: a WebSocket client sends on its own socket; the others send from a
     // task of their own, on a connection of their own.
     if let Some(sending) = &ctx.sending {
-        if transport == "ws" {
+        if transport == Transport::Ws {
             client.draw = Some(crate::draw::Schedule::new(sending, client.index));
         } else {
             tokio::spawn(crate::draw::http_sender(
@@ -196,11 +212,11 @@ pub async fn run(ctx: Arc<Ctx>, transport: &'static str, mut client: Client) -> 
     }
     while !ctx.stop.is_cancelled() {
         let ended = match transport {
-            "poll" => poll::session(&ctx, &mut client).await,
-            "longpoll" => longpoll::session(&ctx, &mut client).await,
-            "iframe" => iframe::session(&ctx, &mut client).await,
-            "sse" => sse::session(&ctx, &mut client).await,
-            _ => ws::session(&ctx, &mut client).await,
+            Transport::Poll => poll::session(&ctx, &mut client).await,
+            Transport::LongPoll => longpoll::session(&ctx, &mut client).await,
+            Transport::Iframe => iframe::session(&ctx, &mut client).await,
+            Transport::Sse => sse::session(&ctx, &mut client).await,
+            Transport::Ws => ws::session(&ctx, &mut client).await,
         };
         if ctx.stop.is_cancelled() {
             break;

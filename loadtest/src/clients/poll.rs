@@ -9,6 +9,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::{Client, Ctx, expect_status};
 use crate::net::{Http, body};
 use pushpoll::feed::WireEvent;
+use pushpoll::names::Transport;
 
 /// `{"events":[…],"next":ID}`, the answer of both polling transports.
 #[derive(Deserialize)]
@@ -50,7 +51,7 @@ pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
                 _ = timetable.tick() => {}
             }
         }
-        let path = client.path(ctx, "poll", "");
+        let path = client.path(ctx, Transport::Poll, "");
         client.requested(ctx);
         let response = http.get(&path).await?;
         client.opened(ctx);

@@ -3,13 +3,15 @@
 
 use http_body_util::BodyExt;
 
+use pushpoll::names::Transport;
+
 use super::{Client, Ctx, expect_status};
 use crate::net::Http;
 
 pub async fn read(
     ctx: &Ctx,
     client: &mut Client,
-    transport: &str,
+    transport: Transport,
     mut push: impl FnMut(&[u8], &mut dyn FnMut(&[u8])),
 ) -> anyhow::Result<()> {
     let mut http = Http::connect(ctx.addr, &ctx.metrics.io).await?;

@@ -5,12 +5,14 @@
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+use pushpoll::names::Transport;
+
 use super::{Client, Ctx};
 use crate::net::tcp;
 
 pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
     let stream = tcp(ctx.addr, &ctx.metrics.io).await?;
-    let url = format!("ws://{}{}", ctx.addr, client.path(ctx, "ws", ""));
+    let url = format!("ws://{}{}", ctx.addr, client.path(ctx, Transport::Ws, ""));
     client.requested(ctx);
     let (mut socket, _) = tokio_tungstenite::client_async(url, stream).await?;
     client.opened(ctx);

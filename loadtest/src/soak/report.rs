@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
+use pushpoll::names::Transport;
 use serde::{Deserialize, Serialize};
 
 use super::SoakPlan;
@@ -567,11 +568,11 @@ fn readme(s: &SoakSummary) -> String {
             x.t_s,
             mb(x.rss_bytes),
             x.open,
-            open("poll"),
-            open("longpoll"),
-            open("iframe"),
-            open("sse"),
-            open("ws"),
+            open(Transport::Poll.as_str()),
+            open(Transport::LongPoll.as_str()),
+            open(Transport::Iframe.as_str()),
+            open(Transport::Sse.as_str()),
+            open(Transport::Ws.as_str()),
             p99_line(&x.p99_ms, "chat/")
         );
     }

@@ -1,10 +1,11 @@
-//! Events: the unit every transport delivers. An event is serialized to JSON once, when it
-//! is created, and every subscriber shares those bytes; each transport's framing of it (an
-//! SSE frame, an iframe `<script>` chunk) is built at most once too, on first use.
+//! Events: the unit every transport delivers, with their ids and audiences. An event is
+//! serialized to JSON once, when it is created, and every subscriber shares those bytes; each
+//! transport's framing of it (an SSE frame, an iframe `<script>` chunk) is built at most once
+//! too, on first use. A leaf module: it imports nothing of this crate and nothing of axum
+//! (the WebSocket edge turns [`Event::json`] into a text message itself).
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +51,7 @@ pub enum EventBody {
     Gap { after: u64, resumed_from: u64 },
     /// One stroke on the shared canvas (the draw feed): `points` is a flat `[x0,y0,x1,y1,…]`
     /// of whole numbers in `0..=1000`, `color` is `#rrggbb`; both checked before publishing
-    /// (`crate::feed::draw`).
+    /// (the draw feed).
     Stroke {
         color: String,
         width: u32,
@@ -106,7 +107,6 @@ pub struct Event {
     pub json: Bytes,
     sse: OnceLock<Bytes>,
     iframe: OnceLock<Bytes>,
-    ws: OnceLock<Utf8Bytes>,
 }
 
 /// Events are shared by every subscriber and every queue that holds them.
@@ -150,7 +150,6 @@ impl Event {
             json,
             sse: OnceLock::new(),
             iframe: OnceLock::new(),
-            ws: OnceLock::new(),
         })
     }
 
@@ -173,18 +172,8 @@ impl Event {
                     format!("id: {}\nevent: {}\ndata: ", self.id, self.kind).as_bytes(),
                 );
                 out.extend_from_slice(&self.json);
-                out.extend_from_slice(b"\n\n");
+                out.extend_from_slice(crate::wire::SSE_MESSAGE_END);
                 Bytes::from(out)
-            })
-            .clone()
-    }
-
-    /// The JSON as the text of one WebSocket message.
-    pub fn ws_text(&self) -> Utf8Bytes {
-        self.ws
-            .get_or_init(|| {
-                // serde_json only writes UTF-8, so the conversion cannot fail.
-                Utf8Bytes::try_from(self.json.clone()).unwrap_or_default()
             })
             .clone()
     }
@@ -204,9 +193,9 @@ impl Event {
     }
 }
 
-/// The fixed callback the iframe stream calls in its parent page.
-pub const IFRAME_CALL_OPEN: &[u8] = b"<script>parent.pushpoll(";
-pub const IFRAME_CALL_CLOSE: &[u8] = b")</script>\n";
+/// The fixed callback the iframe stream calls in its parent page, spelled once, beside its
+/// decoder, in [`crate::wire`].
+pub use crate::wire::{IFRAME_CALL_CLOSE, IFRAME_CALL_OPEN};
 
 /// Appends `json` to `out` with `<`, `>`, `&`, U+2028 and U+2029 written as `\uXXXX`.
 ///

@@ -1,0 +1,32 @@
+//! The chat's own errors: what a chat operation can refuse, in the chat's terms. The HTTP
+//! edge maps each to a status and a JSON error (`impl From<ChatError> for ApiError`, in
+//! `crate::http`); the WebSocket edge sends the same code and message as an `error` event.
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// A field that breaks a rule; the code names the rule (`invalid_nick`, `invalid_room`,
+    /// `invalid_text`).
+    #[error("{1}")]
+    Invalid(&'static str, String),
+    /// No live session (never signed in, logged out, or idled out).
+    #[error("sign in first: POST /api/session {{\"nick\":\"…\"}}")]
+    SignedOut,
+    #[error("the nick {0:?} is taken by someone online")]
+    NickTaken(String),
+    #[error("nobody called {0:?} is online")]
+    UnknownUser(String),
+    /// A budget ran out: `what` names it ("messages and renames").
+    #[error("too many {what}; retry in {retry_after} s")]
+    RateLimited {
+        what: &'static str,
+        retry_after: u64,
+    },
+    #[error("the server holds its limit of {0} chat sessions; try again later")]
+    TooManySessions(u64),
+    /// A command whose fields do not fit together (`room` and `to` both given).
+    #[error("{0}")]
+    BadCommand(String),
+    /// The store failed or its task panicked: logged at the edge, never shown.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}

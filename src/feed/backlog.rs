@@ -1,0 +1,45 @@
+//! What a feed needs from durable storage, declared here so the feed depends on no store:
+//! the SQLite store (and later a Redis one) implements [`Backlog`], and the feed reads the
+//! events older than its memory window through it.
+
+use crate::event::SharedEvent;
+
+#[derive(Debug, thiserror::Error)]
+#[error("chat store: {0}")]
+pub struct StoreError(pub String);
+
+/// How much one read of [`Backlog::range`] may return: a subscriber replays a far cursor a
+/// page at a time, so what it holds is bounded by this, not by how old its cursor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit {
+    /// At most this many events (at least one is always returned if one exists).
+    pub events: usize,
+    /// Stop after the event that brings the page to this many bytes of JSON.
+    pub bytes: usize,
+}
+
+/// The events of a feed that memory no longer holds. Called from blocking tasks
+/// (`spawn_blocking`), so an implementation may block.
+pub trait Backlog: Send + Sync + 'static {
+    /// The *oldest* events with `after < id < before`, oldest first, as many as `limit`
+    /// allows; the caller asks again after the last id returned for the next page. Reads no
+    /// more rows than it returns (plus one byte-cap overshoot at most).
+    fn range(
+        &self,
+        after: u64,
+        before: u64,
+        limit: PageLimit,
+    ) -> Result<Vec<SharedEvent>, StoreError>;
+
+    /// What a subscription without a cursor starts with: the newest `limit` messages of
+    /// `rooms` with `id <= upto`, oldest first.
+    fn recent(
+        &self,
+        rooms: &[String],
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<SharedEvent>, StoreError>;
+
+    /// The highest id stored (0 when empty): where the feed's ids continue after a restart.
+    fn last_id(&self) -> u64;
+}

@@ -1,0 +1,290 @@
+//! The HTTP edge's shared pieces: extractors (query parameters, the feed in the path, a JSON
+//! body, the caller's session, a tagged request's kill switch), the parsers of values that
+//! come in URLs (cursors, rooms), the JSON array of shared events, and the mapping of the
+//! chat's errors to HTTP. Every handler module (`api`, `transport`, `diag`, `draw`) uses
+//! these; none of them imports another to get one.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::{Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::chat::{Chat, ChatError, Session, parse_room};
+use crate::error::ApiError;
+use crate::event::SharedEvent;
+use crate::feed::draw::{Invalid, Refused};
+use crate::names::FeedName;
+
+/// Largest request body accepted (`413` beyond).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// How long a request body may take to arrive in full; past it, `408 body_timeout`. (The
+/// head has `--header-timeout`; hyper has no deadline for bodies.)
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl From<ChatError> for ApiError {
+    fn from(err: ChatError) -> ApiError {
+        match err {
+            ChatError::Invalid(code, message) => ApiError::Invalid(code, message),
+            ChatError::SignedOut => ApiError::Unauthorized,
+            ChatError::NickTaken(nick) => ApiError::NickTaken(nick),
+            ChatError::UnknownUser(nick) => ApiError::UnknownUser(nick),
+            ChatError::RateLimited { what, retry_after } => {
+                ApiError::RateLimited { what, retry_after }
+            }
+            ChatError::TooManySessions(max) => ApiError::TooManySessions(max),
+            ChatError::BadCommand(message) => ApiError::BadJson(message),
+            ChatError::Internal(err) => ApiError::Internal(err),
+        }
+    }
+}
+
+/// The canvas's refusals: a bad stroke is `400`, the server-wide budget `429`.
+impl From<Invalid> for ApiError {
+    fn from(err: Invalid) -> ApiError {
+        ApiError::Invalid(err.code, err.message)
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(err: Refused) -> ApiError {
+        match err {
+            Refused::Invalid(err) => err.into(),
+            Refused::Busy(_, retry_after) => ApiError::RateLimited {
+                what: "strokes on this server (--draw-rate-total)",
+                retry_after,
+            },
+        }
+    }
+}
+
+/// A JSON body; too large is `413`, malformed is `400 bad_json`, slower than
+/// [`BODY_DEADLINE`] is `408`, all as JSON errors.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let read = tokio::time::timeout(BODY_DEADLINE, Bytes::from_request(req, state));
+        let bytes = read
+            .await
+            .map_err(|_| ApiError::BodyTimeout)?
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge(MAX_BODY_BYTES)
+                } else {
+                    ApiError::BadRequest(e.body_text())
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::BadJson(e.to_string()))
+    }
+}
+
+/// The values of a request's `Cookie` headers, for [`crate::chat::Sessions::from_cookies`].
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+}
+
+/// The live session a request's cookie names, if any.
+pub fn session_of(chat: &Chat, headers: &HeaderMap) -> Option<Session> {
+    chat.sessions().from_cookies(cookies(headers))
+}
+
+/// The caller's live session, from its cookie; `401` without one.
+pub struct SignedIn(pub Session);
+
+impl<S: Send + Sync> FromRequestParts<S> for SignedIn
+where
+    Chat: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        session_of(&Chat::from_ref(state), &parts.headers)
+            .map(SignedIn)
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// The `{feed}` segment of a transport URL; an unknown feed is a `404`.
+pub struct FeedPath(pub FeedName);
+
+impl<S: Send + Sync> FromRequestParts<S> for FeedPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(name) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        FeedName::parse(&name)
+            .map(FeedPath)
+            .ok_or(ApiError::UnknownFeed(name))
+    }
+}
+
+/// What the diagnostics give a tagged transport request (`?tag=`): a token that fires when
+/// `POST /api/debug/kill` names the tag, and a guard to hold while the connection is open
+/// (so a kill can count what it dropped). The recorder puts it in the request's extensions;
+/// the transports take it from there ([`Subscribing`]), so they need not know the
+/// diagnostics at all.
+#[derive(Clone)]
+pub struct KillSwitch {
+    pub token: CancellationToken,
+    pub guard: Arc<()>,
+}
+
+/// What a transport request brings to its subscription: the query, the headers (the session
+/// cookie, `Last-Event-ID`) and, when the request is tagged, its kill switch.
+pub struct Subscribing {
+    pub params: Params,
+    pub headers: HeaderMap,
+    pub kill: Option<KillSwitch>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Subscribing {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let params = Params::from_request_parts(parts, state).await?;
+        Ok(Subscribing {
+            params,
+            headers: parts.headers.clone(),
+            // Taken out, so the request itself no longer holds the guard.
+            kill: parts.extensions.remove::<KillSwitch>(),
+        })
+    }
+}
+
+/// The query string as a map; malformed encoding is a `400` with a JSON body.
+pub struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        Ok(Params(map))
+    }
+}
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// `rooms=lobby,red`: the chat rooms to follow (default `lobby`); see [`parse_rooms`].
+    pub fn rooms(&self) -> Result<Vec<Arc<str>>, ApiError> {
+        parse_rooms(
+            self.get("rooms")
+                .unwrap_or(crate::chat::command::DEFAULT_ROOM),
+        )
+    }
+
+    /// `after=ID`: deliver events with an id above it.
+    pub fn cursor(&self) -> Result<Option<u64>, ApiError> {
+        self.0
+            .get("after")
+            .map(|v| parse_cursor("after", v))
+            .transpose()
+    }
+
+    /// An integer parameter within `range`, or `default` when absent.
+    pub fn int(
+        &self,
+        name: &str,
+        range: RangeInclusive<u64>,
+        default: u64,
+    ) -> Result<u64, ApiError> {
+        let Some(raw) = self.0.get(name) else {
+            return Ok(default);
+        };
+        match raw.parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!(
+                "{name}={raw:?} must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ))),
+        }
+    }
+
+    /// `limit=N`: the most events one poll answer carries (1–1000, default 100).
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        Ok(self.int("limit", 1..=1000, 100)? as usize)
+    }
+}
+
+/// Rooms one subscription may follow at once.
+pub const MAX_ROOMS: usize = 16;
+
+/// The longest `rooms=` value accepted: 16 names of 24 four-byte characters with their
+/// commas fit (1552 bytes), with room for some spaces and repeats. Checked before any
+/// splitting, so a huge list costs one length comparison.
+pub const MAX_ROOMS_PARAM_BYTES: usize = 2048;
+
+/// Parses a `rooms=` value: comma-separated room names, blanks around them trimmed,
+/// repeats folded, at most [`MAX_ROOMS`] distinct. Work is linear in the input: the raw
+/// length is bounded first, and the scan stops at the 17th distinct room, so de-duplication
+/// only ever compares against at most 16 names.
+pub fn parse_rooms(raw: &str) -> Result<Vec<Arc<str>>, ApiError> {
+    let too_many =
+        || ApiError::Invalid("invalid_room", format!("at most {MAX_ROOMS} rooms at once"));
+    if raw.len() > MAX_ROOMS_PARAM_BYTES {
+        return Err(ApiError::Invalid(
+            "invalid_room",
+            format!("rooms= is longer than {MAX_ROOMS_PARAM_BYTES} bytes"),
+        ));
+    }
+    let mut rooms: Vec<Arc<str>> = Vec::with_capacity(MAX_ROOMS);
+    for name in raw.split(',') {
+        let name = name.trim();
+        if rooms.iter().any(|room| &**room == name) {
+            continue;
+        }
+        if rooms.len() == MAX_ROOMS {
+            return Err(too_many());
+        }
+        rooms.push(parse_room(name)?);
+    }
+    Ok(rooms)
+}
+
+/// A cursor is an event id: a non-negative integer.
+pub fn parse_cursor(source: &str, raw: &str) -> Result<u64, ApiError> {
+    raw.trim().parse::<u64>().map_err(|_| {
+        ApiError::BadCursor(format!(
+            "{source} {raw:?} is not an event id (a non-negative integer)"
+        ))
+    })
+}
+
+/// `HEAD[e1,e2,…]TAIL`: a JSON array of events from their shared JSON, never re-serialized.
+pub fn events_json(events: &[SharedEvent], head: &str, tail: &str) -> Bytes {
+    let size = events.iter().map(|e| e.json.len() + 1).sum::<usize>() + head.len() + tail.len() + 2;
+    let mut body = BytesMut::with_capacity(size);
+    body.extend_from_slice(head.as_bytes());
+    body.extend_from_slice(b"[");
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            body.extend_from_slice(b",");
+        }
+        body.extend_from_slice(&event.json);
+    }
+    body.extend_from_slice(b"]");
+    body.extend_from_slice(tail.as_bytes());
+    body.freeze()
+}

@@ -1,0 +1,178 @@
+//! The state every handler shares: a cheap-to-clone [`AppState`], built once by
+//! [`AppState::start`]. Handlers that need one part take it alone (`State<Chat>`,
+//! `State<Arc<Stats>>`…) through the `FromRef` impls below, so a handler's signature says
+//! what it uses and its module need not know the rest.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::chat::Chat;
+use crate::config::Config;
+use crate::diag::Diagnostics;
+use crate::error::ApiError;
+use crate::feed::draw::{Batch, Draw};
+use crate::feed::{self, Feed};
+use crate::origin::OwnHosts;
+use crate::peers::{self, Budget, Peers};
+use crate::stats::Stats;
+use crate::store::{Store, StoreError, sqlite::SqliteStore};
+
+/// A cheap-to-clone handle on everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    clock: Feed,
+    chat: Chat,
+    /// The shared canvas: strokes in memory only (`crate::feed::draw`).
+    draw: Draw,
+    stats: Arc<Stats>,
+    /// What each client address holds and spends (connections, logins).
+    peers: Arc<Peers>,
+    diagnostics: Arc<Diagnostics>,
+    /// The names the server answers to (the `Host` check).
+    own_hosts: OwnHosts,
+    /// Fired once at shutdown; every stream, long poll, socket and background task listens.
+    shutdown: CancellationToken,
+    /// Tasks that outlive a request (sockets, the clock ticker): shutdown waits for them.
+    tracker: TaskTracker,
+}
+
+impl AppState {
+    /// Opens the chat store, builds the state and starts the feeds' background tasks on
+    /// `tracker`.
+    pub fn start(
+        config: Config,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Result<AppState, StoreError> {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.db)?);
+        let clock = feed::clock::feed();
+        tracker.spawn(feed::clock::run(
+            clock.clone(),
+            config.tick(),
+            shutdown.clone(),
+        ));
+        let chat = Chat::start(
+            store,
+            config.feed_limits(),
+            config.history as usize,
+            config.rate_limit as usize,
+            config.idle_timeout,
+            shutdown.clone(),
+            &tracker,
+        );
+        let draw = Draw::new(config.draw_rate_total);
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                stats: Arc::new(Stats::new(config.max_connections)),
+                peers: Peers::with_rates(
+                    config.max_connections_per_peer(),
+                    peers::Rate {
+                        count: config.login_rate,
+                        per: std::time::Duration::from_secs(60),
+                    },
+                    peers::Rate {
+                        count: config.draw_rate,
+                        per: std::time::Duration::from_secs(1),
+                    },
+                ),
+                diagnostics: Default::default(),
+                own_hosts: OwnHosts::new(config.addr, &config.allow_origin),
+                config,
+                clock,
+                chat,
+                draw,
+                shutdown,
+                tracker,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn clock(&self) -> &Feed {
+        &self.inner.clock
+    }
+
+    pub fn chat(&self) -> &Chat {
+        &self.inner.chat
+    }
+
+    pub fn draw(&self) -> &Draw {
+        &self.inner.draw
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.inner.stats
+    }
+
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.inner.peers
+    }
+
+    /// Tagged requests: the wire record and the kill switches (`crate::diag`).
+    pub fn diagnostics(&self) -> &Arc<Diagnostics> {
+        &self.inner.diagnostics
+    }
+
+    /// The names the server answers to (the `Host` check).
+    pub fn own_hosts(&self) -> &OwnHosts {
+        &self.inner.own_hosts
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.inner.tracker
+    }
+
+    /// Checks `batch`, charges its strokes to `peer`, then to the server-wide budget, publishes
+    /// it: the one path of both the HTTP endpoint and the WebSocket `draw` frame. A batch the
+    /// server-wide budget refuses has still been charged to its sender.
+    pub fn send_strokes(&self, peer: std::net::IpAddr, batch: Batch) -> Result<Vec<u64>, ApiError> {
+        batch.check()?;
+        // A checked batch holds 1..=16 strokes, so the cast is exact.
+        self.peers()
+            .spend_many(peer, Budget::Draw, batch.strokes.len() as u32)
+            .map_err(|retry_after| ApiError::RateLimited {
+                what: "strokes from this address",
+                retry_after,
+            })?;
+        Ok(self.draw().publish(batch)?)
+    }
+}
+
+impl FromRef<AppState> for Chat {
+    fn from_ref(app: &AppState) -> Chat {
+        app.chat().clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Stats> {
+    fn from_ref(app: &AppState) -> Arc<Stats> {
+        app.stats().clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Diagnostics> {
+    fn from_ref(app: &AppState) -> Arc<Diagnostics> {
+        app.diagnostics().clone()
+    }
+}
+
+impl FromRef<AppState> for CancellationToken {
+    fn from_ref(app: &AppState) -> CancellationToken {
+        app.shutdown_token()
+    }
+}

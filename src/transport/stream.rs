@@ -1,0 +1,98 @@
+//! The stream core of the streaming transports (the hidden iframe and Server-Sent Events):
+//! one open-ended response body that frames each event as it arrives, with keep-alives.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::killed;
+use crate::event::Event;
+use crate::feed::{Ended, Subscription};
+use crate::names::Transport;
+use crate::state::AppState;
+
+/// How a streaming transport frames the feed into one open-ended response body.
+pub struct Framing {
+    pub transport: Transport,
+    pub content_type: &'static str,
+    /// Sent first: SSE's `retry:` line, the iframe's padded HTML head.
+    pub prelude: fn() -> Bytes,
+    /// Sent when nothing else was sent for `--keepalive`, so proxies and browsers keep the
+    /// connection open.
+    pub keepalive: &'static [u8],
+    /// One event, framed.
+    pub frame: fn(&Event) -> Bytes,
+    /// End the response after this many bytes (the client reopens with its cursor).
+    pub max_bytes: Option<usize>,
+}
+
+/// An open-ended response that frames each event of `sub` as it arrives. It ends when the
+/// client goes away, at `max_bytes`, or at shutdown (the subscription ends then).
+pub fn stream_response(
+    app: &AppState,
+    framing: &'static Framing,
+    mut sub: Subscription,
+) -> Response {
+    let stats = app.stats().clone();
+    let open = stats.open(framing.transport);
+    let every = app.config().keepalive;
+    let body = async_stream::stream! {
+        let _open = open;
+        let counters = stats.transport(framing.transport);
+        let prelude = (framing.prelude)();
+        let mut sent = prelude.len();
+        counters.sent(prelude.len(), 0);
+        yield Ok::<Bytes, std::io::Error>(prelude);
+        let mut keepalive = tokio::time::interval_at(Instant::now() + every, every);
+        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let chunk = tokio::select! {
+                event = sub.next() => match event {
+                    Some(event) => {
+                        keepalive.reset();
+                        let chunk = (framing.frame)(&event);
+                        counters.sent(chunk.len(), 1);
+                        chunk
+                    }
+                    None => break,
+                },
+                _ = keepalive.tick() => {
+                    counters.sent(framing.keepalive.len(), 0);
+                    Bytes::from_static(framing.keepalive)
+                }
+            };
+            sent += chunk.len();
+            yield Ok(chunk);
+            if framing.max_bytes.is_some_and(|max| sent >= max) {
+                break;
+            }
+        }
+        if sub.ended() == Some(Ended::Killed) {
+            yield Err(killed());
+        }
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(framing.content_type),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, no-store"),
+            ),
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}

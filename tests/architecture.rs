@@ -1,0 +1,509 @@
+//! The architecture, checked: the layers of docs/ARCHITECTURE.md only point down, so the
+//! top-level modules of each crate (the server, `src/`, and the load tester, `loadtest/src/`)
+//! import each other without a cycle; and the transports' names are spelled in one place,
+//! `src/names.rs`. A plain test over the source text, with no dependencies: it reads every
+//! `.rs` file, drops comments and `#[cfg(test)]` items, and follows `crate::…` and
+//! `super::…` paths.
+//!
+//! What counts as an import of module `b` by module `a`: a path `crate::b…` (also inside a
+//! `use crate::{…}` group) or a `super::…` path that climbs out of `a` into `b`, anywhere in
+//! `a`'s non-test code. Paths through the other crate (`pushpoll::…` in the load tester) are
+//! not edges: that crate is below the load tester as a whole. Names that are not modules
+//! (`crate::Config`, a re-export) are ignored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The transport names. Spelling one of them as a string literal outside `src/names.rs` is
+/// what this test refuses (see [`spells_a_transport`]).
+const TRANSPORT_NAMES: [&str; 5] = ["poll", "longpoll", "iframe", "sse", "ws"];
+
+#[test]
+fn the_servers_top_level_modules_import_each_other_without_a_cycle() {
+    assert_no_cycle(&root().join("src"), &[]);
+}
+
+#[test]
+fn the_load_testers_top_level_modules_import_each_other_without_a_cycle() {
+    assert_no_cycle(&root().join("loadtest/src"), LOADTEST_KNOWN_BACK_EDGES);
+}
+
+/// Imports of the load tester allowed to close a cycle: none. (The list stays so that a cycle
+/// one must live with for a while is written down with its reason, never silently skipped;
+/// a stale entry is reported.)
+const LOADTEST_KNOWN_BACK_EDGES: &[(&str, &str)] = &[];
+
+/// The rule: a string literal in non-test Rust that *is* a transport name (`"longpoll"`), or
+/// a list of them (`"poll, longpoll"`), is a spelling, allowed only in `src/names.rs`; code
+/// elsewhere uses `names::Transport` and its `Display`/`FromStr`. A literal holding a `/` is
+/// a URL or a file path (a route such as `"/longpoll/{feed}"`, a page such as
+/// `"demos/iframe.html"`): those name a resource, not the transport, and are allowed. So are
+/// names inside longer text (an error message that mentions "the iframe stream").
+#[test]
+fn transport_names_are_spelled_only_in_names_rs() {
+    let mut found = Vec::new();
+    for dir in ["src", "loadtest/src"] {
+        for file in rust_files(&root().join(dir)) {
+            if file.ends_with("src/names.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            let scanned = scan(&text);
+            for literal in &scanned.literals {
+                if spells_a_transport(literal) {
+                    found.push(format!("{}: {literal:?}", relative(&file)));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "transport names spelled outside src/names.rs (use names::Transport):\n  {}",
+        found.join("\n  ")
+    );
+}
+
+#[test]
+fn the_checker_sees_what_it_should() {
+    let code = r#"
+        //! crate::doc_only
+        use crate::{alpha, beta::Thing};
+        use super::gamma;
+        fn f() { let s = "crate::in_a_string"; let c = '{'; crate::delta::go(); }
+        #[cfg(test)]
+        mod tests { use crate::epsilon; fn g() { "longpoll"; } }
+        #[cfg(test)]
+        use crate::zeta;
+        const T: &str = "iframe";
+        const R: &str = "/longpoll/{feed}";
+    "#;
+    let scanned = scan(code);
+    let refs: BTreeSet<_> = references(&scanned.code, &["x".to_string()])
+        .into_iter()
+        .collect();
+    let expected: BTreeSet<_> = ["alpha", "beta", "delta", "super:gamma"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(refs, expected);
+    let spelled: Vec<_> = scanned
+        .literals
+        .iter()
+        .filter(|l| spells_a_transport(l))
+        .collect();
+    assert_eq!(spelled, ["iframe"]);
+    let graph = BTreeMap::from([
+        ("a".to_string(), BTreeSet::from(["b".to_string()])),
+        ("b".to_string(), BTreeSet::from(["c".to_string()])),
+        ("c".to_string(), BTreeSet::from(["a".to_string()])),
+    ]);
+    assert_eq!(
+        find_cycle(&graph),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+}
+
+fn spells_a_transport(literal: &str) -> bool {
+    if literal.contains('/') {
+        return false;
+    }
+    let words: Vec<&str> = literal
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    !words.is_empty() && words.iter().all(|w| TRANSPORT_NAMES.contains(w))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Whether `path` is a module its parent declares as `#[cfg(test)] mod NAME;` (the unit tests
+/// kept in a file of their own, such as `export/tests.rs`): test code, like the
+/// `#[cfg(test)]` items dropped from the other files.
+fn is_test_module_file(path: &Path) -> bool {
+    let Some(name) = path.file_stem().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let dir = path.parent().unwrap();
+    let parents = [dir.join("mod.rs"), dir.with_extension("rs")];
+    parents.iter().any(|parent| {
+        std::fs::read_to_string(parent).is_ok_and(|text| {
+            let compact: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            compact.contains(&format!("#[cfg(test)] mod {name};"))
+        })
+    })
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && !is_test_module_file(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The module path of a file under `src`: `src/feed/mod.rs` → `[feed]`, `src/feed/clock.rs`
+/// → `[feed, clock]`; the crate root (`lib.rs`, `main.rs`) → `[]`.
+fn module_path(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).unwrap();
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_string())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    if parts.len() == 1 && (parts[0] == "lib" || parts[0] == "main") {
+        parts.clear();
+    }
+    parts
+}
+
+fn assert_no_cycle(src: &Path, known_back_edges: &[(&str, &str)]) {
+    let files = rust_files(src);
+    let modules: BTreeSet<String> = files
+        .iter()
+        .filter_map(|f| module_path(src, f).first().cloned())
+        .collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let path = module_path(src, file);
+        // The crate root declares the modules and wires them together; it is above all.
+        let Some(top) = path.first() else { continue };
+        let text = std::fs::read_to_string(file).unwrap();
+        for reference in references(&scan(&text).code, &path) {
+            let target = match reference.strip_prefix("super:") {
+                // `super::x` from depth 1 (a top-level file) climbs to the root: `x` is a
+                // top-level module. From deeper, it stays inside `top`.
+                Some(target) => target.to_string(),
+                None => reference,
+            };
+            if &target != top && modules.contains(&target) {
+                graph.entry(top.clone()).or_default().insert(target);
+            }
+        }
+    }
+    let mut stale = Vec::new();
+    for (from, to) in known_back_edges {
+        let removed = graph.get_mut(*from).is_some_and(|edges| edges.remove(*to));
+        if !removed {
+            stale.push(format!("{from} → {to}"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{}: these known back-edges are gone; delete them from the list: {}",
+        relative(src),
+        stale.join(", ")
+    );
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!(
+            "{}: the top-level modules import each other in a cycle: {}\n(edges: {graph:#?})",
+            relative(src),
+            cycle.join(" → ")
+        );
+    }
+}
+
+/// A cycle in `graph` as `a → b → … → a`, if there is one (depth-first, three colours).
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        done: &mut BTreeSet<String>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, done, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(cycle) = visit(node, graph, &mut done, &mut Vec::new()) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+/// A file's code without comments, string contents and `#[cfg(test)]` items, and its
+/// string literals (outside `#[cfg(test)]` items).
+struct Scanned {
+    code: String,
+    literals: Vec<String>,
+}
+
+fn scan(text: &str) -> Scanned {
+    // Pass 1: blank out comments and literals, keeping each literal's text aside (with the
+    // offset of its placeholder, to drop those of test items in pass 2).
+    let chars: Vec<char> = text.chars().collect();
+    let mut code = String::with_capacity(text.len());
+    let mut literals: Vec<(usize, String)> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let mut depth = 0;
+            while i < chars.len() {
+                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    i += 2;
+                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        } else if c == '"' {
+            let (literal, end) = read_string(&chars, i);
+            literals.push((code.len(), literal));
+            code.push_str("\"\"");
+            i = end;
+        } else if c == '\'' {
+            // A char literal ('x', '\n', '{') or a lifetime ('a).
+            if next == Some('\\') {
+                // Past the escaped character, which may itself be a quote (`'\''`).
+                let mut j = i + 3;
+                while j < chars.len() && chars[j] != '\'' {
+                    j += 1;
+                }
+                code.push_str("' '");
+                i = j + 1;
+            } else if chars.get(i + 2) == Some(&'\'') {
+                code.push_str("' '");
+                i += 3;
+            } else {
+                code.push(c);
+                i += 1;
+            }
+        } else {
+            // Identifiers are copied whole, so that only a lone `r`, `b` or `br` before a
+            // quote starts a raw or byte string.
+            if c.is_alphanumeric() || c == '_' {
+                let start = i;
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+                let word: String = chars[start..i].iter().collect();
+                // `r"`, `r#"`, `b"`, `br#"`, but not the raw identifier `r#type`.
+                let hashes = chars[i..].iter().take_while(|c| **c == '#').count();
+                let quote_next =
+                    chars.get(i + hashes) == Some(&'"') && (hashes == 0 || word != "b");
+                if matches!(word.as_str(), "r" | "b" | "br") && quote_next {
+                    let (literal, end) = read_string(&chars, start);
+                    literals.push((code.len(), literal));
+                    code.push_str("\"\"");
+                    i = end;
+                } else {
+                    code.push_str(&word);
+                }
+                continue;
+            }
+            code.push(c);
+            i += 1;
+        }
+    }
+    // Pass 2: drop `#[cfg(test)]` items: the attribute, then the item up to its `;` or its
+    // balanced `{…}`.
+    let mut kept = String::with_capacity(code.len());
+    let mut dropped: Vec<(usize, usize)> = Vec::new();
+    let bytes = code.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if code[i..].starts_with("#[cfg(test)]") {
+            let start = i;
+            let mut j = i + "#[cfg(test)]".len();
+            let mut depth = 0usize;
+            while j < bytes.len() {
+                match bytes[j] {
+                    b'{' => depth += 1,
+                    b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            j += 1;
+                            break;
+                        }
+                    }
+                    b';' if depth == 0 => {
+                        j += 1;
+                        break;
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            dropped.push((start, j));
+            i = j;
+        } else {
+            // Copy one char (UTF-8 aware).
+            let ch = code[i..].chars().next().unwrap();
+            kept.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    let literals = literals
+        .into_iter()
+        .filter(|(at, _)| !dropped.iter().any(|(s, e)| (*s..*e).contains(at)))
+        .map(|(_, l)| l)
+        .collect();
+    Scanned {
+        code: kept,
+        literals,
+    }
+}
+
+/// Reads the string literal starting at `i` (`"…"`, `b"…"`, `r"…"`, `r#"…"#`); returns its
+/// contents and the index after it.
+fn read_string(chars: &[char], mut i: usize) -> (String, usize) {
+    if chars[i] == 'b' {
+        i += 1;
+    }
+    if chars[i] == 'r' {
+        i += 1;
+        let mut hashes = 0;
+        while chars[i] == '#' {
+            hashes += 1;
+            i += 1;
+        }
+        i += 1; // the opening quote
+        let start = i;
+        loop {
+            if chars[i] == '"'
+                && chars[i + 1..]
+                    .iter()
+                    .take(hashes)
+                    .filter(|c| **c == '#')
+                    .count()
+                    == hashes
+            {
+                let literal: String = chars[start..i].iter().collect();
+                return (literal, i + 1 + hashes);
+            }
+            i += 1;
+        }
+    }
+    i += 1; // the opening quote
+    let mut literal = String::new();
+    while chars[i] != '"' {
+        if chars[i] == '\\' {
+            literal.push(chars[i]);
+            i += 1;
+        }
+        literal.push(chars[i]);
+        i += 1;
+    }
+    (literal, i + 1)
+}
+
+/// The top-level modules `code` refers to: `x` for `crate::x…` and each `x` of
+/// `crate::{x…, y…}`; `super:x` for a `super::` path that reaches the crate root (from a
+/// file at `path`, so `super::` in a top-level file, `super::super::` one level down).
+fn references(code: &str, path: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let squeezed: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
+    let code = squeezed.replace(":: ", "::").replace(" ::", "::");
+    for (at, _) in code.match_indices("crate::") {
+        // Not `pushpoll_crate::` or the like.
+        if code[..at]
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            found.extend(group_heads(group));
+        } else {
+            found.push(ident(rest));
+        }
+    }
+    let depth = path.len();
+    for (at, _) in code.match_indices("super::") {
+        if code[..at].ends_with("super::") {
+            continue; // counted from the first `super::` of a chain
+        }
+        let mut rest = &code[at..];
+        let mut climbs = 0;
+        while let Some(r) = rest.strip_prefix("super::") {
+            climbs += 1;
+            rest = r;
+        }
+        if climbs == depth && depth > 0 {
+            if let Some(group) = rest.strip_prefix('{') {
+                found.extend(group_heads(group).into_iter().map(|h| format!("super:{h}")));
+            } else {
+                found.push(format!("super:{}", ident(rest)));
+            }
+        }
+    }
+    found.retain(|f| !f.is_empty() && f != "super:");
+    found
+}
+
+fn ident(s: &str) -> String {
+    s.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// The first segment of each path in a `{a, b::c, d::{e}}` group (after its `{`).
+fn group_heads(group: &str) -> Vec<String> {
+    let mut heads = Vec::new();
+    let mut depth = 0;
+    let mut at_start = true;
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => at_start = true,
+            c if at_start && !c.is_whitespace() => {
+                heads.push(ident(&group[i..]));
+                at_start = false;
+            }
+            _ => {}
+        }
+    }
+    heads
+}
