@@ -1,6 +1,8 @@
 //! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
 //! `TEST_LOG=1` shows the server's logs.
 
+#[path = "../support/nginx.rs"]
+mod nginx;
 #[path = "../support/mod.rs"]
 mod support;
 
