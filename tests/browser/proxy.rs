@@ -137,3 +137,22 @@ async fn through_the_naive_proxy_the_fallback_lands_on_long_polling_and_the_cloc
     );
 }
 in_every_engine!(through_the_naive_proxy_the_fallback_lands_on_long_polling_and_the_clock_runs);
+
+/// The same lab page through `deploy/nginx.conf`: every transport on time, WebSocket open.
+async fn the_proxy_lab_through_the_good_config_shows_every_transport_on_time(engine: Engine) {
+    let Some(p) = proxied(&["--tick-ms", "100"], &[]).await else {
+        return;
+    };
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&p.url("/demos/proxy.html")).await;
+    let all_on_time = "['poll','longpoll','iframe','sse','ws'].every(t => document.querySelector(`tr[data-lab=\"${t}\"] [data-f=\"verdict\"]`).dataset.verdict === 'ok' && Number(document.querySelector(`tr[data-lab=\"${t}\"] [data-f=\"events\"]`).textContent) >= 10)";
+    let ok = until_true(&page, all_on_time, Duration::from_secs(10)).await;
+    let verdicts: String = eval(&page, "JSON.stringify([...document.querySelectorAll('tr[data-lab]')].map(r => r.dataset.lab + ': ' + r.querySelector('[data-f=\"verdict\"]').textContent + ' | ' + r.querySelector('[data-f=\"worst\"]').textContent))").await;
+    eprintln!("{}: {verdicts}", engine.name());
+    assert!(ok, "{}: {verdicts}", engine.name());
+    let proxy: String = eval(&page, "document.querySelector('#lab-proxy').dataset.proxy").await;
+    assert_eq!(proxy, "good");
+    let errors = errors.all().await;
+    assert!(errors.is_empty(), "{}: {errors:#?}", engine.name());
+}
+in_every_engine!(the_proxy_lab_through_the_good_config_shows_every_transport_on_time);

@@ -56,7 +56,8 @@ pub struct Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(pid) = self.child.id() {
-            // The group: the script and nginx's master and worker.
+            // The group: the script and nginx's master and worker. SAFETY: kill(2) with a
+            // process group id of our own child; no memory is involved.
             unsafe { libc::kill(-(pid as i32), libc::SIGTERM) };
         }
     }
