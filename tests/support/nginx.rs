@@ -59,6 +59,12 @@ impl Drop for Proxy {
             // The group: the script and nginx's master and worker. SAFETY: kill(2) with a
             // process group id of our own child; no memory is involved.
             unsafe { libc::kill(-(pid as i32), libc::SIGTERM) };
+            // Give the script its moment to remove its temporary directory (its EXIT trap)
+            // before kill_on_drop's SIGKILL; nginx stops at once on SIGTERM.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }
