@@ -373,3 +373,28 @@ fn the_lab_pages_quoted_fixes_are_in_the_good_config() {
     }
     assert!(quotes >= 5, "the page quotes {quotes} fixes");
 }
+
+#[tokio::test]
+async fn through_the_naive_proxy_a_quiet_event_stream_is_cut_at_10_s_with_its_buffer_lost() {
+    let Some(p) = proxied(&[], &["--naive"]).await else {
+        return;
+    };
+    // A chat room nobody writes to: the server sends `retry: 2000` at once and then nothing
+    // until its 15 s keep-alive; nginx holds the first bytes in its buffer and gives up
+    // reading after 10 s (proxy_read_timeout).
+    let started = Instant::now();
+    let mut stream = Streaming::open(p.app.http.get(p.url("/sse/chat?rooms=quiet"))).await;
+    let head_after = started.elapsed();
+    assert_eq!(stream.status, 200);
+    stream.read_to_end(Duration::from_secs(5)).await;
+    let ended_after = started.elapsed();
+    eprintln!(
+        "head after {head_after:?}, ended after {ended_after:?}, {} body bytes",
+        stream.total_bytes
+    );
+    // The head itself waited for the timeout, then the response ended with none of the
+    // buffered bytes (not even the `retry:` line) passed on.
+    assert!(head_after >= Duration::from_millis(9500), "{head_after:?}");
+    assert!(ended_after < Duration::from_secs(12), "{ended_after:?}");
+    assert_eq!(stream.total_bytes, 0);
+}
