@@ -150,6 +150,13 @@ async fn the_good_config_refuses_a_body_over_16_kib_with_the_contracts_json_erro
     assert_eq!(res.status(), 413);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_large");
+    // Answered by nginx (its error_page), before the body crossed to the server.
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("proxy")),
+        "{body}"
+    );
 }
 
 /// What the naive proxy does to a stream: the arrival of each read, and the ticks it held.
