@@ -17,6 +17,8 @@ fi
 [ -x /usr/bin/firefox-esr ] || need_packages+=(firefox-esr)
 [ -x /usr/bin/WebKitWebDriver ] || need_packages+=(webkit2gtk-driver)
 [ -x /usr/bin/xvfb-run ] || need_packages+=(xvfb)
+# nginx for the reverse-proxy tests (tests/api/proxy.rs, tests/browser/proxy.rs).
+[ -x /usr/sbin/nginx ] || need_packages+=(nginx-light)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -1,6 +1,8 @@
 //! Integration tests: the real server on 127.0.0.1:0, real clients over real sockets.
 //! `TEST_LOG=1` shows the server's logs.
 
+#[path = "../support/nginx.rs"]
+mod nginx;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -17,6 +19,7 @@ mod draw;
 mod durability;
 mod iframe;
 mod input_edges;
+mod proxy;
 mod resume;
 mod shutdown;
 mod stats;

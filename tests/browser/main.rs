@@ -3,6 +3,8 @@
 //! (`webdriver.rs`). Each test runs once per engine (`NAME::chromium`, `NAME::firefox`,
 //! `NAME::webkit`); the browsers are shared, one pool per engine, between tests.
 
+#[path = "../support/nginx.rs"]
+mod nginx;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -17,6 +19,7 @@ mod claims;
 mod compare;
 mod draw;
 mod engines;
+mod proxy;
 mod record;
 mod webdriver;
 mod wire;
