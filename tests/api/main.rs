@@ -17,6 +17,7 @@ mod draw;
 mod durability;
 mod iframe;
 mod input_edges;
+mod lan;
 mod resume;
 mod shutdown;
 mod stats;
