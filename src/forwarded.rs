@@ -166,7 +166,7 @@ pub struct Client {
 }
 
 impl Client {
-    /// Whether the address came from a proxy's header rather than the TCP peer.
+    /// Whether the address is another than the TCP peer's: a proxy forwarded it.
     pub fn forwarded(&self) -> bool {
         self.ip != self.peer.ip().to_canonical()
     }

@@ -370,3 +370,25 @@ async fn a_peer_outside_the_trusted_range_cannot_spoof_its_address() {
         "a forwarded 127.0.0.1 is the forger's address, and its budget is spent"
     );
 }
+
+#[tokio::test]
+async fn the_wire_view_shows_the_forwarded_client() {
+    let app = spawn_app(&["--trust-proxy", "127.0.0.0/8"]).await;
+    let tag = "lan-0123456789abcdefABCDEF";
+    let res = app
+        .http
+        .get(app.url(&format!("/poll/clock?tag={tag}")))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (status, wire) = app.get_json(&format!("/api/debug/wire?tag={tag}")).await;
+    assert_eq!(status, 200);
+    let client = &wire["exchanges"][0]["client"];
+    assert_eq!(client["address"], "203.0.113.9", "{wire}");
+    assert_eq!(client["scheme"], "https");
+    assert_eq!(client["forwarded"], true);
+    assert!(client["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
