@@ -3,7 +3,7 @@
 //! and the client address behind a trusted proxy (`--trust-proxy`), which the per-peer
 //! budgets charge.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,38 +11,9 @@ use reqwest::header::{ACCESS_CONTROL_ALLOW_ORIGIN, HOST, ORIGIN};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::Command;
 
-use crate::support::{Streaming, Watchdog, client_from, spawn_app};
+use crate::support::{Streaming, Watchdog, client_from, network_address, spawn_app};
 
 const WAIT: Duration = Duration::from_secs(3);
-
-/// This machine's first non-loopback IPv4 address, found without the server's own
-/// interface code: the source address the kernel picks for a route out (a UDP `connect`
-/// sends nothing), else `ip -4 -o addr`. `None` when there is none; under `CI=true` that
-/// fails the test instead.
-fn network_address() -> Option<Ipv4Addr> {
-    let routed = std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()))
-        .ok()
-        .and_then(|a| match a.ip() {
-            IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() => Some(v4),
-            _ => None,
-        });
-    let listed = || {
-        let out = std::process::Command::new("ip")
-            .args(["-4", "-o", "addr"])
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|w| w.split('/').next()?.parse::<Ipv4Addr>().ok())
-            .find(|ip| !ip.is_loopback())
-    };
-    let found = routed.or_else(listed);
-    if found.is_none() && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true: this machine has no non-loopback IPv4 address to test with");
-    }
-    found
-}
 
 /// The real binary with `args`, and every line it printed at start-up.
 async fn start(args: &[&str]) -> (tokio::process::Child, Vec<String>) {
