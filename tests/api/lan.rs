@@ -363,3 +363,32 @@ async fn the_wire_view_shows_the_forwarded_client() {
     assert_eq!(client["forwarded"], true);
     assert!(client["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
 }
+
+#[tokio::test]
+async fn a_server_on_one_interface_answers_there_and_to_that_address_only() {
+    let _watchdog = Watchdog::arm();
+    let Some(lan) = network_address() else {
+        eprintln!("skipped: no non-loopback IPv4 address on this machine");
+        return;
+    };
+    let (_child, printed) = start(&["--addr", &format!("{lan}:0")]).await;
+    let (base, addr) = pushpoll::spawn::url_in(&printed[0]).unwrap();
+    assert_eq!(addr.ip(), IpAddr::from(lan), "{printed:?}");
+    assert_eq!(printed.len(), 1, "nothing else to print: {printed:?}");
+    let http = reqwest::Client::new();
+    let res = http.get(format!("{base}/poll/clock")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    // Loopback is not listened on, and its names are not this server's.
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", addr.port()))
+            .await
+            .is_err()
+    );
+    let res = http
+        .get(format!("{base}/healthz"))
+        .header(HOST, format!("localhost:{}", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 421);
+}
