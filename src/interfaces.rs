@@ -34,7 +34,7 @@ pub fn list() -> Vec<Interface> {
         while let Some(entry) = cursor.as_ref() {
             cursor = entry.ifa_next;
             let up = entry.ifa_flags & (libc::IFF_UP as u32) != 0;
-            if !up || entry.ifa_addr.is_null() {
+            if !up || entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
                 continue;
             }
             let ip = match i32::from((*entry.ifa_addr).sa_family) {

@@ -37,11 +37,6 @@ pub struct OwnHosts {
 const OWN_SCHEME: &str = "http";
 
 impl OwnHosts {
-    /// The names of a server bound to `addr`, with this machine's interfaces read now.
-    pub fn new(addr: SocketAddr, allow_origin: &[String]) -> OwnHosts {
-        OwnHosts::build(addr, &crate::interfaces::list(), &[], allow_origin)
-    }
-
     /// The names of a server bound to `addr` on a machine with `interfaces`, reached also at
     /// `public` URLs and by `allow_origin` pages.
     pub fn build(
@@ -397,8 +392,10 @@ mod tests {
 
     #[test]
     fn only_the_servers_own_names_pass_the_host_check() {
-        let own = OwnHosts::new(
+        let own = OwnHosts::build(
             "127.0.0.1:3000".parse().unwrap(),
+            &crate::interfaces::list(),
+            &[],
             &[
                 "https://class.example".to_string(),
                 "http://lab:8080/".to_string(),
