@@ -2,10 +2,8 @@
 //! the read-only views (`rooms`, `users` from the presence index, `history`). Bodies are JSON
 //! of at most [`crate::http::MAX_BODY_BYTES`]; every failure is an [`ApiError`].
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,14 +13,15 @@ use serde_json::json;
 use crate::chat::command::{DEFAULT_ROOM, SendBody};
 use crate::chat::{Chat, Message, Sessions, parse_room};
 use crate::error::ApiError;
-use crate::http::{JsonBody, Params, SignedIn, events_json, parse_cursor, session_of};
+use crate::http::{ClientAddr, JsonBody, Params, SignedIn, events_json, parse_cursor, session_of};
 use crate::peers::Budget;
 use crate::state::AppState;
 
 /// Refuses state-changing requests from a foreign `Origin` (see [`crate::origin`]).
 pub async fn check_origin(State(app): State<AppState>, req: Request, next: Next) -> Response {
     use axum::http::Method;
-    let origin = crate::origin::origin_of(req.headers(), &app.config().allow_origin);
+    let origin =
+        crate::origin::origin_of(req.headers(), app.own_hosts(), &app.config().allow_origin);
     let safe = matches!(*req.method(), Method::GET | Method::HEAD);
     match origin {
         Some(Err(origin)) if !safe => ApiError::ForbiddenOrigin(origin).into_response(),
@@ -78,12 +77,12 @@ fn with_cookie(status: StatusCode, body: serde_json::Value, cookie: String) -> R
 /// sessions are capped at `--max-sessions` (`503 too_many_sessions`).
 pub async fn login(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     headers: HeaderMap,
     JsonBody(body): JsonBody<NickBody>,
 ) -> Result<Response, ApiError> {
     app.peers()
-        .spend(peer.ip(), Budget::Login)
+        .spend(client.ip(), Budget::Login)
         .map_err(|retry_after| ApiError::RateLimited {
             what: "logins from this address",
             retry_after,

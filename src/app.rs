@@ -1,14 +1,17 @@
 //! The router: which handler answers which path, and the layers around them. `app(state)`
 //! is what `run` serves and what tests call. Nothing imports this module but `lib.rs`.
 
+use std::net::SocketAddr;
+
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 use crate::error::ApiError;
-use crate::http::MAX_BODY_BYTES;
+use crate::forwarded;
+use crate::http::{ClientAddr, MAX_BODY_BYTES};
 use crate::state::AppState;
 use crate::transport::{iframe, longpoll, poll, sse, ws};
 use crate::{api, assets, diag, draw, results, stats};
@@ -31,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .route("/demos/{file}", get(assets::demo))
         .route("/static/{*file}", get(assets::static_file))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/results", get(results::redirect))
         .route("/results/", get(results::page))
         .route("/results/{*path}", get(results::raw))
@@ -64,6 +68,11 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             check_host,
         ))
+        // Outside even that: who the request is from, for every layer and handler.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_addr,
+        ))
         .with_state(state)
 }
 
@@ -77,6 +86,40 @@ async fn check_host(
     match app.own_hosts().check(req.headers()) {
         Ok(()) => next.run(req).await,
         Err(err) => err.into_response(),
+    }
+}
+
+/// Resolves the request's [`ClientAddr`] (the TCP peer, or the client a `--trust-proxy`
+/// proxy forwarded) and runs the rest of the request inside a log span that names it.
+async fn client_addr(
+    State(app): State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    // The listener inserts the peer; a router driven without one (a unit test's `oneshot`)
+    // gets none, and a handler that needs it answers `500`.
+    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
+        return next.run(req).await;
+    };
+    let client = forwarded::resolve(
+        peer,
+        forwarded::Scheme::Http,
+        req.headers(),
+        &app.config().trust_proxy,
+    );
+    req.extensions_mut().insert(ClientAddr(client));
+    let span = tracing::info_span!("request", client = %client.ip, peer = %peer);
+    next.run(req).instrument(span).await
+}
+
+/// `GET /readyz`: `200 {"ready":true}`, or `503 shutting_down` once shutdown has begun, so a
+/// load balancer that still reaches the server sends it no new clients while streams end.
+async fn readyz(State(app): State<AppState>) -> axum::response::Response {
+    if app.shutdown_token().is_cancelled() {
+        ApiError::ShuttingDown.into_response()
+    } else {
+        axum::Json(serde_json::json!({ "ready": true })).into_response()
     }
 }
 

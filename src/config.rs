@@ -14,8 +14,9 @@ use crate::names::Transport;
     about = "A live clock over five web push transports, with what each costs."
 )]
 pub struct Config {
-    /// Address to listen on. Loopback only; port 0 picks a free port.
-    #[arg(long, env = "PUSHPOLL_ADDR", default_value = "127.0.0.1:3000", value_parser = parse_loopback)]
+    /// Address to listen on: loopback (the default), an interface's address, or `0.0.0.0` /
+    /// `[::]` for every interface; port 0 picks a free port.
+    #[arg(long, env = "PUSHPOLL_ADDR", default_value = "127.0.0.1:3000", value_parser = parse_addr)]
     pub addr: SocketAddr,
 
     /// SQLite file for the chat history, created if missing (`:memory:` keeps nothing).
@@ -140,6 +141,21 @@ pub struct Config {
     #[arg(long, env = "PUSHPOLL_CHAT_LAG", default_value_t = 1024, hide = true,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub chat_lag: u64,
+
+    /// A URL this server is also reached at, through a proxy or under a DNS name
+    /// (`https://class.example`): its host is accepted by the Host check and its origin by the
+    /// Origin check. Repeatable, or comma-separated.
+    #[arg(long = "public-url", env = "PUSHPOLL_PUBLIC_URL", value_delimiter = ',',
+          value_parser = crate::origin::PublicUrl::parse)]
+    pub public_url: Vec<crate::origin::PublicUrl>,
+
+    /// A proxy address range (CIDR, `127.0.0.0/8`, `10.0.0.0/8`, `::1/128`, or one address):
+    /// when the TCP peer is inside one, the client's address and scheme are taken from
+    /// `X-Forwarded-For`/`X-Forwarded-Proto` or `Forwarded`; otherwise those headers are
+    /// ignored. Repeatable, or comma-separated.
+    #[arg(long = "trust-proxy", env = "PUSHPOLL_TRUST_PROXY", value_delimiter = ',',
+          value_parser = crate::forwarded::Cidr::parse)]
+    pub trust_proxy: Vec<crate::forwarded::Cidr>,
 }
 
 impl Config {
@@ -173,14 +189,19 @@ impl Config {
     }
 }
 
-fn parse_loopback(s: &str) -> Result<SocketAddr, String> {
-    let addr: SocketAddr = s
-        .parse()
-        .map_err(|e| format!("{e} (expected e.g. 127.0.0.1:3000)"))?;
-    if !addr.ip().is_loopback() {
-        return Err(format!(
-            "{addr} is not a loopback address: pushpoll only listens on 127.0.0.0/8 or [::1]"
-        ));
+/// `IP:PORT`: loopback, an interface's address, or the unspecified `0.0.0.0` / `[::]` (every
+/// interface). Multicast and broadcast addresses cannot be listened on and are refused here,
+/// with a message, rather than by `bind`.
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s.trim().parse().map_err(|e| {
+        format!("{e} (expected IP:PORT, e.g. 127.0.0.1:3000, 0.0.0.0:3000 or [::]:3000)")
+    })?;
+    let unusable = match addr.ip() {
+        std::net::IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast(),
+        std::net::IpAddr::V6(v6) => v6.is_multicast(),
+    };
+    if unusable {
+        return Err(format!("{addr} is a multicast or broadcast address"));
     }
     Ok(addr)
 }
@@ -245,11 +266,26 @@ mod tests {
     }
 
     #[test]
-    fn only_loopback_addresses_are_accepted() {
-        assert!(parse_loopback("127.0.0.1:0").is_ok());
-        assert!(parse_loopback("[::1]:3000").is_ok());
-        assert!(parse_loopback("0.0.0.0:3000").is_err());
-        assert!(parse_loopback("192.168.1.2:3000").is_err());
+    fn any_unicast_address_is_accepted() {
+        for ok in [
+            "127.0.0.1:0",
+            "[::1]:3000",
+            "0.0.0.0:3000",
+            "[::]:3000",
+            "192.168.1.2:3000",
+        ] {
+            assert!(parse_addr(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "localhost:3000",
+            "0.0.0.0",
+            "224.0.0.1:3000",
+            "255.255.255.255:80",
+            "[ff02::1]:80",
+            "",
+        ] {
+            assert!(parse_addr(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

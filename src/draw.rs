@@ -5,17 +5,15 @@
 //! after the batch is checked and before anything is published
 //! ([`AppState::send_strokes`], shared with the WebSocket `draw` frame).
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::feed::draw::Batch;
-use crate::http::JsonBody;
+use crate::http::{ClientAddr, JsonBody};
 use crate::state::AppState;
 
 /// `POST /api/draw {"strokes":[{"color":"#rrggbb","width":3,"points":[x0,y0,…]},…]}` →
@@ -24,7 +22,7 @@ use crate::state::AppState;
 /// (see [`head_bytes`]), so a page can show the headers its browser adds but hides.
 pub async fn upload(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientAddr,
     method: Method,
     uri: Uri,
     version: Version,
@@ -36,7 +34,7 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let ids = app.send_strokes(peer.ip(), batch)?;
+    let ids = app.send_strokes(client.ip(), batch)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "ids": ids, "request": { "head": head, "body": body } })),

@@ -43,7 +43,9 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("this URL speaks WebSocket: {0}")]
     UpgradeRequired(String),
-    #[error("this server does not answer to the host {0:?}; add the name with --allow-origin")]
+    #[error(
+        "this server does not answer to the host {0:?}; to reach it under that name, start it with --public-url http://NAME:PORT (or https://NAME behind a proxy)"
+    )]
     UnknownHost(String),
     #[error("request origin {0:?} is not allowed")]
     ForbiddenOrigin(String),
@@ -55,6 +57,8 @@ pub enum ApiError {
     TransportRefused(&'static str),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    #[error("the server is shutting down: it takes no new clients while its streams end")]
+    ShuttingDown,
 }
 
 impl ApiError {
@@ -80,6 +84,7 @@ impl ApiError {
             | ApiError::TooManySessions(_)
             | ApiError::TransportRefused(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -107,6 +112,7 @@ impl ApiError {
             ApiError::TooManySessions(_) => "too_many_sessions",
             ApiError::TransportRefused(_) => "transport_refused",
             ApiError::Internal(_) => "internal",
+            ApiError::ShuttingDown => "shutting_down",
         }
     }
 

@@ -19,6 +19,7 @@ use crate::chat::{Chat, ChatError, Session, parse_room};
 use crate::error::ApiError;
 use crate::event::SharedEvent;
 use crate::feed::draw::{Invalid, Refused};
+use crate::forwarded::Client;
 use crate::names::FeedName;
 
 /// Largest request body accepted (`413` beyond).
@@ -287,4 +288,29 @@ pub fn events_json(events: &[SharedEvent], head: &str, tail: &str) -> Bytes {
     body.extend_from_slice(b"]");
     body.extend_from_slice(tail.as_bytes());
     body.freeze()
+}
+
+/// Who the request is from: the TCP peer, or the client a trusted proxy forwarded
+/// (`--trust-proxy`, see [`crate::forwarded`]). Decided once per request by the router's
+/// outermost layer, which puts it in the request's extensions; handlers take it from there,
+/// so the budgets, the logs and the wire view all use the same address.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Client);
+
+impl ClientAddr {
+    pub fn ip(&self) -> std::net::IpAddr {
+        self.0.ip
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<ClientAddr>()
+            .copied()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no client address resolved")))
+    }
 }

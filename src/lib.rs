@@ -25,7 +25,9 @@
 //!   `peers`, per-peer accounting (connections and budgets per client address); `origin`,
 //!   the Host check and the cross-site (Origin) check; `listener`, the accept loop (hyper's
 //!   HTTP/1.1 builder with a timer for the header deadline, the connection caps in total and
-//!   per peer, the write-stall deadline).
+//!   per peer, the write-stall deadline); [`forwarded`], who a request is from behind a
+//!   `--trust-proxy` proxy (`X-Forwarded-For`, `Forwarded`); [`interfaces`], this machine's
+//!   addresses, for the URLs printed at start and the Host check of a server on `0.0.0.0`.
 //! - **HTTP edge**: `state`, the shared [`AppState`] with a `FromRef` for each part;
 //!   [`http`], the extractors and JSON helpers; then the handlers, which import those and
 //!   the core but never each other: `api` (the chat's HTTP API), [`transport`] (one file
@@ -47,7 +49,9 @@ pub(crate) mod draw;
 pub mod error;
 pub mod event;
 pub mod feed;
+pub mod forwarded;
 pub mod http;
+pub mod interfaces;
 pub(crate) mod listener;
 pub mod names;
 pub(crate) mod origin;

@@ -44,9 +44,28 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let addr = listener.local_addr()?;
-    println!("pushpoll is running: open http://{addr}/ for the demos (Ctrl-C stops it)");
+    print_urls(addr, &config);
 
     pushpoll::run(listener, config, shutdown_signal()).await
+}
+
+/// Prints where the server can be reached: first the URL to open on this machine (the line
+/// `pushpoll::spawn` reads back; for `0.0.0.0`/`[::]` the loopback address), then each
+/// network address and `--public-url`, as dev servers such as Vite do. One write, whose
+/// failure is ignored: a parent that read the first line and closed the pipe must not make
+/// `println!` panic the server.
+fn print_urls(addr: std::net::SocketAddr, config: &Config) {
+    use std::io::Write as _;
+    let interfaces = pushpoll::interfaces::list();
+    let public: Vec<String> = config.public_url.iter().map(|u| u.to_string()).collect();
+    let mut text = pushpoll::spawn::banner(pushpoll::interfaces::local(addr));
+    text.push('\n');
+    for line in pushpoll::interfaces::more_urls(addr, &interfaces, &public) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -18,17 +18,35 @@ use crate::error::ApiError;
 /// of another site that resolves its own name to this machine (DNS rebinding) sends its own
 /// name as `Host`, and is refused before it can read or act.
 ///
-/// Its own names are the bound address, the loopback aliases of its port (`127.0.0.1`,
-/// `localhost`, `[::1]`) when it listens on loopback, and the host of each `--allow-origin`.
+/// Its own names follow the binding: the bound address (every interface address when it is
+/// unspecified, see [`crate::interfaces::serving`]), the loopback aliases of its port
+/// (`127.0.0.1`, `localhost`, `[::1]`) when it listens on loopback, the host of each
+/// `--public-url` and of each `--allow-origin`. The same list, with schemes, is the server's
+/// own origins for the Origin check and the CORS rule ([`origin_of`]).
 #[derive(Debug, Clone)]
 pub struct OwnHosts {
     /// Lower-case `host:port` values (and bare `host` where the port is the scheme's default).
     names: Vec<String>,
+    /// Lower-case origins as browsers serialize them (`http://192.0.2.2:3000`,
+    /// `https://class.example`): the bound addresses and loopback aliases over `http`, each
+    /// `--public-url` over its own scheme.
+    origins: Vec<String>,
 }
 
+/// The scheme the server itself is reached by on its bound addresses.
+const OWN_SCHEME: &str = "http";
+
 impl OwnHosts {
-    pub fn new(addr: SocketAddr, allow_origin: &[String]) -> OwnHosts {
+    /// The names of a server bound to `addr` on a machine with `interfaces`, reached also at
+    /// `public` URLs and by `allow_origin` pages.
+    pub fn build(
+        addr: SocketAddr,
+        interfaces: &[crate::interfaces::Interface],
+        public: &[PublicUrl],
+        allow_origin: &[String],
+    ) -> OwnHosts {
         let mut names = Vec::new();
+        let mut origins = Vec::new();
         let port = addr.port();
         let mut add = |host: String, port: u16, default_port: u16| {
             if port == default_port {
@@ -36,11 +54,18 @@ impl OwnHosts {
             }
             names.push(format!("{host}:{port}"));
         };
-        add(host_of_ip(addr.ip()), port, 80);
-        if addr.ip().is_loopback() {
-            for alias in ["127.0.0.1", "localhost", "[::1]"] {
-                add(alias.to_string(), port, 80);
-            }
+        let serving = crate::interfaces::serving(addr, interfaces);
+        let mut hosts: Vec<String> = serving.iter().map(|ip| host_of_ip(*ip)).collect();
+        if serving.iter().any(|ip| ip.is_loopback()) {
+            hosts.extend(["127.0.0.1", "localhost", "[::1]"].map(String::from));
+        }
+        for host in hosts {
+            origins.push(serialize_origin(OWN_SCHEME, &host, port));
+            add(host, port, 80);
+        }
+        for url in public {
+            origins.push(url.origin());
+            add(url.host.clone(), url.port, url.default_port());
         }
         for origin in allow_origin {
             let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
@@ -63,7 +88,9 @@ impl OwnHosts {
         }
         names.sort();
         names.dedup();
-        OwnHosts { names }
+        origins.sort();
+        origins.dedup();
+        OwnHosts { names, origins }
     }
 
     /// `Ok` when the request's `Host` is one of the server's own names.
@@ -82,6 +109,104 @@ impl OwnHosts {
     pub fn names(&self) -> &[String] {
         &self.names
     }
+
+    /// Whether `origin` is one of the server's own origins (any of its names, over the scheme
+    /// it is reached by there).
+    pub fn is_own_origin(&self, origin: &str) -> bool {
+        self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// `scheme://host` or `scheme://host:port`, the port left out when it is the scheme's
+/// default, as browsers write `Origin` (RFC 6454 §6.2).
+fn serialize_origin(scheme: &str, host: &str, port: u16) -> String {
+    let default = if scheme == "https" { 443 } else { 80 };
+    if port == default {
+        format!("{scheme}://{host}")
+    } else {
+        format!("{scheme}://{host}:{port}")
+    }
+}
+
+/// A `--public-url`: `http(s)://HOST[:PORT][/]`, where HOST is a DNS name, an IPv4 address or
+/// a bracketed IPv6 one. Parsed strictly: no user info, no path (the pages are served from
+/// the root), no query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    scheme: &'static str,
+    /// Lower case; IPv6 in brackets.
+    host: String,
+    port: u16,
+}
+
+impl PublicUrl {
+    pub fn parse(s: &str) -> Result<PublicUrl, String> {
+        let err = |why: &str| {
+            format!(
+                "--public-url {s:?}: {why} (expected e.g. https://class.example or http://lab.local:3000)"
+            )
+        };
+        let lower = s.trim().to_ascii_lowercase();
+        let (scheme, rest) = match lower.split_once("://") {
+            Some(("http", rest)) => ("http", rest),
+            Some(("https", rest)) => ("https", rest),
+            _ => return Err(err("the scheme must be http or https")),
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(err(
+                "give only scheme, host and port: the server is at the root",
+            ));
+        }
+        let default = if scheme == "https" { 443 } else { 80 };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (ip, after) = v6.split_once(']').ok_or_else(|| err("unclosed ["))?;
+            ip.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| err("not an IPv6 address in [ ]"))?;
+            (format!("[{ip}]"), after)
+        } else {
+            let end = authority.find(':').unwrap_or(authority.len());
+            (authority[..end].to_string(), &authority[end..])
+        };
+        let port = match port {
+            "" => default,
+            p => p
+                .strip_prefix(':')
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|p| *p != 0)
+                .ok_or_else(|| err("the port must be 1 to 65535"))?,
+        };
+        let name_ok = !host.is_empty()
+            && host.len() <= 253
+            && (host.starts_with('[')
+                || host.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                }));
+        if !name_ok {
+            return Err(err("the host must be a DNS name or an IP address"));
+        }
+        Ok(PublicUrl { scheme, host, port })
+    }
+
+    fn default_port(&self) -> u16 {
+        if self.scheme == "https" { 443 } else { 80 }
+    }
+
+    /// The origin a page loaded from this URL sends.
+    pub fn origin(&self) -> String {
+        serialize_origin(self.scheme, &self.host, self.port)
+    }
+}
+
+impl std::fmt::Display for PublicUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/", self.origin())
+    }
 }
 
 fn host_of_ip(ip: IpAddr) -> String {
@@ -91,16 +216,21 @@ fn host_of_ip(ip: IpAddr) -> String {
     }
 }
 
-pub fn check(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
-    match origin_of(headers, allowed) {
+pub fn check(headers: &HeaderMap, own: &OwnHosts, allowed: &[String]) -> Result<(), ApiError> {
+    match origin_of(headers, own, allowed) {
         Some(Err(origin)) => Err(ApiError::ForbiddenOrigin(origin)),
         _ => Ok(()),
     }
 }
 
 /// The request's `Origin`, if it has one: `Ok` when it may read and act (the server's own
-/// origin, a loopback alias of it, or `--allow-origin`), `Err` when it is foreign.
-pub fn origin_of(headers: &HeaderMap, allowed: &[String]) -> Option<Result<String, String>> {
+/// origin, a loopback alias of it, one of [`OwnHosts`]' origins, or `--allow-origin`), `Err`
+/// when it is foreign.
+pub fn origin_of(
+    headers: &HeaderMap,
+    own_hosts: &OwnHosts,
+    allowed: &[String],
+) -> Option<Result<String, String>> {
     let origin = headers.get(header::ORIGIN)?;
     let origin = origin.to_str().unwrap_or("(not text)").to_string();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
@@ -109,7 +239,10 @@ pub fn origin_of(headers: &HeaderMap, allowed: &[String]) -> Option<Result<Strin
             o == host || loopback_port(o).is_some_and(|port| loopback_port(host) == Some(port))
         })
     });
-    if own || allowed.iter().any(|a| a.trim_end_matches('/') == origin) {
+    if own
+        || own_hosts.is_own_origin(&origin)
+        || allowed.iter().any(|a| a.trim_end_matches('/') == origin)
+    {
         Some(Ok(origin))
     } else {
         Some(Err(origin))
@@ -151,21 +284,118 @@ mod tests {
         h
     }
 
+    fn own() -> OwnHosts {
+        OwnHosts::build("127.0.0.1:3000".parse().unwrap(), &[], &[], &[])
+    }
+
+    #[test]
+    fn a_server_on_every_interface_answers_to_each_address_and_its_public_urls() {
+        let interfaces: Vec<crate::interfaces::Interface> =
+            [("lo", "127.0.0.1"), ("eth0", "192.0.2.2")]
+                .iter()
+                .map(|(n, ip)| crate::interfaces::Interface {
+                    name: n.to_string(),
+                    ip: ip.parse().unwrap(),
+                })
+                .collect();
+        let public = [PublicUrl::parse("https://Class.Example/").unwrap()];
+        let own = OwnHosts::build("0.0.0.0:3000".parse().unwrap(), &interfaces, &public, &[]);
+        let host = |h: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, h.parse().unwrap());
+            own.check(&m).is_ok()
+        };
+        for ok in [
+            "192.0.2.2:3000",
+            "127.0.0.1:3000",
+            "localhost:3000",
+            "class.example",
+            "class.example:443",
+        ] {
+            assert!(host(ok), "{ok}");
+        }
+        for bad in [
+            "0.0.0.0:3000",
+            "192.0.2.3:3000",
+            "evil.example:3000",
+            "class.example:3000",
+        ] {
+            assert!(!host(bad), "{bad}");
+        }
+        let origin = |o: &str, h: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, h.parse().unwrap());
+            m.insert(header::ORIGIN, o.parse().unwrap());
+            origin_of(&m, &own, &[]).map(|r| r.is_ok())
+        };
+        assert_eq!(origin("https://class.example", "class.example"), Some(true));
+        assert_eq!(
+            origin("http://192.0.2.2:3000", "127.0.0.1:3000"),
+            Some(true)
+        );
+        assert_eq!(
+            origin("http://class.example", "127.0.0.1:3000"),
+            Some(false)
+        );
+        assert_eq!(origin("https://evil.example", "class.example"), Some(false));
+    }
+
+    #[test]
+    fn public_urls_parse_strictly() {
+        for ok in [
+            "https://class.example",
+            "http://lab.local:3000/",
+            "HTTPS://A-B.example:8443",
+            "http://[2001:db8::1]:80",
+            "http://192.0.2.2",
+        ] {
+            assert!(PublicUrl::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "class.example",
+            "ftp://class.example",
+            "https://",
+            "https://class.example/app",
+            "https://user@class.example",
+            "https://class.example:0",
+            "https://class.example:99999",
+            "https://class.example:",
+            "https://bad_name.example",
+            "https://[::1",
+            "https://a..b",
+            "https://class.example?x",
+        ] {
+            assert!(PublicUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            PublicUrl::parse("https://class.example:443")
+                .unwrap()
+                .origin(),
+            "https://class.example"
+        );
+        assert_eq!(
+            PublicUrl::parse("http://lab:8080").unwrap().origin(),
+            "http://lab:8080"
+        );
+    }
+
     #[test]
     fn own_absent_and_allowed_origins_pass_others_are_forbidden() {
         let allowed = vec!["http://localhost:3001/".to_string()];
-        assert!(check(&headers(None), &allowed).is_ok());
-        assert!(check(&headers(Some("http://127.0.0.1:3000")), &allowed).is_ok());
-        assert!(check(&headers(Some("http://localhost:3001")), &allowed).is_ok());
-        assert!(check(&headers(Some("http://evil.example")), &allowed).is_err());
-        assert!(check(&headers(Some("null")), &allowed).is_err());
-        assert!(check(&headers(Some("https://127.0.0.1:3000")), &allowed).is_err());
+        assert!(check(&headers(None), &own(), &allowed).is_ok());
+        assert!(check(&headers(Some("http://127.0.0.1:3000")), &own(), &allowed).is_ok());
+        assert!(check(&headers(Some("http://localhost:3001")), &own(), &allowed).is_ok());
+        assert!(check(&headers(Some("http://evil.example")), &own(), &allowed).is_err());
+        assert!(check(&headers(Some("null")), &own(), &allowed).is_err());
+        assert!(check(&headers(Some("https://127.0.0.1:3000")), &own(), &allowed).is_err());
     }
 
     #[test]
     fn only_the_servers_own_names_pass_the_host_check() {
-        let own = OwnHosts::new(
+        let own = OwnHosts::build(
             "127.0.0.1:3000".parse().unwrap(),
+            &crate::interfaces::list(),
+            &[],
             &[
                 "https://class.example".to_string(),
                 "http://lab:8080/".to_string(),
@@ -206,7 +436,7 @@ mod tests {
         let none: Vec<String> = Vec::new();
         for alias in ["http://localhost:3000", "http://[::1]:3000"] {
             assert_eq!(
-                origin_of(&headers(Some(alias)), &none),
+                origin_of(&headers(Some(alias)), &own(), &none),
                 Some(Ok(alias.into()))
             );
         }
@@ -216,7 +446,10 @@ mod tests {
             "http://localhost.evil.example:3000",
             "http://10.0.0.1:3000",
         ] {
-            assert!(check(&headers(Some(foreign)), &none).is_err(), "{foreign}");
+            assert!(
+                check(&headers(Some(foreign)), &own(), &none).is_err(),
+                "{foreign}"
+            );
         }
     }
 }

@@ -84,7 +84,12 @@ impl AppState {
                     },
                 ),
                 diagnostics: Default::default(),
-                own_hosts: OwnHosts::new(config.addr, &config.allow_origin),
+                own_hosts: OwnHosts::build(
+                    config.addr,
+                    &crate::interfaces::list(),
+                    &config.public_url,
+                    &config.allow_origin,
+                ),
                 config,
                 clock,
                 chat,

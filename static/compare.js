@@ -30,7 +30,11 @@ const MAX_ROWS = 30;
 const AUTO_SEND_MS = 2000;
 const QUEUED_MS = 250;
 
-const ONE_ORIGIN = new URLSearchParams(location.search).has('one-origin');
+// The loopback alias exists only for a page opened on the server's own machine: opened from
+// the network (http://192.0.2.2:3000/ in a classroom), `localhost` would be the student's own
+// machine, so the page then has no second origin and puts everything on its own.
+const HAS_ALIAS = ['localhost', '127.0.0.1', '[::1]'].includes(location.hostname);
+const ONE_ORIGIN = !HAS_ALIAS || new URLSearchParams(location.search).has('one-origin');
 const PAGE_ORIGIN = location.origin;
 const ALIAS_ORIGIN = (() => {
   const host = location.hostname === 'localhost' ? '127.0.0.1' : 'localhost';
@@ -429,6 +433,10 @@ async function boot() {
     note.classList.add('warn');
     layoutLink.textContent = 'Back to two origins';
     layoutLink.href = location.pathname;
+    if (!HAS_ALIAS) {
+      note.textContent = `Opened from the network (${location.host}), this page has no second name for the server that your browser reaches (localhost would be your own machine), so every transport uses this one origin. ${note.textContent}`;
+      layoutLink.hidden = true;
+    }
   } else {
     note.textContent = `Short polling, the iframe and WebSocket use this page's origin (${location.host}); SSE and long polling use ${new URL(ALIAS_ORIGIN).host}, the same server under its other loopback name, so that no origin needs more than six connections. See "Six connections per origin" below.`;
   }

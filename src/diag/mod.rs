@@ -45,7 +45,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::error::ApiError;
-use crate::http::{JsonBody, KillSwitch};
+use crate::http::{ClientAddr, JsonBody, KillSwitch};
 pub use recording::shows_value;
 use recording::{Budget, Exchange, RecordingBody, State_, headers_of, request_line};
 pub use registry::Diagnostics;
@@ -177,6 +177,7 @@ pub async fn record(
             + size_of::<Exchange>(),
         request_line,
         request_headers,
+        client: req.extensions().get::<ClientAddr>().map(|c| c.0),
         response: Mutex::default(),
     });
     diag.record(&tag, exchange.clone());

@@ -175,6 +175,9 @@ pub(super) struct Exchange {
     pub(super) cost: usize,
     pub(super) request_line: String,
     pub(super) request_headers: Vec<(String, String)>,
+    /// Who sent it: the TCP peer, or the client a trusted proxy forwarded (`--trust-proxy`).
+    /// Fixed-size, so `size_of::<Exchange>()` in `cost` covers it.
+    pub(super) client: Option<crate::forwarded::Client>,
     pub(super) response: Mutex<ResponseRecord>,
 }
 

@@ -178,6 +178,7 @@ mod tests {
             cost,
             request_line: String::new(),
             request_headers: Vec::new(),
+            client: None,
             response: Mutex::default(),
         })
     }

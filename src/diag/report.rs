@@ -29,9 +29,21 @@ struct ExchangeReport {
     duration_ms: f64,
     state: State_,
     request: Message,
+    /// Who sent the request, as the budgets see it (`--trust-proxy`).
+    client: Option<ClientReport>,
     /// `None` while the handler has not answered yet (a held long poll).
     response: Option<Message>,
     body: BodyReport,
+}
+
+#[derive(Serialize)]
+struct ClientReport {
+    /// The client's address: the TCP peer's, or the one a trusted proxy forwarded.
+    address: String,
+    /// The TCP peer, `IP:PORT` (the proxy, when `forwarded`).
+    peer: String,
+    scheme: &'static str,
+    forwarded: bool,
 }
 
 #[derive(Serialize)]
@@ -77,6 +89,12 @@ pub async fn wire(
                     line: x.request_line.clone(),
                     headers: x.request_headers.clone(),
                 },
+                client: x.client.map(|c| ClientReport {
+                    address: c.ip.to_string(),
+                    peer: c.peer.to_string(),
+                    scheme: c.scheme.as_str(),
+                    forwarded: c.forwarded(),
+                }),
                 response: (!r.line.is_empty()).then(|| Message {
                     line: r.line.clone(),
                     headers: r.headers.clone(),

@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::extract::ws::{
     CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
     rejection::WebSocketUpgradeRejection,
 };
-use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,7 @@ pub mod close {
 
 pub async fn handler(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    client: crate::http::ClientAddr,
     FeedPath(feed): FeedPath,
     Subscribing {
         params,
@@ -60,7 +60,7 @@ pub async fn handler(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Ws).request();
-    crate::origin::check(&headers, &app.config().allow_origin)?;
+    crate::origin::check(&headers, app.own_hosts(), &app.config().allow_origin)?;
     let upgrade = upgrade.map_err(|e| ApiError::UpgradeRequired(e.body_text()))?;
     let sub = open(
         &app,
@@ -99,7 +99,7 @@ pub async fn handler(
             {
                 return;
             }
-            serve(socket, sub, app, feed, session, peer.ip()).await;
+            serve(socket, sub, app, feed, session, client.ip()).await;
         });
     if inspect {
         let _ = handshake_tx.send(handshake_event(&uri, &headers, &response));

@@ -19,6 +19,7 @@ mod draw;
 mod durability;
 mod iframe;
 mod input_edges;
+mod lan;
 mod proxy;
 mod resume;
 mod shutdown;

@@ -337,3 +337,39 @@ async fn the_poll_interval_and_pause_controls_change_the_lanes_live(engine: Engi
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
 in_every_engine!(the_poll_interval_and_pause_controls_change_the_lanes_live);
+
+/// Opened from the network (a student's laptop in a classroom), the page has no loopback
+/// alias to use (`localhost` would be the student's own machine): every transport runs on the
+/// page's origin, and all five clocks are live.
+async fn opened_from_the_network_address_every_lane_uses_the_pages_origin(engine: Engine) {
+    let Some(lan) = network_address() else {
+        eprintln!("skipped: no non-loopback IPv4 address on this machine");
+        return;
+    };
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushpoll"));
+    command
+        .args(["--addr", "0.0.0.0:0", "--db", ":memory:"])
+        .stderr(std::process::Stdio::null());
+    let _watchdog = Watchdog::arm();
+    let spawned = pushpoll::spawn::start(&mut command).await.unwrap();
+    let base = format!("http://{lan}:{}", spawned.addr.port());
+    let browser = Browser::launch(engine).await;
+    let (page, _errors) = browser.open(&format!("{base}/demos/compare.html")).await;
+    wait_for_five_clocks(&page).await;
+    let note = text(&page, "#origin-note").await;
+    assert!(note.contains("Opened from the network"), "{note}");
+    let origins: Vec<String> = serde_json::from_str(
+        &eval::<String>(
+            &page,
+            "JSON.stringify(performance.getEntriesByType('resource').map((e) => new URL(e.name).origin))",
+        )
+        .await,
+    )
+    .unwrap();
+    assert!(
+        origins.iter().all(|o| *o == base),
+        "every request went to the page's origin {base}: {origins:?}"
+    );
+    page.close().await.unwrap();
+}
+in_every_engine!(opened_from_the_network_address_every_lane_uses_the_pages_origin);
