@@ -140,6 +140,25 @@ pub struct Config {
     #[arg(long, env = "PUSHPOLL_CHAT_LAG", default_value_t = 1024, hide = true,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub chat_lag: u64,
+
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain; needs
+    /// --tls-key.
+    #[arg(
+        long,
+        env = "PUSHPOLL_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "PUSHPOLL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Serve HTTPS with a certificate made at start-up for the server's names (localhost,
+    /// 127.0.0.1, ::1, the bound address); prints its SHA-256 fingerprint.
+    #[arg(long, env = "PUSHPOLL_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
 }
 
 impl Config {

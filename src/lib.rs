@@ -57,6 +57,7 @@ pub mod spawn;
 pub(crate) mod state;
 pub mod stats;
 pub mod store;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 
@@ -83,6 +84,21 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .context("the listener has no local address")?;
+    let tls = tls::Tls::from_config(&config, addr)?;
+    run_with_tls(listener, config, tls, shutdown).await
+}
+
+/// [`run`] with the TLS set-up already made (the binary makes it first, to print its
+/// fingerprint): HTTPS with HTTP/2 and HTTP/1.1 when `tls` is given, plain HTTP/1.1 if not.
+pub async fn run_with_tls(
+    listener: TcpListener,
+    config: Config,
+    tls: Option<tls::Tls>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     // The address actually bound (port 0 picks one): the server's own name for the Host check.
     let mut config = config;
     config.addr = listener
@@ -105,6 +121,7 @@ pub async fn run(
         deadlines,
         token.clone(),
         tracker.clone(),
+        tls,
     ));
     shutdown.await;
     tracing::info!("shutting down: ending streams and closing sockets");

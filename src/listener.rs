@@ -27,6 +27,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -38,6 +39,7 @@ use tower::ServiceExt as _;
 use crate::error::ApiError;
 use crate::peers::{PeerConn, Peers};
 use crate::stats::Stats;
+use crate::tls::{self, OverTls, Tls};
 
 /// Refusals (`503` written by the listener) in flight at once; past it, excess connections
 /// are closed without an answer rather than spending a task each.
@@ -64,7 +66,9 @@ pub async fn serve(
     deadlines: Deadlines,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    tls: Option<Tls>,
 ) {
+    let secure = tls.map(|tls| Arc::new(SecureServer::new(tls, deadlines, tracker.clone())));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(deadlines.header)
@@ -104,6 +108,12 @@ pub async fn serve(
             send_timeout: deadlines.send,
             stalled: None,
         });
+        if let Some(secure) = &secure {
+            let secure = secure.clone();
+            let (router, shutdown) = (router.clone(), shutdown.clone());
+            tracker.spawn(async move { secure.serve(io, addr, router, shutdown).await });
+            continue;
+        }
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(addr));
@@ -260,5 +270,206 @@ impl AsyncWrite for CountedStream {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_shutdown(cx);
         this.watch(cx, polled)
+    }
+}
+
+/// Streams one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`,
+/// RFC 9113 §5.1.2): the compare page's five transports, its pages and assets fit with room
+/// to spare, and a peer holds at most this many times its connection cap in requests.
+pub const MAX_H2_STREAMS: u32 = 32;
+
+/// Bytes hyper buffers per HTTP/2 stream before the response body waits (its default is
+/// 400 KiB): what a stream whose reader is slow can make the server hold.
+pub const H2_SEND_BUFFER: usize = 64 * 1024;
+
+/// Runs hyper's per-stream HTTP/2 tasks on the server's [`TaskTracker`], so shutdown waits
+/// for them as it does for connections.
+#[derive(Clone)]
+struct Tracked(TaskTracker);
+
+impl<F> hyper::rt::Executor<F> for Tracked
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        self.0.spawn(fut);
+    }
+}
+
+/// HTTPS connections: a TLS handshake with a deadline, then HTTP/2 or HTTP/1.1 as ALPN
+/// chose, each with the bounds the plain listener has (see the module docs).
+struct SecureServer {
+    tls: Tls,
+    deadlines: Deadlines,
+    h1: auto::Builder<Tracked>,
+    h2: auto::Builder<Tracked>,
+}
+
+impl SecureServer {
+    fn new(tls: Tls, deadlines: Deadlines, tracker: TaskTracker) -> SecureServer {
+        // One builder per protocol, chosen by ALPN after the handshake: an auto builder left
+        // to sniff the connection preface would wait for it without any deadline.
+        let mut h1 = auto::Builder::new(Tracked(tracker.clone())).http1_only();
+        h1.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(deadlines.header)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .keep_alive(true);
+        let mut h2 = auto::Builder::new(Tracked(tracker)).http2_only();
+        h2.http2()
+            .timer(TokioTimer::new())
+            // h2's own default is 16 MiB; the same 64 KiB as an HTTP/1.1 head (HPACK-decoded
+            // size, RFC 9113 §6.5.2). Past it hyper answers 431.
+            .max_header_list_size(MAX_HEAD_BYTES as u32)
+            .max_concurrent_streams(MAX_H2_STREAMS)
+            .max_send_buf_size(H2_SEND_BUFFER)
+            // A peer that does not answer a PING within the header deadline is gone.
+            .keep_alive_interval(deadlines.header)
+            .keep_alive_timeout(deadlines.header);
+        SecureServer {
+            tls,
+            deadlines,
+            h1,
+            h2,
+        }
+    }
+
+    /// Serves one accepted connection (its slots already taken) until it closes.
+    async fn serve(
+        &self,
+        io: TokioIo<CountedStream>,
+        addr: SocketAddr,
+        router: Router,
+        shutdown: CancellationToken,
+    ) {
+        // The handshake gets the header deadline: a peer that opens a connection and then
+        // stalls in the TLS handshake is closed like one that never sends a request head.
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = tokio::time::timeout(
+                self.deadlines.header,
+                self.tls.acceptor.accept(io.into_inner()),
+            ) => accepted,
+        };
+        let stream = match accepted {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                tracing::debug!(%addr, %err, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%addr, "TLS handshake not done within --header-timeout");
+                return;
+            }
+        };
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let (open, watch_open) = tokio::sync::watch::channel(0usize);
+        let open = Arc::new(open);
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(addr));
+            req.extensions_mut().insert(OverTls);
+            authority_as_host(&mut req);
+            let guard = h2.then(|| StreamGuard::new(open.clone()));
+            let response = router.clone().oneshot(req);
+            async move {
+                let mut response = response.await?;
+                tls::secure_cookies(response.headers_mut());
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    axum::body::Body::new(Guarded {
+                        body,
+                        _guard: guard,
+                    })
+                }))
+            }
+        });
+        let builder = if h2 { &self.h2 } else { &self.h1 };
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let mut conn = std::pin::pin!(conn);
+        let header = self.deadlines.header;
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            () = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+            // HTTP/2 has no request-head timer: an h2 connection with no stream open for
+            // the header deadline (from the handshake on, or since its last stream ended) is
+            // closed with GOAWAY, the h2 form of an idle keep-alive connection timing out.
+            () = idle_for(watch_open, header), if h2 => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+}
+
+/// An HTTP/2 request names its server in `:authority` (which hyper puts in the URI), not in
+/// `Host`; as an HTTP/1.1 gateway must (RFC 9113 §8.3.1), the missing `Host` is made from it,
+/// so the Host and Origin checks see the same name whichever protocol carried the request.
+fn authority_as_host(req: &mut hyper::Request<Incoming>) {
+    if req.headers().contains_key(axum::http::header::HOST) {
+        return;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok());
+    if let Some(host) = host {
+        req.headers_mut().insert(axum::http::header::HOST, host);
+    }
+}
+
+/// Completes once the count of open streams has stayed at zero for `limit`.
+async fn idle_for(mut open: tokio::sync::watch::Receiver<usize>, limit: Duration) {
+    loop {
+        if open.wait_for(|n| *n == 0).await.is_err() {
+            return;
+        }
+        if tokio::time::timeout(limit, open.changed()).await.is_err() && *open.borrow() == 0 {
+            return;
+        }
+    }
+}
+
+/// Counts an HTTP/2 stream as open from its request until its response body is dropped.
+struct StreamGuard(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl StreamGuard {
+    fn new(open: Arc<tokio::sync::watch::Sender<usize>>) -> StreamGuard {
+        open.send_modify(|n| *n += 1);
+        StreamGuard(open)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// A response body that holds its stream's [`StreamGuard`] until it is dropped.
+struct Guarded {
+    body: axum::body::Body,
+    _guard: Option<StreamGuard>,
+}
+
+impl http_body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }

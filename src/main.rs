@@ -44,9 +44,18 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let addr = listener.local_addr()?;
-    println!("pushpoll is running: open http://{addr}/ for the demos (Ctrl-C stops it)");
+    let tls = pushpoll::tls::Tls::from_config(&config, addr)?;
+    match &tls {
+        None => {
+            println!("pushpoll is running: open http://{addr}/ for the demos (Ctrl-C stops it)")
+        }
+        Some(tls) => {
+            println!("{}", pushpoll::spawn::banner_tls(addr));
+            println!("{}", tls.describe());
+        }
+    }
 
-    pushpoll::run(listener, config, shutdown_signal()).await
+    pushpoll::run_with_tls(listener, config, tls, shutdown_signal()).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

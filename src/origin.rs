@@ -105,9 +105,14 @@ pub fn origin_of(headers: &HeaderMap, allowed: &[String]) -> Option<Result<Strin
     let origin = origin.to_str().unwrap_or("(not text)").to_string();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let own = host.is_some_and(|host| {
-        origin.strip_prefix("http://").is_some_and(|o| {
-            o == host || loopback_port(o).is_some_and(|port| loopback_port(host) == Some(port))
-        })
+        // `https://` too: over --tls-… the page's origin is https on the same host:port (one
+        // port serves one scheme, so a matching host:port is this server either way).
+        origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| {
+                o == host || loopback_port(o).is_some_and(|port| loopback_port(host) == Some(port))
+            })
     });
     if own || allowed.iter().any(|a| a.trim_end_matches('/') == origin) {
         Some(Ok(origin))
