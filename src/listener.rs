@@ -58,6 +58,9 @@ pub struct Deadlines {
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` fires;
 /// then each connection finishes its response (streams end on the same token) and closes.
 /// Connection tasks run on `tracker`, so shutdown can wait for them.
+// Eight parts of one accept loop, each used once; a struct gathering them would only move
+// the same list to the caller (and reshape a signature other branches also extend).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -68,7 +71,14 @@ pub async fn serve(
     tracker: TaskTracker,
     tls: Option<Tls>,
 ) {
-    let secure = tls.map(|tls| Arc::new(SecureServer::new(tls, deadlines, tracker.clone())));
+    let secure = tls.map(|tls| {
+        Arc::new(SecureServer::new(
+            tls,
+            deadlines,
+            stats.clone(),
+            tracker.clone(),
+        ))
+    });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(deadlines.header)
@@ -302,12 +312,18 @@ where
 struct SecureServer {
     tls: Tls,
     deadlines: Deadlines,
+    stats: Arc<Stats>,
     h1: auto::Builder<Tracked>,
     h2: auto::Builder<Tracked>,
 }
 
 impl SecureServer {
-    fn new(tls: Tls, deadlines: Deadlines, tracker: TaskTracker) -> SecureServer {
+    fn new(
+        tls: Tls,
+        deadlines: Deadlines,
+        stats: Arc<Stats>,
+        tracker: TaskTracker,
+    ) -> SecureServer {
         // One builder per protocol, chosen by ALPN after the handshake: an auto builder left
         // to sniff the connection preface would wait for it without any deadline.
         let mut h1 = auto::Builder::new(Tracked(tracker.clone())).http1_only();
@@ -330,6 +346,7 @@ impl SecureServer {
         SecureServer {
             tls,
             deadlines,
+            stats,
             h1,
             h2,
         }
@@ -366,21 +383,20 @@ impl SecureServer {
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let (open, watch_open) = tokio::sync::watch::channel(0usize);
         let open = Arc::new(open);
+        let stalls = Arc::new(Stalls::default());
+        let watched = stalls.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(addr));
             req.extensions_mut().insert(OverTls);
             authority_as_host(&mut req);
-            let guard = h2.then(|| StreamGuard::new(open.clone()));
+            let guard = h2.then(|| StreamGuard::new(open.clone(), stalls.clone()));
             let response = router.clone().oneshot(req);
             async move {
                 let mut response = response.await?;
                 tls::secure_cookies(response.headers_mut());
-                Ok::<_, std::convert::Infallible>(response.map(|body| {
-                    axum::body::Body::new(Guarded {
-                        body,
-                        _guard: guard,
-                    })
-                }))
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| axum::body::Body::new(Guarded { body, guard })),
+                )
             }
         });
         let builder = if h2 { &self.h2 } else { &self.h1 };
@@ -399,6 +415,13 @@ impl SecureServer {
             () = idle_for(watch_open, header), if h2 => {
                 conn.as_mut().graceful_shutdown();
                 let _ = conn.await;
+            }
+            // A stream the peer stopped reading stalls on its own flow-control window while
+            // the socket stays writable, so CountedStream cannot see it: past --send-timeout
+            // the whole connection is dropped, as an HTTP/1.1 one would be.
+            () = watched.stalled_for(self.deadlines.send), if h2 => {
+                self.stats.send_timed_out();
+                tracing::debug!(%addr, "an HTTP/2 stream made no progress for --send-timeout");
             }
         }
     }
@@ -432,26 +455,66 @@ async fn idle_for(mut open: tokio::sync::watch::Receiver<usize>, limit: Duration
     }
 }
 
-/// Counts an HTTP/2 stream as open from its request until its response body is dropped.
-struct StreamGuard(Arc<tokio::sync::watch::Sender<usize>>);
+/// The HTTP/2 streams of one connection whose response body handed hyper a frame and has
+/// not been asked for the next one since: hyper asks again as soon as the stream's window and
+/// send buffer have room, so a stream that stays here is one its peer does not read.
+#[derive(Default)]
+struct Stalls {
+    waiting: std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Stalls {
+    fn waiting(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, std::time::Instant>> {
+        // The map holds plain data; a panic elsewhere cannot leave it inconsistent.
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Completes once some stream has waited longer than `limit` (checked four times per
+    /// `limit`, so it fires between `limit` and 1.25 × `limit`).
+    async fn stalled_for(&self, limit: Duration) {
+        let period = (limit / 4).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(period).await;
+            let oldest = self.waiting().values().min().copied();
+            if oldest.is_some_and(|since| since.elapsed() >= limit) {
+                return;
+            }
+        }
+    }
+}
+
+/// Counts an HTTP/2 stream as open from its request until its response body is dropped, and
+/// notes when its body waits for the peer ([`Stalls`]).
+struct StreamGuard {
+    open: Arc<tokio::sync::watch::Sender<usize>>,
+    stalls: Arc<Stalls>,
+    id: u64,
+}
 
 impl StreamGuard {
-    fn new(open: Arc<tokio::sync::watch::Sender<usize>>) -> StreamGuard {
+    fn new(open: Arc<tokio::sync::watch::Sender<usize>>, stalls: Arc<Stalls>) -> StreamGuard {
         open.send_modify(|n| *n += 1);
-        StreamGuard(open)
+        let id = stalls
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        StreamGuard { open, stalls, id }
     }
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+        self.stalls.waiting().remove(&self.id);
+        self.open.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
 /// A response body that holds its stream's [`StreamGuard`] until it is dropped.
 struct Guarded {
     body: axum::body::Body,
-    _guard: Option<StreamGuard>,
+    guard: Option<StreamGuard>,
 }
 
 impl http_body::Body for Guarded {
@@ -462,7 +525,18 @@ impl http_body::Body for Guarded {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let this = self.get_mut();
+        if let Some(guard) = &this.guard {
+            guard.stalls.waiting().remove(&guard.id);
+        }
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(_))), Some(guard)) = (&polled, &this.guard) {
+            guard
+                .stalls
+                .waiting()
+                .insert(guard.id, std::time::Instant::now());
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

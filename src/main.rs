@@ -49,10 +49,9 @@ async fn main() -> anyhow::Result<()> {
         None => {
             println!("pushpoll is running: open http://{addr}/ for the demos (Ctrl-C stops it)")
         }
-        Some(tls) => {
-            println!("{}", pushpoll::spawn::banner_tls(addr));
-            println!("{}", tls.describe());
-        }
+        // One write for all the lines: a caller that reads only the first line and closes
+        // the pipe (spawn::start) must not make a later println! fail.
+        Some(tls) => println!("{}\n{}", pushpoll::spawn::banner_tls(addr), tls.describe()),
     }
 
     pushpoll::run_with_tls(listener, config, tls, shutdown_signal()).await

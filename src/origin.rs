@@ -91,28 +91,40 @@ fn host_of_ip(ip: IpAddr) -> String {
     }
 }
 
-pub fn check(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
-    match origin_of(headers, allowed) {
+/// Refuses a foreign `Origin` ([`origin_of`]); `scheme` is [`own_scheme`] of the request.
+pub fn check(headers: &HeaderMap, allowed: &[String], scheme: &str) -> Result<(), ApiError> {
+    match origin_of(headers, allowed, scheme) {
         Some(Err(origin)) => Err(ApiError::ForbiddenOrigin(origin)),
         _ => Ok(()),
     }
 }
 
+/// The scheme prefix of the server's own origin for a request: `https://` when it arrived
+/// over TLS (the listener marks it [`crate::tls::OverTls`]), else `http://`.
+pub fn own_scheme(extensions: &axum::http::Extensions) -> &'static str {
+    if extensions.get::<crate::tls::OverTls>().is_some() {
+        "https://"
+    } else {
+        "http://"
+    }
+}
+
 /// The request's `Origin`, if it has one: `Ok` when it may read and act (the server's own
-/// origin, a loopback alias of it, or `--allow-origin`), `Err` when it is foreign.
-pub fn origin_of(headers: &HeaderMap, allowed: &[String]) -> Option<Result<String, String>> {
+/// origin, a loopback alias of it, or `--allow-origin`), `Err` when it is foreign. The own
+/// origin is `scheme` ([`own_scheme`]) + the Host: over HTTPS `https://127.0.0.1:3443` is
+/// the server's own and `http://127.0.0.1:3443` is not, and the other way round over HTTP.
+pub fn origin_of(
+    headers: &HeaderMap,
+    allowed: &[String],
+    scheme: &str,
+) -> Option<Result<String, String>> {
     let origin = headers.get(header::ORIGIN)?;
     let origin = origin.to_str().unwrap_or("(not text)").to_string();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let own = host.is_some_and(|host| {
-        // `https://` too: over --tls-… the page's origin is https on the same host:port (one
-        // port serves one scheme, so a matching host:port is this server either way).
-        origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .is_some_and(|o| {
-                o == host || loopback_port(o).is_some_and(|port| loopback_port(host) == Some(port))
-            })
+        origin.strip_prefix(scheme).is_some_and(|o| {
+            o == host || loopback_port(o).is_some_and(|port| loopback_port(host) == Some(port))
+        })
     });
     if own || allowed.iter().any(|a| a.trim_end_matches('/') == origin) {
         Some(Ok(origin))
@@ -157,14 +169,37 @@ mod tests {
     }
 
     #[test]
+    fn over_tls_the_own_origin_is_https() {
+        let mut h = headers(Some("https://127.0.0.1:3000"));
+        assert!(check(&h, &[], "https://").is_ok());
+        assert!(check(&h, &[], "http://").is_err());
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:3000"),
+        );
+        assert!(check(&h, &[], "https://").is_err());
+        let mut marked = axum::http::Extensions::new();
+        assert_eq!(own_scheme(&marked), "http://");
+        marked.insert(crate::tls::OverTls);
+        assert_eq!(own_scheme(&marked), "https://");
+    }
+
+    #[test]
     fn own_absent_and_allowed_origins_pass_others_are_forbidden() {
         let allowed = vec!["http://localhost:3001/".to_string()];
-        assert!(check(&headers(None), &allowed).is_ok());
-        assert!(check(&headers(Some("http://127.0.0.1:3000")), &allowed).is_ok());
-        assert!(check(&headers(Some("http://localhost:3001")), &allowed).is_ok());
-        assert!(check(&headers(Some("http://evil.example")), &allowed).is_err());
-        assert!(check(&headers(Some("null")), &allowed).is_err());
-        assert!(check(&headers(Some("https://127.0.0.1:3000")), &allowed).is_err());
+        assert!(check(&headers(None), &allowed, "http://").is_ok());
+        assert!(check(&headers(Some("http://127.0.0.1:3000")), &allowed, "http://").is_ok());
+        assert!(check(&headers(Some("http://localhost:3001")), &allowed, "http://").is_ok());
+        assert!(check(&headers(Some("http://evil.example")), &allowed, "http://").is_err());
+        assert!(check(&headers(Some("null")), &allowed, "http://").is_err());
+        assert!(
+            check(
+                &headers(Some("https://127.0.0.1:3000")),
+                &allowed,
+                "http://"
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -211,7 +246,7 @@ mod tests {
         let none: Vec<String> = Vec::new();
         for alias in ["http://localhost:3000", "http://[::1]:3000"] {
             assert_eq!(
-                origin_of(&headers(Some(alias)), &none),
+                origin_of(&headers(Some(alias)), &none, "http://"),
                 Some(Ok(alias.into()))
             );
         }
@@ -221,7 +256,10 @@ mod tests {
             "http://localhost.evil.example:3000",
             "http://10.0.0.1:3000",
         ] {
-            assert!(check(&headers(Some(foreign)), &none).is_err(), "{foreign}");
+            assert!(
+                check(&headers(Some(foreign)), &none, "http://").is_err(),
+                "{foreign}"
+            );
         }
     }
 }

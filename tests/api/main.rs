@@ -20,5 +20,6 @@ mod input_edges;
 mod resume;
 mod shutdown;
 mod stats;
+mod tls;
 mod watchdog;
 mod websocket;
