@@ -17,6 +17,7 @@ mod claims;
 mod compare;
 mod draw;
 mod engines;
+mod h2;
 mod record;
 mod webdriver;
 mod wire;
