@@ -25,7 +25,9 @@
 //!   `peers`, per-peer accounting (connections and budgets per client address); `origin`,
 //!   the Host check and the cross-site (Origin) check; `listener`, the accept loop (hyper's
 //!   HTTP/1.1 builder with a timer for the header deadline, the connection caps in total and
-//!   per peer, the write-stall deadline).
+//!   per peer, the write-stall deadline; over HTTPS also the TLS handshake and HTTP/2);
+//!   [`tls`], the certificate (`--tls-cert`/`--tls-key` or made by `--tls-self-signed`) and
+//!   the rustls configuration with ALPN `h2`/`http/1.1`.
 //! - **HTTP edge**: `state`, the shared [`AppState`] with a `FromRef` for each part;
 //!   [`http`], the extractors and JSON helpers; then the handlers, which import those and
 //!   the core but never each other: `api` (the chat's HTTP API), [`transport`] (one file

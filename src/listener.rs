@@ -14,6 +14,14 @@
 //!   that stopped reading a stream, a long-poll answer or a WebSocket) is closed:
 //!   [`CountedStream`] arms a timer whenever the socket refuses bytes and fails the write
 //!   when it fires. One rule for every transport, upgraded sockets included.
+//! - **HTTPS** (`--tls-…`, [`SecureServer`]). The same admission, then a TLS handshake within
+//!   `--header-timeout` under the same [`CountedStream`] (so the write-stall deadline sees the
+//!   TLS records), then HTTP/2 or HTTP/1.1 as ALPN chose. HTTP/1.1 keeps the rules above. For
+//!   HTTP/2: at most [`MAX_H2_STREAMS`] streams per connection, the 64 KiB head as its header
+//!   list limit, a connection with no stream open for `--header-timeout` is closed (GOAWAY),
+//!   and a stream whose peer stops reading it (its flow-control window stays shut while the
+//!   socket is writable) closes the connection after `--send-timeout`. An excess connection
+//!   is closed without the `503`, which a client mid-handshake could not read.
 
 use std::future::Future;
 use std::io;
@@ -102,6 +110,12 @@ pub async fn serve(
         let peer = match admit(&stats, &peers, addr) {
             Ok(peer) => peer,
             Err(refusal) => {
+                // Over HTTPS a plaintext 503 would reach a client in the middle of its
+                // handshake, which cannot read it; a handshake just to refuse would spend what
+                // the limit is there to save. So an excess TLS connection is only closed.
+                if secure.is_some() {
+                    continue;
+                }
                 if let Ok(permit) = refusing.clone().try_acquire_owned() {
                     tokio::spawn(async move {
                         refuse(stream, refusal).await;

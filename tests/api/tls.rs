@@ -643,3 +643,25 @@ async fn an_http2_stream_its_peer_does_not_read_is_cut_after_the_send_timeout() 
         "{stats}"
     );
 }
+
+#[tokio::test]
+async fn past_the_per_peer_cap_a_tls_connection_is_closed_and_other_peers_are_served() {
+    let server = TlsServer::start(&["--tls-self-signed", "--max-connections-per-peer", "2"]).await;
+    // 127.0.0.1 holds its two connections (handshakes done, h2 chosen).
+    let _one = server.tls_from(1, &[b"h2"]).await;
+    let _two = server.tls_from(1, &[b"h2"]).await;
+    // Its third is closed at once, without a plaintext answer in the TLS stream.
+    let mut third = tcp_from(1, server.addr).await;
+    let mut scratch = [0u8; 64];
+    let read = tokio::time::timeout(5 * SECOND, third.read(&mut scratch))
+        .await
+        .expect("the excess connection is closed within 5 s");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // 127.0.0.2 is served.
+    let mut other = server.h2_from(2).await;
+    let stats = server.get_json(&mut other, "/api/stats").await;
+    assert!(
+        stats["connections"]["rejected_per_peer"].as_u64() >= Some(1),
+        "{stats}"
+    );
+}
