@@ -637,6 +637,7 @@ async function boot() {
           tr.append(td);
         }
         if (wait !== null && wait >= QUEUED_MS) tr.children[3].classList.add('full');
+        if (wait !== null) tr.dataset.waitMs = wait.toFixed(1);
         return tr;
       }),
     );
