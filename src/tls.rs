@@ -211,6 +211,19 @@ mod tests {
     }
 
     #[test]
+    fn cookies_get_secure_once() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_static("a=1; Path=/; HttpOnly"),
+        );
+        headers.append(SET_COOKIE, HeaderValue::from_static("b=2; secure"));
+        secure_cookies(&mut headers);
+        let all: Vec<_> = headers.get_all(SET_COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; Path=/; HttpOnly; Secure", "b=2; secure"]);
+    }
+
+    #[test]
     fn a_self_signed_certificate_has_a_browser_style_fingerprint() {
         let tls = Tls::self_signed(&server_names("127.0.0.1:0".parse().unwrap())).unwrap();
         assert_eq!(tls.fingerprint.len(), 32 * 3 - 1);
