@@ -20,8 +20,13 @@ use crate::state::AppState;
 /// Refuses state-changing requests from a foreign `Origin` (see [`crate::origin`]).
 pub async fn check_origin(State(app): State<AppState>, req: Request, next: Next) -> Response {
     use axum::http::Method;
-    let origin =
-        crate::origin::origin_of(req.headers(), app.own_hosts(), &app.config().allow_origin);
+    let scheme = crate::origin::own_scheme(req.extensions());
+    let origin = crate::origin::origin_of(
+        req.headers(),
+        app.own_hosts(),
+        &app.config().allow_origin,
+        scheme,
+    );
     let safe = matches!(*req.method(), Method::GET | Method::HEAD);
     match origin {
         Some(Err(origin)) if !safe => ApiError::ForbiddenOrigin(origin).into_response(),

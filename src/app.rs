@@ -102,12 +102,14 @@ async fn client_addr(
     let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
         return next.run(req).await;
     };
-    let client = forwarded::resolve(
-        peer,
-        forwarded::Scheme::Http,
-        req.headers(),
-        &app.config().trust_proxy,
-    );
+    // The scheme the request reached this server by; a trusted proxy's header may say what
+    // the client used in front of it.
+    let scheme = if req.extensions().get::<crate::tls::OverTls>().is_some() {
+        forwarded::Scheme::Https
+    } else {
+        forwarded::Scheme::Http
+    };
+    let client = forwarded::resolve(peer, scheme, req.headers(), &app.config().trust_proxy);
     req.extensions_mut().insert(ClientAddr(client));
     let span = tracing::info_span!("request", client = %client.ip, peer = %peer);
     next.run(req).instrument(span).await

@@ -156,9 +156,34 @@ pub struct Config {
     #[arg(long = "trust-proxy", env = "PUSHPOLL_TRUST_PROXY", value_delimiter = ',',
           value_parser = crate::forwarded::Cidr::parse)]
     pub trust_proxy: Vec<crate::forwarded::Cidr>,
+
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain; needs
+    /// --tls-key.
+    #[arg(
+        long,
+        env = "PUSHPOLL_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "PUSHPOLL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Serve HTTPS with a certificate made at start-up for the server's names (localhost,
+    /// 127.0.0.1, ::1, the bound address); prints its SHA-256 fingerprint.
+    #[arg(long, env = "PUSHPOLL_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
 }
 
 impl Config {
+    /// Whether the server terminates TLS itself (`--tls-cert`/`--tls-key` or
+    /// `--tls-self-signed`): its own origins are then `https://`.
+    pub fn serves_tls(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_self_signed
+    }
+
     /// The defaults, as if run with no flags and no environment: for tests and embedding.
     pub fn defaults() -> Config {
         // Parsing an empty command line with the defaults above cannot fail.

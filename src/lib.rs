@@ -25,9 +25,12 @@
 //!   `peers`, per-peer accounting (connections and budgets per client address); `origin`,
 //!   the Host check and the cross-site (Origin) check; `listener`, the accept loop (hyper's
 //!   HTTP/1.1 builder with a timer for the header deadline, the connection caps in total and
-//!   per peer, the write-stall deadline); [`forwarded`], who a request is from behind a
-//!   `--trust-proxy` proxy (`X-Forwarded-For`, `Forwarded`); [`interfaces`], this machine's
-//!   addresses, for the URLs printed at start and the Host check of a server on `0.0.0.0`.
+//!   per peer, the write-stall deadline; over HTTPS also the TLS handshake and HTTP/2);
+//!   [`tls`], the certificate (`--tls-cert`/`--tls-key` or made by `--tls-self-signed`) and
+//!   the rustls configuration with ALPN `h2`/`http/1.1`; [`forwarded`], who a request is
+//!   from behind a `--trust-proxy` proxy (`X-Forwarded-For`, `Forwarded`); [`interfaces`],
+//!   this machine's addresses, for the URLs printed at start and the Host check of a server
+//!   on `0.0.0.0`.
 //! - **HTTP edge**: `state`, the shared [`AppState`] with a `FromRef` for each part;
 //!   [`http`], the extractors and JSON helpers; then the handlers, which import those and
 //!   the core but never each other: `api` (the chat's HTTP API), [`transport`] (one file
@@ -61,6 +64,7 @@ pub mod spawn;
 pub(crate) mod state;
 pub mod stats;
 pub mod store;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 
@@ -87,6 +91,21 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .context("the listener has no local address")?;
+    let tls = tls::Tls::from_config(&config, addr)?;
+    run_with_tls(listener, config, tls, shutdown).await
+}
+
+/// [`run`] with the TLS set-up already made (the binary makes it first, to print its
+/// fingerprint): HTTPS with HTTP/2 and HTTP/1.1 when `tls` is given, plain HTTP/1.1 if not.
+pub async fn run_with_tls(
+    listener: TcpListener,
+    config: Config,
+    tls: Option<tls::Tls>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     // The address actually bound (port 0 picks one): the server's own name for the Host check.
     let mut config = config;
     config.addr = listener
@@ -109,6 +128,7 @@ pub async fn run(
         deadlines,
         token.clone(),
         tracker.clone(),
+        tls,
     ));
     shutdown.await;
     tracing::info!("shutting down: ending streams and closing sockets");

@@ -14,6 +14,14 @@
 //!   that stopped reading a stream, a long-poll answer or a WebSocket) is closed:
 //!   [`CountedStream`] arms a timer whenever the socket refuses bytes and fails the write
 //!   when it fires. One rule for every transport, upgraded sockets included.
+//! - **HTTPS** (`--tls-…`, [`SecureServer`]). The same admission, then a TLS handshake within
+//!   `--header-timeout` under the same [`CountedStream`] (so the write-stall deadline sees the
+//!   TLS records), then HTTP/2 or HTTP/1.1 as ALPN chose. HTTP/1.1 keeps the rules above. For
+//!   HTTP/2: at most [`MAX_H2_STREAMS`] streams per connection, the 64 KiB head as its header
+//!   list limit, a connection with no stream open for `--header-timeout` is closed (GOAWAY),
+//!   and a stream whose peer stops reading it (its flow-control window stays shut while the
+//!   socket is writable) closes the connection after `--send-timeout`. An excess connection
+//!   is closed without the `503`, which a client mid-handshake could not read.
 
 use std::future::Future;
 use std::io;
@@ -27,6 +35,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -38,6 +47,7 @@ use tower::ServiceExt as _;
 use crate::error::ApiError;
 use crate::peers::{PeerConn, Peers};
 use crate::stats::Stats;
+use crate::tls::{self, OverTls, Tls};
 
 /// Refusals (`503` written by the listener) in flight at once; past it, excess connections
 /// are closed without an answer rather than spending a task each.
@@ -56,6 +66,9 @@ pub struct Deadlines {
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` fires;
 /// then each connection finishes its response (streams end on the same token) and closes.
 /// Connection tasks run on `tracker`, so shutdown can wait for them.
+// Eight parts of one accept loop, each used once; a struct gathering them would only move
+// the same list to the caller (and reshape a signature other branches also extend).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -64,7 +77,16 @@ pub async fn serve(
     deadlines: Deadlines,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    tls: Option<Tls>,
 ) {
+    let secure = tls.map(|tls| {
+        Arc::new(SecureServer::new(
+            tls,
+            deadlines,
+            stats.clone(),
+            tracker.clone(),
+        ))
+    });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(deadlines.header)
@@ -88,6 +110,12 @@ pub async fn serve(
         let peer = match admit(&stats, &peers, addr) {
             Ok(peer) => peer,
             Err(refusal) => {
+                // Over HTTPS a plaintext 503 would reach a client in the middle of its
+                // handshake, which cannot read it; a handshake just to refuse would spend what
+                // the limit is there to save. So an excess TLS connection is only closed.
+                if secure.is_some() {
+                    continue;
+                }
                 if let Ok(permit) = refusing.clone().try_acquire_owned() {
                     tokio::spawn(async move {
                         refuse(stream, refusal).await;
@@ -104,6 +132,12 @@ pub async fn serve(
             send_timeout: deadlines.send,
             stalled: None,
         });
+        if let Some(secure) = &secure {
+            let secure = secure.clone();
+            let (router, shutdown) = (router.clone(), shutdown.clone());
+            tracker.spawn(async move { secure.serve(io, addr, router, shutdown).await });
+            continue;
+        }
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(addr));
@@ -260,5 +294,270 @@ impl AsyncWrite for CountedStream {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_shutdown(cx);
         this.watch(cx, polled)
+    }
+}
+
+/// Streams one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`,
+/// RFC 9113 §5.1.2): the compare page's five transports, its pages and assets fit with room
+/// to spare, and a peer holds at most this many times its connection cap in requests.
+pub const MAX_H2_STREAMS: u32 = 32;
+
+/// Bytes hyper buffers per HTTP/2 stream before the response body waits (its default is
+/// 400 KiB): what a stream whose reader is slow can make the server hold.
+pub const H2_SEND_BUFFER: usize = 64 * 1024;
+
+/// Runs hyper's per-stream HTTP/2 tasks on the server's [`TaskTracker`], so shutdown waits
+/// for them as it does for connections.
+#[derive(Clone)]
+struct Tracked(TaskTracker);
+
+impl<F> hyper::rt::Executor<F> for Tracked
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        self.0.spawn(fut);
+    }
+}
+
+/// HTTPS connections: a TLS handshake with a deadline, then HTTP/2 or HTTP/1.1 as ALPN
+/// chose, each with the bounds the plain listener has (see the module docs).
+struct SecureServer {
+    tls: Tls,
+    deadlines: Deadlines,
+    stats: Arc<Stats>,
+    h1: auto::Builder<Tracked>,
+    h2: auto::Builder<Tracked>,
+}
+
+impl SecureServer {
+    fn new(
+        tls: Tls,
+        deadlines: Deadlines,
+        stats: Arc<Stats>,
+        tracker: TaskTracker,
+    ) -> SecureServer {
+        // One builder per protocol, chosen by ALPN after the handshake: an auto builder left
+        // to sniff the connection preface would wait for it without any deadline.
+        let mut h1 = auto::Builder::new(Tracked(tracker.clone())).http1_only();
+        h1.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(deadlines.header)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .keep_alive(true);
+        let mut h2 = auto::Builder::new(Tracked(tracker)).http2_only();
+        h2.http2()
+            .timer(TokioTimer::new())
+            // h2's own default is 16 MiB; the same 64 KiB as an HTTP/1.1 head (HPACK-decoded
+            // size, RFC 9113 §6.5.2). Past it hyper answers 431.
+            .max_header_list_size(MAX_HEAD_BYTES as u32)
+            .max_concurrent_streams(MAX_H2_STREAMS)
+            .max_send_buf_size(H2_SEND_BUFFER)
+            // A peer that does not answer a PING within the header deadline is gone.
+            .keep_alive_interval(deadlines.header)
+            .keep_alive_timeout(deadlines.header);
+        SecureServer {
+            tls,
+            deadlines,
+            stats,
+            h1,
+            h2,
+        }
+    }
+
+    /// Serves one accepted connection (its slots already taken) until it closes.
+    async fn serve(
+        &self,
+        io: TokioIo<CountedStream>,
+        addr: SocketAddr,
+        router: Router,
+        shutdown: CancellationToken,
+    ) {
+        // The handshake gets the header deadline: a peer that opens a connection and then
+        // stalls in the TLS handshake is closed like one that never sends a request head.
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = tokio::time::timeout(
+                self.deadlines.header,
+                self.tls.acceptor.accept(io.into_inner()),
+            ) => accepted,
+        };
+        let stream = match accepted {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                tracing::debug!(%addr, %err, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%addr, "TLS handshake not done within --header-timeout");
+                return;
+            }
+        };
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let (open, watch_open) = tokio::sync::watch::channel(0usize);
+        let open = Arc::new(open);
+        let stalls = Arc::new(Stalls::default());
+        let watched = stalls.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(addr));
+            req.extensions_mut().insert(OverTls);
+            authority_as_host(&mut req);
+            let guard = h2.then(|| StreamGuard::new(open.clone(), stalls.clone()));
+            let response = router.clone().oneshot(req);
+            async move {
+                let mut response = response.await?;
+                tls::secure_cookies(response.headers_mut());
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| axum::body::Body::new(Guarded { body, guard })),
+                )
+            }
+        });
+        let builder = if h2 { &self.h2 } else { &self.h1 };
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let mut conn = std::pin::pin!(conn);
+        let header = self.deadlines.header;
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            () = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+            // HTTP/2 has no request-head timer: an h2 connection with no stream open for
+            // the header deadline (from the handshake on, or since its last stream ended) is
+            // closed with GOAWAY, the h2 form of an idle keep-alive connection timing out.
+            () = idle_for(watch_open, header), if h2 => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+            // A stream the peer stopped reading stalls on its own flow-control window while
+            // the socket stays writable, so CountedStream cannot see it: past --send-timeout
+            // the whole connection is dropped, as an HTTP/1.1 one would be.
+            () = watched.stalled_for(self.deadlines.send), if h2 => {
+                self.stats.send_timed_out();
+                tracing::debug!(%addr, "an HTTP/2 stream made no progress for --send-timeout");
+            }
+        }
+    }
+}
+
+/// An HTTP/2 request names its server in `:authority` (which hyper puts in the URI), not in
+/// `Host`; as an HTTP/1.1 gateway must (RFC 9113 §8.3.1), the missing `Host` is made from it,
+/// so the Host and Origin checks see the same name whichever protocol carried the request.
+fn authority_as_host(req: &mut hyper::Request<Incoming>) {
+    if req.headers().contains_key(axum::http::header::HOST) {
+        return;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok());
+    if let Some(host) = host {
+        req.headers_mut().insert(axum::http::header::HOST, host);
+    }
+}
+
+/// Completes once the count of open streams has stayed at zero for `limit`.
+async fn idle_for(mut open: tokio::sync::watch::Receiver<usize>, limit: Duration) {
+    loop {
+        if open.wait_for(|n| *n == 0).await.is_err() {
+            return;
+        }
+        if tokio::time::timeout(limit, open.changed()).await.is_err() && *open.borrow() == 0 {
+            return;
+        }
+    }
+}
+
+/// The HTTP/2 streams of one connection whose response body handed hyper a frame and has
+/// not been asked for the next one since: hyper asks again as soon as the stream's window and
+/// send buffer have room, so a stream that stays here is one its peer does not read.
+#[derive(Default)]
+struct Stalls {
+    waiting: std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Stalls {
+    fn waiting(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, std::time::Instant>> {
+        // The map holds plain data; a panic elsewhere cannot leave it inconsistent.
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Completes once some stream has waited longer than `limit` (checked four times per
+    /// `limit`, so it fires between `limit` and 1.25 × `limit`).
+    async fn stalled_for(&self, limit: Duration) {
+        let period = (limit / 4).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(period).await;
+            let oldest = self.waiting().values().min().copied();
+            if oldest.is_some_and(|since| since.elapsed() >= limit) {
+                return;
+            }
+        }
+    }
+}
+
+/// Counts an HTTP/2 stream as open from its request until its response body is dropped, and
+/// notes when its body waits for the peer ([`Stalls`]).
+struct StreamGuard {
+    open: Arc<tokio::sync::watch::Sender<usize>>,
+    stalls: Arc<Stalls>,
+    id: u64,
+}
+
+impl StreamGuard {
+    fn new(open: Arc<tokio::sync::watch::Sender<usize>>, stalls: Arc<Stalls>) -> StreamGuard {
+        open.send_modify(|n| *n += 1);
+        let id = stalls
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        StreamGuard { open, stalls, id }
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.stalls.waiting().remove(&self.id);
+        self.open.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// A response body that holds its stream's [`StreamGuard`] until it is dropped.
+struct Guarded {
+    body: axum::body::Body,
+    guard: Option<StreamGuard>,
+}
+
+impl http_body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(guard) = &this.guard {
+            guard.stalls.waiting().remove(&guard.id);
+        }
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(_))), Some(guard)) = (&polled, &this.guard) {
+            guard
+                .stalls
+                .waiting()
+                .insert(guard.id, std::time::Instant::now());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }

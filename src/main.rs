@@ -44,9 +44,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let addr = listener.local_addr()?;
-    print_urls(addr, &config);
+    let tls = pushpoll::tls::Tls::from_config(&config, addr)?;
+    print_urls(addr, &config, tls.as_ref());
 
-    pushpoll::run(listener, config, shutdown_signal()).await
+    pushpoll::run_with_tls(listener, config, tls, shutdown_signal()).await
 }
 
 /// Prints where the server can be reached: first the URL to open on this machine (the line
@@ -54,14 +55,30 @@ async fn main() -> anyhow::Result<()> {
 /// network address and `--public-url`, as dev servers such as Vite do. One write, whose
 /// failure is ignored: a parent that read the first line and closed the pipe must not make
 /// `println!` panic the server.
-fn print_urls(addr: std::net::SocketAddr, config: &Config) {
+fn print_urls(addr: std::net::SocketAddr, config: &Config, tls: Option<&pushpoll::tls::Tls>) {
     use std::io::Write as _;
     let interfaces = pushpoll::interfaces::list();
     let public: Vec<String> = config.public_url.iter().map(|u| u.to_string()).collect();
-    let mut text = pushpoll::spawn::banner(pushpoll::interfaces::local(addr));
+    let local = pushpoll::interfaces::local(addr);
+    let mut text = match tls {
+        None => pushpoll::spawn::banner(local),
+        Some(_) => pushpoll::spawn::banner_tls(local),
+    };
     text.push('\n');
     for line in pushpoll::interfaces::more_urls(addr, &interfaces, &public) {
+        // The network addresses are served with the same scheme as the first line; a
+        // --public-url keeps its own.
+        let line = match tls {
+            Some(_) if line.starts_with("  on the network: http://") => {
+                line.replacen("http://", "https://", 1)
+            }
+            _ => line,
+        };
         text.push_str(&line);
+        text.push('\n');
+    }
+    if let Some(tls) = tls {
+        text.push_str(&tls.describe());
         text.push('\n');
     }
     let mut out = std::io::stdout().lock();

@@ -33,14 +33,13 @@ pub struct OwnHosts {
     origins: Vec<String>,
 }
 
-/// The scheme the server itself is reached by on its bound addresses.
-const OWN_SCHEME: &str = "http";
-
 impl OwnHosts {
-    /// The names of a server bound to `addr` on a machine with `interfaces`, reached also at
-    /// `public` URLs and by `allow_origin` pages.
+    /// The names of a server bound to `addr` on a machine with `interfaces`, serving
+    /// `scheme` (`http` or `https`, with --tls-…) there, reached also at `public` URLs and by
+    /// `allow_origin` pages.
     pub fn build(
         addr: SocketAddr,
+        scheme: &str,
         interfaces: &[crate::interfaces::Interface],
         public: &[PublicUrl],
         allow_origin: &[String],
@@ -60,7 +59,7 @@ impl OwnHosts {
             hosts.extend(["127.0.0.1", "localhost", "[::1]"].map(String::from));
         }
         for host in hosts {
-            origins.push(serialize_origin(OWN_SCHEME, &host, port));
+            origins.push(serialize_origin(scheme, &host, port));
             add(host, port, 80);
         }
         for url in public {
@@ -197,6 +196,11 @@ impl PublicUrl {
         if self.scheme == "https" { 443 } else { 80 }
     }
 
+    /// The host, lower case, an IPv6 address in brackets.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// The origin a page loaded from this URL sends.
     pub fn origin(&self) -> String {
         serialize_origin(self.scheme, &self.host, self.port)
@@ -216,26 +220,45 @@ fn host_of_ip(ip: IpAddr) -> String {
     }
 }
 
-pub fn check(headers: &HeaderMap, own: &OwnHosts, allowed: &[String]) -> Result<(), ApiError> {
-    match origin_of(headers, own, allowed) {
+/// Refuses a foreign `Origin` ([`origin_of`]); `scheme` is [`own_scheme`] of the request.
+pub fn check(
+    headers: &HeaderMap,
+    own: &OwnHosts,
+    allowed: &[String],
+    scheme: &str,
+) -> Result<(), ApiError> {
+    match origin_of(headers, own, allowed, scheme) {
         Some(Err(origin)) => Err(ApiError::ForbiddenOrigin(origin)),
         _ => Ok(()),
     }
 }
 
+/// The scheme prefix of the server's own origin for a request: `https://` when it arrived
+/// over TLS (the listener marks it [`crate::tls::OverTls`]), else `http://`.
+pub fn own_scheme(extensions: &axum::http::Extensions) -> &'static str {
+    if extensions.get::<crate::tls::OverTls>().is_some() {
+        "https://"
+    } else {
+        "http://"
+    }
+}
+
 /// The request's `Origin`, if it has one: `Ok` when it may read and act (the server's own
 /// origin, a loopback alias of it, one of [`OwnHosts`]' origins, or `--allow-origin`), `Err`
-/// when it is foreign.
+/// when it is foreign. The own origin is `scheme` ([`own_scheme`]) + the Host: over HTTPS
+/// `https://127.0.0.1:3443` is the server's own and `http://127.0.0.1:3443` is not, and the
+/// other way round over HTTP.
 pub fn origin_of(
     headers: &HeaderMap,
     own_hosts: &OwnHosts,
     allowed: &[String],
+    scheme: &str,
 ) -> Option<Result<String, String>> {
     let origin = headers.get(header::ORIGIN)?;
     let origin = origin.to_str().unwrap_or("(not text)").to_string();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let own = host.is_some_and(|host| {
-        origin.strip_prefix("http://").is_some_and(|o| {
+        origin.strip_prefix(scheme).is_some_and(|o| {
             o == host || loopback_port(o).is_some_and(|port| loopback_port(host) == Some(port))
         })
     });
@@ -285,7 +308,7 @@ mod tests {
     }
 
     fn own() -> OwnHosts {
-        OwnHosts::build("127.0.0.1:3000".parse().unwrap(), &[], &[], &[])
+        OwnHosts::build("127.0.0.1:3000".parse().unwrap(), "http", &[], &[], &[])
     }
 
     #[test]
@@ -299,7 +322,13 @@ mod tests {
                 })
                 .collect();
         let public = [PublicUrl::parse("https://Class.Example/").unwrap()];
-        let own = OwnHosts::build("0.0.0.0:3000".parse().unwrap(), &interfaces, &public, &[]);
+        let own = OwnHosts::build(
+            "0.0.0.0:3000".parse().unwrap(),
+            "http",
+            &interfaces,
+            &public,
+            &[],
+        );
         let host = |h: &str| {
             let mut m = HeaderMap::new();
             m.insert(header::HOST, h.parse().unwrap());
@@ -326,7 +355,7 @@ mod tests {
             let mut m = HeaderMap::new();
             m.insert(header::HOST, h.parse().unwrap());
             m.insert(header::ORIGIN, o.parse().unwrap());
-            origin_of(&m, &own, &[]).map(|r| r.is_ok())
+            origin_of(&m, &own, &[], "http://").map(|r| r.is_ok())
         };
         assert_eq!(origin("https://class.example", "class.example"), Some(true));
         assert_eq!(
@@ -380,20 +409,71 @@ mod tests {
     }
 
     #[test]
+    fn over_tls_the_own_origin_is_https() {
+        // Own names elsewhere, so that only the request's Host and scheme decide here.
+        let elsewhere = OwnHosts::build("192.0.2.9:4000".parse().unwrap(), "http", &[], &[], &[]);
+        let mut h = headers(Some("https://127.0.0.1:3000"));
+        assert!(check(&h, &elsewhere, &[], "https://").is_ok());
+        assert!(check(&h, &elsewhere, &[], "http://").is_err());
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:3000"),
+        );
+        assert!(check(&h, &elsewhere, &[], "https://").is_err());
+        let mut marked = axum::http::Extensions::new();
+        assert_eq!(own_scheme(&marked), "http://");
+        marked.insert(crate::tls::OverTls);
+        assert_eq!(own_scheme(&marked), "https://");
+    }
+
+    #[test]
     fn own_absent_and_allowed_origins_pass_others_are_forbidden() {
         let allowed = vec!["http://localhost:3001/".to_string()];
-        assert!(check(&headers(None), &own(), &allowed).is_ok());
-        assert!(check(&headers(Some("http://127.0.0.1:3000")), &own(), &allowed).is_ok());
-        assert!(check(&headers(Some("http://localhost:3001")), &own(), &allowed).is_ok());
-        assert!(check(&headers(Some("http://evil.example")), &own(), &allowed).is_err());
-        assert!(check(&headers(Some("null")), &own(), &allowed).is_err());
-        assert!(check(&headers(Some("https://127.0.0.1:3000")), &own(), &allowed).is_err());
+        assert!(check(&headers(None), &own(), &allowed, "http://").is_ok());
+        assert!(
+            check(
+                &headers(Some("http://127.0.0.1:3000")),
+                &own(),
+                &allowed,
+                "http://"
+            )
+            .is_ok()
+        );
+        assert!(
+            check(
+                &headers(Some("http://localhost:3001")),
+                &own(),
+                &allowed,
+                "http://"
+            )
+            .is_ok()
+        );
+        assert!(
+            check(
+                &headers(Some("http://evil.example")),
+                &own(),
+                &allowed,
+                "http://"
+            )
+            .is_err()
+        );
+        assert!(check(&headers(Some("null")), &own(), &allowed, "http://").is_err());
+        assert!(
+            check(
+                &headers(Some("https://127.0.0.1:3000")),
+                &own(),
+                &allowed,
+                "http://"
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn only_the_servers_own_names_pass_the_host_check() {
         let own = OwnHosts::build(
             "127.0.0.1:3000".parse().unwrap(),
+            "http",
             &crate::interfaces::list(),
             &[],
             &[
@@ -436,7 +516,7 @@ mod tests {
         let none: Vec<String> = Vec::new();
         for alias in ["http://localhost:3000", "http://[::1]:3000"] {
             assert_eq!(
-                origin_of(&headers(Some(alias)), &own(), &none),
+                origin_of(&headers(Some(alias)), &own(), &none, "http://"),
                 Some(Ok(alias.into()))
             );
         }
@@ -447,7 +527,7 @@ mod tests {
             "http://10.0.0.1:3000",
         ] {
             assert!(
-                check(&headers(Some(foreign)), &own(), &none).is_err(),
+                check(&headers(Some(foreign)), &own(), &none, "http://").is_err(),
                 "{foreign}"
             );
         }

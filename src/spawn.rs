@@ -20,6 +20,11 @@ pub fn banner(addr: SocketAddr) -> String {
     format!("pushpoll is running: open http://{addr}/ for the demos (Ctrl-C stops it)")
 }
 
+/// The first line the binary prints when it serves HTTPS on `addr` (`--tls-…`).
+pub fn banner_tls(addr: SocketAddr) -> String {
+    format!("pushpoll is running: open https://{addr}/ for the demos (Ctrl-C stops it)")
+}
+
 /// A server started by [`start`]: killed when dropped.
 #[derive(Debug)]
 pub struct Spawned {
@@ -59,15 +64,17 @@ pub fn start_blocking(
     Ok((child, addr))
 }
 
-/// The URL in a [`banner`] line (the first word starting `http://`, without its trailing
+/// The URL in a [`banner`] or [`banner_tls`] line (the first word starting `http://` or
+/// `https://`, without its trailing
 /// `/`) and the address it names.
 pub fn url_in(line: &str) -> anyhow::Result<(String, SocketAddr)> {
     let url = line
         .split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .with_context(|| format!("no URL in {line:?}"))?
         .trim_end_matches('/');
-    let addr = url["http://".len()..]
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let addr = authority
         .parse()
         .with_context(|| format!("no address in {line:?}"))?;
     Ok((url.to_owned(), addr))
@@ -84,5 +91,7 @@ mod tests {
         assert_eq!((url.as_str(), read), ("http://127.0.0.1:40123", addr));
         assert!(url_in("pushpoll is starting").is_err());
         assert!(url_in("open http://localhost:3000/").is_err());
+        let (url, read) = url_in(&banner_tls(addr)).unwrap();
+        assert_eq!((url.as_str(), read), ("https://127.0.0.1:40123", addr));
     }
 }

@@ -86,6 +86,7 @@ impl AppState {
                 diagnostics: Default::default(),
                 own_hosts: OwnHosts::build(
                     config.addr,
+                    if config.serves_tls() { "https" } else { "http" },
                     &crate::interfaces::list(),
                     &config.public_url,
                     &config.allow_origin,

@@ -7,6 +7,11 @@
 // over HTTP/1.1. So SSE and long polling subscribe from the server's other loopback name
 // (localhost ↔ 127.0.0.1, same port), a second origin with its own six; the server answers it
 // with CORS headers. `?one-origin` puts everything on the page's origin to show the stall.
+//
+// Over HTTPS the page is served over HTTP/2 (ALPN, when the browser offers h2), which carries
+// every request to one origin as streams of one connection: there is no six to work around,
+// so over https: every transport stays on the page's origin. The "protocols" panel shows what
+// each transport actually used.
 
 import {
   $,
@@ -32,9 +37,16 @@ const QUEUED_MS = 250;
 
 // The loopback alias exists only for a page opened on the server's own machine: opened from
 // the network (http://192.0.2.2:3000/ in a classroom), `localhost` would be the student's own
-// machine, so the page then has no second origin and puts everything on its own.
+// machine, so the page then has no second origin and puts everything on its own. Over HTTPS
+// the server speaks HTTP/2, where every transport shares one connection: one origin is enough.
 const HAS_ALIAS = ['localhost', '127.0.0.1', '[::1]'].includes(location.hostname);
-const ONE_ORIGIN = !HAS_ALIAS || new URLSearchParams(location.search).has('one-origin');
+const SECURE = location.protocol === 'https:';
+const ONE_ORIGIN = SECURE || !HAS_ALIAS || new URLSearchParams(location.search).has('one-origin');
+// The server's SETTINGS_MAX_CONCURRENT_STREAMS (src/listener.rs, MAX_H2_STREAMS): the
+// HTTP/2 counterpart of the six.
+const H2_STREAMS = 32;
+// How often the panel reads the server's record of each lane's newest request.
+const PROTOCOL_READ_MS = 5000;
 const PAGE_ORIGIN = location.origin;
 const ALIAS_ORIGIN = (() => {
   const host = location.hostname === 'localhost' ? '127.0.0.1' : 'localhost';
@@ -428,7 +440,10 @@ async function boot() {
 
   const note = $('origin-note');
   const layoutLink = $('layout-link');
-  if (ONE_ORIGIN) {
+  if (SECURE) {
+    note.textContent = `Every transport on this page's origin (${location.host}), over HTTPS: when the page came over HTTP/2 every request to this origin is a stream of one connection, so nothing waits for one of six. "Which protocol each transport used" below shows what each one got.`;
+    layoutLink.hidden = true;
+  } else if (ONE_ORIGIN) {
     note.textContent = `Every transport on one origin (${location.host}): long polling, the iframe and SSE hold six connections between them, the browser's limit, so every other request (a short poll, the clock's next long poll, a message you send) queues until one is free. Here the clock's long poll is answered every second, which frees a connection for a moment, so the queue crawls rather than stops: watch the waits in "Six connections per origin" below, and the latencies.`;
     note.classList.add('warn');
     layoutLink.textContent = 'Back to two origins';
@@ -523,14 +538,125 @@ async function boot() {
   // connection (plus connecting, well under a millisecond on loopback). The server sends
   // Timing-Allow-Origin, so cross-origin requests report it too.
   const waits = new Map(); // origin → [time, ms]
+  const protocolWaits = new Map(); // nextHopProtocol → [time, ms]
+  const seen = new Map(); // transport → { protocol, waits: [time, ms] }
   const observer = new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {
+      noteProtocol(entry);
       if (!(entry.requestStart > 0)) continue;
       const origin = new URL(entry.name).origin;
       if (!waits.has(origin)) waits.set(origin, []);
-      waits.get(origin).push([performance.now(), entry.requestStart - entry.startTime]);
+      const wait = entry.requestStart - entry.startTime;
+      waits.get(origin).push([performance.now(), wait]);
+      const protocol = entry.nextHopProtocol;
+      if (protocol) {
+        if (!protocolWaits.has(protocol)) protocolWaits.set(protocol, []);
+        protocolWaits.get(protocol).push([performance.now(), wait]);
+      }
+      const transport = transportOfUrl(entry.name);
+      if (transport) seen.get(transport)?.waits.push([performance.now(), wait]);
     }
   });
+  for (const t of TRANSPORTS) seen.set(t, { protocol: null, waits: [] });
+
+  /** The transport a request URL belongs to (`/sse/…` → sse), if any. */
+  function transportOfUrl(url) {
+    const first = new URL(url).pathname.split('/')[1];
+    return TRANSPORTS.includes(first) ? first : null;
+  }
+
+  /** Remembers the protocol of a transport's finished request. An empty nextHopProtocol
+   * (a cross-origin entry without Timing-Allow-Origin, or an engine that does not fill it)
+   * is no answer. */
+  function noteProtocol(entry) {
+    const transport = transportOfUrl(entry.name);
+    if (transport && entry.nextHopProtocol) seen.get(transport).protocol = entry.nextHopProtocol;
+  }
+
+  /** The protocol the page itself came over. */
+  function pageProtocol() {
+    return performance.getEntriesByType('navigation')[0]?.nextHopProtocol || null;
+  }
+
+  /** The iframe lane's documents report their own navigation: the newest frame that has one. */
+  function iframeProtocol() {
+    const frames = [...byTransport.iframe.root.querySelectorAll('iframe')].reverse();
+    for (const frame of frames) {
+      try {
+        const nav = frame.contentWindow?.performance.getEntriesByType('navigation')[0];
+        if (nav?.nextHopProtocol) return nav.nextHopProtocol;
+      } catch {
+        // A frame not (yet) of this origin: no answer from it.
+      }
+    }
+    return null;
+  }
+
+  // The server's record of each lane's newest request: its request line ends with the
+  // version hyper parsed ("HTTP/2.0", "HTTP/1.1").
+  const serverSaw = new Map(); // transport → version
+  async function readServerProtocols() {
+    for (const lane of lanes) {
+      try {
+        const url = `/api/debug/wire?for=protocol&tag=${encodeURIComponent(lane.tag)}`;
+        const answer = await fetchJson(url);
+        const line = (answer.data?.exchanges ?? [])
+          .map((x) => x?.request?.line)
+          .find((l) => typeof l === 'string' && l.startsWith(`GET /${lane.transport}/`));
+        if (line) serverSaw.set(lane.transport, line.slice(line.lastIndexOf(' ') + 1));
+      } catch {
+        // Diagnostics off or a network error: the cell keeps what it showed.
+      }
+    }
+    setTimeout(readServerProtocols, PROTOCOL_READ_MS);
+  }
+  setTimeout(readServerProtocols, 1500);
+
+  const protocolRows = $('protocol-rows');
+  function renderProtocols(now) {
+    protocolRows.replaceChildren(
+      ...TRANSPORTS.map((t) => {
+        const tr = document.createElement('tr');
+        tr.dataset.transport = t;
+        let page = t === 'iframe' ? iframeProtocol() ?? seen.get(t).protocol : seen.get(t).protocol;
+        let pageText = page;
+        if (t === 'ws') {
+          page = null;
+          pageText = 'not in Resource Timing (WebSocket handshakes are not reported)';
+        } else if (!page) {
+          pageText = t === 'sse'
+            ? 'stream still open: no entry until it ends'
+            : 'no request finished yet';
+        }
+        if (page) tr.dataset.pageProtocol = page;
+        const server = serverSaw.get(t) ?? null;
+        if (server) tr.dataset.serverProtocol = server;
+        const list = seen.get(t).waits;
+        prune(list, now, RATE_WINDOW_MS);
+        const wait = list.length === 0 ? null : Math.max(...list.map(([, w]) => w));
+        const cells = [
+          transportTitle(t),
+          pageText,
+          server ?? 'not read yet',
+          t === 'ws' ? '–' : wait === null ? 'no request finished' : formatMs(wait),
+        ];
+        for (const text of cells) {
+          const td = document.createElement('td');
+          td.textContent = text;
+          tr.append(td);
+        }
+        if (wait !== null && wait >= QUEUED_MS) tr.children[3].classList.add('full');
+        if (wait !== null) tr.dataset.waitMs = wait.toFixed(1);
+        return tr;
+      }),
+    );
+    const parts = [...protocolWaits.entries()].map(([protocol, list]) => {
+      prune(list, now, RATE_WINDOW_MS);
+      const wait = list.length === 0 ? null : Math.max(...list.map(([, w]) => w));
+      return `${protocol}: ${wait === null ? 'no request finished' : formatMs(wait)} (${plural(list.length, 'request')})`;
+    });
+    $('protocol-waits').textContent = `This page came over ${pageProtocol() ?? 'an unreported protocol'}. Longest wait for a connection in the last 10 s, by protocol: ${parts.length === 0 ? 'no request finished yet' : parts.join('; ')}. Over HTTP/1.1 a request waits whenever its origin's six connections are all held; over HTTP/2 it becomes a new stream at once (up to the server's ${H2_STREAMS}).`;
+  }
   observer.observe({ type: 'resource' });
   // Entries also go to a 250-entry buffer nobody reads here; keep it from filling.
   setInterval(() => performance.clearResourceTimings(), 30_000);
@@ -556,10 +682,15 @@ async function boot() {
         const parts = group.map((l) => `${l.transport} ${l.held()}`).join(', ');
         const isOrigin = name.startsWith('http');
         const wait = isOrigin ? waited(name, performance.now()) : null;
+        const h2 = isOrigin && pageProtocol() === 'h2';
         const cells = [
           isOrigin ? new URL(name).host : name,
           `${held} (${parts})`,
-          isOrigin ? '6' : 'Chromium, Firefox: a pool of their own; WebKit: the six of their origin',
+          h2
+            ? `${H2_STREAMS} streams on one HTTP/2 connection`
+            : isOrigin
+              ? '6'
+              : 'Chromium, Firefox: a pool of their own; WebKit: the six of their origin',
           isOrigin ? (wait === null ? 'no request finished' : formatMs(wait)) : '–',
         ];
         for (const text of cells) {
@@ -567,7 +698,7 @@ async function boot() {
           td.textContent = text;
           tr.append(td);
         }
-        if (isOrigin && held >= 6) tr.children[1].classList.add('full');
+        if (isOrigin && !h2 && held >= 6) tr.children[1].classList.add('full');
         // Marked from 250 ms: a request queued behind this page's held connections waits for
         // the next long-poll answer (about a second), while a busy machine's scheduling alone
         // was seen adding up to 130 ms (Firefox, 2 loaded cores).
@@ -583,6 +714,7 @@ async function boot() {
     for (const lane of lanes) lane.render(now);
     arrivals.check(lanes);
     renderBudget();
+    renderProtocols(now);
   }
   setInterval(render, RENDER_MS);
 

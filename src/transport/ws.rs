@@ -57,10 +57,21 @@ pub async fn handler(
         kill,
     }: Subscribing,
     uri: axum::http::Uri,
+    over_tls: Option<axum::Extension<crate::tls::OverTls>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Ws).request();
-    crate::origin::check(&headers, app.own_hosts(), &app.config().allow_origin)?;
+    let scheme = if over_tls.is_some() {
+        "https://"
+    } else {
+        "http://"
+    };
+    crate::origin::check(
+        &headers,
+        app.own_hosts(),
+        &app.config().allow_origin,
+        scheme,
+    )?;
     let upgrade = upgrade.map_err(|e| ApiError::UpgradeRequired(e.body_text()))?;
     let sub = open(
         &app,

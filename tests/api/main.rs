@@ -24,5 +24,6 @@ mod proxy;
 mod resume;
 mod shutdown;
 mod stats;
+mod tls;
 mod watchdog;
 mod websocket;

@@ -19,6 +19,7 @@ mod claims;
 mod compare;
 mod draw;
 mod engines;
+mod h2;
 mod proxy;
 mod record;
 mod webdriver;

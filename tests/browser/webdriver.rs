@@ -139,6 +139,9 @@ impl Engine {
         let mut always = always;
         always["pageLoadStrategy"] = json!("none");
         always["timeouts"] = json!({ "script": 30_000, "pageLoad": 300_000, "implicit": 0 });
+        // The HTTPS tests (h2.rs) serve a certificate made at start-up, which no browser
+        // trusts: WebDriver's standard capability lets the session proceed past it.
+        always["acceptInsecureCerts"] = json!(true);
         json!({ "capabilities": { "alwaysMatch": always } })
     }
 }

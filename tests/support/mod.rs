@@ -249,22 +249,47 @@ pub struct SseMessage {
 pub struct Streaming {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
-    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    body: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, String>>,
     buf: Vec<u8>,
     pub total_bytes: usize,
     pub ended: bool,
+    /// The HTTP version the response came over (the TLS tests check for HTTP/2).
+    pub version: reqwest::Version,
 }
 
 impl Streaming {
     pub async fn open(request: reqwest::RequestBuilder) -> Streaming {
         let res = request.send().await.expect("stream request");
+        let version = res.version();
         Streaming {
             status: res.status().as_u16(),
             headers: res.headers().clone(),
-            body: res.bytes_stream().boxed(),
+            body: res
+                .bytes_stream()
+                .map(|r| r.map_err(|e| e.to_string()))
+                .boxed(),
             buf: Vec::new(),
             total_bytes: 0,
             ended: false,
+            version,
+        }
+    }
+
+    /// A response read by another client (hyper's, in the HTTPS tests).
+    pub fn from_parts(
+        status: u16,
+        headers: reqwest::header::HeaderMap,
+        version: reqwest::Version,
+        body: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, String>>,
+    ) -> Streaming {
+        Streaming {
+            status,
+            headers,
+            body,
+            buf: Vec::new(),
+            total_bytes: 0,
+            ended: false,
+            version,
         }
     }
 
