@@ -28,6 +28,8 @@ pub enum Command {
         target: TargetArgs,
         #[command(flatten)]
         faults: FaultArgs,
+        #[command(flatten)]
+        peer: PeerArgs,
     },
     /// Measure the five transports one after another on the same workload.
     Compare {
@@ -37,6 +39,8 @@ pub enum Command {
         target: TargetArgs,
         #[command(flatten)]
         faults: FaultArgs,
+        #[command(flatten)]
+        peer: PeerArgs,
     },
     /// Mixed traffic for a long time against a running server (all five transports on both
     /// feeds, chat senders, reconnects, a few hostile clients), sampled at intervals
@@ -156,4 +160,15 @@ pub struct FaultChartArgs {
     /// The SVG file to write.
     #[arg(long)]
     pub out: std::path::PathBuf,
+}
+
+/// Which server is measured: pushpoll, or a peer it is compared with (see `peer`).
+#[derive(Debug, Clone, Args)]
+pub struct PeerArgs {
+    /// pushpoll, or nchan: a running nginx + Nchan (scripts/nchan.sh, peers/nchan.conf),
+    /// which needs --url. nchan has no forever-frame (iframe) subscriber, chooses its own
+    /// message ids (TIME:SEQ), sends no gap signal and keeps messages in memory only:
+    /// docs/PEERS.md says what that changes in the figures.
+    #[arg(long, default_value = "pushpoll")]
+    pub peer: String,
 }

@@ -9,6 +9,7 @@ mod faults;
 mod machine;
 mod metrics;
 mod net;
+mod peer;
 mod plan;
 mod publisher;
 mod report;
@@ -71,18 +72,28 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
             workload,
             target,
             faults,
-        } => (
-            vec![plan::transport(transport.as_str())?],
-            Plan::new(workload, target)?.with_faults(faults)?,
-        ),
+            peer,
+        } => {
+            let plan = Plan::new(workload, target)?.with_faults(faults)?;
+            let transports = vec![plan::transport(transport.as_str())?];
+            if let Some(peer) = peer::Peer::parse(&peer.peer)? {
+                return peer::run(peer, transports, &plan).await;
+            }
+            (transports, plan)
+        }
         Command::Compare {
             workload,
             target,
             faults,
-        } => (
-            clients::TRANSPORTS.to_vec(),
-            Plan::new(workload, target)?.with_faults(faults)?,
-        ),
+            peer,
+        } => {
+            let plan = Plan::new(workload, target)?.with_faults(faults)?;
+            let transports = clients::TRANSPORTS.to_vec();
+            if let Some(peer) = peer::Peer::parse(&peer.peer)? {
+                return peer::run(peer, transports, &plan).await;
+            }
+            (transports, plan)
+        }
         // The soak is its own kind of run: one server, every transport at once, sampled.
         Command::Soak(args) => return soak::run(args).await,
         Command::FaultChart(args) => return faults::chart(args),

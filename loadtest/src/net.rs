@@ -191,6 +191,24 @@ impl Http {
         Ok(self.sender.send_request(request).await?)
     }
 
+    /// A GET with extra request headers (the peer clients' `Accept` and cursor headers).
+    pub async fn get_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Response<Incoming>> {
+        self.sender.ready().await.context("connection closed")?;
+        let mut request = Request::builder()
+            .method(hyper::Method::GET)
+            .uri(path)
+            .header(header::HOST, self.addr.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(Bytes::new()))?;
+        Ok(self.sender.send_request(request).await?)
+    }
+
     pub async fn get(&mut self, path: &str) -> anyhow::Result<Response<Incoming>> {
         self.send(hyper::Method::GET, path, None, None).await
     }
