@@ -19,6 +19,8 @@ fi
 [ -x /usr/bin/xvfb-run ] || need_packages+=(xvfb)
 # nginx for the reverse-proxy tests (tests/api/proxy.rs, tests/browser/proxy.rs).
 [ -x /usr/sbin/nginx ] || need_packages+=(nginx-light)
+# Nchan for the peer target's test (loadtest/tests/peer.rs, scripts/nchan.sh).
+[ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || need_packages+=(libnginx-mod-nchan)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -57,8 +59,8 @@ echo "==> property tests (the parsers we wrote: cursors, rooms, tags, nicks, dur
 cargo test --locked -p pushpoll --test props
 
 echo "==> load tester (small compares against spawned servers: delivery, bytes up and down against"
-echo "    a counting proxy, churn and storm through the diagnostics kill)"
-cargo test --locked -p loadtest --test compare --test bytes --test faults -- --test-threads 2
+echo "    a counting proxy, churn and storm through the diagnostics kill, and the nchan peer)"
+cargo test --locked -p loadtest --test compare --test bytes --test faults --test peer -- --test-threads 2
 
 echo "==> browser tests: every page in Chromium, Firefox ESR and WebKitGTK (NAME::chromium, ::firefox, ::webkit)"
 cargo test --locked -p pushpoll --test browser -- --test-threads 2
