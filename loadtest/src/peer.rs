@@ -35,7 +35,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::{Client, Ctx, expect_status};
-use crate::metrics::{Metrics, summarize};
+use crate::metrics::Metrics;
 use crate::net::{Http, body, tcp};
 use crate::plan::Plan;
 use crate::report::{Summary, TransportResult};
@@ -232,47 +232,23 @@ async fn run_one(
     }
     // Clients that never came back from `subscribe` lost everything.
     lost += (plan.clients - finished.len()) as u64 * acked.len() as u64;
-    let server_cpu_s = after.cpu_s - before.cpu_s;
-    let bytes_in = metrics.io.read.load(Relaxed);
-    let bytes_out = metrics.io.written.load(Relaxed);
-    let per_event = |x: f64| {
-        if received > 0 {
-            x / received as f64
-        } else {
-            0.0
-        }
-    };
-    Ok(TransportResult {
-        transport: transport.to_string(),
-        clients: plan.clients,
-        duration_s: window_s,
-        rate: plan.rate,
+    Ok(crate::runner::transport_result(crate::runner::Counted {
+        transport,
+        plan,
+        metrics: &metrics,
+        window_s,
+        io_in_window,
+        requests_in_window,
         events_expected: expected,
         events_received: received,
         lost,
-        duplicates: metrics.duplicates.load(Relaxed),
-        requests: metrics.requests.load(Relaxed),
-        requests_per_s: requests_in_window as f64 / window_s.max(1e-9),
         // nginx keeps no request count we can read.
         server_requests: 0,
-        latency_us: summarize(&metrics.merged()),
-        bytes_in,
-        bytes_out,
-        bytes_per_event: per_event((bytes_in + bytes_out) as f64),
-        bytes_down_per_event: per_event(bytes_in as f64),
-        bytes_up_per_event: per_event(bytes_out as f64),
-        bytes_down_per_s: io_in_window.read as f64 / window_s.max(1e-9),
-        bytes_up_per_s: io_in_window.written as f64 / window_s.max(1e-9),
-        bytes_per_s: (io_in_window.read + io_in_window.written) as f64 / window_s.max(1e-9),
-        server_cpu_s,
-        server_cpu_us_per_event: per_event(server_cpu_s * 1e6),
+        server_cpu_s: after.cpu_s - before.cpu_s,
         server_rss_peak_bytes: rss_peak,
         open_connections_peak: open_peak,
         loadtest_cpu_s: own_cpu,
-        errors: metrics.errors(),
-        faults: None,
-        draw: None,
-    })
+    }))
 }
 
 /// The body of the start marker: an event the clients parse but do not count.

@@ -438,31 +438,81 @@ fn tally(
                 - (window.start.process.cpu_user_s + window.start.process.cpu_system_s)
         })
         .unwrap_or(0.0);
-    let requests = metrics.requests.load(Relaxed);
+    let mut result = transport_result(Counted {
+        transport,
+        plan,
+        metrics,
+        window_s: drained.window_s,
+        io_in_window: drained.io_in_window,
+        requests_in_window: drained.requests_in_window,
+        events_expected,
+        events_received,
+        lost,
+        server_requests: figures(after)
+            .requests
+            .saturating_sub(run.before.transports[transport].requests),
+        server_cpu_s,
+        server_rss_peak_bytes: window.rss_peak,
+        open_connections_peak: window.open_peak,
+        loadtest_cpu_s: drained.own_cpu,
+    });
+    result.faults = run.faults.as_ref().map(|state| {
+        let unrecovered = finished.iter().filter(|c| c.awaiting_recovery()).count();
+        state.result(&plan.faults, unrecovered as u64)
+    });
+    result.draw = run
+        .sending
+        .as_ref()
+        .map(|s| DrawCost::of(s, transport, published));
+    result
+}
+
+/// What one transport's run counted, whatever server it ran against (pushpoll, or a peer
+/// such as nchan): [`transport_result`] turns it into the figures per event and per second.
+pub(crate) struct Counted<'a> {
+    pub transport: &'a str,
+    pub plan: &'a Plan,
+    pub metrics: &'a Metrics,
+    pub window_s: f64,
+    pub io_in_window: IoSnapshot,
+    pub requests_in_window: u64,
+    pub events_expected: u64,
+    pub events_received: u64,
+    pub lost: u64,
+    pub server_requests: u64,
+    pub server_cpu_s: f64,
+    pub server_rss_peak_bytes: u64,
+    pub open_connections_peak: i64,
+    pub loadtest_cpu_s: f64,
+}
+
+/// The one place a transport's result is computed from its counts, for pushpoll and peer
+/// runs alike (faults and draw costs are pushpoll's, added by its caller).
+pub(crate) fn transport_result(c: Counted<'_>) -> TransportResult {
+    let metrics = c.metrics;
+    let (window_s, io_in_window) = (c.window_s, c.io_in_window);
     let bytes_in = metrics.io.read.load(Relaxed);
     let bytes_out = metrics.io.written.load(Relaxed);
+    let received = c.events_received;
     let per_event = |x: f64| {
-        if events_received > 0 {
-            x / events_received as f64
+        if received > 0 {
+            x / received as f64
         } else {
             0.0
         }
     };
-    let (window_s, io_in_window) = (drained.window_s, drained.io_in_window);
     TransportResult {
-        transport: transport.to_string(),
-        clients: plan.clients,
+        transport: c.transport.to_string(),
+        clients: c.plan.clients,
         duration_s: window_s,
-        rate: plan.rate,
-        events_expected,
-        events_received,
-        lost,
+        rate: c.plan.rate,
+        events_expected: c.events_expected,
+        events_received: received,
+        lost: c.lost,
         duplicates: metrics.duplicates.load(Relaxed),
-        requests,
-        requests_per_s: drained.requests_in_window as f64 / window_s.max(1e-9),
-        server_requests: figures(after)
-            .requests
-            .saturating_sub(run.before.transports[transport].requests),
+        requests: metrics.requests.load(Relaxed),
+        requests_per_s: c.requests_in_window as f64 / window_s.max(1e-9),
+        server_requests: c.server_requests,
         latency_us: summarize(&metrics.merged()),
         bytes_in,
         bytes_out,
@@ -472,20 +522,14 @@ fn tally(
         bytes_down_per_s: io_in_window.read as f64 / window_s.max(1e-9),
         bytes_up_per_s: io_in_window.written as f64 / window_s.max(1e-9),
         bytes_per_s: (io_in_window.read + io_in_window.written) as f64 / window_s.max(1e-9),
-        server_cpu_s,
-        server_cpu_us_per_event: per_event(server_cpu_s * 1e6),
-        server_rss_peak_bytes: window.rss_peak,
-        open_connections_peak: window.open_peak,
-        loadtest_cpu_s: drained.own_cpu,
+        server_cpu_s: c.server_cpu_s,
+        server_cpu_us_per_event: per_event(c.server_cpu_s * 1e6),
+        server_rss_peak_bytes: c.server_rss_peak_bytes,
+        open_connections_peak: c.open_connections_peak,
+        loadtest_cpu_s: c.loadtest_cpu_s,
         errors: metrics.errors(),
-        faults: run.faults.as_ref().map(|state| {
-            let unrecovered = finished.iter().filter(|c| c.awaiting_recovery()).count();
-            state.result(&plan.faults, unrecovered as u64)
-        }),
-        draw: run
-            .sending
-            .as_ref()
-            .map(|s| DrawCost::of(s, transport, published)),
+        faults: None,
+        draw: None,
     }
 }
 
