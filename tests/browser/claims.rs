@@ -556,19 +556,7 @@ async fn behind_a_buffering_proxy_the_fallback_does_not_choose_sse(engine: Engin
     // The proxy really lets the handshake through and holds the events.
     let browser = Browser::launch(engine).await;
     let (page, errors) = browser.open(&format!("{origin}/demos/auto.html")).await;
-    let chosen = until(Duration::from_secs(20), async || {
-        let chosen: String = eval(
-            &page,
-            "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
-        )
-        .await;
-        if chosen.is_empty() {
-            Err(())
-        } else {
-            Ok(chosen)
-        }
-    })
-    .await;
+    let chosen = chosen_transport(&page, Duration::from_secs(20)).await;
     let steps: Vec<String> = eval(&page, "[...document.querySelectorAll('#auto-steps li')].map(li => li.dataset.transport + ':' + li.className + ':' + li.textContent)").await;
     assert_eq!(chosen, Ok("longpoll".to_string()), "steps: {steps:?}");
     assert_eq!(steps.len(), 3, "{steps:?}");

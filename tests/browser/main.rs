@@ -105,6 +105,23 @@ async fn until_true(page: &Page<'_>, js: &str, within: Duration) -> bool {
     .is_ok()
 }
 
+/// The transport auto.html chose (`#auto-chosen`), once it has chosen one, within `within`.
+async fn chosen_transport(page: &Page<'_>, within: Duration) -> Result<String, ()> {
+    until(within, async || {
+        let chosen: String = eval(
+            page,
+            "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
+        )
+        .await;
+        if chosen.is_empty() {
+            Err(())
+        } else {
+            Ok(chosen)
+        }
+    })
+    .await
+}
+
 async fn text(page: &Page<'_>, selector: &str) -> String {
     let js = format!("document.querySelector({selector:?})?.textContent ?? ''");
     eval::<String>(page, &js).await.trim().to_string()
@@ -419,19 +436,7 @@ async fn with_websocket_upgrades_refused_the_fallback_client_lands_on_sse(engine
     let app = spawn_app(&["--tick-ms", "500", "--refuse", "ws"]).await;
     let browser = Browser::launch(engine).await;
     let (page, errors) = browser.open(&app.url("/demos/auto.html")).await;
-    let chosen = until(Duration::from_secs(15), async || {
-        let chosen: String = eval(
-            &page,
-            "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
-        )
-        .await;
-        if chosen.is_empty() {
-            Err(())
-        } else {
-            Ok(chosen)
-        }
-    })
-    .await;
+    let chosen = chosen_transport(&page, Duration::from_secs(15)).await;
     match chosen {
         Ok(chosen) => assert_eq!(chosen, "sse"),
         Err(()) => panic!("no transport chosen: {}", text(&page, "#auto-steps").await),

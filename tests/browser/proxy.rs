@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use super::{Engine, eval, in_every_engine, screenshot, unexpected, until, until_true};
+use super::{
+    Engine, chosen_transport, eval, in_every_engine, screenshot, unexpected, until, until_true,
+};
 use crate::nginx::proxied;
 use crate::webdriver::Browser;
 
@@ -96,19 +98,7 @@ async fn through_the_naive_proxy_the_fallback_lands_on_long_polling_and_the_cloc
     };
     let browser = Browser::launch(engine).await;
     let (page, errors) = browser.open(&p.url("/demos/auto.html")).await;
-    let chosen = until(Duration::from_secs(15), async || {
-        let chosen: String = eval(
-            &page,
-            "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
-        )
-        .await;
-        if chosen.is_empty() {
-            Err(())
-        } else {
-            Ok(chosen)
-        }
-    })
-    .await;
+    let chosen = chosen_transport(&page, Duration::from_secs(15)).await;
     let steps: Vec<String> = eval(
         &page,
         "[...document.querySelectorAll('#auto-steps li')].map(li => li.dataset.transport + ':' + li.className + ':' + li.textContent)",
