@@ -143,7 +143,37 @@ impl<S: Send + Sync> FromRequestParts<S> for FeedPath {
 #[derive(Clone)]
 pub struct KillSwitch {
     pub token: CancellationToken,
-    pub guard: Arc<()>,
+    pub guard: Arc<KillGuard>,
+}
+
+/// One tagged request's side of a kill: open until a kill takes it or the request retires
+/// it. Both moves are one compare-and-swap, so a kill counts exactly the requests it
+/// broke: a long poll that already has its answer when the kill comes either retires
+/// first (answered; the kill does not count it) or is taken first (broken off, counted),
+/// never answered *and* counted.
+#[derive(Debug, Default)]
+pub struct KillGuard(std::sync::atomic::AtomicU8);
+
+const OPEN: u8 = 0;
+const KILLED: u8 = 1;
+const RETIRED: u8 = 2;
+
+impl KillGuard {
+    /// Takes the request for a kill; false if it was already retired (or killed).
+    pub fn kill(&self) -> bool {
+        self.swap_from_open(KILLED)
+    }
+
+    /// The request is about to answer normally; false if a kill took it first, in which
+    /// case it must break its connection instead.
+    pub fn retire(&self) -> bool {
+        self.swap_from_open(RETIRED)
+    }
+
+    fn swap_from_open(&self, to: u8) -> bool {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        self.0.compare_exchange(OPEN, to, AcqRel, Acquire).is_ok()
+    }
 }
 
 /// What a transport request brings to its subscription: the query, the headers (the session

@@ -42,14 +42,18 @@ fn churn_loses_nothing(transport: &str, churn: &str) {
     assert_eq!(r["errors"], serde_json::json!({}), "{transport}: {r}");
     assert_eq!(f["kill_failures"], 0, "{transport}: {f}");
     assert!(f["kills_sent"].as_u64().unwrap() >= 5, "{transport}: {f}");
+    // The server counts only the connections it broke (a long poll answering as the kill
+    // lands either answers, uncounted, or is broken, counted), so every break it counts,
+    // the client saw.
+    let breaks = f["breaks"].as_u64().unwrap();
+    assert_eq!(f["breaks_seen"], breaks, "{transport}: {f}");
     if transport == "poll" {
-        // A short poll holds nothing between its requests: nothing for a kill to break.
-        assert_eq!(f["breaks"], 0, "{f}");
+        // A short poll holds nothing between its requests: a kill breaks one only in the
+        // millisecond it is in flight.
+        assert!(breaks <= 2, "{f}");
         return;
     }
-    let breaks = f["breaks"].as_u64().unwrap();
     assert!(breaks >= 3, "{transport}: only {breaks} breaks: {f}");
-    assert_eq!(f["breaks_seen"], breaks, "{transport}: {f}");
     assert_eq!(f["unrecovered"], 0, "{transport}: {f}");
     assert_eq!(f["recovery_us"]["count"], breaks, "{transport}: {f}");
     assert_eq!(f["reconnect_us"]["count"], breaks, "{transport}: {f}");

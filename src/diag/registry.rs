@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio_util::sync::CancellationToken;
 
 use super::recording::Exchange;
+use crate::http::KillGuard;
 use super::{MAX_EXCHANGES, MAX_TAGS, TOTAL_BYTES};
 
 /// All tags the server knows, oldest first for eviction.
@@ -31,7 +32,7 @@ struct TagEntry {
     /// Fired by a kill; every connection opened under the tag before it listens.
     kill: CancellationToken,
     /// Connections open under the tag (their guards), counted by a kill.
-    open: Vec<Weak<()>>,
+    open: Vec<Weak<KillGuard>>,
 }
 
 impl Tags {
@@ -85,23 +86,28 @@ impl Diagnostics {
 
     /// The token that fires when `tag` is killed, and a guard to hold while the connection
     /// is open (so a kill can say how many it dropped).
-    pub fn kill_switch(&self, tag: &str) -> (CancellationToken, Arc<()>) {
+    pub fn kill_switch(&self, tag: &str) -> (CancellationToken, Arc<KillGuard>) {
         let mut tags = self.lock();
         let entry = tags.entry(tag);
-        let guard = Arc::new(());
+        let guard = Arc::new(KillGuard::default());
         entry.open.retain(|w| w.strong_count() > 0);
         entry.open.push(Arc::downgrade(&guard));
         (entry.kill.clone(), guard)
     }
 
-    /// Drops every open connection of `tag`; returns how many there were. Connections
-    /// opened afterwards get a fresh switch.
+    /// Drops every open connection of `tag`; returns how many it broke (a request that
+    /// retired its guard first, answering normally, is not one). Connections opened
+    /// afterwards get a fresh switch.
     pub fn kill(&self, tag: &str) -> usize {
         let mut tags = self.lock();
         let Some(entry) = tags.map.get_mut(tag) else {
             return 0;
         };
-        let open = entry.open.iter().filter(|w| w.strong_count() > 0).count();
+        let open = entry
+            .open
+            .iter()
+            .filter(|w| w.upgrade().is_some_and(|g| g.kill()))
+            .count();
         entry.open.clear();
         std::mem::replace(&mut entry.kill, CancellationToken::new()).cancel();
         open
@@ -158,6 +164,17 @@ mod tests {
         assert!(!c.is_cancelled());
         assert_eq!(d.kill("unknown"), 0);
         drop(guard_a);
+    }
+
+    #[test]
+    fn a_request_that_retired_its_guard_is_not_counted_and_one_killed_cannot_retire() {
+        let d = Diagnostics::default();
+        let (_, answered) = d.kill_switch("t");
+        let (_, held) = d.kill_switch("t");
+        assert!(answered.retire());
+        assert_eq!(d.kill("t"), 1, "only the held request was broken");
+        assert!(!held.retire(), "the killed request must break, not answer");
+        assert!(!answered.kill(), "retired stays retired");
     }
 
     #[test]

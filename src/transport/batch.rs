@@ -4,9 +4,11 @@
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
+use std::sync::Arc;
+
 use crate::event::SharedEvent;
 use crate::feed::Subscription;
-use crate::http::events_json;
+use crate::http::{KillGuard, KillSwitch, events_json};
 use crate::names::Transport;
 use crate::state::AppState;
 
@@ -51,4 +53,25 @@ pub fn batch_response(
         body,
     )
         .into_response()
+}
+
+/// A tagged polling request's hold on its kill switch, taken before the switch goes into
+/// the subscription: the request retires it just before answering.
+pub fn kill_guard(kill: &Option<KillSwitch>) -> Option<Arc<KillGuard>> {
+    kill.as_ref().map(|k| k.guard.clone())
+}
+
+/// The answer, unless a kill took the request first: then the connection is broken off
+/// (head, then no body), which is what the kill counted. Deciding here, in one atomic step
+/// against the kill, is what keeps the count exact: a kill that lands while the events are
+/// being gathered breaks the request even though it has events to give.
+pub fn answer_unless_killed(
+    guard: Option<Arc<KillGuard>>,
+    answer: impl FnOnce() -> Response,
+) -> Response {
+    if guard.is_none_or(|g| g.retire()) {
+        return answer();
+    }
+    let broken = futures_util::stream::once(async { Err::<bytes::Bytes, _>(super::killed()) });
+    Response::new(axum::body::Body::from_stream(broken))
 }

@@ -8,9 +8,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::Response;
 
-use super::{batch_response, drain, open};
+use super::{answer_unless_killed, batch_response, drain, kill_guard, open};
 use crate::error::ApiError;
-use crate::feed::Ended;
 use crate::http::{FeedPath, Subscribing};
 use crate::names::Transport;
 use crate::state::AppState;
@@ -30,6 +29,7 @@ pub async fn handler(
     app.stats().transport(Transport::LongPoll).request();
     let limit = params.limit()?;
     let hold = params.int("timeout", LONGPOLL_TIMEOUT_S, 25)?;
+    let guard = kill_guard(&kill);
     let mut sub = open(
         &app,
         Transport::LongPoll,
@@ -48,14 +48,10 @@ pub async fn handler(
         events.push(first);
         events.extend(drain(&mut sub, limit - 1).await);
     }
-    if sub.ended() == Some(Ended::Killed) {
-        let broken = futures_util::stream::once(async { Err::<bytes::Bytes, _>(super::killed()) });
-        return Ok(Response::new(axum::body::Body::from_stream(broken)));
-    }
-    Ok(batch_response(
-        &app,
-        Transport::LongPoll,
-        &events,
-        sub.position(),
+    // Killed while held (`next` ended with `Ended::Killed`) or while answering: either
+    // way the guard was taken, and the connection is broken off.
+    Ok(answer_unless_killed(
+        guard,
+        || batch_response(&app, Transport::LongPoll, &events, sub.position()),
     ))
 }

@@ -13,7 +13,7 @@ pub mod sse;
 mod stream;
 pub mod ws;
 
-pub use batch::{batch_response, drain};
+pub use batch::{answer_unless_killed, batch_response, drain, kill_guard};
 pub use stream::{Framing, stream_response};
 
 use axum::http::HeaderMap;

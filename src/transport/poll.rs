@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::response::Response;
 
-use super::{batch_response, drain, open};
+use super::{answer_unless_killed, batch_response, drain, kill_guard, open};
 use crate::error::ApiError;
 use crate::http::{FeedPath, Subscribing};
 use crate::names::Transport;
@@ -21,6 +21,7 @@ pub async fn handler(
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Poll).request();
     let limit = params.limit()?;
+    let guard = kill_guard(&kill);
     let mut sub = open(
         &app,
         Transport::Poll,
@@ -31,10 +32,8 @@ pub async fn handler(
         kill,
     )?;
     let events = drain(&mut sub, limit).await;
-    Ok(batch_response(
-        &app,
-        Transport::Poll,
-        &events,
-        sub.position(),
+    Ok(answer_unless_killed(
+        guard,
+        || batch_response(&app, Transport::Poll, &events, sub.position()),
     ))
 }
