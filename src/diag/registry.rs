@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio_util::sync::CancellationToken;
 
 use super::recording::Exchange;
-use crate::http::KillGuard;
 use super::{MAX_EXCHANGES, MAX_TAGS, TOTAL_BYTES};
+use crate::http::KillGuard;
 
 /// All tags the server knows, oldest first for eviction.
 #[derive(Default)]

@@ -50,8 +50,7 @@ pub async fn handler(
     }
     // Killed while held (`next` ended with `Ended::Killed`) or while answering: either
     // way the guard was taken, and the connection is broken off.
-    Ok(answer_unless_killed(
-        guard,
-        || batch_response(&app, Transport::LongPoll, &events, sub.position()),
-    ))
+    Ok(answer_unless_killed(guard, || {
+        batch_response(&app, Transport::LongPoll, &events, sub.position())
+    }))
 }

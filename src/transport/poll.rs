@@ -32,8 +32,7 @@ pub async fn handler(
         kill,
     )?;
     let events = drain(&mut sub, limit).await;
-    Ok(answer_unless_killed(
-        guard,
-        || batch_response(&app, Transport::Poll, &events, sub.position()),
-    ))
+    Ok(answer_unless_killed(guard, || {
+        batch_response(&app, Transport::Poll, &events, sub.position())
+    }))
 }
