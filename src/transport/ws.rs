@@ -315,12 +315,19 @@ fn draw_frame(app: &AppState, peer: std::net::IpAddr, text: &str) -> Option<Utf8
 /// Sends one message, giving up if the peer has not taken it within `--ws-timeout` (a client
 /// that stopped reading) or when the server shuts down.
 async fn send(socket: &mut WebSocket, message: Message, app: &AppState) -> Result<(), ()> {
+    use futures_util::FutureExt as _;
+    // No deadline of its own: a peer that stops reading stalls the socket's writes, which
+    // the listener's `--send-timeout` watch turns into an error (docs/API.md, Limits). A
+    // timer per send was one timer-wheel entry per event per subscriber.
+    let mut sending = std::pin::pin!(socket.send(message));
+    // Most sends complete at once (the frame fits the socket's buffer); only one that has
+    // to wait also waits for shutdown, which costs registering a waiter on the token.
+    if let Some(sent) = (&mut sending).now_or_never() {
+        return sent.map_err(|_| ());
+    }
     let shutdown = app.shutdown_token();
     tokio::select! {
-        sent = tokio::time::timeout(app.config().ws_timeout, socket.send(message)) => match sent {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
-        },
+        sent = sending => sent.map_err(|_| ()),
         () = shutdown.cancelled() => Err(()),
     }
 }
