@@ -205,9 +205,10 @@ impl Client {
 
 /// The part of an event the clients record: its id, its time and its type. Deserializing
 /// this instead of [`WireEvent`] skips building the body (whose `#[serde(flatten)]` and
-/// internal tag make serde buffer every field as an owned value first, about half of a
-/// client's CPU per event); serde_json still parses the fields it ignores, and a duplicate
-/// `id`, `ts` or `type` is still an error.
+/// internal tag make serde buffer every field as an owned value first: about 9% of the
+/// WebSocket client's CPU in a profile of 10,000 subscribers); serde_json still parses the
+/// fields it ignores, and a duplicate `id`, `ts` or `type` is still an error. What is no
+/// longer checked is the body's own fields (a `message` without `text` would count).
 #[derive(serde::Deserialize)]
 struct EventHead<'a> {
     id: u64,
