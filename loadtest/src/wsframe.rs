@@ -83,6 +83,18 @@ impl std::fmt::Display for WsError {
 
 impl std::error::Error for WsError {}
 
+/// The server answered the upgrade with this status instead of 101.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused(pub u16);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebSocket upgrade refused with HTTP status {}", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// One frame's header, found at the start of a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -326,7 +338,7 @@ fn client_frame_with(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
 /// The opening handshake (§4.1): sends the upgrade request for `path`, reads the response
 /// head, and checks it is a 101 that accepts this request's key. Bytes the server sent after
 /// the head (its first frames) are left in `reader`. A refusal is its status, as
-/// [`crate::clients::BadStatus`].
+/// [`Refused`].
 pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     host: &str,
@@ -357,7 +369,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|e| anyhow::anyhow!("WebSocket handshake: bad response head: {e}"))?;
     let status = response.code.unwrap_or(0);
     if status != 101 {
-        return Err(crate::clients::BadStatus(status).into());
+        return Err(Refused(status).into());
     }
     let header = |name: &str| {
         response
@@ -565,7 +577,13 @@ mod tests {
         );
         for len in [0, 125, 126, 65_535, 65_536] {
             let frame = client_frame(OP_TEXT, &vec![b'a'; len]);
-            assert_eq!(frame.len() as u64, crate::draw::client_frame_bytes(len));
+            // Header, 0/2/8 bytes of extended length, the 4-byte key, the payload.
+            let extended = match len {
+                0..=125 => 0,
+                126..=65_535 => 2,
+                _ => 8,
+            };
+            assert_eq!(frame.len(), 2 + extended + 4 + len);
             assert_eq!(frame[1] & 0x80, 0x80, "the MASK bit");
         }
         // Two frames get different keys (a CSPRNG: equal keys have odds 2^-32).

@@ -20,7 +20,13 @@ pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
     let host = ctx.addr.to_string();
     let mut reader = Reader::default();
     client.requested(ctx);
-    wsframe::handshake(&mut stream, &host, &path, &mut reader).await?;
+    wsframe::handshake(&mut stream, &host, &path, &mut reader)
+        .await
+        .map_err(|err| match err.downcast_ref::<wsframe::Refused>() {
+            // The errors table names a refusal by its status, as for the other transports.
+            Some(refused) => super::BadStatus(refused.0).into(),
+            None => err,
+        })?;
     client.opened(ctx);
     // Pinned once for the whole session: a fresh `cancelled()` per event would register
     // with the token (a lock shared by every client) and deregister again, per event.
@@ -278,19 +284,17 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let io = Arc::new(crate::net::IoCounters::default());
-        let mut stream = tcp(addr, &io).await.unwrap();
-        let err = wsframe::handshake(
-            &mut stream,
-            &addr.to_string(),
-            "/ws/chat",
-            &mut Reader::default(),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(
-            err.downcast_ref::<super::super::BadStatus>().map(|s| s.0),
-            Some(503)
-        );
+        let ctx = Ctx {
+            addr,
+            feed: "chat",
+            metrics: Arc::new(Metrics::new(1)),
+            stop: CancellationToken::new(),
+            poll_interval: Duration::from_secs(1),
+            sending: None,
+        };
+        let mut client = Client::new(0, "lobby".into(), None);
+        let err = session(&ctx, &mut client).await.unwrap_err();
+        // Named in the errors table as the other transports' refusals are.
+        assert_eq!(super::super::kind(&err), "http_503");
     }
 }
