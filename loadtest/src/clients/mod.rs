@@ -152,7 +152,17 @@ impl Client {
     /// [`EventHead`]); the rest of the document is still parsed, so malformed JSON, an
     /// unknown `type` or a missing `id`/`ts` is a `parse` error as before.
     pub fn on_json(&mut self, ctx: &Ctx, json: &[u8]) {
-        let kind = serde_json::from_slice::<EventHead>(json)
+        self.on_head(ctx, serde_json::from_slice::<EventHead>(json));
+    }
+
+    /// [`Client::on_json`] for JSON already checked as UTF-8 (a WebSocket text frame):
+    /// serde_json reads a `&str` without validating its strings' UTF-8 again.
+    pub fn on_text(&mut self, ctx: &Ctx, json: &str) {
+        self.on_head(ctx, serde_json::from_str::<EventHead>(json));
+    }
+
+    fn on_head(&mut self, ctx: &Ctx, head: serde_json::Result<EventHead<'_>>) {
+        let kind = head
             .ok()
             .and_then(|head| Some((head.id, head.ts, EventKind::of(&head.kind)?)));
         match kind {

@@ -45,7 +45,7 @@ pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
                 }
             };
             match incoming {
-                Incoming::Text(text) => client.on_json(ctx, text.as_bytes()),
+                Incoming::Text(text) => client.on_text(ctx, &text),
                 Incoming::Binary(_) => {}
                 Incoming::Ping(payload) => {
                     let pong = wsframe::client_frame(OP_PONG, payload);
