@@ -16,6 +16,7 @@ mod report;
 mod runner;
 mod server;
 mod soak;
+mod wsframe;
 
 use std::process::ExitCode;
 
