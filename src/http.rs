@@ -4,11 +4,10 @@
 //! chat's errors to HTTP. Every handler module (`api`, `transport`, `diag`, `draw`) uses
 //! these; none of them imports another to get one.
 
-use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::{Bytes, BytesMut};
@@ -198,23 +197,37 @@ impl<S: Send + Sync> FromRequestParts<S> for Subscribing {
     }
 }
 
-/// The query string as a map; malformed encoding is a `400` with a JSON body.
-pub struct Params(HashMap<String, String>);
+/// The query string's parameters, percent-decoded (`+` is a space; invalid UTF-8 becomes
+/// U+FFFD, as `application/x-www-form-urlencoded` parsing does). A name given twice means
+/// its last value. Kept as a short list rather than a map: a query has a handful of
+/// parameters, and hashing every name cost more than scanning them (issue 14's profile).
+pub struct Params(Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        Ok(Params(map))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Params::parse(parts.uri.query().unwrap_or(""))
     }
 }
 
 impl Params {
+    /// Never fails today (decoding is lossy, and the request head's size bounds the list);
+    /// a `Result` so the extractor's contract stays the `400` it documents.
+    pub fn parse(query: &str) -> Result<Params, ApiError> {
+        Ok(Params(
+            form_urlencoded::parse(query.as_bytes())
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect(),
+        ))
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `rooms=lobby,red`: the chat rooms to follow (default `lobby`); see [`parse_rooms`].
@@ -227,8 +240,7 @@ impl Params {
 
     /// `after=ID`: deliver events with an id above it.
     pub fn cursor(&self) -> Result<Option<u64>, ApiError> {
-        self.0
-            .get("after")
+        self.get("after")
             .map(|v| parse_cursor("after", v))
             .transpose()
     }
@@ -240,7 +252,7 @@ impl Params {
         range: RangeInclusive<u64>,
         default: u64,
     ) -> Result<u64, ApiError> {
-        let Some(raw) = self.0.get(name) else {
+        let Some(raw) = self.get(name) else {
             return Ok(default);
         };
         match raw.parse::<u64>() {
@@ -342,5 +354,22 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
             .get::<ClientAddr>()
             .copied()
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no client address resolved")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_percent_decoded_and_a_repeated_name_means_its_last_value() {
+        let p = Params::parse("after=5&rooms=a%2Cb+c&after=7&empty=").unwrap();
+        assert_eq!(p.get("after"), Some("7"));
+        assert_eq!(p.cursor().unwrap(), Some(7));
+        assert_eq!(p.get("rooms"), Some("a,b c"));
+        assert_eq!(p.get("empty"), Some(""));
+        assert_eq!(p.get("missing"), None);
+        // Invalid UTF-8 is decoded lossily, never an error.
+        assert_eq!(Params::parse("x=%FF").unwrap().get("x"), Some("\u{FFFD}"));
     }
 }
