@@ -379,6 +379,16 @@ fn every_output_matches_its_snapshot_byte_for_byte() {
                 .render(&s)
                 .unwrap(),
         };
+        // UPDATE_SNAPSHOTS=1 rewrites the snapshots (when a chart changes on purpose);
+        // `git diff` then shows exactly which outputs changed.
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src/export/snapshots")
+                .join(case)
+                .join(file);
+            fs::write(&path, &got).unwrap();
+            continue;
+        }
         assert!(
             got == want,
             "{case}/{file} differs from its snapshot:\n{got}"

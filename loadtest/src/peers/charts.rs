@@ -76,7 +76,7 @@ pub fn all(report: &Report) -> Result<Vec<(String, String)>> {
     if !keys.is_empty() {
         for m in &MEASURES {
             let chart = Grouped {
-                title: format!("{} — chat feed, 10 msg/s", m.what),
+                title: format!("{} — {}", m.what, report.workload()),
                 x_desc: "transport, subscribers",
                 y_desc: m.y_desc,
                 groups: keys.iter().map(|(t, n)| format!("{t} {n}")).collect(),

@@ -39,6 +39,9 @@ pub struct Run {
     pub label: String,
     pub transport: String,
     pub subscribers: usize,
+    /// The run's feed and publish rate (msg/s), from its summary.json.
+    pub feed: String,
+    pub rate: f64,
     /// Events the subscribers received (each counted once per subscriber).
     pub deliveries: u64,
     pub lost: u64,
@@ -131,6 +134,27 @@ impl Report {
         keys.sort_by(|a, b| (a.1, order(&a.0), &a.0).cmp(&(b.1, order(&b.0), &b.0)));
         keys.dedup();
         keys
+    }
+
+    /// The runs' common workload in words ("chat feed, 10 msg/s"), or a warning that the
+    /// runs differ, for the headings and chart titles.
+    pub fn workload(&self) -> String {
+        let Some(first) = self.runs.first() else {
+            return "no runs".to_owned();
+        };
+        if self
+            .runs
+            .iter()
+            .all(|r| r.feed == first.feed && r.rate == first.rate)
+        {
+            format!(
+                "{} feed, {} msg/s",
+                first.feed,
+                crate::export::num(first.rate)
+            )
+        } else {
+            "runs of different workloads (see summary.csv)".to_owned()
+        }
     }
 
     /// The labels divided by nchan: every label but nchan, when nchan is there.

@@ -41,7 +41,7 @@ pub fn read(dir: &Path) -> Result<Report> {
             } else {
                 None
             };
-            runs.push(run_of(&label, result, rss.as_ref()));
+            runs.push(run_of(&label, &summary.workload.feed, result, rss.as_ref()));
         }
     }
     let mut wrk = Vec::new();
@@ -88,13 +88,15 @@ pub fn read(dir: &Path) -> Result<Report> {
 }
 
 /// What the report shows of one result.
-pub(super) fn run_of(label: &str, r: &TransportResult, rss: Option<&Rss>) -> Run {
+pub(super) fn run_of(label: &str, feed: &str, r: &TransportResult, rss: Option<&Rss>) -> Run {
     let before = rss.map(|x| x.rss_before_bytes);
     let after = rss.and_then(|x| x.rss_after_bytes);
     Run {
         label: label.to_owned(),
         transport: r.transport.clone(),
         subscribers: r.clients,
+        feed: feed.to_owned(),
+        rate: r.rate,
         deliveries: r.events_received,
         lost: r.lost,
         p50_us: r.latency_us.p50,

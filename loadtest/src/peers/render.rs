@@ -56,7 +56,10 @@ pub fn markdown(report: &Report) -> String {
     let labels = report.labels.join(" / ");
     let compared = report.compared();
     let mut md = String::new();
-    md.push_str("## Subscribers (loadtest, chat feed, 10 msg/s)\n\n");
+    md.push_str(&format!(
+        "## Subscribers (loadtest, {})\n\n",
+        report.workload()
+    ));
     md.push_str(&format!("Each cell: {labels}.\n\n"));
     let mut head = vec![
         "transport",

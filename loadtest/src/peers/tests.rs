@@ -9,6 +9,7 @@ fn result(transport: &str, clients: usize, cpu_us: f64, peak: u64) -> TransportR
     TransportResult {
         transport: transport.to_owned(),
         clients,
+        rate: 10.0,
         events_received: 1000,
         lost: 2,
         latency_us: Latency {
@@ -54,6 +55,7 @@ fn ratio_needs_a_positive_finite_divisor() {
 fn a_run_carries_the_results_figures_and_the_rss_deltas() {
     let r = run_of(
         "pushpoll",
+        "chat",
         &result("sse", 1000, 4.0, 30 << 20),
         Some(&rss(10 << 20, Some(12 << 20))),
     );
@@ -65,17 +67,17 @@ fn a_run_carries_the_results_figures_and_the_rss_deltas() {
     assert_eq!(r.rss_after_minus_before_mib, Some(2.0));
     assert!((r.rss_per_connection_kib.unwrap() - 20.48).abs() < 1e-9);
     // Without rss.json: no before, so neither derived RSS figure.
-    let bare = run_of("nchan", &result("sse", 1000, 4.0, 30 << 20), None);
+    let bare = run_of("nchan", "chat", &result("sse", 1000, 4.0, 30 << 20), None);
     assert_eq!(bare.rss_per_connection_kib, None);
     assert_eq!(bare.rss_after_minus_before_mib, None);
 }
 
 fn report() -> Report {
     let runs = vec![
-        run_of("pushpoll", &result("sse", 1000, 3.0, 0), None),
-        run_of("before", &result("sse", 1000, 6.0, 0), None),
-        run_of("nchan", &result("sse", 1000, 4.0, 0), None),
-        run_of("pushpoll", &result("poll", 1000, 1.0, 0), None),
+        run_of("pushpoll", "chat", &result("sse", 1000, 3.0, 0), None),
+        run_of("before", "chat", &result("sse", 1000, 6.0, 0), None),
+        run_of("nchan", "chat", &result("sse", 1000, 4.0, 0), None),
+        run_of("pushpoll", "chat", &result("poll", 1000, 1.0, 0), None),
     ];
     let wrk = |label: &str, rps: f64| Wrk {
         label: label.to_owned(),
@@ -109,6 +111,10 @@ fn ratios_divide_each_pushpoll_label_by_nchan() {
 fn the_table_puts_the_servers_side_by_side_with_the_ratio() {
     let md = render::markdown(&report());
     assert!(md.contains("Each cell: pushpoll / before / nchan."), "{md}");
+    assert!(
+        md.contains("## Subscribers (loadtest, chat feed, 10 msg/s)"),
+        "{md}"
+    );
     assert!(
         md.contains("CPU pushpoll ÷ nchan | CPU before ÷ nchan"),
         "{md}"
