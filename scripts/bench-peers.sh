@@ -233,6 +233,8 @@ for server in "${servers[@]}"; do
       peer=()
       [ "$server" = nchan ] && peer=(--peer nchan)
       before=$(rss_bytes)
+      # The server's CPU affinity as the kernel reports it (nginx: the worker's, inherited).
+      taskset -pc "$rss_pid" >"$dir/affinity.txt"
       echo "==> $server $t, $n subscribers ($server_url, RSS before $((before / 1024)) KiB)"
       cmd=("$lt" run "${peer[@]}" --transport "$t" --feed chat --clients "$n" --rate 10
         --duration "$duration" --ramp "$(ramp_for "$n")" --url "$server_url" --out "$dir")
@@ -262,7 +264,9 @@ done
   echo "Written by \`scripts/bench-peers.sh\`; the table is \`loadtest peers $out\`'s table.md."
   echo "Machine: \`machine.txt\`. Raw runs: \`runs/SERVER/TRANSPORT-SUBSCRIBERS/\` (loadtest's"
   echo "summary.json, its output, the command, and \`rss.json\`: the server's VmRSS before the"
-  echo "subscribers connect and $after_wait s after the load tester exited); wrk: \`wrk/SERVER/\`."
+  echo "subscribers connect and $after_wait s after the load tester exited), \`affinity.txt\`"
+  echo "(the server's CPU affinity list, from \`taskset -p\`) and \`command.txt\` (the load tester's"
+  echo "command line, with its \`taskset -c\`); wrk: \`wrk/SERVER/\`."
   echo
   echo "## Runs"
   echo

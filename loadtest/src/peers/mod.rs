@@ -63,6 +63,10 @@ pub struct Run {
     /// Client requests per second in the window.
     pub requests_per_s: f64,
     pub errors: u64,
+    /// The load tester's own CPU in the measured window ÷ the window, in percent of one
+    /// core: near 100 with the generator pinned to one core, the generator (not the server)
+    /// may be what limits the run.
+    pub loadtest_cpu_percent: Option<f64>,
 }
 
 /// One wrk measurement of one endpoint on one server.

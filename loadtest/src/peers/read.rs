@@ -113,6 +113,7 @@ pub(super) fn run_of(label: &str, feed: &str, r: &TransportResult, rss: Option<&
             .map(|(b, a)| (a as f64 - b as f64) / (1024.0 * 1024.0)),
         requests_per_s: r.requests_per_s,
         errors: r.errors.values().sum(),
+        loadtest_cpu_percent: super::ratio(r.loadtest_cpu_s * 100.0, r.duration_s),
     }
 }
 

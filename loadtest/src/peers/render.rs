@@ -76,7 +76,11 @@ pub fn markdown(report: &Report) -> String {
         .map(|l| format!("CPU {l} ÷ {BASELINE}"))
         .collect();
     head.extend(cpu_heads.iter().map(String::as_str));
-    head.extend(["RSS KiB/connection", "RSS after − before (MiB)"]);
+    head.extend([
+        "RSS KiB/connection",
+        "RSS after − before (MiB)",
+        "loadtest CPU %",
+    ]);
     md.push_str(&format!("| {} |\n", head.join(" | ")));
     md.push_str(&format!(
         "|{}\n",
@@ -101,6 +105,7 @@ pub fn markdown(report: &Report) -> String {
         }
         row.push(cell(report, &key, |r| num(r.rss_per_connection_kib)));
         row.push(cell(report, &key, |r| num(r.rss_after_minus_before_mib)));
+        row.push(cell(report, &key, |r| num(r.loadtest_cpu_percent)));
         md.push_str(&format!("| {} |\n", row.join(" | ")));
     }
     md.push_str(
@@ -113,7 +118,9 @@ pub fn markdown(report: &Report) -> String {
          than nchan); RSS KiB/connection: (server RSS peak in the measured window − its VmRSS \
          just before the subscribers connected) ÷ subscribers; RSS after − before: VmRSS a \
          fixed wait after the load tester exited (its sockets closed) minus VmRSS before \
-         (`n/a` where the script did not measure it). Short polling polls every 1 s \
+         (`n/a` where the script did not measure it); loadtest CPU %: the load tester's own CPU in \
+         the measured window ÷ the window's length (100 = one core busy: with the generator \
+         pinned to one core, a figure near 100 means the generator may limit the run). Short polling polls every 1 s \
          (loadtest's default interval), so its latency is about half that by construction.\n",
     );
 
@@ -212,7 +219,8 @@ pub fn csv(report: &Report) -> String {
     let mut out = String::from(
         "label,transport,subscribers,deliveries,lost,p50_us,p99_us,bytes_per_event,\
          cpu_us_per_delivery,cpu_ratio_to_nchan,rss_before_bytes,rss_peak_bytes,\
-         rss_per_connection_kib,rss_after_bytes,rss_after_minus_before_mib\n",
+         rss_per_connection_kib,rss_after_bytes,rss_after_minus_before_mib,\
+         loadtest_cpu_percent\n",
     );
     for (t, n) in report.keys() {
         for l in &report.labels {
@@ -225,7 +233,7 @@ pub fn csv(report: &Report) -> String {
                 report.cpu_ratio(l, &t, n)
             };
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 r.label,
                 r.transport,
                 r.subscribers,
@@ -243,6 +251,7 @@ pub fn csv(report: &Report) -> String {
                 r.rss_after_bytes
                     .map_or_else(String::new, |v| v.to_string()),
                 opt(r.rss_after_minus_before_mib),
+                opt(r.loadtest_cpu_percent),
             ));
         }
     }
