@@ -186,6 +186,7 @@ inv="$out/invocations/$label.md"
   echo "pushpoll binary: \`$bin\` ($(sha256sum "$bin" | cut -c1-12)), flags \`--db :memory: --max-connections 100000 --rate-limit 1000000\`."
   echo "$pinning"
   echo "Subscribers: ${sizes[*]}; chat feed, 10 msg/s, $duration window; short-poll interval 1 s (loadtest's default)."
+  echo
 } >"$inv"
 
 # --- req/s with wrk ------------------------------------------------------------------------

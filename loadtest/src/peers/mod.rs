@@ -124,10 +124,11 @@ impl Report {
 
     /// The (transport, subscribers) rows, by subscribers then in transport order.
     pub fn keys(&self) -> Vec<(String, usize)> {
+        // Transports in pushpoll's order (names::Transport::ALL), unknown names last.
         let order = |t: &str| {
-            ["poll", "longpoll", "iframe", "sse", "ws"]
+            pushpoll::names::Transport::ALL
                 .iter()
-                .position(|x| *x == t)
+                .position(|x| x.as_str() == t)
                 .unwrap_or(usize::MAX)
         };
         let mut keys: Vec<(String, usize)> = self
