@@ -115,8 +115,8 @@ pub fn markdown(report: &Report) -> String {
          headers and framing included, ÷ deliveries; server CPU µs/delivery: the server's user \
          + system CPU in the measured window ÷ deliveries (pushpoll: its process; nchan: the \
          nginx worker); CPU ratio: that figure ÷ nchan's for the same row (below 1: cheaper \
-         than nchan); RSS KiB/connection: (server RSS peak in the measured window − its VmRSS \
-         just before the subscribers connected) ÷ subscribers; RSS after − before: VmRSS a \
+         than nchan); RSS KiB/connection: (server RSS peak in the measured window, sampled once \
+         a second, − its VmRSS just before the subscribers connected) ÷ subscribers; RSS after − before: VmRSS a \
          fixed wait after the load tester exited (its sockets closed) minus VmRSS before \
          (`n/a` where the script did not measure it); loadtest CPU %: the load tester's own CPU in \
          the measured window ÷ the window's length (100 = one core busy: with the generator \
