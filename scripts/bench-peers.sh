@@ -168,6 +168,9 @@ rss_bytes() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$rss_pid/status"; }
   echo "nproc: $cores"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
   echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  # Other work on the machine moves every figure here (wrk on identical binaries was seen to
+  # swing 3x while other benchmarks ran): the load average at the start is part of the record.
+  echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "kernel: $(uname -sr)"
   echo "os: $(. /etc/os-release; echo "$PRETTY_NAME")"
   echo "rustc: $(rustc --version)"
@@ -175,6 +178,10 @@ rss_bytes() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$rss_pid/status"; }
   echo "nginx-light: $(dpkg-query -W -f '${Version}' nginx-light 2>/dev/null || echo 'not installed')"
   echo "libnginx-mod-nchan: $(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null || echo 'not installed')"
 } >"$out/machine.txt"
+
+if awk '{exit !($1 >= 1.0)}' /proc/loadavg; then
+  echo "warning: load average $(cut -d' ' -f1 /proc/loadavg) at start: other work will move these figures" >&2
+fi
 
 servers=("$label")
 [ $with_nchan -eq 1 ] && servers+=(nchan)
