@@ -59,8 +59,8 @@ echo "==> property tests (the parsers we wrote: cursors, rooms, tags, nicks, dur
 cargo test --locked -p pushpoll --test props
 
 echo "==> load tester (small compares against spawned servers: delivery, bytes up and down against"
-echo "    a counting proxy, churn and storm through the diagnostics kill, and the nchan peer)"
-cargo test --locked -p loadtest --test compare --test bytes --test faults --test peer -- --test-threads 2
+echo "    a counting proxy, churn and storm through the diagnostics kill, the nchan peer, and the peers report)"
+cargo test --locked -p loadtest --test compare --test bytes --test faults --test peer --test peers -- --test-threads 2
 
 echo "==> browser tests: every page in Chromium, Firefox ESR and WebKitGTK (NAME::chromium, ::firefox, ::webkit)"
 cargo test --locked -p pushpoll --test browser -- --test-threads 2

@@ -48,6 +48,9 @@ pub enum Command {
     Soak(SoakArgs),
     /// Draw the fault charts from faulted runs' summary.json (`scripts/bench-faults.sh`).
     FaultChart(FaultChartArgs),
+    /// The side-by-side report of scripts/bench-peers.sh: reads DIR's runs and wrk outputs,
+    /// writes DIR/table.md, summary.json, summary.csv and the charts.
+    Peers(PeersArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -171,4 +174,10 @@ pub struct PeerArgs {
     /// docs/PEERS.md says what that changes in the figures.
     #[arg(long, default_value = "pushpoll")]
     pub peer: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PeersArgs {
+    /// The directory scripts/bench-peers.sh wrote (runs/LABEL/TRANSPORT-N/, wrk/LABEL/).
+    pub dir: std::path::PathBuf,
 }

@@ -10,6 +10,7 @@ mod machine;
 mod metrics;
 mod net;
 mod peer;
+mod peers;
 mod plan;
 mod publisher;
 mod report;
@@ -98,6 +99,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         // The soak is its own kind of run: one server, every transport at once, sampled.
         Command::Soak(args) => return soak::run(args).await,
         Command::FaultChart(args) => return faults::chart(args),
+        Command::Peers(args) => return peers::run(&args.dir),
     };
     check_open_files(plan.clients)?;
     let mut summary = Summary {

@@ -7,7 +7,7 @@ pub(super) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Number formatting for people: up to 3 significant digits, no decimals from 100 up, trailing
 /// zeros trimmed; `n/a` for NaN and infinities.
-pub(super) fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     if !v.is_finite() {
         return "n/a".to_owned();
     }

@@ -28,6 +28,10 @@ use crate::report::Summary;
 
 pub use table::{terminal_bytes_table, terminal_table};
 
+// The peers report (`crate::peers`) draws and formats numbers as these files do.
+pub(crate) use charts::{AMBER_BAR, BLUE_BAR, Grouped, RED_BAR};
+pub(crate) use format::num;
+
 /// Renders one output file from a summary.
 pub trait Exporter {
     /// The file's name inside the output directory.

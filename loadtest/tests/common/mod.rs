@@ -2,6 +2,8 @@
 //! back from the `summary.json` it wrote.
 #![allow(dead_code)]
 
+pub mod nchan;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

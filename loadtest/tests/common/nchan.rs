@@ -1,0 +1,48 @@
+//! nginx + nchan for the tests that measure it: scripts/nchan.sh started on a free loopback
+//! port, stopped when dropped (shared by peer.rs and peers.rs).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// nginx + nchan, stopped (SIGTERM to the script, which passes it on) when dropped.
+pub struct Nchan {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Nchan {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_nchan() -> Option<Nchan> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/nchan.sh");
+    let mut child = Command::new("bash")
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    let read = BufReader::new(child.stdout.take()?).read_line(&mut line);
+    let url = line.trim().to_string();
+    if read.is_err() || !url.starts_with("http://") {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    let nchan = Nchan { child, url };
+    // The URL is printed after `nginx -t` and just before nginx binds: wait for the port.
+    let addr = nchan.url.trim_start_matches("http://").to_string();
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            return Some(nchan);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    None
+}
