@@ -25,18 +25,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use hyper::Method;
 use pushpoll::feed::clock::now_micros;
 use pushpoll::names::Transport;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::{Client, Ctx, expect_status};
 use crate::metrics::Metrics;
-use crate::net::{Http, body, tcp};
+use crate::net::{Http, body};
 use crate::plan::Plan;
 use crate::report::{Summary, TransportResult};
 
@@ -563,35 +561,10 @@ async fn event_source(ctx: &Ctx, client: &mut Client, cursor: &mut Cursor) -> an
 /// nchan's WebSocket subscriber: one text message per published body. nchan sends no ids
 /// over it, so a reconnect resumes from where the run started (duplicates are counted).
 async fn websocket(ctx: &Ctx, client: &mut Client, cursor: &Cursor) -> anyhow::Result<()> {
-    let stream = tcp(ctx.addr, &ctx.metrics.io).await?;
-    let url = format!(
-        "ws://{}{}",
-        ctx.addr,
-        cursor.path(&format!("/sub/stream/{}", ctx.feed))
-    );
-    client.requested(ctx);
-    let (mut socket, _) = tokio_tungstenite::client_async(url, stream).await?;
-    client.opened(ctx);
-    loop {
-        let message = tokio::select! {
-            () = ctx.stop.cancelled() => {
-                let _ = socket.close(None).await;
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    while let Some(Ok(_)) = socket.next().await {}
-                })
-                .await;
-                return Ok(());
-            }
-            message = socket.next() => message,
-        };
-        match message {
-            None | Some(Ok(Message::Close(_))) => return Ok(()),
-            Some(Ok(Message::Text(text))) => client.on_json(ctx, text.as_bytes()),
-            Some(Ok(Message::Binary(data))) => client.on_json(ctx, &data),
-            Some(Ok(_)) => {}
-            Some(Err(err)) => return Err(err.into()),
-        }
-    }
+    // The same WebSocket client as a pushpoll run (handshake, frames, pongs, closing
+    // handshake), pointed at nchan's subscriber location.
+    let path = cursor.path(&format!("/sub/stream/{}", ctx.feed));
+    crate::clients::ws::session_at(ctx, client, &path).await
 }
 
 /// The nginx worker's cost at one moment, from /proc.

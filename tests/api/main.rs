@@ -20,6 +20,7 @@ mod durability;
 mod iframe;
 mod input_edges;
 mod lan;
+mod logs;
 mod proxy;
 mod resume;
 mod shutdown;

@@ -15,12 +15,18 @@ use crate::net::tcp;
 use crate::wsframe::{self, Incoming, OP_CLOSE, OP_PONG, Reader};
 
 pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
-    let mut stream = tcp(ctx.addr, &ctx.metrics.io).await?;
     let path = client.path(ctx, Transport::Ws, "");
+    session_at(ctx, client, &path).await
+}
+
+/// One WebSocket session on `path`: pushpoll's `/ws/FEED?…`, or another server's subscriber
+/// location (the nchan peer, `crate::peer`), which sends the same JSON events as text frames.
+pub async fn session_at(ctx: &Ctx, client: &mut Client, path: &str) -> anyhow::Result<()> {
+    let mut stream = tcp(ctx.addr, &ctx.metrics.io).await?;
     let host = ctx.addr.to_string();
     let mut reader = Reader::default();
     client.requested(ctx);
-    wsframe::handshake(&mut stream, &host, &path, &mut reader)
+    wsframe::handshake(&mut stream, &host, path, &mut reader)
         .await
         .map_err(|err| match err.downcast_ref::<wsframe::Refused>() {
             // The errors table names a refusal by its status, as for the other transports.
