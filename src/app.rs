@@ -97,8 +97,8 @@ async fn edge(
     req.extensions_mut().insert(ClientAddr(client));
     // A debug-level span: with the default `info` filter it is never built. Built for every
     // request, an info span (registry slot, fields formatted into a string, enter/exit on
-    // every poll) cost about 1–2.5 µs of a 13–19 µs trivial request (issue 14's profile).
-    // `PUSHPOLL_LOG=info,pushpoll=debug` turns it on.
+    // every poll) cost 2–3 µs of CPU of a 13–19 µs trivial request (issue 14; measured
+    // while other builds shared the machine). `PUSHPOLL_LOG=info,pushpoll=debug` turns it on.
     let span = tracing::debug_span!("request", client = %client.ip, peer = %peer);
     api::check_origin(State(app), req, next)
         .instrument(span)
