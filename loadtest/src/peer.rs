@@ -30,7 +30,6 @@ use hyper::Method;
 use pushpoll::feed::clock::now_micros;
 use pushpoll::names::Transport;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::clients::{Client, Ctx, expect_status};
 use crate::metrics::Metrics;
@@ -124,16 +123,8 @@ async fn run_one(
     let transport_ = transport
         .parse::<Transport>()
         .map_err(|_| anyhow::anyhow!("unknown transport {transport:?}"))?;
-    let metrics = Arc::new(Metrics::new((plan.clients / 64).clamp(1, 64)));
-    let stop = CancellationToken::new();
-    let ctx = Arc::new(Ctx {
-        addr,
-        feed: plan.feed,
-        metrics: metrics.clone(),
-        stop: stop.clone(),
-        poll_interval: plan.poll_interval,
-        sending: None,
-    });
+    let ctx = Ctx::new(addr, plan.feed, plan.clients, plan.poll_interval, None);
+    let (metrics, stop) = (ctx.metrics.clone(), ctx.stop.clone());
     // Where every client starts: nchan's id of a marker message published now (a `join`,
     // which the clients do not count), so each must receive every event published after it.
     let start = publish(

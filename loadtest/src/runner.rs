@@ -70,19 +70,16 @@ impl<'a> Run<'a> {
         transport: &'static str,
         addr: SocketAddr,
     ) -> anyhow::Result<Run<'a>> {
-        let shards = (plan.clients / 64).clamp(1, 64);
-        let metrics = Arc::new(Metrics::new(shards));
-        let stop = CancellationToken::new();
         let sending = (plan.feed == "draw")
             .then(|| Arc::new(Sending::new(plan.send_rate, plan.duration, plan.clients)));
-        let ctx = Arc::new(Ctx {
+        let ctx = Ctx::new(
             addr,
-            feed: plan.feed,
-            metrics: metrics.clone(),
-            stop: stop.clone(),
-            poll_interval: plan.poll_interval,
-            sending: sending.clone(),
-        });
+            plan.feed,
+            plan.clients,
+            plan.poll_interval,
+            sending.clone(),
+        );
+        let (metrics, stop) = (ctx.metrics.clone(), ctx.stop.clone());
         let progress = ProgressBar::new_spinner().with_style(
             ProgressStyle::with_template("{spinner} {prefix:>8} {elapsed:>4} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),

@@ -7,17 +7,12 @@ mod common;
 
 use std::process::Command;
 
-use common::nchan::start_nchan;
+use common::nchan::nchan_or_skip;
 use common::{loadtest, summary_of};
 
 #[test]
 fn compare_against_nchan_delivers_everything_and_reports_iframe_as_not_available() {
-    let Some(nchan) = start_nchan() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: scripts/nchan.sh could not start nginx + nchan"
-        );
-        eprintln!("skipped: scripts/nchan.sh could not start nginx + nchan");
+    let Some(nchan) = nchan_or_skip() else {
         return;
     };
     let out = std::env::temp_dir().join(format!("loadtest-peer-{}", std::process::id()));

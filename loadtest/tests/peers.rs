@@ -10,7 +10,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::nchan::start_nchan;
+use common::nchan::nchan_or_skip;
 use common::{loadtest, summary_of};
 use serde_json::Value;
 
@@ -56,12 +56,7 @@ fn wrk(dir: &Path, label: &str, rps: &str, answer: &str) {
 
 #[test]
 fn report_puts_pushpoll_and_nchan_side_by_side_with_ratios_from_the_runs() {
-    let Some(nchan) = start_nchan() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: scripts/nchan.sh could not start nginx + nchan"
-        );
-        eprintln!("skipped: scripts/nchan.sh could not start nginx + nchan");
+    let Some(nchan) = nchan_or_skip() else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("loadtest-peers-{}", std::process::id()));

@@ -47,6 +47,28 @@ pub struct Ctx {
     pub sending: Option<Arc<crate::draw::Sending>>,
 }
 
+impl Ctx {
+    /// What `clients` subscribers to `addr` share in one run: fresh metrics (one shard per
+    /// 64 clients, 1–64) and a fresh stop token. Both the pushpoll runner and the nchan peer
+    /// start their clients from this.
+    pub fn new(
+        addr: SocketAddr,
+        feed: &'static str,
+        clients: usize,
+        poll_interval: Duration,
+        sending: Option<Arc<crate::draw::Sending>>,
+    ) -> Arc<Ctx> {
+        Arc::new(Ctx {
+            addr,
+            feed,
+            metrics: Arc::new(Metrics::new((clients / 64).clamp(1, 64))),
+            stop: CancellationToken::new(),
+            poll_interval,
+            sending,
+        })
+    }
+}
+
 /// One client's own state: where it is in the feed and what it has seen.
 pub struct Client {
     pub index: usize,
