@@ -120,6 +120,7 @@ names=() pids=()
 
 stop_all() {
   trap - INT TERM
+  [ ${#pids[@]} -gt 0 ] || return 0
   echo >&2
   echo "==> stopping" >&2
   local i
@@ -147,13 +148,17 @@ trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Waits until PID accepts connections on HOST:PORT (bash's /dev/tcp, no client needed); fails
-# with the end of its log if it exits or 30 s pass.
+# Whether something accepts connections on HOST:PORT (bash's /dev/tcp, no client needed).
+listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Waits until PID is up: it printed READY (a fixed string) into its log, and HOST:PORT accepts
+# connections. Fails with the end of its log if it exits first or 30 s pass. (The log line
+# matters: a port answering could be another process's, when ours failed to bind it.)
 wait_up() {
-  local name="$1" pid="$2" host="$3" port="$4" log="$5" tries=0
-  until (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; do
+  local name="$1" pid="$2" host="$3" port="$4" log="$5" ready="$6" tries=0
+  until { [ -z "$ready" ] || grep -qF -- "$ready" "$log"; } && listening "$host" "$port"; do
     if ! kill -0 "$pid" 2>/dev/null || [ "$tries" -ge 300 ]; then
-      echo "error: $name did not come up on port $port; the end of $log:" >&2
+      echo "error: $name did not come up on $host:$port; the end of $log:" >&2
       tail -n 15 "$log" >&2 || true
       exit 1
     fi
@@ -161,6 +166,18 @@ wait_up() {
     tries=$((tries + 1))
   done
 }
+
+# Every port must be free before anything starts: a clear error now rather than a half-started
+# cluster (a Redis or node left from another run, say).
+ports=("$redis_port")
+for ((i = 0; i < nodes; i++)); do ports+=($((base_port + i))); done
+[ "$nginx" = no ] || ports+=("$listen_port")
+for port in "${ports[@]}"; do
+  if listening 127.0.0.1 "$port"; then
+    echo "error: port $port on 127.0.0.1 is in use (another cluster.sh, Redis or pushpoll?)" >&2
+    exit 1
+  fi
+done
 
 # Each in a session of its own (setsid): Ctrl-C in the terminal then reaches this script only,
 # which stops them in order (nodes before Redis), instead of all of them at once.
@@ -176,12 +193,7 @@ start() {
 # port 6379) is neither read nor touched. --save "": no RDB snapshots, the AOF is the data.
 start redis "$redis_bin" --port "$redis_port" --bind 127.0.0.1 --protected-mode no \
   --daemonize no --dir "$dir/redis" --appendonly yes --appendfsync always --save ""
-wait_up redis "${pids[0]}" 127.0.0.1 "$redis_port" "$dir/redis.log"
-until [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ]; do
-  # -LOADING while it replays a large AOF.
-  kill -0 "${pids[0]}" 2>/dev/null || { tail -n 15 "$dir/redis.log" >&2; exit 1; }
-  sleep 0.1
-done
+wait_up redis "${pids[0]}" 127.0.0.1 "$redis_port" "$dir/redis.log" "Ready to accept connections"
 
 origin=()
 [ "$nginx" = no ] || origin=(--allow-origin "http://$listen")
@@ -192,7 +204,8 @@ for ((i = 0; i < nodes; i++)); do
     --secret-file "$dir/secret" "${origin[@]}" "${node_args[@]}"
 done
 for ((i = 0; i < nodes; i++)); do
-  wait_up "node$i" "${pids[$((i + 1))]}" 127.0.0.1 "$((base_port + i))" "$dir/node$i.log"
+  wait_up "node$i" "${pids[$((i + 1))]}" 127.0.0.1 "$((base_port + i))" "$dir/node$i.log" \
+    "http://127.0.0.1:$((base_port + i))"
 done
 
 if [ "$nginx" = yes ]; then
@@ -231,7 +244,7 @@ if [ "$nginx" = yes ]; then
     --config "$dir/nginx.conf"
   listen_host="${listen%:*}"
   listen_host="${listen_host#[}"
-  wait_up nginx "${pids[-1]}" "${listen_host%]}" "$listen_port" "$dir/nginx.log"
+  wait_up nginx "${pids[-1]}" "${listen_host%]}" "$listen_port" "$dir/nginx.log" ""
 fi
 
 echo
