@@ -58,6 +58,16 @@ echo "==> integration tests (real server on 127.0.0.1:0)"
 # Most of these wait on clock ticks, so they run well side by side even on 2 cores.
 cargo test --locked -p pushpoll --test api -- --test-threads 8
 
+echo "==> the chat tests again, against the cluster engine (--redis, one redis-server, a key prefix per server)"
+redis_dir=$(mktemp -d)
+redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$redis_dir" --save '' --appendonly no \
+    --daemonize yes --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"
+trap 'kill "$(cat "$redis_dir/redis.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$redis_dir"' EXIT
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+PUSHPOLL_TEST_REDIS="redis://127.0.0.1:$redis_port" \
+    cargo test --locked -p pushpoll --test api chat -- --test-threads 4
+
 echo "==> property tests (the parsers we wrote: cursors, rooms, tags, nicks, durations)"
 cargo test --locked -p pushpoll --test props
 

@@ -79,8 +79,22 @@ async fn four_writers_reach_a_subscriber_on_every_transport_in_order_exactly_onc
                     }
                 }
             }
-            // Keep the socket open until its messages are surely read by the server.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Keep the socket open until the server has stored all 50 (they come back on it):
+            // closing with unread data in the receive buffer resets the connection, and the
+            // server would lose the frames it had not read yet.
+            if let Some(ws) = ws.as_mut() {
+                let mut mine = 0;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                while mine < 50 {
+                    let next = tokio::time::timeout_at(deadline, ws.next()).await;
+                    let Ok(Some(Ok(Message::Text(text)))) = next else {
+                        panic!("writer {w}: {mine} of its 50 messages came back");
+                    };
+                    if text.contains(&format!("\"w{w} m")) {
+                        mine += 1;
+                    }
+                }
+            }
         }));
     }
     for w in writers {

@@ -11,6 +11,7 @@ mod bad_input;
 mod chat;
 mod chat_budgets;
 mod chat_limits;
+mod cluster;
 mod connections;
 mod delivery;
 mod diag_bounds;

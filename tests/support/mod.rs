@@ -110,6 +110,13 @@ pub async fn spawn_app(args: &[&str]) -> TestApp {
     let watchdog = Watchdog::arm();
     init_logs();
     let mut argv = vec!["pushpoll", "--addr", "127.0.0.1:0", "--db", ":memory:"];
+    // `PUSHPOLL_TEST_REDIS=redis://…`: the same tests against the cluster engine, each server
+    // under its own key prefix in that Redis (scripts/test.sh runs the chat tests so).
+    let redis = std::env::var("PUSHPOLL_TEST_REDIS").ok();
+    let prefix = format!("t{}:", unique());
+    if let Some(url) = &redis {
+        argv.extend(["--redis", url, "--redis-prefix", &prefix]);
+    }
     argv.extend_from_slice(args);
     let config = Config::try_parse_from(argv).expect("test config");
     let listener = tokio::net::TcpListener::bind(config.addr)
@@ -130,6 +137,13 @@ pub async fn spawn_app(args: &[&str]) -> TestApp {
     };
     app.wait_for_first_tick().await;
     app
+}
+
+/// A number no other server of this test run has: for Redis key prefixes.
+pub fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    u64::from(std::process::id()) << 20 | n
 }
 
 fn init_logs() {
@@ -207,6 +221,13 @@ impl TestApp {
 
     pub async fn latest_tick(&self) -> u64 {
         self.poll("/poll/clock").await.1
+    }
+
+    /// `kill -9` of a server started with [`spawn_binary`]: no shutdown, no goodbye.
+    pub async fn kill9(&mut self) {
+        let child = self.child.as_mut().expect("kill9 needs spawn_binary");
+        child.start_kill().expect("SIGKILL");
+        let _ = child.wait().await;
     }
 
     /// Stops the server as SIGTERM would, and returns how long it took.

@@ -1,0 +1,466 @@
+//! Many nodes, one chat (`--redis`): real `pushpoll` processes over one real `redis-server`
+//! on a free loopback port. Every message reaches every subscriber on every node and
+//! transport once, in one id order; sessions, nicks, whispers and presence hold across
+//! nodes; a killed node's clients resume on another from their cursors; Redis killed,
+//! restarted or stopped loses nothing it acknowledged.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use pushpoll::feed::{EventBody, WireEvent};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::redis::RedisServer;
+use crate::support::{Subscriber, TRANSPORTS, TestApp, spawn_binary};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// What docs/SCALE.md states: a dead node's users leave within `NODE_TTL + HEARTBEAT` (5 s
+/// + 1 s) plus one reaper beat; the test allows 1 s more for scheduling.
+const LEAVE_BOUND: Duration = Duration::from_secs(8);
+
+async fn node(redis: &RedisServer) -> TestApp {
+    spawn_binary(&["--redis", &redis.url(), "--rate-limit", "100000"]).await
+}
+
+/// The id of the newest chat event on `app`.
+async fn chat_cursor(app: &TestApp) -> u64 {
+    app.poll("/poll/chat?history=0").await.1
+}
+
+fn text(event: &WireEvent) -> &str {
+    match &event.body {
+        EventBody::Message { text, .. } | EventBody::Whisper { text, .. } => text,
+        other => panic!("not a message: {other:?}"),
+    }
+}
+
+async fn users(app: &TestApp, room: &str) -> Vec<String> {
+    let (status, body) = app.get_json(&format!("/api/chat/users?room={room}")).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body["users"].clone()).unwrap()
+}
+
+/// Waits until `room`'s online list on `app` satisfies `ok`; how long it took.
+async fn until_users(
+    app: &TestApp,
+    room: &str,
+    within: Duration,
+    ok: impl Fn(&[String]) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let now = users(app, room).await;
+        if ok(&now) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "online in {room} after {within:?}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_are_one_chat_on_every_transport() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let cursor = chat_cursor(&a).await;
+
+    // One session store: a cookie from node A is valid on node B; a nick is held once.
+    let alice = a.login("alice").await;
+    let bob = b.login("bob").await;
+    let carol = b.login("carol").await;
+    let (status, body, _) = b
+        .send_json(Method::GET, "/api/session", Some(&alice), json!(null))
+        .await;
+    assert_eq!((status, &body["nick"]), (200, &json!("alice")), "{body}");
+    let (status, body, _) = b
+        .send_json(Method::POST, "/api/session", None, json!({"nick": "ALICE"}))
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("nick_taken"))
+    );
+    let (status, _, _) = a
+        .send_json(
+            Method::PATCH,
+            "/api/session",
+            Some(&bob),
+            json!({"nick": "Carol"}),
+        )
+        .await;
+    assert_eq!(
+        status, 409,
+        "carol's nick, held on node B, is refused on node A"
+    );
+
+    // Subscribers on all five transports on both nodes, anonymous; and alice's and carol's
+    // own streams, on the node where they did not sign in.
+    let query = format!("chat?rooms=lobby&history=0&after={cursor}");
+    let mut subs = Vec::new();
+    for app in [&a, &b] {
+        for t in TRANSPORTS {
+            subs.push((
+                format!("{t}@{}", app.addr),
+                Subscriber::open(app, t, &query, None).await,
+            ));
+        }
+    }
+    let mut alice_sse = Subscriber::open(&b, "sse", &query, Some(&alice)).await;
+    let mut carol_ws = Subscriber::open(&a, "ws", &query, Some(&carol)).await;
+
+    // Presence is the union over nodes: both are online, each through the other node.
+    until_users(&a, "lobby", WAIT, |u| u.contains(&"alice".into())).await;
+    until_users(&b, "lobby", WAIT, |u| u.contains(&"carol".into())).await;
+
+    // Writers on both nodes at once; then a whisper from B to A's user, then a marker.
+    const EACH: usize = 15;
+    let write = |app: &TestApp, cookie: String, who: &'static str| {
+        let http = app.http.clone();
+        let url = app.url("/api/chat/messages");
+        async move {
+            for i in 0..EACH {
+                let res = http
+                    .post(&url)
+                    .header("cookie", &cookie)
+                    .json(&json!({"room": "lobby", "text": format!("{who}-{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201);
+            }
+        }
+    };
+    tokio::join!(
+        write(&a, alice.clone(), "alice"),
+        write(&b, bob.clone(), "bob")
+    );
+    let (status, body, _) = a
+        .send_json(
+            Method::POST,
+            "/api/chat/messages",
+            Some(&bob),
+            json!({"to": "alice", "text": "psst"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(b.say(&bob, "lobby", "end").await.0, 201);
+
+    let mut orders = Vec::new();
+    for (name, sub) in &mut subs {
+        let got = sub.messages(2 * EACH + 1, WAIT).await;
+        let ids: Vec<u64> = got.iter().map(|e| e.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{name}: {ids:?}");
+        let texts: HashSet<&str> = got.iter().map(text).collect();
+        assert_eq!(texts.len(), 2 * EACH + 1, "{name}: each message once");
+        assert!(!texts.contains("psst"), "{name} saw a whisper");
+        assert_eq!(text(got.last().unwrap()), "end", "{name}");
+        orders.push((name.clone(), ids));
+    }
+    for (name, ids) in &orders[1..] {
+        assert_eq!(ids, &orders[0].1, "{name} and {} differ", orders[0].0);
+    }
+    let got = alice_sse.messages(2 * EACH + 2, WAIT).await;
+    assert_eq!(
+        text(&got[2 * EACH]),
+        "psst",
+        "alice gets bob's whisper on node B"
+    );
+    let got = carol_ws.messages(2 * EACH + 1, WAIT).await;
+    assert!(got.iter().all(|e| text(e) != "psst"), "carol does not");
+
+    // History is one log too.
+    let (_, body) = b.get_json("/api/chat/history?room=lobby&limit=200").await;
+    assert_eq!(body["events"].as_array().unwrap().len(), 2 * EACH + 1);
+
+    // Carol's only stream closes: she leaves, once, and the union forgets her.
+    drop(carol_ws);
+    until_users(&b, "lobby", WAIT, |u| !u.contains(&"carol".into())).await;
+    let mut watcher =
+        Subscriber::open(&a, "sse", &format!("chat?rooms=lobby&after={cursor}"), None).await;
+    let mut leaves = 0;
+    while let Some(event) = watcher.next_event(Duration::from_millis(500)).await {
+        if matches!(&event.body, EventBody::Leave { nick, .. } if nick == "carol") {
+            leaves += 1;
+        }
+    }
+    assert_eq!(leaves, 1, "carol's leave is written once");
+}
+
+/// A client that keeps reading the chat from `after` over one transport, and when its node
+/// goes away, asks the next node from its cursor. Returns the messages it got.
+async fn resuming_reader(
+    nodes: Vec<String>,
+    transport: &'static str,
+    cookie: String,
+    mut after: u64,
+    want: usize,
+) -> Vec<WireEvent> {
+    let http = reqwest::Client::new();
+    let mut got: Vec<WireEvent> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut node = 0;
+    while got.len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "{transport}: {} of {want}",
+            got.len()
+        );
+        let base = &nodes[node % nodes.len()];
+        let query = format!("chat?rooms=lobby&history=0&after={after}");
+        // Reads until the connection fails; then the next node.
+        fn take(event: WireEvent, after: &mut u64, got: &mut Vec<WireEvent>) {
+            *after = (*after).max(event.id);
+            if matches!(event.body, EventBody::Message { .. }) {
+                got.push(event);
+            }
+        }
+        match transport {
+            "longpoll" => loop {
+                let url = format!(
+                    "http://{base}/longpoll/{query_now}&timeout=2",
+                    query_now = format!("chat?rooms=lobby&history=0&after={after}")
+                );
+                let Ok(res) = http.get(&url).header("cookie", &cookie).send().await else {
+                    break;
+                };
+                let Ok(body) = res.json::<serde_json::Value>().await else {
+                    break;
+                };
+                let events: Vec<WireEvent> =
+                    serde_json::from_value(body["events"].clone()).unwrap();
+                for event in events {
+                    take(event, &mut after, &mut got);
+                }
+                after = after.max(body["next"].as_u64().unwrap());
+                if got.len() >= want {
+                    break;
+                }
+            },
+            "sse" => {
+                let Ok(res) = http
+                    .get(format!("http://{base}/sse/{query}"))
+                    .header("cookie", &cookie)
+                    .send()
+                    .await
+                else {
+                    node += 1;
+                    continue;
+                };
+                let mut body = res.bytes_stream();
+                let mut buf = Vec::new();
+                'read: while let Ok(Some(Ok(chunk))) =
+                    tokio::time::timeout(Duration::from_secs(3), body.next()).await
+                {
+                    buf.extend_from_slice(&chunk);
+                    while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                        let frame: Vec<u8> = buf.drain(..end + 2).collect();
+                        let frame = String::from_utf8(frame).unwrap();
+                        if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                            take(serde_json::from_str(data).unwrap(), &mut after, &mut got);
+                        }
+                        if got.len() >= want {
+                            break 'read;
+                        }
+                    }
+                }
+            }
+            "ws" => {
+                use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+                let mut request = format!("ws://{base}/ws/{query}")
+                    .into_client_request()
+                    .unwrap();
+                request
+                    .headers_mut()
+                    .insert("cookie", cookie.parse().unwrap());
+                let Ok((mut ws, _)) = tokio_tungstenite::connect_async(request).await else {
+                    node += 1;
+                    continue;
+                };
+                while let Ok(Some(Ok(message))) =
+                    tokio::time::timeout(Duration::from_secs(3), ws.next()).await
+                {
+                    if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                        take(serde_json::from_str(&text).unwrap(), &mut after, &mut got);
+                        if got.len() >= want {
+                            break;
+                        }
+                    }
+                }
+            }
+            other => panic!("{other}"),
+        }
+        node += 1;
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_clients_resume_on_another_from_their_cursors() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis).await;
+    let mut b = node(&redis).await;
+    let cursor = chat_cursor(&a).await;
+    let writer = a.login("writer").await;
+    let reader = b.login("reader").await;
+    // bea's only client is on node B: when B dies, a surviving node must say she left.
+    let bea = b.login("bea").await;
+    let _bea_stream = Subscriber::open(&b, "sse", "chat?rooms=lobby&history=0", Some(&bea)).await;
+    until_users(&a, "lobby", WAIT, |u| u.contains(&"bea".into())).await;
+
+    const N: usize = 40;
+    // The readers start on B, then go to A.
+    let nodes = vec![b.addr.to_string(), a.addr.to_string()];
+    let readers: Vec<_> = ["ws", "sse", "longpoll"]
+        .into_iter()
+        .map(|t| tokio::spawn(resuming_reader(nodes.clone(), t, reader.clone(), cursor, N)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut acked = Vec::new();
+    let mut killed_at = None;
+    for i in 0..N {
+        let (status, body) = a.say(&writer, "lobby", &format!("m{i}")).await;
+        assert_eq!(status, 201, "{body}");
+        acked.push(body["id"].as_u64().unwrap());
+        if i == N / 4 {
+            b.kill9().await;
+            killed_at = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (reader, t) in readers.into_iter().zip(["ws", "sse", "longpoll"]) {
+        let got = reader.await.unwrap();
+        let ids: Vec<u64> = got.iter().map(|e| e.id).collect();
+        assert_eq!(
+            ids, acked,
+            "{t}: every acknowledged message once, in order, across the kill"
+        );
+    }
+    // bea leaves within the stated bound, written by node A.
+    let took = until_users(&a, "lobby", LEAVE_BOUND, |u| !u.contains(&"bea".into())).await;
+    let since_kill = killed_at.unwrap().elapsed();
+    eprintln!("bea left {took:?} after the last write, {since_kill:?} after the kill");
+    assert!(
+        since_kill <= LEAVE_BOUND + Duration::from_secs(2),
+        "{since_kill:?}"
+    );
+    let (events, _) = a
+        .poll(&format!("/poll/chat?rooms=lobby&history=0&after={cursor}"))
+        .await;
+    let leaves = events
+        .iter()
+        .filter(|e| matches!(&e.body, EventBody::Leave { nick, .. } if nick == "bea"))
+        .count();
+    assert_eq!(leaves, 1);
+}
+
+/// Sends `text` until it is acknowledged; the statuses seen before (503s while Redis is away).
+async fn say_until_stored(app: &TestApp, cookie: &str, text: &str) -> (u64, Vec<u16>) {
+    let mut refused = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body, headers) = app
+            .send_json(
+                Method::POST,
+                "/api/chat/messages",
+                Some(cookie),
+                json!({"room": "lobby", "text": text}),
+            )
+            .await;
+        if status == 201 {
+            return (body["id"].as_u64().unwrap(), refused);
+        }
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "store_unavailable");
+        assert!(headers.contains_key("retry-after"));
+        refused.push(status);
+        assert!(Instant::now() < deadline, "not stored within 20 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_loses_nothing_it_acknowledged() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let cursor = chat_cursor(&a).await;
+    let cookie = a.login("alice").await;
+    let query = format!("chat?rooms=lobby&history=0&after={cursor}");
+    let mut on_a = Subscriber::open(&a, "sse", &query, None).await;
+    let mut on_b = Subscriber::open(&b, "ws", &query, None).await;
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        acked.push(
+            say_until_stored(&a, &cookie, &format!("before-{i}"))
+                .await
+                .0,
+        );
+    }
+    redis.kill9();
+    let (status, body, _) = a
+        .send_json(
+            Method::POST,
+            "/api/chat/messages",
+            Some(&cookie),
+            json!({"room": "lobby", "text": "while down"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("store_unavailable"))
+    );
+    redis.restart().await;
+    for i in 0..10 {
+        let (id, _) = say_until_stored(&b, &cookie, &format!("after-{i}")).await;
+        assert!(id > acked[9], "ids continue above the old ones: {id}");
+        acked.push(id);
+    }
+    for sub in [&mut on_a, &mut on_b] {
+        let got = sub.messages(20, WAIT).await;
+        let ids: Vec<u64> = got.iter().map(|e| e.id).collect();
+        assert_eq!(ids, acked, "open streams resume, nothing acknowledged lost");
+    }
+    let (_, body) = b.get_json("/api/chat/history?room=lobby&limit=50").await;
+    assert_eq!(body["events"].as_array().unwrap().len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_for_five_seconds_refuses_writes_then_delivers() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let cursor = chat_cursor(&a).await;
+    let cookie = a.login("alice").await;
+    let query = format!("chat?rooms=lobby&history=0&after={cursor}");
+    let mut on_b = Subscriber::open(&b, "sse", &query, None).await;
+    let mut acked = vec![say_until_stored(&a, &cookie, "first").await.0];
+    redis.stop();
+    let stopped = Instant::now();
+    let mut refused = 0;
+    while stopped.elapsed() < Duration::from_secs(5) {
+        let (status, body) = a.say(&cookie, "lobby", "during").await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (503, &json!("store_unavailable"))
+        );
+        refused += 1;
+    }
+    redis.cont();
+    assert!(refused >= 1);
+    let (id, _) = say_until_stored(&a, &cookie, "last").await;
+    acked.push(id);
+    let got = on_b.messages(2, WAIT).await;
+    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), acked);
+    assert_eq!(got.iter().map(text).collect::<Vec<_>>(), ["first", "last"]);
+}
