@@ -224,8 +224,7 @@ async fn resuming_reader(
         match transport {
             "longpoll" => loop {
                 let url = format!(
-                    "http://{base}/longpoll/{query_now}&timeout=2",
-                    query_now = format!("chat?rooms=lobby&history=0&after={after}")
+                    "http://{base}/longpoll/chat?rooms=lobby&history=0&after={after}&timeout=2"
                 );
                 let Ok(res) = http.get(&url).header("cookie", &cookie).send().await else {
                     break;
