@@ -185,7 +185,7 @@ pub struct Config {
     /// Events the Redis log keeps (older ones are trimmed; a cursor older than what is kept
     /// gets a `gap` event). Approximate by up to 100 (Redis trims whole stream nodes).
     #[arg(long, env = "PUSHPOLL_REDIS_RETENTION", default_value_t = 100_000,
-          value_parser = clap::value_parser!(u64).range(1000..=100_000_000))]
+          value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
     pub redis_retention: u64,
 
     /// Prefix of every Redis key and channel this cluster uses (several clusters can share

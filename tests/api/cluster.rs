@@ -463,3 +463,55 @@ async fn redis_stopped_for_five_seconds_refuses_writes_then_delivers() {
     assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), acked);
     assert_eq!(got.iter().map(text).collect::<Vec<_>>(), ["first", "last"]);
 }
+
+/// The Redis log keeps `--redis-retention` events (trimmed in whole stream nodes of 100): a
+/// node that must read a cursor older than that from Redis says so with a `gap`, and
+/// delivers from the oldest event kept, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_older_than_the_redis_retention_gets_a_gap() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = spawn_binary(&[
+        "--redis",
+        &redis.url(),
+        "--redis-retention",
+        "100",
+        "--rate-limit",
+        "100000",
+    ])
+    .await;
+    let cookie = a.login("alice").await;
+    for i in 0..350 {
+        assert_eq!(a.say(&cookie, "lobby", &format!("m{i}")).await.0, 201);
+    }
+    let kept = redis
+        .command(&["XLEN", "pushpoll:log"])
+        .await
+        .unwrap()
+        .unwrap();
+    let kept: u64 = kept.parse().unwrap();
+    assert!((100..350).contains(&kept), "{kept} kept");
+    // A node started now has nothing in memory: it reads the cursor's events from Redis.
+    let b = node(&redis).await;
+    let (events, _) = b.poll("/poll/chat?rooms=lobby&after=1").await;
+    let EventBody::Gap {
+        after,
+        resumed_from,
+    } = &events[0].body
+    else {
+        panic!("no gap first: {:?}", events[0]);
+    };
+    assert_eq!(*after, 1);
+    assert!(*resumed_from > 2, "{resumed_from}");
+    assert_eq!(
+        events[1].id, *resumed_from,
+        "delivery resumes where the gap says"
+    );
+    let ids: Vec<u64> = events[1..].iter().map(|e| e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    // The room's history is trimmed with the log.
+    let (_, body) = b.get_json("/api/chat/history?room=lobby&limit=200").await;
+    let oldest = body["events"][0]["id"].as_u64().unwrap();
+    assert!(oldest >= *resumed_from - 100, "{oldest}");
+}

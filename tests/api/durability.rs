@@ -112,3 +112,73 @@ async fn login(http: &reqwest::Client, base: &str, nick: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Sessions survive a restart on SQLite: the cookie still signs in (same key, kept in the
+/// database), the nick is still held; a logged-out session stays out.
+#[tokio::test]
+async fn a_session_survives_kill_9_and_a_restart_on_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("chat.sqlite");
+    let db = db.to_str().unwrap();
+    let http = reqwest::Client::new();
+    let login = |base: String, nick: &'static str| {
+        let http = http.clone();
+        async move {
+            let res = http
+                .post(format!("{base}/api/session"))
+                .json(&serde_json::json!({ "nick": nick }))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let cookie = res
+                .headers()
+                .get("set-cookie")
+                .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+            (status, cookie)
+        }
+    };
+    let (mut child, base) = start(db).await;
+    let (_, kept) = login(base.clone(), "kept").await;
+    let (_, gone) = login(base.clone(), "gone").await;
+    let res = http
+        .delete(format!("{base}/api/session"))
+        .header("cookie", gone.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    child.kill().await.unwrap();
+
+    let (mut child, base) = start(db).await;
+    let whoami = |cookie: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            http.get(format!("{base}/api/session"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        whoami(kept.unwrap()).await,
+        200,
+        "the cookie of before the kill"
+    );
+    assert_eq!(
+        whoami(gone.unwrap()).await,
+        401,
+        "a logged-out session stays out"
+    );
+    assert_eq!(
+        login(base.clone(), "KEPT").await.0,
+        409,
+        "the nick is still held"
+    );
+    assert_eq!(login(base.clone(), "gone").await.0, 201);
+    child.kill().await.unwrap();
+}
