@@ -86,12 +86,26 @@ pub async fn login(
     headers: HeaderMap,
     JsonBody(body): JsonBody<NickBody>,
 ) -> Result<Response, ApiError> {
-    app.peers()
-        .spend(client.ip(), Budget::Login)
-        .map_err(|retry_after| ApiError::RateLimited {
+    // One node: the address's bucket here. A cluster: one bucket per address over every
+    // node, in Redis (a client spreading its logins over the nodes gets the same budget).
+    let refused = match app.chat().cluster() {
+        None => app.peers().spend(client.ip(), Budget::Login).err(),
+        Some(redis) => redis
+            .take_token(
+                &format!("login:{}", client.ip()),
+                app.config().login_rate,
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .map_err(crate::chat::ChatError::from)?
+            .map(|wait| wait.as_secs_f64().ceil().max(1.0) as u64),
+    };
+    if let Some(retry_after) = refused {
+        return Err(ApiError::RateLimited {
             what: "logins from this address",
             retry_after,
-        })?;
+        });
+    }
     // A browser that signs in again leaves its old session first.
     if let Some(old) = session_of(app.chat(), &headers).await? {
         app.chat().logout(old.id).await?;

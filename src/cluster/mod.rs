@@ -68,6 +68,7 @@ struct Scripts {
     presence_leave: Script,
     node_heartbeat: Script,
     node_reap: Script,
+    bucket: Script,
 }
 
 /// The messages pushed on the subscriber connection, bounded (see [`PUSH_QUEUE`]).
@@ -151,6 +152,7 @@ impl Redis {
                 presence_leave: Script::new(scripts::PRESENCE_LEAVE),
                 node_heartbeat: Script::new(scripts::NODE_HEARTBEAT),
                 node_reap: Script::new(scripts::NODE_REAP),
+                bucket: Script::new(scripts::BUCKET),
             }),
         };
         subscriber
@@ -186,6 +188,27 @@ impl Redis {
 
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// Takes one token from the cluster-wide bucket `name` (`burst` per `window`):
+    /// `Ok(None)` taken, `Ok(Some(wait))` empty.
+    pub async fn take_token(
+        &self,
+        name: &str,
+        burst: u32,
+        window: Duration,
+    ) -> Result<Option<Duration>, RedisError> {
+        let wait: u64 = self
+            .scripts
+            .bucket
+            .arg(self.prefix())
+            .arg(name)
+            .arg(burst.max(1))
+            .arg(window.as_millis().max(1) as u64)
+            .arg(1)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait)))
     }
 
     /// The session signing key shared by every node: made once (`SET NX`), then read.

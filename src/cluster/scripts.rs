@@ -288,3 +288,25 @@ end
 return left
 "#
 );
+
+/// ARGV: prefix, bucket name, burst, refill window ms, n → 0 if `n` tokens were taken, else
+/// the ms to wait. A token bucket of `burst` tokens refilled at `burst` per window, the same
+/// rule as the per-address budgets of one node (`crate::peers`), kept in Redis so it holds
+/// over every node; an idle bucket expires after one window (it would be full again anyway).
+pub const BUCKET: &str = concat!(
+    prelude!(),
+    r#"
+local key, burst, window, n = p .. 'bucket:' .. ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+local b = redis.call('HMGET', key, 'tokens', 'at')
+local tokens = tonumber(b[1] or burst)
+local at = tonumber(b[2] or now)
+tokens = math.min(burst, tokens + (now - at) * burst / window)
+if tokens < n then
+  return math.ceil((n - tokens) * window / burst)
+end
+redis.call('HSET', key, 'tokens', tostring(tokens - n), 'at', now)
+redis.call('PEXPIRE', key, window)
+return 0
+"#
+);

@@ -515,3 +515,69 @@ async fn a_cursor_older_than_the_redis_retention_gets_a_gap() {
     let oldest = body["events"][0]["id"].as_u64().unwrap();
     assert!(oldest >= *resumed_from - 100, "{oldest}");
 }
+
+/// The budgets are the cluster's, not each node's: a session's messages and an address's
+/// logins count wherever they were sent, and another address is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_over_every_node() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let args = [
+        "--redis",
+        &redis.url(),
+        "--rate-limit",
+        "5",
+        "--login-rate",
+        "4",
+    ];
+    let (a, b) = (spawn_binary(&args).await, spawn_binary(&args).await);
+    let cookie = a.login("alice").await;
+    for (i, app) in [&a, &b, &a, &b, &b].into_iter().enumerate() {
+        assert_eq!(app.say(&cookie, "lobby", &format!("m{i}")).await.0, 201);
+    }
+    for app in [&a, &b] {
+        let (status, body, headers) = app
+            .send_json(
+                Method::POST,
+                "/api/chat/messages",
+                Some(&cookie),
+                json!({"room": "lobby", "text": "one too many"}),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (429, &json!("rate_limited"))
+        );
+        assert!(headers.contains_key("retry-after"));
+    }
+    // alice's login was the first of this address's 4 per minute; 3 more over both nodes.
+    for (i, app) in [&b, &a, &b].into_iter().enumerate() {
+        let (status, _, _) = app
+            .send_json(
+                Method::POST,
+                "/api/session",
+                None,
+                json!({"nick": format!("u{i}")}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    for app in [&a, &b] {
+        let (status, body, _) = app
+            .send_json(Method::POST, "/api/session", None, json!({"nick": "late"}))
+            .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (429, &json!("rate_limited"))
+        );
+    }
+    let other = crate::support::client_from(2);
+    let res = other
+        .post(b.url("/api/session"))
+        .json(&json!({"nick": "elsewhere"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "another address is still served");
+}
