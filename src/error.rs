@@ -59,7 +59,7 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
     #[error("the server is shutting down: it takes no new clients while its streams end")]
     ShuttingDown,
-    /// The cluster's Redis is unreachable or too slow: nothing was stored.
+    /// The cluster's Redis is unreachable or too slow (see `ChatError::Unavailable`).
     #[error("the chat's store (Redis) is unavailable; retry in {retry_after} s")]
     StoreUnavailable { retry_after: u64 },
 }

@@ -26,8 +26,8 @@ pub enum ChatError {
     /// A command whose fields do not fit together (`room` and `to` both given).
     #[error("{0}")]
     BadCommand(String),
-    /// The cluster's Redis is unreachable or too slow (`503` with `Retry-After`): nothing
-    /// was stored; the client may retry.
+    /// The cluster's Redis is unreachable or too slow (`503` with `Retry-After`). Refused at
+    /// once, nothing was stored; timed out, the command may still run when Redis resumes.
     #[error("the chat's store (Redis) is unavailable; retry in {retry_after} s")]
     Unavailable { retry_after: u64 },
     /// The store failed or its task panicked: logged at the edge, never shown.
