@@ -459,7 +459,9 @@ async fn redis_stopped_for_five_seconds_refuses_writes_then_delivers() {
         refused += 1;
     }
     redis.cont();
-    eprintln!("{refused} writes refused while Redis was stopped, the slowest answer in {slowest:?}");
+    eprintln!(
+        "{refused} writes refused while Redis was stopped, the slowest answer in {slowest:?}"
+    );
     assert!(refused >= 1);
     // docs/API.md: a write gets its 503 after at most the 2 s response timeout (plus slack).
     assert!(slowest < Duration::from_millis(2500), "{slowest:?}");
@@ -586,4 +588,25 @@ async fn rate_limits_hold_over_every_node() {
         .await
         .unwrap();
     assert_eq!(res.status(), 201, "another address is still served");
+}
+
+/// A node stopped normally (SIGTERM) marks itself dead in Redis as it goes: another node
+/// writes its users' `leave`s at its next beat, without waiting for the 5 s expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shut_down_normally_hands_its_users_over_within_a_beat() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis).await;
+    let mut b = node(&redis).await;
+    let dee = b.login("dee").await;
+    let _stream = Subscriber::open(&b, "sse", "chat?rooms=lobby&history=0", Some(&dee)).await;
+    until_users(&a, "lobby", WAIT, |u| u.contains(&"dee".into())).await;
+    let stopping = Instant::now();
+    b.terminate().await;
+    until_users(&a, "lobby", Duration::from_secs(3), |u| {
+        !u.contains(&"dee".into())
+    })
+    .await;
+    eprintln!("dee left {:?} after SIGTERM", stopping.elapsed());
 }

@@ -223,6 +223,15 @@ impl TestApp {
         self.poll("/poll/clock").await.1
     }
 
+    /// SIGTERM to a server started with [`spawn_binary`] (a normal shutdown); waits for it.
+    pub async fn terminate(&mut self) {
+        let child = self.child.as_mut().expect("terminate needs spawn_binary");
+        let pid = child.id().expect("running") as libc::pid_t;
+        // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let _ = child.wait().await;
+    }
+
     /// `kill -9` of a server started with [`spawn_binary`]: no shutdown, no goodbye.
     pub async fn kill9(&mut self) {
         let child = self.child.as_mut().expect("kill9 needs spawn_binary");
