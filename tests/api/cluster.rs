@@ -610,3 +610,35 @@ async fn a_node_shut_down_normally_hands_its_users_over_within_a_beat() {
     .await;
     eprintln!("dee left {:?} after SIGTERM", stopping.elapsed());
 }
+
+/// A Redis that lost everything (no persistence, or its files gone): the nodes' ids still go
+/// on above every id they delivered, so no cursor of theirs is reused, and open streams keep
+/// delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_loses_its_data_ids_continue_above_what_the_nodes_delivered() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis).await;
+    let cursor = chat_cursor(&a).await;
+    let cookie = a.login("alice").await;
+    let mut sub = Subscriber::open(
+        &a,
+        "ws",
+        &format!("chat?rooms=lobby&history=0&after={cursor}"),
+        None,
+    )
+    .await;
+    let mut last = 0;
+    for i in 0..5 {
+        last = say_until_stored(&a, &cookie, &format!("m{i}")).await.0;
+    }
+    redis.command(&["FLUSHALL"]).await.unwrap();
+    // The session went with the data: sign in again, then write.
+    let cookie = a.login("alice").await;
+    let (id, _) = say_until_stored(&a, &cookie, "after the loss").await;
+    assert!(id > last, "{id} is above {last}");
+    let got = sub.messages(6, WAIT).await;
+    assert_eq!(text(&got[5]), "after the loss");
+    assert_eq!(got[5].id, id);
+}
