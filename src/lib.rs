@@ -18,7 +18,8 @@
 //!   [`feed::clock`] publishes the ticks, [`feed::draw`] is the shared canvas (strokes, in
 //!   memory only). [`chat`]: rooms, whispers, sessions and presence over one durable log,
 //!   with its own error type and one command type for what clients send. [`store`]: the
-//!   chat history (SQLite), implementing the feed's `Backlog`.
+//!   chat history (SQLite), implementing the feed's `Backlog`. [`cluster`]: the Redis engine
+//!   of `--redis` (one log, sessions and presence over many nodes; docs/SCALE.md).
 //! - **Edge helpers**: [`config`], the command-line flags (each also a `PUSHPOLL_…`
 //!   environment variable), which builds the feed's limits; [`stats`], the counters behind
 //!   `/api/stats` and `/metrics`;
