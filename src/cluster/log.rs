@@ -249,7 +249,7 @@ impl RedisLog {
     }
 
     /// The ingest task: announced events into `feed`, in order; control messages to
-    /// `control`; after a reconnect (or a dropped push, or every [`CHECK_EVERY`] if the log
+    /// `control`; after a reconnect (or a dropped push, or every `CHECK_EVERY` (0.5 s) if the log
     /// moved on without us) what was missed, from the stream.
     pub async fn run(
         self: Arc<Self>,
