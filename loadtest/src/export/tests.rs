@@ -92,6 +92,8 @@ fn fake_result(i: usize, transport: &str) -> TransportResult {
         errors,
         faults: None,
         draw: None,
+        nodes: Vec::new(),
+        redis_cpu_s: None,
     }
 }
 
