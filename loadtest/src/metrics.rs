@@ -112,17 +112,28 @@ impl Metrics {
             let mut h = total.shards[0].lock().unwrap_or_else(|p| p.into_inner());
             for part in parts {
                 // Same bounds on both sides: adding cannot fail.
-                let _ = h.add(&part.merged());
+                let _ = h.add(part.merged());
             }
         }
         let mut errors = BTreeMap::new();
         for part in parts {
-            total.requests.fetch_add(part.requests.load(Relaxed), Relaxed);
-            total.delivered.fetch_add(part.delivered.load(Relaxed), Relaxed);
-            total.duplicates.fetch_add(part.duplicates.load(Relaxed), Relaxed);
-            total.connected.fetch_add(part.connected.load(Relaxed), Relaxed);
+            total
+                .requests
+                .fetch_add(part.requests.load(Relaxed), Relaxed);
+            total
+                .delivered
+                .fetch_add(part.delivered.load(Relaxed), Relaxed);
+            total
+                .duplicates
+                .fetch_add(part.duplicates.load(Relaxed), Relaxed);
+            total
+                .connected
+                .fetch_add(part.connected.load(Relaxed), Relaxed);
             total.io.read.fetch_add(part.io.read.load(Relaxed), Relaxed);
-            total.io.written.fetch_add(part.io.written.load(Relaxed), Relaxed);
+            total
+                .io
+                .written
+                .fetch_add(part.io.written.load(Relaxed), Relaxed);
             for (kind, n) in part.errors() {
                 *errors.entry(kind).or_default() += n;
             }
@@ -217,7 +228,10 @@ mod tests {
         assert_eq!(total.duplicates.load(Relaxed), 2);
         assert_eq!(total.requests.load(Relaxed), 12);
         assert_eq!(total.connected.load(Relaxed), 5);
-        assert_eq!((total.io.read.load(Relaxed), total.io.written.load(Relaxed)), (1_000, 30));
+        assert_eq!(
+            (total.io.read.load(Relaxed), total.io.written.load(Relaxed)),
+            (1_000, 30)
+        );
         assert_eq!(
             total.errors(),
             BTreeMap::from([("connect".to_owned(), 2), ("parse".to_owned(), 1)])

@@ -172,7 +172,12 @@ impl<'a> Run<'a> {
 
     /// A counter of every node's metrics, summed (and the run's own).
     fn total(&self, counter: impl Fn(&Metrics) -> u64) -> u64 {
-        counter(&self.metrics) + self.nodes.iter().map(|n| counter(&n.ctx.metrics)).sum::<u64>()
+        counter(&self.metrics)
+            + self
+                .nodes
+                .iter()
+                .map(|n| counter(&n.ctx.metrics))
+                .sum::<u64>()
     }
 
     fn connected(&self) -> usize {
@@ -188,7 +193,12 @@ impl<'a> Run<'a> {
     fn node_counts(&self) -> Vec<(u64, IoSnapshot)> {
         self.nodes
             .iter()
-            .map(|n| (n.ctx.metrics.requests.load(Relaxed), n.ctx.metrics.io.snapshot()))
+            .map(|n| {
+                (
+                    n.ctx.metrics.requests.load(Relaxed),
+                    n.ctx.metrics.io.snapshot(),
+                )
+            })
             .collect()
     }
 }
@@ -232,20 +242,12 @@ async fn ramp(run: &Run<'_>, alive: &mut dyn FnMut() -> bool) -> (Vec<JoinHandle
         let due = ramp_start + step.mul_f64((i + 1) as f64);
         tokio::time::sleep_until(due.into()).await;
         if i % 256 == 0 {
-            progress.set_message(format!(
-                "connecting {}/{}",
-                run.connected(),
-                plan.clients
-            ));
+            progress.set_message(format!("connecting {}/{}", run.connected(), plan.clients));
         }
     }
     let connect_deadline = Instant::now() + Duration::from_secs(15);
     while run.connected() < plan.clients && Instant::now() < connect_deadline && alive() {
-        progress.set_message(format!(
-            "connecting {}/{}",
-            run.connected(),
-            plan.clients
-        ));
+        progress.set_message(format!("connecting {}/{}", run.connected(), plan.clients));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let connected = run.connected();
@@ -350,8 +352,7 @@ async fn window(
                     open_peak[i] = open_peak[i].max(s.connections.open);
                 }
                 rss_peak_total = rss_peak_total.max(all.iter().map(|s| s.process.rss_bytes).sum());
-                open_peak_total =
-                    open_peak_total.max(all.iter().map(|s| s.connections.open).sum());
+                open_peak_total = open_peak_total.max(all.iter().map(|s| s.connections.open).sum());
             }
             Err(_) => {
                 died = true;
@@ -602,13 +603,14 @@ fn tally(
                 .unwrap_or(0.0)
         })
         .collect();
-    let io_in_window = drained
-        .node_counts_in_window
-        .iter()
-        .fold(IoSnapshot::default(), |sum, (_, io)| IoSnapshot {
-            read: sum.read + io.read,
-            written: sum.written + io.written,
-        });
+    let io_in_window =
+        drained
+            .node_counts_in_window
+            .iter()
+            .fold(IoSnapshot::default(), |sum, (_, io)| IoSnapshot {
+                read: sum.read + io.read,
+                written: sum.written + io.written,
+            });
     let node_metrics: Vec<&Metrics> = std::iter::once(&*run.metrics)
         .chain(run.nodes.iter().map(|n| &*n.ctx.metrics))
         .collect();
@@ -816,12 +818,12 @@ mod tests {
         let acked = [(1, 0), (2, 0), (3, 0), (4, 1)];
         let per_room = count_per_room(&acked, 2);
         let finished = [
-            client(0, &[1, 2, 3]),    // node 0, room 0: all
-            client(1, &[4]),          // node 1, room 1: all
-            client(2, &[1, 3]),       // node 2, room 0: lost 1
-            client(3, &[]),           // node 0, room 1: lost 1
+            client(0, &[1, 2, 3]), // node 0, room 0: all
+            client(1, &[4]),       // node 1, room 1: all
+            client(2, &[1, 3]),    // node 2, room 0: lost 1
+            client(3, &[]),        // node 0, room 1: lost 1
             client(4, &[1, 2, 3, 4]), // node 1, room 0: 4 is not its room's
-            // client 5 (node 2, room 1) never finished: expected, not counted received.
+                                   // client 5 (node 2, room 1) never finished: expected, not counted received.
         ];
         let d = delivered_per_node(&p, 3, &per_room, &acked, 0, &finished);
         assert_eq!(
@@ -855,7 +857,10 @@ mod tests {
                 lost: sum(|d| d.lost),
             }]
         );
-        assert_eq!(one[0].expected, (0..6).map(|i| per_room[i % 2]).sum::<u64>());
+        assert_eq!(
+            one[0].expected,
+            (0..6).map(|i| per_room[i % 2]).sum::<u64>()
+        );
     }
 
     #[test]
@@ -863,7 +868,21 @@ mod tests {
         let p = plan("clock", 4, 1);
         let finished = [client(0, &[10, 11]), client(1, &[10]), client(2, &[11])];
         let d = delivered_per_node(&p, 2, &[0], &[], 0, &finished);
-        assert_eq!(d[0], Delivered { expected: 3, received: 3, lost: 0 });
-        assert_eq!(d[1], Delivered { expected: 1, received: 1, lost: 0 });
+        assert_eq!(
+            d[0],
+            Delivered {
+                expected: 3,
+                received: 3,
+                lost: 0
+            }
+        );
+        assert_eq!(
+            d[1],
+            Delivered {
+                expected: 1,
+                received: 1,
+                lost: 0
+            }
+        );
     }
 }

@@ -80,7 +80,11 @@ fn the_same_server_given_twice_delivers_everything_with_node_rows_that_sum_to_th
         for node in nodes {
             assert_eq!(node["url"], server.url.as_str(), "{t}");
             assert_eq!(u(node, "lost"), 0, "{t}: {node}");
-            assert_eq!(u(node, "events_received"), u(node, "events_expected"), "{t}");
+            assert_eq!(
+                u(node, "events_received"),
+                u(node, "events_expected"),
+                "{t}"
+            );
             assert!(node["latency_us"]["p99"].as_u64().unwrap() > 0, "{t}");
             assert!(u(node, "bytes_in") > 0, "{t}");
         }
@@ -104,13 +108,20 @@ fn the_same_server_given_twice_delivers_everything_with_node_rows_that_sum_to_th
             );
         }
         // ... while one server's own figures are counted once: both rows show it whole.
-        assert_eq!(u(&nodes[0], "server_requests"), u(r, "server_requests"), "{t}");
+        assert_eq!(
+            u(&nodes[0], "server_requests"),
+            u(r, "server_requests"),
+            "{t}"
+        );
         assert_eq!(u(r, "requests"), u(r, "server_requests"), "{t}: {r}");
         assert_eq!(f(&nodes[1], "server_cpu_s"), f(r, "server_cpu_s"), "{t}");
         // The same process's CPU read two ways (getrusage in /api/stats, /proc/PID/stat in
         // clock ticks of 10 ms), over windows a few ms apart.
         let (srv, redis) = (f(r, "server_cpu_s"), f(r, "redis_cpu_s"));
-        assert!(srv > 0.0 && (srv - redis).abs() < 0.15, "{t}: {srv} vs {redis}");
+        assert!(
+            srv > 0.0 && (srv - redis).abs() < 0.15,
+            "{t}: {srv} vs {redis}"
+        );
 
         let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + 3, "{t}: {csv}");

@@ -38,10 +38,7 @@ fn aligned(table: &[Column], summary: &Summary) -> String {
 /// [`aligned`] for any rows.
 fn aligned_rows<R>(table: &[Column<R>], rows: &[R]) -> String {
     let header: Vec<String> = table.iter().map(|c| c.short.to_owned()).collect();
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| columns::cells(table, r, "/"))
-        .collect();
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| columns::cells(table, r, "/")).collect();
     let widths: Vec<usize> = (0..table.len())
         .map(|i| {
             std::iter::once(&header)

@@ -462,7 +462,11 @@ fn a_run_over_nodes_has_a_row_per_node_and_the_total_in_every_format() {
         "{}",
         rows[2]
     );
-    assert!(rows[4].starts_with("| sse | total | 200 | 80000 |"), "{}", rows[4]);
+    assert!(
+        rows[4].starts_with("| sse | total | 200 | 80000 |"),
+        "{}",
+        rows[4]
+    );
     assert!(rows[4].ends_with("| 0.75 |"), "{}", rows[4]);
 
     let terminal = terminal_nodes_table(&s).unwrap();
@@ -470,7 +474,12 @@ fn a_run_over_nodes_has_a_row_per_node_and_the_total_in_every_format() {
     assert!(terminal.lines().nth(4).unwrap().contains("127.0.0.1:4002"));
     // A one-server run has no per-node table (its files are the snapshots above).
     assert!(terminal_nodes_table(&five_transports()).is_none());
-    assert!(!exporters()[2].render(&five_transports()).unwrap().contains("Per node"));
+    assert!(
+        !exporters()[2]
+            .render(&five_transports())
+            .unwrap()
+            .contains("Per node")
+    );
 }
 
 /// One transport's row of today's CSV columns.
