@@ -21,6 +21,9 @@ fi
 [ -x /usr/sbin/nginx ] || need_packages+=(nginx-light)
 # Nchan for the peer target's test (loadtest/tests/peer.rs, scripts/nchan.sh).
 [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || need_packages+=(libnginx-mod-nchan)
+# redis-server for the scale-out tests (tests/support/redis.rs starts its own on a free port)
+# and scripts/cluster.sh.
+[ -x /usr/bin/redis-server ] || need_packages+=(redis-server)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

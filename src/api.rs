@@ -93,10 +93,13 @@ pub async fn login(
             retry_after,
         })?;
     // A browser that signs in again leaves its old session first.
-    if let Some(old) = session_of(app.chat(), &headers) {
-        app.chat().logout(old.id);
+    if let Some(old) = session_of(app.chat(), &headers).await? {
+        app.chat().logout(old.id).await?;
     }
-    let (session, token) = app.chat().login(&body.nick, app.config().max_sessions)?;
+    let (session, token) = app
+        .chat()
+        .login(&body.nick, app.config().max_sessions)
+        .await?;
     Ok(with_cookie(
         StatusCode::CREATED,
         json!({ "nick": session.nick }),
@@ -124,7 +127,7 @@ pub async fn logout(
     State(chat): State<Chat>,
     SignedIn(session): SignedIn,
 ) -> Result<Response, ApiError> {
-    chat.logout(session.id);
+    chat.logout(session.id).await?;
     Ok(with_cookie(
         StatusCode::NO_CONTENT,
         json!(null),
@@ -143,20 +146,20 @@ pub async fn send(
 }
 
 /// `GET /api/chat/rooms` → `{"rooms":[{"room","online"}]}`.
-pub async fn rooms(State(chat): State<Chat>) -> Response {
+pub async fn rooms(State(chat): State<Chat>) -> Result<Response, ApiError> {
     let rooms: Vec<_> = chat
-        .presence()
-        .rooms()
+        .online_rooms()
+        .await?
         .into_iter()
         .map(|(room, online)| json!({ "room": room, "online": online }))
         .collect();
-    Json(json!({ "rooms": rooms })).into_response()
+    Ok(Json(json!({ "rooms": rooms })).into_response())
 }
 
 /// `GET /api/chat/users?room=lobby` → `{"room","users":[nicks]}`.
 pub async fn users(State(chat): State<Chat>, params: Params) -> Result<Response, ApiError> {
     let room = parse_room(params.get("room").unwrap_or(DEFAULT_ROOM))?;
-    let users = chat.presence().users(&room);
+    let users = chat.online_users(&room).await?;
     Ok(Json(json!({ "room": &*room, "users": users })).into_response())
 }
 

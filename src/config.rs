@@ -175,6 +175,37 @@ pub struct Config {
     /// 127.0.0.1, ::1, the bound address); prints its SHA-256 fingerprint.
     #[arg(long, env = "PUSHPOLL_TLS_SELF_SIGNED")]
     pub tls_self_signed: bool,
+
+    /// Run as one node of many: the chat's log, live fan-out, sessions, presence and rate
+    /// limits live in this Redis (`redis://HOST:PORT[/DB]`); `--db` is then not used for the
+    /// chat. Without it everything stays embedded (SQLite).
+    #[arg(long, env = "PUSHPOLL_REDIS")]
+    pub redis: Option<String>,
+
+    /// Events the Redis log keeps (older ones are trimmed; a cursor older than what is kept
+    /// gets a `gap` event). Approximate by up to 100 (Redis trims whole stream nodes).
+    #[arg(long, env = "PUSHPOLL_REDIS_RETENTION", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1000..=100_000_000))]
+    pub redis_retention: u64,
+
+    /// Prefix of every Redis key and channel this cluster uses (several clusters can share
+    /// one Redis with different prefixes).
+    #[arg(long, env = "PUSHPOLL_REDIS_PREFIX", default_value = "pushpoll:", value_parser = parse_prefix)]
+    pub redis_prefix: String,
+
+    /// The session cookies' signing key: a file holding at least 32 bytes (made with 32
+    /// random bytes if it does not exist). Without it the key lives in the SQLite database,
+    /// or in Redis with `--redis`, so sessions survive a restart either way.
+    #[arg(long, env = "PUSHPOLL_SECRET_FILE")]
+    pub secret_file: Option<std::path::PathBuf>,
+}
+
+/// A Redis key prefix: 1–64 printable ASCII characters without spaces.
+fn parse_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("1–64 printable ASCII characters without spaces".into());
+    }
+    Ok(s.to_string())
 }
 
 impl Config {

@@ -59,6 +59,9 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
     #[error("the server is shutting down: it takes no new clients while its streams end")]
     ShuttingDown,
+    /// The cluster's Redis is unreachable or too slow: nothing was stored.
+    #[error("the chat's store (Redis) is unavailable; retry in {retry_after} s")]
+    StoreUnavailable { retry_after: u64 },
 }
 
 impl ApiError {
@@ -84,7 +87,9 @@ impl ApiError {
             | ApiError::TooManySessions(_)
             | ApiError::TransportRefused(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::StoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -113,6 +118,7 @@ impl ApiError {
             ApiError::TransportRefused(_) => "transport_refused",
             ApiError::Internal(_) => "internal",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::StoreUnavailable { .. } => "store_unavailable",
         }
     }
 
@@ -151,7 +157,9 @@ impl IntoResponse for ApiError {
             self.body(),
         )
             .into_response();
-        if let ApiError::RateLimited { retry_after, .. } = self {
+        if let ApiError::RateLimited { retry_after, .. }
+        | ApiError::StoreUnavailable { retry_after } = self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, retry_after.into());

@@ -41,6 +41,7 @@ impl From<ChatError> for ApiError {
             ChatError::TooManySessions(max) => ApiError::TooManySessions(max),
             ChatError::BadCommand(message) => ApiError::BadJson(message),
             ChatError::Internal(err) => ApiError::Internal(err),
+            ChatError::Unavailable { retry_after } => ApiError::StoreUnavailable { retry_after },
         }
     }
 }
@@ -97,9 +98,10 @@ pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter_map(|v| v.to_str().ok())
 }
 
-/// The live session a request's cookie names, if any.
-pub fn session_of(chat: &Chat, headers: &HeaderMap) -> Option<Session> {
-    chat.sessions().from_cookies(cookies(headers))
+/// The live session a request's cookie names, if any; `503` if the cluster's Redis cannot
+/// say.
+pub async fn session_of(chat: &Chat, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+    Ok(chat.sessions().from_cookies(cookies(headers)).await?)
 }
 
 /// The caller's live session, from its cookie; `401` without one.
@@ -113,6 +115,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         session_of(&Chat::from_ref(state), &parts.headers)
+            .await?
             .map(SignedIn)
             .ok_or(ApiError::Unauthorized)
     }

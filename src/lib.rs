@@ -46,6 +46,7 @@ pub(crate) mod api;
 pub(crate) mod app;
 pub(crate) mod assets;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod diag;
 pub(crate) mod draw;
@@ -114,6 +115,7 @@ pub async fn run_with_tls(
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let state = AppState::start(config, token.clone(), tracker.clone())
+        .await
         .context("cannot open the chat store")?;
     let router = app::app(state.clone());
     let deadlines = listener::Deadlines {

@@ -18,7 +18,12 @@ use crate::feed::{self, Feed};
 use crate::origin::OwnHosts;
 use crate::peers::{self, Budget, Peers};
 use crate::stats::Stats;
-use crate::store::{Store, StoreError, sqlite::SqliteStore};
+use anyhow::Context as _;
+
+use crate::chat::{Backend, session};
+use crate::cluster::Redis;
+use crate::cluster::log::RedisLog;
+use crate::store::{SessionStore, Store, sqlite::SqliteStore};
 
 /// A cheap-to-clone handle on everything the handlers share.
 #[derive(Clone)]
@@ -45,14 +50,43 @@ struct Inner {
 }
 
 impl AppState {
-    /// Opens the chat store, builds the state and starts the feeds' background tasks on
-    /// `tracker`.
-    pub fn start(
+    /// Opens the chat store (SQLite, or the cluster's Redis with `--redis`), builds the state
+    /// and starts the feeds' background tasks on `tracker`.
+    pub async fn start(
         config: Config,
         shutdown: CancellationToken,
         tracker: TaskTracker,
-    ) -> Result<AppState, StoreError> {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.db)?);
+    ) -> anyhow::Result<AppState> {
+        let backend = match &config.redis {
+            Some(url) => {
+                let (redis, pushes) =
+                    Redis::connect(url, &config.redis_prefix, config.redis_retention)
+                        .await
+                        .with_context(|| format!("cannot reach Redis at {url}"))?;
+                let key = match &config.secret_file {
+                    Some(path) => session::secret_from_file(path)?,
+                    None => redis.signing_key().await?,
+                };
+                let log = RedisLog::open(redis).await?;
+                Backend::Cluster { log, pushes, key }
+            }
+            None => {
+                let store = Arc::new(SqliteStore::open(&config.db)?);
+                let key = match &config.secret_file {
+                    Some(path) => session::secret_from_file(path)?,
+                    None => store
+                        .signing_key(&session::random_key())
+                        .map_err(|e| anyhow::anyhow!("cannot read the signing key: {e}"))?,
+                };
+                let sessions: Arc<dyn SessionStore> = store.clone();
+                let store: Arc<dyn Store> = store;
+                Backend::Embedded {
+                    store,
+                    sessions: Some(sessions),
+                    key,
+                }
+            }
+        };
         let clock = feed::clock::feed();
         tracker.spawn(feed::clock::run(
             clock.clone(),
@@ -60,7 +94,7 @@ impl AppState {
             shutdown.clone(),
         ));
         let chat = Chat::start(
-            store,
+            backend,
             config.feed_limits(),
             config.history as usize,
             config.rate_limit as usize,

@@ -26,7 +26,18 @@ pub enum ChatError {
     /// A command whose fields do not fit together (`room` and `to` both given).
     #[error("{0}")]
     BadCommand(String),
+    /// The cluster's Redis is unreachable or too slow (`503` with `Retry-After`): nothing
+    /// was stored; the client may retry.
+    #[error("the chat's store (Redis) is unavailable; retry in {retry_after} s")]
+    Unavailable { retry_after: u64 },
     /// The store failed or its task panicked: logged at the edge, never shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+impl From<crate::cluster::RedisError> for ChatError {
+    fn from(err: crate::cluster::RedisError) -> Self {
+        tracing::warn!(%err, "redis");
+        ChatError::Unavailable { retry_after: 1 }
+    }
 }

@@ -17,11 +17,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::log::{Control, RedisLog};
+use crate::cluster::{Pushes, Redis};
 use crate::event::{Audience, EventBody, SharedEvent};
 use crate::feed::clock::now_micros;
 use crate::feed::{Backlog, Feed, Limits, Retention};
 use crate::names::FeedName;
-use crate::store::Store;
+use crate::store::{SessionStore, Store};
 pub use command::{Command, Message};
 pub use error::ChatError;
 pub use name::{Nick, parse_room};
@@ -37,17 +39,33 @@ pub const MAX_HISTORY: u64 = 200;
 #[derive(Clone)]
 pub struct Log {
     feed: Feed,
-    store: Arc<dyn Store>,
+    engine: Engine,
+}
+
+/// Where the log is kept.
+#[derive(Clone)]
+enum Engine {
+    /// This process's store (SQLite): it publishes to the feed itself.
+    Embedded(Arc<dyn Store>),
+    /// The cluster's Redis: every node's feed is filled from it (`crate::cluster::log`).
+    Cluster(Arc<RedisLog>),
 }
 
 impl Log {
-    /// Stores the event under the next id and publishes it; returns it once it is durable.
+    /// Stores the event under the next id and publishes it; returns it once it is durable
+    /// (and in this node's feed).
     pub async fn append(
         &self,
         body: EventBody,
         audience: Audience,
     ) -> Result<SharedEvent, ChatError> {
-        let (feed, store) = (self.feed.clone(), self.store.clone());
+        let store = match &self.engine {
+            Engine::Cluster(log) => {
+                return Ok(log.append(&self.feed, now_micros(), body, audience).await?);
+            }
+            Engine::Embedded(store) => store.clone(),
+        };
+        let feed = self.feed.clone();
         tokio::task::spawn_blocking(move || {
             store.append(now_micros(), body, audience, &mut |event| {
                 if let Err(err) = feed.publish(event.clone()) {
@@ -59,6 +77,52 @@ impl Log {
         .map_err(|e| ChatError::Internal(e.into()))?
         .map_err(|e| ChatError::Internal(e.into()))
     }
+
+    /// The cluster's Redis, when the log is there.
+    pub fn cluster(&self) -> Option<&Redis> {
+        match &self.engine {
+            Engine::Cluster(log) => Some(log.redis()),
+            Engine::Embedded(_) => None,
+        }
+    }
+
+    /// The live feed the log fills.
+    pub fn live(&self) -> &Feed {
+        &self.feed
+    }
+
+    async fn history(
+        &self,
+        room: Arc<str>,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<SharedEvent>, ChatError> {
+        let store = match &self.engine {
+            Engine::Cluster(log) => return Ok(log.history(&room, before, limit).await?),
+            Engine::Embedded(store) => store.clone(),
+        };
+        tokio::task::spawn_blocking(move || store.history(&room, before, limit))
+            .await
+            .map_err(|e| ChatError::Internal(e.into()))?
+            .map_err(|e| ChatError::Internal(e.into()))
+    }
+}
+
+/// What the chat is kept in: chosen at start (`--redis` or not).
+pub enum Backend {
+    /// This process alone: the log in `store`, sessions in memory and written to `sessions`
+    /// (when given), signed with `key`.
+    Embedded {
+        store: Arc<dyn Store>,
+        sessions: Option<Arc<dyn SessionStore>>,
+        key: Vec<u8>,
+    },
+    /// One node of a cluster: everything in Redis; `pushes` is the subscribed connection.
+    Cluster {
+        log: Arc<RedisLog>,
+        pushes: Pushes,
+        key: Vec<u8>,
+    },
 }
 
 /// A cheap-to-clone handle on the chat.
@@ -75,10 +139,11 @@ struct Inner {
 }
 
 impl Chat {
-    /// Starts the chat over `store`: its presence task and its idle-session sweeper.
+    /// Starts the chat over `backend`: its presence task and its idle-session sweeper (and
+    /// in a cluster the task that fills the feed from Redis).
     /// `limits`: the feed's memory window, live ring and replay paging (`--chat-window`…).
     pub fn start(
-        store: Arc<dyn Store>,
+        backend: Backend,
         limits: Limits,
         history: usize,
         rate_limit: usize,
@@ -86,24 +151,86 @@ impl Chat {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Chat {
-        let backlog: Arc<dyn Backlog> = store.clone();
-        let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(backlog));
-        let log = Log { feed, store };
+        let (log, sessions, cluster) = match backend {
+            Backend::Embedded {
+                store,
+                sessions,
+                key,
+            } => {
+                let backlog: Arc<dyn Backlog> = store.clone();
+                let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(backlog));
+                let log = Log {
+                    feed,
+                    engine: Engine::Embedded(store),
+                };
+                let sessions = Sessions::embedded(rate_limit, idle_timeout, key, sessions);
+                (log, sessions, None)
+            }
+            Backend::Cluster { log, pushes, key } => {
+                let backlog: Arc<dyn Backlog> = log.clone();
+                let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(backlog));
+                let sessions =
+                    Sessions::cluster(rate_limit, idle_timeout, key, log.redis().clone());
+                let chat_log = Log {
+                    feed,
+                    engine: Engine::Cluster(log.clone()),
+                };
+                (chat_log, sessions, Some((log, pushes)))
+            }
+        };
         let presence = Presence::start(log.clone(), shutdown.clone(), tracker);
         let chat = Chat {
             inner: Arc::new(Inner {
                 log,
-                sessions: Sessions::new(rate_limit),
+                sessions,
                 presence,
                 history,
             }),
         };
+        if let Some((log, pushes)) = cluster {
+            // Control messages wait here for the chat; bounded (see `RedisLog::run`).
+            let (control_tx, control_rx) = tokio::sync::mpsc::channel(1024);
+            tracker.spawn(log.run(chat.feed().clone(), pushes, control_tx, shutdown.clone()));
+            tracker.spawn(chat.clone().obey(control_rx, shutdown.clone()));
+        }
         tracker.spawn(chat.clone().sweep_idle(idle_timeout, shutdown));
         chat
     }
 
+    /// Cluster: carries out what other nodes announce (a session ended there).
+    async fn obey(
+        self,
+        mut control: tokio::sync::mpsc::Receiver<Control>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => return,
+                message = control.recv() => message,
+            };
+            match message {
+                None => return,
+                Some(Control::SessionEnded { id, reason }) => {
+                    if self
+                        .inner
+                        .sessions
+                        .end_here(id, EndReason::parse(&reason))
+                        .is_some()
+                    {
+                        self.inner.presence.ended(id);
+                    }
+                }
+            }
+        }
+    }
+
     pub fn feed(&self) -> &Feed {
         &self.inner.log.feed
+    }
+
+    /// The cluster's Redis, when this node is one of many.
+    pub fn cluster(&self) -> Option<&Redis> {
+        self.inner.log.cluster()
     }
 
     pub fn sessions(&self) -> &Sessions {
@@ -112,6 +239,31 @@ impl Chat {
 
     pub fn presence(&self) -> &Presence {
         &self.inner.presence
+    }
+
+    /// Rooms with people online and their counts (`lobby` always listed): over every node
+    /// in a cluster.
+    pub async fn online_rooms(&self) -> Result<Vec<(String, usize)>, ChatError> {
+        match self.cluster() {
+            Some(redis) => {
+                let mut counts = std::collections::BTreeMap::from([("lobby".to_string(), 0)]);
+                counts.extend(redis.presence_rooms().await?);
+                Ok(counts.into_iter().collect())
+            }
+            None => Ok(self.inner.presence.rooms()),
+        }
+    }
+
+    /// Nicks online in `room`, sorted: over every node in a cluster.
+    pub async fn online_users(&self, room: &str) -> Result<Vec<String>, ChatError> {
+        match self.cluster() {
+            Some(redis) => {
+                let mut nicks = redis.presence_users(room).await?;
+                nicks.sort_by_key(|n| n.to_lowercase());
+                Ok(nicks)
+            }
+            None => Ok(self.inner.presence.users(room)),
+        }
     }
 
     /// `history=` when a subscription does not say.
@@ -127,20 +279,36 @@ impl Chat {
                 () = shutdown.cancelled() => return,
                 _ = timer.tick() => {}
             }
-            for session in self.inner.sessions.expire_idle(idle) {
-                tracing::info!(nick = session.nick, "session idle: ended");
-                self.inner.presence.ended(session.id);
+            match self.inner.sessions.expire_idle().await {
+                Ok(ended) => {
+                    for session in ended {
+                        tracing::info!(nick = session.nick, "session idle: ended");
+                        self.inner.presence.ended(session.id);
+                    }
+                }
+                Err(err) => tracing::warn!(%err, "could not expire idle sessions"),
             }
         }
     }
 
     /// Starts a session for `nick`; `503 too_many_sessions` while `max_sessions` are live.
-    pub fn login(&self, nick: &str, max_sessions: u64) -> Result<(Session, String), ChatError> {
-        self.inner.sessions.create(Nick::parse(nick)?, max_sessions)
+    pub async fn login(
+        &self,
+        nick: &str,
+        max_sessions: u64,
+    ) -> Result<(Session, String), ChatError> {
+        self.inner
+            .sessions
+            .create(Nick::parse(nick)?, max_sessions)
+            .await
     }
 
-    fn session(&self, id: u64) -> Result<Session, ChatError> {
-        self.inner.sessions.get(id).ok_or(ChatError::SignedOut)
+    async fn session(&self, id: u64) -> Result<Session, ChatError> {
+        self.inner
+            .sessions
+            .get(id)
+            .await?
+            .ok_or(ChatError::SignedOut)
     }
 
     /// Renames the session and tells everyone; returns the new nick. A rename is stored and
@@ -151,11 +319,11 @@ impl Chat {
     /// has been charged (checking it is the work the budget limits).
     pub async fn rename(&self, id: u64, nick: &str) -> Result<String, ChatError> {
         let nick = Nick::parse(nick)?;
-        if self.session(id)?.nick == nick.as_str() {
+        if self.session(id).await?.nick == nick.as_str() {
             return Ok(nick.as_str().to_string());
         }
-        self.spend(id, "messages and renames")?;
-        let old = self.inner.sessions.rename(id, nick.clone())?;
+        self.spend(id, "messages and renames").await?;
+        let old = self.inner.sessions.rename(id, nick.clone()).await?;
         if old != nick.as_str() {
             self.inner.presence.renamed(id, nick.as_str());
             let body = EventBody::Rename {
@@ -168,10 +336,17 @@ impl Chat {
     }
 
     /// Ends the session: `leave` in its rooms, its streams and sockets close.
-    pub fn logout(&self, id: u64) {
-        if self.inner.sessions.end(id, EndReason::LoggedOut).is_some() {
+    pub async fn logout(&self, id: u64) -> Result<(), ChatError> {
+        if self
+            .inner
+            .sessions
+            .end(id, EndReason::LoggedOut)
+            .await?
+            .is_some()
+        {
             self.inner.presence.ended(id);
         }
+        Ok(())
     }
 
     fn check_text(text: &str) -> Result<(), ChatError> {
@@ -185,11 +360,8 @@ impl Chat {
         Ok(())
     }
 
-    fn spend(&self, id: u64, what: &'static str) -> Result<(), ChatError> {
-        self.inner
-            .sessions
-            .spend(id)
-            .map_err(|retry_after| ChatError::RateLimited { what, retry_after })
+    async fn spend(&self, id: u64, what: &'static str) -> Result<(), ChatError> {
+        self.inner.sessions.spend(id, what).await
     }
 
     /// Carries out what a client sent (a WebSocket frame): a message, or a rename.
@@ -210,10 +382,10 @@ impl Chat {
 
     /// A message to a room, stored before this returns.
     async fn say(&self, id: u64, room: &str, text: &str) -> Result<SharedEvent, ChatError> {
-        let session = self.session(id)?;
+        let session = self.session(id).await?;
         let room = parse_room(room)?;
         Self::check_text(text)?;
-        self.spend(id, "messages and renames")?;
+        self.spend(id, "messages and renames").await?;
         let body = EventBody::Message {
             room: room.to_string(),
             from: session.nick,
@@ -224,14 +396,15 @@ impl Chat {
 
     /// A private message, delivered only to the two sessions' subscriptions.
     async fn whisper(&self, id: u64, to: &str, text: &str) -> Result<SharedEvent, ChatError> {
-        let session = self.session(id)?;
+        let session = self.session(id).await?;
         Self::check_text(text)?;
         let recipient = self
             .inner
             .sessions
             .by_nick(to)
+            .await?
             .ok_or_else(|| ChatError::UnknownUser(to.to_string()))?;
-        self.spend(id, "messages and renames")?;
+        self.spend(id, "messages and renames").await?;
         let body = EventBody::Whisper {
             from: session.nick,
             to: recipient.nick,
@@ -251,10 +424,9 @@ impl Chat {
         limit: usize,
     ) -> Result<Vec<SharedEvent>, ChatError> {
         let room = parse_room(room)?;
-        let store = self.inner.log.store.clone();
-        tokio::task::spawn_blocking(move || store.history(&room, before.unwrap_or(u64::MAX), limit))
+        self.inner
+            .log
+            .history(room, before.unwrap_or(u64::MAX), limit)
             .await
-            .map_err(|e| ChatError::Internal(e.into()))?
-            .map_err(|e| ChatError::Internal(e.into()))
     }
 }

@@ -30,7 +30,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Log;
-use crate::feed::{Audience, EventBody};
+use crate::cluster::Redis;
+use crate::cluster::presence::{HEARTBEAT, JoinBounds};
+use crate::feed::clock::now_micros;
+use crate::feed::{Audience, EventBody, Feed};
 
 /// How long a poll keeps its user online in the rooms it asked for.
 pub const POLL_PRESENCE: Duration = Duration::from_secs(30);
@@ -138,12 +141,13 @@ impl Member {
     }
 }
 
-/// One transition to write: `(joined, room, nick)`.
+/// One transition to write: `(joined, room, nick)` of `session`.
 #[derive(Debug, PartialEq)]
 struct Change {
     joined: bool,
     room: Arc<str>,
     nick: String,
+    session: u64,
 }
 
 #[derive(Default)]
@@ -168,6 +172,14 @@ impl Presence {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
         });
+        if let Some(redis) = log.cluster() {
+            tracker.spawn(beat(
+                redis.clone(),
+                log.live().clone(),
+                shared.clone(),
+                shutdown.clone(),
+            ));
+        }
         tracker.spawn(run(log, shared.clone(), shutdown));
         Presence { shared }
     }
@@ -251,6 +263,20 @@ async fn run(log: Log, shared: Arc<Shared>, shutdown: CancellationToken) {
             }
             continue;
         };
+        if let Some(redis) = log.cluster() {
+            if let Err(err) = write_cluster(redis, log.live(), &change).await {
+                // Redis is away: keep the change first in line and try again, so no
+                // transition is lost or reordered (joins past MAX_PENDING are refused
+                // meanwhile, as when the writer is slow).
+                tracing::warn!(%err, "could not record a presence change; retrying");
+                shared.lock().pending.push_front(change);
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+            continue;
+        }
         let room = change.room.to_string();
         let body = if change.joined {
             EventBody::Join {
@@ -265,6 +291,87 @@ async fn run(log: Log, shared: Arc<Shared>, shutdown: CancellationToken) {
         };
         if let Err(err) = log.append(body, Audience::Room(change.room)).await {
             tracing::error!(%err, "could not record a presence change");
+        }
+    }
+}
+
+/// Cluster: one transition of this node, told to Redis, which writes the `join` or `leave`
+/// if it changes the room's presence over all nodes.
+async fn write_cluster(
+    redis: &Redis,
+    feed: &Feed,
+    change: &Change,
+) -> Result<(), crate::cluster::RedisError> {
+    let floor = feed.latest_id().unwrap_or(0);
+    if change.joined {
+        let bounds = JoinBounds {
+            max_rooms: MAX_ROOMS_PER_SESSION,
+            budget: JOIN_BUDGET,
+            window: JOIN_WINDOW,
+        };
+        redis
+            .presence_join(
+                &change.room,
+                change.session,
+                &change.nick,
+                now_micros(),
+                floor,
+                bounds,
+            )
+            .await?;
+    } else {
+        redis
+            .presence_leave(&change.room, change.session, now_micros(), floor)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Cluster: this node's heartbeat and the reaper of dead nodes' presence, every
+/// [`HEARTBEAT`]. If Redis did not know this node (first beat, or it was taken for dead), its
+/// presence is stated again. At shutdown the node marks itself dead, so the other nodes'
+/// reapers write its users' `leave`s within a beat.
+async fn beat(redis: Redis, feed: Feed, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut timer = tokio::time::interval(HEARTBEAT);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                if let Err(err) = redis.retire().await {
+                    tracing::warn!(%err, "could not retire this node from the cluster");
+                }
+                return;
+            }
+            _ = timer.tick() => {}
+        }
+        match redis.heartbeat().await {
+            Ok(true) => {
+                shared.change(|state| {
+                    let mut again: Vec<Change> = Vec::new();
+                    for (room, sessions) in &state.index {
+                        for session in sessions {
+                            if let Some(member) = state.members.get(session) {
+                                again.push(Change {
+                                    joined: true,
+                                    room: room.clone(),
+                                    nick: member.nick.clone(),
+                                    session: *session,
+                                });
+                            }
+                        }
+                    }
+                    state.pending.extend(again);
+                });
+            }
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(%err, "cluster heartbeat failed");
+                continue;
+            }
+        }
+        let floor = feed.latest_id().unwrap_or(0);
+        if let Err(err) = redis.reap(now_micros(), floor).await {
+            tracing::warn!(%err, "could not reap dead nodes");
         }
     }
 }
@@ -297,6 +404,7 @@ impl State {
             joined: true,
             room: room.clone(),
             nick,
+            session,
         });
         true
     }
@@ -321,6 +429,7 @@ impl State {
             joined: false,
             room: room.clone(),
             nick,
+            session,
         });
     }
 

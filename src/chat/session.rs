@@ -1,11 +1,20 @@
 //! Chat sessions: who is signed in under which nick (see `name`), their signed cookie tokens,
-//! the per-session rate limit and the idle timeout. Sessions live in memory: after a restart a
-//! browser's cookie is no longer valid and the page asks for a nick again (the history, in the
-//! store, remains).
+//! the per-session rate limit and the idle timeout.
+//!
+//! Where sessions live:
+//! - **Embedded** (no `--redis`): in memory, and written through to the SQLite store
+//!   ([`SessionStore`]) when there is one, with the signing key: after a restart a cookie is
+//!   still valid, its nick still held and its idle clock where it was (last activity is
+//!   written at most once a second per session, so up to a second of it can be lost).
+//! - **Cluster** (`--redis`): in Redis (`crate::cluster::sessions`), so a cookie from one
+//!   node is valid on every node, a nick is held once over all of them, and the rate limit
+//!   counts a session's messages wherever they were sent. Each node keeps only the
+//!   [`Session`] handles (with their `ended` tokens) of the sessions its clients used; an
+//!   ended session is announced to every node, which closes its streams.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::ChatError;
 use super::name::Nick;
+use crate::cluster::Redis;
+use crate::cluster::sessions::{Created, Renamed, Spent};
+pub use crate::store::{SessionStore, StoredSession};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "pushpoll_session";
@@ -30,6 +42,24 @@ pub enum EndReason {
     LoggedOut,
 }
 
+impl EndReason {
+    /// The word the cluster's `control` channel uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Idle => "idle",
+            EndReason::LoggedOut => "logout",
+        }
+    }
+
+    pub fn parse(s: &str) -> EndReason {
+        if s == "idle" {
+            EndReason::Idle
+        } else {
+            EndReason::LoggedOut
+        }
+    }
+}
+
 /// A live session, as a handler sees it.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -41,8 +71,22 @@ pub struct Session {
 }
 
 impl Session {
+    fn new(id: u64, nick: &str) -> Session {
+        Session {
+            id,
+            nick: nick.to_string(),
+            ended: CancellationToken::new(),
+            reason: Arc::default(),
+        }
+    }
+
     pub fn end_reason(&self) -> Option<EndReason> {
         *self.reason.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn finish(&self, reason: EndReason) {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        self.ended.cancel();
     }
 }
 
@@ -51,32 +95,149 @@ struct Entry {
     last_active: Instant,
     /// When the last messages were sent, for the rate limit (at most RATE_LIMIT kept).
     sent: VecDeque<Instant>,
+    /// `last_active` changed since it was last written to the store.
+    dirty: bool,
+}
+
+/// Where the sessions are kept (see the module's documentation).
+enum Backend {
+    Embedded(Option<Arc<dyn SessionStore>>),
+    Cluster(Redis),
 }
 
 pub struct Sessions {
-    key: [u8; 32],
+    key: Vec<u8>,
     rate_limit: usize,
+    idle: Duration,
+    backend: Backend,
     inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
+    /// Embedded: every live session. Cluster: the sessions this node's clients used.
     by_id: HashMap<u64, Entry>,
+    /// Embedded only: nick (lowercased) → session.
     by_nick: HashMap<String, u64>,
 }
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Milliseconds since the Unix epoch: how the store records last activity.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A fresh random signing key.
+pub fn random_key() -> Vec<u8> {
+    let mut key = [0u8; 32];
+    // The OS random source failing is not something to serve through.
+    getrandom::fill(&mut key).unwrap_or_else(|e| panic!("no OS randomness: {e}"));
+    key.to_vec()
+}
+
+/// The signing key in `path` (`--secret-file`): at least 32 bytes, used whole. A missing file
+/// is made with 32 random bytes, readable by its owner only.
+pub fn secret_from_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::read(path) {
+        Ok(key) if key.len() >= 32 => return Ok(key),
+        Ok(key) => anyhow::bail!(
+            "the secret file {} holds {} bytes; it needs at least 32",
+            path.display(),
+            key.len()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let key = random_key();
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => {
+            file.write_all(&key)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(key)
+        }
+        // Another node made it first: use theirs.
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => secret_from_file(path),
+        Err(err) => Err(err).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+fn random_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("no OS randomness: {e}"));
+    (u64::from_le_bytes(bytes) >> 1).max(1) // fits SQLite's signed integers
+}
+
 impl Sessions {
-    /// A fresh random signing key each start: tokens of an earlier run are not valid.
+    /// In memory only, with a fresh random key: tokens of an earlier run are not valid.
     /// Each session may send `rate_limit` messages per [`RATE_WINDOW`].
     pub fn new(rate_limit: usize) -> Sessions {
-        let mut key = [0u8; 32];
-        // The OS random source failing is not something to serve through.
-        getrandom::fill(&mut key).unwrap_or_else(|e| panic!("no OS randomness: {e}"));
+        Sessions::embedded(rate_limit, Duration::MAX, random_key(), None)
+    }
+
+    /// Embedded sessions signed with `key`, written through to `store` if given, whose
+    /// sessions still live (active within `idle`) are loaded now.
+    pub fn embedded(
+        rate_limit: usize,
+        idle: Duration,
+        key: Vec<u8>,
+        store: Option<Arc<dyn SessionStore>>,
+    ) -> Sessions {
+        let mut inner = Inner::default();
+        if let Some(store) = &store {
+            let now_ms = unix_ms();
+            match store.load_sessions() {
+                Ok(stored) => {
+                    for s in stored {
+                        let age = Duration::from_millis(now_ms.saturating_sub(s.last_active_ms));
+                        let Some(last_active) = Instant::now().checked_sub(age) else {
+                            continue;
+                        };
+                        if age >= idle {
+                            continue;
+                        }
+                        inner.by_nick.insert(s.nick.to_lowercase(), s.id);
+                        inner.by_id.insert(
+                            s.id,
+                            Entry {
+                                session: Session::new(s.id, &s.nick),
+                                last_active,
+                                sent: VecDeque::new(),
+                                dirty: false,
+                            },
+                        );
+                    }
+                }
+                Err(err) => tracing::error!(%err, "could not read the stored sessions"),
+            }
+        }
         Sessions {
             key,
             rate_limit: rate_limit.max(1),
+            idle,
+            backend: Backend::Embedded(store),
+            inner: Mutex::new(inner),
+        }
+    }
+
+    /// Sessions kept in the cluster's Redis, signed with the cluster's `key`.
+    pub fn cluster(rate_limit: usize, idle: Duration, key: Vec<u8>, redis: Redis) -> Sessions {
+        Sessions {
+            key,
+            rate_limit: rate_limit.max(1),
+            idle,
+            backend: Backend::Cluster(redis),
             inner: Mutex::default(),
         }
     }
@@ -85,38 +246,93 @@ impl Sessions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs a store write on the blocking pool; a failure is logged (the session still
+    /// works until the next restart).
+    async fn persist(
+        &self,
+        write: impl FnOnce(&dyn SessionStore) -> Result<(), String> + Send + 'static,
+    ) {
+        if let Backend::Embedded(Some(store)) = &self.backend {
+            let store = store.clone();
+            let done = tokio::task::spawn_blocking(move || write(store.as_ref())).await;
+            if let Ok(Err(err)) | Err(err) = done.map_err(|e| e.to_string()) {
+                tracing::error!(%err, "could not store a session change");
+            }
+        }
+    }
+
     /// Starts a session for `nick`; `409` if someone online holds it, `503` while
-    /// `max_sessions` are live (checked under the lock, so concurrent logins cannot overshoot).
-    pub fn create(&self, nick: Nick, max_sessions: u64) -> Result<(Session, String), ChatError> {
-        let mut inner = self.lock();
-        if inner.by_nick.contains_key(&nick.key()) {
-            return Err(ChatError::NickTaken(nick.into()));
+    /// `max_sessions` are live (checked atomically, so concurrent logins cannot overshoot).
+    pub async fn create(
+        &self,
+        nick: Nick,
+        max_sessions: u64,
+    ) -> Result<(Session, String), ChatError> {
+        if let Backend::Cluster(redis) = &self.backend {
+            loop {
+                let id = random_id();
+                match redis
+                    .create_session(id, nick.as_str(), &nick.key(), max_sessions, self.idle)
+                    .await?
+                {
+                    Created::Ok => {
+                        let session = self.remember(id, nick.as_str());
+                        return Ok((session, self.token(id)));
+                    }
+                    Created::NickTaken => return Err(ChatError::NickTaken(nick.into())),
+                    Created::Full => return Err(ChatError::TooManySessions(max_sessions)),
+                    Created::IdInUse => continue,
+                }
+            }
         }
-        if inner.by_id.len() as u64 >= max_sessions {
-            return Err(ChatError::TooManySessions(max_sessions));
-        }
-        let mut id = 0;
-        while id == 0 || inner.by_id.contains_key(&id) {
-            let mut bytes = [0u8; 8];
-            getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("no OS randomness: {e}"));
-            id = u64::from_le_bytes(bytes) >> 1; // fits SQLite's signed integers
-        }
-        let session = Session {
-            id,
-            nick: nick.as_str().to_string(),
-            ended: CancellationToken::new(),
-            reason: Arc::default(),
+        let session = {
+            let mut inner = self.lock();
+            if inner.by_nick.contains_key(&nick.key()) {
+                return Err(ChatError::NickTaken(nick.into()));
+            }
+            if inner.by_id.len() as u64 >= max_sessions {
+                return Err(ChatError::TooManySessions(max_sessions));
+            }
+            let mut id = random_id();
+            while inner.by_id.contains_key(&id) {
+                id = random_id();
+            }
+            let session = Session::new(id, nick.as_str());
+            inner.by_nick.insert(nick.key(), id);
+            inner.by_id.insert(
+                id,
+                Entry {
+                    session: session.clone(),
+                    last_active: Instant::now(),
+                    sent: VecDeque::new(),
+                    dirty: false,
+                },
+            );
+            session
         };
-        inner.by_nick.insert(nick.key(), id);
-        inner.by_id.insert(
-            id,
-            Entry {
-                session: session.clone(),
-                last_active: Instant::now(),
-                sent: VecDeque::new(),
-            },
-        );
-        Ok((session, self.token(id)))
+        let stored = StoredSession {
+            id: session.id,
+            nick: session.nick.clone(),
+            last_active_ms: unix_ms(),
+        };
+        self.persist(move |store| store.save_session(&stored)).await;
+        let token = self.token(session.id);
+        Ok((session, token))
+    }
+
+    /// Cluster: this node's handle on live session `id`, made if it has none, with `nick`.
+    fn remember(&self, id: u64, nick: &str) -> Session {
+        let mut inner = self.lock();
+        let entry = inner.by_id.entry(id).or_insert_with(|| Entry {
+            session: Session::new(id, nick),
+            last_active: Instant::now(),
+            sent: VecDeque::new(),
+            dirty: false,
+        });
+        if entry.session.nick != nick {
+            entry.session.nick = nick.to_string();
+        }
+        entry.session.clone()
     }
 
     /// `ID.SIGNATURE`: the session id and its HMAC-SHA256 under the server's key.
@@ -143,31 +359,64 @@ impl Sessions {
 
     /// The live session named by a request's cookie, if any. `cookie_headers`: the values
     /// of its `Cookie` headers (the HTTP edge reads them; the chat knows no HTTP types).
-    pub fn from_cookies<'a>(
+    pub async fn from_cookies<'a>(
         &self,
         cookie_headers: impl IntoIterator<Item = &'a str>,
-    ) -> Option<Session> {
+    ) -> Result<Option<Session>, ChatError> {
         let id = cookie_headers
             .into_iter()
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-            .find_map(|token| self.verify(token))?;
-        self.get(id)
+            .find_map(|token| self.verify(token));
+        match id {
+            Some(id) => self.get(id).await,
+            None => Ok(None),
+        }
     }
 
-    pub fn get(&self, id: u64) -> Option<Session> {
-        self.lock().by_id.get(&id).map(|e| e.session.clone())
+    pub async fn get(&self, id: u64) -> Result<Option<Session>, ChatError> {
+        if let Backend::Cluster(redis) = &self.backend {
+            return Ok(match redis.session(id, self.idle).await? {
+                Some(nick) => Some(self.remember(id, &nick)),
+                None => {
+                    self.end_here(id, EndReason::Idle);
+                    None
+                }
+            });
+        }
+        Ok(self.lock().by_id.get(&id).map(|e| e.session.clone()))
     }
 
     /// The session currently holding `nick`, if it is online.
-    pub fn by_nick(&self, nick: &str) -> Option<Session> {
+    pub async fn by_nick(&self, nick: &str) -> Result<Option<Session>, ChatError> {
+        let lower = nick.to_lowercase();
+        if let Backend::Cluster(redis) = &self.backend {
+            return Ok(redis
+                .session_by_nick(&lower, self.idle)
+                .await?
+                .map(|(id, nick)| self.remember(id, &nick)));
+        }
         let inner = self.lock();
-        let id = inner.by_nick.get(&nick.to_lowercase())?;
-        inner.by_id.get(id).map(|e| e.session.clone())
+        let id = inner.by_nick.get(&lower);
+        Ok(id.and_then(|id| inner.by_id.get(id).map(|e| e.session.clone())))
     }
 
-    /// Counts one message against the rate limit; `Err(seconds to wait)` past it.
-    pub fn spend(&self, id: u64) -> Result<(), u64> {
+    /// Counts one message against the rate limit (over every node in a cluster); `what`
+    /// names the budget in the `429`.
+    pub async fn spend(&self, id: u64, what: &'static str) -> Result<(), ChatError> {
+        if let Backend::Cluster(redis) = &self.backend {
+            return match redis
+                .spend(id, self.rate_limit, RATE_WINDOW, self.idle)
+                .await?
+            {
+                Spent::Ok => Ok(()),
+                Spent::Wait(wait) => Err(ChatError::RateLimited {
+                    what,
+                    retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+                }),
+                Spent::SignedOut => Err(ChatError::SignedOut),
+            };
+        }
         let mut inner = self.lock();
         let Some(entry) = inner.by_id.get_mut(&id) else {
             return Ok(());
@@ -183,61 +432,135 @@ impl Sessions {
         if entry.sent.len() >= self.rate_limit {
             let oldest = entry.sent.front().copied().unwrap_or(now);
             let wait = RATE_WINDOW.saturating_sub(now.duration_since(oldest));
-            return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
+            return Err(ChatError::RateLimited {
+                what,
+                retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+            });
         }
         entry.sent.push_back(now);
         entry.last_active = now;
+        entry.dirty = true;
         Ok(())
     }
 
     /// Renames the session; returns the old nick. `409` if the new nick is held by another.
-    pub fn rename(&self, id: u64, nick: Nick) -> Result<String, ChatError> {
-        let mut inner = self.lock();
-        if inner
-            .by_nick
-            .get(&nick.key())
-            .is_some_and(|holder| *holder != id)
-        {
-            return Err(ChatError::NickTaken(nick.into()));
+    pub async fn rename(&self, id: u64, nick: Nick) -> Result<String, ChatError> {
+        if let Backend::Cluster(redis) = &self.backend {
+            return match redis
+                .rename_session(id, nick.as_str(), &nick.key(), self.idle)
+                .await?
+            {
+                Renamed::Ok(old) => {
+                    self.remember(id, nick.as_str());
+                    Ok(old)
+                }
+                Renamed::NickTaken => Err(ChatError::NickTaken(nick.into())),
+                Renamed::SignedOut => Err(ChatError::SignedOut),
+            };
         }
-        let Some(entry) = inner.by_id.get_mut(&id) else {
-            return Err(ChatError::SignedOut);
+        let old = {
+            let mut inner = self.lock();
+            if inner
+                .by_nick
+                .get(&nick.key())
+                .is_some_and(|holder| *holder != id)
+            {
+                return Err(ChatError::NickTaken(nick.into()));
+            }
+            let Some(entry) = inner.by_id.get_mut(&id) else {
+                return Err(ChatError::SignedOut);
+            };
+            let old = std::mem::replace(&mut entry.session.nick, nick.as_str().to_string());
+            entry.last_active = Instant::now();
+            inner.by_nick.remove(&old.to_lowercase());
+            inner.by_nick.insert(nick.key(), id);
+            old
         };
-        let old = std::mem::replace(&mut entry.session.nick, nick.as_str().to_string());
-        entry.last_active = Instant::now();
-        inner.by_nick.remove(&old.to_lowercase());
-        inner.by_nick.insert(nick.key(), id);
+        let stored = StoredSession {
+            id,
+            nick: nick.as_str().to_string(),
+            last_active_ms: unix_ms(),
+        };
+        self.persist(move |store| store.save_session(&stored)).await;
         Ok(old)
     }
 
-    /// Ends a session: frees its nick and fires its `ended` token.
-    pub fn end(&self, id: u64, reason: EndReason) -> Option<Session> {
+    /// Ends a session everywhere: frees its nick and fires its `ended` token (in a cluster,
+    /// on every node). Returns it if it was live here.
+    pub async fn end(&self, id: u64, reason: EndReason) -> Result<Option<Session>, ChatError> {
+        if let Backend::Cluster(redis) = &self.backend {
+            redis.end_session(id, reason.as_str()).await?;
+            return Ok(self.end_here(id, reason));
+        }
+        let ended = self.end_here(id, reason);
+        if ended.is_some() {
+            self.persist(move |store| store.delete_session(id)).await;
+        }
+        Ok(ended)
+    }
+
+    /// Ends this node's handle on the session: its streams here close.
+    pub fn end_here(&self, id: u64, reason: EndReason) -> Option<Session> {
         let mut inner = self.lock();
         let entry = inner.by_id.remove(&id)?;
         inner.by_nick.remove(&entry.session.nick.to_lowercase());
         drop(inner);
-        *entry
-            .session
-            .reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(reason);
-        entry.session.ended.cancel();
+        entry.session.finish(reason);
         Some(entry.session)
     }
 
-    /// Ends every session without activity for `idle`; returns them.
-    pub fn expire_idle(&self, idle: Duration) -> Vec<Session> {
-        let stale: Vec<u64> = self
-            .lock()
-            .by_id
-            .iter()
-            .filter(|(_, e)| e.last_active.elapsed() >= idle)
-            .map(|(id, _)| *id)
-            .collect();
-        stale
-            .into_iter()
-            .filter_map(|id| self.end(id, EndReason::Idle))
-            .collect()
+    /// Ends every session without activity for the idle timeout; returns those of this
+    /// node. In a cluster Redis finds them (every node asks; each is ended once) and every
+    /// node hears of it on the `control` channel; this also drops this node's handles on
+    /// sessions Redis no longer has (a message missed while cut off).
+    pub async fn expire_idle(&self) -> Result<Vec<Session>, ChatError> {
+        if let Backend::Cluster(redis) = &self.backend {
+            let ended = redis.sweep_sessions(self.idle, 1000).await?;
+            let mut sessions: Vec<Session> = ended
+                .into_iter()
+                .filter_map(|id| self.end_here(id, EndReason::Idle))
+                .collect();
+            let ids: Vec<u64> = self.lock().by_id.keys().copied().collect();
+            for (id, live) in ids.iter().zip(redis.sessions_live(&ids).await?) {
+                if !live {
+                    sessions.extend(self.end_here(*id, EndReason::Idle));
+                }
+            }
+            return Ok(sessions);
+        }
+        let (stale, dirty): (Vec<u64>, Vec<StoredSession>) = {
+            let mut inner = self.lock();
+            let now_ms = unix_ms();
+            let stale = inner
+                .by_id
+                .iter()
+                .filter(|(_, e)| e.last_active.elapsed() >= self.idle)
+                .map(|(id, _)| *id)
+                .collect();
+            let dirty = inner
+                .by_id
+                .values_mut()
+                .filter_map(|e| std::mem::take(&mut e.dirty).then_some(&*e))
+                .map(|e| StoredSession {
+                    id: e.session.id,
+                    nick: e.session.nick.clone(),
+                    last_active_ms: now_ms
+                        .saturating_sub(e.last_active.elapsed().as_millis() as u64),
+                })
+                .collect();
+            (stale, dirty)
+        };
+        if !dirty.is_empty() {
+            self.persist(move |store| dirty.iter().try_for_each(|s| store.save_session(s)))
+                .await;
+        }
+        let mut ended = Vec::new();
+        for id in stale {
+            if let Some(session) = self.end(id, EndReason::Idle).await? {
+                ended.push(session);
+            }
+        }
+        Ok(ended)
     }
 
     /// The `Set-Cookie` value that stores `token` (HttpOnly, SameSite=Strict).
@@ -254,86 +577,163 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::SqliteStore;
 
     /// One `Cookie` header holding `cookie`.
     fn headers(cookie: &str) -> [&str; 1] {
         [cookie]
     }
 
-    #[test]
-    fn a_signed_cookie_finds_its_session_and_a_forged_one_does_not() {
+    fn nick(s: &str) -> Nick {
+        Nick::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_signed_cookie_finds_its_session_and_a_forged_one_does_not() {
         let sessions = Sessions::new(RATE_LIMIT);
-        let (session, token) = sessions.create(Nick::parse("alice").unwrap(), 10).unwrap();
+        let (session, token) = sessions.create(nick("alice"), 10).await.unwrap();
         let found = sessions
             .from_cookies(headers(&format!("a=1; {COOKIE}={token}")))
+            .await
+            .unwrap()
             .unwrap();
         assert_eq!(found.id, session.id);
-        let (id, _) = token.split_once('.').unwrap();
-        let forged = format!(
-            "{COOKIE}={:x}.{}",
-            session.id ^ 1,
-            token.split_once('.').unwrap().1
-        );
-        assert!(sessions.from_cookies(headers(&forged)).is_none());
+        let (id, sig) = token.split_once('.').unwrap();
+        let forged = format!("{COOKIE}={:x}.{sig}", session.id ^ 1);
         assert!(
             sessions
-                .from_cookies(headers(&format!("{COOKIE}={id}.AAAA")))
+                .from_cookies(headers(&forged))
+                .await
+                .unwrap()
                 .is_none()
         );
+        let bad = format!("{COOKIE}={id}.AAAA");
         assert!(
-            Sessions::new(RATE_LIMIT)
-                .from_cookies(headers(&format!("{COOKIE}={token}")))
+            sessions
+                .from_cookies(headers(&bad))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let other = Sessions::new(RATE_LIMIT);
+        let cookie = format!("{COOKIE}={token}");
+        assert!(
+            other
+                .from_cookies(headers(&cookie))
+                .await
+                .unwrap()
                 .is_none()
         );
     }
 
-    #[test]
-    fn a_nick_is_held_until_its_session_ends_whatever_its_case() {
+    #[tokio::test]
+    async fn a_nick_is_held_until_its_session_ends_whatever_its_case() {
         let sessions = Sessions::new(RATE_LIMIT);
-        let (alice, _) = sessions.create(Nick::parse("alice").unwrap(), 10).unwrap();
+        let (alice, _) = sessions.create(nick("alice"), 10).await.unwrap();
         assert!(matches!(
-            sessions.create(Nick::parse("ALICE").unwrap(), 10),
+            sessions.create(nick("ALICE"), 10).await,
             Err(ChatError::NickTaken(_))
         ));
-        let (bob, _) = sessions.create(Nick::parse("bob").unwrap(), 10).unwrap();
-        assert!(
-            sessions
-                .rename(bob.id, Nick::parse("Alice").unwrap())
-                .is_err()
-        );
-        sessions.end(alice.id, EndReason::LoggedOut).unwrap();
+        let (bob, _) = sessions.create(nick("bob"), 10).await.unwrap();
+        assert!(sessions.rename(bob.id, nick("Alice")).await.is_err());
+        sessions
+            .end(alice.id, EndReason::LoggedOut)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(alice.ended.is_cancelled());
         assert_eq!(alice.end_reason(), Some(EndReason::LoggedOut));
-        assert_eq!(
-            sessions
-                .rename(bob.id, Nick::parse("Alice").unwrap())
-                .unwrap(),
-            "bob"
-        );
-        assert_eq!(sessions.by_nick("alice").unwrap().id, bob.id);
+        assert_eq!(sessions.rename(bob.id, nick("Alice")).await.unwrap(), "bob");
+        assert_eq!(sessions.by_nick("alice").await.unwrap().unwrap().id, bob.id);
     }
 
-    #[test]
-    fn live_sessions_are_capped_and_an_ended_one_frees_its_place() {
+    #[tokio::test]
+    async fn live_sessions_are_capped_and_an_ended_one_frees_its_place() {
         let sessions = Sessions::new(RATE_LIMIT);
-        let (a, _) = sessions.create(Nick::parse("a").unwrap(), 2).unwrap();
-        sessions.create(Nick::parse("b").unwrap(), 2).unwrap();
+        let (a, _) = sessions.create(nick("a"), 2).await.unwrap();
+        sessions.create(nick("b"), 2).await.unwrap();
         assert!(matches!(
-            sessions.create(Nick::parse("c").unwrap(), 2),
+            sessions.create(nick("c"), 2).await,
             Err(ChatError::TooManySessions(2))
         ));
-        sessions.end(a.id, EndReason::LoggedOut).unwrap();
-        assert!(sessions.create(Nick::parse("c").unwrap(), 2).is_ok());
+        sessions.end(a.id, EndReason::LoggedOut).await.unwrap();
+        assert!(sessions.create(nick("c"), 2).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_rate_limit_allows_twenty_messages_per_ten_seconds() {
+        let sessions = Sessions::new(RATE_LIMIT);
+        let (s, _) = sessions.create(nick("alice"), 10).await.unwrap();
+        for _ in 0..RATE_LIMIT {
+            sessions.spend(s.id, "messages").await.unwrap();
+        }
+        match sessions.spend(s.id, "messages").await {
+            Err(ChatError::RateLimited { retry_after, .. }) => {
+                assert!((1..=10).contains(&retry_after), "{retry_after}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The restart: a new `Sessions` over the same store (and so the same key) knows the
+    /// cookie, the nick and the renamed nick; a logged-out session stays out, and one idle
+    /// past the timeout is not brought back.
+    #[tokio::test]
+    async fn sessions_and_their_key_survive_a_restart_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.sqlite");
+        let path = path.to_str().unwrap();
+        let open = |idle: Duration| {
+            let store = Arc::new(SqliteStore::open(path).unwrap());
+            let key = store.signing_key(&random_key()).unwrap();
+            Sessions::embedded(RATE_LIMIT, idle, key, Some(store))
+        };
+        let hour = Duration::from_secs(3600);
+        let (kept, token) = {
+            let sessions = open(hour);
+            let (kept, token) = sessions.create(nick("kept"), 10).await.unwrap();
+            let (gone, _) = sessions.create(nick("gone"), 10).await.unwrap();
+            sessions.rename(kept.id, nick("Kept2")).await.unwrap();
+            sessions.end(gone.id, EndReason::LoggedOut).await.unwrap();
+            (kept, token)
+        };
+        let sessions = open(hour);
+        let cookie = format!("{COOKIE}={token}");
+        let found = sessions
+            .from_cookies(headers(&cookie))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((found.id, found.nick.as_str()), (kept.id, "Kept2"));
+        assert!(matches!(
+            sessions.create(nick("kept2"), 10).await,
+            Err(ChatError::NickTaken(_))
+        ));
+        assert!(sessions.create(nick("gone"), 10).await.is_ok());
+        drop(sessions);
+        std::thread::sleep(Duration::from_millis(30));
+        let short = open(Duration::from_millis(10));
+        assert!(
+            short
+                .from_cookies(headers(&cookie))
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
-    fn the_rate_limit_allows_twenty_messages_per_ten_seconds() {
-        let sessions = Sessions::new(RATE_LIMIT);
-        let (s, _) = sessions.create(Nick::parse("alice").unwrap(), 10).unwrap();
-        for _ in 0..RATE_LIMIT {
-            sessions.spend(s.id).unwrap();
-        }
-        let wait = sessions.spend(s.id).unwrap_err();
-        assert!((1..=10).contains(&wait), "{wait}");
+    fn a_secret_file_is_made_once_private_and_refused_when_short() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        let made = secret_from_file(&path).unwrap();
+        assert_eq!(made.len(), 32);
+        assert_eq!(secret_from_file(&path).unwrap(), made);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(&path, b"short").unwrap();
+        let err = secret_from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("at least 32"), "{err}");
     }
 }

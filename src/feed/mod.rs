@@ -289,8 +289,9 @@ async fn fired(token: Option<&CancellationToken>) {
     }
 }
 
-/// A `gap` event: delivery after `after` resumes at `resumed_from`.
-fn gap(after: u64, resumed_from: u64) -> SharedEvent {
+/// A `gap` event: delivery after `after` resumes at `resumed_from`. Public for a store that
+/// knows it no longer holds what a cursor asks for (the Redis log, trimmed to its retention).
+pub fn gap(after: u64, resumed_from: u64) -> SharedEvent {
     Event::new(&WireEvent {
         id: resumed_from.saturating_sub(1),
         ts: clock::now_micros(),

@@ -32,3 +32,23 @@ pub trait Store: Backlog {
         limit: usize,
     ) -> Result<Vec<SharedEvent>, StoreError>;
 }
+
+/// A session as the store keeps it, so sessions survive a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub id: u64,
+    pub nick: String,
+    /// Last activity, in milliseconds since the Unix epoch.
+    pub last_active_ms: u64,
+}
+
+/// Where embedded sessions and their signing key are kept across restarts. Called on the
+/// blocking pool (except at start).
+pub trait SessionStore: Send + Sync + 'static {
+    /// The session signing key, made (32 random bytes, from `fresh`) on first use.
+    fn signing_key(&self, fresh: &[u8]) -> Result<Vec<u8>, String>;
+    fn load_sessions(&self) -> Result<Vec<StoredSession>, String>;
+    /// Inserts or updates.
+    fn save_session(&self, session: &StoredSession) -> Result<(), String>;
+    fn delete_session(&self, id: u64) -> Result<(), String>;
+}

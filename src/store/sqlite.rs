@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 use bytes::Bytes;
 use rusqlite::{Connection, params};
 
-use super::{Backlog, PageLimit, Store, StoreError};
+use super::{Backlog, PageLimit, SessionStore, Store, StoreError, StoredSession};
 use crate::event::{Audience, Event, EventBody, SharedEvent, WireEvent};
 
 pub struct SqliteStore {
@@ -41,6 +41,16 @@ CREATE TABLE IF NOT EXISTS events (
     json  TEXT    NOT NULL -- the event exactly as delivered
 );
 CREATE INDEX IF NOT EXISTS events_by_room ON events (room, type, id);
+-- Sessions survive a restart: their signing key and who holds which nick.
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id          INTEGER PRIMARY KEY,
+    nick        TEXT    NOT NULL,
+    last_active INTEGER NOT NULL -- ms since the Unix epoch
+);
 ";
 
 const COLUMNS: &str = "id, ts, type, room, sid_a, sid_b, json";
@@ -155,6 +165,71 @@ impl Store for SqliteStore {
             &sql,
             params![room, before.min(i64::MAX as u64) as i64, limit as i64],
         )
+    }
+}
+
+impl SessionStore for SqliteStore {
+    fn signing_key(&self, fresh: &[u8]) -> Result<Vec<u8>, String> {
+        let inner = self.lock();
+        inner
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('signing_key', ?1)",
+                params![fresh],
+            )
+            .map_err(|e| e.to_string())?;
+        inner
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'signing_key'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    fn load_sessions(&self) -> Result<Vec<StoredSession>, String> {
+        let inner = self.lock();
+        let mut stmt = inner
+            .conn
+            .prepare("SELECT id, nick, last_active FROM sessions")
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredSession {
+                    id: r.get::<_, i64>(0)? as u64,
+                    nick: r.get(1)?,
+                    last_active_ms: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    }
+
+    fn save_session(&self, session: &StoredSession) -> Result<(), String> {
+        self.lock()
+            .conn
+            .prepare_cached(
+                "INSERT INTO sessions (id, nick, last_active) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET nick = excluded.nick, last_active = excluded.last_active",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    session.id as i64,
+                    session.nick,
+                    session.last_active_ms.min(i64::MAX as u64) as i64
+                ])
+            })
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn delete_session(&self, id: u64) -> Result<(), String> {
+        self.lock()
+            .conn
+            .execute("DELETE FROM sessions WHERE id = ?1", params![id as i64])
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -69,6 +69,7 @@ pub async fn handler(
         &params,
         &headers,
         kill,
-    )?;
+    )
+    .await?;
     Ok(stream_response(&app, &IFRAME, sub))
 }

@@ -38,7 +38,8 @@ pub async fn handler(
         &params,
         &headers,
         kill,
-    )?;
+    )
+    .await?;
     let _open = app.stats().open(Transport::LongPoll);
     let mut events = drain(&mut sub, limit).await;
     // Nothing yet: wait. `next` returns None at shutdown, which answers at once, empty.

@@ -36,7 +36,7 @@ pub enum Hold {
 /// Opens `transport`'s subscription to `feed` after `cursor`, as every transport does: for
 /// the chat, with the rooms, history and session (whispers, presence) the request carries.
 /// A transport refused with `--refuse` gets `503 transport_refused` here.
-pub fn open(
+pub async fn open(
     app: &AppState,
     transport: Transport,
     feed: FeedName,
@@ -68,7 +68,7 @@ pub fn open(
             let rooms = params.rooms()?;
             let history =
                 params.int("history", 0..=MAX_HISTORY, chat.default_history() as u64)? as usize;
-            let session = session_of(chat, headers);
+            let session = session_of(chat, headers).await?;
             let filter = Filter {
                 rooms: rooms.clone(),
                 session: session.as_ref().map(|s| s.id),

@@ -30,7 +30,8 @@ pub async fn handler(
         &params,
         &headers,
         kill,
-    )?;
+    )
+    .await?;
     let events = drain(&mut sub, limit).await;
     Ok(answer_unless_killed(guard, || {
         batch_response(&app, Transport::Poll, &events, sub.position())

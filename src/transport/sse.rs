@@ -42,6 +42,6 @@ pub async fn handler(
         )?),
         None => params.cursor()?,
     };
-    let sub = open(&app, Transport::Sse, feed, cursor, &params, &headers, kill)?;
+    let sub = open(&app, Transport::Sse, feed, cursor, &params, &headers, kill).await?;
     Ok(stream_response(&app, &SSE, sub))
 }

@@ -85,10 +85,11 @@ pub async fn handler(
         &params,
         &headers,
         kill,
-    )?;
+    )
+    .await?;
     // The session this socket speaks for (the cookie on the upgrade request).
     let session = match feed {
-        FeedName::Chat => session_of(app.chat(), &headers),
+        FeedName::Chat => session_of(app.chat(), &headers).await?,
         FeedName::Clock | FeedName::Draw => None,
     };
     // `?inspect=1`: the first frame shows the handshake as it really happened (for the

@@ -22,6 +22,7 @@ mod input_edges;
 mod lan;
 mod logs;
 mod proxy;
+mod redis_harness;
 mod resume;
 mod shutdown;
 mod stats;

@@ -14,6 +14,9 @@ use pushpoll::wire::SSE_MESSAGE_END;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// A real redis-server on a free port, for the scale-out tests.
+pub mod redis;
+
 /// A server running in this process on a free loopback port.
 pub struct TestApp {
     pub addr: SocketAddr,

@@ -1,0 +1,465 @@
+//! The chat's log in Redis: one stream (`log`) of every event under its global id, a stream
+//! per room of its messages (for history), and the `events` channel that announces each
+//! event to every node. [`RedisLog::append`] does all three in one script.
+//!
+//! Each node's feed is filled by one path, [`RedisLog::catch_up`] and
+//! [`RedisLog::deliver`], under one lock: an event is published to the local feed only when
+//! every id below it has been (read back from the stream if the channel skipped it), so
+//! subscribers see the log in id order, each event once. A hole that the stream no longer
+//! holds (trimmed to `--redis-retention`, or lost with an unpersisted Redis) becomes a `gap`
+//! event; ids that were never stored (a script that failed after taking its id) are not
+//! a gap, since nothing was lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::PushKind;
+use redis::streams::StreamRangeReply;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Pushes, Redis, RedisError};
+use crate::event::{Audience, Event, EventBody, SharedEvent, WireEvent};
+use crate::feed::backlog::{Backlog, PageLimit, StoreError};
+use crate::feed::{Feed, gap};
+
+/// Stream entries read per command when catching up.
+const CATCH_UP_PAGE: usize = 512;
+/// How often a node compares the log's last id with its own, in case the channel missed
+/// something without a disconnect it could see.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// A message on the `control` channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// A session ended (`logout` or `idle`): every node closes its streams.
+    SessionEnded { id: u64, reason: String },
+}
+
+pub struct RedisLog {
+    redis: Redis,
+    /// The stream's last id when the node started: where its feed's ids begin.
+    start_id: u64,
+    /// Serializes everything that publishes to the local feed.
+    ingest: tokio::sync::Mutex<()>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// `*`, `r:ROOM` or `s:A:B`: an audience as the stream stores it.
+pub fn encode_audience(audience: &Audience) -> String {
+    match audience {
+        Audience::Everyone => "*".into(),
+        Audience::Room(room) => format!("r:{room}"),
+        Audience::Sessions(a, b) => format!("s:{a}:{b}"),
+    }
+}
+
+pub fn decode_audience(s: &str) -> Option<Audience> {
+    if s == "*" {
+        return Some(Audience::Everyone);
+    }
+    if let Some(room) = s.strip_prefix("r:") {
+        return Some(Audience::Room(room.into()));
+    }
+    let (a, b) = s.strip_prefix("s:")?.split_once(':')?;
+    Some(Audience::Sessions(a.parse().ok()?, b.parse().ok()?))
+}
+
+/// `ID\nTS\nKIND\nAUDIENCE\nJSON`: an event as the `events` channel announces it.
+pub fn decode_announcement(payload: &[u8]) -> Option<SharedEvent> {
+    let mut parts = payload.splitn(5, |b| *b == b'\n');
+    let id = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let ts = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let kind = Event::static_kind(std::str::from_utf8(parts.next()?).ok()?);
+    let audience = decode_audience(std::str::from_utf8(parts.next()?).ok()?)?;
+    let json = Bytes::copy_from_slice(parts.next()?);
+    Some(Event::from_json(id, ts, kind, audience, json))
+}
+
+fn field<'a>(map: &'a HashMap<String, redis::Value>, name: &str) -> Option<&'a [u8]> {
+    match map.get(name)? {
+        redis::Value::BulkString(bytes) => Some(bytes),
+        _ => None,
+    }
+}
+
+/// A stream entry (`ID-0` with fields t, k, a, j) as an event; `kind` for a room stream,
+/// whose entries are all messages and do not store it.
+fn entry_event(id: &str, map: &HashMap<String, redis::Value>) -> Option<SharedEvent> {
+    let id: u64 = id.split_once('-')?.0.parse().ok()?;
+    let ts = std::str::from_utf8(field(map, "t")?).ok()?.parse().ok()?;
+    let kind = match field(map, "k") {
+        Some(k) => Event::static_kind(std::str::from_utf8(k).ok()?),
+        None => "message",
+    };
+    let audience = decode_audience(std::str::from_utf8(field(map, "a")?).ok()?)?;
+    let json = Bytes::copy_from_slice(field(map, "j")?);
+    Some(Event::from_json(id, ts, kind, audience, json))
+}
+
+fn events_of(reply: StreamRangeReply) -> Vec<SharedEvent> {
+    reply
+        .ids
+        .iter()
+        .filter_map(|e| {
+            let event = entry_event(&e.id, &e.map);
+            if event.is_none() {
+                tracing::error!(id = e.id, "unreadable entry in the Redis log; skipped");
+            }
+            event
+        })
+        .collect()
+}
+
+impl RedisLog {
+    /// Reads where the log stands; the node's feed continues from there.
+    pub async fn open(redis: Redis) -> Result<Arc<RedisLog>, RedisError> {
+        let seq: Option<u64> = redis::cmd("GET")
+            .arg(redis.key("seq"))
+            .query_async(&mut redis.conn())
+            .await?;
+        Ok(Arc::new(RedisLog {
+            redis,
+            start_id: seq.unwrap_or(0),
+            ingest: tokio::sync::Mutex::new(()),
+            runtime: tokio::runtime::Handle::current(),
+        }))
+    }
+
+    pub fn redis(&self) -> &Redis {
+        &self.redis
+    }
+
+    /// Stores the event under the next global id and announces it; returns once this node's
+    /// feed has it (so a client that is told "stored" finds it on a poll of this node).
+    pub async fn append(
+        &self,
+        feed: &Feed,
+        ts: u64,
+        body: EventBody,
+        audience: Audience,
+    ) -> Result<SharedEvent, RedisError> {
+        let kind = body.kind();
+        let room = match (&body, &audience) {
+            (EventBody::Message { .. }, Audience::Room(room)) => room.to_string(),
+            _ => String::new(),
+        };
+        let json = serde_json::to_string(&WireEvent { id: 0, ts, body })
+            .map_err(|e| RedisError(e.to_string()))?;
+        let tail = json
+            .strip_prefix("{\"id\":0,")
+            .ok_or_else(|| RedisError(format!("unexpected event JSON {json:?}")))?;
+        let id: u64 = self
+            .redis
+            .scripts
+            .append
+            .arg(self.redis.prefix())
+            .arg(feed.latest_id().unwrap_or(0))
+            .arg(ts.to_string())
+            .arg(kind)
+            .arg(encode_audience(&audience))
+            .arg(tail)
+            .arg(room)
+            .arg(self.redis.retention)
+            .invoke_async(&mut self.redis.conn())
+            .await?;
+        self.catch_up(feed, Some(id)).await?;
+        Ok(Event::from_json(
+            id,
+            ts,
+            kind,
+            audience,
+            Bytes::from(format!("{{\"id\":{id},{tail}")),
+        ))
+    }
+
+    /// Publishes to `feed` every stored event after its last id, up to `upto` (else all).
+    pub async fn catch_up(&self, feed: &Feed, upto: Option<u64>) -> Result<(), RedisError> {
+        let _ingest = self.ingest.lock().await;
+        self.fill(feed, upto).await
+    }
+
+    /// Publishes one announced event, after any it skipped.
+    pub async fn deliver(&self, feed: &Feed, event: SharedEvent) -> Result<(), RedisError> {
+        let _ingest = self.ingest.lock().await;
+        let last = feed.latest_id().unwrap_or(0);
+        if event.id <= last {
+            return Ok(());
+        }
+        if event.id > last + 1 {
+            self.fill(feed, Some(event.id - 1)).await?;
+        }
+        if event.id > feed.latest_id().unwrap_or(0) {
+            let _ = feed.publish(event);
+        }
+        Ok(())
+    }
+
+    /// Reads the stream after the feed's last id (up to `upto`) and publishes it, with a
+    /// `gap` first if the stream no longer holds the start. Called with the ingest lock.
+    async fn fill(&self, feed: &Feed, upto: Option<u64>) -> Result<(), RedisError> {
+        loop {
+            let last = feed.latest_id().unwrap_or(0);
+            if upto.is_some_and(|u| u <= last) {
+                return Ok(());
+            }
+            let end = upto.map_or("+".to_string(), |u| format!("{u}-0"));
+            let reply: StreamRangeReply = redis::cmd("XRANGE")
+                .arg(self.redis.key("log"))
+                .arg(format!("{}-0", last + 1))
+                .arg(&end)
+                .arg("COUNT")
+                .arg(CATCH_UP_PAGE)
+                .query_async(&mut self.redis.conn())
+                .await?;
+            let count = reply.ids.len();
+            let events = events_of(reply);
+            if let Some(first) = events.first()
+                && first.id > last + 1
+                && self.trimmed_before(first.id).await?
+            {
+                let _ = feed.publish(gap(last, first.id));
+            }
+            for event in events {
+                if event.id > feed.latest_id().unwrap_or(0) {
+                    let _ = feed.publish(event);
+                }
+            }
+            if count < CATCH_UP_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether the stream's oldest entry is at `id` or later: what came before was trimmed
+    /// (or lost), as opposed to ids that were never stored.
+    async fn trimmed_before(&self, id: u64) -> Result<bool, RedisError> {
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.redis.key("log"))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.redis.conn())
+            .await?;
+        Ok(events_of(reply).first().is_none_or(|e| e.id >= id))
+    }
+
+    /// The ingest task: announced events into `feed`, in order; control messages to
+    /// `control`; after a reconnect (or a dropped push, or every [`CHECK_EVERY`] if the log
+    /// moved on without us) what was missed, from the stream.
+    pub async fn run(
+        self: Arc<Self>,
+        feed: Feed,
+        mut pushes: Pushes,
+        control: mpsc::Sender<Control>,
+        shutdown: CancellationToken,
+    ) {
+        let events = self.redis.key("events");
+        let control_channel = self.redis.key("control");
+        let mut check = tokio::time::interval(CHECK_EVERY);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut behind = false;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                push = pushes.rx.recv() => match push {
+                    None => return,
+                    Some(push) => match push.kind {
+                        PushKind::Message => {
+                            let (Some(redis::Value::BulkString(channel)), Some(redis::Value::BulkString(payload))) =
+                                (push.data.first(), push.data.get(1)) else { continue };
+                            if *channel == events.as_bytes() {
+                                match decode_announcement(payload) {
+                                    Some(event) => {
+                                        if let Err(err) = self.deliver(&feed, event).await {
+                                            tracing::warn!(%err, "could not fill a hole in the log; retrying");
+                                            behind = true;
+                                        }
+                                    }
+                                    None => tracing::error!("unreadable announcement on the events channel"),
+                                }
+                            } else if *channel == control_channel.as_bytes()
+                                && let Some(msg) = decode_control(payload)
+                            {
+                                // Bounded: a full queue drops the message, and the chat's
+                                // sweep finds the ended session in Redis later.
+                                let _ = control.try_send(msg);
+                            }
+                        }
+                        PushKind::Subscribe | PushKind::Disconnection => behind = true,
+                        _ => {}
+                    }
+                },
+                _ = check.tick() => behind = self.moved_on(&feed).await,
+            }
+            if pushes.overflowed.swap(false, Ordering::AcqRel) {
+                behind = true;
+            }
+            if behind && let Err(err) = self.catch_up(&feed, None).await {
+                tracing::warn!(%err, "could not read the Redis log; retrying");
+            }
+        }
+    }
+
+    /// Whether the log's counter is past this node's feed.
+    async fn moved_on(&self, feed: &Feed) -> bool {
+        let seq: Result<Option<u64>, _> = redis::cmd("GET")
+            .arg(self.redis.key("seq"))
+            .query_async(&mut self.redis.conn())
+            .await;
+        matches!(seq, Ok(Some(seq)) if seq > feed.latest_id().unwrap_or(0))
+    }
+
+    /// `history`: the newest `limit` messages of `room` before `before`, oldest first.
+    pub async fn history(
+        &self,
+        room: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<SharedEvent>, RedisError> {
+        if before <= 1 || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let end = if before == u64::MAX {
+            "+".to_string()
+        } else {
+            format!("{}-0", before - 1)
+        };
+        let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(self.redis.key(&format!("room:{room}")))
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut self.redis.conn())
+            .await?;
+        let mut events = events_of(reply);
+        events.reverse();
+        Ok(events)
+    }
+
+    async fn range_async(
+        &self,
+        after: u64,
+        before: u64,
+        limit: PageLimit,
+    ) -> Result<Vec<SharedEvent>, RedisError> {
+        if before <= after + 1 {
+            return Ok(Vec::new());
+        }
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.redis.key("log"))
+            .arg(format!("{}-0", after + 1))
+            .arg(format!("{}-0", before - 1))
+            .arg("COUNT")
+            .arg(limit.events.max(1))
+            .query_async(&mut self.redis.conn())
+            .await?;
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        for event in events_of(reply) {
+            bytes += event.json.len();
+            events.push(event);
+            if bytes >= limit.bytes {
+                break;
+            }
+        }
+        let first = events.first().map_or(before, |e| e.id);
+        if first > after + 1 && self.trimmed_before(first).await? {
+            events.insert(0, gap(after, first));
+        }
+        Ok(events)
+    }
+}
+
+fn decode_control(payload: &[u8]) -> Option<Control> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut words = text.split(' ');
+    match (words.next()?, words.next(), words.next()) {
+        ("end", Some(id), Some(reason)) => Some(Control::SessionEnded {
+            id: id.parse().ok()?,
+            reason: reason.to_string(),
+        }),
+        _ => None,
+    }
+}
+
+fn store_error(err: RedisError) -> StoreError {
+    StoreError(err.0)
+}
+
+/// The feed reads what its memory no longer holds through this, on the blocking pool.
+impl Backlog for RedisLog {
+    fn range(
+        &self,
+        after: u64,
+        before: u64,
+        limit: PageLimit,
+    ) -> Result<Vec<SharedEvent>, StoreError> {
+        self.runtime
+            .block_on(self.range_async(after, before, limit))
+            .map_err(store_error)
+    }
+
+    fn recent(
+        &self,
+        rooms: &[String],
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<SharedEvent>, StoreError> {
+        self.runtime
+            .block_on(async {
+                let mut all = Vec::new();
+                for room in rooms {
+                    all.extend(self.history(room, upto.saturating_add(1), limit).await?);
+                }
+                all.sort_by_key(|e| e.id);
+                let skip = all.len().saturating_sub(limit);
+                Ok(all.split_off(skip))
+            })
+            .map_err(store_error)
+    }
+
+    fn last_id(&self) -> u64 {
+        self.start_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audiences_and_announcements_round_trip() {
+        for audience in [
+            Audience::Everyone,
+            Audience::Room("lobby".into()),
+            Audience::Sessions(7, u64::MAX >> 1),
+        ] {
+            assert_eq!(decode_audience(&encode_audience(&audience)), Some(audience));
+        }
+        assert_eq!(decode_audience("s:1"), None);
+        assert_eq!(decode_audience("x"), None);
+        let event =
+            decode_announcement(b"12\n1700000000000000\nmessage\nr:red\n{\"id\":12}").unwrap();
+        assert_eq!(
+            (event.id, event.ts, event.kind),
+            (12, 1_700_000_000_000_000, "message")
+        );
+        assert_eq!(event.audience, Audience::Room("red".into()));
+        assert_eq!(&event.json[..], b"{\"id\":12}");
+        assert!(decode_announcement(b"x\n1\nmessage\n*\n{}").is_none());
+        assert_eq!(
+            decode_control(b"end 42 idle"),
+            Some(Control::SessionEnded {
+                id: 42,
+                reason: "idle".into()
+            })
+        );
+        assert_eq!(decode_control(b"end x idle"), None);
+    }
+}

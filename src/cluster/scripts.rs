@@ -1,0 +1,290 @@
+//! The Lua scripts that make each Redis operation atomic. Redis runs a script to the end
+//! before any other command, so "take the next id, store the event, announce it" and "leave
+//! the room if this was the session's last node" each happen as one step, whatever the
+//! other nodes do at the same time.
+//!
+//! Every script gets the key prefix as `ARGV[1]` and builds its keys from it. That is fine
+//! for one Redis (or a primary with replicas); Redis Cluster wants every key declared in
+//! `KEYS` and in one hash slot, which docs/SCALE.md discusses.
+//!
+//! Numbers that can exceed 14 digits (timestamps in µs) are passed and stored as strings:
+//! Lua 5.1 prints larger numbers in exponent form.
+
+/// The functions every script shares, prepended to each of them.
+macro_rules! prelude {
+    () => {
+        r#"
+local p = ARGV[1]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Stores an event under the next id and announces it. `floor`: the highest id the caller
+-- has seen, so ids continue above it even if Redis lost its counter. `tail`: the event's JSON
+-- after `{"id":N,`. `room`: the room whose history index gets it ('' for none).
+local function append(floor, ts, kind, aud, tail, room, maxlen)
+  local seq = p .. 'seq'
+  if tonumber(redis.call('GET', seq) or '0') < floor then
+    redis.call('SET', seq, floor)
+  end
+  local id = redis.call('INCR', seq)
+  local sid = id .. '-0'
+  local json = '{"id":' .. id .. ',' .. tail
+  redis.call('XADD', p .. 'log', 'MAXLEN', '~', maxlen, sid, 't', ts, 'k', kind, 'a', aud, 'j', json)
+  if room ~= '' then
+    local min = id - maxlen
+    if min < 1 then min = 1 end
+    redis.call('XADD', p .. 'room:' .. room, 'MINID', '~', min .. '-0', sid, 't', ts, 'a', aud, 'j', json)
+  end
+  redis.call('PUBLISH', p .. 'events', id .. '\n' .. ts .. '\n' .. kind .. '\n' .. aud .. '\n' .. json)
+  return id
+end
+-- A join or leave event, built here (the names are letters, digits, '_', '-', '.': JSON
+-- needs no escaping beyond what cjson does).
+local function presence_event(kind, room, nick, ts, floor, maxlen)
+  local tail = '"ts":' .. ts .. ',"type":"' .. kind .. '","room":' .. cjson.encode(room) .. ',"nick":' .. cjson.encode(nick) .. '}'
+  return append(floor, ts, kind, 'r:' .. room, tail, '', maxlen)
+end
+-- The session left its last node in the room: drop it from the room and say so once.
+local function gone(room, sid, ts, floor, maxlen)
+  local nick = redis.call('HGET', p .. 'pr:' .. room, sid)
+  redis.call('HDEL', p .. 'pr:' .. room, sid)
+  redis.call('SREM', p .. 'sr:' .. sid, room)
+  if redis.call('HINCRBY', p .. 'rooms', room, -1) <= 0 then
+    redis.call('HDEL', p .. 'rooms', room)
+  end
+  if nick then
+    presence_event('leave', room, nick, ts, floor, maxlen)
+  end
+  return 1
+end
+-- Ends a session: frees its nick and tells every node (channel `control`).
+local function end_session(id, reason)
+  local s = redis.call('HMGET', p .. 's:' .. id, 'nick', 'lower')
+  if not s[1] then return false end
+  redis.call('DEL', p .. 's:' .. id, p .. 'r:' .. id)
+  redis.call('ZREM', p .. 'seen', id)
+  if redis.call('HGET', p .. 'nicks', s[2]) == id then
+    redis.call('HDEL', p .. 'nicks', s[2])
+  end
+  redis.call('PUBLISH', p .. 'control', 'end ' .. id .. ' ' .. reason)
+  return s[1]
+end
+-- Whether session `id` is live; ends it (idle) if its last activity is `idle` ms old.
+local function live(id, now, idle)
+  local seen = redis.call('ZSCORE', p .. 'seen', id)
+  if not seen then return false end
+  if tonumber(seen) <= now - idle then
+    end_session(id, 'idle')
+    return false
+  end
+  return true
+end
+"#
+    };
+}
+
+/// ARGV: prefix, floor, ts, kind, audience, tail, room, maxlen → the new id.
+pub const APPEND: &str = concat!(
+    prelude!(),
+    r#"
+return append(tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]))
+"#
+);
+
+/// ARGV: prefix, id, nick, lower, max sessions, idle ms → 'ok' | 'taken' | 'full' | 'dup'.
+pub const SESSION_CREATE: &str = concat!(
+    prelude!(),
+    r#"
+local id, nick, lower, max, idle = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local now = now_ms()
+local holder = redis.call('HGET', p .. 'nicks', lower)
+if holder and live(holder, now, idle) then return 'taken' end
+if holder then redis.call('HDEL', p .. 'nicks', lower) end
+if redis.call('ZCOUNT', p .. 'seen', '(' .. (now - idle), '+inf') >= max then return 'full' end
+if redis.call('EXISTS', p .. 's:' .. id) == 1 then return 'dup' end
+redis.call('HSET', p .. 's:' .. id, 'nick', nick, 'lower', lower)
+redis.call('HSET', p .. 'nicks', lower, id)
+redis.call('ZADD', p .. 'seen', now, id)
+return 'ok'
+"#
+);
+
+/// ARGV: prefix, id, idle ms → the session's nick, or nil if it is not live.
+pub const SESSION_GET: &str = concat!(
+    prelude!(),
+    r#"
+if not live(ARGV[2], now_ms(), tonumber(ARGV[3])) then return false end
+return redis.call('HGET', p .. 's:' .. ARGV[2], 'nick')
+"#
+);
+
+/// ARGV: prefix, lower nick, idle ms → {id, nick} of the live session holding it, or nil.
+pub const SESSION_BY_NICK: &str = concat!(
+    prelude!(),
+    r#"
+local holder = redis.call('HGET', p .. 'nicks', ARGV[2])
+if not holder or not live(holder, now_ms(), tonumber(ARGV[3])) then return false end
+return {holder, redis.call('HGET', p .. 's:' .. holder, 'nick')}
+"#
+);
+
+/// ARGV: prefix, id, limit, window ms, idle ms → -1 signed out, 0 spent, else ms to wait.
+pub const SESSION_SPEND: &str = concat!(
+    prelude!(),
+    r#"
+local id, limit, window, idle = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+if not live(id, now, idle) then return -1 end
+local rk = p .. 'r:' .. id
+redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - window)
+if redis.call('ZCARD', rk) >= limit then
+  local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+  local wait = tonumber(oldest[2]) + window - now
+  if wait < 1 then wait = 1 end
+  return wait
+end
+redis.call('ZADD', rk, now, now .. ':' .. redis.call('INCR', p .. 'rate_seq'))
+redis.call('PEXPIRE', rk, window)
+redis.call('ZADD', p .. 'seen', now, id)
+return 0
+"#
+);
+
+/// ARGV: prefix, id, nick, lower, idle ms → {'ok', old nick} | {'taken'} | {'out'}.
+pub const SESSION_RENAME: &str = concat!(
+    prelude!(),
+    r#"
+local id, nick, lower, idle = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local now = now_ms()
+if not live(id, now, idle) then return {'out'} end
+local holder = redis.call('HGET', p .. 'nicks', lower)
+if holder and holder ~= id and live(holder, now, idle) then return {'taken'} end
+local old = redis.call('HMGET', p .. 's:' .. id, 'nick', 'lower')
+if redis.call('HGET', p .. 'nicks', old[2]) == id then
+  redis.call('HDEL', p .. 'nicks', old[2])
+end
+redis.call('HSET', p .. 'nicks', lower, id)
+redis.call('HSET', p .. 's:' .. id, 'nick', nick, 'lower', lower)
+redis.call('ZADD', p .. 'seen', now, id)
+for _, room in ipairs(redis.call('SMEMBERS', p .. 'sr:' .. id)) do
+  if redis.call('HEXISTS', p .. 'pr:' .. room, id) == 1 then
+    redis.call('HSET', p .. 'pr:' .. room, id, nick)
+  end
+end
+return {'ok', old[1]}
+"#
+);
+
+/// ARGV: prefix, id, reason → the nick of the session ended, or nil.
+pub const SESSION_END: &str = concat!(
+    prelude!(),
+    r#"
+return end_session(ARGV[2], ARGV[3])
+"#
+);
+
+/// ARGV: prefix, idle ms, most to end → the ids ended (idle).
+pub const SESSION_SWEEP: &str = concat!(
+    prelude!(),
+    r#"
+local stale = redis.call('ZRANGEBYSCORE', p .. 'seen', '-inf', now_ms() - tonumber(ARGV[2]), 'LIMIT', 0, tonumber(ARGV[3]))
+local ended = {}
+for _, id in ipairs(stale) do
+  if end_session(id, 'idle') then table.insert(ended, id) end
+end
+return ended
+"#
+);
+
+/// ARGV: prefix, node, room, sid, nick, ts, floor, maxlen, max rooms, join budget, window ms
+/// → 1 joined (a `join` was written), 0 already present through another node (or this one),
+/// -1 past the session's room bound, -2 past its join budget.
+pub const PRESENCE_JOIN: &str = concat!(
+    prelude!(),
+    r#"
+local node, room, sid, nick, ts = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local floor, maxlen = tonumber(ARGV[7]), tonumber(ARGV[8])
+local set = p .. 'pn:' .. room .. ':' .. sid
+if redis.call('SISMEMBER', set, node) == 1 then return 0 end
+if redis.call('SCARD', set) == 0 then
+  if redis.call('SCARD', p .. 'sr:' .. sid) >= tonumber(ARGV[9]) then return -1 end
+  local now = now_ms()
+  local budget, window = tonumber(ARGV[10]), tonumber(ARGV[11])
+  local jb = p .. 'jb:' .. sid
+  local b = redis.call('HMGET', jb, 'tokens', 'at')
+  local tokens = tonumber(b[1] or budget)
+  local at = tonumber(b[2] or now)
+  tokens = math.min(budget, tokens + (now - at) * budget / window)
+  if tokens < 1 then return -2 end
+  redis.call('HSET', jb, 'tokens', tostring(tokens - 1), 'at', now)
+  redis.call('PEXPIRE', jb, window)
+  redis.call('SADD', set, node)
+  redis.call('SADD', p .. 'nm:' .. node, sid .. '\t' .. room)
+  redis.call('SADD', p .. 'sr:' .. sid, room)
+  redis.call('HSET', p .. 'pr:' .. room, sid, nick)
+  redis.call('HINCRBY', p .. 'rooms', room, 1)
+  presence_event('join', room, nick, ts, floor, maxlen)
+  return 1
+end
+redis.call('SADD', set, node)
+redis.call('SADD', p .. 'nm:' .. node, sid .. '\t' .. room)
+return 0
+"#
+);
+
+/// ARGV: prefix, node, room, sid, ts, floor, maxlen → 1 if a `leave` was written.
+pub const PRESENCE_LEAVE: &str = concat!(
+    prelude!(),
+    r#"
+local node, room, sid = ARGV[2], ARGV[3], ARGV[4]
+local set = p .. 'pn:' .. room .. ':' .. sid
+if redis.call('SREM', set, node) == 0 then return 0 end
+redis.call('SREM', p .. 'nm:' .. node, sid .. '\t' .. room)
+if redis.call('SCARD', set) > 0 then return 0 end
+return gone(room, sid, ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]))
+"#
+);
+
+/// ARGV: prefix, node → 1 if the node was not registered (new, or reaped as dead: it must
+/// state its presence again), else 0.
+pub const NODE_HEARTBEAT: &str = concat!(
+    prelude!(),
+    r#"
+local was = redis.call('ZSCORE', p .. 'nodes', ARGV[2])
+redis.call('ZADD', p .. 'nodes', now_ms(), ARGV[2])
+if was then return 0 end
+return 1
+"#
+);
+
+/// ARGV: prefix, this node, ttl ms, ts, floor, maxlen, most memberships to undo → how many
+/// `leave`s were written. Every node runs it; a node silent for `ttl` is dead, and whoever
+/// runs this first undoes its presence (in steps of at most the given size, so one call
+/// stays short), writing each `leave` exactly once.
+pub const NODE_REAP: &str = concat!(
+    prelude!(),
+    r#"
+local me, ttl, ts, floor, maxlen, most = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local dead = redis.call('ZRANGEBYSCORE', p .. 'nodes', '-inf', now_ms() - ttl)
+local left = 0
+for _, node in ipairs(dead) do
+  if node ~= me then
+    local nm = p .. 'nm:' .. node
+    for _, m in ipairs(redis.call('SPOP', nm, most)) do
+      local tab = string.find(m, '\t', 1, true)
+      local sid, room = string.sub(m, 1, tab - 1), string.sub(m, tab + 1)
+      local set = p .. 'pn:' .. room .. ':' .. sid
+      redis.call('SREM', set, node)
+      if redis.call('SCARD', set) == 0 then
+        left = left + gone(room, sid, ts, floor, maxlen)
+      end
+    end
+    if redis.call('SCARD', nm) == 0 then
+      redis.call('ZREM', p .. 'nodes', node)
+    end
+  end
+end
+return left
+"#
+);
