@@ -75,5 +75,8 @@ echo "==> load tester (small compares against spawned servers: delivery, bytes u
 echo "    a counting proxy, churn and storm through the diagnostics kill, the nchan peer, and the peers report)"
 cargo test --locked -p loadtest --test compare --test bytes --test faults --test peer --test peers -- --test-threads 2
 
+echo "==> load tester across nodes (--url given twice: per-node rows that sum to the total, --redis-pid)"
+cargo test --locked -p loadtest --test nodes
+
 echo "==> browser tests: every page in Chromium, Firefox ESR and WebKitGTK (NAME::chromium, ::firefox, ::webkit)"
 cargo test --locked -p pushpoll --test browser -- --test-threads 2

@@ -123,8 +123,14 @@ pub struct WorkloadArgs {
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// A running server (loopback only); without it loadtest starts pushpoll itself.
+    /// Repeatable: several nodes of one cluster (`--url A --url B`); subscriber i connects to
+    /// the (i mod N)-th, the publisher to the first, and the results gain a row per node.
     #[arg(long)]
-    pub url: Option<String>,
+    pub url: Vec<String>,
+    /// The pid of the Redis server behind the nodes: its CPU time over the measured window
+    /// (utime + stime from /proc/PID/stat) is reported as its own column.
+    #[arg(long, value_name = "PID")]
+    pub redis_pid: Option<u32>,
     /// Where the results go (default `results/<UTC date>-<workload>/`).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,

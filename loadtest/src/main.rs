@@ -109,29 +109,28 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         started: pushpoll::feed::clock::rfc3339_utc(pushpoll::feed::clock::now_micros() / 1000),
         results: Vec::new(),
     };
-    let remote = match &plan.url {
-        Some(url) => {
-            let addr = server::parse_url(url)?;
-            server::stats(addr)
-                .await
-                .with_context(|| format!("cannot reach {url}"))?;
-            Some(addr)
-        }
-        None => None,
-    };
+    // The nodes to measure: every --url (checked to answer before any traffic), or none
+    // (a fresh server per transport, below).
+    let mut remote = Vec::with_capacity(plan.urls.len());
+    for url in &plan.urls {
+        let addr = server::parse_url(url)?;
+        server::stats(addr)
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        remote.push((url.clone(), addr));
+    }
     for transport in transports {
-        let (result, spawned) = match remote {
-            Some(addr) => (
-                runner::run(&plan, transport, addr, &mut || true).await?,
+        let (result, spawned) = if !remote.is_empty() {
+            (
+                runner::run(&plan, transport, &remote, &mut || true).await?,
                 None,
-            ),
-            None => {
-                // A fresh server per transport: no transport inherits another's memory.
-                let mut spawned = server::Spawned::start(plan.clients).await?;
-                let addr = spawned.addr;
-                let result = runner::run(&plan, transport, addr, &mut || !spawned.exited()).await;
-                (result?, Some(spawned))
-            }
+            )
+        } else {
+            // A fresh server per transport: no transport inherits another's memory.
+            let mut spawned = server::Spawned::start(plan.clients).await?;
+            let node = [(format!("http://{}/", spawned.addr), spawned.addr)];
+            let result = runner::run(&plan, transport, &node, &mut || !spawned.exited()).await;
+            (result?, Some(spawned))
         };
         let mut result = result;
         if let Some(baseline) = &plan.faults.baseline {
@@ -155,6 +154,9 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     }
     println!("{}", export::terminal_table(&summary));
     println!("{}", export::terminal_bytes_table(&summary));
+    if let Some(table) = export::terminal_nodes_table(&summary) {
+        println!("{table}");
+    }
     if let Some(table) = faults::table(&summary) {
         println!("{table}");
     }

@@ -3,6 +3,7 @@
 //! counters for requests, deliveries, duplicates, connections and errors by kind.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
@@ -101,6 +102,47 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The metrics of several nodes of one run added up: histograms merged, counters and
+    /// bytes summed, errors merged by kind. The sum of one is that one's figures, so a run
+    /// against one node reports exactly what it did before nodes existed.
+    pub fn sum(parts: &[&Metrics]) -> Metrics {
+        let total = Metrics::new(1);
+        {
+            let mut h = total.shards[0].lock().unwrap_or_else(|p| p.into_inner());
+            for part in parts {
+                // Same bounds on both sides: adding cannot fail.
+                let _ = h.add(part.merged());
+            }
+        }
+        let mut errors = BTreeMap::new();
+        for part in parts {
+            total
+                .requests
+                .fetch_add(part.requests.load(Relaxed), Relaxed);
+            total
+                .delivered
+                .fetch_add(part.delivered.load(Relaxed), Relaxed);
+            total
+                .duplicates
+                .fetch_add(part.duplicates.load(Relaxed), Relaxed);
+            total
+                .connected
+                .fetch_add(part.connected.load(Relaxed), Relaxed);
+            total.io.read.fetch_add(part.io.read.load(Relaxed), Relaxed);
+            total
+                .io
+                .written
+                .fetch_add(part.io.written.load(Relaxed), Relaxed);
+            for (kind, n) in part.errors() {
+                *errors.entry(kind).or_default() += n;
+            }
+        }
+        *total.errors.lock().unwrap_or_else(|p| p.into_inner()) = errors;
+        total
+    }
+}
+
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
         .unwrap_or_else(|e| unreachable!("valid bounds: {e}"))
@@ -160,6 +202,48 @@ mod tests {
         assert!((49_900..=50_100).contains(&summarize(&second).p99));
         assert!(metrics.take_merged().is_empty());
         assert!(metrics.merged().is_empty());
+    }
+
+    #[test]
+    fn the_sum_of_nodes_adds_their_counts_and_merges_their_latencies() {
+        let (a, b) = (Metrics::new(2), Metrics::new(3));
+        for i in 0..100usize {
+            a.latency(i, 1_000);
+            b.latency(i, 9_000);
+        }
+        a.delivered.fetch_add(100, Relaxed);
+        b.delivered.fetch_add(100, Relaxed);
+        b.duplicates.fetch_add(2, Relaxed);
+        a.requests.fetch_add(7, Relaxed);
+        b.requests.fetch_add(5, Relaxed);
+        a.connected.fetch_add(3, Relaxed);
+        b.connected.fetch_add(2, Relaxed);
+        a.io.read.fetch_add(1_000, Relaxed);
+        b.io.written.fetch_add(30, Relaxed);
+        a.error("connect");
+        b.error("connect");
+        b.error("parse");
+        let total = Metrics::sum(&[&a, &b]);
+        assert_eq!(total.delivered.load(Relaxed), 200);
+        assert_eq!(total.duplicates.load(Relaxed), 2);
+        assert_eq!(total.requests.load(Relaxed), 12);
+        assert_eq!(total.connected.load(Relaxed), 5);
+        assert_eq!(
+            (total.io.read.load(Relaxed), total.io.written.load(Relaxed)),
+            (1_000, 30)
+        );
+        assert_eq!(
+            total.errors(),
+            BTreeMap::from([("connect".to_owned(), 2), ("parse".to_owned(), 1)])
+        );
+        let merged = total.merged();
+        assert_eq!(merged.len(), 200);
+        assert_eq!(summarize(&merged).p50, 1_000);
+        assert!((8_990..=9_010).contains(&summarize(&merged).p99));
+        // The sum of one node is that node, percentiles and all.
+        let one = Metrics::sum(&[&a]);
+        assert_eq!(summarize(&one.merged()), summarize(&a.merged()));
+        assert_eq!(one.errors(), a.errors());
     }
 
     #[test]

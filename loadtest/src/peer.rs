@@ -65,6 +65,9 @@ pub async fn run(peer: Peer, transports: Vec<&'static str>, plan: &Plan) -> anyh
         .as_deref()
         .context("--peer nchan needs --url (start the peer with scripts/nchan.sh)")?;
     let addr = crate::server::parse_url(url)?;
+    if plan.urls.len() > 1 || plan.redis_pid.is_some() {
+        bail!("--peer nchan is one server: give one --url and no --redis-pid");
+    }
     if plan.faults.enabled() {
         bail!("--churn/--storm break connections through pushpoll's diagnostics: not with --peer");
     }

@@ -25,7 +25,12 @@ pub struct Plan {
     pub send_rate: f64,
     /// How long to wait, after publishing, for the last deliveries.
     pub drain: Duration,
+    /// The first `--url`: the publisher's node (and the only one a peer run takes).
     pub url: Option<String>,
+    /// Every `--url`, in order: subscriber i goes to `urls[i % urls.len()]`.
+    pub urls: Vec<String>,
+    /// `--redis-pid`: the Redis process whose CPU time the run reports.
+    pub redis_pid: Option<u32>,
     pub out: PathBuf,
     /// `--churn`/`--storm`/`--no-jitter` (set by [`Plan::with_faults`]).
     pub faults: crate::faults::FaultPlan,
@@ -33,6 +38,9 @@ pub struct Plan {
 
 /// More clients than this is a typo, not a load test on one machine.
 pub const MAX_CLIENTS: u64 = 100_000;
+
+/// More `--url`s than this is a typo: the nodes run on this machine (loopback only).
+pub const MAX_NODES: usize = 64;
 
 pub fn transport(name: &str) -> anyhow::Result<&'static str> {
     TRANSPORTS
@@ -96,8 +104,23 @@ impl Plan {
             "0" | "0s" | "0ms" => Duration::ZERO,
             other => duration("poll-interval", other)?,
         };
-        if let Some(url) = &t.url {
+        if t.url.len() > MAX_NODES {
+            bail!(
+                "--url given {} times: at most {MAX_NODES} nodes",
+                t.url.len()
+            );
+        }
+        for url in &t.url {
             crate::server::parse_url(url)?;
+        }
+        // The canvas is each node's own (the chat is what a cluster shares), so draw clients
+        // on several nodes would not see one feed.
+        if t.url.len() > 1 && feed == "draw" {
+            bail!("--feed draw with several --url: the canvas is per node; use chat or clock");
+        }
+        if let Some(pid) = t.redis_pid {
+            crate::server::proc_cpu_seconds(pid)
+                .with_context(|| format!("--redis-pid {pid}: cannot read its CPU time"))?;
         }
         let name = format!(
             "{}-{}-{}c-{}r-{}",
@@ -123,7 +146,9 @@ impl Plan {
             message_size: w.message_size as usize,
             send_rate: w.send_rate,
             drain: (poll_interval * 3).max(Duration::from_secs(5)),
-            url: t.url.clone(),
+            url: t.url.first().cloned(),
+            urls: t.url.clone(),
+            redis_pid: t.redis_pid,
             out: t
                 .out
                 .clone()
@@ -138,6 +163,10 @@ impl Plan {
     /// The plan with the fault options validated into it.
     pub fn with_faults(mut self, args: &crate::cli::FaultArgs) -> anyhow::Result<Plan> {
         self.faults = crate::faults::FaultPlan::new(args, self.clients, self.duration)?;
+        // The injector breaks connections through one server's diagnostics.
+        if self.urls.len() > 1 && self.faults.enabled() {
+            bail!("--churn/--storm break connections through one server: give one --url");
+        }
         Ok(self)
     }
 
@@ -181,7 +210,8 @@ mod tests {
 
     fn target() -> TargetArgs {
         TargetArgs {
-            url: None,
+            url: Vec::new(),
+            redis_pid: None,
             out: None,
         }
     }
@@ -224,7 +254,8 @@ mod tests {
                 .contains("unknown transport")
         );
         let remote = TargetArgs {
-            url: Some("http://192.168.1.1:80".into()),
+            url: vec!["http://192.168.1.1:80".into()],
+            redis_pid: None,
             out: None,
         };
         assert!(

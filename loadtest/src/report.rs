@@ -97,6 +97,31 @@ pub struct TransportResult {
     /// `--feed draw`: what the clients' sends cost upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draw: Option<DrawCost>,
+    /// With several `--url`s (or `--redis-pid`): the same figures per node, in `--url`
+    /// order, while this result is their total. Empty (and absent from the JSON) otherwise,
+    /// so a one-server run's files are what they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeResult>,
+    /// `--redis-pid`: the Redis process's CPU seconds (user + system, /proc/PID/stat) over
+    /// the measured window, the same window as `server_cpu_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_cpu_s: Option<f64>,
+}
+
+/// One node's share of a transport's run (`nodes` in `summary.json`).
+///
+/// The client-side figures (subscribers, deliveries, lost, latency, bytes, requests, errors)
+/// are this node's subscribers' only. The server-side figures (server requests and CPU, RSS
+/// and open connections) are read from this node's `/api/stats`, so a server given twice as
+/// `--url` shows its whole figures in both rows; the total counts each address once. Not
+/// split per node: `loadtest_cpu_s` (0 here, the process's in the total), and the publisher's
+/// traffic (on the first node, uncounted as everywhere).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NodeResult {
+    /// The node's `--url`, as given.
+    pub url: String,
+    #[serde(flatten)]
+    pub figures: TransportResult,
 }
 
 /// `summary.json`.

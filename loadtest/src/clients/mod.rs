@@ -67,6 +67,21 @@ impl Ctx {
             sending,
         })
     }
+
+    /// What the subscribers to another node of the same run share: the same feed, interval,
+    /// senders and stop token, but their own address and metrics, so each node's deliveries,
+    /// latency and bytes are counted apart (and summed for the total, see
+    /// [`Metrics::sum`]). `clients` is how many subscribers this node gets.
+    pub fn on_node(&self, addr: SocketAddr, clients: usize) -> Arc<Ctx> {
+        Arc::new(Ctx {
+            addr,
+            feed: self.feed,
+            metrics: Arc::new(Metrics::new((clients / 64).clamp(1, 64))),
+            stop: self.stop.clone(),
+            poll_interval: self.poll_interval,
+            sending: self.sending.clone(),
+        })
+    }
 }
 
 /// One client's own state: where it is in the feed and what it has seen.

@@ -13,8 +13,8 @@ pub(super) enum Align {
     Right,
 }
 
-/// One column of a table.
-pub(super) struct Column {
+/// One column of a table, of rows of type `R` (a transport's result, or a [`NodeRow`]).
+pub(super) struct Column<R = TransportResult> {
     /// The header in `summary.md`.
     pub long: &'static str,
     /// The header in the terminal, where width is scarce.
@@ -22,7 +22,7 @@ pub(super) struct Column {
     pub align: Align,
     /// The cell for one transport; `sep` goes between paired figures (" / " in Markdown,
     /// "/" in the terminal).
-    pub cell: fn(&TransportResult, &str) -> String,
+    pub cell: fn(&R, &str) -> String,
 }
 
 /// The results table: one row per transport, every measure in a form people read.
@@ -191,6 +191,143 @@ pub(super) const BYTES_TERMINAL_CAPTION: &str =
     "bytes on the clients' sockets, headers included (down = read, up = written)";
 
 /// One row of cells.
-pub(super) fn cells(columns: &[Column], r: &TransportResult, sep: &str) -> Vec<String> {
+pub(super) fn cells<R>(columns: &[Column<R>], r: &R, sep: &str) -> Vec<String> {
     columns.iter().map(|c| (c.cell)(r, sep)).collect()
 }
+
+/// One row of the per-node table: a node of a transport's run, or the run's total. It owns
+/// copies (a handful of rows), so the table's columns can be a `const` like the others.
+pub(super) struct NodeRow {
+    pub transport: String,
+    /// The node's `--url`, or `total`.
+    pub node: String,
+    pub r: TransportResult,
+    /// `--redis-pid`'s CPU seconds, on the total row only.
+    pub redis_cpu_s: Option<f64>,
+}
+
+/// The per-node rows of a summary: for each transport measured on several nodes (or with
+/// `--redis-pid`), its nodes in `--url` order, then its total. Empty for a one-server run.
+pub(super) fn node_rows(summary: &crate::report::Summary) -> Vec<NodeRow> {
+    let mut rows = Vec::new();
+    for r in &summary.results {
+        if r.nodes.is_empty() && r.redis_cpu_s.is_none() {
+            continue;
+        }
+        for node in &r.nodes {
+            rows.push(NodeRow {
+                transport: r.transport.clone(),
+                node: node.url.clone(),
+                r: node.figures.clone(),
+                redis_cpu_s: None,
+            });
+        }
+        rows.push(NodeRow {
+            transport: r.transport.clone(),
+            node: "total".to_owned(),
+            // The total's own nodes are on the rows above.
+            r: TransportResult {
+                nodes: Vec::new(),
+                ..r.clone()
+            },
+            redis_cpu_s: r.redis_cpu_s,
+        });
+    }
+    rows
+}
+
+/// The per-node table (issue 15): where the subscribers were and what each node delivered
+/// and cost, with the total as in the results table and the Redis process's CPU.
+pub(super) const NODES: [Column<NodeRow>; 13] = [
+    Column {
+        long: "transport",
+        short: "transport",
+        align: Align::Left,
+        cell: |n, _| n.transport.clone(),
+    },
+    Column {
+        long: "node",
+        short: "node",
+        align: Align::Left,
+        cell: |n, _| n.node.clone(),
+    },
+    Column {
+        long: "subscribers",
+        short: "subs",
+        align: Align::Right,
+        cell: |n, _| n.r.clients.to_string(),
+    },
+    Column {
+        long: "events expected",
+        short: "expected",
+        align: Align::Right,
+        cell: |n, _| n.r.events_expected.to_string(),
+    },
+    Column {
+        long: "received",
+        short: "received",
+        align: Align::Right,
+        cell: |n, _| n.r.events_received.to_string(),
+    },
+    Column {
+        long: "lost",
+        short: "lost",
+        align: Align::Right,
+        cell: |n, _| n.r.lost.to_string(),
+    },
+    Column {
+        long: "dup",
+        short: "dup",
+        align: Align::Right,
+        cell: |n, _| n.r.duplicates.to_string(),
+    },
+    Column {
+        long: "p50 / p99 latency (ms)",
+        short: "p50/p99 ms",
+        align: Align::Right,
+        cell: |n, sep| format!("{}{sep}{}", ms(n.r.latency_us.p50), ms(n.r.latency_us.p99)),
+    },
+    Column {
+        long: "bytes down + up (MiB)",
+        short: "MiB d+u",
+        align: Align::Right,
+        cell: |n, _| fixed((n.r.bytes_in + n.r.bytes_out) as f64 / MIB, 2),
+    },
+    Column {
+        long: "server CPU s",
+        short: "srv cpu s",
+        align: Align::Right,
+        cell: |n, _| fixed(n.r.server_cpu_s, 2),
+    },
+    Column {
+        long: "server CPU µs/event",
+        short: "srv cpu µs/ev",
+        align: Align::Right,
+        cell: |n, _| num(n.r.server_cpu_us_per_event),
+    },
+    Column {
+        long: "server RSS peak (MiB)",
+        short: "rss MiB",
+        align: Align::Right,
+        cell: |n, _| fixed(n.r.server_rss_peak_bytes as f64 / MIB, 1),
+    },
+    Column {
+        long: "Redis process CPU s",
+        short: "redis cpu s",
+        align: Align::Right,
+        cell: |n, _| n.redis_cpu_s.map_or_else(String::new, |s| fixed(s, 2)),
+    },
+];
+
+/// The per-node table's caption in `summary.md`.
+pub(super) const NODES_CAPTION: &str = "Subscriber i was on node i mod N (round-robin over the \
+    `--url`s), the publisher on the first. Subscribers, deliveries, loss, latency and bytes \
+    are each node's own subscribers'; server CPU, RSS and CPU per event (÷ that node's \
+    deliveries) come from each node's `/api/stats`, so a server given twice shows its whole \
+    figures on both rows, and the total counts each address once (RSS: the peak of the \
+    nodes' sum). Redis process CPU is `--redis-pid`'s user + system time over the measured \
+    window, from /proc/PID/stat.";
+
+/// The per-node table's caption in the terminal, one line.
+pub(super) const NODES_TERMINAL_CAPTION: &str =
+    "per node (subscriber i on node i mod N; server figures from each node's /api/stats)";

@@ -63,6 +63,9 @@ pub(super) const COLUMNS: [CsvColumn; 31] = [
     ("bytes_per_s", |r| r.bytes_per_s.to_string()),
 ];
 
+/// The columns a run over several nodes adds after [`COLUMNS`].
+pub(super) const NODE_COLUMNS: [&str; 2] = ["node", "redis_cpu_s"];
+
 /// Quotes a CSV field when it holds a comma, a quote or a line break (RFC 4180).
 pub(super) fn field(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {
@@ -84,9 +87,35 @@ impl Exporter for CsvExporter {
     }
 
     fn render(&self, summary: &Summary) -> Result<String> {
-        let mut text = line(COLUMNS.iter().map(|(header, _)| (*header).to_owned()));
+        // Runs over several nodes (or with --redis-pid) gain two trailing columns, `node`
+        // (`total` on the row of today's columns, the node's --url on each node row after
+        // it) and `redis_cpu_s` (on the total row); a one-server run's file is what it was.
+        let per_node = summary
+            .results
+            .iter()
+            .any(|r| !r.nodes.is_empty() || r.redis_cpu_s.is_some());
+        let header = COLUMNS.iter().map(|(header, _)| (*header).to_owned());
+        let row = |r: &TransportResult| -> Vec<String> {
+            COLUMNS.iter().map(|(_, value)| value(r)).collect()
+        };
+        if !per_node {
+            let mut text = line(header);
+            for r in &summary.results {
+                text.push_str(&line(row(r).into_iter()));
+            }
+            return Ok(text);
+        }
+        let mut text = line(header.chain(NODE_COLUMNS.iter().map(|h| (*h).to_owned())));
         for r in &summary.results {
-            text.push_str(&line(COLUMNS.iter().map(|(_, value)| value(r))));
+            let redis = r.redis_cpu_s.map_or_else(String::new, |s| s.to_string());
+            let mut total: Vec<String> = row(r);
+            total.extend(["total".to_owned(), redis]);
+            text.push_str(&line(total.into_iter()));
+            for node in &r.nodes {
+                let mut cells: Vec<String> = row(&node.figures);
+                cells.extend([node.url.clone(), String::new()]);
+                text.push_str(&line(cells.into_iter()));
+            }
         }
         Ok(text)
     }

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::Exporter;
 use super::charts::BarChart;
-use super::columns::{self, Align, BYTES, BYTES_CAPTION, Column, RESULTS};
+use super::columns::{self, Align, BYTES, BYTES_CAPTION, Column, NODES, NODES_CAPTION, RESULTS};
 use super::format::{GIB, workload_line, workload_short};
 use crate::report::Summary;
 
@@ -61,6 +61,14 @@ impl Exporter for MarkdownExporter {
         md.push_str("## Bytes on the wire, down and up\n\n");
         md.push_str(&table(&BYTES, s));
         md.push_str(&format!("\n{BYTES_CAPTION}\n\n"));
+        // Only for runs over several nodes (or with --redis-pid): a one-server summary.md
+        // is what it was.
+        let nodes = columns::node_rows(s);
+        if !nodes.is_empty() {
+            md.push_str("## Per node\n\n");
+            md.push_str(&rows_table(&NODES, &nodes));
+            md.push_str(&format!("\n{NODES_CAPTION}\n\n"));
+        }
         for chart in BarChart::all() {
             writeln!(md, "![{}]({})", chart.what, chart.file)?;
             writeln!(md)?;
@@ -71,6 +79,11 @@ impl Exporter for MarkdownExporter {
 
 /// A Markdown table: the header line, the alignment line, one line per transport.
 fn table(table: &[Column], s: &Summary) -> String {
+    rows_table(table, &s.results)
+}
+
+/// [`table`] for any rows.
+fn rows_table<R>(table: &[Column<R>], rows: &[R]) -> String {
     let header: Vec<&str> = table.iter().map(|c| c.long).collect();
     let align: Vec<&str> = table
         .iter()
@@ -80,7 +93,7 @@ fn table(table: &[Column], s: &Summary) -> String {
         })
         .collect();
     let mut md = format!("| {} |\n|{}|\n", header.join(" | "), align.join("|"));
-    for r in &s.results {
+    for r in rows {
         let cells: Vec<String> = columns::cells(table, r, " / ")
             .iter()
             .map(|c| cell(c))

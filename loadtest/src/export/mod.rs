@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 
 use crate::report::Summary;
 
-pub use table::{terminal_bytes_table, terminal_table};
+pub use table::{terminal_bytes_table, terminal_nodes_table, terminal_table};
 
 // The peers report (`crate::peers`) draws and formats numbers as these files do.
 pub(crate) use charts::{AMBER_BAR, BLUE_BAR, Grouped, RED_BAR};

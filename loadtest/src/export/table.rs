@@ -2,7 +2,9 @@
 //! `summary.md` (see [`super::columns`]) with their short headers, each column padded to its
 //! widest cell.
 
-use super::columns::{self, Align, BYTES, BYTES_TERMINAL_CAPTION, Column, RESULTS};
+use super::columns::{
+    self, Align, BYTES, BYTES_TERMINAL_CAPTION, Column, NODES, NODES_TERMINAL_CAPTION, RESULTS,
+};
 use crate::report::Summary;
 
 /// The results table, as `loadtest` prints it at the end of a run.
@@ -15,15 +17,28 @@ pub fn terminal_bytes_table(summary: &Summary) -> String {
     format!("{BYTES_TERMINAL_CAPTION}\n{}", aligned(&BYTES, summary))
 }
 
+/// The per-node table under its caption, when the run had several nodes (or `--redis-pid`).
+pub fn terminal_nodes_table(summary: &Summary) -> Option<String> {
+    let rows = columns::node_rows(summary);
+    if rows.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{NODES_TERMINAL_CAPTION}\n{}",
+        aligned_rows(&NODES, &rows)
+    ))
+}
+
 /// Header, a rule of dashes, then one line per transport; columns two spaces apart, trailing
 /// spaces trimmed.
 fn aligned(table: &[Column], summary: &Summary) -> String {
+    aligned_rows(table, &summary.results)
+}
+
+/// [`aligned`] for any rows.
+fn aligned_rows<R>(table: &[Column<R>], rows: &[R]) -> String {
     let header: Vec<String> = table.iter().map(|c| c.short.to_owned()).collect();
-    let rows: Vec<Vec<String>> = summary
-        .results
-        .iter()
-        .map(|r| columns::cells(table, r, "/"))
-        .collect();
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| columns::cells(table, r, "/")).collect();
     let widths: Vec<usize> = (0..table.len())
         .map(|i| {
             std::iter::once(&header)

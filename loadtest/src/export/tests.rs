@@ -92,6 +92,8 @@ fn fake_result(i: usize, transport: &str) -> TransportResult {
         errors,
         faults: None,
         draw: None,
+        nodes: Vec::new(),
+        redis_cpu_s: None,
     }
 }
 
@@ -401,4 +403,90 @@ fn every_output_matches_its_snapshot_byte_for_byte() {
         .map(|e| e.file_name().to_owned())
         .collect();
     assert_eq!(names, FILES);
+}
+
+/// A run over two nodes, with `--redis-pid`: the total as today, and one row per node.
+fn two_nodes() -> Summary {
+    let mut total = fake_result(0, "sse");
+    let node = |i: usize, url: &str| crate::report::NodeResult {
+        url: url.to_owned(),
+        figures: TransportResult {
+            clients: 100,
+            events_expected: 40_000,
+            events_received: 40_000 - i as u64,
+            lost: i as u64,
+            bytes_in: 15_000_000,
+            bytes_out: 1_000_000,
+            server_cpu_s: 1.25,
+            errors: BTreeMap::new(),
+            ..fake_result(i, "sse")
+        },
+    };
+    total.nodes = vec![
+        node(0, "http://127.0.0.1:4001/"),
+        node(1, "http://127.0.0.1:4002/"),
+    ];
+    total.redis_cpu_s = Some(0.75);
+    summary(vec![total])
+}
+
+#[test]
+fn a_run_over_nodes_has_a_row_per_node_and_the_total_in_every_format() {
+    let s = two_nodes();
+    let json = exporters()[0].render(&s).unwrap();
+    assert_eq!(serde_json::from_str::<Summary>(&json).unwrap(), s);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["results"][0]["nodes"][1]["url"], "http://127.0.0.1:4002/");
+    assert_eq!(v["results"][0]["nodes"][1]["lost"], 1);
+    assert_eq!(v["results"][0]["redis_cpu_s"], 0.75);
+
+    let csv = exporters()[1].render(&s).unwrap();
+    let lines: Vec<Vec<String>> = csv.lines().map(parse_csv_line).collect();
+    assert_eq!(lines.len(), 1 + 3, "{csv}");
+    let width = csv::COLUMNS.len() + csv::NODE_COLUMNS.len();
+    assert!(lines.iter().all(|l| l.len() == width), "{csv}");
+    assert_eq!(lines[0][31..], ["node", "redis_cpu_s"]);
+    // The total first, with today's columns unchanged, then each node.
+    assert_eq!(lines[1][..31], parse_csv_line(&line_of(&s.results[0]))[..]);
+    assert_eq!(lines[1][31..], ["total", "0.75"]);
+    assert_eq!(lines[2][31..], ["http://127.0.0.1:4001/", ""]);
+    assert_eq!((lines[3][1].as_str(), lines[3][6].as_str()), ("100", "1"));
+
+    let md = exporters()[2].render(&s).unwrap();
+    let (_, nodes) = md.split_once("## Per node").unwrap();
+    let rows: Vec<&str> = nodes.lines().filter(|l| l.starts_with('|')).collect();
+    assert_eq!(rows.len(), 2 + 3, "{md}");
+    assert!(rows[0].contains("| Redis process CPU s |"), "{}", rows[0]);
+    assert!(
+        rows[2].starts_with("| sse | http://127.0.0.1:4001/ | 100 | 40000 | 40000 | 0 |"),
+        "{}",
+        rows[2]
+    );
+    assert!(
+        rows[4].starts_with("| sse | total | 200 | 80000 |"),
+        "{}",
+        rows[4]
+    );
+    assert!(rows[4].ends_with("| 0.75 |"), "{}", rows[4]);
+
+    let terminal = terminal_nodes_table(&s).unwrap();
+    assert_eq!(terminal.lines().count(), 1 + 2 + 3, "{terminal}");
+    assert!(terminal.lines().nth(4).unwrap().contains("127.0.0.1:4002"));
+    // A one-server run has no per-node table (its files are the snapshots above).
+    assert!(terminal_nodes_table(&five_transports()).is_none());
+    assert!(
+        !exporters()[2]
+            .render(&five_transports())
+            .unwrap()
+            .contains("Per node")
+    );
+}
+
+/// One transport's row of today's CSV columns.
+fn line_of(r: &TransportResult) -> String {
+    csv::COLUMNS
+        .iter()
+        .map(|(_, value)| csv::field(&value(r)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
