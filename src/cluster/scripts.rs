@@ -35,6 +35,13 @@ local function append(floor, ts, kind, aud, tail, room, maxlen)
     local min = id - maxlen
     if min < 1 then min = 1 end
     redis.call('XADD', p .. 'room:' .. room, 'MINID', '~', min .. '-0', sid, 't', ts, 'a', aud, 'j', json)
+    redis.call('ZADD', p .. 'room_last', id, room)
+  end
+  -- A room whose last message the log no longer keeps holds nothing the log keeps: drop its
+  -- history (a few per append, so rooms nobody writes to any more do not pile up).
+  for _, old in ipairs(redis.call('ZRANGEBYSCORE', p .. 'room_last', '-inf', id - maxlen, 'LIMIT', 0, 8)) do
+    redis.call('DEL', p .. 'room:' .. old)
+    redis.call('ZREM', p .. 'room_last', old)
   end
   redis.call('PUBLISH', p .. 'events', id .. '\n' .. ts .. '\n' .. kind .. '\n' .. aud .. '\n' .. json)
   return id
