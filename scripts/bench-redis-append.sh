@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # What one Redis costs the cluster per chat message: the append script of src/cluster/scripts.rs
 # (take the next id, XADD to the log and the room's history, PUBLISH to every node) driven by
-# redis-benchmark, with AOF `appendfsync always` and without persistence, and with 1, 3 and 10
-# subscribers on the `events` channel standing for nodes. Redis is pinned to core 0,
+# redis-benchmark, with AOF `appendfsync always` and without persistence, with 20 connections
+# appending at once (and 1, 3 and 10 subscribers on the `events` channel standing for nodes) and
+# with one connection (one append at a time, as a lightly loaded chat writes). Redis is pinned to core 0,
 # redis-benchmark and the subscribers to core 1 (with 2 or more cores).
 #
 #   scripts/bench-redis-append.sh [--out DIR]     (default results/scale-out/redis-append)
 #
-# Writes DIR/append.csv (persistence, subscribers, appends/s, Redis CPU µs per append, p50 ms)
+# Writes DIR/append.csv (persistence, connections, subscribers, appends/s, Redis CPU µs per
+# append, p50 ms)
 # and DIR/machine.txt. Starts its own redis-server on a free port in a temporary directory and
 # stops it; touches nothing else.
 set -euo pipefail
@@ -41,12 +43,13 @@ tail='"ts":1796067548356253,"type":"message","room":"lobby","from":"alice","text
   echo "kernel: $(uname -r)"
   echo "redis: $(redis-server --version)"
   echo "pinning: redis-server ${pin_server[*]:-none}; redis-benchmark and subscribers ${pin_load[*]:-none}"
-  echo "load: redis-benchmark -c 20 -n 100000 EVALSHA (20 connections, one append each at a time)"
+  echo "load: redis-benchmark -c C -n 100000 EVALSHA (C connections, one append each at a time)"
 } > "$out/machine.txt"
 
-echo "persistence,subscribers,appends_per_s,redis_cpu_us_per_append,p50_ms" > "$out/append.csv"
+echo "persistence,connections,subscribers,appends_per_s,redis_cpu_us_per_append,p50_ms" > "$out/append.csv"
 for persistence in always none; do
-  for subscribers in 1 3 10; do
+  for run in "1 1" "20 1" "20 3" "20 10"; do
+    read -r connections subscribers <<< "$run"
     rm -rf "$work/data"; mkdir "$work/data"
     if [ "$persistence" = always ]; then aof=(--appendonly yes --appendfsync always); else aof=(--appendonly no); fi
     "${pin_server[@]}" redis-server --port "$port" --bind 127.0.0.1 --dir "$work/data" --save '' "${aof[@]}" \
@@ -60,7 +63,7 @@ for persistence in always none; do
     pid=$(cat "$work/data/pid")
     ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
     before=$(ticks)
-    line=$("${pin_load[@]}" redis-benchmark -p "$port" -c 20 -n 100000 -q \
+    line=$("${pin_load[@]}" redis-benchmark -p "$port" -c "$connections" -n 100000 -q \
       EVALSHA "$sha" 0 pushpoll: 0 1796067548356253 message r:lobby "$tail" lobby 100000 2>&1 \
       | tr '\r' '\n' | grep 'requests per second' | tail -1)
     after=$(ticks)
@@ -68,7 +71,7 @@ for persistence in always none; do
     p50=$(echo "$line" | sed -E 's/.*p50=([0-9.]+) msec.*/\1/')
     hz=$(getconf CLK_TCK)
     us=$(python3 -c "print(round(($after - $before) / $hz * 1e6 / 100000, 1))")
-    echo "$persistence,$subscribers,$rate,$us,$p50" | tee -a "$out/append.csv"
+    echo "$persistence,$connections,$subscribers,$rate,$us,$p50" | tee -a "$out/append.csv"
     kill $(jobs -p) 2>/dev/null || true
     redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
     sleep 0.3

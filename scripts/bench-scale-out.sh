@@ -2,12 +2,15 @@
 # pushpoll on 1, 2 and 3 nodes sharing one Redis, at the same workload (issue 15, item 7),
 # and a baseline row: 1 node without Redis (the embedded SQLite path).
 #
-#   scripts/bench-scale-out.sh [--quick] [--out DIR]
+#   scripts/bench-scale-out.sh [--quick] [--out DIR] [--clients N] [--rate R]
 #
 #   --quick    100 subscribers in all, 5 s windows (about 2 minutes), to check the machinery;
 #              the full run is 1,000 subscribers in all, 10 msg/s, 20 s windows (about 5
 #              minutes).
 #   --out DIR  where everything goes (default results/scale-out).
+#   --clients N, --rate R  another workload: N subscribers in all, R messages/s (the
+#              message-heavy run of results/scale-out uses --clients 100 --rate 500, where
+#              Redis's share per message shows).
 #
 # For each setup (0-redis, 1-nodes, 2-nodes, 3-nodes) and each transport (sse, ws), fresh
 # processes: a redis-server in its own temporary directory on a free loopback port (not for
@@ -35,15 +38,19 @@ root=$(pwd)
 invocation="scripts/bench-scale-out.sh $*"
 
 usage() {
-  echo "usage: $0 [--quick] [--out DIR]" >&2
+  echo "usage: $0 [--quick] [--out DIR] [--clients N] [--rate R]" >&2
   exit 2
 }
 quick=0
 out=results/scale-out
+want_clients=""
+want_rate=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift ;;
     --out) [ $# -ge 2 ] || usage; out="$2"; shift 2 ;;
+    --clients) [ $# -ge 2 ] || usage; want_clients="$2"; shift 2 ;;
+    --rate) [ $# -ge 2 ] || usage; want_rate="$2"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
@@ -69,9 +76,11 @@ else
   ramp=2s
 fi
 rate=10
+[ -n "$want_clients" ] && clients=$want_clients
+[ -n "$want_rate" ] && rate=$want_rate
 transports=(sse ws)
 setups=(0-redis 1-nodes 2-nodes 3-nodes)
-node_flags=(--db :memory: --max-connections 100000 --rate-limit 1000000)
+node_flags=(--db :memory: --max-connections 100000 --rate-limit 1000000 --login-rate 1000000)
 
 cores=$(nproc)
 if [ "$cores" -ge 2 ]; then
