@@ -490,12 +490,18 @@ async fn a_cursor_older_than_the_redis_retention_gets_a_gap() {
     ])
     .await;
     let cookie = a.login("alice").await;
-    assert_eq!(a.say(&cookie, "quiet", "the only message here").await.0, 201);
+    assert_eq!(
+        a.say(&cookie, "quiet", "the only message here").await.0,
+        201
+    );
     for i in 0..350 {
         assert_eq!(a.say(&cookie, "lobby", &format!("m{i}")).await.0, 201);
     }
     // A room whose last message is older than the retention holds no history in Redis.
-    let quiet = redis.command(&["EXISTS", "pushpoll:room:quiet"]).await.unwrap();
+    let quiet = redis
+        .command(&["EXISTS", "pushpoll:room:quiet"])
+        .await
+        .unwrap();
     assert_eq!(quiet.as_deref(), Some("0"));
     let kept = redis
         .command(&["XLEN", "pushpoll:log"])
