@@ -463,8 +463,9 @@ async fn redis_stopped_for_five_seconds_refuses_writes_then_delivers() {
         "{refused} writes refused while Redis was stopped, the slowest answer in {slowest:?}"
     );
     assert!(refused >= 1);
-    // docs/API.md: a write gets its 503 after at most the 2 s response timeout (plus slack).
-    assert!(slowest < Duration::from_millis(2500), "{slowest:?}");
+    // docs/API.md: a write gets its 503 after the 2 s response timeout (plus slack for a
+    // loaded machine).
+    assert!(slowest < Duration::from_secs(3), "{slowest:?}");
     let (id, _) = say_until_stored(&a, &cookie, "last").await;
     acked.push(id);
     let got = on_b.messages(2, WAIT).await;
