@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::log::{Control, RedisLog};
+use crate::cluster::log::{Control, RedisLog, Said};
 use crate::cluster::{Pushes, Redis};
 use crate::event::{Audience, EventBody, SharedEvent};
 use crate::feed::clock::now_micros;
@@ -76,6 +76,14 @@ impl Log {
         .await
         .map_err(|e| ChatError::Internal(e.into()))?
         .map_err(|e| ChatError::Internal(e.into()))
+    }
+
+    /// The cluster's log, when the log is in Redis.
+    fn cluster_log(&self) -> Option<&Arc<RedisLog>> {
+        match &self.engine {
+            Engine::Cluster(log) => Some(log),
+            Engine::Embedded(_) => None,
+        }
     }
 
     /// The cluster's Redis, when the log is there.
@@ -382,6 +390,9 @@ impl Chat {
 
     /// A message to a room, stored before this returns.
     async fn say(&self, id: u64, room: &str, text: &str) -> Result<SharedEvent, ChatError> {
+        if let Some(log) = self.inner.log.cluster_log() {
+            return self.say_in_cluster(log, id, room, text).await;
+        }
         let session = self.session(id).await?;
         let room = parse_room(room)?;
         Self::check_text(text)?;
@@ -392,6 +403,60 @@ impl Chat {
             text: text.to_string(),
         };
         self.inner.log.append(body, Audience::Room(room)).await
+    }
+
+    /// A room message in a cluster: the session check, the budget and the append are one
+    /// Redis script (one round trip, one write). The script checks the nick this node knows
+    /// the session by; after a rename on another node it says the new one, and the message
+    /// is built again.
+    async fn say_in_cluster(
+        &self,
+        log: &Arc<RedisLog>,
+        id: u64,
+        room: &str,
+        text: &str,
+    ) -> Result<SharedEvent, ChatError> {
+        let sessions = &self.inner.sessions;
+        let mut nick = match sessions.known_nick(id) {
+            Some(nick) => nick,
+            None => self.session(id).await?.nick,
+        };
+        let room = parse_room(room)?;
+        Self::check_text(text)?;
+        let (limit, idle) = sessions.limits();
+        // A rename between two tries is a race with the user's own other tab; three tries
+        // and it is reported as the store being busy rather than looping.
+        for _ in 0..3 {
+            let said = log
+                .say(
+                    self.feed(),
+                    id,
+                    &nick,
+                    room.clone(),
+                    text,
+                    (limit, session::RATE_WINDOW),
+                    idle,
+                )
+                .await?;
+            match said {
+                Said::Stored(event) => return Ok(event),
+                Said::Wait(wait) => {
+                    return Err(ChatError::RateLimited {
+                        what: "messages and renames",
+                        retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+                    });
+                }
+                Said::Renamed(now) => {
+                    sessions.remember(id, &now);
+                    nick = now;
+                }
+                Said::SignedOut => {
+                    sessions.end_here(id, EndReason::Idle);
+                    return Err(ChatError::SignedOut);
+                }
+            }
+        }
+        Err(ChatError::Unavailable { retry_after: 1 })
     }
 
     /// A private message, delivered only to the two sessions' subscriptions.

@@ -320,8 +320,19 @@ impl Sessions {
         Ok((session, token))
     }
 
+    /// The nick this node last knew session `id` by (a cluster checks it in Redis).
+    pub fn known_nick(&self, id: u64) -> Option<String> {
+        self.lock().by_id.get(&id).map(|e| e.session.nick.clone())
+    }
+
+    /// Messages per [`RATE_WINDOW`] and the idle timeout: the budgets a cluster script
+    /// checks.
+    pub fn limits(&self) -> (usize, Duration) {
+        (self.rate_limit, self.idle)
+    }
+
     /// Cluster: this node's handle on live session `id`, made if it has none, with `nick`.
-    fn remember(&self, id: u64, nick: &str) -> Session {
+    pub(super) fn remember(&self, id: u64, nick: &str) -> Session {
         let mut inner = self.lock();
         let entry = inner.by_id.entry(id).or_insert_with(|| Entry {
             session: Session::new(id, nick),

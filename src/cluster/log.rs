@@ -32,6 +32,16 @@ const CATCH_UP_PAGE: usize = 512;
 /// something without a disconnect it could see.
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 
+/// What [`RedisLog::say`] did.
+pub enum Said {
+    Stored(SharedEvent),
+    /// Past the session's budget: retry after this.
+    Wait(Duration),
+    /// The session is now called this: build the message again.
+    Renamed(String),
+    SignedOut,
+}
+
 /// A message on the `control` channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
@@ -134,7 +144,8 @@ impl RedisLog {
     }
 
     /// Stores the event under the next global id and announces it; returns once this node's
-    /// feed has it (so a client that is told "stored" finds it on a poll of this node).
+    /// feed has it (so a client that is told "stored" finds it on a poll of this node), or,
+    /// if Redis stops answering between the two, once it is stored.
     pub async fn append(
         &self,
         feed: &Feed,
@@ -166,7 +177,12 @@ impl RedisLog {
             .arg(self.redis.retention)
             .invoke_async(&mut self.redis.conn())
             .await?;
-        self.catch_up(feed, Some(id)).await?;
+        // Stored: from here on the answer is "stored", even if reading it back into this
+        // node's feed fails (Redis went away just now). The ingest task delivers it when
+        // Redis answers again; a `503` here would make the client store it a second time.
+        if let Err(err) = self.catch_up(feed, Some(id)).await {
+            tracing::warn!(%err, id, "stored, but not yet in this node's feed");
+        }
         Ok(Event::from_json(
             id,
             ts,
@@ -174,6 +190,76 @@ impl RedisLog {
             audience,
             Bytes::from(format!("{{\"id\":{id},{tail}")),
         ))
+    }
+
+    /// A room message from session `sid`, in one script (see [`super::scripts::SAY`]):
+    /// the session is checked, its budget spent and the message stored together. `nick` is
+    /// the caller's idea of the session's nick; if it changed, the answer says to what.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn say(
+        &self,
+        feed: &Feed,
+        sid: u64,
+        nick: &str,
+        room: Arc<str>,
+        text: &str,
+        budget: (usize, Duration),
+        idle: Duration,
+    ) -> Result<Said, RedisError> {
+        let ts = crate::feed::clock::now_micros();
+        let body = EventBody::Message {
+            room: room.to_string(),
+            from: nick.to_string(),
+            text: text.to_string(),
+        };
+        let audience = Audience::Room(room.clone());
+        let json = serde_json::to_string(&WireEvent { id: 0, ts, body })
+            .map_err(|e| RedisError(e.to_string()))?;
+        let tail = json
+            .strip_prefix("{\"id\":0,")
+            .ok_or_else(|| RedisError(format!("unexpected event JSON {json:?}")))?;
+        let answer: Vec<String> = self
+            .redis
+            .scripts
+            .say
+            .arg(self.redis.prefix())
+            .arg(sid)
+            .arg(nick)
+            .arg(budget.0)
+            .arg(budget.1.as_millis() as u64)
+            .arg(idle.as_millis().min(u64::MAX as u128) as u64)
+            .arg(feed.latest_id().unwrap_or(0))
+            .arg(ts.to_string())
+            .arg(encode_audience(&audience))
+            .arg(tail)
+            .arg(&*room)
+            .arg(self.redis.retention)
+            .invoke_async(&mut self.redis.conn())
+            .await?;
+        let number = |i: usize| -> Result<u64, RedisError> {
+            answer
+                .get(i)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| RedisError(format!("unexpected answer {answer:?}")))
+        };
+        match answer.first().map(String::as_str) {
+            Some("ok") => {
+                let id = number(1)?;
+                if let Err(err) = self.catch_up(feed, Some(id)).await {
+                    tracing::warn!(%err, id, "stored, but not yet in this node's feed");
+                }
+                Ok(Said::Stored(Event::from_json(
+                    id,
+                    ts,
+                    "message",
+                    audience,
+                    Bytes::from(format!("{{\"id\":{id},{tail}")),
+                )))
+            }
+            Some("wait") => Ok(Said::Wait(Duration::from_millis(number(1)?))),
+            Some("nick") => Ok(Said::Renamed(answer.get(1).cloned().unwrap_or_default())),
+            _ => Ok(Said::SignedOut),
+        }
     }
 
     /// Publishes to `feed` every stored event after its last id, up to `upto` (else all).

@@ -69,6 +69,7 @@ struct Scripts {
     node_heartbeat: Script,
     node_reap: Script,
     bucket: Script,
+    say: Script,
 }
 
 /// The messages pushed on the subscriber connection, bounded (see [`PUSH_QUEUE`]).
@@ -153,6 +154,7 @@ impl Redis {
                 node_heartbeat: Script::new(scripts::NODE_HEARTBEAT),
                 node_reap: Script::new(scripts::NODE_REAP),
                 bucket: Script::new(scripts::BUCKET),
+                say: Script::new(scripts::SAY),
             }),
         };
         subscriber

@@ -77,6 +77,22 @@ local function end_session(id, reason)
   redis.call('PUBLISH', p .. 'control', 'end ' .. id .. ' ' .. reason)
   return s[1]
 end
+-- Takes one from session `id`'s budget (`limit` per `window` ms): 0 when taken, else the ms
+-- to wait. Taking it is activity (the idle clock restarts).
+local function spend(id, now, limit, window)
+  local rk = p .. 'r:' .. id
+  redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - window)
+  if redis.call('ZCARD', rk) >= limit then
+    local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+    local wait = tonumber(oldest[2]) + window - now
+    if wait < 1 then wait = 1 end
+    return wait
+  end
+  redis.call('ZADD', rk, now, now .. ':' .. redis.call('INCR', p .. 'rate_seq'))
+  redis.call('PEXPIRE', rk, window)
+  redis.call('ZADD', p .. 'seen', now, id)
+  return 0
+end
 -- Whether session `id` is live; ends it (idle) if its last activity is `idle` ms old.
 local function live(id, now, idle)
   local seen = redis.call('ZSCORE', p .. 'seen', id)
@@ -143,18 +159,7 @@ pub const SESSION_SPEND: &str = concat!(
 local id, limit, window, idle = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
 if not live(id, now, idle) then return -1 end
-local rk = p .. 'r:' .. id
-redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - window)
-if redis.call('ZCARD', rk) >= limit then
-  local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
-  local wait = tonumber(oldest[2]) + window - now
-  if wait < 1 then wait = 1 end
-  return wait
-end
-redis.call('ZADD', rk, now, now .. ':' .. redis.call('INCR', p .. 'rate_seq'))
-redis.call('PEXPIRE', rk, window)
-redis.call('ZADD', p .. 'seen', now, id)
-return 0
+return spend(id, now, limit, window)
 "#
 );
 
@@ -315,5 +320,24 @@ end
 redis.call('HSET', key, 'tokens', tostring(tokens - n), 'at', now)
 redis.call('PEXPIRE', key, window)
 return 0
+"#
+);
+
+/// A room message in one step: the session is live and still called `nick` (the message's
+/// `from`, already in `tail`), its budget has room, then [`APPEND`]'s work. One round trip and
+/// one write instead of three (lookup, budget, append).
+/// ARGV: prefix, session id, nick, limit, window ms, idle ms, floor, ts, audience, tail, room,
+/// maxlen → {'ok', id} | {'out'} | {'wait', ms} | {'nick', the session's nick now}.
+pub const SAY: &str = concat!(
+    prelude!(),
+    r#"
+local id, nick, limit, window, idle = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local now = now_ms()
+if not live(id, now, idle) then return {'out'} end
+local current = redis.call('HGET', p .. 's:' .. id, 'nick')
+if current ~= nick then return {'nick', current} end
+local wait = spend(id, now, limit, window)
+if wait > 0 then return {'wait', tostring(wait)} end
+return {'ok', tostring(append(tonumber(ARGV[7]), ARGV[8], 'message', ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12])))}
 "#
 );

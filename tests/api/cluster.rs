@@ -653,3 +653,34 @@ async fn after_redis_loses_its_data_ids_continue_above_what_the_nodes_delivered(
     assert_eq!(text(&got[5]), "after the loss");
     assert_eq!(got[5].id, id);
 }
+
+/// A node checks a message's sender against Redis in the same step that stores it: renamed on
+/// another node a moment ago, the sender is named by the new nick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_carries_the_nick_given_on_another_node() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let cookie = a.login("alice").await;
+    assert_eq!(a.say(&cookie, "lobby", "as alice").await.0, 201);
+    let (status, _, _) = b
+        .send_json(
+            Method::PATCH,
+            "/api/session",
+            Some(&cookie),
+            json!({"nick": "alicia"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = a.say(&cookie, "lobby", "as alicia").await;
+    assert_eq!(status, 201, "{body}");
+    let (_, history) = b.get_json("/api/chat/history?room=lobby").await;
+    let from: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["from"].as_str().unwrap())
+        .collect();
+    assert_eq!(from, ["alice", "alicia"]);
+}
