@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Pushes, Redis, RedisError};
 use crate::event::{Audience, Event, EventBody, SharedEvent, WireEvent};
-use crate::feed::backlog::{Backlog, PageLimit, StoreError};
+use crate::feed::backlog::{Backlog, PageLimit, StoreError, newest};
 use crate::feed::{Feed, gap};
 
 /// Stream entries read per command when catching up.
@@ -503,9 +503,7 @@ impl Backlog for RedisLog {
                 for room in rooms {
                     all.extend(self.history(room, upto.saturating_add(1), limit).await?);
                 }
-                all.sort_by_key(|e| e.id);
-                let skip = all.len().saturating_sub(limit);
-                Ok(all.split_off(skip))
+                Ok(newest(all, limit))
             })
             .map_err(store_error)
     }

@@ -184,10 +184,6 @@ impl Redis {
         &self.node
     }
 
-    pub fn retention(&self) -> u64 {
-        self.retention
-    }
-
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }

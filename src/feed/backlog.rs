@@ -43,3 +43,11 @@ pub trait Backlog: Send + Sync + 'static {
     /// The highest id stored (0 when empty): where the feed's ids continue after a restart.
     fn last_id(&self) -> u64;
 }
+
+/// The newest `limit` of `events` (gathered room by room, in no order), oldest first: how
+/// [`Backlog::recent`] merges its rooms' newest messages, for every store.
+pub fn newest(mut events: Vec<SharedEvent>, limit: usize) -> Vec<SharedEvent> {
+    events.sort_by_key(|e| e.id);
+    let skip = events.len().saturating_sub(limit);
+    events.split_off(skip)
+}

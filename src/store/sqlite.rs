@@ -282,9 +282,7 @@ impl Backlog for SqliteStore {
             );
             all.extend(self.query(&sql, params![room, upto as i64, limit as i64])?);
         }
-        all.sort_by_key(|e| e.id);
-        let skip = all.len().saturating_sub(limit);
-        Ok(all.split_off(skip))
+        Ok(crate::feed::backlog::newest(all, limit))
     }
 
     fn last_id(&self) -> u64 {
