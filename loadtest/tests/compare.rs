@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::{loadtest, summary_of};
@@ -147,19 +146,7 @@ fn more_clients_than_the_open_files_limit_is_refused_with_the_limit_named() {
 
 #[test]
 fn a_server_that_dies_mid_run_stops_the_run_which_reports_what_it_measured() {
-    let server_bin = PathBuf::from(env!("CARGO_BIN_EXE_loadtest")).with_file_name("pushpoll");
-    let mut command = Command::new(&server_bin);
-    command
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--db",
-            ":memory:",
-            "--rate-limit",
-            "100000",
-        ])
-        .stderr(std::process::Stdio::null());
-    let (mut server, addr) = pushpoll::spawn::start_blocking(&mut command).unwrap();
+    let (mut server, addr) = common::start_pushpoll();
     let url = format!("http://{addr}/");
     let out = std::env::temp_dir().join(format!("loadtest-died-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);

@@ -6,9 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use common::{loadtest, summary_of};
 
 /// A pushpoll server on a free loopback port, killed when dropped.
@@ -25,19 +22,7 @@ impl Drop for Server {
 }
 
 fn start_server() -> Server {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_loadtest")).with_file_name("pushpoll");
-    let mut command = Command::new(bin);
-    command
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--db",
-            ":memory:",
-            "--rate-limit",
-            "100000",
-        ])
-        .stderr(std::process::Stdio::null());
-    let (child, addr) = pushpoll::spawn::start_blocking(&mut command).unwrap();
+    let (child, addr) = common::start_pushpoll();
     Server {
         child,
         url: format!("http://{addr}/"),

@@ -21,6 +21,18 @@ pub fn loadtest() -> Command {
     cmd
 }
 
+/// The `pushpoll` binary beside `loadtest` on a free loopback port (`--db :memory:`, a rate
+/// limit the publisher never meets), for tests that measure a running server with `--url`.
+pub fn start_pushpoll() -> (std::process::Child, std::net::SocketAddr) {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_loadtest")).with_file_name("pushpoll");
+    let mut command = Command::new(bin);
+    command
+        .args(["--addr", "127.0.0.1:0", "--db", ":memory:"])
+        .args(["--rate-limit", "100000"])
+        .stderr(std::process::Stdio::null());
+    pushpoll::spawn::start_blocking(&mut command).expect("start pushpoll")
+}
+
 /// Runs `cmd`, which writes its results to `out`; fails with its output if it failed, and
 /// returns the `summary.json` it wrote.
 pub fn summary_of(cmd: &mut Command, out: &Path) -> serde_json::Value {
