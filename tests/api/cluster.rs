@@ -347,10 +347,8 @@ async fn a_killed_nodes_clients_resume_on_another_from_their_cursors() {
     let took = until_users(&a, "lobby", LEAVE_BOUND, |u| !u.contains(&"bea".into())).await;
     let since_kill = killed_at.unwrap().elapsed();
     eprintln!("bea left {took:?} after the last write, {since_kill:?} after the kill");
-    assert!(
-        since_kill <= LEAVE_BOUND + Duration::from_secs(2),
-        "{since_kill:?}"
-    );
+    // Measured from the kill: the bound docs/SCALE.md states (7 s) plus 1 s of scheduling.
+    assert!(since_kill <= LEAVE_BOUND, "{since_kill:?}");
     let (events, _) = a
         .poll(&format!("/poll/chat?rooms=lobby&history=0&after={cursor}"))
         .await;
