@@ -20,6 +20,8 @@
 # the side-by-side table.md, summary.json, summary.csv and the charts. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/machine.sh
+. scripts/lib/machine.sh
 root=$(pwd)
 invocation="scripts/bench-peers.sh $*"
 
@@ -164,24 +166,12 @@ rss_bytes() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$rss_pid/status"; }
 
 # --- machine, invocation -------------------------------------------------------------------
 {
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "nproc: $cores"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-  echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-  # Other work on the machine moves every figure here (wrk on identical binaries was seen to
-  # swing 3x while other benchmarks ran): the load average at the start is part of the record.
-  echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "kernel: $(uname -sr)"
-  echo "os: $(. /etc/os-release; echo "$PRETTY_NAME")"
-  echo "rustc: $(rustc --version)"
+  machine_facts
   echo "wrk: $(dpkg-query -W -f '${Version}' wrk 2>/dev/null || echo unknown)"
   echo "nginx-light: $(dpkg-query -W -f '${Version}' nginx-light 2>/dev/null || echo 'not installed')"
   echo "libnginx-mod-nchan: $(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null || echo 'not installed')"
 } >"$out/machine.txt"
-
-if awk '{exit !($1 >= 1.0)}' /proc/loadavg; then
-  echo "warning: load average $(cut -d' ' -f1 /proc/loadavg) at start: other work will move these figures" >&2
-fi
+warn_if_loaded
 
 servers=("$label")
 [ $with_nchan -eq 1 ] && servers+=(nchan)

@@ -34,6 +34,8 @@
 # persistence settings); DIR/scale-out.csv: one line per run, from the summaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/machine.sh
+. scripts/lib/machine.sh
 root=$(pwd)
 invocation="scripts/bench-scale-out.sh $*"
 
@@ -180,25 +182,14 @@ start_node() { # [EXTRA FLAG...]
 
 # --- machine, invocation -------------------------------------------------------------------
 {
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "command: $invocation"
-  echo "nproc: $cores"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-  echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-  echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "kernel: $(uname -sr)"
-  echo "os: $(. /etc/os-release; echo "$PRETTY_NAME")"
-  echo "rustc: $(rustc --version)"
+  machine_facts "$invocation"
   echo "redis-server: $(redis-server --version)"
   echo "redis persistence: appendonly yes, appendfsync always, save \"\" (AOF in a temporary directory on $(stat -f -c %T "$tmp"))"
   echo "pushpoll binary: $bin ($(sha256sum "$bin" | cut -c1-12)), node flags: ${node_flags[*]}"
   echo "workload: chat feed, $clients subscribers in all, $rate msg/s, $duration window, $ramp ramp; transports ${transports[*]}"
   echo "$pinning"
 } >"$out/machine.txt"
-
-if awk '{exit !($1 >= 1.0)}' /proc/loadavg; then
-  echo "warning: load average $(cut -d' ' -f1 /proc/loadavg) at start: other work will move these figures" >&2
-fi
+warn_if_loaded
 
 # --- the runs --------------------------------------------------------------------------------
 missing_redis=0
