@@ -682,3 +682,26 @@ async fn a_message_carries_the_nick_given_on_another_node() {
         .collect();
     assert_eq!(from, ["alice", "alicia"]);
 }
+
+/// A node that was only paused past the 5 s expiry (SIGSTOP) is taken for dead and its users
+/// leave; when it runs again its next heartbeat finds it unknown, and it states its presence
+/// again: its user is back online without reconnecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paused_past_the_expiry_states_its_presence_again() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = node(&redis).await;
+    let b = node(&redis).await;
+    let eve = b.login("eve").await;
+    let _stream = Subscriber::open(&b, "sse", "chat?rooms=lobby&history=0", Some(&eve)).await;
+    until_users(&a, "lobby", WAIT, |u| u.contains(&"eve".into())).await;
+    b.signal(libc::SIGSTOP);
+    until_users(&a, "lobby", LEAVE_BOUND, |u| !u.contains(&"eve".into())).await;
+    b.signal(libc::SIGCONT);
+    let back = until_users(&a, "lobby", Duration::from_secs(3), |u| {
+        u.contains(&"eve".into())
+    })
+    .await;
+    eprintln!("eve back online {back:?} after SIGCONT");
+}

@@ -232,6 +232,14 @@ impl TestApp {
         let _ = child.wait().await;
     }
 
+    /// Sends `signal` to a server started with [`spawn_binary`] (SIGSTOP, SIGCONT…).
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("signal needs spawn_binary");
+        let pid = child.id().expect("running") as libc::pid_t;
+        // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
+        unsafe { libc::kill(pid, signal) };
+    }
+
     /// `kill -9` of a server started with [`spawn_binary`]: no shutdown, no goodbye.
     pub async fn kill9(&mut self) {
         let child = self.child.as_mut().expect("kill9 needs spawn_binary");
