@@ -13,7 +13,9 @@ use serde_json::json;
 use crate::chat::command::{DEFAULT_ROOM, SendBody};
 use crate::chat::{Chat, Message, Sessions, parse_room};
 use crate::error::ApiError;
-use crate::http::{ClientAddr, JsonBody, Params, SignedIn, events_json, parse_cursor, session_of};
+use crate::http::{
+    ClientAddr, JsonBody, MAX_ANSWER_BYTES, Params, SignedIn, events_json, parse_cursor, session_of,
+};
 use crate::peers::Budget;
 use crate::state::AppState;
 
@@ -92,7 +94,7 @@ pub async fn login(
         None => app.peers().spend(client.ip(), Budget::Login).err(),
         Some(redis) => redis
             .take_token(
-                &format!("login:{}", client.ip()),
+                &format!("login:{}", app.peers().key(client.ip())),
                 app.config().login_rate,
                 std::time::Duration::from_secs(60),
             )
@@ -186,7 +188,15 @@ pub async fn history(State(chat): State<Chat>, params: Params) -> Result<Respons
         .transpose()?;
     let limit = params.int("limit", 1..=crate::chat::MAX_HISTORY, 50)? as usize;
     let events = chat.history(room, before, limit).await?;
-    let body = events_json(&events, "{\"events\":", "}");
+    // The newest first, up to one answer's bytes: older ones are one more page back, with
+    // `before` = the oldest id of this one.
+    let mut bytes = 0;
+    let mut oldest = events.len();
+    while oldest > 0 && bytes < MAX_ANSWER_BYTES {
+        oldest -= 1;
+        bytes += events[oldest].json.len() + 1;
+    }
+    let body = events_json(&events[oldest..], "{\"events\":", "}");
     Ok((
         [
             (header::CONTENT_TYPE, "application/json"),

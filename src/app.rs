@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 
 use crate::error::ApiError;
 use crate::forwarded;
-use crate::http::{ClientAddr, MAX_BODY_BYTES};
+use crate::http::{ClientAddr, InFlight, MAX_BODY_BYTES};
 use crate::state::AppState;
 use crate::transport::{iframe, longpoll, poll, sse, ws};
 use crate::{api, assets, diag, draw, results, stats};
@@ -95,6 +95,12 @@ async fn edge(
     };
     let client = forwarded::resolve(peer, scheme, req.headers(), &app.config().trust_proxy);
     req.extensions_mut().insert(ClientAddr(client));
+    // A slot of the client's requests in flight, held until its response body is done: over
+    // HTTP/2 one connection carries many requests, and each may hold an unread answer.
+    let slot = match app.peers().request(client.ip) {
+        Ok(slot) => slot,
+        Err(full) => return ApiError::TooManyRequests(full.max).into_response(),
+    };
     // A debug-level span: with the default `info` filter it is never built. Built for every
     // request, an info span (registry slot, fields formatted into a string, enter/exit on
     // every poll) cost 2–3 µs of CPU of a 13–19 µs trivial request (issue 14; measured
@@ -103,6 +109,7 @@ async fn edge(
     api::check_origin(State(app), req, next)
         .instrument(span)
         .await
+        .map(|body| axum::body::Body::new(InFlight::new(body, slot)))
 }
 
 /// `GET /readyz`: `200 {"ready":true}`, or `503 shutting_down` once shutdown has begun, so a

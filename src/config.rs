@@ -83,6 +83,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections_per_peer: Option<u64>,
 
+    /// Requests one peer may have in flight at once, over all its connections (an HTTP/2
+    /// connection carries many): held long polls and streams, and answers it has not read
+    /// yet. Past it, 503 too_many_requests; other peers are served.
+    #[arg(long, env = "PUSHPOLL_MAX_REQUESTS_PER_PEER",
+          default_value_t = crate::peers::DEFAULT_MAX_REQUESTS_PER_PEER,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_requests_per_peer: u64,
+
+    /// IPv6 clients are one peer per network of this many prefix bits (every per-peer limit
+    /// and budget is shared by the network): a host is normally given a whole /64 and can
+    /// use any address in it. 128 keys each address alone.
+    #[arg(long, env = "PUSHPOLL_IPV6_PREFIX", default_value_t = crate::peers::DEFAULT_IPV6_PREFIX,
+          value_parser = clap::value_parser!(u8).range(16..=128))]
+    pub ipv6_prefix: u8,
+
     /// Logins (`POST /api/session`) one peer address may make per minute; past it, 429.
     #[arg(long, env = "PUSHPOLL_LOGIN_RATE", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -90,7 +105,7 @@ pub struct Config {
 
     /// Strokes one peer address may send to the draw feed per second (a burst of as many);
     /// past it, 429 / a WebSocket `rate_limited` error. At least 16, the largest batch.
-    #[arg(long, env = "PUSHPOLL_DRAW_RATE", default_value_t = 60,
+    #[arg(long, env = "PUSHPOLL_DRAW_RATE", default_value_t = crate::peers::DEFAULT_DRAW_RATE.count,
           value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
     pub draw_rate: u32,
 
@@ -235,6 +250,23 @@ impl Config {
                 bytes: self.backfill_page_bytes as usize,
             },
             max_backfill: self.max_backfill,
+        }
+    }
+
+    /// The per-peer bounds and budgets ([`crate::peers`]).
+    pub fn peer_limits(&self) -> crate::peers::PeerLimits {
+        crate::peers::PeerLimits {
+            connections: self.max_connections_per_peer(),
+            requests: self.max_requests_per_peer,
+            ipv6_prefix: self.ipv6_prefix,
+            login: crate::peers::Rate {
+                count: self.login_rate,
+                per: Duration::from_secs(60),
+            },
+            draw: crate::peers::Rate {
+                count: self.draw_rate,
+                per: Duration::from_secs(1),
+            },
         }
     }
 

@@ -53,6 +53,10 @@ pub enum ApiError {
     Overloaded(u64),
     #[error("this address already holds {0} connections, its share; close some and retry")]
     PeerOverloaded(u64),
+    #[error(
+        "this address already has {0} requests in flight, its share (--max-requests-per-peer); let some finish and retry"
+    )]
+    TooManyRequests(u64),
     #[error("the {0} transport is refused by this server (--refuse); fall back to another")]
     TransportRefused(&'static str),
     #[error("internal error")]
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Overloaded(_)
             | ApiError::PeerOverloaded(_)
+            | ApiError::TooManyRequests(_)
             | ApiError::TooManySessions(_)
             | ApiError::TransportRefused(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -114,6 +119,7 @@ impl ApiError {
             ApiError::UnknownHost(_) => "unknown_host",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::PeerOverloaded(_) => "too_many_connections",
+            ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::TooManySessions(_) => "too_many_sessions",
             ApiError::TransportRefused(_) => "transport_refused",
             ApiError::Internal(_) => "internal",
@@ -163,6 +169,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, retry_after.into());
+        }
+        if let ApiError::TooManyRequests(_) = self {
+            response.headers_mut().insert(header::RETRY_AFTER, 1.into());
         }
         response
     }

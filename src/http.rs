@@ -318,6 +318,12 @@ pub fn parse_cursor(source: &str, raw: &str) -> Result<u64, ApiError> {
     })
 }
 
+/// The events one answer holds at most, in bytes of their JSON (a short or long poll, a page
+/// of history): events are added until the answer reaches it, so it holds at most one
+/// event more. What an answer the client does not read can make the server hold; the
+/// answer's cursor says where to go on.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// `HEAD[e1,e2,…]TAIL`: a JSON array of events from their shared JSON, never re-serialized.
 pub fn events_json(events: &[SharedEvent], head: &str, tail: &str) -> Bytes {
     let size = events.iter().map(|e| e.json.len() + 1).sum::<usize>() + head.len() + tail.len() + 2;
@@ -333,6 +339,47 @@ pub fn events_json(events: &[SharedEvent], head: &str, tail: &str) -> Bytes {
     body.extend_from_slice(b"]");
     body.extend_from_slice(tail.as_bytes());
     body.freeze()
+}
+
+/// A response body that holds its request's slot of the client's requests in flight
+/// ([`crate::peers::Peers::request`]) until the body has been handed on in full, or dropped.
+pub struct InFlight {
+    body: axum::body::Body,
+    slot: Option<crate::peers::PeerRequest>,
+}
+
+impl InFlight {
+    pub fn new(body: axum::body::Body, slot: crate::peers::PeerRequest) -> InFlight {
+        InFlight {
+            body,
+            slot: Some(slot),
+        }
+    }
+}
+
+impl http_body::Body for InFlight {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        if let std::task::Poll::Ready(None | Some(Err(_))) = polled {
+            this.slot = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Who the request is from: the TCP peer, or the client a trusted proxy forwarded

@@ -10,18 +10,25 @@
 //!   connection starts waiting for one: on a new connection and on an idle keep-alive one
 //!   alike (hyper's header-read timer; `axum::serve` sets no timer, so it has none). A head
 //!   larger than [`MAX_HEAD_BYTES`] is refused by hyper with `431`.
-//! - **Writing.** A connection whose writes make no progress for `--send-timeout` (a peer
-//!   that stopped reading a stream, a long-poll answer or a WebSocket) is closed:
-//!   [`CountedStream`] arms a timer whenever the socket refuses bytes and fails the write
-//!   when it fires. One rule for every transport, upgraded sockets included.
+//! - **Writing.** A connection whose writes stall (a peer that stopped reading a stream, a
+//!   long-poll answer or a WebSocket, or reads it a trickle at a time) is closed:
+//!   [`CountedStream`] arms a timer when the socket refuses bytes and disarms it only once
+//!   [`STALL_PROGRESS`] bytes (or everything the writer had) have left since, so the peer
+//!   must take 16 KiB every `--send-timeout`; it fails the write when the timer fires. One
+//!   rule for every transport, upgraded sockets included.
 //! - **HTTPS** (`--tls-…`, [`SecureServer`]). The same admission, then a TLS handshake within
 //!   `--header-timeout` under the same [`CountedStream`] (so the write-stall deadline sees the
 //!   TLS records), then HTTP/2 or HTTP/1.1 as ALPN chose. HTTP/1.1 keeps the rules above. For
 //!   HTTP/2: at most [`MAX_H2_STREAMS`] streams per connection, the 64 KiB head as its header
 //!   list limit, a connection with no stream open for `--header-timeout` is closed (GOAWAY),
 //!   and a stream whose peer stops reading it (its flow-control window stays shut while the
-//!   socket is writable) closes the connection after `--send-timeout`. An excess connection
-//!   is closed without the `503`, which a client mid-handshake could not read.
+//!   socket is writable) closes the connection after `--send-timeout`: response bodies are
+//!   handed to h2 [`H2_CHUNK`] bytes at a time, and a stream counts as sending until h2 asks
+//!   for more after its last chunk (it asks only once what it holds fits the peer's window),
+//!   so a chunk the peer's window keeps back is seen, the last one included. The same
+//!   deadline bounds a connection's close (GOAWAY, then its streams finish). A request
+//!   whose `Host` names another server than its `:authority` is refused. An excess
+//!   connection is closed without the `503`, which a client mid-handshake could not read.
 
 use std::future::Future;
 use std::io;
@@ -33,6 +40,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse as _;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -131,6 +140,7 @@ pub async fn serve(
             _peer: peer,
             send_timeout: deadlines.send,
             stalled: None,
+            moved: 0,
         });
         if let Some(secure) = &secure {
             let secure = secure.clone();
@@ -145,13 +155,16 @@ pub async fn serve(
         });
         let conn = http.serve_connection(io, service).with_upgrades();
         let shutdown = shutdown.clone();
+        let send = deadlines.send;
         tracker.spawn(async move {
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
                 () = shutdown.cancelled() => {
                     conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+                    // The response in flight gets what any write gets, then the connection
+                    // is dropped.
+                    let _ = tokio::time::timeout(send, conn).await;
                 }
             }
         });
@@ -204,15 +217,23 @@ async fn refuse(mut stream: TcpStream, refusal: ApiError) {
     .await;
 }
 
+/// Bytes a stalled connection must move before its write deadline is disarmed: one HTTP/2
+/// chunk ([`H2_CHUNK`]). A peer that reads a trickle (a byte, a segment now and then) keeps
+/// its writes "in progress" without ever taking what it asked for; it must take this much
+/// every `--send-timeout`, or all the writer had.
+pub const STALL_PROGRESS: usize = 16 * 1024;
+
 /// A TCP stream that holds its connection slots (counted out when dropped) and fails a
-/// write that has made no progress for `send_timeout`.
+/// write once it has stalled for `send_timeout` without moving [`STALL_PROGRESS`] bytes.
 pub struct CountedStream {
     stream: TcpStream,
     stats: Arc<Stats>,
     _peer: PeerConn,
     send_timeout: Duration,
-    /// Armed when the socket refuses bytes; cleared by any progress.
+    /// Armed when the socket refuses bytes; disarmed once enough has moved since.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Bytes written since the timer was armed.
+    moved: usize,
 }
 
 impl Drop for CountedStream {
@@ -222,27 +243,64 @@ impl Drop for CountedStream {
 }
 
 impl CountedStream {
-    /// Passes a write's result through, arming the stall timer while it is pending and
-    /// turning a stall past `send_timeout` into an error that closes the connection.
-    fn watch<T>(
+    /// Passes a write's result through (`wanted` is what the writer offered). A write that
+    /// takes all it was offered, or brings what moved since the stall to
+    /// [`STALL_PROGRESS`], disarms the timer; a partial one leaves it running.
+    fn watch_write(
         &mut self,
         cx: &mut Context<'_>,
-        polled: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
+        polled: Poll<io::Result<usize>>,
+        wanted: usize,
+    ) -> Poll<io::Result<usize>> {
+        match &polled {
+            Poll::Ready(Ok(n)) => {
+                if self.stalled.is_some() {
+                    self.moved += n;
+                    if *n >= wanted || self.moved >= STALL_PROGRESS {
+                        self.disarm();
+                    }
+                }
+                polled
+            }
+            Poll::Ready(Err(_)) => {
+                self.disarm();
+                polled
+            }
+            Poll::Pending => self.wait(cx),
+        }
+    }
+
+    /// A flush or shutdown: done is done; pending waits under the same timer.
+    fn watch_done(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<()>>,
+    ) -> Poll<io::Result<()>> {
         if polled.is_ready() {
-            self.stalled = None;
+            self.disarm();
             return polled;
         }
+        self.wait(cx).map_ok(|_| ())
+    }
+
+    fn disarm(&mut self) {
+        self.stalled = None;
+        self.moved = 0;
+    }
+
+    /// The socket refused bytes: arms the timer if it is not running, and turns its expiry
+    /// into an error that closes the connection.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let timeout = self.send_timeout;
         let timer = self
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         if timer.as_mut().poll(cx).is_ready() {
-            self.stalled = None;
+            self.disarm();
             self.stats.send_timed_out();
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "the peer has not read for --send-timeout",
+                "the peer has not taken 16 KiB within --send-timeout",
             )));
         }
         Poll::Pending
@@ -267,7 +325,7 @@ impl AsyncWrite for CountedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.watch(cx, polled)
+        this.watch_write(cx, polled, buf.len())
     }
 
     fn poll_write_vectored(
@@ -277,7 +335,8 @@ impl AsyncWrite for CountedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.watch(cx, polled)
+        let wanted = bufs.iter().map(|b| b.len()).sum();
+        this.watch_write(cx, polled, wanted)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -287,13 +346,13 @@ impl AsyncWrite for CountedStream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_flush(cx);
-        this.watch(cx, polled)
+        this.watch_done(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_shutdown(cx);
-        this.watch(cx, polled)
+        this.watch_done(cx, polled)
     }
 }
 
@@ -301,6 +360,12 @@ impl AsyncWrite for CountedStream {
 /// RFC 9113 §5.1.2): the compare page's five transports, its pages and assets fit with room
 /// to spare, and a peer holds at most this many times its connection cap in requests.
 pub const MAX_H2_STREAMS: u32 = 32;
+
+/// The most bytes of a response body handed to h2 at once: one DATA frame at the default
+/// `SETTINGS_MAX_FRAME_SIZE` of 16,384 (RFC 9113 §6.5.2). Handed a whole body, h2 keeps all
+/// of it until the peer's window takes it; handed a chunk, it asks for the next one only
+/// once the stream has room.
+pub const H2_CHUNK: usize = 16 * 1024;
 
 /// Bytes hyper buffers per HTTP/2 stream before the response body waits (its default is
 /// 400 KiB): what a stream whose reader is slow can make the server hold.
@@ -402,58 +467,80 @@ impl SecureServer {
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(addr));
             req.extensions_mut().insert(OverTls);
-            authority_as_host(&mut req);
+            let misdirected = authority_as_host(&mut req);
             let guard = h2.then(|| StreamGuard::new(open.clone(), stalls.clone()));
             let response = router.clone().oneshot(req);
             async move {
-                let mut response = response.await?;
+                let mut response = match misdirected {
+                    Some(refusal) => refusal.into_response(),
+                    None => response.await?,
+                };
                 tls::secure_cookies(response.headers_mut());
                 Ok::<_, std::convert::Infallible>(
-                    response.map(|body| axum::body::Body::new(Guarded { body, guard })),
+                    response.map(|body| axum::body::Body::new(Guarded::new(body, guard))),
                 )
             }
         });
         let builder = if h2 { &self.h2 } else { &self.h1 };
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let mut conn = std::pin::pin!(conn);
-        let header = self.deadlines.header;
+        let send = self.deadlines.send;
+        // A stream the peer stopped reading stalls on its own flow-control window while the
+        // socket stays writable, so CountedStream cannot see it: past --send-timeout the
+        // whole connection is dropped, as an HTTP/1.1 one would be. The watch runs until the
+        // connection is gone, through its close too.
+        let mut stalled = std::pin::pin!(watched.stalled_for(send));
         tokio::select! {
-            _ = conn.as_mut() => {}
-            () = shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
+            _ = conn.as_mut() => return,
+            () = shutdown.cancelled() => {}
             // HTTP/2 has no request-head timer: an h2 connection with no stream open for
             // the header deadline (from the handshake on, or since its last stream ended) is
             // closed with GOAWAY, the h2 form of an idle keep-alive connection timing out.
-            () = idle_for(watch_open, header), if h2 => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
-            // A stream the peer stopped reading stalls on its own flow-control window while
-            // the socket stays writable, so CountedStream cannot see it: past --send-timeout
-            // the whole connection is dropped, as an HTTP/1.1 one would be.
-            () = watched.stalled_for(self.deadlines.send), if h2 => {
-                self.stats.send_timed_out();
-                tracing::debug!(%addr, "an HTTP/2 stream made no progress for --send-timeout");
-            }
+            () = idle_for(watch_open, self.deadlines.header), if h2 => {}
+            () = &mut stalled, if h2 => return self.timed_out(addr),
         }
+        // GOAWAY (HTTP/2) or close after the response in flight (HTTP/1.1); what is still
+        // being sent gets --send-timeout, as any write does.
+        conn.as_mut().graceful_shutdown();
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            () = &mut stalled, if h2 => self.timed_out(addr),
+            () = tokio::time::sleep(send) => self.timed_out(addr),
+        }
+    }
+
+    /// A connection dropped because what it had to send did not leave in time.
+    fn timed_out(&self, addr: SocketAddr) {
+        self.stats.send_timed_out();
+        tracing::debug!(%addr, "an HTTPS connection made no progress for --send-timeout");
     }
 }
 
 /// An HTTP/2 request names its server in `:authority` (which hyper puts in the URI), not in
 /// `Host`; as an HTTP/1.1 gateway must (RFC 9113 §8.3.1), the missing `Host` is made from it,
 /// so the Host and Origin checks see the same name whichever protocol carried the request.
-fn authority_as_host(req: &mut hyper::Request<Incoming>) {
-    if req.headers().contains_key(axum::http::header::HOST) {
-        return;
+/// A request carrying both, naming different servers, is malformed by the same section's
+/// SHOULD: the refusal (`400 bad_request`) is returned, and the request is not routed.
+fn authority_as_host(req: &mut hyper::Request<Incoming>) -> Option<ApiError> {
+    if req.version() != hyper::Version::HTTP_2 {
+        return None;
     }
-    let host = req
-        .uri()
-        .authority()
-        .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok());
-    if let Some(host) = host {
-        req.headers_mut().insert(axum::http::header::HOST, host);
+    let authority = req.uri().authority()?.as_str().to_owned();
+    match req.headers().get(axum::http::header::HOST) {
+        Some(host) => {
+            let host = String::from_utf8_lossy(host.as_bytes());
+            (!host.eq_ignore_ascii_case(&authority)).then(|| {
+                ApiError::BadRequest(format!(
+                    "the Host header {host:?} names another server than :authority {authority:?}; they must agree (RFC 9113 §8.3.1)"
+                ))
+            })
+        }
+        None => {
+            if let Ok(host) = axum::http::HeaderValue::from_str(&authority) {
+                req.headers_mut().insert(axum::http::header::HOST, host);
+            }
+            None
+        }
     }
 }
 
@@ -525,14 +612,57 @@ impl Drop for StreamGuard {
     }
 }
 
-/// A response body that holds its stream's [`StreamGuard`] until it is dropped.
+/// A response body over HTTPS. Over HTTP/2 it holds its stream's [`StreamGuard`] and hands
+/// h2 at most [`H2_CHUNK`] bytes per frame; it does not report its end with its last chunk,
+/// so h2 asks once more, which it does only when the stream has room again, and the body
+/// (its guard, its stall watch) lives until then: a body counts as sent when its bytes have
+/// left, not when h2 has been handed them.
 struct Guarded {
     body: axum::body::Body,
     guard: Option<StreamGuard>,
+    /// The rest of a data frame longer than [`H2_CHUNK`], handed on a chunk at a time.
+    rest: Bytes,
+    /// Some data has been handed on (an empty body may end with its head).
+    started: bool,
+}
+
+impl Guarded {
+    fn new(body: axum::body::Body, guard: Option<StreamGuard>) -> Guarded {
+        Guarded {
+            body,
+            guard,
+            rest: Bytes::new(),
+            started: false,
+        }
+    }
+
+    /// The next frame, split to [`H2_CHUNK`] bytes.
+    fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        if !self.rest.is_empty() {
+            let n = self.rest.len().min(H2_CHUNK);
+            return Poll::Ready(Some(Ok(http_body::Frame::data(self.rest.split_to(n)))));
+        }
+        let frame = match http_body::Body::poll_frame(Pin::new(&mut self.body), cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            other => return other,
+        };
+        match frame.into_data() {
+            Ok(mut data) => {
+                if data.len() > H2_CHUNK {
+                    self.rest = data.split_off(H2_CHUNK);
+                }
+                Poll::Ready(Some(Ok(http_body::Frame::data(data))))
+            }
+            Err(trailers) => Poll::Ready(Some(Ok(trailers))),
+        }
+    }
 }
 
 impl http_body::Body for Guarded {
-    type Data = bytes::Bytes;
+    type Data = Bytes;
     type Error = axum::Error;
 
     fn poll_frame(
@@ -540,24 +670,41 @@ impl http_body::Body for Guarded {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        if let Some(guard) = &this.guard {
-            guard.stalls.waiting().remove(&guard.id);
-        }
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(_))), Some(guard)) = (&polled, &this.guard) {
-            guard
-                .stalls
-                .waiting()
-                .insert(guard.id, std::time::Instant::now());
+        let Some(guard) = &this.guard else {
+            return Pin::new(&mut this.body).poll_frame(cx);
+        };
+        guard.stalls.waiting().remove(&guard.id);
+        let polled = this.poll_chunk(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                this.started = true;
+                if let Some(guard) = &this.guard {
+                    guard
+                        .stalls
+                        .waiting()
+                        .insert(guard.id, std::time::Instant::now());
+                }
+            }
+            // Asked again after the last chunk: it fit the window. The stream is done.
+            Poll::Ready(None | Some(Err(_))) => this.guard = None,
+            Poll::Pending => {}
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match self.guard {
+            None => self.rest.is_empty() && self.body.is_end_stream(),
+            // Over HTTP/2 only a body that never had data ends with its head.
+            Some(_) => !self.started && self.rest.is_empty() && self.body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
+        if self.started {
+            // Part of it has been handed on already; hyper reads the hint before that.
+            return http_body::SizeHint::default();
+        }
         self.body.size_hint()
     }
 }

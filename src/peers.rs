@@ -1,25 +1,104 @@
-//! Per-peer accounting: the one place that knows what each client address holds and spends.
-//! A peer is an IP address (the whole 127.0.0.0/8 is loopback, so tests play several peers).
+//! Per-peer accounting: the one place that knows what each client holds and spends.
+//!
+//! A peer is a client's network as [`PeerKey`] names it: an IPv4 address, or the IPv6
+//! network of `--ipv6-prefix` bits (a /64 by default) around an IPv6 address, since one
+//! IPv6 host is normally handed a whole /64 and can pick any address in it (RFC 4291 §2.5.1
+//! fixes interface identifiers at 64 bits; RFC 8981 has a host change its address often).
+//! Keyed by address, such a host would have 2^64 budgets. Every method here takes a plain
+//! address and keys it itself, so no budget can be charged to the wrong key. (The whole
+//! 127.0.0.0/8 is loopback, so tests play several peers.)
 //!
 //! - **Connections.** The listener asks [`Peers::connect`] for every accepted TCP connection:
 //!   a peer may hold at most `--max-connections-per-peer` at once, so one client cannot take
 //!   the whole `--max-connections` from everyone else. The [`PeerConn`] guard gives the slot
 //!   back when the connection closes.
+//! - **Requests in flight.** Every request takes one of its peer's
+//!   `--max-requests-per-peer` slots ([`Peers::request`]) until its response body has been
+//!   handed to the connection in full (or dropped): over HTTP/2 one connection carries many
+//!   requests, so the connection cap alone would let a peer hold 32 times as many, and every
+//!   request may hold an answer the peer has not read.
 //! - **Budgets.** Actions that create state (a login, for one) are charged to the peer with
 //!   [`Peers::spend`]: a token bucket per peer and [`Budget`], refilled over time.
 //!
-//! Bounded by construction: an entry exists while its peer holds a connection, or for as long
-//! as one of its buckets is still refilling; past [`MAX_IDLE_PEERS`] entries without a
-//! connection, the idle ones are forgotten (which can only make a budget more generous,
+//! Bounded by construction: an entry exists while its peer holds a connection or a request,
+//! or for as long as one of its buckets is still refilling; past [`MAX_IDLE_PEERS`] entries
+//! without either, the idle ones are forgotten (which can only make a budget more generous,
 //! never hold memory).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Entries kept for peers that hold no connection (their budgets still refilling).
 pub const MAX_IDLE_PEERS: usize = 10_000;
+
+/// The IPv6 prefix a peer is keyed by when none is given: the /64 a host normally gets.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+
+/// Requests one peer may have in flight at once when none is given: a browser's pages with
+/// every transport open (the compare page holds eleven subscriptions) many times over.
+pub const DEFAULT_MAX_REQUESTS_PER_PEER: u64 = 128;
+
+/// Who is charged: an IPv4 address (an IPv4-mapped IPv6 address counts as the IPv4 address it
+/// is), or an IPv6 address with every bit past the prefix cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerKey {
+    network: IpAddr,
+    /// The IPv6 prefix length; 32 for an IPv4 address.
+    prefix: u8,
+}
+
+impl PeerKey {
+    /// `ip`'s key when IPv6 peers are keyed by `ipv6_prefix` bits (clamped to 0–128).
+    pub fn of(ip: IpAddr, ipv6_prefix: u8) -> PeerKey {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => PeerKey {
+                network: IpAddr::V4(v4),
+                prefix: 32,
+            },
+            IpAddr::V6(v6) => {
+                let prefix = ipv6_prefix.min(128);
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(prefix))
+                };
+                PeerKey {
+                    network: IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask)),
+                    prefix,
+                }
+            }
+        }
+    }
+}
+
+/// `192.0.2.7`, or `2001:db8:1:2::/64` (a whole IPv6 address is written without a prefix).
+/// What the cluster's Redis buckets are named by, so every node keys a client alike.
+impl fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.network {
+            IpAddr::V6(_) if self.prefix < 128 => write!(f, "{}/{}", self.network, self.prefix),
+            network => write!(f, "{network}"),
+        }
+    }
+}
+
+/// The per-peer bounds and budgets, from the flags.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerLimits {
+    /// `--max-connections-per-peer`.
+    pub connections: u64,
+    /// `--max-requests-per-peer`.
+    pub requests: u64,
+    /// `--ipv6-prefix`.
+    pub ipv6_prefix: u8,
+    /// `--login-rate` per minute.
+    pub login: Rate,
+    /// `--draw-rate` per second.
+    pub draw: Rate,
+}
 
 /// What a peer can spend, each with its own bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,51 +162,61 @@ impl Bucket {
 }
 
 struct Peer {
+    /// TCP connections held.
     open: u64,
+    /// Requests in flight.
+    requests: u64,
     buckets: [Bucket; BUDGETS],
 }
 
-/// Why [`Peers::connect`] refused a connection.
+impl Peer {
+    fn holds_nothing(&self) -> bool {
+        self.open == 0 && self.requests == 0
+    }
+}
+
+/// Why [`Peers::connect`] or [`Peers::request`] refused: the peer holds `max` already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerFull {
     pub max: u64,
 }
 
 pub struct Peers {
-    map: Mutex<HashMap<IpAddr, Peer>>,
-    max_per_peer: u64,
+    map: Mutex<HashMap<PeerKey, Peer>>,
+    max_connections: u64,
+    max_requests: u64,
+    ipv6_prefix: u8,
     rates: [Rate; BUDGETS],
 }
 
 impl Peers {
-    pub fn new(max_per_peer: u64, login: Rate) -> Arc<Peers> {
-        Self::with_rates(max_per_peer, login, DEFAULT_DRAW_RATE)
-    }
-
-    /// Like [`Peers::new`], with the draw budget too.
-    pub fn with_rates(max_per_peer: u64, login: Rate, draw: Rate) -> Arc<Peers> {
+    pub fn new(limits: PeerLimits) -> Arc<Peers> {
         Arc::new(Peers {
             map: Mutex::new(HashMap::new()),
-            max_per_peer: max_per_peer.max(1),
-            rates: [login, draw],
+            max_connections: limits.connections.max(1),
+            max_requests: limits.requests.max(1),
+            ipv6_prefix: limits.ipv6_prefix.min(128),
+            rates: [limits.login, limits.draw],
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, Peer>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<PeerKey, Peer>> {
         // Every update is a single field write; a poisoned map is still consistent.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn max_per_peer(&self) -> u64 {
-        self.max_per_peer
+    /// The key `ip` is charged under (its IPv6 network, or the IPv4 address).
+    pub fn key(&self, ip: IpAddr) -> PeerKey {
+        PeerKey::of(ip, self.ipv6_prefix)
     }
 
-    fn entry<'a>(&self, map: &'a mut HashMap<IpAddr, Peer>, ip: IpAddr) -> &'a mut Peer {
-        if !map.contains_key(&ip) {
+    fn entry<'a>(&self, map: &'a mut HashMap<PeerKey, Peer>, key: PeerKey) -> &'a mut Peer {
+        if !map.contains_key(&key) {
             self.forget_idle(map);
         }
-        map.entry(ip).or_insert_with(|| Peer {
+        map.entry(key).or_insert_with(|| Peer {
             open: 0,
+            requests: 0,
             buckets: self.rates.map(Bucket::full),
         })
     }
@@ -135,24 +224,24 @@ impl Peers {
     /// Keeps the entries of peers without a connection under [`MAX_IDLE_PEERS`]: first those
     /// whose buckets are full again (nothing to remember), then any idle ones. Each pass is
     /// O(n) and frees at least half the idle room, so the cost per new peer stays constant.
-    fn forget_idle(&self, map: &mut HashMap<IpAddr, Peer>) {
-        let idle = map.values().filter(|p| p.open == 0).count();
+    fn forget_idle(&self, map: &mut HashMap<PeerKey, Peer>) {
+        let idle = map.values().filter(|p| p.holds_nothing()).count();
         if idle < MAX_IDLE_PEERS {
             return;
         }
         let now = Instant::now();
         map.retain(|_, p| {
-            p.open > 0
+            !p.holds_nothing()
                 || !p
                     .buckets
                     .iter()
                     .zip(self.rates)
                     .all(|(b, rate)| b.is_full(rate, now))
         });
-        let mut idle = map.values().filter(|p| p.open == 0).count();
+        let mut idle = map.values().filter(|p| p.holds_nothing()).count();
         if idle >= MAX_IDLE_PEERS / 2 {
             map.retain(|_, p| {
-                if p.open == 0 && idle > MAX_IDLE_PEERS / 2 {
+                if p.holds_nothing() && idle > MAX_IDLE_PEERS / 2 {
                     idle -= 1;
                     false
                 } else {
@@ -162,25 +251,54 @@ impl Peers {
         }
     }
 
-    /// Takes one of `ip`'s connection slots, or refuses when it holds its share already.
+    /// Takes one of `ip`'s connection slots, or refuses when its peer holds its share already.
     pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<PeerConn, PeerFull> {
+        let key = self.key(ip);
         let mut map = self.lock();
-        let peer = self.entry(&mut map, ip);
-        if peer.open >= self.max_per_peer {
+        let peer = self.entry(&mut map, key);
+        if peer.open >= self.max_connections {
             return Err(PeerFull {
-                max: self.max_per_peer,
+                max: self.max_connections,
             });
         }
         peer.open += 1;
         Ok(PeerConn {
-            peers: self.clone(),
+            slot: Slot {
+                peers: self.clone(),
+                key,
+                kind: SlotKind::Connection,
+            },
             ip,
         })
     }
 
-    /// Connections `ip` holds now.
+    /// Takes one of the request slots of `ip`'s peer for a request in flight, or refuses when
+    /// it has `--max-requests-per-peer` in flight already, over all its connections.
+    pub fn request(self: &Arc<Self>, ip: IpAddr) -> Result<PeerRequest, PeerFull> {
+        let key = self.key(ip);
+        let mut map = self.lock();
+        let peer = self.entry(&mut map, key);
+        if peer.requests >= self.max_requests {
+            return Err(PeerFull {
+                max: self.max_requests,
+            });
+        }
+        peer.requests += 1;
+        Ok(PeerRequest(Slot {
+            peers: self.clone(),
+            key,
+            kind: SlotKind::Request,
+        }))
+    }
+
+    /// Connections `ip`'s peer holds now.
     pub fn open(&self, ip: IpAddr) -> u64 {
-        self.lock().get(&ip).map_or(0, |p| p.open)
+        self.lock().get(&self.key(ip)).map_or(0, |p| p.open)
+    }
+
+    /// Requests `ip`'s peer has in flight now.
+    pub fn in_flight(&self, ip: IpAddr) -> u64 {
+        self.lock().get(&self.key(ip)).map_or(0, |p| p.requests)
     }
 
     /// Peers with an entry now (connected, or with a budget still refilling).
@@ -200,8 +318,9 @@ impl Peers {
         let rate = self.rates[budget as usize];
         let n = f64::from(n.max(1));
         let now = Instant::now();
+        let key = self.key(ip);
         let mut map = self.lock();
-        let bucket = &mut self.entry(&mut map, ip).buckets[budget as usize];
+        let bucket = &mut self.entry(&mut map, key).buckets[budget as usize];
         bucket.refill(rate, now);
         if bucket.tokens >= n {
             bucket.tokens -= n;
@@ -213,9 +332,46 @@ impl Peers {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+enum SlotKind {
+    Connection,
+    Request,
+}
+
+/// A slot a peer holds; dropping it gives the slot back, and forgets the peer when it then
+/// holds nothing and its buckets are full.
+struct Slot {
+    peers: Arc<Peers>,
+    key: PeerKey,
+    kind: SlotKind,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.peers.lock();
+        if let Some(peer) = map.get_mut(&self.key) {
+            let held = match self.kind {
+                SlotKind::Connection => &mut peer.open,
+                SlotKind::Request => &mut peer.requests,
+            };
+            *held = held.saturating_sub(1);
+            let now = Instant::now();
+            let idle_and_full = peer.holds_nothing()
+                && peer
+                    .buckets
+                    .iter()
+                    .zip(self.peers.rates)
+                    .all(|(b, rate)| b.is_full(rate, now));
+            if idle_and_full {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// One connection slot of a peer; dropping it gives the slot back.
 pub struct PeerConn {
-    peers: Arc<Peers>,
+    slot: Slot,
     ip: IpAddr,
 }
 
@@ -223,24 +379,21 @@ impl PeerConn {
     pub fn ip(&self) -> IpAddr {
         self.ip
     }
+
+    /// The peer it is charged to.
+    pub fn key(&self) -> PeerKey {
+        self.slot.key
+    }
 }
 
-impl Drop for PeerConn {
-    fn drop(&mut self) {
-        let mut map = self.peers.lock();
-        if let Some(peer) = map.get_mut(&self.ip) {
-            peer.open = peer.open.saturating_sub(1);
-            let now = Instant::now();
-            let idle_and_full = peer.open == 0
-                && peer
-                    .buckets
-                    .iter()
-                    .zip(self.peers.rates)
-                    .all(|(b, rate)| b.is_full(rate, now));
-            if idle_and_full {
-                map.remove(&self.ip);
-            }
-        }
+/// One request slot of a peer, held until the response body is done; dropping it gives the
+/// slot back.
+pub struct PeerRequest(Slot);
+
+impl PeerRequest {
+    /// The peer it is charged to.
+    pub fn key(&self) -> PeerKey {
+        self.0.key
     }
 }
 
@@ -259,9 +412,28 @@ mod tests {
         }
     }
 
+    /// Two connections and two requests per peer, IPv6 keyed by /64.
+    fn limits() -> PeerLimits {
+        PeerLimits {
+            connections: 2,
+            requests: 2,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
+            login: login(),
+            draw: DEFAULT_DRAW_RATE,
+        }
+    }
+
+    fn peers() -> Arc<Peers> {
+        Peers::new(limits())
+    }
+
+    fn v6(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn a_peer_holds_at_most_its_share_and_others_are_unaffected() {
-        let peers = Peers::new(2, login());
+        let peers = peers();
         let a1 = peers.connect(ip(1)).unwrap();
         let _a2 = peers.connect(ip(1)).unwrap();
         assert_eq!(peers.connect(ip(1)).err(), Some(PeerFull { max: 2 }));
@@ -272,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_closed_peer_with_full_buckets_leaves_no_entry() {
-        let peers = Peers::new(2, login());
+        let peers = peers();
         drop(peers.connect(ip(1)).unwrap());
         assert_eq!(peers.tracked(), 0);
         let conn = peers.connect(ip(1)).unwrap();
@@ -283,7 +455,7 @@ mod tests {
 
     #[test]
     fn budgets_are_per_peer_and_say_how_long_to_wait() {
-        let peers = Peers::new(2, login());
+        let peers = peers();
         for _ in 0..3 {
             peers.spend(ip(1), Budget::Login).unwrap();
         }
@@ -294,11 +466,79 @@ mod tests {
 
     #[test]
     fn idle_entries_are_bounded() {
-        let peers = Peers::new(2, login());
+        let peers = peers();
         for i in 0..(MAX_IDLE_PEERS as u32 * 2) {
             let addr = IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
             let _ = peers.spend(addr, Budget::Login);
         }
         assert!(peers.tracked() <= MAX_IDLE_PEERS, "{}", peers.tracked());
+    }
+
+    #[test]
+    fn an_ipv6_peer_is_its_64_and_an_ipv4_mapped_address_is_ipv4() {
+        let peers = peers();
+        let _a = peers.connect(v6("2001:db8:1:2::1")).unwrap();
+        let _b = peers
+            .connect(v6("2001:db8:1:2:ffff:ffff:ffff:fffe"))
+            .unwrap();
+        assert_eq!(
+            peers.connect(v6("2001:db8:1:2:dead:beef::7")).err(),
+            Some(PeerFull { max: 2 }),
+            "a third address of the same /64 is the same peer"
+        );
+        assert!(
+            peers.connect(v6("2001:db8:1:3::1")).is_ok(),
+            "the next /64 is another"
+        );
+        assert_eq!(
+            peers.key(v6("2001:db8:1:2:aaaa::9")).to_string(),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            peers.key(v6("::ffff:10.1.2.3")),
+            peers.key(IpAddr::from([10, 1, 2, 3]))
+        );
+    }
+
+    #[test]
+    fn the_prefix_is_configurable_down_to_one_address() {
+        let peers = Peers::new(PeerLimits {
+            ipv6_prefix: 128,
+            ..limits()
+        });
+        let _a = peers.connect(v6("2001:db8::1")).unwrap();
+        let _b = peers.connect(v6("2001:db8::1")).unwrap();
+        assert!(peers.connect(v6("2001:db8::2")).is_ok());
+        assert_eq!(peers.key(v6("2001:db8::2")).to_string(), "2001:db8::2");
+        let wide = Peers::new(PeerLimits {
+            ipv6_prefix: 48,
+            ..limits()
+        });
+        assert_eq!(
+            wide.key(v6("2001:db8:7:ffff::1")),
+            wide.key(v6("2001:db8:7::"))
+        );
+    }
+
+    #[test]
+    fn requests_in_flight_are_capped_per_peer_over_every_connection() {
+        let peers = peers();
+        let r1 = peers.request(ip(1)).unwrap();
+        let _r2 = peers.request(ip(1)).unwrap();
+        assert_eq!(peers.request(ip(1)).err(), Some(PeerFull { max: 2 }));
+        assert!(peers.request(ip(2)).is_ok(), "another peer is still served");
+        assert_eq!(peers.in_flight(ip(1)), 2);
+        drop(r1);
+        assert!(peers.request(ip(1)).is_ok());
+    }
+
+    #[test]
+    fn a_peer_with_requests_but_no_connection_is_kept_until_they_end() {
+        let peers = peers();
+        let request = peers.request(ip(1)).unwrap();
+        drop(peers.connect(ip(1)).unwrap());
+        assert_eq!(peers.tracked(), 1);
+        drop(request);
+        assert_eq!(peers.tracked(), 0);
     }
 }

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::feed::draw::{Batch, Draw};
 use crate::feed::{self, Feed};
 use crate::origin::OwnHosts;
-use crate::peers::{self, Budget, Peers};
+use crate::peers::{Budget, Peers};
 use crate::stats::Stats;
 use anyhow::Context as _;
 
@@ -106,17 +106,7 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 stats: Arc::new(Stats::new(config.max_connections)),
-                peers: Peers::with_rates(
-                    config.max_connections_per_peer(),
-                    peers::Rate {
-                        count: config.login_rate,
-                        per: std::time::Duration::from_secs(60),
-                    },
-                    peers::Rate {
-                        count: config.draw_rate,
-                        per: std::time::Duration::from_secs(1),
-                    },
-                ),
+                peers: Peers::new(config.peer_limits()),
                 diagnostics: Default::default(),
                 own_hosts: OwnHosts::build(
                     config.addr,

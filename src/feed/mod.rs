@@ -385,10 +385,12 @@ impl Subscription {
         self._guards.push(Box::new(guard));
     }
 
-    /// Reads at most `n` events per replay read from now on (at least one): a short poll
-    /// that answers `limit` events reads no more than that.
-    pub fn read_at_most(&mut self, n: usize) {
-        self.page.events = self.page.events.min(n.max(1));
+    /// Reads at most `events` events and `bytes` bytes (plus one event) per replay read
+    /// from now on (at least one event): a short poll that answers `limit` events, or one
+    /// answer's bytes, reads no more than that.
+    pub fn read_at_most(&mut self, events: usize, bytes: usize) {
+        self.page.events = self.page.events.min(events.max(1));
+        self.page.bytes = self.page.bytes.min(bytes.max(1));
     }
 
     /// The next event, waiting for it if needed. `None` once the server shuts down or the
@@ -1005,7 +1007,7 @@ mod tests {
             rooms(&["red", "lobby"]),
             CancellationToken::new(),
         );
-        s.read_at_most(3);
+        s.read_at_most(3, usize::MAX);
         s.ready().await;
         let mut ids = Vec::new();
         while let Some(e) = s.try_next() {

@@ -8,27 +8,35 @@ use std::sync::Arc;
 
 use crate::event::SharedEvent;
 use crate::feed::Subscription;
-use crate::http::{KillGuard, KillSwitch, events_json};
+use crate::http::{KillGuard, KillSwitch, MAX_ANSWER_BYTES, events_json};
 use crate::names::Transport;
 use crate::state::AppState;
 
-/// Up to `limit` events that are available now. `limit` bounds what is *read* too: at most
-/// one replay page of at most `limit` events comes from the store, so an old cursor with
+/// Adds to `events` what is available now, until the answer holds `limit` events or
+/// [`MAX_ANSWER_BYTES`] of them (so at most one event past that). Both bound what is *read*
+/// too: at most one replay page of what is left comes from the store, so an old cursor with
 /// `limit=1` costs one row, not the whole range (the answer's `next` says where to go on).
-pub async fn drain(sub: &mut Subscription, limit: usize) -> Vec<SharedEvent> {
-    if limit == 0 {
-        return Vec::new();
+pub async fn drain(sub: &mut Subscription, events: &mut Vec<SharedEvent>, limit: usize) {
+    let mut bytes = answer_bytes(events);
+    if events.len() >= limit || bytes >= MAX_ANSWER_BYTES {
+        return;
     }
-    sub.read_at_most(limit);
+    sub.read_at_most(limit - events.len(), MAX_ANSWER_BYTES - bytes);
     sub.ready().await;
-    let mut events = Vec::new();
-    while events.len() < limit {
+    while events.len() < limit && bytes < MAX_ANSWER_BYTES {
         match sub.try_next() {
-            Some(event) => events.push(event),
+            Some(event) => {
+                bytes += event.json.len() + 1;
+                events.push(event);
+            }
             None => break,
         }
     }
-    events
+}
+
+/// The bytes `events` take in an answer (each event's JSON and its comma).
+fn answer_bytes(events: &[SharedEvent]) -> usize {
+    events.iter().map(|e| e.json.len() + 1).sum()
 }
 
 /// `{"events":[…],"next":ID}`, the answer of both polling transports.

@@ -41,13 +41,14 @@ pub async fn handler(
     )
     .await?;
     let _open = app.stats().open(Transport::LongPoll);
-    let mut events = drain(&mut sub, limit).await;
+    let mut events = Vec::new();
+    drain(&mut sub, &mut events, limit).await;
     // Nothing yet: wait. `next` returns None at shutdown, which answers at once, empty.
     if events.is_empty()
         && let Ok(Some(first)) = tokio::time::timeout(Duration::from_secs(hold), sub.next()).await
     {
         events.push(first);
-        events.extend(drain(&mut sub, limit - 1).await);
+        drain(&mut sub, &mut events, limit).await;
     }
     // Killed while held (`next` ended with `Ended::Killed`) or while answering: either
     // way the guard was taken, and the connection is broken off.

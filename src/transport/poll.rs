@@ -32,7 +32,8 @@ pub async fn handler(
         kill,
     )
     .await?;
-    let events = drain(&mut sub, limit).await;
+    let mut events = Vec::new();
+    drain(&mut sub, &mut events, limit).await;
     Ok(answer_unless_killed(guard, || {
         batch_response(&app, Transport::Poll, &events, sub.position())
     }))

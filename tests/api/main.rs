@@ -18,6 +18,7 @@ mod diag_bounds;
 mod diagnostics;
 mod draw;
 mod durability;
+mod flow_control;
 mod iframe;
 mod input_edges;
 mod lan;

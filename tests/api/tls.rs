@@ -33,8 +33,8 @@ use crate::support::{Streaming, Watchdog, now_micros, tcp_from};
 const SECOND: Duration = Duration::from_secs(1);
 
 /// The real binary serving HTTPS on 127.0.0.1:0.
-struct TlsServer {
-    addr: SocketAddr,
+pub(crate) struct TlsServer {
+    pub(crate) addr: SocketAddr,
     /// The SHA-256 fingerprint it printed.
     fingerprint: String,
     _child: Child,
@@ -44,7 +44,7 @@ struct TlsServer {
 }
 
 impl TlsServer {
-    async fn start(args: &[&str]) -> TlsServer {
+    pub(crate) async fn start(args: &[&str]) -> TlsServer {
         let watchdog = Watchdog::arm();
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushpoll"))
             .args(["--addr", "127.0.0.1:0", "--db", ":memory:"])
@@ -79,13 +79,13 @@ impl TlsServer {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.addr)
     }
 
     /// A TLS connection from `127.0.0.N` offering `alpn`, trusting the server's certificate
     /// by its fingerprint; checks the protocol ALPN chose.
-    async fn tls_from(&self, n: u8, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+    pub(crate) async fn tls_from(&self, n: u8, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
         let tcp = tcp_from(n, self.addr).await;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(pinned(&self.fingerprint, alpn)));
         let name = ServerName::try_from("localhost").unwrap();
@@ -96,7 +96,7 @@ impl TlsServer {
 
     /// One HTTP/2 connection (ALPN `h2`) from `127.0.0.N`; every request sent on the
     /// returned handle is a stream of that connection.
-    async fn h2_from(&self, n: u8) -> http2::SendRequest<String> {
+    pub(crate) async fn h2_from(&self, n: u8) -> http2::SendRequest<String> {
         let io = TokioIo::new(self.tls_from(n, &[b"h2", b"http/1.1"]).await);
         let (send, conn) = http2::handshake(TokioExecutor::new(), io)
             .await
@@ -105,7 +105,7 @@ impl TlsServer {
         send
     }
 
-    async fn h2(&self) -> http2::SendRequest<String> {
+    pub(crate) async fn h2(&self) -> http2::SendRequest<String> {
         self.h2_from(1).await
     }
 
@@ -118,7 +118,7 @@ impl TlsServer {
     }
 
     /// A request for `path` (absolute URI: h2 sends it as `:scheme`/`:authority`/`:path`).
-    fn request(&self, method: &str, path: &str, body: String) -> hyper::Request<String> {
+    pub(crate) fn request(&self, method: &str, path: &str, body: String) -> hyper::Request<String> {
         hyper::Request::builder()
             .method(method)
             .uri(self.url(path))
@@ -127,7 +127,11 @@ impl TlsServer {
     }
 
     /// `GET path` over `h2`, answered `200` over HTTP/2, parsed as JSON.
-    async fn get_json(&self, h2: &mut http2::SendRequest<String>, path: &str) -> serde_json::Value {
+    pub(crate) async fn get_json(
+        &self,
+        h2: &mut http2::SendRequest<String>,
+        path: &str,
+    ) -> serde_json::Value {
         let res = h2
             .send_request(self.request("GET", path, String::new()))
             .await
@@ -156,7 +160,7 @@ fn chunks(body: Incoming) -> futures_util::stream::BoxStream<'static, Result<Byt
     .boxed()
 }
 
-async fn read_all(body: Incoming) -> Vec<u8> {
+pub(crate) async fn read_all(body: Incoming) -> Vec<u8> {
     let mut all = Vec::new();
     let mut chunks = chunks(body);
     while let Some(chunk) = chunks.next().await {
