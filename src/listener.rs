@@ -10,12 +10,14 @@
 //!   connection starts waiting for one: on a new connection and on an idle keep-alive one
 //!   alike (hyper's header-read timer; `axum::serve` sets no timer, so it has none). A head
 //!   larger than [`MAX_HEAD_BYTES`] is refused by hyper with `431`.
-//! - **Writing.** A connection whose writes stall (a peer that stopped reading a stream, a
-//!   long-poll answer or a WebSocket, or reads it a trickle at a time) is closed:
-//!   [`CountedStream`] arms a timer when the socket refuses bytes and disarms it only once
-//!   [`STALL_PROGRESS`] bytes (or everything the writer had) have left since, so the peer
-//!   must take 16 KiB every `--send-timeout`; it fails the write when the timer fires. One
-//!   rule for every transport, upgraded sockets included.
+//! - **Writing.** A connection whose writes make no progress for `--send-timeout` (a peer
+//!   that stopped reading a stream, a long-poll answer or a WebSocket) is closed:
+//!   [`CountedStream`] arms a timer whenever the socket refuses bytes and fails the write
+//!   when it fires. One rule for every transport, upgraded sockets included. The kernel
+//!   holds at most [`KERNEL_UNSENT`] bytes not yet sent (`TCP_NOTSENT_LOWAT`), so what a slow
+//!   reader has not taken waits in the server, where the answer caps bound it and the timer
+//!   sees it, not in a send buffer of up to 4 MiB that accepts writes while the peer reads a
+//!   trickle.
 //! - **HTTPS** (`--tls-…`, [`SecureServer`]). The same admission, then a TLS handshake within
 //!   `--header-timeout` under the same [`CountedStream`] (so the write-stall deadline sees the
 //!   TLS records), then HTTP/2 or HTTP/1.1 as ALPN chose. HTTP/1.1 keeps the rules above. For
@@ -116,6 +118,7 @@ pub async fn serve(
         };
         // Small frames (ticks, chat lines) should leave at once, not wait for Nagle.
         let _ = stream.set_nodelay(true);
+        hold_unsent_in_the_server(&stream);
         let peer = match admit(&stats, &peers, addr) {
             Ok(peer) => peer,
             Err(refusal) => {
@@ -140,7 +143,6 @@ pub async fn serve(
             _peer: peer,
             send_timeout: deadlines.send,
             stalled: None,
-            moved: 0,
         });
         if let Some(secure) = &secure {
             let secure = secure.clone();
@@ -169,6 +171,29 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// Lets the kernel keep at most [`KERNEL_UNSENT`] bytes of a connection that are not yet
+/// sent (`TCP_NOTSENT_LOWAT`, Linux 3.12): past it the socket refuses writes. Without it a
+/// peer that advertises a small window while it reads a trickle sees the kernel take up to
+/// its send buffer (`net.ipv4.tcp_wmem`'s maximum, 4 MiB by default) of answers, and the
+/// server's writes never wait, so the write deadline cannot see the stall. With it, the
+/// kernel holds 16 KiB beyond what the peer's window takes, and what waits is the server's
+/// (bounded) answer. Best effort: on failure the socket keeps the system default.
+fn hold_unsent_in_the_server(stream: &TcpStream) {
+    use std::os::fd::AsRawFd as _;
+    let lowat = KERNEL_UNSENT as libc::c_int;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local; the descriptor
+    // belongs to `stream`, which outlives the call.
+    let _ = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&lowat as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 /// Takes a connection slot in total and for the peer, or says which limit refused it.
@@ -217,23 +242,19 @@ async fn refuse(mut stream: TcpStream, refusal: ApiError) {
     .await;
 }
 
-/// Bytes a stalled connection must move before its write deadline is disarmed: one HTTP/2
-/// chunk ([`H2_CHUNK`]). A peer that reads a trickle (a byte, a segment now and then) keeps
-/// its writes "in progress" without ever taking what it asked for; it must take this much
-/// every `--send-timeout`, or all the writer had.
-pub const STALL_PROGRESS: usize = 16 * 1024;
+/// Bytes of a connection the kernel may hold not yet sent (`TCP_NOTSENT_LOWAT`): one HTTP/2
+/// chunk ([`H2_CHUNK`]).
+pub const KERNEL_UNSENT: usize = 16 * 1024;
 
 /// A TCP stream that holds its connection slots (counted out when dropped) and fails a
-/// write once it has stalled for `send_timeout` without moving [`STALL_PROGRESS`] bytes.
+/// write that has made no progress for `send_timeout`.
 pub struct CountedStream {
     stream: TcpStream,
     stats: Arc<Stats>,
     _peer: PeerConn,
     send_timeout: Duration,
-    /// Armed when the socket refuses bytes; disarmed once enough has moved since.
+    /// Armed when the socket refuses bytes; cleared by any progress.
     stalled: Option<Pin<Box<Sleep>>>,
-    /// Bytes written since the timer was armed.
-    moved: usize,
 }
 
 impl Drop for CountedStream {
@@ -243,64 +264,30 @@ impl Drop for CountedStream {
 }
 
 impl CountedStream {
-    /// Passes a write's result through (`wanted` is what the writer offered). A write that
-    /// takes all it was offered, or brings what moved since the stall to
-    /// [`STALL_PROGRESS`], disarms the timer; a partial one leaves it running.
-    fn watch_write(
+    /// Passes a write's result through, arming the stall timer while it is pending and
+    /// turning a stall past `send_timeout` into an error that closes the connection. With
+    /// [`KERNEL_UNSENT`] set on the socket, a refused write becomes writable again only
+    /// once less than half of it is unsent (Linux wakes a writer at `TCP_NOTSENT_LOWAT` / 2),
+    /// so progress means the peer took at least 8 KiB.
+    fn watch<T>(
         &mut self,
         cx: &mut Context<'_>,
-        polled: Poll<io::Result<usize>>,
-        wanted: usize,
-    ) -> Poll<io::Result<usize>> {
-        match &polled {
-            Poll::Ready(Ok(n)) => {
-                if self.stalled.is_some() {
-                    self.moved += n;
-                    if *n >= wanted || self.moved >= STALL_PROGRESS {
-                        self.disarm();
-                    }
-                }
-                polled
-            }
-            Poll::Ready(Err(_)) => {
-                self.disarm();
-                polled
-            }
-            Poll::Pending => self.wait(cx),
-        }
-    }
-
-    /// A flush or shutdown: done is done; pending waits under the same timer.
-    fn watch_done(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<()>>,
-    ) -> Poll<io::Result<()>> {
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
-            self.disarm();
+            self.stalled = None;
             return polled;
         }
-        self.wait(cx).map_ok(|_| ())
-    }
-
-    fn disarm(&mut self) {
-        self.stalled = None;
-        self.moved = 0;
-    }
-
-    /// The socket refused bytes: arms the timer if it is not running, and turns its expiry
-    /// into an error that closes the connection.
-    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let timeout = self.send_timeout;
         let timer = self
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         if timer.as_mut().poll(cx).is_ready() {
-            self.disarm();
+            self.stalled = None;
             self.stats.send_timed_out();
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "the peer has not taken 16 KiB within --send-timeout",
+                "the peer has not read for --send-timeout",
             )));
         }
         Poll::Pending
@@ -325,7 +312,7 @@ impl AsyncWrite for CountedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.watch_write(cx, polled, buf.len())
+        this.watch(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -335,8 +322,7 @@ impl AsyncWrite for CountedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        let wanted = bufs.iter().map(|b| b.len()).sum();
-        this.watch_write(cx, polled, wanted)
+        this.watch(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -346,13 +332,13 @@ impl AsyncWrite for CountedStream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_flush(cx);
-        this.watch_done(cx, polled)
+        this.watch(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_shutdown(cx);
-        this.watch_done(cx, polled)
+        this.watch(cx, polled)
     }
 }
 

@@ -261,3 +261,49 @@ async fn live_sessions_are_capped_with_503_and_a_logout_frees_a_place() {
     assert_eq!(status, 204);
     assert_eq!(login_elsewhere().await, 201, "a logout frees a place");
 }
+
+/// `POST /api/session` through a trusted proxy on 127.0.0.1 for the client `forwarded`.
+async fn login_as(app: &TestApp, forwarded: &str, nick: &str) -> u16 {
+    app.http
+        .post(app.url("/api/session"))
+        .header("x-forwarded-for", forwarded)
+        .json(&json!({ "nick": nick }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn chat_logins_from_one_ipv6_64_share_one_budget_and_another_64_is_served() {
+    let app = spawn_app(&["--trust-proxy", "127.0.0.1", "--login-rate", "5"]).await;
+    // 60 addresses of one /64, as a host that picks a new address for every login would.
+    let mut granted = 0;
+    for i in 1..=60 {
+        match login_as(&app, &format!("2001:db8:1:2::{i:x}"), &format!("v6n{i}")).await {
+            201 => granted += 1,
+            429 => {}
+            other => panic!("login {i}: {other}"),
+        }
+    }
+    assert_eq!(granted, 5, "the /64 has one budget of 5 a minute");
+    // Another /64, and an IPv4 client, each have their own.
+    assert_eq!(login_as(&app, "2001:db8:1:3::1", "nextnet").await, 201);
+    assert_eq!(login_as(&app, "192.0.2.7", "four").await, 201);
+
+    // Keyed by whole address (--ipv6-prefix 128), each address has its own budget again.
+    let apart = spawn_app(&[
+        "--trust-proxy",
+        "127.0.0.1",
+        "--login-rate",
+        "5",
+        "--ipv6-prefix",
+        "128",
+    ])
+    .await;
+    for i in 1..=10 {
+        let status = login_as(&apart, &format!("2001:db8:1:2::{i:x}"), &format!("w{i}")).await;
+        assert_eq!(status, 201, "login {i}");
+    }
+}

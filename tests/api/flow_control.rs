@@ -279,3 +279,50 @@ async fn an_http2_request_whose_host_names_another_server_is_refused() {
         "the same name in another case → 200"
     );
 }
+
+#[tokio::test]
+async fn a_reader_that_takes_a_trickle_is_cut_after_the_send_timeout() {
+    let app = crate::support::spawn_app(&["--send-timeout", "2s", "--rate-limit", "1000000"]).await;
+    // 100 messages of 8,000 bytes: a replay from the start has ~800 KB to send.
+    let cookie = app.login("big").await;
+    let text = "🦀".repeat(2000);
+    for _ in 0..100 {
+        assert_eq!(app.say(&cookie, "lobby", &text).await.0, 201);
+    }
+    let before = app.stats().await.connections.send_timeouts;
+    // A small receive buffer, read 1 KiB every 200 ms. Without TCP_NOTSENT_LOWAT the
+    // kernel's send buffer (up to 4 MiB) took the whole replay and the server's writes never
+    // waited: the stream stayed open. With it, the server's writes wait for the peer, which
+    // takes a few KiB at a time with pauses past --send-timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(app.addr).await.expect("connect");
+    let head = format!(
+        "GET /sse/chat?after=0 HTTP/1.1\r\nHost: {}\r\n\r\n",
+        app.addr
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut scratch = [0u8; 1024];
+    let mut taken = 0usize;
+    let closed = loop {
+        assert!(
+            started.elapsed() < 30 * SECOND,
+            "a trickle reader ({taken} bytes in 30 s) kept its stream"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match tokio::time::timeout(SECOND, stream.read(&mut scratch)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break started.elapsed(),
+            Ok(Ok(n)) => taken += n,
+            Err(_) => {}
+        }
+    };
+    // Closed once the buffers filled and a write waited 2 s; what is still in this
+    // socket's buffer is read first, a KiB at a time.
+    assert!(
+        closed < 20 * SECOND,
+        "closed after {closed:?}, {taken} bytes taken"
+    );
+    assert!(app.stats().await.connections.send_timeouts > before);
+    app.another_peer_is_served().await;
+}
