@@ -27,7 +27,9 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("sign in first: POST /api/session {{\"nick\":\"…\"}}")]
     Unauthorized,
-    #[error("the nick {0:?} is taken by someone online")]
+    #[error(
+        "the nick {0:?} is taken by someone online, or looks like one that is (case, or look-alike letters: Unicode UTS #39)"
+    )]
     NickTaken(String),
     #[error("nobody called {0:?} is online")]
     UnknownUser(String),

@@ -11,7 +11,9 @@ pub enum ChatError {
     /// No live session (never signed in, logged out, or idled out).
     #[error("sign in first: POST /api/session {{\"nick\":\"…\"}}")]
     SignedOut,
-    #[error("the nick {0:?} is taken by someone online")]
+    #[error(
+        "the nick {0:?} is taken by someone online, or looks like one that is (case, or look-alike letters: Unicode UTS #39)"
+    )]
     NickTaken(String),
     #[error("nobody called {0:?} is online")]
     UnknownUser(String),

@@ -23,7 +23,7 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use super::ChatError;
-use super::name::Nick;
+use super::name::{Nick, look_alike_keys};
 use crate::cluster::Redis;
 use crate::cluster::sessions::{Created, Renamed, Spent};
 pub use crate::store::{SessionStore, StoredSession};
@@ -117,8 +117,32 @@ pub struct Sessions {
 struct Inner {
     /// Embedded: every live session. Cluster: the sessions this node's clients used.
     by_id: HashMap<u64, Entry>,
-    /// Embedded only: nick (lowercased) → session.
+    /// Embedded only: each key of a held nick ([`super::name::look_alike_keys`]) →
+    /// the session holding it.
     by_nick: HashMap<String, u64>,
+}
+
+impl Inner {
+    /// The session other than `id` that holds a nick looking like one with `keys`.
+    fn held_by_other(&self, keys: &[String], id: Option<u64>) -> Option<u64> {
+        keys.iter()
+            .filter_map(|k| self.by_nick.get(k).copied())
+            .find(|holder| Some(*holder) != id)
+    }
+
+    fn hold(&mut self, nick: &str, id: u64) {
+        for key in look_alike_keys(nick) {
+            self.by_nick.insert(key, id);
+        }
+    }
+
+    fn release(&mut self, nick: &str, id: u64) {
+        for key in look_alike_keys(nick) {
+            if self.by_nick.get(&key) == Some(&id) {
+                self.by_nick.remove(&key);
+            }
+        }
+    }
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -207,7 +231,7 @@ impl Sessions {
                         if age >= idle {
                             continue;
                         }
-                        inner.by_nick.insert(s.nick.to_lowercase(), s.id);
+                        inner.hold(&s.nick, s.id);
                         inner.by_id.insert(
                             s.id,
                             Entry {
@@ -272,7 +296,7 @@ impl Sessions {
             loop {
                 let id = random_id();
                 match redis
-                    .create_session(id, nick.as_str(), &nick.key(), max_sessions, self.idle)
+                    .create_session(id, nick.as_str(), &nick.keys(), max_sessions, self.idle)
                     .await?
                 {
                     Created::Ok => {
@@ -287,7 +311,7 @@ impl Sessions {
         }
         let session = {
             let mut inner = self.lock();
-            if inner.by_nick.contains_key(&nick.key()) {
+            if inner.held_by_other(&nick.keys(), None).is_some() {
                 return Err(ChatError::NickTaken(nick.into()));
             }
             if inner.by_id.len() as u64 >= max_sessions {
@@ -298,7 +322,7 @@ impl Sessions {
                 id = random_id();
             }
             let session = Session::new(id, nick.as_str());
-            inner.by_nick.insert(nick.key(), id);
+            inner.hold(nick.as_str(), id);
             inner.by_id.insert(
                 id,
                 Entry {
@@ -399,17 +423,18 @@ impl Sessions {
     }
 
     /// The session currently holding `nick`, if it is online.
+    /// The nick is matched as the nick rule does: whoever holds a nick that looks like it.
     pub async fn by_nick(&self, nick: &str) -> Result<Option<Session>, ChatError> {
-        let lower = nick.to_lowercase();
+        let keys = look_alike_keys(nick);
         if let Backend::Cluster(redis) = &self.backend {
             return Ok(redis
-                .session_by_nick(&lower, self.idle)
+                .session_by_nick(&keys, self.idle)
                 .await?
                 .map(|(id, nick)| self.remember(id, &nick)));
         }
         let inner = self.lock();
-        let id = inner.by_nick.get(&lower);
-        Ok(id.and_then(|id| inner.by_id.get(id).map(|e| e.session.clone())))
+        let id = inner.held_by_other(&keys, None);
+        Ok(id.and_then(|id| inner.by_id.get(&id).map(|e| e.session.clone())))
     }
 
     /// Counts one message against the rate limit (over every node in a cluster); `what`
@@ -458,7 +483,7 @@ impl Sessions {
     pub async fn rename(&self, id: u64, nick: Nick) -> Result<String, ChatError> {
         if let Backend::Cluster(redis) = &self.backend {
             return match redis
-                .rename_session(id, nick.as_str(), &nick.key(), self.idle)
+                .rename_session(id, nick.as_str(), &nick.keys(), self.idle)
                 .await?
             {
                 Renamed::Ok(old) => {
@@ -471,11 +496,7 @@ impl Sessions {
         }
         let old = {
             let mut inner = self.lock();
-            if inner
-                .by_nick
-                .get(&nick.key())
-                .is_some_and(|holder| *holder != id)
-            {
+            if inner.held_by_other(&nick.keys(), Some(id)).is_some() {
                 return Err(ChatError::NickTaken(nick.into()));
             }
             let Some(entry) = inner.by_id.get_mut(&id) else {
@@ -483,8 +504,8 @@ impl Sessions {
             };
             let old = std::mem::replace(&mut entry.session.nick, nick.as_str().to_string());
             entry.last_active = Instant::now();
-            inner.by_nick.remove(&old.to_lowercase());
-            inner.by_nick.insert(nick.key(), id);
+            inner.release(&old, id);
+            inner.hold(nick.as_str(), id);
             old
         };
         let stored = StoredSession {
@@ -514,7 +535,7 @@ impl Sessions {
     pub fn end_here(&self, id: u64, reason: EndReason) -> Option<Session> {
         let mut inner = self.lock();
         let entry = inner.by_id.remove(&id)?;
-        inner.by_nick.remove(&entry.session.nick.to_lowercase());
+        inner.release(&entry.session.nick, id);
         drop(inner);
         entry.session.finish(reason);
         Some(entry.session)

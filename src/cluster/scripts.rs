@@ -65,15 +65,27 @@ local function gone(room, sid, ts, floor, maxlen)
   end
   return 1
 end
+-- A nick's look-alike keys, newline-separated (one, for a session made before they were).
+local function keys_of(joined)
+  local keys = {}
+  for key in string.gmatch(joined or '', '[^\n]+') do keys[#keys + 1] = key end
+  return keys
+end
+-- Frees the keys `joined` that session `id` holds.
+local function release(id, joined)
+  for _, key in ipairs(keys_of(joined)) do
+    if redis.call('HGET', p .. 'nicks', key) == id then
+      redis.call('HDEL', p .. 'nicks', key)
+    end
+  end
+end
 -- Ends a session: frees its nick and tells every node (channel `control`).
 local function end_session(id, reason)
   local s = redis.call('HMGET', p .. 's:' .. id, 'nick', 'lower')
   if not s[1] then return false end
   redis.call('DEL', p .. 's:' .. id, p .. 'r:' .. id)
   redis.call('ZREM', p .. 'seen', id)
-  if redis.call('HGET', p .. 'nicks', s[2]) == id then
-    redis.call('HDEL', p .. 'nicks', s[2])
-  end
+  release(id, s[2])
   redis.call('PUBLISH', p .. 'control', 'end ' .. id .. ' ' .. reason)
   return s[1]
 end
@@ -103,6 +115,21 @@ local function live(id, now, idle)
   end
   return true
 end
+-- The live session other than `id` holding one of the keys `joined`, if any; a key whose
+-- holder is not live is freed.
+local function holder_of(joined, id, now, idle)
+  for _, key in ipairs(keys_of(joined)) do
+    local holder = redis.call('HGET', p .. 'nicks', key)
+    if holder and holder ~= id then
+      if live(holder, now, idle) then return holder end
+      redis.call('HDEL', p .. 'nicks', key)
+    end
+  end
+  return false
+end
+local function claim(id, joined)
+  for _, key in ipairs(keys_of(joined)) do redis.call('HSET', p .. 'nicks', key, id) end
+end
 "#
     };
 }
@@ -115,19 +142,18 @@ return append(tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], to
 "#
 );
 
-/// ARGV: prefix, id, nick, lower, max sessions, idle ms → 'ok' | 'taken' | 'full' | 'dup'.
+/// ARGV: prefix, id, nick, look-alike keys (newline-separated), max sessions, idle ms →
+/// 'ok' | 'taken' | 'full' | 'dup'.
 pub const SESSION_CREATE: &str = concat!(
     prelude!(),
     r#"
-local id, nick, lower, max, idle = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local id, nick, keys, max, idle = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = now_ms()
-local holder = redis.call('HGET', p .. 'nicks', lower)
-if holder and live(holder, now, idle) then return 'taken' end
-if holder then redis.call('HDEL', p .. 'nicks', lower) end
+if holder_of(keys, id, now, idle) then return 'taken' end
 if redis.call('ZCOUNT', p .. 'seen', '(' .. (now - idle), '+inf') >= max then return 'full' end
 if redis.call('EXISTS', p .. 's:' .. id) == 1 then return 'dup' end
-redis.call('HSET', p .. 's:' .. id, 'nick', nick, 'lower', lower)
-redis.call('HSET', p .. 'nicks', lower, id)
+redis.call('HSET', p .. 's:' .. id, 'nick', nick, 'lower', keys)
+claim(id, keys)
 redis.call('ZADD', p .. 'seen', now, id)
 return 'ok'
 "#
@@ -142,12 +168,13 @@ return redis.call('HGET', p .. 's:' .. ARGV[2], 'nick')
 "#
 );
 
-/// ARGV: prefix, lower nick, idle ms → {id, nick} of the live session holding it, or nil.
+/// ARGV: prefix, look-alike keys (newline-separated), idle ms → {id, nick} of the live
+/// session holding a nick with one of them, or nil.
 pub const SESSION_BY_NICK: &str = concat!(
     prelude!(),
     r#"
-local holder = redis.call('HGET', p .. 'nicks', ARGV[2])
-if not holder or not live(holder, now_ms(), tonumber(ARGV[3])) then return false end
+local holder = holder_of(ARGV[2], '', now_ms(), tonumber(ARGV[3]))
+if not holder then return false end
 return {holder, redis.call('HGET', p .. 's:' .. holder, 'nick')}
 "#
 );
@@ -163,21 +190,19 @@ return spend(id, now, limit, window)
 "#
 );
 
-/// ARGV: prefix, id, nick, lower, idle ms → {'ok', old nick} | {'taken'} | {'out'}.
+/// ARGV: prefix, id, nick, look-alike keys (newline-separated), idle ms → {'ok', old nick} |
+/// {'taken'} | {'out'}.
 pub const SESSION_RENAME: &str = concat!(
     prelude!(),
     r#"
-local id, nick, lower, idle = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local id, nick, keys, idle = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local now = now_ms()
 if not live(id, now, idle) then return {'out'} end
-local holder = redis.call('HGET', p .. 'nicks', lower)
-if holder and holder ~= id and live(holder, now, idle) then return {'taken'} end
+if holder_of(keys, id, now, idle) then return {'taken'} end
 local old = redis.call('HMGET', p .. 's:' .. id, 'nick', 'lower')
-if redis.call('HGET', p .. 'nicks', old[2]) == id then
-  redis.call('HDEL', p .. 'nicks', old[2])
-end
-redis.call('HSET', p .. 'nicks', lower, id)
-redis.call('HSET', p .. 's:' .. id, 'nick', nick, 'lower', lower)
+release(id, old[2])
+claim(id, keys)
+redis.call('HSET', p .. 's:' .. id, 'nick', nick, 'lower', keys)
 redis.call('ZADD', p .. 'seen', now, id)
 for _, room in ipairs(redis.call('SMEMBERS', p .. 'sr:' .. id)) do
   if redis.call('HEXISTS', p .. 'pr:' .. room, id) == 1 then

@@ -1,5 +1,6 @@
-//! Sessions in Redis, shared by every node: `s:ID` (nick, lowercased nick), `nicks` (lowercased
-//! nick → id: the nick rule), `seen` (id → last activity in ms, Redis's clock: the idle
+//! Sessions in Redis, shared by every node: `s:ID` (nick, and in `lower` its look-alike keys,
+//! newline-separated), `nicks` (each key of a held nick → id: the nick rule, see
+//! `chat::name::look_alike_keys`), `seen` (id → last activity in ms, Redis's clock: the idle
 //! timeout and the count of live sessions), `r:ID` (the send times of the rate limit's
 //! window). A session whose last activity is `idle` old is ended by whichever node looks at
 //! it first; an ended session is announced on `control`, so every node closes its streams.
@@ -36,7 +37,7 @@ impl Redis {
         &self,
         id: u64,
         nick: &str,
-        lower: &str,
+        keys: &[String],
         max: u64,
         idle: Duration,
     ) -> Result<Created, RedisError> {
@@ -46,7 +47,7 @@ impl Redis {
             .arg(self.prefix())
             .arg(id)
             .arg(nick)
-            .arg(lower)
+            .arg(keys.join("\n"))
             .arg(max)
             .arg(ms(idle))
             .invoke_async(&mut self.conn())
@@ -71,17 +72,17 @@ impl Redis {
             .await?)
     }
 
-    /// The live session holding `lower` (a lowercased nick): its id and nick.
+    /// The live session holding a nick with one of `keys`: its id and nick.
     pub async fn session_by_nick(
         &self,
-        lower: &str,
+        keys: &[String],
         idle: Duration,
     ) -> Result<Option<(u64, String)>, RedisError> {
         Ok(self
             .scripts
             .session_by_nick
             .arg(self.prefix())
-            .arg(lower)
+            .arg(keys.join("\n"))
             .arg(ms(idle))
             .invoke_async(&mut self.conn())
             .await?)
@@ -117,7 +118,7 @@ impl Redis {
         &self,
         id: u64,
         nick: &str,
-        lower: &str,
+        keys: &[String],
         idle: Duration,
     ) -> Result<Renamed, RedisError> {
         let answer: Vec<String> = self
@@ -126,7 +127,7 @@ impl Redis {
             .arg(self.prefix())
             .arg(id)
             .arg(nick)
-            .arg(lower)
+            .arg(keys.join("\n"))
             .arg(ms(idle))
             .invoke_async(&mut self.conn())
             .await?;

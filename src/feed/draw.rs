@@ -43,8 +43,10 @@ pub struct StrokeIn {
     pub points: Vec<u32>,
 }
 
-/// What a client sends: `{"strokes":[…]}` (the WebSocket frame adds `"type":"draw"`).
+/// What a client sends: `{"strokes":[…]}` (the WebSocket frame adds `"type":"draw"`); any
+/// other field is refused, as in a stroke.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Batch {
     pub strokes: Vec<StrokeIn>,
 }

@@ -47,7 +47,7 @@ export const frames = {
 export function explain(code, message, { retryAfter = null, nick = '', to = '' } = {}) {
   switch (code) {
     case 'nick_taken':
-      return `The nick “${nick}” is taken by someone online; pick another.`;
+      return `The nick “${nick}” is taken by someone online, or looks like one that is; pick another.`;
     case 'invalid_nick':
       return 'A nick is 1–24 letters, digits, “_”, “-” or “.” (no spaces).';
     case 'invalid_room':

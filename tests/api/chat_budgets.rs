@@ -307,3 +307,32 @@ async fn chat_logins_from_one_ipv6_64_share_one_budget_and_another_64_is_served(
         assert_eq!(status, 201, "login {i}");
     }
 }
+
+#[tokio::test]
+async fn chat_a_look_alike_nick_is_refused_while_the_nick_it_imitates_is_online() {
+    let app = spawn_app(&[]).await;
+    let alice = app.login("alice").await;
+    let post = |nick: &'static str| {
+        let app = &app;
+        async move {
+            let (status, body, _) = app
+                .send_json(Method::POST, "/api/session", None, json!({ "nick": nick }))
+                .await;
+            (status, body["error"]["code"].clone())
+        }
+    };
+    // Cyrillic а, capital i for l, digit one for l, full width, case.
+    for nick in ["\u{430}lice", "AIice", "a1ice", "\u{ff41}lice", "ALICE"] {
+        assert_eq!(post(nick).await, (409, json!("nick_taken")), "{nick:?}");
+    }
+    // A rename to a look-alike is refused too; a different nick is not.
+    let bob = app.login("bob").await;
+    assert_eq!(patch_nick(&app, &bob, "\u{430}lice").await.0, 409);
+    assert_eq!(patch_nick(&app, &bob, "alicia").await.0, 200);
+    // Once alice leaves, the look-alike is free.
+    let (status, _, _) = app
+        .send_json(Method::DELETE, "/api/session", Some(&alice), json!({}))
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(post("\u{430}lice").await.0, 201);
+}

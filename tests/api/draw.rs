@@ -134,6 +134,10 @@ async fn bad_strokes_get_the_contract_errors_over_http_and_on_the_socket() {
             "bad_json",
         ),
         (json!({ "strokes": "no" }), "bad_json"),
+        (
+            json!({ "strokes": [stroke("#000000", &[1, 1])], "room": "lobby" }),
+            "bad_json",
+        ),
     ] {
         let (status, answer) = post(&app, body.clone()).await;
         assert_eq!(status, 400, "{body} → {answer}");
@@ -157,6 +161,10 @@ async fn bad_strokes_get_the_contract_errors_over_http_and_on_the_socket() {
         (
             json!({ "type": "draw", "strokes": [stroke("#12345", &[1, 1])] }).to_string(),
             "invalid_stroke",
+        ),
+        (
+            json!({ "type": "draw", "strokes": [stroke("#123456", &[1, 1])], "x": 1 }).to_string(),
+            "bad_json",
         ),
     ] {
         ws.send(Message::Text(frame.clone().into())).await.unwrap();
