@@ -22,6 +22,7 @@ mod iframe;
 mod input_edges;
 mod lan;
 mod logs;
+mod operator;
 mod proxy;
 mod redis_harness;
 mod resume;
