@@ -349,8 +349,8 @@ async fn from_another_machine_a_tag_reads_and_kills_only_that_machines_requests(
             )
         })
         .await;
-    assert_eq!(under_teachers, [student.clone()]);
-    assert_eq!(under_own, [student.clone()]);
+    assert_eq!(under_teachers, std::slice::from_ref(&student));
+    assert_eq!(under_own, std::slice::from_ref(&student));
     // The operator sees both machines under the tag.
     let l = local.clone();
     let all: BTreeSet<String> = lan
@@ -560,4 +560,157 @@ async fn a_proxy_on_this_machine_that_is_not_trusted_does_not_make_its_clients_t
     assert_eq!(status, 200);
     let res = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// One request on a connection of its own (`Connection: close`), over `tls` if given: the
+/// whole answer as text.
+async fn exchange(
+    server: SocketAddr,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    request: String,
+) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let tcp = tokio::net::TcpStream::connect(server).await.unwrap();
+    let mut answer = Vec::new();
+    match tls {
+        None => {
+            let mut tcp = tcp;
+            tcp.write_all(request.as_bytes()).await.unwrap();
+            tcp.read_to_end(&mut answer).await.unwrap();
+        }
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::IpAddress(server.ip().into());
+            let mut tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .expect("TLS handshake");
+            tls.write_all(request.as_bytes()).await.unwrap();
+            // The server may close without close_notify once it has answered.
+            let _ = tls.read_to_end(&mut answer).await;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// An HTTP/1.1 request for `server`, with a session `cookie` and a JSON `body` if given.
+fn request(
+    method: &str,
+    path: &str,
+    server: SocketAddr,
+    cookie: Option<&str>,
+    body: Option<Value>,
+) -> String {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n");
+    if let Some(cookie) = cookie {
+        head.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    format!("{head}Content-Length: {}\r\n\r\n{body}", body.len())
+}
+
+/// The `name=value` of an answer's `Set-Cookie`.
+fn cookie_of(answer: &str) -> String {
+    answer
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or(l.strip_prefix("Set-Cookie: "))
+        })
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no Set-Cookie in {answer}"))
+        .to_string()
+}
+
+const WHISPER: &str = "psst-the-answer-is-42";
+
+/// On the link while, from the client namespace, alice and bob sign in, bob polls, alice
+/// whispers to bob and bob's tagged poll reads it: what crossed the link, alice's cookie,
+/// and the tag.
+async fn sniffed(
+    lan: &Lan,
+    server: SocketAddr,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> (Vec<u8>, String) {
+    let capture = lan.server.capture();
+    let alice = lan
+        .client
+        .run(async move {
+            let login = |nick: &str| {
+                request(
+                    "POST",
+                    "/api/session",
+                    server,
+                    None,
+                    Some(json!({ "nick": nick })),
+                )
+            };
+            let alice = cookie_of(&exchange(server, tls.clone(), login("alice")).await);
+            let bob = cookie_of(&exchange(server, tls.clone(), login("bob")).await);
+            let poll = |path: &str| request("GET", path, server, Some(&bob), None);
+            exchange(server, tls.clone(), poll("/poll/chat?rooms=lobby")).await;
+            let whisper = json!({ "to": "bob", "text": WHISPER });
+            let path = "/api/chat/messages";
+            let sent = exchange(
+                server,
+                tls.clone(),
+                request("POST", path, server, Some(&alice), Some(whisper)),
+            )
+            .await;
+            assert!(sent.starts_with("HTTP/1.1 201"), "{sent}");
+            let read = exchange(
+                server,
+                tls,
+                poll(&format!("/poll/chat?rooms=lobby&after=0&tag={STUDENT_TAG}")),
+            )
+            .await;
+            assert!(read.contains(WHISPER), "bob reads the whisper: {read}");
+            alice
+        })
+        .await;
+    (capture.stop(), alice)
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    pushpoll::wire::find(haystack, needle.as_bytes()).is_some()
+}
+
+#[tokio::test]
+async fn over_plain_http_a_sniffer_on_the_link_reads_cookies_whispers_and_tags_and_over_tls_none() {
+    let _watchdog = Watchdog::arm();
+    let Some(lan) = Lan::create() else {
+        return;
+    };
+    let (_plain, printed) = start(pushpoll_in(&lan.server, &["--addr", "0.0.0.0:0"])).await;
+    let (_, addr) = pushpoll::spawn::url_in(&printed[0]).unwrap();
+    let server = SocketAddr::from((SERVER_IP, addr.port()));
+    let (seen, alice) = sniffed(&lan, server, None).await;
+    assert!(holds(&seen, &alice), "the session cookie crosses the link");
+    assert!(holds(&seen, WHISPER), "the whisper crosses the link");
+    assert!(holds(&seen, STUDENT_TAG), "the tag crosses the link");
+
+    let (_tls, printed) = start(pushpoll_in(
+        &lan.server,
+        &["--addr", "0.0.0.0:0", "--tls-self-signed"],
+    ))
+    .await;
+    let (_, addr) = pushpoll::spawn::url_in(&printed[0]).unwrap();
+    let fingerprint = printed
+        .iter()
+        .find_map(|l| l.split_once("SHA-256 fingerprint "))
+        .map(|(_, f)| f.trim().to_string())
+        .unwrap_or_else(|| panic!("no fingerprint in {printed:?}"));
+    let config = crate::tls::pinned(&fingerprint, &[b"http/1.1"]);
+    let server = SocketAddr::from((SERVER_IP, addr.port()));
+    let (seen, alice) = sniffed(&lan, server, Some(std::sync::Arc::new(config))).await;
+    assert!(
+        seen.len() > 4096,
+        "the capture saw the exchanges: {} bytes",
+        seen.len()
+    );
+    assert!(!holds(&seen, &alice), "a cookie in the clear over TLS");
+    assert!(!holds(&seen, WHISPER), "a whisper in the clear over TLS");
+    assert!(!holds(&seen, STUDENT_TAG), "a tag in the clear over TLS");
 }

@@ -261,3 +261,118 @@ impl Drop for Netns {
         let _ = ip(&["netns", "del", &self.name]);
     }
 }
+
+/// What a sniffer on the link sees: every frame that crosses [`LINK`] in one namespace (both
+/// directions), read by a raw packet socket (`AF_PACKET`) until [`Capture::stop`].
+pub struct Capture {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<u8>>,
+}
+
+/// The most a capture keeps: far more than a test's few requests.
+const CAPTURE_BYTES: usize = 64 << 20;
+
+impl Netns {
+    /// Starts capturing on [`LINK`]; returns once the socket listens, so nothing sent after
+    /// this call is missed.
+    pub fn capture(&self) -> Capture {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let stopping = stop.clone();
+        let thread = self.thread(move || {
+            let socket = match packet_socket(LINK) {
+                Ok(socket) => socket,
+                Err(e) => panic!("a packet socket on {LINK}: {e}"),
+            };
+            let _ = ready_tx.send(());
+            let mut seen = Vec::new();
+            let mut frame = vec![0u8; 65536];
+            while !stopping.load(Ordering::Acquire) && seen.len() < CAPTURE_BYTES {
+                // SAFETY: recv(2) into a buffer we own, of its length; the socket has a
+                // receive timeout, so the loop sees `stop` at least every 50 ms.
+                let n = unsafe {
+                    libc::recv(
+                        socket.as_raw_fd(),
+                        frame.as_mut_ptr().cast(),
+                        frame.len(),
+                        0,
+                    )
+                };
+                if n > 0 {
+                    seen.extend_from_slice(&frame[..n as usize]);
+                }
+            }
+            seen
+        });
+        ready_rx
+            .recv()
+            .expect("the capture thread opens its socket");
+        Capture { stop, thread }
+    }
+}
+
+impl Capture {
+    /// Everything captured so far, frames one after another (headers included).
+    pub fn stop(self) -> Vec<u8> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        match self.thread.join() {
+            Ok(seen) => seen,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// A raw `AF_PACKET` socket bound to the interface `name` of the calling thread's namespace,
+/// receiving every protocol, with a 50 ms receive timeout.
+fn packet_socket(name: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    let all = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(all)) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nobody else owns.
+    let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let cname = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if index == 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a zeroed sockaddr_ll is valid; we fill the fields bind(2) reads.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = all;
+    addr.sll_ifindex = index as i32;
+    // SAFETY: bind(2) with a sockaddr_ll of the size given.
+    let bound = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if bound != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let timeout = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 50_000,
+    };
+    // SAFETY: setsockopt(2) with a timeval of the size given.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const timeout).cast(),
+            size_of::<libc::timeval>() as u32,
+        )
+    };
+    if set != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(socket)
+}
