@@ -216,12 +216,12 @@ impl Gate {
     /// The refusal for a [`Caller::Client`] on an endpoint that is the operator's only.
     pub fn refusal(&self) -> ApiError {
         ApiError::OperatorOnly(if self.token.is_some() {
-            "only this machine (a loopback address) or a request with the operator token \
-             (Authorization: Bearer TOKEN) may read this"
+            "only loopback clients (this machine at 127.0.0.1, localhost or [::1]) or requests \
+             with the operator token (Authorization: Bearer TOKEN) may read this"
                 .into()
         } else {
-            "only this machine (a loopback address) may read this; to let another machine, \
-             start the server with --operator-token-file PATH and send \
+            "only loopback clients (this machine at 127.0.0.1, localhost or [::1]) may read \
+             this; to let others, start the server with --operator-token-file PATH and send \
              Authorization: Bearer TOKEN"
                 .into()
         })

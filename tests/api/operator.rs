@@ -627,8 +627,8 @@ fn cookie_of(answer: &str) -> String {
 const WHISPER: &str = "psst-the-answer-is-42";
 
 /// On the link while, from the client namespace, alice and bob sign in, bob polls, alice
-/// whispers to bob and bob's tagged poll reads it: what crossed the link, alice's cookie,
-/// and the tag.
+/// whispers to bob, bob's tagged poll reads it and a request carries an operator token: what
+/// crossed the link, and alice's cookie.
 async fn sniffed(
     lan: &Lan,
     server: SocketAddr,
@@ -662,15 +662,42 @@ async fn sniffed(
             assert!(sent.starts_with("HTTP/1.1 201"), "{sent}");
             let read = exchange(
                 server,
-                tls,
+                tls.clone(),
                 poll(&format!("/poll/chat?rooms=lobby&after=0&tag={STUDENT_TAG}")),
             )
             .await;
             assert!(read.contains(WHISPER), "bob reads the whisper: {read}");
+            // And an operator's token, sent from this machine.
+            let stats = request("GET", "/api/stats", server, None, None).replacen(
+                "Connection: close\r\n",
+                &format!("Connection: close\r\nAuthorization: Bearer {TOKEN}\r\n"),
+                1,
+            );
+            exchange(server, tls, stats).await;
             alice
         })
         .await;
     (capture.stop(), alice)
+}
+
+/// The first `pushpoll_session=…` cookie in `captured` that is `expected` (the copy a sniffer
+/// makes, read from the frames rather than from the answer).
+fn copied_cookie(captured: &[u8], expected: &str) -> String {
+    let name = format!("{}=", pushpoll::chat::session::COOKIE);
+    let mut rest = captured;
+    while let Some(at) = pushpoll::wire::find(rest, name.as_bytes()) {
+        let value: Vec<u8> = rest[at..]
+            .iter()
+            .copied()
+            .take_while(|b| !b";\r\n ".contains(b))
+            .collect();
+        let value = String::from_utf8_lossy(&value).into_owned();
+        if value == expected {
+            return value;
+        }
+        rest = &rest[at + name.len()..];
+    }
+    panic!("{expected} is not in the capture")
 }
 
 fn holds(haystack: &[u8], needle: &str) -> bool {
@@ -678,7 +705,8 @@ fn holds(haystack: &[u8], needle: &str) -> bool {
 }
 
 #[tokio::test]
-async fn over_plain_http_a_sniffer_on_the_link_reads_cookies_whispers_and_tags_and_over_tls_none() {
+async fn over_plain_http_a_sniffer_on_the_link_reads_cookies_whispers_tags_and_tokens_and_over_tls_none()
+ {
     let _watchdog = Watchdog::arm();
     let Some(lan) = Lan::create() else {
         return;
@@ -690,6 +718,26 @@ async fn over_plain_http_a_sniffer_on_the_link_reads_cookies_whispers_and_tags_a
     assert!(holds(&seen, &alice), "the session cookie crosses the link");
     assert!(holds(&seen, WHISPER), "the whisper crosses the link");
     assert!(holds(&seen, STUDENT_TAG), "the tag crosses the link");
+    assert!(holds(&seen, TOKEN), "the operator's token crosses the link");
+    // Whoever copied the cookie off the link posts as its owner.
+    let copied = copied_cookie(&seen, &alice);
+    let copier = lan
+        .client
+        .run(async move {
+            let app = client_of(server);
+            let (status, body) = app.say(&copied, "lobby", "not really alice").await;
+            assert_eq!(status, 201, "{body}");
+            let (_, history) = app.get_json("/api/chat/history?room=lobby").await;
+            history
+        })
+        .await;
+    let posted = copier["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["text"] == "not really alice")
+        .unwrap_or_else(|| panic!("{copier}"));
+    assert_eq!(posted["from"], "alice");
 
     let (_tls, printed) = start(pushpoll_in(
         &lan.server,
@@ -713,4 +761,5 @@ async fn over_plain_http_a_sniffer_on_the_link_reads_cookies_whispers_and_tags_a
     assert!(!holds(&seen, &alice), "a cookie in the clear over TLS");
     assert!(!holds(&seen, WHISPER), "a whisper in the clear over TLS");
     assert!(!holds(&seen, STUDENT_TAG), "a tag in the clear over TLS");
+    assert!(!holds(&seen, TOKEN), "a token in the clear over TLS");
 }
