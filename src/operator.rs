@@ -58,7 +58,8 @@ pub struct Token {
 impl Token {
     /// A token as given (`--operator-token`, `PUSHPOLL_OPERATOR_TOKEN`): 22–512 characters
     /// of RFC 6750's `b64token` (letters, digits, `-._~+/`, then any `=`), blanks around it
-    /// ignored. The error never repeats the value.
+    /// ignored. The error never repeats the value (clap's message around it names a refused
+    /// command-line value, as for every flag; a token file's content is never shown).
     pub fn parse(raw: &str) -> Result<Token, String> {
         let token = raw.trim();
         let body = token.trim_end_matches('=');
@@ -337,6 +338,32 @@ mod tests {
         std::fs::write(&path, "x".repeat(10_000)).unwrap();
         assert!(Token::from_file(name).is_err());
         assert!(Token::from_file("/nonexistent/token").is_err());
+    }
+
+    #[test]
+    fn the_token_comes_from_one_flag_or_the_other_never_both() {
+        use clap::Parser as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let parse = |args: &[&str]| crate::Config::try_parse_from([&["pushpoll"], args].concat());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, TOKEN).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file = path.to_str().unwrap();
+        assert!(parse(&[]).unwrap().operator_token().is_none());
+        for args in [
+            &["--operator-token", TOKEN][..],
+            &["--operator-token-file", file][..],
+        ] {
+            let config = parse(args).unwrap();
+            assert!(config.operator_token().unwrap().matches(TOKEN), "{args:?}");
+            assert!(
+                !format!("{config:?}").contains(TOKEN),
+                "Debug shows the token"
+            );
+        }
+        let both = parse(&["--operator-token-file", file, "--operator-token", TOKEN]);
+        assert!(both.is_err());
     }
 
     #[test]
