@@ -24,6 +24,8 @@ fi
 # redis-server for the scale-out tests (tests/support/redis.rs starts its own on a free port)
 # and scripts/cluster.sh.
 [ -x /usr/bin/redis-server ] || need_packages+=(redis-server)
+# iproute2 (`ip netns`, veth) for the tests that make their own network (tests/support/netns.rs).
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /usr/bin/ip ] || need_packages+=(iproute2)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -54,7 +56,7 @@ cargo test --locked -p pushpoll --test architecture
 echo "==> unit tests"
 cargo test --workspace --locked --lib --bins
 
-echo "==> integration tests (real server on 127.0.0.1:0)"
+echo "==> integration tests (real server on 127.0.0.1:0, and in network namespaces the LAN tests make)"
 # Most of these wait on clock ticks, so they run well side by side even on 2 cores.
 cargo test --locked -p pushpoll --test api -- --test-threads 8
 

@@ -14,7 +14,7 @@ use crate::forwarded;
 use crate::http::{ClientAddr, InFlight, MAX_BODY_BYTES};
 use crate::state::AppState;
 use crate::transport::{iframe, longpoll, poll, sse, ws};
-use crate::{api, assets, diag, draw, results, stats};
+use crate::{api, assets, diag, draw, operator, results, stats};
 
 pub fn app(state: AppState) -> Router {
     // The transport routes, with the recorder of tagged requests (`?tag=`, see `diag`).
@@ -25,7 +25,7 @@ pub fn app(state: AppState) -> Router {
         .route("/sse/{feed}", get(sse::handler))
         .route("/ws/{feed}", get(ws::handler))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.diagnostics().clone(),
+            state.clone(),
             diag::record,
         ));
     Router::new()
@@ -40,7 +40,15 @@ pub fn app(state: AppState) -> Router {
         .route("/results/{*path}", get(results::raw))
         .route("/api/stats", get(stats::json))
         .route("/api/stats/stream", get(stats::stream))
-        .route("/metrics", get(stats::metrics))
+        // The operator's only (loopback or its token); `/api/stats` and the diagnostics
+        // decide per caller what they answer (`crate::operator`).
+        .route(
+            "/metrics",
+            get(stats::metrics).route_layer(axum::middleware::from_fn_with_state(
+                state.operator().clone(),
+                operator::only,
+            )),
+        )
         .merge(transports)
         .route("/api/debug/wire", get(diag::wire))
         .route("/api/debug/kill", post(diag::kill))

@@ -213,6 +213,21 @@ pub struct Config {
     /// or in Redis with `--redis`, so sessions survive a restart either way.
     #[arg(long, env = "PUSHPOLL_SECRET_FILE")]
     pub secret_file: Option<std::path::PathBuf>,
+
+    /// A file holding the operator's token (22–512 characters; only its owner may read it,
+    /// mode 0600): a request with `Authorization: Bearer TOKEN` may read the operator
+    /// endpoints (`/metrics`, all of `/api/stats`, every tag's record) from another machine.
+    /// Without it, only loopback clients may.
+    #[arg(long, env = "PUSHPOLL_OPERATOR_TOKEN_FILE", value_name = "PATH",
+          value_parser = crate::operator::Token::from_file, conflicts_with = "operator_token")]
+    pub operator_token_file: Option<crate::operator::Token>,
+
+    /// The operator's token itself, for environments that pass secrets as variables
+    /// (`PUSHPOLL_OPERATOR_TOKEN`); on the command line other users of this machine can read
+    /// it (`ps`), so prefer --operator-token-file.
+    #[arg(long, env = "PUSHPOLL_OPERATOR_TOKEN", hide_env_values = true, value_name = "TOKEN",
+          value_parser = crate::operator::Token::parse)]
+    pub operator_token: Option<crate::operator::Token>,
 }
 
 /// A Redis key prefix: 1–64 printable ASCII characters without spaces.
@@ -268,6 +283,13 @@ impl Config {
                 per: Duration::from_secs(1),
             },
         }
+    }
+
+    /// The operator's token, from `--operator-token-file` or `--operator-token`.
+    pub fn operator_token(&self) -> Option<&crate::operator::Token> {
+        self.operator_token_file
+            .as_ref()
+            .or(self.operator_token.as_ref())
     }
 
     /// `--max-connections-per-peer`, or a quarter of `--max-connections` (at least 1).

@@ -51,6 +51,10 @@ pub enum ApiError {
     UnknownHost(String),
     #[error("request origin {0:?} is not allowed")]
     ForbiddenOrigin(String),
+    /// An operator endpoint, asked by another machine without the operator's token
+    /// (`crate::operator`); the message says how to get in.
+    #[error("{0}")]
+    OperatorOnly(String),
     #[error("the server is at its limit of {0} connections; try again later")]
     Overloaded(u64),
     #[error("this address already holds {0} connections, its share; close some and retry")]
@@ -86,7 +90,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
-            ApiError::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
+            ApiError::ForbiddenOrigin(_) | ApiError::OperatorOnly(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Overloaded(_)
             | ApiError::PeerOverloaded(_)
@@ -118,6 +122,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::UpgradeRequired(_) => "upgrade_required",
             ApiError::ForbiddenOrigin(_) => "forbidden_origin",
+            ApiError::OperatorOnly(_) => "operator_only",
             ApiError::UnknownHost(_) => "unknown_host",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::PeerOverloaded(_) => "too_many_connections",

@@ -31,7 +31,8 @@
 //!   the rustls configuration with ALPN `h2`/`http/1.1`; [`forwarded`], who a request is
 //!   from behind a `--trust-proxy` proxy (`X-Forwarded-For`, `Forwarded`); [`interfaces`],
 //!   this machine's addresses, for the URLs printed at start and the Host check of a server
-//!   on `0.0.0.0`.
+//!   on `0.0.0.0`; [`operator`], who may read the operator endpoints (loopback, or the
+//!   `--operator-token-file` token) and what everyone else on the network sees of them.
 //! - **HTTP edge**: `state`, the shared [`AppState`] with a `FromRef` for each part;
 //!   [`http`], the extractors and JSON helpers; then the handlers, which import those and
 //!   the core but never each other: `api` (the chat's HTTP API), [`transport`] (one file
@@ -59,6 +60,7 @@ pub mod http;
 pub mod interfaces;
 pub(crate) mod listener;
 pub mod names;
+pub mod operator;
 pub(crate) mod origin;
 pub(crate) mod peers;
 pub(crate) mod results;

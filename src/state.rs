@@ -15,6 +15,7 @@ use crate::diag::Diagnostics;
 use crate::error::ApiError;
 use crate::feed::draw::{Batch, Draw};
 use crate::feed::{self, Feed};
+use crate::operator::Gate;
 use crate::origin::OwnHosts;
 use crate::peers::{Budget, Peers};
 use crate::stats::Stats;
@@ -43,6 +44,8 @@ struct Inner {
     diagnostics: Arc<Diagnostics>,
     /// The names the server answers to (the `Host` check).
     own_hosts: OwnHosts,
+    /// Who may read the operator endpoints (`crate::operator`).
+    operator: Arc<Gate>,
     /// Fired once at shutdown; every stream, long poll, socket and background task listens.
     shutdown: CancellationToken,
     /// Tasks that outlive a request (sockets, the clock ticker): shutdown waits for them.
@@ -115,6 +118,10 @@ impl AppState {
                     &config.public_url,
                     &config.allow_origin,
                 ),
+                operator: Arc::new(Gate::new(
+                    config.operator_token().cloned(),
+                    &config.trust_proxy,
+                )),
                 config,
                 clock,
                 chat,
@@ -159,6 +166,11 @@ impl AppState {
         &self.inner.own_hosts
     }
 
+    /// Who may read the operator endpoints (`crate::operator`).
+    pub fn operator(&self) -> &Arc<Gate> {
+        &self.inner.operator
+    }
+
     pub fn shutdown_token(&self) -> CancellationToken {
         self.inner.shutdown.clone()
     }
@@ -198,6 +210,12 @@ impl FromRef<AppState> for Arc<Stats> {
 impl FromRef<AppState> for Arc<Diagnostics> {
     fn from_ref(app: &AppState) -> Arc<Diagnostics> {
         app.diagnostics().clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Gate> {
+    fn from_ref(app: &AppState) -> Arc<Gate> {
+        app.operator().clone()
     }
 }
 

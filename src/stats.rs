@@ -5,6 +5,9 @@
 //!
 //! Only the five transports' handlers count; `/api/stats`, `/metrics`, `/healthz` and the
 //! pages do not, so a client watching the figures does not move them.
+//!
+//! The figures are the operator's (`crate::operator`): `/metrics` answers only the operator,
+//! and `/api/stats` answers anyone else only its [`PublicSnapshot`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::names::Transport;
+use crate::operator::Caller;
 
 /// The live counters. Shared by every handler; all updates are relaxed atomics.
 pub struct Stats {
@@ -77,6 +81,16 @@ pub struct Snapshot {
     pub process: Process,
     pub connections: Connections,
     /// Keyed `poll`, `longpoll`, `iframe`, `sse`, `ws`.
+    pub transports: BTreeMap<String, TransportFigures>,
+}
+
+/// What `/api/stats` answers a client that is not the operator (`crate::operator`): the
+/// per-transport figures the pages teach with (the compare page's server column, the
+/// dashboard's transport charts). The process's CPU and memory and the listener's
+/// connection counts are the operator's: they are how an attack on the server is tuned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublicSnapshot {
+    pub uptime_s: f64,
     pub transports: BTreeMap<String, TransportFigures>,
 }
 
@@ -171,8 +185,8 @@ impl Stats {
         self.send_timeouts.fetch_add(1, Relaxed);
     }
 
-    pub fn snapshot(&self) -> Snapshot {
-        let transports = Transport::ALL
+    fn transport_figures(&self) -> BTreeMap<String, TransportFigures> {
+        Transport::ALL
             .into_iter()
             .map(|t| {
                 let c = self.transport(t);
@@ -184,7 +198,19 @@ impl Stats {
                 };
                 (t.as_str().to_string(), figures)
             })
-            .collect();
+            .collect()
+    }
+
+    /// The figures any client may read ([`PublicSnapshot`]).
+    pub fn public_snapshot(&self) -> PublicSnapshot {
+        PublicSnapshot {
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            transports: self.transport_figures(),
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let transports = self.transport_figures();
         Snapshot {
             uptime_s: self.started.elapsed().as_secs_f64(),
             process: Process::now(),
@@ -330,19 +356,34 @@ fn resident_bytes() -> Option<u64> {
 
 // --- the handlers: the figures over HTTP ---
 
-/// `GET /api/stats`: the snapshot as JSON.
-pub(crate) async fn json(State(stats): State<Arc<Stats>>) -> impl IntoResponse {
+/// The snapshot `caller` may read, as JSON.
+fn snapshot_json(stats: &Stats, caller: Caller) -> String {
+    match caller {
+        Caller::Operator => serde_json::to_string(&stats.snapshot()),
+        Caller::Client(_) => serde_json::to_string(&stats.public_snapshot()),
+    }
+    .unwrap_or_default()
+}
+
+/// `GET /api/stats`: the snapshot as JSON (to a client that is not the operator, its
+/// [`PublicSnapshot`]).
+pub(crate) async fn json(State(stats): State<Arc<Stats>>, caller: Caller) -> impl IntoResponse {
     (
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(stats.snapshot()),
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        snapshot_json(&stats, caller),
     )
 }
 
 /// `GET /api/stats/stream`: the `/api/stats` snapshot once a second as Server-Sent Events
-/// (`event: stats`), for the live dashboard. Not counted in the transport figures.
+/// (`event: stats`), for the live dashboard; the caller is decided once, when the stream
+/// opens. Not counted in the transport figures.
 pub(crate) async fn stream(
     State(stats): State<Arc<Stats>>,
     State(shutdown): State<CancellationToken>,
+    caller: Caller,
 ) -> impl IntoResponse {
     let body = async_stream::stream! {
         yield Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"retry: 2000\n\n"));
@@ -352,7 +393,7 @@ pub(crate) async fn stream(
                 () = shutdown.cancelled() => break,
                 _ = every.tick() => {}
             }
-            let json = serde_json::to_string(&stats.snapshot()).unwrap_or_default();
+            let json = snapshot_json(&stats, caller);
             yield Ok(bytes::Bytes::from(format!("event: stats\ndata: {json}\n\n")));
         }
     };

@@ -20,6 +20,11 @@ const CHARTS = [
   { id: 'rss', title: 'Resident memory (MiB)', single: (a, b) => b.process.rss_bytes / 2 ** 20 },
 ];
 
+/** What the CPU and memory charts say where the server does not send those figures: to a
+ * machine other than its own (not loopback) without the operator's token, `/api/stats`
+ * carries the per-transport figures only (docs/API.md, Operations). */
+const OPERATOR_ONLY = 'not sent to this machine: the server shows its CPU and memory only on its own machine (loopback) or with its operator token';
+
 const snapshots = [];
 const series = Object.fromEntries(CHARTS.map((c) => [c.id, []])); // [{t, values: {name: v}}]
 
@@ -30,9 +35,10 @@ function record(snapshot) {
   if (!previous) return;
   const dt = Math.max(snapshot.uptime_s - previous.uptime_s, 1e-3);
   for (const chart of CHARTS) {
-    const values = chart.single
-      ? { server: chart.single(previous, snapshot, dt) }
-      : Object.fromEntries(TRANSPORTS.map((t) => [t, chart.per(previous, snapshot, t, dt)]));
+    let values;
+    if (!chart.single) values = Object.fromEntries(TRANSPORTS.map((t) => [t, chart.per(previous, snapshot, t, dt)]));
+    else if (previous.process && snapshot.process) values = { server: chart.single(previous, snapshot, dt) };
+    else values = {};
     series[chart.id].push({ t: snapshot.uptime_s, values });
     if (series[chart.id].length > WINDOW) series[chart.id].shift();
   }
@@ -83,7 +89,10 @@ function draw(chart) {
   }
   // The latest values, as text (and for tests and screen readers).
   const latest = points.at(-1)?.values ?? {};
-  $(`latest-${chart.id}`).textContent = names.map((n) => `${n} ${format(latest[n] ?? 0)}`).join(' · ');
+  const withheld = chart.single && snapshots.length > 0 && !snapshots.at(-1).process;
+  $(`latest-${chart.id}`).textContent = withheld
+    ? OPERATOR_ONLY
+    : names.map((n) => `${n} ${format(latest[n] ?? 0)}`).join(' · ');
 }
 
 function render() {

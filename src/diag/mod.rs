@@ -12,7 +12,10 @@
 //! A tag is a capability: whoever knows it reads the record (a chat stream's body head holds
 //! what its subscriber may see, whispers included) and may kill the connections. So a tag
 //! must be at least [`MIN_TAG_LEN`] characters (the pages put 128 random bits in it), and a
-//! query that repeats `tag=` is refused rather than guessed at. The record itself keeps the
+//! query that repeats `tag=` is refused rather than guessed at. A tag travels in URLs, so on
+//! a network it can be read (over plain HTTP, or off a projected "show the wire" view): to a
+//! caller that is not the operator (`crate::operator`), a tag reads and kills only the
+//! requests that came from the caller's own address. The record itself keeps the
 //! values of [`shows_value`]'s allowlist of headers only (those the pages explain); any other
 //! header is kept as its name and length, so credentials (`Authorization`, API keys,
 //! cookies) never reach it. Request bodies are never read.
@@ -46,6 +49,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::error::ApiError;
 use crate::http::{ClientAddr, JsonBody, KillSwitch};
+use crate::operator::{Caller, Gate};
 pub use recording::shows_value;
 use recording::{Budget, Exchange, RecordingBody, State_, headers_of, request_line};
 pub use registry::Diagnostics;
@@ -153,6 +157,7 @@ fn decode(s: &str) -> Option<String> {
 /// transports hold for as long as they serve it (`POST /api/debug/kill`).
 pub async fn record(
     State(diag): State<Arc<Diagnostics>>,
+    State(gate): State<Arc<Gate>>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -168,6 +173,7 @@ pub async fn record(
     let mut budget = Budget::new(EXCHANGE_BYTES - RESPONSE_BYTES);
     let request_line = request_line(&req, &mut budget);
     let request_headers = headers_of(req.headers(), &mut budget);
+    let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
     let exchange = Arc::new(Exchange {
         seq: diag.next_seq(),
         started: crate::feed::clock::now_micros(),
@@ -177,11 +183,12 @@ pub async fn record(
             + size_of::<Exchange>(),
         request_line,
         request_headers,
-        client: req.extensions().get::<ClientAddr>().map(|c| c.0),
+        client,
+        owner: client.map(|c| gate.address(&c, req.headers())),
         response: Mutex::default(),
     });
     diag.record(&tag, exchange.clone());
-    let (token, guard) = diag.kill_switch(&tag);
+    let (token, guard) = diag.kill_switch(&tag, exchange.owner);
     req.extensions_mut().insert(KillSwitch { token, guard });
     let response = next.run(req).await;
     let (parts, body) = response.into_parts();
@@ -263,16 +270,17 @@ impl<'de> Deserialize<'de> for KillBody {
 }
 
 /// `POST /api/debug/kill {"tag":"NAME"}` → `{"tag":…,"killed":N}`: drops the tag's open
-/// connections.
+/// connections; to a caller that is not the operator, only those from its own address.
 pub async fn kill(
     State(diag): State<Arc<Diagnostics>>,
+    caller: Caller,
     JsonBody(body): JsonBody<KillBody>,
 ) -> Result<Response, ApiError> {
     if body.repeated {
         return Err(repeated_tag());
     }
     let tag = parse_tag(&body.tag)?;
-    let killed = diag.kill(tag);
+    let killed = diag.kill(tag, |client| caller.sees(client));
     // The tag is a capability: it is not written to the log.
     tracing::info!(killed, "killed tagged connections");
     Ok(Json(serde_json::json!({ "tag": tag, "killed": killed })).into_response())

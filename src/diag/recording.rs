@@ -178,6 +178,10 @@ pub(super) struct Exchange {
     /// Who sent it: the TCP peer, or the client a trusted proxy forwarded (`--trust-proxy`).
     /// Fixed-size, so `size_of::<Exchange>()` in `cost` covers it.
     pub(super) client: Option<crate::forwarded::Client>,
+    /// The address whose requests a caller that is not the operator may read and kill
+    /// (`crate::operator::Gate::address`): `client`'s, or behind a proxy on this machine
+    /// that nobody declared, the client it forwarded. Fixed-size too.
+    pub(super) owner: Option<std::net::IpAddr>,
     pub(super) response: Mutex<ResponseRecord>,
 }
 

@@ -2,6 +2,7 @@
 //! number of tags, exchanges per tag and bytes in all (the oldest forgotten first).
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -29,10 +30,19 @@ struct Tags {
 
 struct TagEntry {
     exchanges: VecDeque<Arc<Exchange>>,
-    /// Fired by a kill; every connection opened under the tag before it listens.
-    kill: CancellationToken,
-    /// Connections open under the tag (their guards), counted by a kill.
-    open: Vec<Weak<KillGuard>>,
+    /// Connections open under the tag, each with its own switch, so that a kill asked by a
+    /// client that is not the operator drops only the connections from its address.
+    open: Vec<Opened>,
+}
+
+/// One connection opened under a tag.
+struct Opened {
+    /// Fired by a kill that takes this connection.
+    token: CancellationToken,
+    /// Held by the connection while it is open; counted by a kill.
+    guard: Weak<KillGuard>,
+    /// The client address it came from (`None` when the router resolved none).
+    client: Option<IpAddr>,
 }
 
 impl Tags {
@@ -50,7 +60,6 @@ impl Tags {
         }
         self.map.entry(tag.to_string()).or_insert_with(|| TagEntry {
             exchanges: VecDeque::new(),
-            kill: CancellationToken::new(),
             open: Vec::new(),
         })
     }
@@ -84,33 +93,47 @@ impl Diagnostics {
         self.tags.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The token that fires when `tag` is killed, and a guard to hold while the connection
-    /// is open (so a kill can say how many it dropped).
-    pub fn kill_switch(&self, tag: &str) -> (CancellationToken, Arc<KillGuard>) {
+    /// For a connection of `tag` from `client`: the token that fires when a kill takes it,
+    /// and a guard to hold while the connection is open (so a kill can say how many it
+    /// dropped). The tag's list forgets closed connections here, so it holds at most the
+    /// tag's open connections plus those closed since the last one opened.
+    pub fn kill_switch(
+        &self,
+        tag: &str,
+        client: Option<IpAddr>,
+    ) -> (CancellationToken, Arc<KillGuard>) {
         let mut tags = self.lock();
         let entry = tags.entry(tag);
         let guard = Arc::new(KillGuard::default());
-        entry.open.retain(|w| w.strong_count() > 0);
-        entry.open.push(Arc::downgrade(&guard));
-        (entry.kill.clone(), guard)
+        let token = CancellationToken::new();
+        entry.open.retain(|o| o.guard.strong_count() > 0);
+        entry.open.push(Opened {
+            token: token.clone(),
+            guard: Arc::downgrade(&guard),
+            client,
+        });
+        (token, guard)
     }
 
-    /// Drops every open connection of `tag`; returns how many it broke (a request that
-    /// retired its guard first, answering normally, is not one). Connections opened
+    /// Drops the open connections of `tag` whose client address `takes` accepts (all of
+    /// them for the operator, its own for anyone else); returns how many it broke (a request
+    /// that retired its guard first, answering normally, is not one). Connections opened
     /// afterwards get a fresh switch.
-    pub fn kill(&self, tag: &str) -> usize {
+    pub fn kill(&self, tag: &str, takes: impl Fn(Option<IpAddr>) -> bool) -> usize {
         let mut tags = self.lock();
         let Some(entry) = tags.map.get_mut(tag) else {
             return 0;
         };
-        let open = entry
-            .open
-            .iter()
-            .filter(|w| w.upgrade().is_some_and(|g| g.kill()))
-            .count();
-        entry.open.clear();
-        std::mem::replace(&mut entry.kill, CancellationToken::new()).cancel();
-        open
+        let mut killed = 0;
+        entry.open.retain(|o| {
+            if !takes(o.client) {
+                return true;
+            }
+            killed += usize::from(o.guard.upgrade().is_some_and(|g| g.kill()));
+            o.token.cancel();
+            false
+        });
+        killed
     }
 
     /// The next exchange's sequence number (1, 2, …): the record's age order.
@@ -155,24 +178,40 @@ mod tests {
     #[test]
     fn a_kill_fires_open_switches_and_counts_them_and_the_next_switch_is_fresh() {
         let d = Diagnostics::default();
-        let (a, guard_a) = d.kill_switch("t");
-        let (b, guard_b) = d.kill_switch("t");
+        let (a, guard_a) = d.kill_switch("t", None);
+        let (b, guard_b) = d.kill_switch("t", None);
         drop(guard_b);
-        assert_eq!(d.kill("t"), 1);
+        assert_eq!(d.kill("t", |_| true), 1);
         assert!(a.is_cancelled() && b.is_cancelled());
-        let (c, _guard_c) = d.kill_switch("t");
+        let (c, _guard_c) = d.kill_switch("t", None);
         assert!(!c.is_cancelled());
-        assert_eq!(d.kill("unknown"), 0);
+        assert_eq!(d.kill("unknown", |_| true), 0);
         drop(guard_a);
+    }
+
+    #[test]
+    fn a_kill_takes_only_the_connections_of_the_addresses_it_is_given() {
+        let d = Diagnostics::default();
+        let (here, there): (IpAddr, IpAddr) =
+            ("10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
+        let (mine, _g1) = d.kill_switch("t", Some(here));
+        let (theirs, _g2) = d.kill_switch("t", Some(there));
+        let (unknown, _g3) = d.kill_switch("t", None);
+        assert_eq!(d.kill("t", |c| c == Some(here)), 1);
+        assert!(mine.is_cancelled());
+        assert!(!theirs.is_cancelled() && !unknown.is_cancelled());
+        assert_eq!(d.kill("t", |c| c == Some(here)), 0, "already taken");
+        assert_eq!(d.kill("t", |_| true), 2);
+        assert!(theirs.is_cancelled() && unknown.is_cancelled());
     }
 
     #[test]
     fn a_request_that_retired_its_guard_is_not_counted_and_one_killed_cannot_retire() {
         let d = Diagnostics::default();
-        let (_, answered) = d.kill_switch("t");
-        let (_, held) = d.kill_switch("t");
+        let (_, answered) = d.kill_switch("t", None);
+        let (_, held) = d.kill_switch("t", None);
         assert!(answered.retire());
-        assert_eq!(d.kill("t"), 1, "only the held request was broken");
+        assert_eq!(d.kill("t", |_| true), 1, "only the held request was broken");
         assert!(!held.retire(), "the killed request must break, not answer");
         assert!(!answered.kill(), "retired stays retired");
     }
@@ -181,7 +220,7 @@ mod tests {
     fn tags_are_bounded_in_number() {
         let d = Diagnostics::default();
         for i in 0..MAX_TAGS + 5 {
-            let _ = d.kill_switch(&format!("t{i}"));
+            let _ = d.kill_switch(&format!("t{i}"), None);
         }
         assert_eq!(d.lock().map.len(), MAX_TAGS);
         assert!(!d.lock().map.contains_key("t0"));
@@ -196,6 +235,7 @@ mod tests {
             request_line: String::new(),
             request_headers: Vec::new(),
             client: None,
+            owner: None,
             response: Mutex::default(),
         })
     }

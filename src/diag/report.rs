@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::recording::State_;
 use super::{Diagnostics, TOTAL_BYTES, parse_tag, tag_in};
 use crate::error::ApiError;
+use crate::operator::Caller;
 
 #[derive(Serialize)]
 struct WireReport {
@@ -59,9 +60,11 @@ struct BodyReport {
     head_bytes: usize,
 }
 
-/// `GET /api/debug/wire?tag=NAME`: the tag's recorded exchanges, newest first.
+/// `GET /api/debug/wire?tag=NAME`: the tag's recorded exchanges, newest first; to a caller
+/// that is not the operator, only those whose client address is its own.
 pub async fn wire(
     State(diag): State<Arc<Diagnostics>>,
+    caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let raw = tag_in(query.as_deref())?
@@ -70,6 +73,7 @@ pub async fn wire(
     let exchanges = diag
         .exchanges(tag)
         .iter()
+        .filter(|x| caller.sees(x.owner))
         .map(|x| {
             let r = x.response();
             ExchangeReport {

@@ -1,7 +1,15 @@
-//! Out of loopback: a server bound to every interface, reached through this machine's
-//! network address; whose names it answers to (`--public-url`); `/readyz` during shutdown;
-//! and the client address behind a trusted proxy (`--trust-proxy`), which the per-peer
-//! budgets charge.
+//! Out of loopback, on a network each test makes for itself (`support::netns`: two network
+//! namespaces joined by a veth pair, the server on one side, "another machine" on the other):
+//! a server bound to every interface or to one, reached at its network address; the URLs it
+//! prints; whose names it answers to (`--public-url`); `/readyz` during shutdown, asked by a
+//! load balancer on the network; and the client address behind a trusted proxy
+//! (`--trust-proxy`), which the per-peer budgets charge (on loopback, where 127.0.0.x plays
+//! the proxy and its clients).
+//!
+//! The server runs inside its namespace (`ip netns exec`) rather than on this machine: a
+//! server on `0.0.0.0` prints and answers to the addresses of the interfaces it sees
+//! (src/interfaces.rs), and inside the namespace those are exactly its loopback and the veth,
+//! so a test knows what it must print and this machine's own interfaces are never a target.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
@@ -11,15 +19,14 @@ use reqwest::header::{ACCESS_CONTROL_ALLOW_ORIGIN, HOST, ORIGIN};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::Command;
 
-use crate::support::{Streaming, Watchdog, client_from, network_address, spawn_app};
+use crate::support::netns::{LINK, Lan, Netns, SERVER_IP};
+use crate::support::{Streaming, Watchdog, client_from, spawn_app};
 
 const WAIT: Duration = Duration::from_secs(3);
 
-/// The real binary with `args`, and every line it printed at start-up.
-async fn start(args: &[&str]) -> (tokio::process::Child, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pushpoll"))
-        .args(["--db", ":memory:", "--tick-ms", "100"])
-        .args(args)
+/// Starts `command` (the real binary) and returns it with every line it printed at start-up.
+pub(crate) async fn start(mut command: Command) -> (tokio::process::Child, Vec<String>) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -42,69 +49,97 @@ async fn start(args: &[&str]) -> (tokio::process::Child, Vec<String>) {
     (child, printed)
 }
 
+/// The real binary inside `ns` with `args` (and a clock ticking every 100 ms).
+pub(crate) fn pushpoll_in(ns: &Netns, args: &[&str]) -> Command {
+    let mut command = ns.command(env!("CARGO_BIN_EXE_pushpoll"));
+    command
+        .args(["--db", ":memory:", "--tick-ms", "100"])
+        .args(args);
+    command
+}
+
+/// `GET url` from wherever the calling task runs (a namespace's, through `Netns::run`): the
+/// status and the body as JSON (`null` when it is not JSON).
+pub(crate) async fn get_json(url: String) -> (u16, serde_json::Value) {
+    let res = reqwest::Client::new().get(&url).send().await.expect(&url);
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
 #[tokio::test]
-async fn a_server_on_every_interface_is_reached_at_the_machines_network_address() {
+async fn a_server_on_every_interface_is_reached_at_its_network_address() {
     let _watchdog = Watchdog::arm();
-    let Some(lan) = network_address() else {
-        eprintln!("skipped: no non-loopback IPv4 address on this machine");
+    let Some(lan) = Lan::create() else {
         return;
     };
-    let (_child, printed) = start(&["--addr", "0.0.0.0:0"]).await;
+    let (_child, printed) = start(pushpoll_in(&lan.server, &["--addr", "0.0.0.0:0"])).await;
     // The first line is the one `pushpoll::spawn` reads: the URL to open on this machine.
     let (local, addr) = pushpoll::spawn::url_in(&printed[0]).unwrap();
     assert_eq!(addr.ip(), IpAddr::from([127, 0, 0, 1]), "{printed:?}");
-    let base = format!("http://{}", SocketAddr::from((lan, addr.port())));
-    assert!(
-        printed[1..].iter().any(|l| l.contains(&format!("{base}/"))),
-        "the printed URLs name {base}: {printed:?}"
+    let base = format!("http://{}", SocketAddr::from((SERVER_IP, addr.port())));
+    // The server's machine has two interfaces, loopback and the veth: one network line.
+    assert_eq!(
+        printed[1..],
+        [format!("  on the network: {base}/ ({LINK})")],
+        "{printed:?}"
     );
 
-    let http = reqwest::Client::new();
-    // Poll, through the network address and through loopback.
-    for url in [&base, &local] {
-        let res = http.get(format!("{url}/poll/clock")).send().await.unwrap();
-        assert_eq!(res.status(), 200, "{url}");
-        let body: serde_json::Value = res.json().await.unwrap();
-        assert!(body["next"].as_u64().is_some(), "{body}");
-    }
-    // A stream, through the network address.
-    let mut sse = Streaming::open(http.get(format!("{base}/sse/clock"))).await;
-    assert_eq!(sse.status, 200);
-    let (_, first) = sse.next_sse_event(WAIT).await.expect("a tick over SSE");
-    let (_, second) = sse.next_sse_event(WAIT).await.expect("another tick");
-    assert!(second.id > first.id);
+    // Poll on the server's machine, through loopback.
+    let (status, body) = lan
+        .server
+        .run(get_json(format!("{local}/poll/clock")))
+        .await;
+    assert_eq!(status, 200);
+    assert!(body["next"].as_u64().is_some(), "{body}");
 
-    // A foreign name is refused on the network address too, with the JSON error saying
-    // how to add a name.
-    let res = http
-        .get(format!("{base}/poll/clock"))
-        .header(HOST, "rebind.evil.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 421);
-    let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unknown_host", "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("--public-url"), "{message}");
-    // The unspecified address itself is not a name to be reached at.
-    let res = http
-        .get(format!("{base}/healthz"))
-        .header(HOST, format!("0.0.0.0:{}", addr.port()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 421);
+    // From another machine, through the network address.
+    lan.client
+        .run(async move {
+            let http = reqwest::Client::new();
+            let (status, body) = get_json(format!("{base}/poll/clock")).await;
+            assert_eq!(status, 200);
+            assert!(body["next"].as_u64().is_some(), "{body}");
+            // A stream.
+            let mut sse = Streaming::open(http.get(format!("{base}/sse/clock"))).await;
+            assert_eq!(sse.status, 200);
+            let (_, first) = sse.next_sse_event(WAIT).await.expect("a tick over SSE");
+            let (_, second) = sse.next_sse_event(WAIT).await.expect("another tick");
+            assert!(second.id > first.id);
 
-    // A page served from the network address is the server's own origin.
-    let res = http
-        .post(format!("{base}/api/session"))
-        .header(ORIGIN, &base)
-        .json(&serde_json::json!({ "nick": "lan-student" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{:?}", res.text().await);
+            // A foreign name is refused on the network address too, with the JSON error
+            // saying how to add a name.
+            let res = http
+                .get(format!("{base}/poll/clock"))
+                .header(HOST, "rebind.evil.example")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 421);
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "unknown_host", "{body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("--public-url"), "{message}");
+            // The unspecified address itself is not a name to be reached at.
+            let res = http
+                .get(format!("{base}/healthz"))
+                .header(HOST, format!("0.0.0.0:{}", addr.port()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 421);
+
+            // A page served from the network address is the server's own origin.
+            let res = http
+                .post(format!("{base}/api/session"))
+                .header(ORIGIN, &base)
+                .json(&serde_json::json!({ "nick": "lan-student" }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201, "{:?}", res.text().await);
+        })
+        .await;
 }
 
 #[tokio::test]
@@ -179,52 +214,52 @@ async fn a_public_url_is_a_name_and_an_origin_of_the_server() {
 }
 
 #[tokio::test]
-async fn readyz_turns_503_once_shutdown_has_begun() {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pushpoll"));
-    command
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--db",
-            ":memory:",
-            "--tick-ms",
-            "100",
-        ])
-        .stderr(Stdio::null());
+async fn readyz_turns_503_for_a_load_balancer_on_the_network_once_shutdown_has_begun() {
     let _watchdog = Watchdog::arm();
-    let spawned = pushpoll::spawn::start(&mut command).await.unwrap();
-    let mut child = spawned.child;
-    let res = reqwest::get(format!("{}/readyz", spawned.url))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.json::<serde_json::Value>().await.unwrap(),
-        serde_json::json!({ "ready": true })
-    );
+    let Some(lan) = Lan::create() else {
+        return;
+    };
+    let (mut child, printed) = start(pushpoll_in(&lan.server, &["--addr", "0.0.0.0:0"])).await;
+    let (_, addr) = pushpoll::spawn::url_in(&printed[0]).unwrap();
+    let server = SocketAddr::from((SERVER_IP, addr.port()));
+    // `/readyz` answers another machine: a load balancer is one.
+    let (status, body) = lan
+        .client
+        .run(get_json(format!("http://{server}/readyz")))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, serde_json::json!({ "ready": true }));
     // A health check already on its way when the signal comes: its head is half sent.
-    let mut probe = tokio::net::TcpStream::connect(spawned.addr).await.unwrap();
-    probe
-        .write_all(format!("GET /readyz HTTP/1.1\r\nHost: {}\r\n", spawned.addr).as_bytes())
-        .await
-        .unwrap();
+    let (half_sent, sent) = tokio::sync::oneshot::channel();
+    let (go, finish) = tokio::sync::oneshot::channel::<()>();
+    let probe = lan.client.run(async move {
+        let mut probe = tokio::net::TcpStream::connect(server).await.unwrap();
+        probe
+            .write_all(format!("GET /readyz HTTP/1.1\r\nHost: {server}\r\n").as_bytes())
+            .await
+            .unwrap();
+        half_sent.send(()).unwrap();
+        finish.await.unwrap();
+        probe.write_all(b"\r\n").await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(WAIT, probe.read_to_string(&mut answer))
+            .await
+            .expect("the probe is answered")
+            .unwrap();
+        // And no new connection is taken.
+        let refused = tokio::net::TcpStream::connect(server).await.is_err();
+        (answer, refused)
+    });
+    sent.await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // SAFETY: kill(2) on our own child's pid.
+    // SAFETY: kill(2) on our own child's pid (`ip netns exec` execs the server: same pid).
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    probe.write_all(b"\r\n").await.unwrap();
-    let mut answer = String::new();
-    tokio::time::timeout(WAIT, probe.read_to_string(&mut answer))
-        .await
-        .expect("the probe is answered")
-        .unwrap();
+    go.send(()).unwrap();
+    let (answer, refused) = probe.await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains(r#""code":"shutting_down""#), "{answer}");
-    // And no new connection is taken.
-    assert!(
-        tokio::net::TcpStream::connect(spawned.addr).await.is_err(),
-        "still accepting after SIGTERM"
-    );
+    assert!(refused, "still accepting after SIGTERM");
     let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
         .await
         .expect("the server exits within 5 s")
@@ -367,28 +402,40 @@ async fn the_wire_view_shows_the_forwarded_client() {
 #[tokio::test]
 async fn a_server_on_one_interface_answers_there_and_to_that_address_only() {
     let _watchdog = Watchdog::arm();
-    let Some(lan) = network_address() else {
-        eprintln!("skipped: no non-loopback IPv4 address on this machine");
+    let Some(lan) = Lan::create() else {
         return;
     };
-    let (_child, printed) = start(&["--addr", &format!("{lan}:0")]).await;
+    let (_child, printed) = start(pushpoll_in(
+        &lan.server,
+        &["--addr", &format!("{SERVER_IP}:0")],
+    ))
+    .await;
     let (base, addr) = pushpoll::spawn::url_in(&printed[0]).unwrap();
-    assert_eq!(addr.ip(), IpAddr::from(lan), "{printed:?}");
+    assert_eq!(addr.ip(), IpAddr::from(SERVER_IP), "{printed:?}");
     assert_eq!(printed.len(), 1, "nothing else to print: {printed:?}");
-    let http = reqwest::Client::new();
-    let res = http.get(format!("{base}/poll/clock")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    // Loopback is not listened on, and its names are not this server's.
-    assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", addr.port()))
-            .await
-            .is_err()
-    );
-    let res = http
-        .get(format!("{base}/healthz"))
-        .header(HOST, format!("localhost:{}", addr.port()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 421);
+    let port = addr.port();
+    lan.client
+        .run(async move {
+            let (status, _) = get_json(format!("{base}/poll/clock")).await;
+            assert_eq!(status, 200);
+            // Loopback's names are not this server's.
+            let res = reqwest::Client::new()
+                .get(format!("{base}/healthz"))
+                .header(HOST, format!("localhost:{port}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 421);
+        })
+        .await;
+    // And loopback is not listened on.
+    let refused = lan
+        .server
+        .run(async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+        })
+        .await;
+    assert!(refused, "the server listens on loopback too");
 }

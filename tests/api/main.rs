@@ -25,6 +25,7 @@ mod in_flight;
 mod input_edges;
 mod lan;
 mod logs;
+mod operator;
 mod proxy;
 mod redis_harness;
 mod resume;

@@ -204,7 +204,7 @@ fn client_config(alpn: &[&[u8]], config: ClientConfig) -> ClientConfig {
 }
 
 /// A rustls client config that accepts exactly the certificate with `fingerprint`.
-fn pinned(fingerprint: &str, alpn: &[&[u8]]) -> ClientConfig {
+pub(crate) fn pinned(fingerprint: &str, alpn: &[&[u8]]) -> ClientConfig {
     let verifier = Arc::new(Pinned {
         fingerprint: fingerprint.to_owned(),
         provider: provider(),

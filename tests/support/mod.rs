@@ -17,6 +17,9 @@ use tokio::task::JoinHandle;
 /// A real redis-server on a free port, for the scale-out tests.
 pub mod redis;
 
+/// Two network namespaces joined by a veth pair: a LAN a test makes for itself.
+pub mod netns;
+
 /// A server running in this process on a free loopback port.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -137,6 +140,22 @@ pub async fn spawn_app(args: &[&str]) -> TestApp {
     };
     app.wait_for_first_tick().await;
     app
+}
+
+/// The client side of a server running elsewhere (another process, another namespace) at
+/// `addr`: the typed helpers (`login`, `say`, [`Subscriber::open`]…) against it. Dropping it
+/// stops nothing. Made inside a namespace's task (`netns::Netns::run`), its requests leave
+/// from that namespace.
+pub fn client_of(addr: SocketAddr) -> TestApp {
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        stop: None,
+        task: None,
+        child: None,
+        // Not armed: the test that made the server holds its own watchdog.
+        _watchdog: Watchdog(std::sync::mpsc::channel().0),
+    }
 }
 
 /// A number no other server of this test run has: for Redis key prefixes.
