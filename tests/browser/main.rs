@@ -11,7 +11,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{TestApp, Watchdog, network_address, spawn_app};
+use support::{TestApp, Watchdog, spawn_app};
 use webdriver::{Browser, Engine, Page};
 
 mod bytes;

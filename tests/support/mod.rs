@@ -812,32 +812,3 @@ impl TestApp {
         another_peer_is_served(&self.url("")).await;
     }
 }
-
-/// This machine's first non-loopback IPv4 address, found without the server's own
-/// interface code: the source address the kernel picks for a route out (a UDP `connect`
-/// sends nothing), else `ip -4 -o addr`. `None` when there is none; under `CI=true` that
-/// fails the test instead.
-pub fn network_address() -> Option<std::net::Ipv4Addr> {
-    let routed = std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| s.connect("192.0.2.1:9").and_then(|()| s.local_addr()))
-        .ok()
-        .and_then(|a| match a.ip() {
-            std::net::IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_unspecified() => Some(v4),
-            _ => None,
-        });
-    let listed = || {
-        let out = std::process::Command::new("ip")
-            .args(["-4", "-o", "addr"])
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .filter_map(|w| w.split('/').next()?.parse::<std::net::Ipv4Addr>().ok())
-            .find(|ip| !ip.is_loopback())
-    };
-    let found = routed.or_else(listed);
-    if found.is_none() && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true: this machine has no non-loopback IPv4 address to test with");
-    }
-    found
-}
