@@ -212,21 +212,34 @@ class WindowAttack(threading.Thread):
                     return
 
 
-def h2_window(binary, connections, grant, duration, send_timeout):
+def fill_strokes(server, count):
+    """`count` strokes of 64 points each on the canvas, 16 per request, anonymously."""
+    conn = server.conn("127.0.0.3")
+    stroke = {"color": "#123456", "width": 3, "points": [500] * 128}
+    for _ in range(count // 16):
+        status, _, body = server.request("POST", "/api/draw", {"strokes": [stroke] * 16}, conn=conn)
+        assert status == 201, (status, body)
+    conn.close()
+
+
+def h2_window(binary, connections, grant, duration, send_timeout, feed="chat"):
     args = ["--rate-limit", "1000000", "--db", ":memory:"] + extra_flags(binary)
     if send_timeout:
         args += ["--send-timeout", send_timeout]
+    if feed == "draw":
+        args += ["--draw-rate", "1000000", "--draw-rate-total", "10000000"]
     server = Server(binary, args, tls=True)
+    path = f"/poll/{feed}?after=0&limit=1000"
     try:
-        fill_big(server, 1000)
-        probe = server.request("GET", "/poll/chat?after=0&limit=1000")
+        if feed == "draw":
+            fill_strokes(server, 4096)
+        else:
+            fill_big(server, 1000)
+        probe = server.request("GET", path)
         answer_bytes = len(probe[2])
         base = rss(server.pid)
         timeouts = server.stats()["connections"]["send_timeouts"]
-        attacks = [
-            WindowAttack(server, "/poll/chat?after=0&limit=1000", 32, grant, "127.0.0.1")
-            for _ in range(connections)
-        ]
+        attacks = [WindowAttack(server, path, 32, grant, "127.0.0.1") for _ in range(connections)]
         for a in attacks:
             a.start()
         t0 = time.monotonic()
@@ -246,6 +259,8 @@ def h2_window(binary, connections, grant, duration, send_timeout):
         stats = server.stats()
         other = server.request("GET", "/poll/clock", source="127.0.0.2")[0]
         return {
+            "path": path,
+            "send_timeout": send_timeout or "30s (default)",
             "connections": connections,
             "streams_per_connection": 32,
             "one_answer_bytes": answer_bytes,
@@ -346,6 +361,7 @@ def main():
     rows["h2_window_1_connection"] = h2_window(binary, 1, True, duration, None)
     rows["h2_window_3_connections"] = h2_window(binary, 3, True, duration, None)
     rows["h2_zero_window_2_connections"] = h2_window(binary, 2, False, duration, None)
+    rows["h2_window_draw_2_connections"] = h2_window(binary, 2, True, min(duration, 60.0), "5s", feed="draw")
     rows["ipv6_64_logins"] = ipv6_logins(binary)
     rows["minor"] = minor(binary)
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
