@@ -134,7 +134,7 @@ wait_for_url() {
 
 start_pushpoll() {
   : >"$srv_log"
-  PUSHPOLL_LOG=warn "${server_pin[@]}" "$bin" --addr 127.0.0.1:0 --db :memory: \
+  PUSHPOLL_LOG=warn PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 "${server_pin[@]}" "$bin" --addr 127.0.0.1:0 --db :memory: \
     --max-connections 100000 --rate-limit 1000000 >"$srv_log" 2>/dev/null &
   server_pid=$!
   server_kind=pushpoll

@@ -161,7 +161,7 @@ start_redis() {
 start_node() { # [EXTRA FLAG...]
   local i=${#node_pids[@]}
   local log="$tmp/node-$i.log"
-  PUSHPOLL_LOG=warn "${server_pin[@]}" "$bin" --addr 127.0.0.1:0 "${node_flags[@]}" "$@" \
+  PUSHPOLL_LOG=warn PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 "${server_pin[@]}" "$bin" --addr 127.0.0.1:0 "${node_flags[@]}" "$@" \
     >"$log" 2>"$tmp/node-$i.err" &
   node_pids+=($!)
   local url=""

@@ -17,7 +17,7 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 cargo build --release --workspace --locked -q
 
 log=$(mktemp)
-target/release/pushpoll --addr 127.0.0.1:0 --db :memory: --max-connections 100000 >"$log" 2>/dev/null &
+PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 target/release/pushpoll --addr 127.0.0.1:0 --db :memory: --max-connections 100000 >"$log" 2>/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 50); do grep -q http:// "$log" && break; sleep 0.1; done

@@ -197,6 +197,10 @@ wait_up redis "${pids[0]}" 127.0.0.1 "$redis_port" "$dir/redis.log" "Ready to ac
 
 origin=()
 [ "$nginx" = no ] || origin=(--allow-origin "http://$listen")
+# Every client of a local cluster comes from 127.0.0.1 (nginx, or the load tester with --url
+# per node): one peer to each node, which would hold the whole load in its share of
+# requests in flight (128 by default). PUSHPOLL_MAX_REQUESTS_PER_PEER set by the caller wins.
+export PUSHPOLL_MAX_REQUESTS_PER_PEER="${PUSHPOLL_MAX_REQUESTS_PER_PEER:-100000}"
 for ((i = 0; i < nodes; i++)); do
   port=$((base_port + i))
   start "node$i" "$PUSHPOLL_BIN" --addr "127.0.0.1:$port" \

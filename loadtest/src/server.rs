@@ -58,6 +58,11 @@ impl Spawned {
             .args(["--rate-limit", "1000000"])
             // Every client sends from 127.0.0.1: the draw budget is per address.
             .args(["--draw-rate", "1000000", "--draw-rate-total", "10000000"])
+            // Every client is 127.0.0.1: one peer, holding every connection, long poll and
+            // stream. (Environment variables, which an older build given as PUSHPOLL_BIN
+            // ignores, where a flag it does not know would stop it.)
+            .env("PUSHPOLL_MAX_CONNECTIONS_PER_PEER", &max)
+            .env("PUSHPOLL_MAX_REQUESTS_PER_PEER", &max)
             .env("PUSHPOLL_LOG", "warn")
             .stderr(Stdio::inherit());
         let started = spawn::start(&mut command)
