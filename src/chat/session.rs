@@ -733,6 +733,33 @@ mod tests {
         );
     }
 
+    /// `create` writes the session itself: one that is never renamed, never sends and is
+    /// never swept (the sweep writes only sessions that sent) is still there after a restart.
+    /// (The test above renames its session, and a rename saves it too.)
+    #[tokio::test]
+    async fn a_session_that_only_signed_in_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.sqlite");
+        let path = path.to_str().unwrap();
+        let open = || {
+            let store = Arc::new(SqliteStore::open(path).unwrap());
+            let key = store.signing_key(&random_key()).unwrap();
+            Sessions::embedded(RATE_LIMIT, Duration::from_secs(3600), key, Some(store))
+        };
+        let (made, token) = open().create(nick("quiet"), 10).await.unwrap();
+        let sessions = open();
+        let found = sessions
+            .from_cookies(headers(&format!("{COOKIE}={token}")))
+            .await
+            .unwrap()
+            .expect("the cookie of a session that only signed in");
+        assert_eq!((found.id, found.nick.as_str()), (made.id, "quiet"));
+        assert!(matches!(
+            sessions.create(nick("QUIET"), 10).await,
+            Err(ChatError::NickTaken(_))
+        ));
+    }
+
     #[test]
     fn a_secret_file_is_made_once_private_and_refused_when_short() {
         use std::os::unix::fs::PermissionsExt as _;
