@@ -25,6 +25,8 @@ mod logs;
 mod proxy;
 mod redis_harness;
 mod resume;
+mod retention;
+mod secrets;
 mod shutdown;
 mod stats;
 mod tls;
