@@ -48,12 +48,14 @@ pub struct Retain {
 }
 
 /// `--retain-events`: a million events. A classroom of 30 that each send a message a
-/// minute for eight hours writes about 15,000 (plus joins and leaves), so this is weeks of
-/// lessons, and 100 times `--max-backfill`.
+/// minute for eight hours writes 30 × 60 × 8 = 14,400 (plus joins and leaves), so this is
+/// many weeks of lessons, and 100 times `--max-backfill`.
 pub const RETAIN_EVENTS: u64 = 1_000_000;
-/// `--retain-bytes`: 256 MiB, about a million events of ordinary chat (a 170-character
-/// message costs 250–300 bytes of pages), or 30,000 of the largest (2000 four-byte
-/// characters); the audit's flood of 8 KB messages reaches it in minutes, then holds.
+/// `--retain-bytes`: 256 MiB, where the events bound meets the bytes bound for ordinary
+/// chat: the event of a 100-character message (192 bytes of JSON) costs 258 bytes of pages,
+/// so 256 MiB holds about 1.04 million. The largest (8,092 bytes of JSON) cost 8,239, so
+/// the bytes bound keeps about 32,600 of them: a flood of big messages meets this bound
+/// long before the other. (Measured by `the_default_bounds_meet_near_a_million_ordinary_events`.)
 pub const RETAIN_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Default for Retain {
@@ -834,6 +836,56 @@ mod tests {
             assert!(err.contains("mode 0644"), "{err}");
             assert_eq!(mode_of(&file), 0o644, "left as it was");
         }
+    }
+
+    /// The bytes of pages one event costs, as a file fills with `n` of them (in one
+    /// transaction, as appends with ascending ids pack them).
+    fn pages_per_event(text: &str, n: u64) -> (usize, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("c.sqlite").to_str().unwrap()).unwrap();
+        let empty = store.used_bytes().unwrap();
+        let mut json = 0;
+        {
+            let mut inner = store.lock();
+            let tx = inner.conn.transaction().unwrap();
+            for id in 1..=n {
+                let body = message("lobby", text);
+                // A real timestamp (µs since 1970) and ids of six digits, as in a long-lived log.
+                let (id, ts) = (100_000 + id, 1_796_067_548_356_253);
+                let event = Event::with_audience(&WireEvent { id, ts, body }, room("lobby"));
+                json = event.json.len();
+                tx.execute(
+                    &format!(
+                        "INSERT INTO events ({COLUMNS}) VALUES (?1, 1, 'message', 'lobby', NULL, NULL, ?2)"
+                    ),
+                    params![id as i64, std::str::from_utf8(&event.json).unwrap()],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        (json, (store.used_bytes().unwrap() - empty) / n)
+    }
+
+    /// Why the two defaults go together (the figures of `RETAIN_BYTES`'s comment): an
+    /// ordinary event costs about 255 bytes of pages, so a million of them nearly fill
+    /// 256 MiB; the largest cost about 8.2 KB, so 256 MiB holds some 32,000.
+    #[test]
+    fn the_default_bounds_meet_near_a_million_ordinary_events() {
+        let (json, cost) = pages_per_event(&"a".repeat(100), 20_000);
+        assert_eq!(json, 192, "a 100-character message's event");
+        assert!(
+            (230..=280).contains(&cost),
+            "{cost} bytes of pages per event"
+        );
+        let fit = RETAIN_BYTES / cost;
+        assert!((900_000..=1_200_000).contains(&fit), "{fit} events");
+        let (json, cost) = pages_per_event(&big_text(), 2_000);
+        assert_eq!(json, 8092, "the largest message's event");
+        assert!(
+            (8_100..=8_400).contains(&cost),
+            "{cost} bytes of pages per event"
+        );
     }
 
     #[test]
