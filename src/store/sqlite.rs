@@ -176,13 +176,23 @@ impl SqliteStore {
         if legacy && path != ":memory:" {
             // Once per database: a file made before retention existed cannot hand pages
             // back without this rewrite. Its work is bounded by the retention just applied.
+            // A failure (a full disk: VACUUM needs room for a copy) costs only the shrinking:
+            // retention still keeps the file from growing, so the server starts anyway.
             tracing::warn!(
                 db = path,
                 "converting the database to incremental vacuum (once): rewriting it"
             );
-            inner
+            match inner
                 .conn
-                .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+                .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+            {
+                Ok(()) => tracing::info!(db = path, "database converted"),
+                Err(err) => tracing::warn!(
+                    db = path,
+                    %err,
+                    "could not convert the database; it will not shrink, but it will not grow"
+                ),
+            }
         } else {
             inner.vacuum()?;
         }
