@@ -23,6 +23,19 @@ pub struct Config {
     #[arg(long, env = "PUSHPOLL_DB", default_value = "data/pushpoll.sqlite")]
     pub db: String,
 
+    /// Chat events the SQLite database keeps: the newest this-many; older ones are pruned
+    /// (a cursor older than what is kept gets a `gap` event). Sessions are never pruned.
+    #[arg(long, env = "PUSHPOLL_RETAIN_EVENTS", default_value_t = crate::store::sqlite::RETAIN_EVENTS,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub retain_events: u64,
+
+    /// Bytes the SQLite database may hold (its pages in use: events, their index,
+    /// sessions); past it the oldest events are pruned, the newest always kept. The `-wal`
+    /// file adds up to about 4 MiB.
+    #[arg(long, env = "PUSHPOLL_RETAIN_BYTES", default_value_t = crate::store::sqlite::RETAIN_BYTES,
+          value_parser = clap::value_parser!(u64).range(1024 * 1024..=1 << 50))]
+    pub retain_bytes: u64,
+
     /// Milliseconds between clock ticks.
     #[arg(long, env = "PUSHPOLL_TICK_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
@@ -292,6 +305,14 @@ impl Config {
             .or(self.operator_token.as_ref())
     }
 
+    /// What the SQLite store keeps (`--retain-events`, `--retain-bytes`).
+    pub fn retain(&self) -> crate::store::sqlite::Retain {
+        crate::store::sqlite::Retain {
+            events: self.retain_events,
+            bytes: self.retain_bytes,
+        }
+    }
+
     /// `--max-connections-per-peer`, or a quarter of `--max-connections` (at least 1).
     pub fn max_connections_per_peer(&self) -> u64 {
         self.max_connections_per_peer
@@ -411,5 +432,7 @@ mod tests {
         assert_eq!(c.rate_limit, 20);
         assert_eq!(c.idle_timeout, Duration::from_secs(1800));
         assert_eq!(c.db, "data/pushpoll.sqlite");
+        assert_eq!(c.retain_events, 1_000_000);
+        assert_eq!(c.retain_bytes, 256 * 1024 * 1024);
     }
 }

@@ -74,7 +74,7 @@ impl AppState {
                 Backend::Cluster { log, pushes, key }
             }
             None => {
-                let store = Arc::new(SqliteStore::open(&config.db)?);
+                let store = Arc::new(SqliteStore::open_retaining(&config.db, config.retain())?);
                 let key = match &config.secret_file {
                     Some(path) => session::secret_from_file(path)?,
                     None => store

@@ -163,11 +163,25 @@ pub fn random_key() -> Vec<u8> {
 }
 
 /// The signing key in `path` (`--secret-file`): at least 32 bytes, used whole. A missing file
-/// is made with 32 random bytes, readable by its owner only.
+/// is made with 32 random bytes, readable by its owner only (`0600`, whatever the umask). An
+/// existing file that other users can read or write is refused: the server never makes one
+/// (this function always made it `0600`), so someone else made or loosened it, and a key
+/// others may have read signs cookies they can forge.
 pub fn secret_from_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use crate::store::private;
     use anyhow::Context as _;
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(mode) =
+        private::too_open(path).with_context(|| format!("cannot read {}", path.display()))?
+    {
+        anyhow::bail!(private::refusal(
+            "the secret file",
+            path,
+            mode,
+            "it holds the key that signs the session cookies, and whoever reads it can \
+             forge them"
+        ));
+    }
     match std::fs::read(path) {
         Ok(key) if key.len() >= 32 => return Ok(key),
         Ok(key) => anyhow::bail!(
@@ -179,20 +193,15 @@ pub fn secret_from_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
     }
     let key = random_key();
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(mut file) => {
+    match private::create_new(path) {
+        Ok(Some(mut file)) => {
             file.write_all(&key)
                 .and_then(|()| file.sync_all())
                 .with_context(|| format!("cannot write {}", path.display()))?;
             Ok(key)
         }
         // Another node made it first: use theirs.
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => secret_from_file(path),
+        Ok(None) => secret_from_file(path),
         Err(err) => Err(err).with_context(|| format!("cannot create {}", path.display())),
     }
 }
@@ -752,6 +761,56 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// `create` writes the session itself: one that is never renamed, never sends and is
+    /// never swept (the sweep writes only sessions that sent) is still there after a restart.
+    /// (The test above renames its session, and a rename saves it too.)
+    #[tokio::test]
+    async fn a_session_that_only_signed_in_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.sqlite");
+        let path = path.to_str().unwrap();
+        let open = || {
+            let store = Arc::new(SqliteStore::open(path).unwrap());
+            let key = store.signing_key(&random_key()).unwrap();
+            Sessions::embedded(RATE_LIMIT, Duration::from_secs(3600), key, Some(store))
+        };
+        let (made, token) = open().create(nick("quiet"), 10).await.unwrap();
+        let sessions = open();
+        let found = sessions
+            .from_cookies(headers(&format!("{COOKIE}={token}")))
+            .await
+            .unwrap()
+            .expect("the cookie of a session that only signed in");
+        assert_eq!((found.id, found.nick.as_str()), (made.id, "quiet"));
+        assert!(matches!(
+            sessions.create(nick("QUIET"), 10).await,
+            Err(ChatError::NickTaken(_))
+        ));
+    }
+
+    #[test]
+    fn a_secret_file_others_can_read_is_refused_and_left_as_it_is() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, [7u8; 32]).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = secret_from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("mode 0644"), "{err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", path.display())),
+            "{err}"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o644,
+            "the server does not change a file it did not make"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(secret_from_file(&path).unwrap(), vec![7u8; 32]);
     }
 
     #[test]

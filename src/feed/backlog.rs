@@ -23,7 +23,9 @@ pub struct PageLimit {
 pub trait Backlog: Send + Sync + 'static {
     /// The *oldest* events with `after < id < before`, oldest first, as many as `limit`
     /// allows; the caller asks again after the last id returned for the next page. Reads no
-    /// more rows than it returns (plus one byte-cap overshoot at most).
+    /// more rows than it returns (plus one byte-cap overshoot at most). A store that no
+    /// longer holds the start of the range (pruned or trimmed to its retention) puts a
+    /// `gap` first (`crate::feed::gap(after, first id it holds)`, or `before` if none).
     fn range(
         &self,
         after: u64,

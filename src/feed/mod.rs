@@ -1128,6 +1128,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cursor_older_than_the_stores_retention_gets_a_gap_then_what_is_kept() {
+        use crate::store::sqlite::Retain;
+        let retain = Retain {
+            events: 20,
+            bytes: u64::MAX,
+        };
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open_retaining(":memory:", retain).unwrap());
+        // The store keeps 31..=50, memory 43..=50.
+        let feed = chat_over(store, 50, SMALL_PAGES);
+        let mut s = feed.subscribe(
+            Some(5),
+            Start::Next,
+            0,
+            rooms(&["red", "lobby"]),
+            CancellationToken::new(),
+        );
+        assert_eq!(gap_of(&s.next().await.unwrap()), (30, 5, 31));
+        for id in 31..=50 {
+            assert_eq!(s.next().await.unwrap().id, id);
+        }
+        assert!(s.try_next().is_none());
+        // A short poll from the same cursor: the gap, then one page (10); `next` continues.
+        let (ids, next) = poll(&feed, Some(5), rooms(&["red", "lobby"]), 0).await;
+        assert_eq!(ids, [vec![30], (31..=40).collect()].concat());
+        assert_eq!(next, 40);
+    }
+
+    #[tokio::test]
     async fn a_cursor_beyond_the_last_id_gets_a_gap_and_continues_from_what_exists() {
         let feed = chat(3, 8);
         let (ids, next) = poll(&feed, Some(99), rooms(&["red"]), 0).await;

@@ -29,6 +29,8 @@ mod operator;
 mod proxy;
 mod redis_harness;
 mod resume;
+mod retention;
+mod secrets;
 mod shutdown;
 mod stats;
 mod tls;
