@@ -97,7 +97,10 @@ impl AppState {
             backend,
             config.feed_limits(),
             config.history as usize,
-            config.rate_limit as usize,
+            crate::chat::Budget {
+                events: config.rate_limit as usize,
+                bytes: config.rate_limit_bytes as usize,
+            },
             config.idle_timeout,
             shutdown.clone(),
             &tracker,

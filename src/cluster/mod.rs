@@ -70,6 +70,7 @@ struct Scripts {
     node_reap: Script,
     bucket: Script,
     say: Script,
+    history: Script,
 }
 
 /// The messages pushed on the subscriber connection, bounded (see [`PUSH_QUEUE`]).
@@ -155,6 +156,7 @@ impl Redis {
                 node_reap: Script::new(scripts::NODE_REAP),
                 bucket: Script::new(scripts::BUCKET),
                 say: Script::new(scripts::SAY),
+                history: Script::new(scripts::HISTORY),
             }),
         };
         subscriber

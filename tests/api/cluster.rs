@@ -22,7 +22,15 @@ const WAIT: Duration = Duration::from_secs(10);
 const LEAVE_BOUND: Duration = Duration::from_secs(8);
 
 async fn node(redis: &RedisServer) -> TestApp {
-    spawn_binary(&["--redis", &redis.url(), "--rate-limit", "100000"]).await
+    spawn_binary(&[
+        "--redis",
+        &redis.url(),
+        "--rate-limit",
+        "100000",
+        "--rate-limit-bytes",
+        "1073741824",
+    ])
+    .await
 }
 
 /// The id of the newest chat event on `app`.
