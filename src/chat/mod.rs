@@ -351,13 +351,28 @@ impl Chat {
             .ok_or(ChatError::SignedOut)
     }
 
+    /// Runs one request's work: in a cluster under one deadline for all the Redis work it
+    /// does (`crate::cluster::within`), so it is answered within it however many requests
+    /// wait on Redis; on one node as it is.
+    pub async fn bounded<F: Future>(&self, work: F) -> F::Output {
+        match self.cluster() {
+            Some(_) => crate::cluster::within(work).await,
+            None => work.await,
+        }
+    }
+
     /// Renames the session and tells everyone; returns the new nick. A rename is stored and
     /// fanned out like a message, so it spends from the same per-session budget
     /// (`--rate-limit` per 10 s): one budget for everything a session writes to everyone, so
     /// mixing renames and messages cannot double a client's write rate. Renaming to the
     /// current nick writes nothing and costs nothing; an attempt refused for a taken nick
-    /// has been charged (checking it is the work the budget limits).
+    /// has been charged (checking it is the work the budget limits). `401` (`SignedOut`) if
+    /// session `id` is not live.
     pub async fn rename(&self, id: u64, nick: &str) -> Result<String, ChatError> {
+        self.bounded(self.rename_now(id, nick)).await
+    }
+
+    async fn rename_now(&self, id: u64, nick: &str) -> Result<String, ChatError> {
         let nick = Nick::parse(nick)?;
         let current = self.session(id).await?.nick;
         if current == nick.as_str() {
@@ -415,12 +430,16 @@ impl Chat {
         }
     }
 
-    /// Sends a message to a room or a whisper; returns it once it is stored.
+    /// Sends a message to a room or a whisper from session `id`; returns it once it is
+    /// stored. `401` (`SignedOut`) if the session is not live.
     pub async fn send(&self, id: u64, message: Message) -> Result<SharedEvent, ChatError> {
-        match message {
-            Message::Room { room, text } => self.say(id, &room, &text).await,
-            Message::Whisper { to, text } => self.whisper(id, &to, &text).await,
-        }
+        self.bounded(async {
+            match message {
+                Message::Room { room, text } => self.say(id, &room, &text).await,
+                Message::Whisper { to, text } => self.whisper(id, &to, &text).await,
+            }
+        })
+        .await
     }
 
     /// A message to a room, stored before this returns.

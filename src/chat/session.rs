@@ -433,15 +433,24 @@ impl Sessions {
         &self,
         cookie_headers: impl IntoIterator<Item = &'a str>,
     ) -> Result<Option<Session>, ChatError> {
-        let id = cookie_headers
-            .into_iter()
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-            .find_map(|token| self.verify(token));
-        match id {
+        match self.id_from_cookies(cookie_headers) {
             Some(id) => self.get(id).await,
             None => Ok(None),
         }
+    }
+
+    /// The session id a request's cookie carries, its signature checked, without asking
+    /// whether the session is still live: for a write, whose own check says so (in a
+    /// cluster, inside the write's script and deadline).
+    pub fn id_from_cookies<'a>(
+        &self,
+        cookie_headers: impl IntoIterator<Item = &'a str>,
+    ) -> Option<u64> {
+        cookie_headers
+            .into_iter()
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+            .find_map(|token| self.verify(token))
     }
 
     pub async fn get(&self, id: u64) -> Result<Option<Session>, ChatError> {

@@ -178,9 +178,7 @@ impl RedisLog {
         // Stored: from here on the answer is "stored", even if reading it back into this
         // node's feed fails (Redis went away just now). The ingest task delivers it when
         // Redis answers again; a `503` here would make the client store it a second time.
-        if let Err(err) = self.catch_up(feed, Some(id)).await {
-            tracing::warn!(%err, id, "stored, but not yet in this node's feed");
-        }
+        self.read_back(feed, id).await;
         Ok(Event::from_json(
             id,
             ts,
@@ -248,9 +246,7 @@ impl RedisLog {
         match answer.first().map(String::as_str) {
             Some("ok") => {
                 let id = number(1)?;
-                if let Err(err) = self.catch_up(feed, Some(id)).await {
-                    tracing::warn!(%err, id, "stored, but not yet in this node's feed");
-                }
+                self.read_back(feed, id).await;
                 Ok(Said::Stored(Event::from_json(
                     id,
                     ts,
@@ -265,6 +261,27 @@ impl RedisLog {
                 Spent::SignedOut => Ok(Said::SignedOut),
                 Spent::Ok => Err(RedisError(format!("unexpected answer {answer:?}"))),
             },
+        }
+    }
+
+    /// After a write stored as `id`: returns once this node's feed holds it (read from the
+    /// stream with what came before it, if the announcement has not done so yet), or when
+    /// the deadline passes (see [`super::within`]), with a warning; the ingest task delivers
+    /// it when Redis answers again. Bounded in time, the wait for the ingest lock included:
+    /// writers that all stored before Redis stalled would otherwise queue on that lock and
+    /// each spend a full response timeout reading, one after another.
+    async fn read_back(&self, feed: &Feed, id: u64) {
+        if feed.latest_id() >= Some(id) {
+            return;
+        }
+        let read = async {
+            let _ingest = tokio::time::timeout_at(super::deadline(), self.ingest.lock())
+                .await
+                .map_err(|_| RedisError("the ingest lock was busy past the deadline".into()))?;
+            self.fill(feed, Some(id)).await
+        };
+        if let Err(err) = read.await {
+            tracing::warn!(%err, id, "stored, but not yet in this node's feed");
         }
     }
 

@@ -469,14 +469,42 @@ async fn redis_stopped_for_five_seconds_refuses_writes_then_delivers() {
         "{refused} writes refused while Redis was stopped, the slowest answer in {slowest:?}"
     );
     assert!(refused >= 1);
-    // docs/API.md: a write gets its 503 after the 2 s response timeout (plus slack for a
-    // loaded machine).
+    // docs/API.md: a write gets its 503 within the 2 s deadline (plus slack for a loaded
+    // machine).
     assert!(slowest < Duration::from_secs(3), "{slowest:?}");
     let (id, _) = say_until_stored(&a, &cookie, "last").await;
     acked.push(id);
-    let got = on_b.messages(2, WAIT).await;
-    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), acked);
-    assert_eq!(got.iter().map(text).collect::<Vec<_>>(), ["first", "last"]);
+    // A refused write's outcome is unknown (docs/API.md): Redis runs what it had received
+    // once it resumes. What Redis stored is delivered, in order, once; the acknowledged
+    // messages among it.
+    let (_, history) = b.get_json("/api/chat/history?room=lobby&limit=200").await;
+    let stored: Vec<(u64, String)> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_u64().unwrap(),
+                e["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let during = stored.len() - 2;
+    assert!(during <= refused, "{stored:?}");
+    assert_eq!(stored[0], (acked[0], "first".to_string()));
+    assert_eq!(stored[stored.len() - 1], (acked[1], "last".to_string()));
+    assert!(
+        stored[1..stored.len() - 1]
+            .iter()
+            .all(|(_, t)| t == "during")
+    );
+    let got = on_b.messages(stored.len(), WAIT).await;
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.id, text(e).to_string()))
+            .collect::<Vec<_>>(),
+        stored
+    );
 }
 
 /// The Redis log keeps `--redis-retention` events (trimmed in whole stream nodes of 100): a
@@ -712,4 +740,105 @@ async fn a_node_paused_past_the_expiry_states_its_presence_again() {
     })
     .await;
     eprintln!("eve back online {back:?} after SIGCONT");
+}
+
+/// docs/API.md: a write to a node whose Redis stops answering is answered within the 2 s
+/// deadline, however many writers wait on that Redis: 200 concurrent writers (each its own
+/// session, from 8 addresses) write as fast as they are answered; 1 s in, Redis is stopped
+/// for 6 s. Each answer, `201` (stored just before the stop) or `503 store_unavailable`, comes
+/// within the deadline plus `SLACK`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_200_concurrent_writers_are_each_answered_within_the_deadline() {
+    const WRITERS: usize = 200;
+    /// The contract's bound (docs/API.md), not the crate's constant.
+    const DEADLINE: Duration = Duration::from_secs(2);
+    /// On this 2-core machine, shared with builds (load average 10 while it was measured),
+    /// the slowest answer came 0.12 s past the deadline: 200 HTTP exchanges and as many timer
+    /// wake-ups at once. 1 s leaves room for a slower machine and still fails a request that
+    /// waits for two deadlines in a row (4 s), the fault this test is for.
+    const SLACK: Duration = Duration::from_secs(1);
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = spawn_binary(&["--redis", &redis.url(), "--login-rate", "1000"]).await;
+    let mut cookies = Vec::new();
+    for i in 0..WRITERS {
+        cookies.push(a.login(&format!("w{i}")).await);
+    }
+    let clients: Vec<reqwest::Client> = (2..10).map(crate::support::client_from).collect();
+    let started = Instant::now();
+    let stop_at = started + Duration::from_secs(1);
+    let end_at = stop_at + Duration::from_secs(6);
+    let writers: Vec<_> = cookies
+        .into_iter()
+        .enumerate()
+        .map(|(i, cookie)| {
+            let http = clients[i % clients.len()].clone();
+            let url = a.url("/api/chat/messages");
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while Instant::now() < end_at {
+                    let asked = Instant::now();
+                    let res = http
+                        .post(&url)
+                        .header("cookie", &cookie)
+                        .json(&json!({"room": "lobby", "text": "during"}))
+                        .timeout(Duration::from_secs(30))
+                        .send()
+                        .await;
+                    let status = match res {
+                        Ok(res) if res.status() == 503 => {
+                            let body: serde_json::Value = res.json().await.unwrap();
+                            assert_eq!(body["error"]["code"], "store_unavailable");
+                            503
+                        }
+                        Ok(res) => res.status().as_u16(),
+                        Err(err) => panic!("no answer: {err}"),
+                    };
+                    answers.push((asked, status, asked.elapsed()));
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(stop_at.into()).await;
+    redis.stop();
+    let mut answers = Vec::new();
+    for writer in writers {
+        answers.extend(writer.await.unwrap());
+    }
+    redis.cont();
+    // What was asked while Redis was stopped, or answered after it stopped.
+    let during: Vec<(u16, Duration)> = answers
+        .iter()
+        .filter(|(asked, _, took)| *asked + *took >= stop_at)
+        .map(|(_, status, took)| (*status, *took))
+        .collect();
+    let mut refused: Vec<Duration> = during
+        .iter()
+        .filter(|(status, _)| *status == 503)
+        .map(|(_, took)| *took)
+        .collect();
+    refused.sort();
+    let slowest = during.iter().map(|(_, took)| *took).max().unwrap();
+    eprintln!(
+        "{} answers after the stop: {} × 503 (median {:?}, max {:?}), {} × 201; slowest answer {:?}",
+        during.len(),
+        refused.len(),
+        refused[refused.len() / 2],
+        refused[refused.len() - 1],
+        during.iter().filter(|(status, _)| *status == 201).count(),
+        slowest,
+    );
+    assert!(
+        refused.len() >= WRITERS,
+        "every writer was refused at least once"
+    );
+    assert!(
+        during.iter().all(|(status, _)| matches!(status, 201 | 503)),
+        "{during:?}"
+    );
+    assert!(slowest <= DEADLINE + SLACK, "{slowest:?}");
+    let cookie = a.login("after").await;
+    say_until_stored(&a, &cookie, "after the stop").await;
 }
