@@ -196,6 +196,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
     pub redis_retention: u64,
 
+    /// Announcements a node holds for its ingest before it drops them and reads the log
+    /// instead. (Tests: a small queue makes a burst overflow it.)
+    #[arg(long, env = "PUSHPOLL_REDIS_PUSH_QUEUE", default_value_t = crate::cluster::PUSH_QUEUE as u64, hide = true,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub redis_push_queue: u64,
+
     /// Prefix of every Redis key and channel this cluster uses (several clusters can share
     /// one Redis with different prefixes).
     #[arg(long, env = "PUSHPOLL_REDIS_PREFIX", default_value = "pushpoll:", value_parser = parse_prefix)]

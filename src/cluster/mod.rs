@@ -46,7 +46,8 @@ pub const REQUEST_DEADLINE: Duration = RESPONSE_TIMEOUT;
 /// How long one connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pushed messages waiting for the ingest task; past it they are dropped and the ingest
-/// reads the log instead (so a burst costs bounded memory and loses nothing).
+/// reads the log instead (so a burst costs bounded memory and loses nothing). The default of
+/// `--redis-push-queue` (hidden: tests make it small).
 pub const PUSH_QUEUE: usize = 8192;
 
 tokio::task_local! {
@@ -176,11 +177,13 @@ impl redis::aio::AsyncPushSender for PushQueue {
 }
 
 impl Redis {
-    /// Connects (both connections) and subscribes to the cluster's channels.
+    /// Connects (both connections) and subscribes to the cluster's channels; `push_queue`
+    /// announcements wait for the ingest at most (see [`PUSH_QUEUE`]).
     pub async fn connect(
         url: &str,
         prefix: &str,
         retention: u64,
+        push_queue: usize,
     ) -> Result<(Redis, Pushes), RedisError> {
         let client = redis::Client::open(url)?;
         let info = client.get_connection_info().clone();
@@ -197,7 +200,7 @@ impl Redis {
         let conn = client
             .get_connection_manager_with_config(config.clone())
             .await?;
-        let (tx, rx) = mpsc::channel(PUSH_QUEUE);
+        let (tx, rx) = mpsc::channel(push_queue.max(1));
         let overflowed = Arc::new(AtomicBool::new(false));
         let mut subscriber = client
             .get_connection_manager_with_config(
