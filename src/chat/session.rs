@@ -514,8 +514,9 @@ impl Sessions {
             return Err(rate_limited(EVENTS_BUDGET, leaves(oldest)));
         }
         if entry.sent_bytes + bytes > self.budget.bytes {
-            // The oldest writes whose leaving makes room; `bytes` is at most the whole budget
-            // (the flag's minimum is above the largest event), so they exist.
+            // Wait until the oldest writes whose leaving makes room have left. A write larger
+            // than the whole budget finds none and is told a whole window (the flag's minimum
+            // is above the largest event, so only a library caller can ask for one).
             let mut left = entry.sent_bytes;
             let mut wait = RATE_WINDOW;
             for &(at, charged) in &entry.sent {
