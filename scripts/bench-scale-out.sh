@@ -82,7 +82,7 @@ rate=10
 [ -n "$want_rate" ] && rate=$want_rate
 transports=(sse ws)
 setups=(0-redis 1-nodes 2-nodes 3-nodes)
-node_flags=(--db :memory: --max-connections 100000 --rate-limit 1000000 --login-rate 1000000)
+node_flags=(--db :memory: --max-connections 100000 --rate-limit 1000000 --rate-limit-bytes 1073741824 --login-rate 1000000)
 
 cores=$(nproc)
 if [ "$cores" -ge 2 ]; then

@@ -11,10 +11,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::chat::command::{DEFAULT_ROOM, SendBody};
-use crate::chat::{Chat, Message, Sessions, parse_room};
+use crate::chat::{Chat, Message, Session, Sessions, parse_room};
 use crate::error::ApiError;
 use crate::http::{
-    ClientAddr, JsonBody, MAX_ANSWER_BYTES, Params, SignedIn, events_json, parse_cursor, session_of,
+    ClientAddr, JsonBody, MAX_ANSWER_BYTES, Params, SessionId, SignedIn, events_json, parse_cursor,
+    session_of,
 };
 use crate::peers::Budget;
 use crate::state::AppState;
@@ -88,6 +89,24 @@ pub async fn login(
     headers: HeaderMap,
     JsonBody(body): JsonBody<NickBody>,
 ) -> Result<Response, ApiError> {
+    // In a cluster one deadline covers all of it: the bucket, the old session, the new one.
+    let (session, token) = app
+        .chat()
+        .bounded(sign_in(&app, &client, &headers, &body.nick))
+        .await?;
+    Ok(with_cookie(
+        StatusCode::CREATED,
+        json!({ "nick": session.nick }),
+        Sessions::cookie(&token),
+    ))
+}
+
+async fn sign_in(
+    app: &AppState,
+    client: &ClientAddr,
+    headers: &HeaderMap,
+    nick: &str,
+) -> Result<(Session, String), ApiError> {
     // One node: the address's bucket here. A cluster: one bucket per address over every
     // node, in Redis (a client spreading its logins over the nodes gets the same budget).
     let refused = match app.chat().cluster() {
@@ -109,18 +128,10 @@ pub async fn login(
         });
     }
     // A browser that signs in again leaves its old session first.
-    if let Some(old) = session_of(app.chat(), &headers).await? {
+    if let Some(old) = session_of(app.chat(), headers).await? {
         app.chat().logout(old.id).await?;
     }
-    let (session, token) = app
-        .chat()
-        .login(&body.nick, app.config().max_sessions)
-        .await?;
-    Ok(with_cookie(
-        StatusCode::CREATED,
-        json!({ "nick": session.nick }),
-        Sessions::cookie(&token),
-    ))
+    Ok(app.chat().login(nick, app.config().max_sessions).await?)
 }
 
 /// `GET /api/session` → `{"nick"}` of the caller's session, or `401`.
@@ -131,10 +142,10 @@ pub async fn whoami(SignedIn(session): SignedIn) -> Result<Response, ApiError> {
 /// `PATCH /api/session {"nick"}` → renames, emitting `rename`.
 pub async fn rename(
     State(chat): State<Chat>,
-    SignedIn(session): SignedIn,
+    SessionId(id): SessionId,
     JsonBody(body): JsonBody<NickBody>,
 ) -> Result<Response, ApiError> {
-    let nick = chat.rename(session.id, &body.nick).await?;
+    let nick = chat.rename(id, &body.nick).await?;
     Ok(Json(json!({ "nick": nick })).into_response())
 }
 
@@ -154,10 +165,10 @@ pub async fn logout(
 /// `POST /api/chat/messages {"room","text"}` or `{"to","text"}` → `201 {"id"}`, stored first.
 pub async fn send(
     State(chat): State<Chat>,
-    SignedIn(session): SignedIn,
+    SessionId(id): SessionId,
     JsonBody(body): JsonBody<SendBody>,
 ) -> Result<Response, ApiError> {
-    let event = chat.send(session.id, Message::try_from(body)?).await?;
+    let event = chat.send(id, Message::try_from(body)?).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": event.id }))).into_response())
 }
 

@@ -51,6 +51,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub rate_limit: u64,
 
+    /// Bytes one chat session may store per 10 s: each message, whisper and rename is charged
+    /// its event's JSON (the id counted as one digit); past it, `429` (or an `error` event).
+    /// At least 16384, above the largest event (2000 characters escaped to 6 bytes each, plus
+    /// its names).
+    #[arg(long, env = "PUSHPOLL_RATE_LIMIT_BYTES", default_value_t = 32_768,
+          value_parser = clap::value_parser!(u64).range(16_384..=1_073_741_824))]
+    pub rate_limit_bytes: u64,
+
     /// A chat session without activity (sending, renaming) for this long ends: `leave`,
     /// and its sockets close with 4000.
     #[arg(long, env = "PUSHPOLL_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
@@ -215,6 +223,12 @@ pub struct Config {
     #[arg(long, env = "PUSHPOLL_REDIS_RETENTION", default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(100..=100_000_000))]
     pub redis_retention: u64,
+
+    /// Announcements a node holds for its ingest before it drops them and reads the log
+    /// instead. (Tests: a small queue makes a burst overflow it.)
+    #[arg(long, env = "PUSHPOLL_REDIS_PUSH_QUEUE", default_value_t = crate::cluster::PUSH_QUEUE as u64, hide = true,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub redis_push_queue: u64,
 
     /// Prefix of every Redis key and channel this cluster uses (several clusters can share
     /// one Redis with different prefixes).
@@ -430,6 +444,7 @@ mod tests {
         assert_eq!(c.ws_timeout, Duration::from_secs(40));
         assert_eq!(c.history, 20);
         assert_eq!(c.rate_limit, 20);
+        assert_eq!(c.rate_limit_bytes, 32 * 1024);
         assert_eq!(c.idle_timeout, Duration::from_secs(1800));
         assert_eq!(c.db, "data/pushpoll.sqlite");
         assert_eq!(c.retain_events, 1_000_000);

@@ -121,6 +121,27 @@ where
     }
 }
 
+/// The session id the request's cookie carries, its signature checked here, with no store
+/// asked: for the writes (`Chat::send`, `Chat::rename`), which check that the session is
+/// live themselves, within the one deadline of their Redis work in a cluster. `401` without
+/// a validly signed cookie; a write as an ended session gets `401` from the chat.
+pub struct SessionId(pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionId
+where
+    Chat: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Chat::from_ref(state)
+            .sessions()
+            .id_from_cookies(cookies(&parts.headers))
+            .map(SessionId)
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
 /// The `{feed}` segment of a transport URL; an unknown feed is a `404`.
 pub struct FeedPath(pub FeedName);
 

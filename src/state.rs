@@ -62,10 +62,14 @@ impl AppState {
     ) -> anyhow::Result<AppState> {
         let backend = match &config.redis {
             Some(url) => {
-                let (redis, pushes) =
-                    Redis::connect(url, &config.redis_prefix, config.redis_retention)
-                        .await
-                        .with_context(|| format!("cannot reach Redis at {url}"))?;
+                let (redis, pushes) = Redis::connect(
+                    url,
+                    &config.redis_prefix,
+                    config.redis_retention,
+                    config.redis_push_queue as usize,
+                )
+                .await
+                .with_context(|| format!("cannot reach Redis at {url}"))?;
                 let key = match &config.secret_file {
                     Some(path) => session::secret_from_file(path)?,
                     None => redis.signing_key().await?,
@@ -100,7 +104,10 @@ impl AppState {
             backend,
             config.feed_limits(),
             config.history as usize,
-            config.rate_limit as usize,
+            crate::chat::Budget {
+                events: config.rate_limit as usize,
+                bytes: config.rate_limit_bytes as usize,
+            },
             config.idle_timeout,
             shutdown.clone(),
             &tracker,

@@ -138,7 +138,12 @@ fn start_server(bin: &PathBuf, proxy: SocketAddr) -> (std::process::Child, Socke
     let mut command = Command::new(bin);
     command
         .args(["--addr", "127.0.0.1:0", "--db", ":memory:"])
-        .args(["--rate-limit", "1000000"])
+        .args([
+            "--rate-limit",
+            "1000000",
+            "--rate-limit-bytes",
+            "1073741824",
+        ])
         .arg("--allow-origin")
         .arg(format!("http://{proxy}"))
         .env("PUSHPOLL_LOG", "warn")

@@ -28,12 +28,45 @@ pub use command::{Command, Message};
 pub use error::ChatError;
 pub use name::{Nick, parse_room};
 pub use presence::Presence;
-pub use session::{EndReason, Session, Sessions};
+pub use session::{Budget, EndReason, Session, Sessions};
 
 /// Longest message text, in characters.
 pub const MAX_TEXT_CHARS: usize = 2000;
 /// Most messages `history=` may ask for.
 pub const MAX_HISTORY: u64 = 200;
+
+/// What a write costs its session's byte budget ([`Budget::bytes`]): the bytes of the event's
+/// JSON as it is stored and delivered, with the id counted as one digit (`{"id":0,…}`), so the
+/// charge does not grow with the log's ids. `ts` only needs the right number of digits.
+pub fn stored_bytes(body: &EventBody) -> usize {
+    /// Counts what serde_json writes, without keeping it.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    #[derive(serde::Serialize)]
+    struct Stored<'a> {
+        id: u64,
+        ts: u64,
+        #[serde(flatten)]
+        body: &'a EventBody,
+    }
+    let mut count = Count(0);
+    let stored = Stored {
+        id: 0,
+        ts: now_micros(),
+        body,
+    };
+    // Serializing to a counter cannot fail: every field is a string or a number.
+    let _ = serde_json::to_writer(&mut count, &stored);
+    count.0
+}
 
 /// The chat's durable, ordered log: the store and the live feed, written together.
 #[derive(Clone)]
@@ -154,7 +187,7 @@ impl Chat {
         backend: Backend,
         limits: Limits,
         history: usize,
-        rate_limit: usize,
+        budget: Budget,
         idle_timeout: Duration,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
@@ -171,14 +204,13 @@ impl Chat {
                     feed,
                     engine: Engine::Embedded(store),
                 };
-                let sessions = Sessions::embedded(rate_limit, idle_timeout, key, sessions);
+                let sessions = Sessions::embedded(budget, idle_timeout, key, sessions);
                 (log, sessions, None)
             }
             Backend::Cluster { log, pushes, key } => {
                 let backlog: Arc<dyn Backlog> = log.clone();
                 let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(backlog));
-                let sessions =
-                    Sessions::cluster(rate_limit, idle_timeout, key, log.redis().clone());
+                let sessions = Sessions::cluster(budget, idle_timeout, key, log.redis().clone());
                 let chat_log = Log {
                     feed,
                     engine: Engine::Cluster(log.clone()),
@@ -319,18 +351,40 @@ impl Chat {
             .ok_or(ChatError::SignedOut)
     }
 
+    /// Runs one request's work: in a cluster under one deadline for all the Redis work it
+    /// does (`crate::cluster::within`), so it is answered within it however many requests
+    /// wait on Redis; on one node as it is.
+    pub async fn bounded<F: Future>(&self, work: F) -> F::Output {
+        match self.cluster() {
+            Some(_) => crate::cluster::within(work).await,
+            None => work.await,
+        }
+    }
+
     /// Renames the session and tells everyone; returns the new nick. A rename is stored and
     /// fanned out like a message, so it spends from the same per-session budget
     /// (`--rate-limit` per 10 s): one budget for everything a session writes to everyone, so
     /// mixing renames and messages cannot double a client's write rate. Renaming to the
     /// current nick writes nothing and costs nothing; an attempt refused for a taken nick
-    /// has been charged (checking it is the work the budget limits).
+    /// has been charged (checking it is the work the budget limits). `401` (`SignedOut`) if
+    /// session `id` is not live.
     pub async fn rename(&self, id: u64, nick: &str) -> Result<String, ChatError> {
+        self.bounded(self.rename_now(id, nick)).await
+    }
+
+    async fn rename_now(&self, id: u64, nick: &str) -> Result<String, ChatError> {
         let nick = Nick::parse(nick)?;
-        if self.session(id).await?.nick == nick.as_str() {
+        let current = self.session(id).await?.nick;
+        if current == nick.as_str() {
             return Ok(nick.as_str().to_string());
         }
-        self.spend(id, "messages and renames").await?;
+        // Charged as the event it writes, named by the nick known now (a rename racing
+        // another of the same session may store a `from` of another length: a few bytes).
+        let bytes = stored_bytes(&EventBody::Rename {
+            from: current,
+            nick: nick.as_str().to_string(),
+        });
+        self.inner.sessions.spend(id, bytes).await?;
         let old = self.inner.sessions.rename(id, nick.clone()).await?;
         if old != nick.as_str() {
             self.inner.presence.renamed(id, nick.as_str());
@@ -368,10 +422,6 @@ impl Chat {
         Ok(())
     }
 
-    async fn spend(&self, id: u64, what: &'static str) -> Result<(), ChatError> {
-        self.inner.sessions.spend(id, what).await
-    }
-
     /// Carries out what a client sent (a WebSocket frame): a message, or a rename.
     pub async fn run(&self, id: u64, command: Command) -> Result<(), ChatError> {
         match command {
@@ -380,12 +430,16 @@ impl Chat {
         }
     }
 
-    /// Sends a message to a room or a whisper; returns it once it is stored.
+    /// Sends a message to a room or a whisper from session `id`; returns it once it is
+    /// stored. `401` (`SignedOut`) if the session is not live.
     pub async fn send(&self, id: u64, message: Message) -> Result<SharedEvent, ChatError> {
-        match message {
-            Message::Room { room, text } => self.say(id, &room, &text).await,
-            Message::Whisper { to, text } => self.whisper(id, &to, &text).await,
-        }
+        self.bounded(async {
+            match message {
+                Message::Room { room, text } => self.say(id, &room, &text).await,
+                Message::Whisper { to, text } => self.whisper(id, &to, &text).await,
+            }
+        })
+        .await
     }
 
     /// A message to a room, stored before this returns.
@@ -396,12 +450,12 @@ impl Chat {
         let session = self.session(id).await?;
         let room = parse_room(room)?;
         Self::check_text(text)?;
-        self.spend(id, "messages and renames").await?;
         let body = EventBody::Message {
             room: room.to_string(),
             from: session.nick,
             text: text.to_string(),
         };
+        self.inner.sessions.spend(id, stored_bytes(&body)).await?;
         self.inner.log.append(body, Audience::Room(room)).await
     }
 
@@ -423,7 +477,7 @@ impl Chat {
         };
         let room = parse_room(room)?;
         Self::check_text(text)?;
-        let (limit, idle) = sessions.limits();
+        let (budget, idle) = sessions.limits();
         // A rename between two tries is a race with the user's own other tab; three tries
         // and it is reported as the store being busy rather than looping.
         for _ in 0..3 {
@@ -434,17 +488,15 @@ impl Chat {
                     &nick,
                     room.clone(),
                     text,
-                    (limit, session::RATE_WINDOW),
+                    (budget.events, budget.bytes),
+                    session::RATE_WINDOW,
                     idle,
                 )
                 .await?;
             match said {
                 Said::Stored(event) => return Ok(event),
-                Said::Wait(wait) => {
-                    return Err(ChatError::RateLimited {
-                        what: "messages and renames",
-                        retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
-                    });
+                Said::Wait(wait, half) => {
+                    return Err(session::rate_limited(session::half_name(half), wait));
                 }
                 Said::Renamed(now) => {
                     sessions.remember(id, &now);
@@ -469,12 +521,12 @@ impl Chat {
             .by_nick(to)
             .await?
             .ok_or_else(|| ChatError::UnknownUser(to.to_string()))?;
-        self.spend(id, "messages and renames").await?;
         let body = EventBody::Whisper {
             from: session.nick,
             to: recipient.nick,
             text: text.to_string(),
         };
+        self.inner.sessions.spend(id, stored_bytes(&body)).await?;
         self.inner
             .log
             .append(body, Audience::Sessions(session.id, recipient.id))
@@ -493,5 +545,40 @@ impl Chat {
             .log
             .history(room, before.unwrap_or(u64::MAX), limit)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::WireEvent;
+
+    /// The charge is the stored JSON with a one-digit id; the largest event a client can
+    /// write fits under the smallest budget `--rate-limit-bytes` takes (16384), so every
+    /// valid message can be sent once the window is empty.
+    #[test]
+    fn a_write_is_charged_its_json_and_the_largest_fits_the_smallest_budget() {
+        let body = EventBody::Message {
+            room: "lobby".into(),
+            from: "alice".into(),
+            text: "hi".into(),
+        };
+        let json = serde_json::to_string(&WireEvent {
+            id: 0,
+            ts: now_micros(),
+            body: body.clone(),
+        })
+        .unwrap();
+        assert_eq!(stored_bytes(&body), json.len());
+        // 24 four-byte letters per name; text of control characters, each escaped `\u00XX`.
+        let name = "𝒜".repeat(24);
+        let largest = EventBody::Whisper {
+            from: name.clone(),
+            to: name,
+            text: "\u{1}".repeat(MAX_TEXT_CHARS),
+        };
+        let bytes = stored_bytes(&largest);
+        assert!(bytes > 6 * MAX_TEXT_CHARS, "{bytes}");
+        assert!(bytes < 16_384, "{bytes}");
     }
 }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::ChatError;
 use super::name::{Nick, look_alike_keys};
 use crate::cluster::Redis;
-use crate::cluster::sessions::{Created, Renamed, Spent};
+use crate::cluster::sessions::{Created, Half, Renamed, Spent};
 pub use crate::store::{SessionStore, StoredSession};
 
 /// The session cookie's name.
@@ -33,7 +33,61 @@ pub const COOKIE: &str = "pushpoll_session";
 /// The contract's limit: at most this many messages per session in [`RATE_WINDOW`]
 /// (`--rate-limit` changes it).
 pub const RATE_LIMIT: usize = 20;
+/// The contract's byte budget: at most this many bytes of stored events per session in
+/// [`RATE_WINDOW`] (`--rate-limit-bytes` changes it). See [`Budget::bytes`].
+pub const RATE_LIMIT_BYTES: usize = 32 * 1024;
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// What one session may store per [`RATE_WINDOW`], wherever it sends from: both must have
+/// room for a write to be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Messages, whispers and renames.
+    pub events: usize,
+    /// Bytes of those events as stored: each charged its JSON with the id counted as one
+    /// digit (`crate::chat::stored_bytes`), so what a client is charged does not depend on
+    /// how far the log's ids have grown.
+    pub bytes: usize,
+}
+
+impl Budget {
+    /// The contract's defaults (`--rate-limit`, `--rate-limit-bytes`).
+    pub const DEFAULT: Budget = Budget {
+        events: RATE_LIMIT,
+        bytes: RATE_LIMIT_BYTES,
+    };
+}
+
+impl Budget {
+    /// A budget of at least one event (a flag of 0 is refused at start; a library caller
+    /// gets one).
+    fn at_least_one(budget: Budget) -> Budget {
+        Budget {
+            events: budget.events.max(1),
+            bytes: budget.bytes,
+        }
+    }
+}
+
+/// The names a `429` gives the two halves of the budget (`too many …`).
+pub const EVENTS_BUDGET: &str = "messages and renames";
+pub const BYTES_BUDGET: &str = "bytes of messages and renames";
+
+/// The name of the half of the budget a cluster script found full.
+pub(super) fn half_name(half: Half) -> &'static str {
+    match half {
+        Half::Events => EVENTS_BUDGET,
+        Half::Bytes => BYTES_BUDGET,
+    }
+}
+
+/// The `429` for a budget that has room again after `wait` (whole seconds, at least one).
+pub(super) fn rate_limited(what: &'static str, wait: Duration) -> ChatError {
+    ChatError::RateLimited {
+        what,
+        retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+    }
+}
 
 /// Why a session ended; a WebSocket of the session is closed with the matching code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +147,11 @@ impl Session {
 struct Entry {
     session: Session,
     last_active: Instant,
-    /// When the last messages were sent, for the rate limit (at most RATE_LIMIT kept).
-    sent: VecDeque<Instant>,
+    /// When the last writes were taken and the bytes each was charged, for the budget:
+    /// those of the last [`RATE_WINDOW`], so at most [`Budget::events`] of them.
+    sent: VecDeque<(Instant, usize)>,
+    /// The sum of the bytes in `sent`.
+    sent_bytes: usize,
     /// `last_active` changed since it was last written to the store.
     dirty: bool,
 }
@@ -107,7 +164,7 @@ enum Backend {
 
 pub struct Sessions {
     key: Vec<u8>,
-    rate_limit: usize,
+    budget: Budget,
     idle: Duration,
     backend: Backend,
     inner: Mutex<Inner>,
@@ -214,15 +271,15 @@ fn random_id() -> u64 {
 
 impl Sessions {
     /// In memory only, with a fresh random key: tokens of an earlier run are not valid.
-    /// Each session may send `rate_limit` messages per [`RATE_WINDOW`].
-    pub fn new(rate_limit: usize) -> Sessions {
-        Sessions::embedded(rate_limit, Duration::MAX, random_key(), None)
+    /// Each session may store what `budget` allows per [`RATE_WINDOW`].
+    pub fn new(budget: Budget) -> Sessions {
+        Sessions::embedded(budget, Duration::MAX, random_key(), None)
     }
 
     /// Embedded sessions signed with `key`, written through to `store` if given, whose
     /// sessions still live (active within `idle`) are loaded now.
     pub fn embedded(
-        rate_limit: usize,
+        budget: Budget,
         idle: Duration,
         key: Vec<u8>,
         store: Option<Arc<dyn SessionStore>>,
@@ -247,6 +304,7 @@ impl Sessions {
                                 session: Session::new(s.id, &s.nick),
                                 last_active,
                                 sent: VecDeque::new(),
+                                sent_bytes: 0,
                                 dirty: false,
                             },
                         );
@@ -257,7 +315,7 @@ impl Sessions {
         }
         Sessions {
             key,
-            rate_limit: rate_limit.max(1),
+            budget: Budget::at_least_one(budget),
             idle,
             backend: Backend::Embedded(store),
             inner: Mutex::new(inner),
@@ -265,10 +323,10 @@ impl Sessions {
     }
 
     /// Sessions kept in the cluster's Redis, signed with the cluster's `key`.
-    pub fn cluster(rate_limit: usize, idle: Duration, key: Vec<u8>, redis: Redis) -> Sessions {
+    pub fn cluster(budget: Budget, idle: Duration, key: Vec<u8>, redis: Redis) -> Sessions {
         Sessions {
             key,
-            rate_limit: rate_limit.max(1),
+            budget: Budget::at_least_one(budget),
             idle,
             backend: Backend::Cluster(redis),
             inner: Mutex::default(),
@@ -338,6 +396,7 @@ impl Sessions {
                     session: session.clone(),
                     last_active: Instant::now(),
                     sent: VecDeque::new(),
+                    sent_bytes: 0,
                     dirty: false,
                 },
             );
@@ -358,10 +417,9 @@ impl Sessions {
         self.lock().by_id.get(&id).map(|e| e.session.nick.clone())
     }
 
-    /// Messages per [`RATE_WINDOW`] and the idle timeout: the budgets a cluster script
-    /// checks.
-    pub fn limits(&self) -> (usize, Duration) {
-        (self.rate_limit, self.idle)
+    /// The budget per [`RATE_WINDOW`] and the idle timeout: what a cluster script checks.
+    pub fn limits(&self) -> (Budget, Duration) {
+        (self.budget, self.idle)
     }
 
     /// Cluster: this node's handle on live session `id`, made if it has none, with `nick`.
@@ -371,6 +429,7 @@ impl Sessions {
             session: Session::new(id, nick),
             last_active: Instant::now(),
             sent: VecDeque::new(),
+            sent_bytes: 0,
             dirty: false,
         });
         if entry.session.nick != nick {
@@ -407,15 +466,24 @@ impl Sessions {
         &self,
         cookie_headers: impl IntoIterator<Item = &'a str>,
     ) -> Result<Option<Session>, ChatError> {
-        let id = cookie_headers
-            .into_iter()
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-            .find_map(|token| self.verify(token));
-        match id {
+        match self.id_from_cookies(cookie_headers) {
             Some(id) => self.get(id).await,
             None => Ok(None),
         }
+    }
+
+    /// The session id a request's cookie carries, its signature checked, without asking
+    /// whether the session is still live: for a write, whose own check says so (in a
+    /// cluster, inside the write's script and deadline).
+    pub fn id_from_cookies<'a>(
+        &self,
+        cookie_headers: impl IntoIterator<Item = &'a str>,
+    ) -> Option<u64> {
+        cookie_headers
+            .into_iter()
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+            .find_map(|token| self.verify(token))
     }
 
     pub async fn get(&self, id: u64) -> Result<Option<Session>, ChatError> {
@@ -446,19 +514,19 @@ impl Sessions {
         Ok(id.and_then(|id| inner.by_id.get(&id).map(|e| e.session.clone())))
     }
 
-    /// Counts one message against the rate limit (over every node in a cluster); `what`
-    /// names the budget in the `429`.
-    pub async fn spend(&self, id: u64, what: &'static str) -> Result<(), ChatError> {
+    /// Charges one write of `bytes` (its [`crate::chat::stored_bytes`]) to the session's
+    /// budget, over every node in a cluster: the one place a session's budget is decided.
+    /// Past either half of it, `429` with the wait until the oldest writes of the window have
+    /// left enough room, naming the half that refused.
+    pub async fn spend(&self, id: u64, bytes: usize) -> Result<(), ChatError> {
         if let Backend::Cluster(redis) = &self.backend {
+            let limits = (self.budget.events, self.budget.bytes);
             return match redis
-                .spend(id, self.rate_limit, RATE_WINDOW, self.idle)
+                .spend(id, limits, bytes, RATE_WINDOW, self.idle)
                 .await?
             {
                 Spent::Ok => Ok(()),
-                Spent::Wait(wait) => Err(ChatError::RateLimited {
-                    what,
-                    retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
-                }),
+                Spent::Wait(wait, half) => Err(rate_limited(half_name(half), wait)),
                 Spent::SignedOut => Err(ChatError::SignedOut),
             };
         }
@@ -467,22 +535,35 @@ impl Sessions {
             return Ok(());
         };
         let now = Instant::now();
-        while entry
-            .sent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW)
+        while let Some(&(at, charged)) = entry.sent.front()
+            && now.duration_since(at) >= RATE_WINDOW
         {
             entry.sent.pop_front();
+            entry.sent_bytes -= charged;
         }
-        if entry.sent.len() >= self.rate_limit {
-            let oldest = entry.sent.front().copied().unwrap_or(now);
-            let wait = RATE_WINDOW.saturating_sub(now.duration_since(oldest));
-            return Err(ChatError::RateLimited {
-                what,
-                retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
-            });
+        // When the write at `at` leaves the window.
+        let leaves = |at: Instant| RATE_WINDOW.saturating_sub(now.duration_since(at));
+        if entry.sent.len() >= self.budget.events {
+            let oldest = entry.sent.front().map_or(now, |&(at, _)| at);
+            return Err(rate_limited(EVENTS_BUDGET, leaves(oldest)));
         }
-        entry.sent.push_back(now);
+        if entry.sent_bytes + bytes > self.budget.bytes {
+            // Wait until the oldest writes whose leaving makes room have left. A write larger
+            // than the whole budget finds none and is told a whole window (the flag's minimum
+            // is above the largest event, so only a library caller can ask for one).
+            let mut left = entry.sent_bytes;
+            let mut wait = RATE_WINDOW;
+            for &(at, charged) in &entry.sent {
+                left -= charged;
+                if left + bytes <= self.budget.bytes {
+                    wait = leaves(at);
+                    break;
+                }
+            }
+            return Err(rate_limited(BYTES_BUDGET, wait));
+        }
+        entry.sent.push_back((now, bytes));
+        entry.sent_bytes += bytes;
         entry.last_active = now;
         entry.dirty = true;
         Ok(())
@@ -631,7 +712,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_signed_cookie_finds_its_session_and_a_forged_one_does_not() {
-        let sessions = Sessions::new(RATE_LIMIT);
+        let sessions = Sessions::new(Budget::DEFAULT);
         let (session, token) = sessions.create(nick("alice"), 10).await.unwrap();
         let found = sessions
             .from_cookies(headers(&format!("a=1; {COOKIE}={token}")))
@@ -656,7 +737,7 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        let other = Sessions::new(RATE_LIMIT);
+        let other = Sessions::new(Budget::DEFAULT);
         let cookie = format!("{COOKIE}={token}");
         assert!(
             other
@@ -669,7 +750,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_nick_is_held_until_its_session_ends_whatever_its_case() {
-        let sessions = Sessions::new(RATE_LIMIT);
+        let sessions = Sessions::new(Budget::DEFAULT);
         let (alice, _) = sessions.create(nick("alice"), 10).await.unwrap();
         assert!(matches!(
             sessions.create(nick("ALICE"), 10).await,
@@ -690,7 +771,7 @@ mod tests {
 
     #[tokio::test]
     async fn live_sessions_are_capped_and_an_ended_one_frees_its_place() {
-        let sessions = Sessions::new(RATE_LIMIT);
+        let sessions = Sessions::new(Budget::DEFAULT);
         let (a, _) = sessions.create(nick("a"), 2).await.unwrap();
         sessions.create(nick("b"), 2).await.unwrap();
         assert!(matches!(
@@ -703,17 +784,44 @@ mod tests {
 
     #[tokio::test]
     async fn the_rate_limit_allows_twenty_messages_per_ten_seconds() {
-        let sessions = Sessions::new(RATE_LIMIT);
+        let sessions = Sessions::new(Budget::DEFAULT);
         let (s, _) = sessions.create(nick("alice"), 10).await.unwrap();
         for _ in 0..RATE_LIMIT {
-            sessions.spend(s.id, "messages").await.unwrap();
+            sessions.spend(s.id, 100).await.unwrap();
         }
-        match sessions.spend(s.id, "messages").await {
-            Err(ChatError::RateLimited { retry_after, .. }) => {
+        match sessions.spend(s.id, 100).await {
+            Err(ChatError::RateLimited { retry_after, what }) => {
+                assert_eq!(what, EVENTS_BUDGET);
                 assert!((1..=10).contains(&retry_after), "{retry_after}")
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The byte half: writes are taken while their sum fits, the one that would pass it is
+    /// refused (and not charged), a smaller one that fits is still taken, and another session
+    /// has its own budget.
+    #[tokio::test]
+    async fn the_byte_budget_refuses_the_write_that_would_pass_it() {
+        let sessions = Sessions::new(Budget {
+            events: 100,
+            bytes: 10_000,
+        });
+        let (s, _) = sessions.create(nick("alice"), 10).await.unwrap();
+        let (other, _) = sessions.create(nick("bob"), 10).await.unwrap();
+        for _ in 0..4 {
+            sessions.spend(s.id, 2_000).await.unwrap();
+        }
+        match sessions.spend(s.id, 2_001).await {
+            Err(ChatError::RateLimited { retry_after, what }) => {
+                assert_eq!(what, BYTES_BUDGET);
+                assert!((1..=10).contains(&retry_after), "{retry_after}")
+            }
+            other => panic!("{other:?}"),
+        }
+        sessions.spend(s.id, 2_000).await.unwrap();
+        assert!(sessions.spend(s.id, 1).await.is_err(), "exactly full");
+        sessions.spend(other.id, 10_000).await.unwrap();
     }
 
     /// The restart: a new `Sessions` over the same store (and so the same key) knows the
@@ -727,7 +835,7 @@ mod tests {
         let open = |idle: Duration| {
             let store = Arc::new(SqliteStore::open(path).unwrap());
             let key = store.signing_key(&random_key()).unwrap();
-            Sessions::embedded(RATE_LIMIT, idle, key, Some(store))
+            Sessions::embedded(Budget::DEFAULT, idle, key, Some(store))
         };
         let hour = Duration::from_secs(3600);
         let (kept, token) = {
@@ -774,7 +882,7 @@ mod tests {
         let open = || {
             let store = Arc::new(SqliteStore::open(path).unwrap());
             let key = store.signing_key(&random_key()).unwrap();
-            Sessions::embedded(RATE_LIMIT, Duration::from_secs(3600), key, Some(store))
+            Sessions::embedded(Budget::DEFAULT, Duration::from_secs(3600), key, Some(store))
         };
         let (made, token) = open().create(nick("quiet"), 10).await.unwrap();
         let sessions = open();

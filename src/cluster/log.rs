@@ -1,6 +1,7 @@
 //! The chat's log in Redis: one stream (`log`) of every event under its global id, a stream
-//! per room of its messages (for history), and the `events` channel that announces each
-//! event to every node. [`RedisLog::append`] does all three in one script.
+//! per room of its messages' ids (for history, read back from `log`: each event is kept
+//! once), and the `events` channel that announces each event to every node.
+//! [`RedisLog::append`] does all three in one script.
 //!
 //! Each node's feed is filled by one path, [`RedisLog::catch_up`] and
 //! [`RedisLog::deliver`], under one lock: an event is published to the local feed only when
@@ -21,6 +22,7 @@ use redis::streams::StreamRangeReply;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::sessions::{Half, Spent, spent};
 use super::{Pushes, Redis, RedisError};
 use crate::event::{Audience, Event, EventBody, SharedEvent, WireEvent};
 use crate::feed::backlog::{Backlog, PageLimit, StoreError, newest};
@@ -35,8 +37,8 @@ const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// What [`RedisLog::say`] did.
 pub enum Said {
     Stored(SharedEvent),
-    /// Past the session's budget: retry after this.
-    Wait(Duration),
+    /// Past the session's budget: retry after this; the half that is full.
+    Wait(Duration, Half),
     /// The session is now called this: build the message again.
     Renamed(String),
     SignedOut,
@@ -96,15 +98,11 @@ fn field<'a>(map: &'a HashMap<String, redis::Value>, name: &str) -> Option<&'a [
     }
 }
 
-/// A stream entry (`ID-0` with fields t, k, a, j) as an event; `kind` for a room stream,
-/// whose entries are all messages and do not store it.
+/// A log entry (`ID-0` with fields t, k, a, j) as an event.
 fn entry_event(id: &str, map: &HashMap<String, redis::Value>) -> Option<SharedEvent> {
     let id: u64 = id.split_once('-')?.0.parse().ok()?;
     let ts = std::str::from_utf8(field(map, "t")?).ok()?.parse().ok()?;
-    let kind = match field(map, "k") {
-        Some(k) => Event::static_kind(std::str::from_utf8(k).ok()?),
-        None => "message",
-    };
+    let kind = Event::static_kind(std::str::from_utf8(field(map, "k")?).ok()?);
     let audience = decode_audience(std::str::from_utf8(field(map, "a")?).ok()?)?;
     let json = Bytes::copy_from_slice(field(map, "j")?);
     Some(Event::from_json(id, ts, kind, audience, json))
@@ -180,9 +178,7 @@ impl RedisLog {
         // Stored: from here on the answer is "stored", even if reading it back into this
         // node's feed fails (Redis went away just now). The ingest task delivers it when
         // Redis answers again; a `503` here would make the client store it a second time.
-        if let Err(err) = self.catch_up(feed, Some(id)).await {
-            tracing::warn!(%err, id, "stored, but not yet in this node's feed");
-        }
+        self.read_back(feed, id).await;
         Ok(Event::from_json(
             id,
             ts,
@@ -195,6 +191,8 @@ impl RedisLog {
     /// A room message from session `sid`, in one script (see [`super::scripts::SAY`]):
     /// the session is checked, its budget spent and the message stored together. `nick` is
     /// the caller's idea of the session's nick; if it changed, the answer says to what.
+    /// `limits`: writes and bytes per `window`; the message is charged the bytes of its JSON
+    /// with the id counted as one digit (`{"id":0,…}`), as the chat charges every write.
     #[allow(clippy::too_many_arguments)]
     pub async fn say(
         &self,
@@ -203,7 +201,8 @@ impl RedisLog {
         nick: &str,
         room: Arc<str>,
         text: &str,
-        budget: (usize, Duration),
+        limits: (usize, usize),
+        window: Duration,
         idle: Duration,
     ) -> Result<Said, RedisError> {
         let ts = crate::feed::clock::now_micros();
@@ -225,8 +224,8 @@ impl RedisLog {
             .arg(self.redis.prefix())
             .arg(sid)
             .arg(nick)
-            .arg(budget.0)
-            .arg(budget.1.as_millis() as u64)
+            .arg(limits.0)
+            .arg(window.as_millis() as u64)
             .arg(idle.as_millis().min(u64::MAX as u128) as u64)
             .arg(feed.latest_id().unwrap_or(0))
             .arg(ts.to_string())
@@ -234,6 +233,8 @@ impl RedisLog {
             .arg(tail)
             .arg(&*room)
             .arg(self.redis.retention)
+            .arg(json.len())
+            .arg(limits.1)
             .invoke_async(&mut self.redis.conn())
             .await?;
         let number = |i: usize| -> Result<u64, RedisError> {
@@ -245,9 +246,7 @@ impl RedisLog {
         match answer.first().map(String::as_str) {
             Some("ok") => {
                 let id = number(1)?;
-                if let Err(err) = self.catch_up(feed, Some(id)).await {
-                    tracing::warn!(%err, id, "stored, but not yet in this node's feed");
-                }
+                self.read_back(feed, id).await;
                 Ok(Said::Stored(Event::from_json(
                     id,
                     ts,
@@ -256,9 +255,33 @@ impl RedisLog {
                     Bytes::from(format!("{{\"id\":{id},{tail}")),
                 )))
             }
-            Some("wait") => Ok(Said::Wait(Duration::from_millis(number(1)?))),
             Some("nick") => Ok(Said::Renamed(answer.get(1).cloned().unwrap_or_default())),
-            _ => Ok(Said::SignedOut),
+            _ => match spent(&answer)? {
+                Spent::Wait(wait, half) => Ok(Said::Wait(wait, half)),
+                Spent::SignedOut => Ok(Said::SignedOut),
+                Spent::Ok => Err(RedisError(format!("unexpected answer {answer:?}"))),
+            },
+        }
+    }
+
+    /// After a write stored as `id`: returns once this node's feed holds it (read from the
+    /// stream with what came before it, if the announcement has not done so yet), or when
+    /// the deadline passes (see [`super::within`]), with a warning; the ingest task delivers
+    /// it when Redis answers again. Bounded in time, the wait for the ingest lock included:
+    /// writers that all stored before Redis stalled would otherwise queue on that lock and
+    /// each spend a full response timeout reading, one after another.
+    async fn read_back(&self, feed: &Feed, id: u64) {
+        if feed.latest_id() >= Some(id) {
+            return;
+        }
+        let read = async {
+            let _ingest = tokio::time::timeout_at(super::deadline(), self.ingest.lock())
+                .await
+                .map_err(|_| RedisError("the ingest lock was busy past the deadline".into()))?;
+            self.fill(feed, Some(id)).await
+        };
+        if let Err(err) = read.await {
+            tracing::warn!(%err, id, "stored, but not yet in this node's feed");
         }
     }
 
@@ -400,7 +423,8 @@ impl RedisLog {
         matches!(seq, Ok(Some(seq)) if seq > feed.latest_id().unwrap_or(0))
     }
 
-    /// `history`: the newest `limit` messages of `room` before `before`, oldest first.
+    /// `history`: the newest `limit` messages of `room` before `before`, oldest first, in
+    /// one round trip (see [`super::scripts::HISTORY`]): as far back as the log reaches.
     pub async fn history(
         &self,
         room: &str,
@@ -415,13 +439,15 @@ impl RedisLog {
         } else {
             format!("{}-0", before - 1)
         };
-        let reply: StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(self.redis.key(&format!("room:{room}")))
+        let reply: StreamRangeReply = self
+            .redis
+            .scripts
+            .history
+            .arg(self.redis.prefix())
+            .arg(room)
             .arg(end)
-            .arg("-")
-            .arg("COUNT")
             .arg(limit)
-            .query_async(&mut self.redis.conn())
+            .invoke_async(&mut self.redis.conn())
             .await?;
         let mut events = events_of(reply);
         events.reverse();

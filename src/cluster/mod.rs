@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ProtocolVersion, PushInfo, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{ProtocolVersion, PushInfo, RedisFuture, Script};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Why a Redis operation failed: Redis is unreachable, slow past the response timeout, or
 /// answered with an error. The chat answers `503` with `Retry-After` for it.
@@ -37,11 +38,86 @@ impl From<redis::RedisError> for RedisError {
 /// How long one command may wait for its answer; past it the caller gets a [`RedisError`]
 /// (a write: `503`) instead of waiting for Redis to come back.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one request may spend on Redis in all ([`within`]): every command it sends,
+/// a wait for a reconnection, and the wait for this node's feed to hold what it stored. One
+/// deadline rather than one per command, so a request of several commands (a session
+/// lookup, then the write) is still answered within it, however many requests wait on Redis.
+pub const REQUEST_DEADLINE: Duration = RESPONSE_TIMEOUT;
 /// How long one connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pushed messages waiting for the ingest task; past it they are dropped and the ingest
-/// reads the log instead (so a burst costs bounded memory and loses nothing).
+/// reads the log instead (so a burst costs bounded memory and loses nothing). The default of
+/// `--redis-push-queue` (hidden: tests make it small).
 pub const PUSH_QUEUE: usize = 8192;
+
+tokio::task_local! {
+    /// The deadline of the request the current task serves (see [`within`]).
+    static DEADLINE: Instant;
+}
+
+/// Runs `work` under one deadline, [`REQUEST_DEADLINE`] from now, for all the Redis work it
+/// does in this task; inside another `within`, the outer deadline stays.
+pub async fn within<F: Future>(work: F) -> F::Output {
+    if DEADLINE.try_with(|_| ()).is_ok() {
+        return work.await;
+    }
+    DEADLINE
+        .scope(Instant::now() + REQUEST_DEADLINE, work)
+        .await
+}
+
+/// When what is started now must be done: the request's deadline, and at most
+/// [`RESPONSE_TIMEOUT`] from now (the background tasks, which serve no request).
+fn deadline() -> Instant {
+    let own = Instant::now() + RESPONSE_TIMEOUT;
+    DEADLINE.try_with(|d| (*d).min(own)).unwrap_or(own)
+}
+
+fn timed_out() -> redis::RedisError {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no answer from Redis within the deadline",
+    )
+    .into()
+}
+
+/// The command connection as every call uses it: each command waits until [`deadline`] at
+/// most, the wait for a reconnection included (the connection manager's response timeout
+/// starts only once a connection is there).
+#[derive(Clone)]
+struct Bounded(ConnectionManager);
+
+impl ConnectionLike for Bounded {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, redis::Value> {
+        let deadline = deadline();
+        Box::pin(async move {
+            tokio::time::timeout_at(deadline, self.0.req_packed_command(cmd))
+                .await
+                .unwrap_or_else(|_| Err(timed_out()))
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<redis::Value>> {
+        let deadline = deadline();
+        Box::pin(async move {
+            tokio::time::timeout_at(
+                deadline,
+                self.0.req_packed_commands(pipeline, offset, count),
+            )
+            .await
+            .unwrap_or_else(|_| Err(timed_out()))
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
 
 /// A cheap-to-clone handle on the Redis of this cluster.
 #[derive(Clone)]
@@ -70,6 +146,7 @@ struct Scripts {
     node_reap: Script,
     bucket: Script,
     say: Script,
+    history: Script,
 }
 
 /// The messages pushed on the subscriber connection, bounded (see [`PUSH_QUEUE`]).
@@ -100,11 +177,13 @@ impl redis::aio::AsyncPushSender for PushQueue {
 }
 
 impl Redis {
-    /// Connects (both connections) and subscribes to the cluster's channels.
+    /// Connects (both connections) and subscribes to the cluster's channels; `push_queue`
+    /// announcements wait for the ingest at most (see [`PUSH_QUEUE`]).
     pub async fn connect(
         url: &str,
         prefix: &str,
         retention: u64,
+        push_queue: usize,
     ) -> Result<(Redis, Pushes), RedisError> {
         let client = redis::Client::open(url)?;
         let info = client.get_connection_info().clone();
@@ -121,7 +200,7 @@ impl Redis {
         let conn = client
             .get_connection_manager_with_config(config.clone())
             .await?;
-        let (tx, rx) = mpsc::channel(PUSH_QUEUE);
+        let (tx, rx) = mpsc::channel(push_queue.max(1));
         let overflowed = Arc::new(AtomicBool::new(false));
         let mut subscriber = client
             .get_connection_manager_with_config(
@@ -155,6 +234,7 @@ impl Redis {
                 node_reap: Script::new(scripts::NODE_REAP),
                 bucket: Script::new(scripts::BUCKET),
                 say: Script::new(scripts::SAY),
+                history: Script::new(scripts::HISTORY),
             }),
         };
         subscriber
@@ -184,8 +264,8 @@ impl Redis {
         &self.node
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    fn conn(&self) -> Bounded {
+        Bounded(self.conn.clone())
     }
 
     /// Takes one token from the cluster-wide bucket `name` (`burst` per `window`):

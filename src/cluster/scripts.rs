@@ -21,7 +21,7 @@ local function now_ms()
 end
 -- Stores an event under the next id and announces it. `floor`: the highest id the caller
 -- has seen, so ids continue above it even if Redis lost its counter. `tail`: the event's JSON
--- after `{"id":N,`. `room`: the room whose history index gets it ('' for none).
+-- after `{"id":N,`. `room`: the room whose history index gets its id ('' for none).
 local function append(floor, ts, kind, aud, tail, room, maxlen)
   local seq = p .. 'seq'
   if tonumber(redis.call('GET', seq) or '0') < floor then
@@ -34,7 +34,9 @@ local function append(floor, ts, kind, aud, tail, room, maxlen)
   if room ~= '' then
     local min = id - maxlen
     if min < 1 then min = 1 end
-    redis.call('XADD', p .. 'room:' .. room, 'MINID', '~', min .. '-0', sid, 't', ts, 'a', aud, 'j', json)
+    -- The room's history keeps only the id (a field is required; an empty one is the
+    -- least): the event itself is kept once, in `log`, and HISTORY reads it from there.
+    redis.call('XADD', p .. 'room:' .. room, 'MINID', '~', min .. '-0', sid, 'i', '')
     redis.call('ZADD', p .. 'room_last', id, room)
   end
   -- A room whose last message the log no longer keeps holds nothing the log keeps: drop its
@@ -89,19 +91,44 @@ local function end_session(id, reason)
   redis.call('PUBLISH', p .. 'control', 'end ' .. id .. ' ' .. reason)
   return s[1]
 end
--- Takes one from session `id`'s budget (`limit` per `window` ms): 0 when taken, else the ms
--- to wait. Taking it is activity (the idle clock restarts).
-local function spend(id, now, limit, window)
-  local rk = p .. 'r:' .. id
-  redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - window)
-  if redis.call('ZCARD', rk) >= limit then
-    local oldest = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
-    local wait = tonumber(oldest[2]) + window - now
-    if wait < 1 then wait = 1 end
-    return wait
+-- The bytes a write of the budget was charged: its member is `MS:SEQ:BYTES` (0 for one
+-- written as `MS:SEQ` by an older version).
+local function charged(member)
+  return tonumber(string.match(member, '^%d+:%d+:(%d+)$')) or 0
+end
+-- Charges one write of `bytes` to session `id`'s budget: at most `limit` writes and `budget`
+-- bytes in any `window` ms. Returns 0 when taken; else the ms until the oldest writes of the
+-- window leave enough room, and the half that is full ('events' or 'bytes'). `r:ID` holds the
+-- window's writes scored by time, `rb:ID` the sum of their bytes; both expire together. A
+-- refusal writes nothing. Taking it is activity (the idle clock restarts).
+local function spend(id, now, limit, window, bytes, budget)
+  local rk, bk = p .. 'r:' .. id, p .. 'rb:' .. id
+  local since = '(' .. (now - window)
+  local used = tonumber(redis.call('GET', bk) or '0')
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', rk, '-inf', now - window)) do
+    used = used - charged(m)
   end
-  redis.call('ZADD', rk, now, now .. ':' .. redis.call('INCR', p .. 'rate_seq'))
+  if used < 0 then used = 0 end
+  if redis.call('ZCOUNT', rk, since, '+inf') >= limit then
+    local oldest = redis.call('ZRANGEBYSCORE', rk, since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    return math.max(1, tonumber(oldest[2]) + window - now), 'events'
+  end
+  if used + bytes > budget then
+    local wait, left = window, used
+    local kept = redis.call('ZRANGEBYSCORE', rk, since, '+inf', 'WITHSCORES')
+    for i = 1, #kept, 2 do
+      left = left - charged(kept[i])
+      if left + bytes <= budget then
+        wait = tonumber(kept[i + 1]) + window - now
+        break
+      end
+    end
+    return math.max(1, wait), 'bytes'
+  end
+  redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - window)
+  redis.call('ZADD', rk, now, now .. ':' .. redis.call('INCR', p .. 'rate_seq') .. ':' .. bytes)
   redis.call('PEXPIRE', rk, window)
+  redis.call('SET', bk, used + bytes, 'PX', window)
   redis.call('ZADD', p .. 'seen', now, id)
   return 0
 end
@@ -179,14 +206,17 @@ return {holder, redis.call('HGET', p .. 's:' .. holder, 'nick')}
 "#
 );
 
-/// ARGV: prefix, id, limit, window ms, idle ms → -1 signed out, 0 spent, else ms to wait.
+/// ARGV: prefix, id, limit, window ms, idle ms, bytes, byte budget → {'ok'} | {'out'} |
+/// {'wait', ms, 'events' | 'bytes'}.
 pub const SESSION_SPEND: &str = concat!(
     prelude!(),
     r#"
 local id, limit, window, idle = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
-if not live(id, now, idle) then return -1 end
-return spend(id, now, limit, window)
+if not live(id, now, idle) then return {'out'} end
+local wait, half = spend(id, now, limit, window, tonumber(ARGV[6]), tonumber(ARGV[7]))
+if wait > 0 then return {'wait', tostring(wait), half} end
+return {'ok'}
 "#
 );
 
@@ -349,10 +379,11 @@ return 0
 );
 
 /// A room message in one step: the session is live and still called `nick` (the message's
-/// `from`, already in `tail`), its budget has room, then [`APPEND`]'s work. One round trip and
-/// one write instead of three (lookup, budget, append).
+/// `from`, already in `tail`), its budget has room for one more write of `bytes`, then
+/// [`APPEND`]'s work. One round trip and one write instead of three (lookup, budget, append).
 /// ARGV: prefix, session id, nick, limit, window ms, idle ms, floor, ts, audience, tail, room,
-/// maxlen → {'ok', id} | {'out'} | {'wait', ms} | {'nick', the session's nick now}.
+/// maxlen, bytes, byte budget → {'ok', id} | {'out'} | {'wait', ms, 'events' | 'bytes'} |
+/// {'nick', the session's nick now}.
 pub const SAY: &str = concat!(
     prelude!(),
     r#"
@@ -361,8 +392,25 @@ local now = now_ms()
 if not live(id, now, idle) then return {'out'} end
 local current = redis.call('HGET', p .. 's:' .. id, 'nick')
 if current ~= nick then return {'nick', current} end
-local wait = spend(id, now, limit, window)
-if wait > 0 then return {'wait', tostring(wait)} end
+local wait, half = spend(id, now, limit, window, tonumber(ARGV[13]), tonumber(ARGV[14]))
+if wait > 0 then return {'wait', tostring(wait), half} end
 return {'ok', tostring(append(tonumber(ARGV[7]), ARGV[8], 'message', ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12])))}
+"#
+);
+
+/// ARGV: prefix, room, last id (`ID-0`, or `+`), limit → the room's newest `limit` messages
+/// up to that id, newest first, as the log's entries `{id, {field, value, …}}`. The room's
+/// history holds only ids (see `append`); the log is trimmed oldest first, so the first id it
+/// no longer holds ends the read: history reaches as far back as the log does.
+pub const HISTORY: &str = concat!(
+    prelude!(),
+    r#"
+local out = {}
+for _, e in ipairs(redis.call('XREVRANGE', p .. 'room:' .. ARGV[2], ARGV[3], '-', 'COUNT', tonumber(ARGV[4]))) do
+  local found = redis.call('XRANGE', p .. 'log', e[1], e[1])
+  if not found[1] then break end
+  table.insert(out, found[1])
+end
+return out
 "#
 );

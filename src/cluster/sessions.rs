@@ -88,30 +88,29 @@ impl Redis {
             .await?)
     }
 
-    /// Spends one from the session's budget: `Ok(None)` spent, `Ok(Some(wait))` past the
-    /// limit, `Err` if the session is not live (`None` inside).
+    /// Charges one write of `bytes` to the session's budget (`limits`: writes and bytes per
+    /// `window`).
     pub async fn spend(
         &self,
         id: u64,
-        limit: usize,
+        limits: (usize, usize),
+        bytes: usize,
         window: Duration,
         idle: Duration,
     ) -> Result<Spent, RedisError> {
-        let answer: i64 = self
+        let answer: Vec<String> = self
             .scripts
             .session_spend
             .arg(self.prefix())
             .arg(id)
-            .arg(limit)
+            .arg(limits.0)
             .arg(ms(window))
             .arg(ms(idle))
+            .arg(bytes)
+            .arg(limits.1)
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(match answer {
-            0 => Spent::Ok,
-            n if n < 0 => Spent::SignedOut,
-            wait => Spent::Wait(Duration::from_millis(wait as u64)),
-        })
+        spent(&answer)
     }
 
     pub async fn rename_session(
@@ -181,10 +180,40 @@ impl Redis {
     }
 }
 
-/// What [`Redis::spend`] found.
+/// What [`Redis::spend`] (or the `SAY` script) found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Spent {
     Ok,
-    Wait(Duration),
+    /// Past the budget: room again after this; which half is full.
+    Wait(Duration, Half),
     SignedOut,
+}
+
+/// The two halves of a session's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Half {
+    Events,
+    Bytes,
+}
+
+/// A budget script's answer: `{'ok'}`, `{'out'}` or `{'wait', ms, 'events' | 'bytes'}`.
+pub(super) fn spent(answer: &[String]) -> Result<Spent, RedisError> {
+    let unexpected = || RedisError(format!("unexpected answer {answer:?}"));
+    Ok(match answer.first().map(String::as_str) {
+        Some("ok") => Spent::Ok,
+        Some("out") => Spent::SignedOut,
+        Some("wait") => {
+            let ms = answer
+                .get(1)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(unexpected)?;
+            let half = match answer.get(2).map(String::as_str) {
+                Some("events") => Half::Events,
+                Some("bytes") => Half::Bytes,
+                _ => return Err(unexpected()),
+            };
+            Spent::Wait(Duration::from_millis(ms), half)
+        }
+        _ => return Err(unexpected()),
+    })
 }

@@ -218,6 +218,8 @@ async fn a_cursor_older_than_the_backfill_reach_gets_a_gap_then_every_event_over
         "16",
         "--rate-limit",
         "100000",
+        "--rate-limit-bytes",
+        "1073741824",
         "--tick-ms",
         "100",
     ])
@@ -323,6 +325,8 @@ async fn a_push_subscriber_that_lags_past_the_live_ring_resyncs_and_gets_every_m
         "8",
         "--rate-limit",
         "100000",
+        "--rate-limit-bytes",
+        "1073741824",
         "--tick-ms",
         "100",
     ])

@@ -53,7 +53,13 @@ async fn capped(app: &TestApp, path: &str) -> (Vec<u64>, serde_json::Value) {
 
 #[tokio::test]
 async fn chat_polls_stop_at_64_kib_and_next_leads_to_every_message_once() {
-    let app = spawn_app(&["--rate-limit", "1000000"]).await;
+    let app = spawn_app(&[
+        "--rate-limit",
+        "1000000",
+        "--rate-limit-bytes",
+        "1073741824",
+    ])
+    .await;
     let sent = post_big(&app, 30).await;
     for transport in ["poll", "longpoll"] {
         let mut got = Vec::new();
@@ -80,7 +86,13 @@ async fn chat_polls_stop_at_64_kib_and_next_leads_to_every_message_once() {
 
 #[tokio::test]
 async fn chat_history_pages_stop_at_64_kib_and_before_leads_to_the_older_ones() {
-    let app = spawn_app(&["--rate-limit", "1000000"]).await;
+    let app = spawn_app(&[
+        "--rate-limit",
+        "1000000",
+        "--rate-limit-bytes",
+        "1073741824",
+    ])
+    .await;
     let sent = post_big(&app, 30).await;
     let mut got: Vec<u64> = Vec::new();
     let mut before = String::new();

@@ -336,3 +336,127 @@ async fn chat_a_look_alike_nick_is_refused_while_the_nick_it_imitates_is_online(
     assert_eq!(status, 204);
     assert_eq!(post("\u{430}lice").await.0, 201);
 }
+
+/// What the server charges a room message from `from` with `text` (ASCII names, a 16-digit
+/// `ts`): the event's JSON with a one-digit id, as docs/API.md defines the byte budget.
+fn charged(room: &str, from: &str, text: &str) -> usize {
+    format!(
+        r#"{{"id":0,"ts":1796067548356253,"type":"message","room":"{room}","from":"{from}","text":"{text}"}}"#
+    )
+    .len()
+}
+
+/// The byte budget (`--rate-limit-bytes`, default 32 KiB per 10 s), on every path that
+/// stores: four 8 KB messages fit and the fifth is refused with `429` and `Retry-After`
+/// while a short message that fits is still taken (the charge is bytes, not messages); a
+/// whisper past it is refused too; over WebSocket the refusal is an `error` event and the
+/// socket stays open. Another session from another address has its own budget.
+#[tokio::test]
+async fn a_session_storing_big_messages_meets_its_byte_budget_while_another_address_is_served() {
+    const BUDGET: usize = 32 * 1024;
+    let app = spawn_app(&[]).await;
+    let big = app.login("big").await;
+    let before = chat_position(&app).await;
+    // 2000 characters (the most a message takes) of 4 bytes each.
+    let text = "😀".repeat(2000);
+    let each = charged("lobby", "big", &text);
+    let fit = BUDGET / each;
+    assert_eq!(fit, 4, "{each} bytes per message");
+    for i in 0..fit {
+        let (status, body) = app.say(&big, "lobby", &text).await;
+        assert_eq!(status, 201, "message {i}: {body}");
+    }
+    let (status, body, headers) = app
+        .send_json(
+            Method::POST,
+            "/api/chat/messages",
+            Some(&big),
+            json!({"room": "lobby", "text": text}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (429, &json!("rate_limited"))
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("bytes"),
+        "{body}"
+    );
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry), "{retry}");
+    // The refused message was not charged: what is left still takes a short one.
+    assert!(fit * each + charged("lobby", "big", "hi") <= BUDGET);
+    assert_eq!(app.say(&big, "lobby", "hi").await.0, 201);
+
+    let res = client_from(2)
+        .post(app.url("/api/session"))
+        .json(&json!({"nick": "other"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), 201);
+    let (status, body, _) = app
+        .send_json(
+            Method::POST,
+            "/api/chat/messages",
+            Some(&big),
+            json!({"to": "other", "text": text}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (429, &json!("rate_limited")),
+        "a whisper"
+    );
+
+    let mut ws = app.ws("/ws/chat?rooms=lobby&history=0", Some(&big)).await;
+    for text in [text.as_str(), "ok"] {
+        let frame = json!({"type": "say", "room": "lobby", "text": text}).to_string();
+        ws.send(Message::Text(frame.into())).await.expect("send");
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let Ok(Some(Ok(Message::Text(frame)))) = tokio::time::timeout(WAIT, ws.next()).await else {
+            panic!("the socket closed or went quiet after {seen:?}");
+        };
+        let value: serde_json::Value = serde_json::from_str(&frame).expect("json frame");
+        match value["type"].as_str() {
+            Some("error") => seen.push(value["code"].as_str().unwrap_or_default().to_string()),
+            Some("message") => seen.push(value["text"].as_str().unwrap_or_default().to_string()),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        ["rate_limited", "ok"],
+        "refused, then served on the same socket"
+    );
+
+    // Another address, another session: a whole budget of its own.
+    let other = client_from(3);
+    let res = other
+        .post(app.url("/api/session"))
+        .json(&json!({"nick": "elsewhere"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), 201);
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("cookie pair")
+        .to_string();
+    assert_eq!(app.say(&cookie, "lobby", &text).await.0, 201);
+    app.another_peer_is_served().await;
+
+    let (events, _) = app
+        .poll(&format!("/poll/chat?after={before}&rooms=lobby&limit=1000"))
+        .await;
+    let from_big = events
+        .iter()
+        .filter(|e| matches!(&e.body, EventBody::Message { from, .. } if from == "big"))
+        .count();
+    assert_eq!(from_big, fit + 2, "only what fitted was stored");
+}

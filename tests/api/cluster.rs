@@ -22,7 +22,15 @@ const WAIT: Duration = Duration::from_secs(10);
 const LEAVE_BOUND: Duration = Duration::from_secs(8);
 
 async fn node(redis: &RedisServer) -> TestApp {
-    spawn_binary(&["--redis", &redis.url(), "--rate-limit", "100000"]).await
+    spawn_binary(&[
+        "--redis",
+        &redis.url(),
+        "--rate-limit",
+        "100000",
+        "--rate-limit-bytes",
+        "1073741824",
+    ])
+    .await
 }
 
 /// The id of the newest chat event on `app`.
@@ -461,14 +469,42 @@ async fn redis_stopped_for_five_seconds_refuses_writes_then_delivers() {
         "{refused} writes refused while Redis was stopped, the slowest answer in {slowest:?}"
     );
     assert!(refused >= 1);
-    // docs/API.md: a write gets its 503 after the 2 s response timeout (plus slack for a
-    // loaded machine).
+    // docs/API.md: a write gets its 503 within the 2 s deadline (plus slack for a loaded
+    // machine).
     assert!(slowest < Duration::from_secs(3), "{slowest:?}");
     let (id, _) = say_until_stored(&a, &cookie, "last").await;
     acked.push(id);
-    let got = on_b.messages(2, WAIT).await;
-    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), acked);
-    assert_eq!(got.iter().map(text).collect::<Vec<_>>(), ["first", "last"]);
+    // A refused write's outcome is unknown (docs/API.md): Redis runs what it had received
+    // once it resumes. What Redis stored is delivered, in order, once; the acknowledged
+    // messages among it.
+    let (_, history) = b.get_json("/api/chat/history?room=lobby&limit=200").await;
+    let stored: Vec<(u64, String)> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_u64().unwrap(),
+                e["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let during = stored.len() - 2;
+    assert!(during <= refused, "{stored:?}");
+    assert_eq!(stored[0], (acked[0], "first".to_string()));
+    assert_eq!(stored[stored.len() - 1], (acked[1], "last".to_string()));
+    assert!(
+        stored[1..stored.len() - 1]
+            .iter()
+            .all(|(_, t)| t == "during")
+    );
+    let got = on_b.messages(stored.len(), WAIT).await;
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.id, text(e).to_string()))
+            .collect::<Vec<_>>(),
+        stored
+    );
 }
 
 /// The Redis log keeps `--redis-retention` events (trimmed in whole stream nodes of 100): a
@@ -704,4 +740,367 @@ async fn a_node_paused_past_the_expiry_states_its_presence_again() {
     })
     .await;
     eprintln!("eve back online {back:?} after SIGCONT");
+}
+
+/// docs/API.md: a write to a node whose Redis stops answering is answered within the 2 s
+/// deadline, however many writers wait on that Redis: 200 concurrent writers (each its own
+/// session, from 8 addresses) write as fast as they are answered; 1 s in, Redis is stopped
+/// for 6 s. Each answer, `201` (stored just before the stop) or `503 store_unavailable`, comes
+/// within the deadline plus `SLACK`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_200_concurrent_writers_are_each_answered_within_the_deadline() {
+    const WRITERS: usize = 200;
+    /// The contract's bound (docs/API.md), not the crate's constant.
+    const DEADLINE: Duration = Duration::from_secs(2);
+    /// On this 2-core machine, shared with builds (load average 10 while it was measured),
+    /// the slowest answer came 0.12 s past the deadline: 200 HTTP exchanges and as many timer
+    /// wake-ups at once. 1 s leaves room for a slower machine and still fails a request that
+    /// waits for two deadlines in a row (4 s), the fault this test is for.
+    const SLACK: Duration = Duration::from_secs(1);
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = spawn_binary(&["--redis", &redis.url(), "--login-rate", "1000"]).await;
+    let mut cookies = Vec::new();
+    for i in 0..WRITERS {
+        cookies.push(a.login(&format!("w{i}")).await);
+    }
+    let clients: Vec<reqwest::Client> = (2..10).map(crate::support::client_from).collect();
+    let started = Instant::now();
+    let stop_at = started + Duration::from_secs(1);
+    let end_at = stop_at + Duration::from_secs(6);
+    let writers: Vec<_> = cookies
+        .into_iter()
+        .enumerate()
+        .map(|(i, cookie)| {
+            let http = clients[i % clients.len()].clone();
+            let url = a.url("/api/chat/messages");
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while Instant::now() < end_at {
+                    let asked = Instant::now();
+                    let res = http
+                        .post(&url)
+                        .header("cookie", &cookie)
+                        .json(&json!({"room": "lobby", "text": "during"}))
+                        .timeout(Duration::from_secs(30))
+                        .send()
+                        .await;
+                    let status = match res {
+                        Ok(res) if res.status() == 503 => {
+                            let body: serde_json::Value = res.json().await.unwrap();
+                            assert_eq!(body["error"]["code"], "store_unavailable");
+                            503
+                        }
+                        Ok(res) => res.status().as_u16(),
+                        Err(err) => panic!("no answer: {err}"),
+                    };
+                    answers.push((asked, status, asked.elapsed()));
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(stop_at.into()).await;
+    redis.stop();
+    let mut answers = Vec::new();
+    for writer in writers {
+        answers.extend(writer.await.unwrap());
+    }
+    redis.cont();
+    // What was asked while Redis was stopped, or answered after it stopped.
+    let during: Vec<(u16, Duration)> = answers
+        .iter()
+        .filter(|(asked, _, took)| *asked + *took >= stop_at)
+        .map(|(_, status, took)| (*status, *took))
+        .collect();
+    let mut refused: Vec<Duration> = during
+        .iter()
+        .filter(|(status, _)| *status == 503)
+        .map(|(_, took)| *took)
+        .collect();
+    refused.sort();
+    let slowest = during.iter().map(|(_, took)| *took).max().unwrap();
+    eprintln!(
+        "{} answers after the stop: {} × 503 (median {:?}, max {:?}), {} × 201; slowest answer {:?}",
+        during.len(),
+        refused.len(),
+        refused[refused.len() / 2],
+        refused[refused.len() - 1],
+        during.iter().filter(|(status, _)| *status == 201).count(),
+        slowest,
+    );
+    assert!(
+        refused.len() >= WRITERS,
+        "every writer was refused at least once"
+    );
+    assert!(
+        during.iter().all(|(status, _)| matches!(status, 201 | 503)),
+        "{during:?}"
+    );
+    assert!(slowest <= DEADLINE + SLACK, "{slowest:?}");
+    let cookie = a.login("after").await;
+    say_until_stored(&a, &cookie, "after the stop").await;
+}
+
+/// A node that misses announcements (its push queue overflows) at a moment when it cannot
+/// read the log either still delivers every event to its subscribers, in id order, once.
+/// Node B runs with a push queue of 4 (`--redis-push-queue`, hidden) under a Redis user
+/// whose `XRANGE` is refused for a while (an ACL), so the catch-up that follows an overflow
+/// fails, as it would on a command connection that times out while the subscription still
+/// delivers. B is stopped (SIGSTOP) while node A stores 300 messages, then continued: the
+/// 300 announcements buffered for it arrive at once, most are dropped, and those that come
+/// through arrive after holes. Each must wait until its hole is read from the log, once
+/// reading works again; published at once, it would leave the hole behind for good, no `gap`.
+/// (With the log readable, the catch-up after the overflow reads every hole before a later
+/// announcement is handled, so this is the path that needs the hole fill.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_misses_announcements_while_its_log_reads_fail_still_delivers_every_id_in_order()
+ {
+    const N: usize = 300;
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let acl = |rule: &'static str| {
+        let redis = &redis;
+        async move {
+            let reply = redis
+                .command(&["ACL", "SETUSER", "reader", rule])
+                .await
+                .unwrap();
+            assert_eq!(reply.as_deref(), Some("OK"), "ACL SETUSER reader {rule}");
+        }
+    };
+    for rule in ["on", ">secret", "~*", "&*", "+@all"] {
+        acl(rule).await;
+    }
+    let a = node(&redis).await;
+    let reader_url = format!("redis://reader:secret@127.0.0.1:{}", redis.port());
+    let b = spawn_binary(&["--redis", &reader_url, "--redis-push-queue", "4"]).await;
+    let cursor = chat_cursor(&b).await;
+    let query = format!("chat?rooms=lobby&history=0&after={cursor}");
+    let mut on_b = [
+        Subscriber::open(&b, "sse", &query, None).await,
+        Subscriber::open(&b, "ws", &query, None).await,
+    ];
+    let cookie = a.login("writer").await;
+
+    acl("-xrange").await;
+    b.signal(libc::SIGSTOP);
+    let writers: Vec<_> = (0..10)
+        .map(|w| {
+            let http = a.http.clone();
+            let url = a.url("/api/chat/messages");
+            let cookie = cookie.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..N / 10 {
+                    let res = http
+                        .post(&url)
+                        .header("cookie", &cookie)
+                        .json(&json!({"room": "lobby", "text": format!("w{w}-{i}")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status(), 201);
+                    let body: serde_json::Value = res.json().await.unwrap();
+                    ids.push(body["id"].as_u64().unwrap());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await.unwrap());
+    }
+    acked.sort();
+    b.signal(libc::SIGCONT);
+    // B takes in what was buffered for it, and fails to read the log meanwhile.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    acl("+xrange").await;
+    for sub in &mut on_b {
+        let got = sub.messages(N, WAIT).await;
+        let ids: Vec<u64> = got.iter().map(|e| e.id).collect();
+        assert_eq!(ids, acked, "every id, in order, once");
+    }
+}
+
+/// The engine at work on its own, against a real Redis: two handles on one log stand for two
+/// nodes, and no ingest task runs, so the test alone decides what the second one is told.
+mod engine {
+    use std::sync::Arc;
+
+    use pushpoll::cluster::Redis;
+    use pushpoll::cluster::log::RedisLog;
+    use pushpoll::feed::{
+        Audience, EventBody, Feed, Filter, Limits, Retention, SharedEvent, Start, Subscription,
+    };
+    use pushpoll::names::FeedName;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::support::Watchdog;
+    use crate::support::redis::RedisServer;
+
+    const RETENTION: u64 = 100;
+
+    async fn open(redis: &RedisServer) -> Arc<RedisLog> {
+        let (handle, _pushes) = Redis::connect(&redis.url(), "engine:", RETENTION, 16)
+            .await
+            .expect("connect");
+        RedisLog::open(handle).await.expect("open the log")
+    }
+
+    /// A feed of its own, kept in memory, as a node's is.
+    fn feed() -> Feed {
+        Feed::new(
+            FeedName::Chat,
+            Retention::All,
+            Limits::new(4096, 1024),
+            None,
+        )
+    }
+
+    fn watch(feed: &Feed) -> Subscription {
+        let filter = Filter {
+            rooms: vec!["lobby".into()],
+            session: None,
+        };
+        feed.subscribe(
+            Some(feed.latest_id().unwrap_or(0)),
+            Start::Next,
+            0,
+            filter,
+            CancellationToken::new(),
+        )
+    }
+
+    /// Everything the subscription holds now.
+    fn drain(sub: &mut Subscription) -> Vec<SharedEvent> {
+        std::iter::from_fn(|| sub.try_next()).collect()
+    }
+
+    async fn say(log: &RedisLog, feed: &Feed, text: &str) -> SharedEvent {
+        let body = EventBody::Message {
+            room: "lobby".into(),
+            from: "alice".into(),
+            text: text.into(),
+        };
+        log.append(
+            feed,
+            pushpoll::feed::clock::now_micros(),
+            body,
+            Audience::Room("lobby".into()),
+        )
+        .await
+        .expect("append")
+    }
+
+    /// `RedisLog::deliver`, given an announcement N+k while its feed ends at N, publishes
+    /// N+1…N+k−1 first, read from the log; and when the log no longer holds the start of
+    /// the hole, a `gap` first, then what it holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_announcement_after_a_hole_is_delivered_after_the_hole_read_from_the_log() {
+        let _watchdog = Watchdog::arm();
+        let Some(redis) = RedisServer::start().await else {
+            return;
+        };
+        let (writer, writer_feed) = (open(&redis).await, feed());
+        let (reader, reader_feed) = (open(&redis).await, feed());
+        let mut seen = watch(&reader_feed);
+
+        let mut written = Vec::new();
+        for i in 0..5 {
+            written.push(say(&writer, &writer_feed, &format!("m{i}")).await);
+        }
+        // The reader hears only of the last one: 1…4 are a hole.
+        let last = written.last().unwrap().clone();
+        reader.deliver(&reader_feed, last).await.expect("deliver");
+        let ids: Vec<u64> = drain(&mut seen).iter().map(|e| e.id).collect();
+        assert_eq!(ids, written.iter().map(|e| e.id).collect::<Vec<_>>());
+
+        // 300 more: the log keeps the newest 100 to 200, so the hole's start is gone.
+        for i in 0..300 {
+            written.push(say(&writer, &writer_feed, &format!("n{i}")).await);
+        }
+        let last = written.last().unwrap().clone();
+        reader
+            .deliver(&reader_feed, last.clone())
+            .await
+            .expect("deliver");
+        let got = drain(&mut seen);
+        let first: pushpoll::feed::WireEvent = serde_json::from_slice(&got[0].json).unwrap();
+        let EventBody::Gap {
+            after,
+            resumed_from,
+        } = first.body
+        else {
+            panic!("no gap first: {:?}", got[0]);
+        };
+        assert_eq!(after, written[4].id);
+        let kept: Vec<u64> = written
+            .iter()
+            .map(|e| e.id)
+            .filter(|id| *id >= resumed_from)
+            .collect();
+        assert!((100..=200).contains(&kept.len()), "{} kept", kept.len());
+        let ids: Vec<u64> = got[1..].iter().map(|e| e.id).collect();
+        assert_eq!(
+            ids, kept,
+            "after the gap, every id the log holds, in order, once"
+        );
+    }
+
+    /// The room's history holds ids only; each message is kept once, in the log. A history
+    /// read returns the messages as the log holds them, and reaches exactly as far back as
+    /// the log does, whatever the room's index still lists.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn history_reads_the_log_and_reaches_as_far_back_as_it() {
+        let _watchdog = Watchdog::arm();
+        let Some(redis) = RedisServer::start().await else {
+            return;
+        };
+        let (log, feed) = (open(&redis).await, feed());
+        let text = "x".repeat(1000);
+        let mut written = Vec::new();
+        for _ in 0..250 {
+            written.push(say(&log, &feed, &text).await);
+        }
+        let number = |reply: Result<Option<String>, String>| -> u64 {
+            reply.unwrap().unwrap().parse().unwrap()
+        };
+        let entries = number(redis.command(&["XLEN", "engine:room:lobby"]).await);
+        let bytes = number(
+            redis
+                .command(&["MEMORY", "USAGE", "engine:room:lobby", "SAMPLES", "0"])
+                .await,
+        );
+        assert!(bytes / entries < 64, "{bytes} bytes for {entries} ids");
+
+        let history = log.history("lobby", u64::MAX, 200).await.expect("history");
+        let kept = number(redis.command(&["XLEN", "engine:log"]).await);
+        assert!(
+            entries > kept,
+            "the room's index lists ids the log no longer holds: {entries} against {kept}"
+        );
+        let want: Vec<&SharedEvent> = written
+            .iter()
+            .rev()
+            .take(kept.min(200) as usize)
+            .rev()
+            .collect();
+        assert_eq!(
+            history.iter().map(|e| e.id).collect::<Vec<_>>(),
+            want.iter().map(|e| e.id).collect::<Vec<_>>()
+        );
+        assert_eq!(history.last().unwrap().json, written.last().unwrap().json);
+        // Older than that: what the log still holds, then nothing.
+        let older = log
+            .history("lobby", history[0].id, 200)
+            .await
+            .expect("history");
+        let oldest_kept = written[written.len() - kept as usize].id;
+        assert!(older.iter().all(|e| e.id >= oldest_kept), "beyond the log");
+        assert_eq!(older.len() as u64 + history.len() as u64, kept);
+    }
 }

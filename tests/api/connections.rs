@@ -215,6 +215,8 @@ async fn a_stream_or_socket_the_peer_does_not_read_is_closed_at_the_send_timeout
         "600s",
         "--rate-limit",
         "1000000",
+        "--rate-limit-bytes",
+        "1073741824",
         "--tick-ms",
         "100",
     ])

@@ -12,6 +12,7 @@ async fn start(db: &str) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pushpoll"));
     command
         .args(["--addr", "127.0.0.1:0", "--db", db, "--rate-limit", "1000"])
+        .args(["--rate-limit-bytes", "1073741824"])
         .stderr(Stdio::null());
     let spawned = pushpoll::spawn::start(&mut command).await.unwrap();
     (spawned.child, spawned.url)

@@ -179,6 +179,8 @@ async fn the_http2_window_attack_is_cut_at_the_send_timeout_and_holds_only_cappe
         "2s",
         "--rate-limit",
         "1000000",
+        "--rate-limit-bytes",
+        "1073741824",
     ])
     .await;
     fill_with_big_messages(&server, 300).await;
@@ -285,7 +287,15 @@ async fn an_http2_request_whose_host_names_another_server_is_refused() {
 
 #[tokio::test]
 async fn a_reader_that_takes_a_trickle_is_cut_after_the_send_timeout() {
-    let app = crate::support::spawn_app(&["--send-timeout", "2s", "--rate-limit", "1000000"]).await;
+    let app = crate::support::spawn_app(&[
+        "--send-timeout",
+        "2s",
+        "--rate-limit",
+        "1000000",
+        "--rate-limit-bytes",
+        "1073741824",
+    ])
+    .await;
     // 100 messages of 8,000 bytes: a replay from the start has ~800 KB to send.
     let cookie = app.login("big").await;
     let text = "🦀".repeat(2000);

@@ -28,7 +28,7 @@ pub fn start_pushpoll() -> (std::process::Child, std::net::SocketAddr) {
     let mut command = Command::new(bin);
     command
         .args(["--addr", "127.0.0.1:0", "--db", ":memory:"])
-        .args(["--rate-limit", "100000"])
+        .args(["--rate-limit", "100000", "--rate-limit-bytes", "1073741824"])
         .stderr(std::process::Stdio::null());
     pushpoll::spawn::start_blocking(&mut command).expect("start pushpoll")
 }
