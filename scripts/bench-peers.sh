@@ -134,8 +134,8 @@ wait_for_url() {
 
 start_pushpoll() {
   : >"$srv_log"
-  PUSHPOLL_LOG=warn PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 "${server_pin[@]}" "$bin" --addr 127.0.0.1:0 --db :memory: \
-    --max-connections 100000 --rate-limit 1000000 --rate-limit-bytes 1073741824 >"$srv_log" 2>/dev/null &
+  PUSHPOLL_LOG=warn PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 PUSHPOLL_RATE_LIMIT_BYTES=1073741824 "${server_pin[@]}" "$bin" --addr 127.0.0.1:0 --db :memory: \
+    --max-connections 100000 --rate-limit 1000000 >"$srv_log" 2>/dev/null &
   server_pid=$!
   server_kind=pushpoll
   rss_pid=$server_pid
@@ -180,7 +180,7 @@ inv="$out/invocations/$label.md"
   echo "### \`$label\`$([ $with_nchan -eq 1 ] && echo ' and `nchan`')"
   echo
   echo "Command: \`${PUSHPOLL_BIN:+PUSHPOLL_BIN=$PUSHPOLL_BIN }$invocation\`, started $(date -u +%Y-%m-%dT%H:%M:%SZ)."
-  echo "pushpoll binary: \`$bin\` ($(sha256sum "$bin" | cut -c1-12)), flags \`--db :memory: --max-connections 100000 --rate-limit 1000000 --rate-limit-bytes 1073741824\`."
+  echo "pushpoll binary: \`$bin\` ($(sha256sum "$bin" | cut -c1-12)), flags \`--db :memory: --max-connections 100000 --rate-limit 1000000\`, environment \`PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 PUSHPOLL_RATE_LIMIT_BYTES=1073741824\`."
   echo "$pinning"
   echo "Subscribers: ${sizes[*]}; chat feed, 10 msg/s, $duration window; short-poll interval 1 s (loadtest's default)."
   echo

@@ -82,7 +82,7 @@ rate=10
 [ -n "$want_rate" ] && rate=$want_rate
 transports=(sse ws)
 setups=(0-redis 1-nodes 2-nodes 3-nodes)
-node_flags=(--db :memory: --max-connections 100000 --rate-limit 1000000 --rate-limit-bytes 1073741824 --login-rate 1000000)
+node_flags=(--db :memory: --max-connections 100000 --rate-limit 1000000 --login-rate 1000000)
 
 cores=$(nproc)
 if [ "$cores" -ge 2 ]; then
@@ -161,7 +161,7 @@ start_redis() {
 start_node() { # [EXTRA FLAG...]
   local i=${#node_pids[@]}
   local log="$tmp/node-$i.log"
-  PUSHPOLL_LOG=warn PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 "${server_pin[@]}" "$bin" --addr 127.0.0.1:0 "${node_flags[@]}" "$@" \
+  PUSHPOLL_LOG=warn PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 PUSHPOLL_RATE_LIMIT_BYTES=1073741824 "${server_pin[@]}" "$bin" --addr 127.0.0.1:0 "${node_flags[@]}" "$@" \
     >"$log" 2>"$tmp/node-$i.err" &
   node_pids+=($!)
   local url=""

@@ -55,12 +55,8 @@ impl Spawned {
                 &max,
             ])
             // The publisher measures transports, not the rate limit.
-            .args([
-                "--rate-limit",
-                "1000000",
-                "--rate-limit-bytes",
-                "1073741824",
-            ])
+            .args(["--rate-limit", "1000000"])
+            .env("PUSHPOLL_RATE_LIMIT_BYTES", "1073741824")
             // Every client sends from 127.0.0.1: the draw budget is per address.
             .args(["--draw-rate", "1000000", "--draw-rate-total", "10000000"])
             // Every client is 127.0.0.1: one peer, holding every connection, long poll and
