@@ -340,6 +340,169 @@ def minor(binary):
     return out
 
 
+def database_readable(binary):
+    """The default database under umask 022, after a login and a message: can another local
+    user (`nobody`) read it, its -wal and its directory?"""
+    work = tempfile.mkdtemp(prefix="attack-audit-db-")
+    os.chmod(work, 0o755)
+    db = os.path.join(work, "data", "pushpoll.sqlite")
+    old = os.umask(0o022)
+    try:
+        server = Server(binary, ["--db", db])
+    finally:
+        os.umask(old)
+    try:
+        status, cookie = login(server, "victim")
+        server.request("POST", "/api/chat/messages", {"text": "hi"}, headers={"cookie": cookie})
+        out = {}
+        for name in ["pushpoll.sqlite", "pushpoll.sqlite-wal", "pushpoll.sqlite-shm"]:
+            path = os.path.join(work, "data", name)
+            if not os.path.exists(path):
+                out[name] = "absent"
+                continue
+            mode = oct(os.stat(path).st_mode & 0o777)
+            read = subprocess.run(["runuser", "-u", "nobody", "--", "cat", path], capture_output=True)
+            out[name] = f"mode {mode}, nobody reads it: {read.returncode == 0}"
+        mode = oct(os.stat(os.path.join(work, "data")).st_mode & 0o777)
+        out["data/"] = f"mode {mode}"
+        return out
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def sqlite_growth(binary, seconds=33.0):
+    """30 sessions from one IPv4 address post 8 KB messages for `seconds`, at the default
+    limits; how much the database (and its -wal) grows."""
+    server = Server(binary, [])
+    db = os.path.join(server.dir, "pushpoll.sqlite")
+    try:
+        cookies = []
+        for i in range(30):
+            status, cookie = login(server, f"flood{i}", source="127.0.0.4")
+            assert status == 201, status
+            cookies.append(cookie)
+        size = lambda: sum(os.path.getsize(db + x) for x in ["", "-wal"] if os.path.exists(db + x))
+        start_size = size()
+        stored = [0] * 30
+        stop = time.monotonic() + seconds
+        text = "\U0001F980" * 2000
+
+        def flood(i):
+            conn = server.conn("127.0.0.4")
+            while time.monotonic() < stop:
+                try:
+                    status, _, _ = server.request(
+                        "POST", "/api/chat/messages", {"text": text},
+                        headers={"cookie": cookies[i]}, conn=conn,
+                    )
+                except (OSError, http.client.HTTPException):
+                    conn = server.conn("127.0.0.4")
+                    continue
+                if status == 201:
+                    stored[i] += 1
+                else:
+                    time.sleep(0.25)
+
+        threads = [threading.Thread(target=flood, args=(i,)) for i in range(30)]
+        for t in threads:
+            t.start()
+        peak = start_size
+        while time.monotonic() < stop:
+            peak = max(peak, size())
+            time.sleep(0.5)
+        for t in threads:
+            t.join()
+        end = size()
+        return {
+            "seconds": seconds,
+            "messages_stored": sum(stored),
+            "database_and_wal_bytes_start": start_size,
+            "database_and_wal_bytes_end": end,
+            "grew_bytes_per_hour_at_this_rate": int((end - start_size) / seconds * 3600),
+        }
+    finally:
+        server.stop()
+
+
+def redis_stopped(binary, writers=200):
+    """A node on its own redis-server; 200 sessions each send one message while Redis is
+    stopped (SIGSTOP): when each gets its answer."""
+    if not shutil.which("redis-server"):
+        return {"skipped": "no redis-server"}
+    work = tempfile.mkdtemp(prefix="attack-audit-redis-")
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", work,
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(50):
+        if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() == b"PONG":
+            break
+        time.sleep(0.1)
+    server = Server(binary, ["--redis", f"redis://127.0.0.1:{port}", "--db", ":memory:",
+                             "--login-rate", "1000000"] + extra_flags(binary))
+    try:
+        cookies = []
+        for i in range(writers):
+            status, cookie = login(server, f"w{i}", source=f"127.0.0.{10 + i % 8}")
+            assert status == 201, status
+            cookies.append(cookie)
+        conns = [server.conn(f"127.0.0.{10 + i % 8}") for i in range(writers)]
+        for c in conns:
+            c.connect()
+        redis.send_signal(signal.SIGSTOP)
+        results = [None] * writers
+        barrier = threading.Barrier(writers)
+
+        def write(i):
+            barrier.wait()
+            t0 = time.monotonic()
+            try:
+                status, _, _ = server.request(
+                    "POST", "/api/chat/messages", {"text": f"m{i}"},
+                    headers={"cookie": cookies[i]}, conn=conns[i],
+                )
+            except (OSError, http.client.HTTPException) as e:
+                status = type(e).__name__
+            results[i] = (status, time.monotonic() - t0)
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        redis.send_signal(signal.SIGCONT)
+        by = {}
+        for r in results:
+            if r is None:
+                by.setdefault("no answer in 60 s", []).append(60.0)
+            else:
+                by.setdefault(str(r[0]), []).append(r[1])
+        summary = {}
+        for status, times in by.items():
+            times.sort()
+            summary[status] = {
+                "count": len(times),
+                "median_s": round(times[len(times) // 2], 3),
+                "max_s": round(times[-1], 3),
+            }
+        return {"writers": writers, "answers": summary}
+    finally:
+        try:
+            redis.send_signal(signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        server.stop()
+        redis.kill()
+        redis.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def extra_flags(binary):
     """Flags this build knows that lift the budgets the attacks are not about."""
     help_text = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
@@ -356,28 +519,46 @@ def main():
     ap.add_argument("--out", default="results/hardening")
     ap.add_argument("--duration", type=float, default=100.0, help="longest an attack row is watched (s)")
     ap.add_argument("--quick", action="store_true", help="30 s rows, for a smoke run")
+    ap.add_argument("--only", help="these rows (comma-separated), kept beside the others already in the output file")
     args = ap.parse_args()
     duration = 30.0 if args.quick else args.duration
     binary = os.path.abspath(args.bin)
+    every = {
+        "h2_window_1_connection": lambda: h2_window(binary, 1, True, duration, None),
+        "h2_window_3_connections": lambda: h2_window(binary, 3, True, duration, None),
+        "h2_zero_window_2_connections": lambda: h2_window(binary, 2, False, duration, None),
+        "h2_window_draw_2_connections": lambda: h2_window(
+            binary, 2, True, min(duration, 60.0), "5s", feed="draw"
+        ),
+        "ipv6_64_logins": lambda: ipv6_logins(binary),
+        "database_readable_by_another_user": lambda: database_readable(binary),
+        "sqlite_growth_30_sessions_8kb": lambda: sqlite_growth(binary),
+        "redis_stopped_200_writers": lambda: redis_stopped(binary),
+        "minor": lambda: minor(binary),
+    }
+    chosen = args.only.split(",") if args.only else list(every)
+    path = os.path.join(args.out, f"{args.label}.json")
     rows = {}
-    rows["h2_window_1_connection"] = h2_window(binary, 1, True, duration, None)
-    rows["h2_window_3_connections"] = h2_window(binary, 3, True, duration, None)
-    rows["h2_zero_window_2_connections"] = h2_window(binary, 2, False, duration, None)
-    rows["h2_window_draw_2_connections"] = h2_window(binary, 2, True, min(duration, 60.0), "5s", feed="draw")
-    rows["ipv6_64_logins"] = ipv6_logins(binary)
-    rows["minor"] = minor(binary)
+    if args.only and os.path.exists(path):
+        with open(path) as f:
+            rows = json.load(f)["rows"]
+    command = " ".join([sys.argv[0]] + sys.argv[1:])
+    for name in chosen:
+        print(f"==> {name}", file=sys.stderr, flush=True)
+        rows[name] = every[name]()
+        rows[name]["_run"] = {
+            "command": command,
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
     result = {
         "label": args.label,
         "binary": binary,
         "version": version,
-        "command": " ".join([sys.argv[0]] + sys.argv[1:]),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cores": os.cpu_count(), "kernel": platform.release()},
         "rows": rows,
     }
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"{args.label}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps(result, indent=1))
