@@ -253,42 +253,33 @@ impl Peers {
 
     /// Takes one of `ip`'s connection slots, or refuses when its peer holds its share already.
     pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<PeerConn, PeerFull> {
-        let key = self.key(ip);
-        let mut map = self.lock();
-        let peer = self.entry(&mut map, key);
-        if peer.open >= self.max_connections {
-            return Err(PeerFull {
-                max: self.max_connections,
-            });
-        }
-        peer.open += 1;
-        Ok(PeerConn {
-            slot: Slot {
-                peers: self.clone(),
-                key,
-                kind: SlotKind::Connection,
-            },
-            ip,
-        })
+        let slot = self.take(ip, SlotKind::Connection)?;
+        Ok(PeerConn { slot, ip })
     }
 
     /// Takes one of the request slots of `ip`'s peer for a request in flight, or refuses when
     /// it has `--max-requests-per-peer` in flight already, over all its connections.
     pub fn request(self: &Arc<Self>, ip: IpAddr) -> Result<PeerRequest, PeerFull> {
+        self.take(ip, SlotKind::Request).map(PeerRequest)
+    }
+
+    fn take(self: &Arc<Self>, ip: IpAddr, kind: SlotKind) -> Result<Slot, PeerFull> {
         let key = self.key(ip);
+        let max = match kind {
+            SlotKind::Connection => self.max_connections,
+            SlotKind::Request => self.max_requests,
+        };
         let mut map = self.lock();
-        let peer = self.entry(&mut map, key);
-        if peer.requests >= self.max_requests {
-            return Err(PeerFull {
-                max: self.max_requests,
-            });
+        let held = kind.of(self.entry(&mut map, key));
+        if *held >= max {
+            return Err(PeerFull { max });
         }
-        peer.requests += 1;
-        Ok(PeerRequest(Slot {
+        *held += 1;
+        Ok(Slot {
             peers: self.clone(),
             key,
-            kind: SlotKind::Request,
-        }))
+            kind,
+        })
     }
 
     /// Connections `ip`'s peer holds now.
@@ -338,6 +329,16 @@ enum SlotKind {
     Request,
 }
 
+impl SlotKind {
+    /// The count of this kind a peer holds.
+    fn of(self, peer: &mut Peer) -> &mut u64 {
+        match self {
+            SlotKind::Connection => &mut peer.open,
+            SlotKind::Request => &mut peer.requests,
+        }
+    }
+}
+
 /// A slot a peer holds; dropping it gives the slot back, and forgets the peer when it then
 /// holds nothing and its buckets are full.
 struct Slot {
@@ -350,10 +351,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut map = self.peers.lock();
         if let Some(peer) = map.get_mut(&self.key) {
-            let held = match self.kind {
-                SlotKind::Connection => &mut peer.open,
-                SlotKind::Request => &mut peer.requests,
-            };
+            let held = self.kind.of(peer);
             *held = held.saturating_sub(1);
             let now = Instant::now();
             let idle_and_full = peer.holds_nothing()

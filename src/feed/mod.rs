@@ -646,7 +646,7 @@ impl Subscription {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::Store;
     use crate::store::sqlite::SqliteStore;
@@ -826,7 +826,8 @@ mod tests {
         assert!(ids.is_empty());
     }
 
-    fn gap_of(event: &SharedEvent) -> (u64, u64, u64) {
+    /// `(id, after, resumed_from)` of a gap event (the store's tests use it too).
+    pub(crate) fn gap_of(event: &SharedEvent) -> (u64, u64, u64) {
         assert_eq!(event.kind, "gap");
         let gap: WireEvent = serde_json::from_slice(&event.json).unwrap();
         match gap.body {

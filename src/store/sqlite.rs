@@ -643,18 +643,7 @@ mod tests {
         page.iter().map(|e| e.id).collect()
     }
 
-    /// `(id, after, resumed_from)` of a gap event.
-    fn gap_of(event: &SharedEvent) -> (u64, u64, u64) {
-        assert_eq!(event.kind, "gap");
-        let gap: WireEvent = serde_json::from_slice(&event.json).unwrap();
-        match gap.body {
-            EventBody::Gap {
-                after,
-                resumed_from,
-            } => (gap.id, after, resumed_from),
-            other => panic!("not a gap: {other:?}"),
-        }
-    }
+    use crate::feed::tests::gap_of;
 
     fn file_size(path: &str) -> u64 {
         std::fs::metadata(path).map_or(0, |m| m.len())
