@@ -4,6 +4,7 @@ writes what each one made the server hold, as JSON (and a Markdown table beside 
 
     scripts/attack-audit.py --bin target/release/pushpoll --label after --out results/hardening
     scripts/attack-audit.py --bin /path/to/older/pushpoll --label before --out results/hardening
+    scripts/attack-audit.py --table results/hardening      # table.md from before.json and after.json
 
 Every server is started by this script on 127.0.0.1:0 with the flags the row names; every
 client is on loopback (the whole 127.0.0.0/8). Standard library only: the HTTP/2 attacker
@@ -512,7 +513,91 @@ def extra_flags(binary):
     return flags
 
 
+def h2_cell(row):
+    closed = [c for c in row["closed_after_s"] if c is not None]
+    if len(closed) == len(row["closed_after_s"]):
+        end = f"closed after {max(closed)} s"
+    else:
+        end = f"still open after {row['observed_s']} s"
+    return (
+        f"RSS {row['rss_before_mib']} → {row['rss_peak_mib']} MiB, held over +8 MiB for "
+        f"{row['held_over_8_mib_for_s']} s; {end}; {row['bytes_read_by_attacker']} bytes read "
+        f"by the attacker; send_timeouts +{row['send_timeouts']}; another address: "
+        f"{row['another_peer_status']}"
+    )
+
+
+def table(directory):
+    """`table.md` in `directory`, from its `before.json` and `after.json`."""
+    runs = {}
+    for label in ["before", "after"]:
+        with open(os.path.join(directory, f"{label}.json")) as f:
+            runs[label] = json.load(f)
+    b, a = runs["before"]["rows"], runs["after"]["rows"]
+    lines = [
+        "| attack | before | after |",
+        "|---|---|---|",
+    ]
+    for name, what in [
+        ("h2_window_1_connection", "HTTP/2, window 0, 32 × `/poll/chat?after=0&limit=1000`, one `WINDOW_UPDATE(+1)` per stream, PINGs answered: 1 connection"),
+        ("h2_window_3_connections", "the same, 3 connections"),
+        ("h2_zero_window_2_connections", "the same without the grant, 2 connections"),
+        ("h2_window_draw_2_connections", "the same on `/poll/draw` (anonymous), `--send-timeout 5s`, 2 connections"),
+    ]:
+        lines.append(
+            f"| {what} (one answer: {b[name]['one_answer_bytes']:,} → {a[name]['one_answer_bytes']:,} bytes) "
+            f"| {h2_cell(b[name])} | {h2_cell(a[name])} |"
+        )
+    def fmt(d):
+        return "; ".join(f"{k}: {v}" for k, v in d.items() if k != "_run")
+    name = "database_readable_by_another_user"
+    lines.append(f"| default `--db` under umask 022, read as `nobody` | {fmt(b[name])} | {fmt(a[name])} |")
+    name = "ipv6_64_logins"
+    cell = lambda r: f"60 logins from one /64 through a trusted proxy: {r['logins_from_one_64']}; an honest client from another /64: {r['honest_client_from_another_64']}"
+    lines.append(f"| logins from 60 addresses of one IPv6 /64 (`--max-sessions 50`) | {cell(b[name])} | {cell(a[name])} |")
+    name = "sqlite_growth_30_sessions_8kb"
+    cell = lambda r: (
+        f"{r['messages_stored']} stored in {r['seconds']} s; database + WAL "
+        f"{r['database_and_wal_bytes_start']:,} → {r['database_and_wal_bytes_end']:,} bytes"
+    )
+    lines.append(f"| 30 sessions from one IPv4 address posting 8 KB messages, default limits | {cell(b[name])} | {cell(a[name])} |")
+    name = "redis_stopped_200_writers"
+    cell = lambda r: "; ".join(
+        f"{status}: {v['count']} (median {v['median_s']} s, max {v['max_s']} s)" for status, v in r["answers"].items()
+    )
+    lines.append(f"| Redis stopped (SIGSTOP), 200 concurrent writers: when each got its answer | {cell(b[name])} | {cell(a[name])} |")
+    m_b, m_a = b["minor"], a["minor"]
+    for key, what in [
+        ("h2_host_differs_from_authority", "HTTP/2 `Host: localhost:PORT` with `:authority` 127.0.0.1:PORT"),
+        ("draw_unknown_top_level_field", "a draw batch with an unknown top-level field"),
+        ("look_alike_nick_beside_alice", "login as `аlice` (Cyrillic а) while `alice` is online"),
+    ]:
+        lines.append(f"| {what} | {m_b[key]} | {m_a[key]} |")
+    lines.append("")
+    for label in ["before", "after"]:
+        r = runs[label]
+        lines.append(f"- **{label}**: `{r['binary']}` ({r['version']}), {r['machine']['cores']} cores, Linux {r['machine']['kernel']}.")
+    recorded = [row["_run"] for run in runs.values() for row in run["rows"].values() if "_run" in row]
+    commands = sorted({r["command"] for r in recorded})
+    dates = sorted(r["date_utc"] for r in recorded)
+    lines.append(f"- Runs {dates[0]} to {dates[-1]}: " + "; ".join(f"`{c}`" for c in commands) + ".")
+    for label, run in runs.items():
+        unnamed = [name for name, row in run["rows"].items() if "_run" not in row]
+        if unnamed:
+            lines.append(
+                f"- The {label} rows {', '.join(unnamed)} come from the full run "
+                f"`scripts/attack-audit.py --bin {run['binary']} --label {label}`, made before the "
+                "script recorded each row's command and time."
+            )
+    with open(os.path.join(directory, "table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":
+        table(sys.argv[2])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True)
     ap.add_argument("--label", required=True)
