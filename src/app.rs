@@ -35,6 +35,7 @@ pub fn app(state: AppState) -> Router {
         .route("/static/{*file}", get(assets::static_file))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/api/time", get(time))
         .route("/results", get(results::redirect))
         .route("/results/", get(results::page))
         .route("/results/{*path}", get(results::raw))
@@ -128,6 +129,17 @@ async fn readyz(State(app): State<AppState>) -> axum::response::Response {
     } else {
         axum::Json(serde_json::json!({ "ready": true })).into_response()
     }
+}
+
+/// `GET /api/time`: `{"ts":N}`, the server's wall clock in µs, the clock of every event's `ts`.
+/// Pages time a few of these round trips to estimate how far their clock is from the server's.
+async fn time() -> axum::response::Response {
+    let ts = crate::feed::clock::now_micros();
+    (
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::json!({ "ts": ts })),
+    )
+        .into_response()
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

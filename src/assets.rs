@@ -65,6 +65,7 @@ pub static ASSETS: &[Asset] = assets![
     "static/clients/sse.js",
     "static/clients/ws.js",
     "static/panel.js",
+    "static/clock-offset.js",
     "static/chat.js",
     "static/chat/api.js",
     "static/chat/render.js",

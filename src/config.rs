@@ -178,6 +178,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub chat_lag: u64,
 
+    /// Test only: shifts the server's wall clock (every event's `ts`, the clock's ticks,
+    /// `GET /api/time`) by this many milliseconds, negative for behind, to play a server whose
+    /// clock disagrees with the browser's as on another machine. Process-wide.
+    #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-86_400_000..=86_400_000))]
+    pub test_clock_offset_ms: i64,
+
     /// A URL this server is also reached at, through a proxy or under a DNS name
     /// (`https://class.example`): its host is accepted by the Host check and its origin by the
     /// Origin check. Repeatable, or comma-separated.

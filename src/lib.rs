@@ -112,6 +112,7 @@ pub async fn run_with_tls(
 ) -> anyhow::Result<()> {
     // The address actually bound (port 0 picks one): the server's own name for the Host check.
     let mut config = config;
+    feed::clock::set_test_offset_ms(config.test_clock_offset_ms);
     config.addr = listener
         .local_addr()
         .context("the listener has no local address")?;

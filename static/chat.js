@@ -22,6 +22,7 @@
 
 import { $, plural, transportName } from '/static/util.js';
 import { connect, nowMicros } from '/static/clients/index.js';
+import { serverMicros } from '/static/clock-offset.js';
 import * as api from '/static/chat/api.js';
 import { createLog } from '/static/chat/render.js';
 import { createRooms, MAX_ROOMS } from '/static/chat/rooms.js';
@@ -77,7 +78,8 @@ export function createChat(root, { transport, panel, interval, params = {}, orig
   let client = null;
   let pollInterval = interval;
   let me = '';
-  // When this page learned its current nick (µs): a `rename` from that nick made later is
+  // When this page learned its current nick (µs, this page's clock; compared with `ts` on the
+  // server's, clock-offset.js): a `rename` from that nick made later is
   // this session's (nicks are unique among the online), an older one is somebody's past.
   let meSince = 0;
   let renaming = ''; // WebSocket: the nick asked for in a `nick` frame, until confirmed
@@ -314,7 +316,7 @@ export function createChat(root, { transport, panel, interval, params = {}, orig
     if (event.type === 'rename') {
       // Ours if it renames our nick to the one we asked for (WebSocket), or was made since
       // we got our nick (e.g. a rename from another tab of this browser).
-      const ours = me && event.from === me && (event.nick === renaming || event.ts >= meSince);
+      const ours = me && event.from === me && (event.nick === renaming || event.ts >= serverMicros(meSince));
       if (ours) {
         renaming = '';
         setMe(String(event.nick));
@@ -419,7 +421,7 @@ export function createChat(root, { transport, panel, interval, params = {}, orig
     onBytesUp: (n) => panel?.onBytesUp?.(n),
     onFramingDown: (n) => panel?.onFramingDown?.(n),
     onEvent(event, receivedAt) {
-      panel?.onEvent(event, receivedAt, { replayed: !(event.ts >= liveSince) });
+      panel?.onEvent(event, receivedAt, { liveSince });
       receive(event);
     },
     onNotice(event) {

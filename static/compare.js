@@ -24,6 +24,7 @@ import {
   transportTitle,
 } from '/static/util.js';
 import { connect, POLL_INTERVAL, TRANSPORTS } from '/static/clients/index.js';
+import { latencyMs, showClockOffset, withClockOffset } from '/static/clock-offset.js';
 import { createClock } from '/static/clock.js';
 
 const RATE_WINDOW_MS = 10_000;
@@ -182,10 +183,13 @@ class Lane {
     this.events += 1;
     this.lastEventAt = now;
     if (Number.isFinite(event.ts) && (event.type === 'tick' || event.type === 'message')) {
-      const latency = (receivedAt - event.ts) / 1000;
-      this.lastLatency = latency;
-      this.latencies.push([now, latency]);
-      if (event.type === 'message') this.arrivals.arrive(this.transport, event, latency);
+      // On the server's clock (clock-offset.js): at once, but for the first events of a load.
+      withClockOffset((estimate) => {
+        const latency = latencyMs(receivedAt, event.ts, estimate);
+        this.lastLatency = latency;
+        this.latencies.push([now, latency]);
+        if (event.type === 'message') this.arrivals.arrive(this.transport, event, latency);
+      });
     }
     if (feed === 'clock' && event.type === 'tick') {
       this.clock.show(event);
@@ -437,6 +441,7 @@ async function boot() {
     (t) => new Lane(t, $(`lane-${t}`), arrivals),
   );
   const byTransport = Object.fromEntries(lanes.map((l) => [l.transport, l]));
+  showClockOffset($('clock-offset'), $('clock-offset-uncertainty'));
 
   const note = $('origin-note');
   const layoutLink = $('layout-link');

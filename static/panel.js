@@ -12,7 +12,11 @@
 // The head sizes come from clients/heads.js (onHeads): a floor until the server's wire record of
 // this page's own requests gives them. Chunked framing and WebSocket control frames (the
 // browser's pongs, the close) are not counted. Every figure that holds an estimate says so.
+//
+// Latency = receipt + clock offset − the event's `ts`: the offset (server's clock − this
+// page's, clock-offset.js) makes it hold when the page and the server are two machines.
 
+import { latencyMs, showClockOffset, withClockOffset } from '/static/clock-offset.js';
 import { formatBytes } from '/static/util.js';
 
 const RENDER_EVERY_MS = 250;
@@ -83,6 +87,8 @@ export function createPanel(root) {
     }
   }
 
+  showClockOffset(statElements.get('clock-offset'), statElements.get('clock-offset-uncertainty'));
+
   function renderBothWays() {
     const { requests, bytes, events, heads } = stats;
     const down = bytes + stats.framingDown + requests * heads.response;
@@ -123,17 +129,23 @@ export function createPanel(root) {
       stats.bytes += n;
       changed();
     },
-    // `replayed`: the event was created before this page subscribed (chat history), so its
-    // age is not a delivery latency; it counts as an event, not in the latency figures.
-    onEvent(event, receivedAtMicros, { replayed = false } = {}) {
+    // `liveSince` (this page's clock, µs): events the server created before it are replays
+    // (chat history), whose age is not a delivery latency; they count as events, not in the
+    // latency figures. Compared on the server's clock, since `ts` is the server's.
+    onEvent(event, receivedAtMicros, { liveSince = null } = {}) {
       stats.events += 1;
-      if (!replayed && Number.isFinite(event.ts)) {
-        // Both clocks are the same machine's wall clock, so the difference is the delivery
-        // latency: publish on the server → handler in this page.
-        const ms = (receivedAtMicros - event.ts) / 1000;
-        stats.latencyLastMs = ms;
-        stats.latencySumMs += ms;
-        stats.latencyCount += 1;
+      if (Number.isFinite(event.ts)) {
+        // Publish on the server → handler in this page, on the server's clock: counted once
+        // the offset is known (at once, but for the first events of a page load).
+        const ts = event.ts;
+        withClockOffset((estimate) => {
+          if (liveSince !== null && !(ts >= liveSince + estimate.offsetMicros)) return;
+          const ms = latencyMs(receivedAtMicros, ts, estimate);
+          stats.latencyLastMs = ms;
+          stats.latencySumMs += ms;
+          stats.latencyCount += 1;
+          changed();
+        });
       }
       changed();
     },

@@ -1,14 +1,15 @@
 // The proxy lab: the clock over all five transports at once, and a long poll of a quiet feed,
 // measured as they arrive through whatever proxy is in front of the page: how many ticks, how
-// late (receipt minus the tick's own timestamp), the longest gap between arrivals, the largest
+// late (receipt plus the clock offset minus the tick's own timestamp), the longest gap between arrivals, the largest
 // burst, the last error, and a verdict. The page's explanation names the fix in
 // deploy/nginx.conf for each failure. All on the page's own origin: four held connections
 // (long poll, quiet long poll, iframe, SSE) fit in the six a browser allows per origin.
 
 import { $, formatMs } from '/static/util.js';
 import { connect, nowMicros, TRANSPORTS } from '/static/clients/index.js';
+import { latencyMs, showClockOffset, withClockOffset } from '/static/clock-offset.js';
 
-/** A tick later than this (receipt minus its timestamp) was held on the way. */
+/** A tick later than this (its latency, see clock-offset.js) was held on the way. */
 const LATE_MS = 1500;
 /** No tick for this long (the clock ticks every second) means the transport is stalled. */
 const STALLED_MS = 3000;
@@ -19,6 +20,7 @@ const QUIET_HOLD_S = 25;
 const RENDER_MS = 250;
 
 const started = performance.now();
+showClockOffset($('clock-offset'), $('clock-offset-uncertainty'));
 
 /** What one transport has shown so far. */
 function lane() {
@@ -54,9 +56,12 @@ function onTick(l, event, receivedAtMicros) {
   l.largestBurst = Math.max(l.largestBurst, l.burst);
   l.lastAt = now;
   l.events += 1;
-  const lateMs = Math.max(0, (receivedAtMicros - event.ts) / 1000);
-  l.lastLateMs = lateMs;
-  l.worstLateMs = Math.max(l.worstLateMs, lateMs);
+  // Late on the server's clock (clock-offset.js), so it holds from another machine too.
+  withClockOffset((estimate) => {
+    const lateMs = Math.max(0, latencyMs(receivedAtMicros, event.ts, estimate));
+    l.lastLateMs = lateMs;
+    l.worstLateMs = Math.max(l.worstLateMs, lateMs);
+  });
   if (typeof event.time === 'string') l.clock = event.time.slice(11, 19);
 }
 

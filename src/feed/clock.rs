@@ -1,6 +1,7 @@
 //! The clock feed: one `tick` event every `--tick-ms`, aligned to the wall clock, so that
 //! a tick's id is the Unix time of the tick in milliseconds.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
@@ -50,11 +51,24 @@ fn tick(id: u64, ts: u64) -> std::sync::Arc<Event> {
     })
 }
 
-/// Microseconds since the Unix epoch, the unit of every event's `ts`.
+/// What the test-only `--test-clock-offset-ms` adds to this process's wall clock, in µs.
+/// Process-wide because the clock is: the one server of the binary sets it at start.
+static TEST_OFFSET_MICROS: AtomicI64 = AtomicI64::new(0);
+
+/// Shifts every later [`now_micros`] by `ms` (the test-only `--test-clock-offset-ms`): a server
+/// whose clock disagrees with its clients', as on another machine, for the skewed-clock test.
+pub fn set_test_offset_ms(ms: i64) {
+    TEST_OFFSET_MICROS.store(ms.saturating_mul(1000), Ordering::Relaxed);
+}
+
+/// Microseconds since the Unix epoch, the unit of every event's `ts`: the server's only reading
+/// of the wall clock (event stamps, the clock's ticks, `GET /api/time`, session activity), so
+/// that the test-only offset moves all of them together.
 pub fn now_micros() -> u64 {
-    SystemTime::now()
+    let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+        .map_or(0, |d| d.as_micros() as u64);
+    wall.saturating_add_signed(TEST_OFFSET_MICROS.load(Ordering::Relaxed))
 }
 
 /// `2026-11-22T02:47:48Z`, with `.mmm` milliseconds when they are not zero.

@@ -22,6 +22,7 @@ mod engines;
 mod h2;
 mod proxy;
 mod record;
+mod skew;
 mod webdriver;
 mod wire;
 

@@ -1,0 +1,119 @@
+// How far this browser's clock is from the server's, estimated as NTP does, so that latency
+// (receipt − the event's `ts`, two clocks) holds when the page runs on another machine, as in
+// a classroom. One estimate per page, shared by every panel and lane that shows a latency.
+//
+// A round: ROUND_TRIPS requests to GET /api/time, one after another. Each is timed on this
+// page's clock (nowMicros, the clock receipts are read on): sent at t0, answered at t1, the
+// server's clock read at some moment in between. If the request and the answer took equal
+// times, that moment is the midpoint, so offset = server time − (t0 + t1) / 2; whatever the
+// split, the truth is within ± (t1 − t0) / 2 of it. The round trip with the least time is kept
+// (the least room for queuing on the way). A round runs at load and every ROUND_EVERY_MS after;
+// the estimate in use is the sample with the smallest round trip among the last KEEP_ROUNDS
+// rounds, so a round spoiled by a busy network does not replace a better recent one, and a
+// clock that drifts is followed within minutes.
+//
+// A corrected latency = receipt + offset − ts, uncertain by ± the offset's uncertainty.
+
+import { nowMicros } from '/static/clients/common.js';
+
+const ROUND_TRIPS = 8;
+const ROUND_EVERY_MS = 60_000;
+const KEEP_ROUNDS = 5;
+
+/** Each round's best sample: { offsetMicros, uncertaintyMicros, at (performance.now()) }. */
+const rounds = [];
+let current = null;
+let lastError = null;
+const listeners = new Set();
+const waiting = [];
+
+/**
+ * The estimate in use, or null before the first round ends: { offsetMicros (server − this
+ * page), uncertaintyMicros (± half the round trip), at (performance.now() of its sample),
+ * error (the last round's failure, if it failed) }.
+ */
+export function clockOffset() {
+  return current;
+}
+
+/** Calls `fn(estimate)` with every new estimate (now, if there is one already). */
+export function onClockOffset(fn) {
+  listeners.add(fn);
+  if (current) fn(current);
+  return () => listeners.delete(fn);
+}
+
+/**
+ * Calls `fn(estimate)` once there is an estimate: at once if there is one, else when the first
+ * round ends. Latencies received before are corrected then, in the order they came.
+ */
+export function withClockOffset(fn) {
+  if (current) fn(current);
+  else waiting.push(fn);
+}
+
+/** A time of this page's clock (µs) on the server's, by the current estimate (none: as is). */
+export function serverMicros(localMicros) {
+  return localMicros + (current?.offsetMicros ?? 0);
+}
+
+/** Corrected latency in ms of an event stamped `ts` (server µs) and received at `receivedAt`. */
+export function latencyMs(receivedAtMicros, ts, estimate) {
+  return (receivedAtMicros + estimate.offsetMicros - ts) / 1000;
+}
+
+/**
+ * Shows every estimate in two elements, as a reader sees it: the offset in ms, signed
+ * ("+7000.2", "−3.1"), and its uncertainty ("0.3", the ± in ms). Either may be null.
+ */
+export function showClockOffset(offsetEl, uncertaintyEl) {
+  const set = (el, text) => {
+    if (el && el.textContent !== text) el.textContent = text;
+  };
+  return onClockOffset((estimate) => {
+    if (estimate.uncertaintyMicros === null) {
+      set(offsetEl, `not measured (${estimate.error}): latencies assume one clock`);
+      set(uncertaintyEl, '–');
+      return;
+    }
+    const ms = estimate.offsetMicros / 1000;
+    set(offsetEl, `${ms >= 0 ? '+' : '−'}${Math.abs(ms).toFixed(1)}`);
+    set(uncertaintyEl, (estimate.uncertaintyMicros / 1000).toFixed(1));
+  });
+}
+
+async function sample() {
+  const t0 = nowMicros();
+  const response = await fetch('/api/time', { cache: 'no-store' });
+  const body = await response.json();
+  const t1 = nowMicros();
+  if (!response.ok || !Number.isFinite(body?.ts)) throw new Error(`GET /api/time answered ${response.status}`);
+  return { offsetMicros: body.ts - (t0 + t1) / 2, uncertaintyMicros: (t1 - t0) / 2 };
+}
+
+async function round() {
+  let best = null;
+  try {
+    for (let i = 0; i < ROUND_TRIPS; i += 1) {
+      const s = await sample();
+      if (!best || s.uncertaintyMicros < best.uncertaintyMicros) best = s;
+    }
+    lastError = null;
+  } catch (err) {
+    lastError = err.message;
+  }
+  if (best) {
+    rounds.push({ ...best, at: performance.now() });
+    while (rounds.length > KEEP_ROUNDS) rounds.shift();
+  }
+  const kept = rounds.reduce((a, b) => (a && a.uncertaintyMicros <= b.uncertaintyMicros ? a : b), null);
+  // With no sample at all the latencies stay uncorrected (one clock assumed) and say so.
+  current = kept
+    ? { ...kept, error: lastError }
+    : { offsetMicros: 0, uncertaintyMicros: null, at: performance.now(), error: lastError };
+  for (const fn of waiting.splice(0)) fn(current);
+  for (const fn of listeners) fn(current);
+}
+
+round();
+setInterval(round, ROUND_EVERY_MS);
