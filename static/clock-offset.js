@@ -12,6 +12,10 @@
 // rounds, so a round spoiled by a busy network does not replace a better recent one, and a
 // clock that drifts is followed within minutes.
 //
+// The page's clock ticks in steps (performance.now() is coarsened on purpose: 1 ms in some
+// engines), so each of t0 and t1 may read up to one step early: the uncertainty adds one step
+// (RESOLUTION, the smallest step seen at load) to the half round trip.
+//
 // A corrected latency = receipt + offset − ts, uncertain by ± the offset's uncertainty.
 
 import { nowMicros } from '/static/clients/common.js';
@@ -29,8 +33,8 @@ const waiting = [];
 
 /**
  * The estimate in use, or null before the first round ends: { offsetMicros (server − this
- * page), uncertaintyMicros (± half the round trip), at (performance.now() of its sample),
- * error (the last round's failure, if it failed) }.
+ * page), uncertaintyMicros (± half the round trip + one step of the page's clock), at
+ * (performance.now() of its sample), error (the last round's failure, if it failed) }.
  */
 export function clockOffset() {
   return current;
@@ -82,13 +86,27 @@ export function showClockOffset(offsetEl, uncertaintyEl) {
   });
 }
 
+/** The smallest step of nowMicros() seen in a few ms of reading it (µs). */
+function clockStep() {
+  let step = Infinity;
+  let last = nowMicros();
+  const until = performance.now() + 5;
+  while (performance.now() < until) {
+    const now = nowMicros();
+    if (now > last) step = Math.min(step, now - last);
+    last = now;
+  }
+  return Number.isFinite(step) ? step : 1000;
+}
+const RESOLUTION = clockStep();
+
 async function sample() {
   const t0 = nowMicros();
   const response = await fetch('/api/time', { cache: 'no-store' });
   const body = await response.json();
   const t1 = nowMicros();
   if (!response.ok || !Number.isFinite(body?.ts)) throw new Error(`GET /api/time answered ${response.status}`);
-  return { offsetMicros: body.ts - (t0 + t1) / 2, uncertaintyMicros: (t1 - t0) / 2 };
+  return { offsetMicros: body.ts - (t0 + t1) / 2, uncertaintyMicros: (t1 - t0) / 2 + RESOLUTION };
 }
 
 async function round() {
