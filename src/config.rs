@@ -403,6 +403,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_test_clock_offset_is_hidden_from_help_and_takes_negative_values() {
+        use clap::CommandFactory;
+        let help = Config::command().render_long_help().to_string();
+        assert!(!help.contains("test-clock-offset"), "{help}");
+        let config = Config::try_parse_from(["pushpoll", "--test-clock-offset-ms", "-7000"]);
+        assert_eq!(config.map(|c| c.test_clock_offset_ms).ok(), Some(-7000));
+    }
+
+    #[test]
     fn durations_parse_with_units() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));

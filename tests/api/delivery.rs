@@ -45,6 +45,23 @@ async fn app() -> TestApp {
     spawn_app(&["--tick-ms", "100"]).await
 }
 
+/// `GET /api/time` reads the clock of every `ts` (the pages time it to estimate their
+/// offset): between the test's readings before and after, and never before a tick it follows.
+#[tokio::test]
+async fn the_time_answer_is_the_clock_that_stamps_ts() {
+    let app = app().await;
+    let tick_ts = app.poll("/poll/clock").await.0[0].ts;
+    let before = now_micros();
+    let res = app.http.get(app.url("/api/time")).send().await.unwrap();
+    let after = now_micros();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = res.json().await.unwrap();
+    let ts = body["ts"].as_u64().unwrap_or_else(|| panic!("{body}"));
+    assert!((before..=after).contains(&ts), "{before} ≤ {ts} ≤ {after}");
+    assert!(ts >= tick_ts, "{ts} before the tick's {tick_ts}");
+}
+
 #[tokio::test]
 async fn short_polling_delivers_successive_ticks() {
     let app = app().await;
