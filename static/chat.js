@@ -316,7 +316,8 @@ export function createChat(root, { transport, panel, interval, params = {}, orig
     if (event.type === 'rename') {
       // Ours if it renames our nick to the one we asked for (WebSocket), or was made since
       // we got our nick (e.g. a rename from another tab of this browser).
-      const ours = me && event.from === me && (event.nick === renaming || event.ts >= serverMicros(meSince));
+      const ours =
+        me && event.from === me && (event.nick === renaming || event.ts >= serverMicros(meSince));
       if (ours) {
         renaming = '';
         setMe(String(event.nick));

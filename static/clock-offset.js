@@ -8,13 +8,14 @@
 // times, that moment is the midpoint, so offset = server time − (t0 + t1) / 2; whatever the
 // split, the truth is within ± (t1 − t0) / 2 of it. The round trip with the least time is kept
 // (the least room for queuing on the way). A round runs at load and every ROUND_EVERY_MS after;
-// the estimate in use is the sample with the smallest round trip among the last KEEP_ROUNDS
-// rounds, so a round spoiled by a busy network does not replace a better recent one, and a
-// clock that drifts is followed within minutes.
+// the estimate in use is the most certain among the last KEEP_ROUNDS rounds, so a round spoiled
+// by a busy network does not replace a better recent one. As NTP does, an older round's
+// uncertainty grows with its age at DRIFT (two clocks' rates differ), and a new round that
+// contradicts an older one (their ± ranges do not meet: a clock was stepped) drops it.
 //
-// The page's clock ticks in steps (performance.now() is coarsened on purpose: 1 ms in some
-// engines), so each of t0 and t1 may read up to one step early: the uncertainty adds one step
-// (RESOLUTION, the smallest step seen at load) to the half round trip.
+// The page's clock ticks in steps (engines coarsen performance.now() on purpose, against
+// timing attacks), so each of t0 and t1 may read up to one step early: the uncertainty adds one
+// step (RESOLUTION, the smallest step seen at load) to the half round trip.
 //
 // A corrected latency = receipt + offset − ts, uncertain by ± the offset's uncertainty.
 
@@ -23,6 +24,8 @@ import { nowMicros } from '/static/clients/common.js';
 const ROUND_TRIPS = 8;
 const ROUND_EVERY_MS = 60_000;
 const KEEP_ROUNDS = 5;
+/** NTP's assumed frequency tolerance (RFC 5905's PHI): 15 µs per second of age. */
+const DRIFT = 15e-6;
 
 /** Each round's best sample: { offsetMicros, uncertaintyMicros, at (performance.now()) }. */
 const rounds = [];
@@ -105,8 +108,16 @@ async function sample() {
   const response = await fetch('/api/time', { cache: 'no-store' });
   const body = await response.json();
   const t1 = nowMicros();
-  if (!response.ok || !Number.isFinite(body?.ts)) throw new Error(`GET /api/time answered ${response.status}`);
-  return { offsetMicros: body.ts - (t0 + t1) / 2, uncertaintyMicros: (t1 - t0) / 2 + RESOLUTION };
+  if (!response.ok || !Number.isFinite(body?.ts)) {
+    throw new Error(`GET /api/time answered ${response.status}`);
+  }
+  const uncertaintyMicros = (t1 - t0) / 2 + RESOLUTION;
+  return { offsetMicros: body.ts - (t0 + t1) / 2, uncertaintyMicros };
+}
+
+/** A round's uncertainty now: its own, grown by DRIFT over its age. */
+function aged(r, now) {
+  return { ...r, uncertaintyMicros: r.uncertaintyMicros + DRIFT * (now - r.at) * 1000 };
 }
 
 async function round() {
@@ -120,11 +131,21 @@ async function round() {
   } catch (err) {
     lastError = err.message;
   }
+  const now = performance.now();
   if (best) {
-    rounds.push({ ...best, at: performance.now() });
+    const fresh = { ...best, at: now };
+    const agrees = (r) => {
+      const then = aged(r, now);
+      const apart = Math.abs(then.offsetMicros - fresh.offsetMicros);
+      return apart <= then.uncertaintyMicros + fresh.uncertaintyMicros;
+    };
+    const consistent = rounds.filter(agrees);
+    rounds.splice(0, rounds.length, ...consistent, fresh);
     while (rounds.length > KEEP_ROUNDS) rounds.shift();
   }
-  const kept = rounds.reduce((a, b) => (a && a.uncertaintyMicros <= b.uncertaintyMicros ? a : b), null);
+  const kept = rounds
+    .map((r) => aged(r, now))
+    .reduce((a, b) => (a && a.uncertaintyMicros <= b.uncertaintyMicros ? a : b), null);
   // With no sample at all the latencies stay uncorrected (one clock assumed) and say so.
   current = kept
     ? { ...kept, error: lastError }

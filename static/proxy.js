@@ -1,7 +1,7 @@
 // The proxy lab: the clock over all five transports at once, and a long poll of a quiet feed,
 // measured as they arrive through whatever proxy is in front of the page: how many ticks, how
-// late (receipt plus the clock offset minus the tick's own timestamp), the longest gap between arrivals, the largest
-// burst, the last error, and a verdict. The page's explanation names the fix in
+// late (receipt plus the clock offset minus the tick's own timestamp, clock-offset.js), the
+// longest gap between arrivals, the largest burst, the last error, and a verdict. The page's explanation names the fix in
 // deploy/nginx.conf for each failure. All on the page's own origin: four held connections
 // (long poll, quiet long poll, iframe, SSE) fit in the six a browser allows per origin.
 
