@@ -2,9 +2,9 @@
 // (receipt − the event's `ts`, two clocks) holds when the page runs on another machine, as in
 // a classroom. One estimate per page, shared by every panel and lane that shows a latency.
 //
-// A round: ROUND_TRIPS requests to GET /api/time, one after another. Each is timed on this
-// page's clock (nowMicros, the clock receipts are read on): sent at t0, answered at t1, the
-// server's clock read at some moment in between. If the request and the answer took equal
+// A round: ROUND_TRIPS requests to GET /api/time, one after another. Each is sent at t0 on
+// this page's clock (nowMicros, the clock receipts are read on) and answered at t1 = t0 + its
+// round trip (timed on performance.now()); the server read its clock at some moment between. If the request and the answer took equal
 // times, that moment is the midpoint, so offset = server time − (t0 + t1) / 2; whatever the
 // split, the truth is within ± (t1 − t0) / 2 of it. The round trip with the least time is kept
 // (the least room for queuing on the way). A round runs at load and every ROUND_EVERY_MS after;
@@ -89,30 +89,32 @@ export function showClockOffset(offsetEl, uncertaintyEl) {
   });
 }
 
-/** The smallest step of nowMicros() seen in a few ms of reading it (µs). */
+/** The smallest step of performance.now() seen in a few ms of reading it (µs). */
 function clockStep() {
   let step = Infinity;
-  let last = nowMicros();
-  const until = performance.now() + 5;
-  while (performance.now() < until) {
-    const now = nowMicros();
+  let last = performance.now();
+  const until = last + 5;
+  for (let now = last; now < until; now = performance.now()) {
     if (now > last) step = Math.min(step, now - last);
     last = now;
   }
-  return Number.isFinite(step) ? step : 1000;
+  return Number.isFinite(step) ? step * 1000 : 1000;
 }
 const RESOLUTION = clockStep();
 
 async function sample() {
+  // t0 on the receipts' clock; the round trip on the monotonic clock under it, which
+  // nowMicros() may re-anchor (by under a millisecond) between t0 and t1.
   const t0 = nowMicros();
+  const start = performance.now();
   const response = await fetch('/api/time', { cache: 'no-store' });
   const body = await response.json();
-  const t1 = nowMicros();
+  const roundTrip = (performance.now() - start) * 1000;
   if (!response.ok || !Number.isFinite(body?.ts)) {
     throw new Error(`GET /api/time answered ${response.status}`);
   }
-  const uncertaintyMicros = (t1 - t0) / 2 + RESOLUTION;
-  return { offsetMicros: body.ts - (t0 + t1) / 2, uncertaintyMicros };
+  const uncertaintyMicros = roundTrip / 2 + RESOLUTION;
+  return { offsetMicros: body.ts - (t0 + roundTrip / 2), uncertaintyMicros };
 }
 
 /** A round's uncertainty now: its own, grown by DRIFT over its age. */
