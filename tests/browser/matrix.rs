@@ -133,10 +133,60 @@ async fn strokes_between_every_pair_of_lanes(
                 .map(|(receiver, pixels)| (sender, receiver, pixels)),
         );
     }
+    a_paused_lane_catches_up_from_its_cursor(&page, TRANSPORTS[0], TRANSPORTS[2]).await;
     let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     page.close().await.unwrap();
     failed
+}
+
+/// A lane paused while `sender` draws does not show the line; resumed, it asks from its
+/// cursor and shows it.
+async fn a_paused_lane_catches_up_from_its_cursor(page: &Page<'_>, sender: &str, paused: &str) {
+    let (own, theirs) = (
+        format!("#lane-{sender} .lane-canvas"),
+        format!("#lane-{paused} .lane-canvas"),
+    );
+    let pause =
+        format!("document.querySelector('#lane-{paused} [data-action=pause]').click(), true");
+    assert!(eval::<bool>(page, &pause).await);
+    assert!(
+        until_true(
+            page,
+            &format!("document.getElementById('lane-{paused}').dataset.paused === 'true'"),
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    let (at, yellow) = ((500, 900), [255, 255, 0]);
+    let js = format!(
+        "{} && (() => {{ const c = document.querySelector({own:?}); c.getContext('2d').clearRect(0, 0, c.width, c.height); return true; }})()",
+        draw_line(&own, "#ffff00", 0.9)
+    );
+    assert!(eval::<bool>(page, &js).await);
+    // Back on the sender's canvas: the server has published it.
+    let echoed = until(Duration::from_secs(10), async || {
+        ink_at(page, &own, at, yellow).await
+    })
+    .await;
+    assert!(
+        echoed.is_ok(),
+        "{sender}: its line never came back: {echoed:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        ink_at(page, &theirs, at, yellow).await.is_err(),
+        "{paused} showed a line drawn while it was paused"
+    );
+    assert!(eval::<bool>(page, &pause).await, "resume");
+    let caught_up = until(Duration::from_secs(10), async || {
+        ink_at(page, &theirs, at, yellow).await
+    })
+    .await;
+    assert!(
+        caught_up.is_ok(),
+        "{paused}: resumed, it never showed the line drawn while paused: {caught_up:?}"
+    );
 }
 
 /// The grid of a draw run's cells, sender by row, receiver by column.
