@@ -134,6 +134,18 @@ async fn strokes_between_every_pair_of_lanes(
         );
     }
     a_paused_lane_catches_up_from_its_cursor(&page, TRANSPORTS[0], TRANSPORTS[2]).await;
+    // With the canvas in place of the clock the lanes still hold two subscriptions each: no
+    // origin reached six, and no request waited 250 ms for a connection (static/compare.js).
+    let budget = text(&page, "#budget-rows").await;
+    assert_eq!(
+        eval::<u32>(
+            &page,
+            "document.querySelectorAll('#budget-rows .full').length"
+        )
+        .await,
+        0,
+        "{budget}"
+    );
     let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     page.close().await.unwrap();
