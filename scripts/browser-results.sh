@@ -23,5 +23,5 @@ mkdir -p results/browsers
 cp "$out/recovery.json" "$out/recovery.md" results/browsers/
 echo "==> compare page screenshots"
 PUSHPOLL_SCREENSHOTS=1 cargo test --locked -p pushpoll --test browser \
-  the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds -- --test-threads 1
+  every_feed_over_every_transport_shows_on_the_page -- --test-threads 1
 cat results/browsers/recovery.md

@@ -1,6 +1,8 @@
 // The compare page: the clock and the chat over all five transports at once, each lane with
 // its live cost and its controls (pause, kill, the short-poll interval), and the chat lane
-// showing each message's five arrivals.
+// showing each message's five arrivals. With `?lanes=draw` each lane shows the shared canvas
+// instead of the clock: its strokes arrive over that lane's transport, and what is drawn on it
+// is sent over that transport, so one stroke can be watched arriving five times.
 //
 // Six connections per origin: long polling, the iframe and SSE hold one connection per
 // subscription, two subscriptions each, which is six, the most a browser opens to one origin
@@ -26,6 +28,7 @@ import {
 import { connect, POLL_INTERVAL, TRANSPORTS } from '/static/clients/index.js';
 import { latencyMs, showClockOffset, withClockOffset } from '/static/clock-offset.js';
 import { createClock } from '/static/clock.js';
+import { createDraw } from '/static/draw.js';
 
 const RATE_WINDOW_MS = 10_000;
 const LATENCY_WINDOW_MS = 60_000;
@@ -42,7 +45,11 @@ const QUEUED_MS = 250;
 // the server speaks HTTP/2, where every transport shares one connection: one origin is enough.
 const HAS_ALIAS = ['localhost', '127.0.0.1', '[::1]'].includes(location.hostname);
 const SECURE = location.protocol === 'https:';
-const ONE_ORIGIN = SECURE || !HAS_ALIAS || new URLSearchParams(location.search).has('one-origin');
+const QUERY = new URLSearchParams(location.search);
+const ONE_ORIGIN = SECURE || !HAS_ALIAS || QUERY.has('one-origin');
+// The feed each lane shows beside the chat: the clock, or the shared canvas. Never both: a
+// third subscription per lane would put nine held connections on two origins.
+const LANE_FEED = QUERY.get('lanes') === 'draw' ? 'draw' : 'clock';
 // The server's SETTINGS_MAX_CONCURRENT_STREAMS (src/listener.rs, MAX_H2_STREAMS): the
 // HTTP/2 counterpart of the six.
 const H2_STREAMS = 32;
@@ -65,6 +72,16 @@ const HOLDING = new Set(['connecting', 'waiting', 'streaming', 'open']);
 const RUN = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) =>
   b.toString(36).padStart(2, '0'),
 ).join('');
+
+/** This page's address with the parameter `name` set to `value` ('' for a bare flag) or
+ * removed (null), the others kept. */
+function withParam(name, value) {
+  const query = new URLSearchParams(location.search);
+  if (value === null) query.delete(name);
+  else query.set(name, value);
+  const qs = query.toString().replace(/=(&|$)/g, '$1');
+  return `${location.pathname}${qs ? `?${qs}` : ''}`;
+}
 
 function percentile(sorted, p) {
   if (sorted.length === 0) return null;
@@ -89,11 +106,13 @@ class Lane {
     this.tag = `cmp-${transport}-${randomTag()}`;
     this.origin = originOf(transport);
     this.clock = createClock(root);
+    this.feed = LANE_FEED;
+    this.draw = null; // the lane's canvas (createDraw), made at the first start
     this.fields = new Map();
     for (const el of root.querySelectorAll('[data-field]')) this.fields.set(el.dataset.field, el);
     this.clients = null;
-    this.cursors = { clock: null, chat: null };
-    this.phases = { clock: 'connecting', chat: 'connecting' };
+    this.cursors = { [this.feed]: null, chat: null };
+    this.phases = { [this.feed]: 'connecting', chat: 'connecting' };
     this.stateText = 'starting';
     this.requests = []; // [time, 1]
     this.received = []; // [time, bytes]
@@ -130,8 +149,9 @@ class Lane {
       onRequest: () => {
         this.requestsTotal = (this.requestsTotal ?? 0) + 1;
         this.requests.push([performance.now(), 1]);
-        // Recovery is timed on the clock, which has an event every second.
-        if (this.kill && feed === 'clock') this.kill.newRequest = true;
+        // Recovery is timed on the lane's own feed: the clock has an event every second; the
+        // canvas only when someone draws.
+        if (this.kill && feed === this.feed) this.kill.newRequest = true;
       },
       onBytes: (n) => {
         this.bytes += n;
@@ -140,7 +160,7 @@ class Lane {
       ...this.bothWaysHandlers(),
       onState: (text, phase) => {
         this.phases[feed] = phase;
-        if (feed === 'clock') this.stateText = text;
+        if (feed === this.feed) this.stateText = text;
       },
     };
   }
@@ -155,10 +175,42 @@ class Lane {
         container: this.root,
       });
     this.clients = {
-      clock: subscribe('clock', {}),
+      [this.feed]: this.feed === 'draw' ? this.startDraw() : subscribe('clock', {}),
       chat: subscribe('chat', { rooms: 'lobby', history: 0 }),
     };
     this.root.dataset.paused = 'false';
+  }
+
+  /** The lane's canvas, subscribed (again) from its cursor, in the shape of a client. */
+  startDraw() {
+    if (this.draw) {
+      this.draw.resume();
+    } else {
+      const canvas = this.root.querySelector('.lane-canvas');
+      canvas.hidden = false;
+      for (const el of this.root.querySelectorAll('.lane-time, .lane-id')) el.hidden = true;
+      // The pen is the draw panel's, below the lanes.
+      this.draw = createDraw(canvas.parentElement, {
+        transport: this.transport,
+        color: $('draw-color'),
+        width: $('draw-width'),
+        connectOptions: {
+          origin: this.origin,
+          params: { tag: this.tag },
+          interval: this.interval,
+          container: this.root,
+        },
+        tap: this.handlers('draw'),
+      });
+    }
+    const draw = this.draw;
+    return {
+      get cursor() {
+        return draw.cursor;
+      },
+      stop: () => draw.pause(),
+      setInterval: (ms) => draw.setInterval(ms),
+    };
   }
 
   stop() {
@@ -168,8 +220,8 @@ class Lane {
       client.stop();
     }
     this.clients = null;
-    this.phases = { clock: 'stopped', chat: 'stopped' };
-    this.stateText = `paused: no connection; resumes after clock id ${this.cursors.clock ?? '–'} and chat id ${this.cursors.chat ?? '–'}`;
+    this.phases = { [this.feed]: 'stopped', chat: 'stopped' };
+    this.stateText = `paused: no connection; resumes after ${this.feed} id ${this.cursors[this.feed] ?? '–'} and chat id ${this.cursors.chat ?? '–'}`;
     this.root.dataset.paused = 'true';
   }
 
@@ -182,7 +234,10 @@ class Lane {
     const now = performance.now();
     this.events += 1;
     this.lastEventAt = now;
-    if (Number.isFinite(event.ts) && (event.type === 'tick' || event.type === 'message')) {
+    if (
+      Number.isFinite(event.ts) &&
+      (event.type === 'tick' || event.type === 'message' || event.type === 'stroke')
+    ) {
       // On the server's clock (clock-offset.js): at once, but for the first events of a load.
       withClockOffset((estimate) => {
         const latency = latencyMs(receivedAt, event.ts, estimate);
@@ -196,7 +251,7 @@ class Lane {
       this.root.dataset.tickTime = String(event.time);
     }
     const kill = this.kill;
-    if (feed === 'clock' && kill && !kill.done && kill.newRequest) {
+    if (feed === this.feed && kill && !kill.done && kill.newRequest) {
       kill.done = true;
       const took = now - kill.at;
       this.root.dataset.recoveredMs = took.toFixed(0);
@@ -290,7 +345,8 @@ class Lane {
     const since = this.lastEventAt === null ? null : now - this.lastEventAt;
     this.set('since', since === null ? 'none yet' : `${(since / 1000).toFixed(1)} s ago`);
     this.set('state', this.stateText);
-    const stale = !this.paused && (since === null || since > STALE_MS);
+    // A quiet canvas is not a stale one: strokes come only when someone draws.
+    const stale = this.feed === 'clock' && !this.paused && (since === null || since > STALE_MS);
     this.root.dataset.stale = String(stale);
   }
 }
@@ -445,6 +501,7 @@ async function boot() {
 
   const note = $('origin-note');
   const layoutLink = $('layout-link');
+  layoutLink.href = withParam('one-origin', '');
   if (SECURE) {
     note.textContent = `Every transport on this page's origin (${location.host}), over HTTPS: when the page came over HTTP/2 every request to this origin is a stream of one connection, so nothing waits for one of six. "Which protocol each transport used" below shows what each one got.`;
     layoutLink.hidden = true;
@@ -452,13 +509,23 @@ async function boot() {
     note.textContent = `Every transport on one origin (${location.host}): long polling, the iframe and SSE hold six connections between them, the browser's limit, so every other request (a short poll, the clock's next long poll, a message you send) queues until one is free. Here the clock's long poll is answered every second, which frees a connection for a moment, so the queue crawls rather than stops: watch the waits in "Six connections per origin" below, and the latencies.`;
     note.classList.add('warn');
     layoutLink.textContent = 'Back to two origins';
-    layoutLink.href = location.pathname;
+    layoutLink.href = withParam('one-origin', null);
     if (!HAS_ALIAS) {
       note.textContent = `Opened from the network (${location.host}), this page has no second name for the server that your browser reaches (localhost would be your own machine), so every transport uses this one origin. ${note.textContent}`;
       layoutLink.hidden = true;
     }
   } else {
     note.textContent = `Short polling, the iframe and WebSocket use this page's origin (${location.host}); SSE and long polling use ${new URL(ALIAS_ORIGIN).host}, the same server under its other loopback name, so that no origin needs more than six connections. See "Six connections per origin" below.`;
+  }
+
+  const lanesLink = $('lanes-link');
+  if (LANE_FEED === 'draw') {
+    $('lanes-note').textContent = 'Each lane shows the shared canvas as its transport delivers it, instead of the clock. Draw in a lane: the stroke is sent over that lane\'s transport (WebSocket: a frame on its draw socket; the others: POST /api/draw), and appears in all five lanes, in the panel below and on every other open page. The pen\'s colour and width are set in the panel below. ';
+    lanesLink.textContent = 'Back to the clocks';
+    lanesLink.href = withParam('lanes', null);
+    $('lanes-note').append(lanesLink);
+  } else {
+    lanesLink.href = withParam('lanes', 'draw');
   }
 
   for (const lane of lanes) {

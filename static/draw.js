@@ -70,13 +70,21 @@ function setText(root, name, value) {
   if (el) el.textContent = String(value);
 }
 
-/** Starts the canvas panel in `root` (the `#draw` section). */
-export function createDraw(root, { transport }) {
+/**
+ * Starts a canvas in `root` (the `#draw` section, or a compare lane): it receives the draw
+ * feed over `transport` and sends what is drawn on it over the same transport. Options:
+ * `color` and `width`, the inputs that set the pen (default: `#draw-color` and `#draw-width`
+ * in `root`); `connectOptions`, passed to connect() (origin, params, interval, container);
+ * `tap`, client handlers (index.js) called after the canvas's own, so a page can count what
+ * the canvas's subscription costs.
+ */
+export function createDraw(root, { transport, color, width, connectOptions = {}, tap = {} }) {
   const canvas = root.querySelector('canvas');
   const ctx = canvas.getContext('2d');
-  const colorInput = root.querySelector('#draw-color');
-  const widthInput = root.querySelector('#draw-width');
+  const colorInput = color ?? root.querySelector('#draw-color');
+  const widthInput = width ?? root.querySelector('#draw-width');
   const select = root.querySelector('#draw-transport');
+  const options = { ...connectOptions };
   const figures = {
     sends: 0,
     strokesSent: 0,
@@ -151,11 +159,22 @@ export function createDraw(root, { transport }) {
     },
   };
 
+  // The page's own handlers, if any, after the canvas's.
+  const tapped = Object.fromEntries(
+    [...new Set([...Object.keys(handlers), ...Object.keys(tap)])].map((name) => [
+      name,
+      (...args) => {
+        handlers[name]?.(...args);
+        tap[name]?.(...args);
+      },
+    ]),
+  );
+
   function start(name) {
     client?.stop();
     transport = name;
     root.dataset.transport = name;
-    client = connect(name, 'draw', handlers, { after: cursor });
+    client = connect(name, 'draw', tapped, { ...options, after: cursor });
     setText(root, 'transport', name);
     for (const el of root.querySelectorAll('[data-draw-for]')) {
       el.hidden = (el.dataset.drawFor === 'ws') !== (name === 'ws');
@@ -165,6 +184,13 @@ export function createDraw(root, { transport }) {
   function switchTo(name) {
     cursor = client?.cursor ?? cursor;
     start(name);
+  }
+
+  /** Closes the subscription, keeping its cursor; strokes drawn meanwhile wait. */
+  function pause() {
+    cursor = client?.cursor ?? cursor;
+    client?.stop();
+    client = null;
   }
 
   async function post(batch) {
@@ -208,7 +234,7 @@ export function createDraw(root, { transport }) {
     const batch = waiting.slice(0, MAX_STROKES);
     if (transport === 'ws') {
       const text = JSON.stringify({ type: 'draw', strokes: batch });
-      if (!client.send(text)) return; // not open yet: keep them for the next tick
+      if (!client?.send(text)) return; // not open (or paused): keep them for the next tick
       waiting = waiting.slice(batch.length);
       const payload = utf8Length(text);
       // One masked client frame (RFC 6455 §5.2).
@@ -267,14 +293,14 @@ export function createDraw(root, { transport }) {
   canvas.addEventListener('pointerup', end);
   canvas.addEventListener('pointercancel', end);
 
-  select.addEventListener('change', () => {
+  select?.addEventListener('change', () => {
     if (TRANSPORTS.includes(select.value)) switchTo(select.value);
   });
   root.querySelector('#draw-clear')?.addEventListener('click', () => {
     ctx.clearRect(0, 0, canvas.width, canvas.height);
   });
 
-  select.value = transport;
+  if (select) select.value = transport;
   start(transport);
   timer = setInterval(flush, SEND_EVERY_MS);
   show();
@@ -282,7 +308,20 @@ export function createDraw(root, { transport }) {
   return {
     stop() {
       clearInterval(timer);
-      client?.stop();
+      pause();
+    },
+    pause,
+    /** Subscribes again from the cursor. */
+    resume() {
+      if (!client) start(transport);
+    },
+    setInterval(ms) {
+      options.interval = ms;
+      client?.setInterval(ms);
+    },
+    /** The id of the last stroke delivered (the resume point). */
+    get cursor() {
+      return client?.cursor ?? cursor;
     },
     get figures() {
       return { ...figures };

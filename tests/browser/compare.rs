@@ -128,20 +128,14 @@ async fn the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds(engine: Eng
         text(&page, "#browser-recovery-note").await
     );
 
-    // A message typed on the page arrives on all five lanes.
-    fill_and_click(&page, "#cmp-text", "five ways", "#cmp-send-button").await;
-    wait_for_arrivals(&page, "five ways").await;
-    // Wide enough for the five lanes in one row.
-    page.resize(1500, 1000).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    screenshot(&page, "compare").await;
+    // A message typed on the page arriving on all five lanes: tests/browser/matrix.rs.
     let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
 in_every_engine!(the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds);
 
 /// The row of `text` in the arrivals table: its five cells' states, once all arrived.
-async fn wait_for_arrivals(page: &Page<'_>, message: &str) -> Vec<String> {
+pub(super) async fn wait_for_arrivals(page: &Page<'_>, message: &str) -> Vec<String> {
     let js = format!(
         "(() => {{ const row = [...document.querySelectorAll('#arrivals tr')].find((r) => r.querySelector('.message-text')?.textContent === {message:?}); return row ? JSON.stringify([...row.querySelectorAll('td[data-transport]')].map((c) => c.dataset.state + ' ' + c.textContent)) : '[]'; }})()"
     );

@@ -4,13 +4,16 @@
 
 use super::*;
 
-/// Draws a horizontal line across the middle of the canvas (in `color`) with synthetic
-/// pointer events, from x = 10 % to 90 %.
-fn draw_line(color: &str, y: f64) -> String {
+/// The draw panel's canvas on every page that has one.
+const PANEL: &str = "#draw-canvas";
+
+/// Draws a horizontal line across `canvas` (a selector) at `y` (a fraction of its height), in
+/// `color`, with synthetic pointer events, from x = 10 % to 90 %.
+pub(super) fn draw_line(canvas: &str, color: &str, y: f64) -> String {
     format!(
         "(() => {{
             document.getElementById('draw-color').value = {color:?};
-            const c = document.getElementById('draw-canvas');
+            const c = document.querySelector({canvas:?});
             const r = c.getBoundingClientRect();
             const at = (fx) => ({{ clientX: r.left + fx * r.width, clientY: r.top + {y} * r.height, pointerId: 7, bubbles: true }});
             c.dispatchEvent(new PointerEvent('pointerdown', at(0.1)));
@@ -21,33 +24,41 @@ fn draw_line(color: &str, y: f64) -> String {
     )
 }
 
-/// The canvas pixel at canvas units (x, y) as `[r, g, b, a]`.
-async fn pixel(page: &Page<'_>, x: u32, y: u32) -> Vec<u8> {
+/// The pixels of `canvas` at canvas units (x, y - 3) to (x, y + 3), each `[r, g, b, a]`.
+async fn column(page: &Page<'_>, canvas: &str, x: u32, y: u32) -> Vec<Vec<u8>> {
+    let top = y.saturating_sub(3);
     eval(
         page,
-        &format!("[...document.getElementById('draw-canvas').getContext('2d').getImageData({x}, {y}, 1, 1).data]"),
+        &format!("(() => {{ const d = document.querySelector({canvas:?}).getContext('2d').getImageData({x}, {top}, 1, 7).data; const out = []; for (let i = 0; i < d.length; i += 4) out.push([...d.slice(i, i + 4)]); return out; }})()"),
     )
     .await
+}
+
+/// Whether `canvas` shows `rgb`, opaque, at (x, y), give or take 3 canvas units up or down:
+/// WebKit's pointer events carry whole CSS pixels (`clientY` 2171, not 2171.42), so its line
+/// lands a few units from where the others put it. Otherwise the pixels seen there.
+pub(super) async fn ink_at(
+    page: &Page<'_>,
+    canvas: &str,
+    (x, y): (u32, u32),
+    rgb: [u8; 3],
+) -> Result<(), Vec<Vec<u8>>> {
+    let seen = column(page, canvas, x, y).await;
+    if seen.iter().any(|p| p[..3] == rgb && p[3] == 255) {
+        Ok(())
+    } else {
+        Err(seen)
+    }
 }
 
 async fn figures(page: &Page<'_>) -> serde_json::Value {
     eval(page, "document.getElementById('draw').drawFigures()").await
 }
 
-/// Waits until the canvas of `page` shows `rgb` at (x, y), give or take 3 canvas units up or
-/// down: WebKit's pointer events carry whole CSS pixels (`clientY` 2171, not 2171.42), so its
-/// line lands up to 2 units from where the others put it.
+/// Waits until the draw panel's canvas of `page` shows `rgb` at (x, y) (see [`ink_at`]).
 async fn wait_for_ink(page: &Page<'_>, x: u32, y: u32, rgb: [u8; 3]) {
     let seen = until(Duration::from_secs(10), async || {
-        let mut column = Vec::new();
-        for dy in [0, -1, 1, -2, 2, -3, 3] {
-            let p = pixel(page, x, y.saturating_add_signed(dy)).await;
-            if p[..3] == rgb && p[3] == 255 {
-                return Ok(());
-            }
-            column.push(p);
-        }
-        Err(column)
+        ink_at(page, PANEL, (x, y), rgb).await
     })
     .await;
     assert!(
@@ -87,10 +98,10 @@ async fn a_websocket_page_and_a_long_polling_page_draw_together_and_show_what_se
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Red from the WebSocket page reaches the long-polling page, and comes back to its own.
-    assert!(eval::<bool>(&ws_page, &draw_line("#ff0000", 0.3)).await);
+    assert!(eval::<bool>(&ws_page, &draw_line(PANEL, "#ff0000", 0.3)).await);
     wait_for_ink(&lp_page, 500, 300, [255, 0, 0]).await;
     // Green from the long-polling page reaches the WebSocket page.
-    assert!(eval::<bool>(&lp_page, &draw_line("#00ff00", 0.7)).await);
+    assert!(eval::<bool>(&lp_page, &draw_line(PANEL, "#00ff00", 0.7)).await);
     wait_for_ink(&ws_page, 500, 700, [0, 255, 0]).await;
 
     // Upstream costs, by their definitions. WebSocket: each send is one masked client frame,

@@ -20,6 +20,7 @@ mod compare;
 mod draw;
 mod engines;
 mod h2;
+mod matrix;
 mod proxy;
 mod record;
 mod skew;
