@@ -114,9 +114,8 @@ export function iframeClient(ctx, options) {
     },
   };
 
-  // A forever frame whose connection breaks gives no reliable sign: Chromium keeps the document
-  // "loading" and Firefox "interactive", firing neither `load` nor `error` (WebKitGTK fires
-  // `load`, handled by `ended` like a normal end; tests/browser/engines.rs). But a healthy stream always grows:
+  // A forever frame whose connection breaks gives no sign: the browser keeps the document
+  // "loading" and fires nothing (no `load`, no `error`). But a healthy stream always grows:
   // every event is a <script> and, after 15 s of silence, the server sends a `<!-- -->`
   // keep-alive, and both become nodes of the document's body. A body that has not grown for
   // STREAM_SILENCE_MS means a dead stream: reopen it from the cursor.
