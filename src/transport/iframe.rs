@@ -20,20 +20,22 @@ use crate::state::AppState;
 /// reopen the stream from its cursor.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
-/// The head is padded past 1 KiB: a legacy workaround, kept as harmless insurance (~1.1 KiB
-/// once per 256 KiB document). Comet-era browsers held back a streaming document's first bytes
-/// before running its scripts (old IE about 256 bytes, old WebKit about 1 KiB, as the Comet
-/// libraries of the time reported). Chromium does not: `tests/browser/claims.rs` serves a
-/// forever frame with no padding (charset in the header, in a `<meta>` only, or nowhere) and
-/// its first script runs within a few ms of its bytes while the response stays open.
+/// The head is padded past 1 KiB because WebKitGTK still needs padding: it held a forever
+/// frame's first script back after a 255-byte head and ran it after a 511-byte one, which fits
+/// the 512 bytes libsoup's content sniffer waits for before it hands a response on. Firefox runs
+/// the first script at once when the charset is declared (as here, in the header and a `<meta>`)
+/// and waits for up to 1024 bytes only when none is; Chromium runs it after any head
+/// (`tests/browser/claims.rs` measures each engine). The margin past 512 bytes covers a
+/// document without a charset and the Comet-era reports of old WebKit holding ~1 KiB; it costs
+/// ~1.1 KiB once per 256 KiB document.
 pub const PRELUDE_MIN_BYTES: usize = 1024;
 
 static PRELUDE: LazyLock<Bytes> = LazyLock::new(|| {
     let mut head = String::from(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>pushpoll iframe stream</title></head><body>\n\
          <!-- pushpoll: this document never finishes loading. Each event below arrives as a\n\
-         script calling parent.pushpoll(event). The padding that follows is a legacy workaround\n\
-         for old browsers that held back a document's first bytes before running its scripts.\n",
+         script calling parent.pushpoll(event). The padding that follows is for browsers that hold\n\
+         back a document's first bytes (WebKitGTK: 512 bytes) before they run its scripts.\n",
     );
     while head.len() < PRELUDE_MIN_BYTES + 64 {
         head.push_str("                                                               \n");

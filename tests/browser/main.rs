@@ -1,5 +1,6 @@
 //! Browser tests: every demo page in three real browser engines, Chromium, Firefox ESR and
-//! WebKitGTK (Safari's engine), against the real server, through one WebDriver harness
+//! WebKitGTK (WebKit's GTK port: Safari's engine on libsoup's network stack, not Safari's
+//! CFNetwork), against the real server, through one WebDriver harness
 //! (`webdriver.rs`). Each test runs once per engine (`NAME::chromium`, `NAME::firefox`,
 //! `NAME::webkit`); the browsers are shared, one pool per engine, between tests.
 
