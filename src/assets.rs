@@ -164,7 +164,7 @@ fn expand(page: &str, url: String) -> String {
         }
     }
     out.push_str(rest);
-    out
+    crate::figures::expand_html(&out)
 }
 
 fn is_fragment(path: &str) -> bool {
