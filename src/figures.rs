@@ -152,19 +152,24 @@ fn lookup(path: &str, pointer: &str) -> Result<Value, String> {
         let token = raw.replace("~1", "/").replace("~0", "~");
         let next = match (here, token.strip_prefix('[').and_then(|t| t.strip_suffix(']'))) {
             (Value::Array(items), Some(select)) => {
-                let (key, want) = select
-                    .split_once('=')
-                    .ok_or_else(|| format!("{path}#{pointer}: [{select}] needs KEY=VALUE"))?;
-                let mut found = items.iter().filter(|item| match item.get(key) {
-                    Some(Value::String(s)) => s == want,
-                    Some(v @ Value::Number(_)) => v.to_string() == want,
-                    _ => false,
+                let mut wants = Vec::new();
+                for pair in select.split(',') {
+                    wants.push(pair.split_once('=').ok_or_else(|| {
+                        format!("{path}#{pointer}: [{select}] needs KEY=VALUE[,KEY=VALUE]")
+                    })?);
+                }
+                let mut found = items.iter().filter(|item| {
+                    wants.iter().all(|(key, want)| match item.get(key) {
+                        Some(Value::String(s)) => s == want,
+                        Some(v @ Value::Number(_)) => v.to_string() == *want,
+                        _ => false,
+                    })
                 });
                 match (found.next(), found.next()) {
                     (Some(one), None) => Some(one),
                     (Some(_), Some(_)) => {
                         return Err(format!(
-                            "{path}#{pointer}: more than one element has {key}={want}"
+                            "{path}#{pointer}: more than one element has {select}"
                         ));
                     }
                     _ => None,
@@ -375,6 +380,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(by_index.value, figure.value);
+        let idle = resolve("peers/summary.json#/runs/[label=pushpoll,transport=poll,subscribers=10000]/rss_per_connection_kib;dp=1;unit=KiB;date=peers/runs/pushpoll/poll-10000/summary.json#/started").unwrap();
+        assert_eq!((idle.value.as_str(), idle.date.as_str()), ("11.8 KiB", "2026-11-30"));
     }
 
     #[test]
