@@ -135,9 +135,43 @@ pub fn resolve(spec: &str) -> Result<Figure, String> {
     })
 }
 
+/// A committed file as JSON: `.json` as it is; `.jsonl` as an array of its lines; `.csv` as an
+/// array of objects, one per row, keyed by the header (a cell that parses as a number is one);
+/// `.txt` of `key: value` lines (a `machine.txt`) as an object of strings.
 fn parse(path: &str) -> Result<Value, String> {
     let body = result_file(path).ok_or_else(|| format!("no committed results/{path}"))?;
-    serde_json::from_slice(body).map_err(|e| format!("results/{path}: {e}"))
+    let text = std::str::from_utf8(body).map_err(|e| format!("results/{path}: {e}"))?;
+    let bad = |e: serde_json::Error| format!("results/{path}: {e}");
+    match path.rsplit('.').next() {
+        Some("jsonl") => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(bad))
+            .collect::<Result<Vec<Value>, _>>()
+            .map(Value::Array),
+        Some("csv") => {
+            let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+            let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+            let rows = lines.map(|line| {
+                let cells = header.iter().zip(line.split(',')).map(|(key, cell)| {
+                    let value = match cell.parse::<f64>() {
+                        Ok(n) => serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
+                        Err(_) => Value::String(cell.to_owned()),
+                    };
+                    ((*key).to_owned(), value)
+                });
+                Value::Object(cells.collect())
+            });
+            Ok(Value::Array(rows.collect()))
+        }
+        Some("txt") => Ok(Value::Object(
+            text.lines()
+                .filter_map(|l| l.split_once(": "))
+                .map(|(k, v)| (k.trim().to_owned(), Value::String(v.trim().to_owned())))
+                .collect(),
+        )),
+        _ => serde_json::from_str(text).map_err(bad),
+    }
 }
 
 /// The value at an RFC 6901 pointer in a committed JSON file, with the `[KEY=VALUE]` token
@@ -150,7 +184,10 @@ fn lookup(path: &str, pointer: &str) -> Result<Value, String> {
     let mut here = &root;
     for raw in tokens.split('/') {
         let token = raw.replace("~1", "/").replace("~0", "~");
-        let next = match (here, token.strip_prefix('[').and_then(|t| t.strip_suffix(']'))) {
+        let next = match (
+            here,
+            token.strip_prefix('[').and_then(|t| t.strip_suffix(']')),
+        ) {
             (Value::Array(items), Some(select)) => {
                 let mut wants = Vec::new();
                 for pair in select.split(',') {
@@ -161,7 +198,9 @@ fn lookup(path: &str, pointer: &str) -> Result<Value, String> {
                 let mut found = items.iter().filter(|item| {
                     wants.iter().all(|(key, want)| match item.get(key) {
                         Some(Value::String(s)) => s == want,
-                        Some(v @ Value::Number(_)) => v.to_string() == *want,
+                        Some(Value::Number(n)) => {
+                            n.to_string() == *want || n.as_f64() == want.parse::<f64>().ok()
+                        }
                         _ => false,
                     })
                 });
@@ -260,16 +299,25 @@ pub enum Kind {
 fn ends_block(between: &str, kind: Kind) -> bool {
     match kind {
         Kind::Markdown => between.contains("\n\n") || between.contains("\n\r\n"),
-        Kind::Html => ["</p>", "</li>", "</dd>", "</table>", "</section>", "</figure>"]
-            .iter()
-            .any(|tag| between.contains(tag)),
+        Kind::Html => [
+            "</p>",
+            "</li>",
+            "</dd>",
+            "</table>",
+            "</section>",
+            "</figure>",
+        ]
+        .iter()
+        .any(|tag| between.contains(tag)),
     }
 }
 
-/// Each marker of `text` with its resolved figure (or the error) and whether it carries the
-/// citation.
-fn resolved(text: &str, kind: Kind) -> Result<Vec<(Marker, Result<Figure, String>, bool)>, String> {
-    let mut out: Vec<(Marker, Result<Figure, String>, bool)> = Vec::new();
+/// A marker, its resolved figure (or why it did not resolve) and whether it carries the citation.
+type Resolved = (Marker, Result<Figure, String>, bool);
+
+/// Each marker of `text`, resolved.
+fn resolved(text: &str, kind: Kind) -> Result<Vec<Resolved>, String> {
+    let mut out: Vec<Resolved> = Vec::new();
     for marker in markers(text)? {
         let figure = resolve(&text[marker.spec.clone()]);
         let cite = match (out.last(), &figure) {
@@ -366,8 +414,7 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
 
-    const P50: &str =
-        "compare-default/summary.json#/results/[transport=longpoll]/latency_us/p50;mul=0.001;dp=1;unit=ms";
+    const P50: &str = "compare-default/summary.json#/results/[transport=longpoll]/latency_us/p50;mul=0.001;dp=1;unit=ms";
 
     #[test]
     fn a_spec_resolves_to_the_committed_value() {
@@ -381,7 +428,15 @@ mod tests {
         .unwrap();
         assert_eq!(by_index.value, figure.value);
         let idle = resolve("peers/summary.json#/runs/[label=pushpoll,transport=poll,subscribers=10000]/rss_per_connection_kib;dp=1;unit=KiB;date=peers/runs/pushpoll/poll-10000/summary.json#/started").unwrap();
-        assert_eq!((idle.value.as_str(), idle.date.as_str()), ("11.8 KiB", "2026-11-30"));
+        assert_eq!(
+            (idle.value.as_str(), idle.date.as_str()),
+            ("11.8 KiB", "2026-11-30")
+        );
+        let csv = resolve("scale-out/redis-append/append.csv#/[persistence=always,connections=20,subscribers=1]/redis_cpu_us_per_append;dp=1;unit=µs;date=scale-out/redis-append/machine.txt#/date").unwrap();
+        assert_eq!(
+            (csv.value.as_str(), csv.date.as_str()),
+            ("38.5 µs", "2026-11-30")
+        );
     }
 
     #[test]
@@ -400,7 +455,10 @@ mod tests {
         assert!(resolve("compare-default/summary.json#/results/[transport=nope]/lost").is_err());
         assert!(resolve("compare-default/summary.json#/command").is_err());
         assert!(resolve("compare-default/summary.json#/results/0/lost;bogus").is_err());
-        assert!(resolve("peers/summary.json#/runs/0/p50_us").is_err(), "no date");
+        assert!(
+            resolve("peers/summary.json#/runs/0/p50_us").is_err(),
+            "no date"
+        );
     }
 
     #[test]
@@ -413,7 +471,11 @@ mod tests {
         assert_eq!(html.matches("4.4 ms").count(), 3);
         let (md, problems) = rewrite(&page.replace("</p><p>", "\n\n"), Kind::Markdown);
         assert_eq!(problems.len(), 3);
-        assert_eq!(md.matches("(/results/compare-default/summary.json)").count(), 2);
+        assert_eq!(
+            md.matches("(/results/compare-default/summary.json)")
+                .count(),
+            2
+        );
         assert!(rewrite(&md, Kind::Markdown).1.is_empty());
     }
 }

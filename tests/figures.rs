@@ -67,7 +67,10 @@ fn every_figure_marker_is_its_committed_result() {
             .collect();
         problems.extend(unresolved.into_iter().map(|p| format!("{file}: {p}")));
     }
-    assert!(count > 0, "no figure markers found: is the scan looking at the right files?");
+    assert!(
+        count > 0,
+        "no figure markers found: is the scan looking at the right files?"
+    );
     assert!(
         problems.is_empty(),
         "figure markers that differ from the committed results (run with {WRITE}=1 to rewrite \
@@ -118,7 +121,9 @@ fn measurements(text: &str) -> Vec<Occurrence> {
             }
         }
         let mut k = j;
-        for space in [" ", "\u{a0}", "&nbsp;", "\u{202f}", "&#8239;", "\u{2009}", "&thinsp;"] {
+        for space in [
+            " ", "\u{a0}", "&nbsp;", "\u{202f}", "&#8239;", "\u{2009}", "&thinsp;",
+        ] {
             if text[k..].starts_with(space) {
                 k += space.len();
                 break;
@@ -186,7 +191,9 @@ fn blank_markers(text: &str, js: bool) -> String {
         let mut from = 0;
         while let Some(at) = text[from..].find("/*") {
             let start = from + at;
-            let end = text[start..].find("*/").map_or(text.len(), |e| start + e + 2);
+            let end = text[start..]
+                .find("*/")
+                .map_or(text.len(), |e| start + e + 2);
             blank(start..end);
             from = end;
         }
@@ -242,9 +249,9 @@ fn measurements_are_bound_to_committed_results() {
                 if allowed_file != file {
                     continue;
                 }
-                let covers = raw.match_indices(phrase.as_str()).any(|(at, _)| {
-                    at <= found.range.start && found.range.end <= at + phrase.len()
-                });
+                let covers = raw
+                    .match_indices(phrase.as_str())
+                    .any(|(at, _)| at <= found.range.start && found.range.end <= at + phrase.len());
                 if covers {
                     used[n] = true;
                     ok = true;
@@ -276,15 +283,12 @@ fn measurements_are_bound_to_committed_results() {
         .map(|((file, phrase, _), _)| format!("{file}\t{phrase}"))
         .collect();
     assert!(
-        typed.is_empty(),
+        typed.is_empty() && stale.is_empty(),
         "measurements typed into prose: make each a figure marker pointing at its committed \
          result (docs/FIGURES.md), drop it, or — for a definition, protocol constant or limit, \
-         never a measurement — list the phrase in {ALLOWED}:\n{}",
-        typed.join("\n")
-    );
-    assert!(
-        stale.is_empty(),
-        "{ALLOWED} lists phrases that cover no measurement any more; remove them:\n{}",
+         never a measurement — list the phrase in {ALLOWED}:\n{}\n\n\
+         {ALLOWED} lists phrases that cover no measurement any more; remove them:\n{}",
+        typed.join("\n"),
         stale.join("\n")
     );
 }
@@ -301,8 +305,13 @@ fn the_scan_sees_measurements_and_skips_markers() {
         found("p50 of 2.3&ndash;3.1 ms, 34.6 KiB, 5 % and 3,809 req/s"),
         ["2.3&ndash;3.1 ms", "34.6 KiB", "5 %", "3,809 req/s"]
     );
-    assert_eq!(found("12&nbsp;µs, B1:8B:01, v1.2 ms-ish, id2 KB"), ["12&nbsp;µs"]);
-    assert!(found("<!--figure:x#/y-->4.4 ms<!--/figure--> <!--fact:A-->16 KiB<!--/fact-->").is_empty());
+    assert_eq!(
+        found("12&nbsp;µs, B1:8B:01, v1.2 ms-ish, id2 KB"),
+        ["12&nbsp;µs"]
+    );
+    assert!(
+        found("<!--figure:x#/y-->4.4 ms<!--/figure--> <!--fact:A-->16 KiB<!--/fact-->").is_empty()
+    );
     assert!(found("5 bytes, 2 s, 3 msgs, 4 Bytes").is_empty());
     let js = "const a = 1; // 250 ms\n/* 512 B */ label('3 ms');";
     let in_js: Vec<_> = measurements(&blank_markers(js, true))
