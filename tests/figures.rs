@@ -3,7 +3,8 @@
 //!
 //! - every figure marker `<!--figure:SPEC-->TEXT<!--/figure-->` resolves against the committed
 //!   results and its TEXT is the rendering (`PUSHPOLL_WRITE_FIGURES=1` rewrites them instead);
-//! - no measurement (a number with ms, µs, B, KiB, MiB, KB, MB, req/s or %) is typed outside a
+//! - no measurement (a number with ms, µs, B, bytes, KiB, MiB, KB, MB, req/s or %, or with a
+//!   decimal point and s) is typed outside a
 //!   figure or fact marker, unless `docs/figures-allowed.txt` lists the exact phrase for the file:
 //!   definitions, protocol constants, limits and flag defaults (which helper facts's
 //!   `<!--fact:NAME-->` markers generate), none of them measured. A stale entry also fails.
@@ -88,13 +89,19 @@ struct Occurrence {
 
 const UNITS: &[&str] = &[
     "req/s", "&micro;s", "µs", "μs", "ms", "KiB", "MiB", "GiB", "KB", "kB", "MB", "GB", "B", "%",
+    "bytes", "s",
 ];
+
+/// Seconds count only with a decimal point ("3.0 s", "2.008 s"): whole seconds are nearly
+/// always a timeout, an interval or a deadline of the code ("25 s", "10 s"), which helper
+/// facts generates, while a measured duration carries its digits.
+const DECIMAL_ONLY: &[&str] = &["s"];
 
 /// Measurements in `text`: a number (digits, "," groups, one "."), optionally a range
 /// ("–", "-", "&ndash;" and a second number), optional space (" ", NBSP, "&nbsp;", a
 /// thin space) and a unit from [`UNITS`] that ends a word. A number right after a word
-/// character, "." or ":" is part of something else (an identifier, a version, a hex
-/// fingerprint).
+/// character, ".", ":", "," or "-" is part of something else (an identifier, a version, a
+/// hex fingerprint, "UTF-8").
 fn measurements(text: &str) -> Vec<Occurrence> {
     let bytes = text.as_bytes();
     let mut found = Vec::new();
@@ -103,7 +110,8 @@ fn measurements(text: &str) -> Vec<Occurrence> {
         let starts_number = bytes[i].is_ascii_digit()
             && (i == 0 || {
                 let before = bytes[i - 1];
-                !(before.is_ascii_alphanumeric() || matches!(before, b'_' | b'.' | b':' | b','))
+                !(before.is_ascii_alphanumeric()
+                    || matches!(before, b'_' | b'.' | b':' | b',' | b'-'))
             });
         if !starts_number {
             i += 1;
@@ -136,6 +144,7 @@ fn measurements(text: &str) -> Vec<Occurrence> {
                     || !(bytes[after].is_ascii_alphanumeric() || bytes[after] == b'_')
             }
         });
+        let unit = unit.filter(|u| !DECIMAL_ONLY.contains(u) || text[start..j].contains('.'));
         if let Some(unit) = unit {
             let end = k + unit.len();
             found.push(Occurrence {
@@ -312,7 +321,10 @@ fn the_scan_sees_measurements_and_skips_markers() {
     assert!(
         found("<!--figure:x#/y-->4.4 ms<!--/figure--> <!--fact:A-->16 KiB<!--/fact-->").is_empty()
     );
-    assert!(found("5 bytes, 2 s, 3 msgs, 4 Bytes").is_empty());
+    assert_eq!(
+        found("5 bytes, 2 s, 3.0 s, 3 msgs, 4 Bytes, 2 seconds"),
+        ["5 bytes", "3.0 s"]
+    );
     let js = "const a = 1; // 250 ms\n/* 512 B */ label('3 ms');";
     let in_js: Vec<_> = measurements(&blank_markers(js, true))
         .into_iter()
