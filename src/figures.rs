@@ -74,9 +74,16 @@ pub fn resolve(spec: &str) -> Result<Figure, String> {
     let mut date_at = None;
     for option in parts {
         let (key, arg) = option.split_once('=').unwrap_or((option, ""));
+        // A factor is a number, or a pointer ("/…") to a number in the same file.
         let factor = || {
-            arg.parse::<f64>()
-                .map_err(|_| format!("{spec}: {key}= needs a number, not {arg:?}"))
+            if arg.starts_with('/') {
+                lookup(path, arg)?
+                    .as_f64()
+                    .ok_or_else(|| format!("{spec}: {key}={arg} is not a number"))
+            } else {
+                arg.parse::<f64>()
+                    .map_err(|_| format!("{spec}: {key}= needs a number, not {arg:?}"))
+            }
         };
         match key {
             "mul" => value *= factor()?,
@@ -427,6 +434,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(by_index.value, figure.value);
+        let per = resolve("compare-default/summary.json#/results/[transport=poll]/requests;div=/results/[transport=poll]/events_received;dp=3").unwrap();
+        assert_eq!(per.value, "0.057");
         let idle = resolve("peers/summary.json#/runs/[label=pushpoll,transport=poll,subscribers=10000]/rss_per_connection_kib;dp=1;unit=KiB;date=peers/runs/pushpoll/poll-10000/summary.json#/started").unwrap();
         assert_eq!(
             (idle.value.as_str(), idle.date.as_str()),
