@@ -53,6 +53,9 @@ cargo build --workspace --locked
 echo "==> architecture (no import cycle between top-level modules; transport names in src/names.rs only)"
 cargo test --locked -p pushpoll --test architecture
 
+echo "==> figures are data (every figure marker is its committed result; no measurement typed outside one)"
+cargo test --locked -p pushpoll --test figures
+
 echo "==> unit tests"
 cargo test --workspace --locked --lib --bins
 

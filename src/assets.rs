@@ -165,7 +165,7 @@ fn expand(page: &str, url: String) -> String {
         }
     }
     out.push_str(rest);
-    out
+    crate::figures::expand_html(&out)
 }
 
 fn is_fragment(path: &str) -> bool {
@@ -227,6 +227,33 @@ pub async fn favicon() -> Result<Response, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_show_figures_from_the_results_with_their_source() {
+        let text = std::str::from_utf8(&PAGES["demos/compare.html"]).unwrap();
+        assert!(
+            !text.contains(crate::figures::OPEN),
+            "an unexpanded figure marker"
+        );
+        let p50 = crate::figures::resolve(
+            "compare-default/summary.json#/results/[transport=longpoll]/latency_us/p50;mul=0.001;dp=1",
+        )
+        .unwrap();
+        assert!(text.contains(&format!(r#"<span class="figure">{}</span>"#, p50.value)));
+        let source = format!(
+            r#"href="/results/{}" title="results/{}, "#,
+            p50.path, p50.path
+        );
+        assert!(text.contains(&source), "the table cites its run");
+        assert!(text.contains(&format!("({}, {})</a>", p50.name, p50.date)));
+        for page in PAGES.values() {
+            let page = std::str::from_utf8(page).unwrap();
+            assert!(
+                !page.contains(crate::figures::OPEN),
+                "an unexpanded figure marker"
+            );
+        }
+    }
 
     #[test]
     fn every_page_includes_its_fragments_and_fragments_are_not_served() {

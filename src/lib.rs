@@ -11,7 +11,8 @@
 //!   transports and feeds ([`names::Transport`], [`names::FeedName`]); [`event`], the events
 //!   every transport delivers (ids, audiences, the JSON made once); [`error`], the one
 //!   error type of the HTTP edge; [`wire`], the SSE and iframe framings' delimiters and
-//!   their decoders (used by the load tester and the tests).
+//!   their decoders (used by the load tester and the tests); [`figures`], the committed
+//!   results embedded at build time and the figure markers that quote them (docs/FIGURES.md).
 //! - **Core**, which knows nothing of HTTP: [`feed`], the one idea: a feed is an
 //!   append-only log of events with increasing ids; [`feed::Feed`] keeps the recent ones and
 //!   fans new ones out, and reads older ones through the [`feed::Backlog`] trait;
@@ -55,6 +56,7 @@ pub(crate) mod draw;
 pub mod error;
 pub mod event;
 pub mod feed;
+pub mod figures;
 pub mod forwarded;
 pub mod http;
 pub mod interfaces;

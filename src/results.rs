@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::error::ApiError;
 
-include!(concat!(env!("OUT_DIR"), "/results.rs"));
+use crate::figures::RESULTS;
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'";
 
@@ -73,10 +73,7 @@ pub async fn page() -> Result<Response, ApiError> {
 }
 
 fn file(path: &str) -> Option<&'static [u8]> {
-    RESULTS
-        .iter()
-        .find(|(p, _)| *p == path)
-        .map(|(_, body)| *body)
+    crate::figures::result_file(path)
 }
 
 pub async fn raw(Path(path): Path<String>) -> Result<Response, ApiError> {

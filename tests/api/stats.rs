@@ -245,20 +245,45 @@ async fn the_compare_pages_measured_table_matches_the_committed_results() {
             .find(&format!("<th scope=\"row\">{label}</th><td>"))
             .unwrap_or_else(|| panic!("no measured row for {label}"));
         let row = &page[start..start + page[start..].find("</tr>").unwrap()];
-        let down = format!(
-            "<td>{:.0}</td>",
-            r["bytes_down_per_event"].as_f64().unwrap()
-        );
+        // The cells as a reader sees them: figures are `<span class="figure">` (docs/FIGURES.md)
+        // and the first one cites its run beside it.
+        let cells: Vec<String> = row
+            .split("<td>")
+            .skip(1)
+            .map(|cell| visible_text(cell).replace("(compare-default, 2026-11-30)", ""))
+            .map(|cell| cell.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        let down = format!("{:.0}", r["bytes_down_per_event"].as_f64().unwrap());
         let latency = format!(
-            "<td>{} / {} ms</td>",
+            "{} / {} ms",
             ms(r["latency_us"]["p50"].as_f64().unwrap()),
             ms(r["latency_us"]["p99"].as_f64().unwrap())
         );
-        assert!(row.contains(&down), "{label}: {down} not in {row}");
-        assert!(row.contains(&latency), "{label}: {latency} not in {row}");
+        assert_eq!(cells[1], down, "{label}: {row}");
+        assert_eq!(cells[3], latency, "{label}: {row}");
+        assert_eq!(cells[4], r["lost"].to_string(), "{label}: {row}");
         assert!(
-            row.ends_with(&format!("<td>{}</td>", r["lost"])),
-            "{label}: {row}"
+            !row.contains("<!--figure:"),
+            "{label}: a figure marker left unexpanded"
         );
     }
+    assert!(
+        page.contains(r#"<a class="figure-source" href="/results/compare-default/summary.json""#),
+        "the table cites its run"
+    );
+}
+
+/// `html` without its tags.
+fn visible_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
