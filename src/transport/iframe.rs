@@ -46,7 +46,7 @@ static IFRAME: Framing = Framing {
     transport: Transport::Iframe,
     content_type: "text/html; charset=utf-8",
     prelude: || PRELUDE.clone(),
-    keepalive: b"<!-- -->\n",
+    heartbeat: crate::wire::iframe_heartbeat,
     frame: Event::iframe_chunk,
     max_bytes: Some(MAX_RESPONSE_BYTES),
 };
