@@ -135,7 +135,7 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const SSE: &[u8] = b"retry: 2000\n\nid: 1\nevent: message\ndata: {\"id\":1}\n\n: ping\n\nid: 2\nevent: join\ndata: {\"id\":2}\n\n";
+    const SSE: &[u8] = b"retry: 2000\n\nid: 1\nevent: message\ndata: {\"id\":1}\n\nevent: heartbeat\ndata: {\"heartbeat\":15000}\n\nid: 2\nevent: join\ndata: {\"id\":2}\n\n";
 
     fn sse_in_chunks(size: usize) -> Vec<String> {
         let mut parser = SseDecoder::default();

@@ -293,7 +293,9 @@ async fn resuming_reader(
                 while let Ok(Some(Ok(message))) =
                     tokio::time::timeout(Duration::from_secs(3), ws.next()).await
                 {
-                    if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                    if let tokio_tungstenite::tungstenite::Message::Text(text) = message
+                        && !pushpoll::wire::is_heartbeat(text.as_bytes())
+                    {
                         take(serde_json::from_str(&text).unwrap(), &mut after, &mut got);
                         if got.len() >= want {
                             break;
