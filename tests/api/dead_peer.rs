@@ -230,3 +230,31 @@ async fn a_dead_longpoll_peer_is_released_within_the_bound() {
 async fn a_dead_websocket_peer_is_released_within_the_bound() {
     released_within_the_bound("ws").await;
 }
+
+/// The defaults' arithmetic, as docs/API.md's Limits table states it: the bound for a stream
+/// or WebSocket is `--keepalive` + `--dead-peer-timeout`, for a long poll its hold +
+/// `--dead-peer-timeout`, and the keepalive probes fit in `--dead-peer-timeout`.
+#[test]
+fn the_default_bounds_are_the_ones_the_limits_table_states() {
+    use clap::Parser as _;
+    let config = pushpoll::Config::try_parse_from(["pushpoll"]).unwrap();
+    let (h, u) = (config.keepalive, config.dead_peer_timeout);
+    let stream = pushpoll::liveness::stream_bound(h, u).as_secs();
+    let hold = Duration::from_secs(pushpoll::transport::longpoll::DEFAULT_HOLD_S);
+    let longpoll = pushpoll::liveness::longpoll_bound(hold, u).as_secs();
+    let probes = pushpoll::liveness::keepalive_idle(u)
+        + pushpoll::liveness::keepalive_interval(u) * pushpoll::liveness::KEEPALIVE_PROBES;
+    assert_eq!(probes, u, "the keepalive probes end at U");
+    let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/API.md")).unwrap();
+    let row = api
+        .lines()
+        .find(|l| l.starts_with("| a dead peer"))
+        .expect("the Limits row of a dead peer");
+    for claim in [
+        format!("U = {} s", u.as_secs()),
+        format!("H + U = {stream} s"),
+        format!("hold + U = {longpoll} s for a long poll held {} s", hold.as_secs()),
+    ] {
+        assert!(row.contains(&claim), "the Limits row says {claim:?}: {row}");
+    }
+}
