@@ -20,6 +20,7 @@ mod compare;
 mod draw;
 mod engines;
 mod h2;
+mod liveness;
 mod proxy;
 mod record;
 mod webdriver;
