@@ -191,7 +191,10 @@ async fn serve(
     let beat = Utf8Bytes::from(crate::wire::heartbeat_json(every));
     let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    if send(&mut socket, Message::Text(beat.clone()), &app).await.is_err() {
+    if send(&mut socket, Message::Text(beat.clone()), &app)
+        .await
+        .is_err()
+    {
         return;
     }
     counters.sent(beat.len(), 0);

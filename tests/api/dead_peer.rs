@@ -51,7 +51,9 @@ fn pull_the_plug(client: &Netns) -> Result<(), String> {
     for hook in ["input", "output"] {
         nft(
             client,
-            &format!("add chain inet dead {hook} {{ type filter hook {hook} priority 0 ; policy drop ; }}"),
+            &format!(
+                "add chain inet dead {hook} {{ type filter hook {hook} priority 0 ; policy drop ; }}"
+            ),
         )?;
     }
     Ok(())
@@ -131,14 +133,20 @@ async fn held_after_the_plug(transport: &'static str) -> Option<Duration> {
                 "sse" | "iframe" => {
                     let mut stream = Streaming::open(reqwest::Client::new().get(&url)).await;
                     assert_eq!(stream.status, 200);
-                    assert!(stream.fill(Duration::from_secs(3)).await, "the stream opened");
+                    assert!(
+                        stream.fill(Duration::from_secs(3)).await,
+                        "the stream opened"
+                    );
                     Box::new(stream)
                 }
                 "ws" => {
                     let mut ws = client_of(addr).ws("/ws/draw", None).await;
                     use futures_util::StreamExt as _;
                     let first = tokio::time::timeout(Duration::from_secs(3), ws.next()).await;
-                    assert!(matches!(first, Ok(Some(Ok(_)))), "the heartbeat came: {first:?}");
+                    assert!(
+                        matches!(first, Ok(Some(Ok(_)))),
+                        "the heartbeat came: {first:?}"
+                    );
                     Box::new(ws)
                 }
                 "longpoll" => {
@@ -168,7 +176,10 @@ async fn held_after_the_plug(transport: &'static str) -> Option<Duration> {
         .await;
     // The server holds the client's connection.
     let during = open_connections(&lan.server, port).await;
-    assert!(during > base, "{transport}: the connection is open ({during} > {base})");
+    assert!(
+        during > base,
+        "{transport}: the connection is open ({during} > {base})"
+    );
 
     pull_the_plug(&lan.client).unwrap_or_else(|e| panic!("{e}"));
     let plugged = Instant::now();
@@ -186,7 +197,10 @@ async fn held_after_the_plug(transport: &'static str) -> Option<Duration> {
     }
     let released = plugged.elapsed();
     drop(held);
-    eprintln!("{transport}: dead peer released after {released:?} (bound {:?})", bound(transport));
+    eprintln!(
+        "{transport}: dead peer released after {released:?} (bound {:?})",
+        bound(transport)
+    );
     Some(released)
 }
 
@@ -253,7 +267,10 @@ fn the_default_bounds_are_the_ones_the_limits_table_states() {
     for claim in [
         format!("U = {} s", u.as_secs()),
         format!("H + U = {stream} s"),
-        format!("hold + U = {longpoll} s for a long poll held {} s", hold.as_secs()),
+        format!(
+            "hold + U = {longpoll} s for a long poll held {} s",
+            hold.as_secs()
+        ),
     ] {
         assert!(row.contains(&claim), "the Limits row says {claim:?}: {row}");
     }

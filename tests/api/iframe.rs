@@ -63,11 +63,25 @@ async fn iframe_and_sse_send_heartbeats_when_the_feed_is_quiet() {
     // One heartbeat when the stream opens, then one per quiet interval: three in all,
     // each saying the interval in ms, and no event.
     let beat = b"<script>parent.pushpoll({\"heartbeat\":150})</script>\n";
-    while iframe.buffered().windows(beat.len()).filter(|w| w == beat).count() < 3 {
+    while iframe
+        .buffered()
+        .windows(beat.len())
+        .filter(|w| w == beat)
+        .count()
+        < 3
+    {
         assert!(iframe.fill(WAIT).await);
     }
-    let scripts = iframe.buffered().windows(8).filter(|w| w == b"<script>").count();
-    let beats = iframe.buffered().windows(beat.len()).filter(|w| w == beat).count();
+    let scripts = iframe
+        .buffered()
+        .windows(8)
+        .filter(|w| w == b"<script>")
+        .count();
+    let beats = iframe
+        .buffered()
+        .windows(beat.len())
+        .filter(|w| w == beat)
+        .count();
     assert_eq!(scripts, beats, "only heartbeats on a quiet stream");
     let retry = sse.next_sse(WAIT).await.unwrap();
     assert_eq!(retry.retry, Some(2000));

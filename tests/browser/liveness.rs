@@ -55,8 +55,7 @@ impl Relay {
                     let up_flag = flag.clone();
                     let up = tokio::spawn(async move {
                         let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            let Ok(n) = br.read(&mut buf).await else { break };
+                        while let Ok(n) = br.read(&mut buf).await {
                             if n == 0 {
                                 break;
                             }
@@ -75,8 +74,7 @@ impl Relay {
                         }
                     });
                     let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        let Ok(n) = ur.read(&mut buf).await else { break };
+                    while let Ok(n) = ur.read(&mut buf).await {
                         if n == 0 {
                             break;
                         }
@@ -175,9 +173,8 @@ async fn the_sse_page_reopens_a_silent_stream(engine: Engine) {
         engine.name()
     );
     // And the clock runs again on the page, over the new stream.
-    let moved = format!(
-        "(document.querySelector('#clock-time')?.textContent ?? '') !== {before:?}"
-    );
+    let moved =
+        format!("(document.querySelector('#clock-time')?.textContent ?? '') !== {before:?}");
     assert!(
         until_true(&page, &moved, Duration::from_secs(5)).await,
         "{}: the clock runs again after the reconnection",
