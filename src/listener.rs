@@ -18,6 +18,10 @@
 //!   reader has not taken waits in the server, where the answer caps bound it and the timer
 //!   sees it, not in a send buffer of up to 4 MiB that accepts writes while the peer reads a
 //!   trickle.
+//! - **Dead peers.** Every accepted socket gets TCP keepalive and `TCP_USER_TIMEOUT` from
+//!   `--dead-peer-timeout` ([`liveness`]), so a peer gone without a FIN or RST is dropped by
+//!   the kernel within a stated bound instead of after minutes of retransmissions, whether
+//!   the connection is sending (a stream's heartbeats) or idle (a held long poll).
 //! - **HTTPS** (`--tls-…`, [`SecureServer`]). The same admission, then a TLS handshake within
 //!   `--header-timeout` under the same [`CountedStream`] (so the write-stall deadline sees the
 //!   TLS records), then HTTP/2 or HTTP/1.1 as ALPN chose. HTTP/1.1 keeps the rules above. For
