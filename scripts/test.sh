@@ -26,6 +26,8 @@ fi
 [ -x /usr/bin/redis-server ] || need_packages+=(redis-server)
 # iproute2 (`ip netns`, veth) for the tests that make their own network (tests/support/netns.rs).
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /usr/bin/ip ] || need_packages+=(iproute2)
+# nftables (`nft`) for the dead-peer tests, which drop a client's packets (tests/api/dead_peer.rs).
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_packages+=(nftables)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

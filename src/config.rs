@@ -83,9 +83,20 @@ pub struct Config {
     #[arg(long, env = "PUSHPOLL_REFUSE", value_delimiter = ',', value_enum)]
     pub refuse: Vec<Transport>,
 
-    /// Keep-alive interval of the iframe (`<!-- -->`) and SSE (`: ping`) streams.
+    /// Heartbeat interval of the SSE and iframe streams and of WebSocket: `{"heartbeat":MS}`
+    /// is sent at the start and whenever nothing else was sent for this long; clients take
+    /// a silence of 2.5 times it for a dead stream and reconnect from their cursor.
     #[arg(long, env = "PUSHPOLL_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
     pub keepalive: Duration,
+
+    /// How long TCP may go without hearing from a peer before it drops the connection:
+    /// `TCP_USER_TIMEOUT` (data sent and not acknowledged) and TCP keepalive (an idle
+    /// connection; first probe after half of it, then one every sixth). See
+    /// `listener::liveness` and docs/API.md, Limits.
+    #[arg(long, env = "PUSHPOLL_DEAD_PEER_TIMEOUT",
+          default_value = crate::listener::liveness::DEFAULT_DEAD_PEER_TIMEOUT,
+          value_parser = parse_duration)]
+    pub dead_peer_timeout: Duration,
 
     /// A request head (request line and headers) must arrive within this long, counted from
     /// the moment the connection waits for one: a new connection, or an idle keep-alive one

@@ -83,6 +83,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+/// How the server finds a dead peer (TCP keepalive, `TCP_USER_TIMEOUT`) and the bounds that
+/// follow; the tests check the defaults' arithmetic against docs/API.md.
+pub use listener::liveness;
 pub use state::AppState;
 
 /// How long shutdown may take before the remaining work is abandoned, leaving a margin
@@ -127,6 +130,7 @@ pub async fn run_with_tls(
     let deadlines = listener::Deadlines {
         header: state.config().header_timeout,
         send: state.config().send_timeout,
+        dead_peer: state.config().dead_peer_timeout,
     };
     let accepting = tracker.spawn(listener::serve(
         listener,

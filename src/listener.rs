@@ -18,6 +18,10 @@
 //!   reader has not taken waits in the server, where the answer caps bound it and the timer
 //!   sees it, not in a send buffer of up to 4 MiB that accepts writes while the peer reads a
 //!   trickle.
+//! - **Dead peers.** Every accepted socket gets TCP keepalive and `TCP_USER_TIMEOUT` from
+//!   `--dead-peer-timeout` ([`liveness`]), so a peer gone without a FIN or RST is dropped by
+//!   the kernel within a stated bound instead of after minutes of retransmissions, whether
+//!   the connection is sending (a stream's heartbeats) or idle (a held long poll).
 //! - **HTTPS** (`--tls-…`, [`SecureServer`]). The same admission, then a TLS handshake within
 //!   `--header-timeout` under the same [`CountedStream`] (so the write-stall deadline sees the
 //!   TLS records), then HTTP/2 or HTTP/1.1 as ALPN chose. HTTP/1.1 keeps the rules above. For
@@ -72,6 +76,59 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub struct Deadlines {
     pub header: Duration,
     pub send: Duration,
+    /// `--dead-peer-timeout`: see [`liveness`].
+    pub dead_peer: Duration,
+}
+
+/// How a dead peer is found: every accepted socket gets `TCP_USER_TIMEOUT` and TCP keepalive
+/// derived from one duration, `--dead-peer-timeout` (U). A peer that vanished without a FIN
+/// or RST (a laptop closed, Wi-Fi lost, packets dropped) is otherwise held until TCP's
+/// retransmissions give up (`tcp_retries2`, about 15 minutes), and `--send-timeout` fires
+/// only once the socket refuses writes, which a quiet stream never makes it do.
+///
+/// - **Data unacknowledged** (a heartbeat or an event sent to a dead peer): the kernel drops
+///   the connection once data has waited U for its acknowledgement (`TCP_USER_TIMEOUT`).
+///   A stream or WebSocket sends something at least every `--keepalive` (H), so its dead peer
+///   is dropped within H + U of the last packet heard from it.
+/// - **Idle** (nothing to send: a held long poll, a connection between requests): keepalive
+///   probes start after U/2 of silence and repeat every U/6 ([`KEEPALIVE_PROBES`] of them);
+///   with `TCP_USER_TIMEOUT` set, Linux drops the connection at the first probe that finds
+///   nothing heard for U. A held long poll answers after its hold (T) and the connection then
+///   waits for the next request head, so it goes within T + U (or T + `--header-timeout`).
+///
+/// The server sees the error at its next read or write of the socket and frees the slot.
+pub mod liveness {
+    use std::time::Duration;
+
+    /// `--dead-peer-timeout`'s default.
+    pub const DEFAULT_DEAD_PEER_TIMEOUT: &str = "30s";
+    /// Keepalive probes sent before the idle connection is given up (with
+    /// `TCP_USER_TIMEOUT` set, the time U decides; the count matches it: U/2 + 3 × U/6 = U).
+    pub const KEEPALIVE_PROBES: u32 = 3;
+
+    /// Silence before the first keepalive probe: U/2, in whole seconds (the kernel's unit),
+    /// at least 1 s.
+    pub fn keepalive_idle(dead_peer: Duration) -> Duration {
+        Duration::from_secs((dead_peer.as_secs() / 2).max(1))
+    }
+
+    /// Between keepalive probes: U/6, in whole seconds, at least 1 s.
+    pub fn keepalive_interval(dead_peer: Duration) -> Duration {
+        Duration::from_secs((dead_peer.as_secs() / 6).max(1))
+    }
+
+    /// The bound on holding a dead peer's stream or WebSocket, from the last packet heard
+    /// from it: one heartbeat interval (H, until something is sent) plus U (until the kernel
+    /// gives up on its acknowledgement).
+    pub fn stream_bound(heartbeat: Duration, dead_peer: Duration) -> Duration {
+        heartbeat + dead_peer
+    }
+
+    /// The bound for a held long poll of `hold`: it answers after `hold`, and that answer
+    /// (or, idle, a keepalive probe) finds the peer dead within U.
+    pub fn longpoll_bound(hold: Duration, dead_peer: Duration) -> Duration {
+        hold + dead_peer
+    }
 }
 
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` fires;
@@ -119,6 +176,7 @@ pub async fn serve(
         // Small frames (ticks, chat lines) should leave at once, not wait for Nagle.
         let _ = stream.set_nodelay(true);
         hold_unsent_in_the_server(&stream);
+        detect_dead_peers(&stream, deadlines.dead_peer);
         let peer = match admit(&stats, &peers, addr) {
             Ok(peer) => peer,
             Err(refusal) => {
@@ -194,6 +252,19 @@ fn hold_unsent_in_the_server(stream: &TcpStream) {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
+}
+
+/// Sets `TCP_USER_TIMEOUT` and TCP keepalive on `stream` from `--dead-peer-timeout`; see
+/// [`liveness`]. Best effort: on failure the socket keeps the system defaults.
+fn detect_dead_peers(stream: &TcpStream, dead_peer: Duration) {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(liveness::keepalive_idle(dead_peer))
+        .with_interval(liveness::keepalive_interval(dead_peer))
+        .with_retries(liveness::KEEPALIVE_PROBES);
+    let _ = socket.set_tcp_keepalive(&keepalive);
+    let _ = socket.set_keepalive(true);
+    let _ = socket.set_tcp_user_timeout(Some(dead_peer));
 }
 
 /// Takes a connection slot in total and for the peer, or says which limit refused it.

@@ -19,7 +19,49 @@ pub const IFRAME_CALL_END: &[u8] = match IFRAME_CALL_CLOSE.split_last() {
 /// What ends each Server-Sent Events message: a blank line.
 pub const SSE_MESSAGE_END: &[u8] = b"\n\n";
 
-/// Server-Sent Events: yields the `data:` of each message (comments and `retry:` skipped).
+/// The heartbeat every long-lived transport sends when nothing else was sent for
+/// `--keepalive`, and once at the start of each stream and WebSocket: `{"heartbeat":MS}`, where
+/// MS is that interval in milliseconds, so a client knows how long a silence means a dead
+/// stream. SSE sends it as a message named [`SSE_HEARTBEAT_EVENT`] (no `id:`, so the cursor
+/// stays), the iframe as one more `parent.pushpoll(…)` call, WebSocket as a text message.
+/// It is not an event of a feed: it has no `id`, `ts` or `type`.
+pub fn heartbeat_json(every: std::time::Duration) -> String {
+    format!("{{{HEARTBEAT_KEY}:{}}}", every.as_millis())
+}
+
+/// The key that starts a heartbeat's JSON (and only a heartbeat's: events start with `"id"`).
+pub const HEARTBEAT_KEY: &str = "\"heartbeat\"";
+
+/// The SSE event name of the heartbeat (`event: heartbeat`).
+pub const SSE_HEARTBEAT_EVENT: &str = "heartbeat";
+
+/// Whether `json` (an SSE `data:`, an iframe call's argument, a WebSocket text message) is
+/// a heartbeat rather than an event.
+pub fn is_heartbeat(json: &[u8]) -> bool {
+    json.strip_prefix(b"{")
+        .is_some_and(|rest| rest.starts_with(HEARTBEAT_KEY.as_bytes()))
+}
+
+/// The heartbeat framed for SSE.
+pub fn sse_heartbeat(every: std::time::Duration) -> String {
+    format!(
+        "event: {SSE_HEARTBEAT_EVENT}\ndata: {}\n\n",
+        heartbeat_json(every)
+    )
+}
+
+/// The heartbeat framed for the iframe stream (its JSON has nothing to escape).
+pub fn iframe_heartbeat(every: std::time::Duration) -> String {
+    format!(
+        "{}{}{}",
+        String::from_utf8_lossy(IFRAME_CALL_OPEN),
+        heartbeat_json(every),
+        String::from_utf8_lossy(IFRAME_CALL_CLOSE)
+    )
+}
+
+/// Server-Sent Events: yields the `data:` of each message (comments, `retry:` and heartbeats
+/// skipped).
 #[derive(Default)]
 pub struct SseDecoder {
     buf: Vec<u8>,
@@ -37,6 +79,7 @@ impl SseDecoder {
                 if let Some(data) = line
                     .strip_prefix(b"data: ")
                     .or_else(|| line.strip_prefix(b"data:"))
+                    && !is_heartbeat(data)
                 {
                     on_data(data);
                 }
@@ -47,7 +90,8 @@ impl SseDecoder {
     }
 }
 
-/// The hidden-iframe stream: yields the JSON inside each `<script>parent.pushpoll(…)</script>`.
+/// The hidden-iframe stream: yields the JSON inside each `<script>parent.pushpoll(…)</script>`
+/// that is an event (heartbeats skipped).
 #[derive(Default)]
 pub struct IframeDecoder {
     buf: Vec<u8>,
@@ -73,7 +117,9 @@ impl IframeDecoder {
                 consumed += open;
                 break;
             };
-            on_json(&body[..close]);
+            if !is_heartbeat(&body[..close]) {
+                on_json(&body[..close]);
+            }
             consumed += open + OPEN.len() + close + CLOSE.len();
         }
         self.buf.drain(..consumed);
@@ -89,7 +135,7 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const SSE: &[u8] = b"retry: 2000\n\nid: 1\nevent: message\ndata: {\"id\":1}\n\n: ping\n\nid: 2\nevent: join\ndata: {\"id\":2}\n\n";
+    const SSE: &[u8] = b"retry: 2000\n\nid: 1\nevent: message\ndata: {\"id\":1}\n\nevent: heartbeat\ndata: {\"heartbeat\":15000}\n\nid: 2\nevent: join\ndata: {\"id\":2}\n\n";
 
     fn sse_in_chunks(size: usize) -> Vec<String> {
         let mut parser = SseDecoder::default();

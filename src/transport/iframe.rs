@@ -48,7 +48,7 @@ static IFRAME: Framing = Framing {
     transport: Transport::Iframe,
     content_type: "text/html; charset=utf-8",
     prelude: || PRELUDE.clone(),
-    keepalive: b"<!-- -->\n",
+    heartbeat: crate::wire::iframe_heartbeat,
     frame: Event::iframe_chunk,
     max_bytes: Some(MAX_RESPONSE_BYTES),
 };

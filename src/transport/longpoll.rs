@@ -17,6 +17,9 @@ use crate::state::AppState;
 /// Long-poll holds are whole seconds between these bounds.
 const LONGPOLL_TIMEOUT_S: RangeInclusive<u64> = 1..=60;
 
+/// How long a long poll is held when it names no `timeout=` (seconds).
+pub const DEFAULT_HOLD_S: u64 = 25;
+
 pub async fn handler(
     State(app): State<AppState>,
     FeedPath(feed): FeedPath,
@@ -28,7 +31,7 @@ pub async fn handler(
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::LongPoll).request();
     let limit = params.limit()?;
-    let hold = params.int("timeout", LONGPOLL_TIMEOUT_S, 25)?;
+    let hold = params.int("timeout", LONGPOLL_TIMEOUT_S, DEFAULT_HOLD_S)?;
     let guard = kill_guard(&kill);
     let mut sub = open(
         &app,

@@ -17,7 +17,7 @@ static SSE: Framing = Framing {
     transport: Transport::Sse,
     content_type: "text/event-stream",
     prelude: || Bytes::from_static(b"retry: 2000\n\n"),
-    keepalive: b": ping\n\n",
+    heartbeat: crate::wire::sse_heartbeat,
     frame: Event::sse_frame,
     max_bytes: None,
 };

@@ -1,5 +1,5 @@
 //! The stream core of the streaming transports (the hidden iframe and Server-Sent Events):
-//! one open-ended response body that frames each event as it arrives, with keep-alives.
+//! one open-ended response body that frames each event as it arrives, with heartbeats.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
@@ -19,9 +19,10 @@ pub struct Framing {
     pub content_type: &'static str,
     /// Sent first: SSE's `retry:` line, the iframe's padded HTML head.
     pub prelude: fn() -> Bytes,
-    /// Sent when nothing else was sent for `--keepalive`, so proxies and browsers keep the
-    /// connection open.
-    pub keepalive: &'static [u8],
+    /// The heartbeat ([`crate::wire::heartbeat_json`]) framed, given `--keepalive`: sent
+    /// after the prelude and whenever nothing else was sent for `--keepalive`, so proxies
+    /// keep the connection open and the client can tell a quiet stream from a dead one.
+    pub heartbeat: fn(std::time::Duration) -> String,
     /// One event, framed.
     pub frame: fn(&Event) -> Bytes,
     /// End the response after this many bytes (the client reopens with its cursor).
@@ -41,10 +42,12 @@ pub fn stream_response(
     let body = async_stream::stream! {
         let _open = open;
         let counters = stats.transport(framing.transport);
-        let prelude = (framing.prelude)();
+        let heartbeat = Bytes::from((framing.heartbeat)(every));
+        let mut prelude = (framing.prelude)().to_vec();
+        prelude.extend_from_slice(&heartbeat);
         let mut sent = prelude.len();
         counters.sent(prelude.len(), 0);
-        yield Ok::<Bytes, std::io::Error>(prelude);
+        yield Ok::<Bytes, std::io::Error>(Bytes::from(prelude));
         let mut keepalive = tokio::time::interval_at(Instant::now() + every, every);
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -59,8 +62,8 @@ pub fn stream_response(
                     None => break,
                 },
                 _ = keepalive.tick() => {
-                    counters.sent(framing.keepalive.len(), 0);
-                    Bytes::from_static(framing.keepalive)
+                    counters.sent(heartbeat.len(), 0);
+                    heartbeat.clone()
                 }
             };
             sent += chunk.len();

@@ -1,6 +1,8 @@
 //! WebSocket: `GET /ws/FEED?after=ID` upgrades the connection (`101 Switching Protocols`);
 //! each event is then one text message, and the client can send messages back on the same
-//! socket. The server pings every `--ws-ping` and closes a peer silent for `--ws-timeout`.
+//! socket. The server pings every `--ws-ping` and closes a peer silent for `--ws-timeout`;
+//! it also sends the heartbeat message `{"heartbeat":MS}` at the start and after
+//! `--keepalive` without a message, which the page sees (a ping it never does).
 //!
 //! One task per socket multiplexes four things with `select!`: the feed, the client's
 //! frames, the ping timer, and shutdown (inside the subscription). A send that cannot
@@ -183,6 +185,19 @@ async fn serve(
     let mut ping = tokio::time::interval_at(Instant::now() + config.ws_ping, config.ws_ping);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // The heartbeat a page can see (a ping is answered by the browser and never shown to
+    // it): once now, then whenever no other message went out for `--keepalive`.
+    let every = config.keepalive;
+    let beat = Utf8Bytes::from(crate::wire::heartbeat_json(every));
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    if send(&mut socket, Message::Text(beat.clone()), &app)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    counters.sent(beat.len(), 0);
 
     let end = loop {
         tokio::select! {
@@ -204,6 +219,13 @@ async fn serve(
                     break End::Gone;
                 }
                 counters.sent(len, 1);
+                heartbeat.reset();
+            }
+            _ = heartbeat.tick() => {
+                if send(&mut socket, Message::Text(beat.clone()), &app).await.is_err() {
+                    break End::Gone;
+                }
+                counters.sent(beat.len(), 0);
             }
             received = socket.recv() => {
                 let message = match received {

@@ -157,3 +157,57 @@ export class Backoff {
     clearInterval(this.ticker);
   }
 }
+
+// Liveness. The SSE, iframe and WebSocket streams carry a heartbeat, `{"heartbeat":MS}`: once
+// when they open, then whenever the server sent nothing else for MS milliseconds
+// (`--keepalive`; docs/API.md). A stream silent for SILENCE_FACTOR times the interval the
+// server announced is taken for dead (a network gone without a FIN, which no browser API
+// reports) and reopened from the cursor.
+export const SILENCE_FACTOR = 2.5;
+const SILENCE_CHECK_MS = 250;
+
+/** Whether a parsed message is the server's heartbeat rather than an event. */
+export function heartbeatOf(value) {
+  return value !== null && typeof value === 'object' && typeof value.heartbeat === 'number'
+    ? value.heartbeat
+    : null;
+}
+
+/** Watches one stream: `heard()` on every message, `announced(ms)` on a heartbeat; calls
+ * `onDead(silentMs, limitMs)` once the stream was silent past the limit. */
+export class Silence {
+  constructor(onDead) {
+    this.onDead = onDead;
+    this.limit = 0; // unknown until the first heartbeat
+    this.last = performance.now();
+    this.timer = 0;
+  }
+
+  start() {
+    this.stop();
+    this.limit = 0;
+    this.last = performance.now();
+    this.timer = setInterval(() => {
+      const silent = performance.now() - this.last;
+      if (this.limit > 0 && silent > this.limit) {
+        const limit = this.limit;
+        this.stop();
+        this.onDead(silent, limit);
+      }
+    }, SILENCE_CHECK_MS);
+  }
+
+  heard() {
+    this.last = performance.now();
+  }
+
+  announced(intervalMs) {
+    this.limit = SILENCE_FACTOR * intervalMs;
+    this.heard();
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    this.timer = 0;
+  }
+}

@@ -2,7 +2,7 @@
 // scripts call parent.pushpoll(event).
 
 import { utf8Length } from '/static/util.js';
-import { Backoff, nowMicros } from '/static/clients/common.js';
+import { Backoff, SILENCE_FACTOR, heartbeatOf, nowMicros } from '/static/clients/common.js';
 
 /**
  * The bytes of one hidden-iframe chunk as the server sends it:
@@ -45,10 +45,8 @@ function installDispatcher() {
   window.pushpoll = dispatch;
 }
 
-// How long a hidden-iframe stream may stay silent (no event, no keep-alive) before the client
-// takes it for dead: twice the server's default keep-alive interval (15 s).
-const STREAM_SILENCE_MS = 30_000;
-const STREAM_CHECK_MS = 2000;
+// How often the client looks at whether the stream document grew.
+const STREAM_CHECK_MS = 250;
 
 export function iframeClient(ctx, options) {
   const MAX_DOCUMENT = 256 * 1024; // the server ends each document after this many bytes
@@ -62,6 +60,7 @@ export function iframeClient(ctx, options) {
   let watchdog = 0;
   let seenNodes = -1; // child nodes of the stream document's body at the last check
   let grewAt = 0; // performance.now() when they last grew
+  let silenceMs = 0; // SILENCE_FACTOR × the heartbeat interval the stream announced
 
   const self = {
     owns(event) {
@@ -76,6 +75,14 @@ export function iframeClient(ctx, options) {
       if (ctx.stopped || event === null || typeof event !== 'object') return;
       const receivedAt = nowMicros();
       const n = utf8Length(iframeChunk(event));
+      const interval = heartbeatOf(event);
+      if (interval) {
+        // `{"heartbeat":MS}`: sent when the stream opens and after MS ms without events.
+        docBytes += n;
+        ctx.bytes(n);
+        silenceMs = SILENCE_FACTOR * interval;
+        return;
+      }
       docBytes += n;
       docEvents += 1;
       ctx.bytes(n);
@@ -114,11 +121,11 @@ export function iframeClient(ctx, options) {
     },
   };
 
-  // A forever frame whose connection breaks gives no sign: the browser keeps the document
-  // "loading" and fires nothing (no `load`, no `error`). But a healthy stream always grows:
-  // every event is a <script> and, after 15 s of silence, the server sends a `<!-- -->`
-  // keep-alive, and both become nodes of the document's body. A body that has not grown for
-  // STREAM_SILENCE_MS means a dead stream: reopen it from the cursor.
+  // A forever frame whose connection breaks gives no sign in Chromium and Firefox: the
+  // document stays "loading" (WebKitGTK fires `load`). But a healthy stream always grows:
+  // every event and every heartbeat is a <script>, a node of the document's body. A body
+  // that has not grown for SILENCE_FACTOR times the announced heartbeat interval means a
+  // dead stream: reopen it from the cursor.
   function check() {
     if (ctx.stopped || !frame) return;
     let nodes = -1;
@@ -131,11 +138,11 @@ export function iframeClient(ctx, options) {
     if (nodes !== seenNodes) {
       seenNodes = nodes;
       grewAt = now;
-    } else if (now - grewAt > STREAM_SILENCE_MS) {
+    } else if (silenceMs > 0 && now - grewAt > silenceMs) {
       const silent = Math.round((now - grewAt) / 1000);
       frame.remove();
       frame = null;
-      open(`no event and no keep-alive for ${silent} s, reopening after id ${ctx.cursor}`);
+      open(`no event and no heartbeat for ${silent} s, reopening after id ${ctx.cursor}`);
     }
   }
 
@@ -157,6 +164,7 @@ export function iframeClient(ctx, options) {
     docBytes = 0;
     docEvents = 0;
     seenNodes = -1;
+    silenceMs = 0;
     grewAt = performance.now();
     clearInterval(watchdog);
     watchdog = setInterval(check, STREAM_CHECK_MS);

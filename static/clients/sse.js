@@ -1,7 +1,7 @@
 // Server-Sent Events: EventSource on /sse/FEED.
 
 import { utf8Length } from '/static/util.js';
-import { Backoff, nowMicros } from '/static/clients/common.js';
+import { Backoff, Silence, heartbeatOf, nowMicros } from '/static/clients/common.js';
 
 // Event names the feeds use. An SSE event named `error` collides with EventSource's own
 // `error` event (a connection problem); the two are told apart by `data`, which only a
@@ -13,6 +13,20 @@ const SSE_STATES = ['CONNECTING', 'OPEN', 'CLOSED'];
 export function sseClient(ctx) {
   const backoff = new Backoff(ctx);
   let source = null;
+  // EventSource has no read timeout: a stream whose network vanished stays OPEN forever.
+  // The server's `heartbeat` events say how often it speaks; past 2.5 times that in silence,
+  // close and reopen from the cursor.
+  const silence = new Silence((silent, limit) => {
+    source?.close();
+    source = null;
+    ctx.state(
+      `no event and no heartbeat for ${(silent / 1000).toFixed(1)} s (limit ${(limit / 1000).toFixed(1)} s), reopening after id ${ctx.cursor}`,
+      'connecting',
+    );
+    ctx.detail({ silenceReopens: (reopens += 1) });
+    open();
+  });
+  let reopens = 0;
 
   function open() {
     // The first connection (and one made after EventSource gave up) carries the cursor in
@@ -20,6 +34,7 @@ export function sseClient(ctx) {
     // prefers.
     const es = new EventSource(ctx.url({ after: ctx.cursor }));
     source = es;
+    silence.start();
     const readyState = () => ctx.detail({ readyState: SSE_STATES[es.readyState] ?? '?' });
     ctx.state('connecting', 'connecting');
     readyState();
@@ -32,8 +47,22 @@ export function sseClient(ctx) {
       readyState();
     });
 
+    es.addEventListener('heartbeat', (e) => {
+      // `event: heartbeat` (no `id:`, so Last-Event-ID stays the last event's).
+      ctx.bytes(utf8Length(`event: heartbeat\ndata: ${e.data}\n\n`));
+      let interval = null;
+      try {
+        interval = heartbeatOf(JSON.parse(e.data));
+      } catch {
+        // not a heartbeat we understand: still a sign of life
+      }
+      if (interval) silence.announced(interval);
+      else silence.heard();
+    });
+
     const onMessage = (e) => {
       const receivedAt = nowMicros();
+      silence.heard();
       // The frame exactly as it came: one `id:`, one `event:`, one `data:` line (the JSON is
       // compact, so it never spans lines), then a blank line.
       ctx.bytes(utf8Length(`id: ${e.lastEventId}\nevent: ${e.type}\ndata: ${e.data}\n\n`));
@@ -67,6 +96,7 @@ export function sseClient(ctx) {
         // CLOSED: an HTTP error status or a wrong Content-Type makes EventSource give up
         // for good. Open a new one ourselves, with backoff.
         es.close();
+        silence.stop();
         if (source === es) source = null;
         backoff.retry('EventSource gave up', open);
       }
@@ -77,6 +107,7 @@ export function sseClient(ctx) {
     start: open,
     stop() {
       backoff.cancel();
+      silence.stop();
       source?.close();
       source = null;
     },

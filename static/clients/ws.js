@@ -1,7 +1,7 @@
 // WebSocket: /ws/FEED?after=ID, reconnected by the page (WebSocket has no retry of its own).
 
 import { utf8Length } from '/static/util.js';
-import { Backoff, nowMicros } from '/static/clients/common.js';
+import { Backoff, Silence, heartbeatOf, nowMicros } from '/static/clients/common.js';
 
 /** The bytes of a WebSocket frame with `payload` bytes (RFC 6455 §5.2): 2, 4 or 10 bytes of
  * header, plus the 4-byte masking key on every client-to-server frame. */
@@ -17,6 +17,16 @@ export function wsClient(ctx) {
   let socket = null;
   let sampler = 0;
   let shown = { readyState: '', bufferedAmount: -1 };
+  // The server's pings are answered by the browser and never shown to the page; its
+  // `{"heartbeat":MS}` messages are. Silent for 2.5 times MS: drop that socket (its close
+  // handshake may never complete on a dead network) and reconnect from the cursor at once.
+  const silence = new Silence((silent) => {
+    const dead = socket;
+    socket = null;
+    dead?.close(4002, 'silent');
+    ctx.state(`no message for ${(silent / 1000).toFixed(1)} s: reconnecting`, 'connecting');
+    open();
+  });
 
   // readyState and bufferedAmount change without events (bufferedAmount drains as the
   // browser sends), so they are sampled four times a second and reported when they change.
@@ -37,6 +47,7 @@ export function wsClient(ctx) {
     sample();
 
     ws.addEventListener('open', () => {
+      silence.start();
       ctx.state('OPEN', 'open');
       sample();
     });
@@ -51,10 +62,16 @@ export function wsClient(ctx) {
       ctx.bytes(payload);
       ctx.framingDown(wsFrameBytes(payload, false) - payload);
       backoff.reset();
+      silence.heard();
       let event;
       try {
         event = JSON.parse(e.data);
       } catch {
+        return;
+      }
+      const interval = heartbeatOf(event);
+      if (interval) {
+        silence.announced(interval);
         return;
       }
       ctx.deliver(event, receivedAt);
@@ -62,6 +79,8 @@ export function wsClient(ctx) {
 
     // A failed connection fires `error` then `close`; everything is handled on `close`.
     ws.addEventListener('close', (e) => {
+      if (socket !== ws && !ctx.stopped) return; // a silent socket, already replaced
+      silence.stop();
       if (socket === ws) socket = null;
       const lastClose = `${e.code}${e.reason ? ` ${e.reason}` : ''}${e.wasClean ? '' : ' (not clean)'}`;
       ctx.detail({ lastClose });
@@ -78,6 +97,7 @@ export function wsClient(ctx) {
     },
     stop() {
       clearInterval(sampler);
+      silence.stop();
       backoff.cancel();
       const ws = socket;
       socket = null;

@@ -365,7 +365,7 @@ async fn a_push_subscriber_that_lags_past_the_live_ring_resyncs_and_gets_every_m
     let raw = read_until(&mut ws, last_frame).await;
     let events: Vec<WireEvent> = crate::support::server_frames(&raw)
         .into_iter()
-        .filter(|(opcode, _)| *opcode == 1)
+        .filter(|(opcode, payload)| *opcode == 1 && !pushpoll::wire::is_heartbeat(payload))
         .map(|(_, payload)| serde_json::from_slice(&payload).unwrap())
         .collect();
     assert!(

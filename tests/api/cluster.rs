@@ -269,7 +269,9 @@ async fn resuming_reader(
                     while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
                         let frame: Vec<u8> = buf.drain(..end + 2).collect();
                         let frame = String::from_utf8(frame).unwrap();
-                        if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                        if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: "))
+                            && !pushpoll::wire::is_heartbeat(data.as_bytes())
+                        {
                             take(serde_json::from_str(data).unwrap(), &mut after, &mut got);
                         }
                         if got.len() >= want {
@@ -293,7 +295,9 @@ async fn resuming_reader(
                 while let Ok(Some(Ok(message))) =
                     tokio::time::timeout(Duration::from_secs(3), ws.next()).await
                 {
-                    if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                    if let tokio_tungstenite::tungstenite::Message::Text(text) = message
+                        && !pushpoll::wire::is_heartbeat(text.as_bytes())
+                    {
                         take(serde_json::from_str(&text).unwrap(), &mut after, &mut got);
                         if got.len() >= want {
                             break;

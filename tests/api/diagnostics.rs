@@ -165,7 +165,11 @@ async fn the_wire_record_shows_each_tagged_exchange_as_it_happened() {
         .unwrap()
         .bytes_stream();
     let first = sse.next().await.unwrap().unwrap();
-    assert_eq!(&first[..], b"retry: 2000\n\n");
+    // The prelude, then the heartbeat announcing its interval (the default 15 s).
+    assert_eq!(
+        &first[..],
+        b"retry: 2000\n\nevent: heartbeat\ndata: {\"heartbeat\":15000}\n\n"
+    );
     // A short poll, complete.
     app.poll(&format!("/poll/clock?tag={w1}")).await;
     // Not tagged: not recorded.

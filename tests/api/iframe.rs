@@ -50,7 +50,7 @@ async fn the_iframe_prelude_is_padded_past_one_kib_before_the_first_event() {
 }
 
 #[tokio::test]
-async fn iframe_and_sse_send_keep_alives_when_the_feed_is_quiet() {
+async fn iframe_and_sse_send_heartbeats_when_the_feed_is_quiet() {
     let app = spawn_app(&["--tick-ms", "60000", "--keepalive", "150ms"]).await;
     let cursor = app.latest_tick().await;
     let mut iframe = Streaming::open(
@@ -60,16 +60,36 @@ async fn iframe_and_sse_send_keep_alives_when_the_feed_is_quiet() {
     .await;
     let mut sse =
         Streaming::open(app.http.get(app.url(&format!("/sse/clock?after={cursor}")))).await;
-    while find(iframe.buffered(), b"<!-- -->\n<!-- -->\n").is_none() {
+    // One heartbeat when the stream opens, then one per quiet interval: three in all,
+    // each saying the interval in ms, and no event.
+    let beat = b"<script>parent.pushpoll({\"heartbeat\":150})</script>\n";
+    while iframe
+        .buffered()
+        .windows(beat.len())
+        .filter(|w| w == beat)
+        .count()
+        < 3
+    {
         assert!(iframe.fill(WAIT).await);
     }
-    assert!(find(iframe.buffered(), b"<script>").is_none());
+    let scripts = iframe
+        .buffered()
+        .windows(8)
+        .filter(|w| w == b"<script>")
+        .count();
+    let beats = iframe
+        .buffered()
+        .windows(beat.len())
+        .filter(|w| w == beat)
+        .count();
+    assert_eq!(scripts, beats, "only heartbeats on a quiet stream");
     let retry = sse.next_sse(WAIT).await.unwrap();
     assert_eq!(retry.retry, Some(2000));
-    for _ in 0..2 {
-        let ping = sse.next_sse(WAIT).await.unwrap();
-        assert_eq!(ping.comment.as_deref(), Some("ping"));
-        assert_eq!(ping.data, None);
+    for _ in 0..3 {
+        let heartbeat = sse.next_sse(WAIT).await.unwrap();
+        assert_eq!(heartbeat.event.as_deref(), Some("heartbeat"));
+        assert_eq!(heartbeat.data.as_deref(), Some(r#"{"heartbeat":150}"#));
+        assert_eq!(heartbeat.id, None, "a heartbeat leaves Last-Event-ID alone");
     }
 }
 

@@ -14,6 +14,7 @@ mod chat_budgets;
 mod chat_limits;
 mod cluster;
 mod connections;
+mod dead_peer;
 mod delivery;
 mod diag_bounds;
 mod diagnostics;

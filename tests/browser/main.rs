@@ -21,6 +21,7 @@ mod compare;
 mod draw;
 mod engines;
 mod h2;
+mod liveness;
 mod matrix;
 mod proxy;
 mod record;

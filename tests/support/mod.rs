@@ -387,18 +387,21 @@ impl Streaming {
         }
     }
 
-    /// The next event of the SSE stream, skipping `retry:` and comments.
+    /// The next event of the SSE stream, skipping `retry:`, comments and heartbeats.
     pub async fn next_sse_event(&mut self, within: Duration) -> Option<(SseMessage, WireEvent)> {
         loop {
             let msg = self.next_sse(within).await?;
-            if let Some(data) = &msg.data {
+            if let Some(data) = &msg.data
+                && !pushpoll::wire::is_heartbeat(data.as_bytes())
+            {
                 let event = serde_json::from_str(data).expect("event json");
                 return Some((msg, event));
             }
         }
     }
 
-    /// The next `<script>parent.pushpoll(EVENT)</script>` of an iframe stream.
+    /// The next `<script>parent.pushpoll(EVENT)</script>` of an iframe stream (heartbeats
+    /// skipped).
     pub async fn next_iframe_event(&mut self, within: Duration) -> Option<WireEvent> {
         use pushpoll::wire::{IFRAME_CALL_CLOSE as CLOSE, IFRAME_CALL_OPEN as OPEN};
         loop {
@@ -407,6 +410,9 @@ impl Streaming {
             {
                 let json = self.buf[start + OPEN.len()..start + len].to_vec();
                 self.buf.drain(..start + len + CLOSE.len());
+                if pushpoll::wire::is_heartbeat(&json) {
+                    continue;
+                }
                 return Some(serde_json::from_slice(&json).expect("iframe event json"));
             }
             if !self.fill(within).await {
@@ -710,6 +716,11 @@ impl Subscriber {
                 Subscriber::Socket(ws) => {
                     use tokio_tungstenite::tungstenite::Message;
                     match tokio::time::timeout(left, ws.next()).await {
+                        Ok(Some(Ok(Message::Text(text))))
+                            if pushpoll::wire::is_heartbeat(text.as_bytes()) =>
+                        {
+                            continue;
+                        }
                         Ok(Some(Ok(Message::Text(text)))) => {
                             let value: serde_json::Value = serde_json::from_str(&text).unwrap();
                             assert_ne!(value["type"], "error", "unexpected error event {value}");

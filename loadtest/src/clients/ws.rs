@@ -51,6 +51,9 @@ pub async fn session_at(ctx: &Ctx, client: &mut Client, path: &str) -> anyhow::R
                 }
             };
             match incoming {
+                // The heartbeat (`{"heartbeat":MS}`) is no event; the decoders of the
+                // streams skip it the same way (`pushpoll::wire`).
+                Incoming::Text(text) if pushpoll::wire::is_heartbeat(text.as_bytes()) => {}
                 Incoming::Text(text) => client.on_text(ctx, &text),
                 Incoming::Binary(_) => {}
                 Incoming::Ping(payload) => {
