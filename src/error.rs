@@ -104,6 +104,46 @@ impl ApiError {
         }
     }
 
+    /// Every code a client can get: [`ApiError::code`]'s, the rule codes of
+    /// [`ApiError::Invalid`] and the chat's and the canvas's refusals, and those only a
+    /// WebSocket `error` event carries (`bad_frame`, `unknown_type`, `read_only`). The pages
+    /// get this list as `ERROR_CODES` (`src/facts.rs`); `tests/facts.rs` checks docs/API.md
+    /// names each one.
+    pub const CODES: [&'static str; 32] = [
+        "not_found",
+        "unknown_feed",
+        "bad_request",
+        "bad_cursor",
+        "bad_json",
+        "invalid_nick",
+        "invalid_room",
+        "invalid_text",
+        "invalid_tag",
+        "invalid_stroke",
+        "too_large",
+        "body_timeout",
+        "unauthorized",
+        "nick_taken",
+        "unknown_user",
+        "rate_limited",
+        "method_not_allowed",
+        "upgrade_required",
+        "forbidden_origin",
+        "operator_only",
+        "unknown_host",
+        "overloaded",
+        "too_many_connections",
+        "too_many_requests",
+        "too_many_sessions",
+        "transport_refused",
+        "internal",
+        "shutting_down",
+        "store_unavailable",
+        "bad_frame",
+        "unknown_type",
+        "read_only",
+    ];
+
     /// The stable, machine-readable name of the error.
     pub fn code(&self) -> &'static str {
         match self {

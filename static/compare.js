@@ -24,6 +24,7 @@ import {
   transportTitle,
 } from '/static/util.js';
 import { connect, POLL_INTERVAL, TRANSPORTS } from '/static/clients/index.js';
+import { H2_MAX_STREAMS } from '/static/facts.js';
 import { createClock } from '/static/clock.js';
 
 const RATE_WINDOW_MS = 10_000;
@@ -42,9 +43,9 @@ const QUEUED_MS = 250;
 const HAS_ALIAS = ['localhost', '127.0.0.1', '[::1]'].includes(location.hostname);
 const SECURE = location.protocol === 'https:';
 const ONE_ORIGIN = SECURE || !HAS_ALIAS || new URLSearchParams(location.search).has('one-origin');
-// The server's SETTINGS_MAX_CONCURRENT_STREAMS (src/listener.rs, MAX_H2_STREAMS): the
-// HTTP/2 counterpart of the six.
-const H2_STREAMS = 32;
+// The server's SETTINGS_MAX_CONCURRENT_STREAMS (facts.js, from src/listener.rs
+// MAX_H2_STREAMS): the HTTP/2 counterpart of the six.
+const H2_STREAMS = H2_MAX_STREAMS;
 // How often the panel reads the server's record of each lane's newest request.
 const PROTOCOL_READ_MS = 5000;
 const PAGE_ORIGIN = location.origin;

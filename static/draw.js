@@ -21,13 +21,15 @@
 // Received strokes are drawn with canvas calls only, after checking every field the way the
 // server does; anything else is counted as refused and not drawn.
 
+import { LIMITS } from '/static/facts.js';
 import { fetchJson, plural, utf8Length } from '/static/util.js';
 import { connect, TRANSPORTS, wsFrameBytes } from '/static/clients/index.js';
 
-const COORD_MAX = 1000;
-const MAX_POINTS = 64;
-const MAX_STROKES = 16;
-const WIDTH = { min: 1, max: 20 };
+// The server's rules for a stroke (src/feed/draw.rs, through facts.js).
+const COORD_MAX = LIMITS.drawMaxCoord;
+const MAX_POINTS = LIMITS.drawMaxPoints;
+const MAX_STROKES = LIMITS.drawMaxStrokes;
+const WIDTH = LIMITS.drawWidth;
 const SEND_EVERY_MS = 100;
 /** Strokes waiting to be sent beyond this are dropped (and counted): a page never hoards. */
 const MAX_WAITING = 4 * MAX_STROKES;
@@ -76,6 +78,8 @@ export function createDraw(root, { transport }) {
   const ctx = canvas.getContext('2d');
   const colorInput = root.querySelector('#draw-color');
   const widthInput = root.querySelector('#draw-width');
+  widthInput.min = String(WIDTH.min);
+  widthInput.max = String(WIDTH.max);
   const select = root.querySelector('#draw-transport');
   const figures = {
     sends: 0,

@@ -90,8 +90,8 @@ pub struct SoakArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkloadArgs {
-    /// clock or chat.
-    #[arg(long, default_value = "chat")]
+    /// The feed the subscribers follow.
+    #[arg(long, default_value = "chat", value_parser = feed_names())]
     pub feed: String,
     /// Subscribers.
     #[arg(long, default_value_t = 200)]
@@ -186,4 +186,9 @@ pub struct PeerArgs {
 pub struct PeersArgs {
     /// The directory scripts/bench-peers.sh wrote (runs/LABEL/TRANSPORT-N/, wrk/LABEL/).
     pub dir: std::path::PathBuf,
+}
+
+/// `--feed`'s values: the server's feed names, so `--help` lists them from `names.rs`.
+fn feed_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(pushpoll::names::FeedName::ALL.map(|f| f.as_str()))
 }
