@@ -62,6 +62,14 @@ fn limits() -> Value {
     })
 }
 
+/// `{"a":"a","b":"b"}`: each name under itself.
+fn by_name(all: &[&str]) -> Value {
+    all.iter()
+        .map(|c| (c.to_string(), json!(c)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// What `/static/facts.js` exports, name by name.
 fn exports() -> Vec<(&'static str, Value)> {
     let names = |all: &[&'static str]| json!(all);
@@ -71,6 +79,10 @@ fn exports() -> Vec<(&'static str, Value)> {
             names(&Transport::ALL.map(Transport::as_str)),
         ),
         ("FEEDS", names(&FeedName::ALL.map(FeedName::as_str))),
+        // By name, for a page's own subset (`TRANSPORT.sse`): a typo is `undefined`, and no
+        // list is spelled twice.
+        ("TRANSPORT", by_name(&Transport::ALL.map(Transport::as_str))),
+        ("FEED", by_name(&FeedName::ALL.map(FeedName::as_str))),
         (
             "EVENT_KINDS",
             FeedName::ALL
@@ -80,14 +92,7 @@ fn exports() -> Vec<(&'static str, Value)> {
                 .into(),
         ),
         ("ALL_EVENT_KINDS", names(&EventBody::KINDS)),
-        (
-            "ERROR_CODES",
-            ApiError::CODES
-                .iter()
-                .map(|c| (c.to_string(), json!(c)))
-                .collect::<serde_json::Map<_, _>>()
-                .into(),
-        ),
+        ("ERROR_CODES", by_name(&ApiError::CODES)),
         ("LIMITS", limits()),
         ("H2_MAX_STREAMS", json!(MAX_H2_STREAMS)),
     ]

@@ -24,7 +24,7 @@ import {
   transportTitle,
 } from '/static/util.js';
 import { connect, POLL_INTERVAL, TRANSPORTS } from '/static/clients/index.js';
-import { H2_MAX_STREAMS } from '/static/facts.js';
+import { H2_MAX_STREAMS, TRANSPORT } from '/static/facts.js';
 import { createClock } from '/static/clock.js';
 
 const RATE_WINDOW_MS = 10_000;
@@ -55,7 +55,7 @@ const ALIAS_ORIGIN = (() => {
 })();
 // The transports that hold HTTP connections and may leave the page's origin. The iframe
 // may not: its scripts call parent.pushpoll, which needs the same origin.
-const ON_ALIAS = new Set(['sse', 'longpoll']);
+const ON_ALIAS = new Set([TRANSPORT.sse, TRANSPORT.longpoll]);
 const originOf = (transport) =>
   !ONE_ORIGIN && ON_ALIAS.has(transport) ? ALIAS_ORIGIN : PAGE_ORIGIN;
 // The phases (see clients/index.js) in which a client holds a connection or waits for one (a
