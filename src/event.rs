@@ -251,13 +251,37 @@ mod tests {
         let one_of_each = |i: usize| -> Option<EventBody> {
             let body = match i {
                 0 => EventBody::Tick { time: s() },
-                1 => EventBody::Message { room: s(), from: s(), text: s() },
-                2 => EventBody::Whisper { from: s(), to: s(), text: s() },
-                3 => EventBody::Join { room: s(), nick: s() },
-                4 => EventBody::Leave { room: s(), nick: s() },
-                5 => EventBody::Rename { from: s(), nick: s() },
-                6 => EventBody::Gap { after: 0, resumed_from: 0 },
-                7 => EventBody::Stroke { color: s(), width: 1, points: vec![] },
+                1 => EventBody::Message {
+                    room: s(),
+                    from: s(),
+                    text: s(),
+                },
+                2 => EventBody::Whisper {
+                    from: s(),
+                    to: s(),
+                    text: s(),
+                },
+                3 => EventBody::Join {
+                    room: s(),
+                    nick: s(),
+                },
+                4 => EventBody::Leave {
+                    room: s(),
+                    nick: s(),
+                },
+                5 => EventBody::Rename {
+                    from: s(),
+                    nick: s(),
+                },
+                6 => EventBody::Gap {
+                    after: 0,
+                    resumed_from: 0,
+                },
+                7 => EventBody::Stroke {
+                    color: s(),
+                    width: 1,
+                    points: vec![],
+                },
                 _ => return None,
             };
             match &body {

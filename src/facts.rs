@@ -74,10 +74,7 @@ fn by_name(all: &[&str]) -> Value {
 fn exports() -> Vec<(&'static str, Value)> {
     let names = |all: &[&'static str]| json!(all);
     vec![
-        (
-            "TRANSPORTS",
-            names(&Transport::ALL.map(Transport::as_str)),
-        ),
+        ("TRANSPORTS", names(&Transport::ALL.map(Transport::as_str))),
         ("FEEDS", names(&FeedName::ALL.map(FeedName::as_str))),
         // By name, for a page's own subset (`TRANSPORT.sse`): a typo is `undefined`, and no
         // list is spelled twice.
@@ -238,6 +235,8 @@ mod tests {
         assert!(js.contains(r#"export const FEEDS = freeze(["clock","chat","draw"]);"#));
         assert!(js.contains(r#""sse":"#) || js.contains(r#"["poll","longpoll""#));
         assert!(js.contains(r#""draw":["stroke","gap"]"#), "{js}");
-        assert!(js.contains(&format!("export const H2_MAX_STREAMS = freeze({MAX_H2_STREAMS});")));
+        assert!(js.contains(&format!(
+            "export const H2_MAX_STREAMS = freeze({MAX_H2_STREAMS});"
+        )));
     }
 }

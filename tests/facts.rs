@@ -210,10 +210,7 @@ fn the_limits_table_states_each_flags_default() {
         let [_, _, flag, default, ..] = cells.as_slice() else {
             continue;
         };
-        let Some(flag) = flag
-            .strip_prefix("`--")
-            .and_then(|f| f.strip_suffix('`'))
-        else {
+        let Some(flag) = flag.strip_prefix("`--").and_then(|f| f.strip_suffix('`')) else {
             continue;
         };
         let Some(code) = facts::flag_default(flag) else {
@@ -227,10 +224,15 @@ fn the_limits_table_states_each_flags_default() {
             .unwrap_or_default();
         let facts_text = facts::text(&format!("default:{flag}")).unwrap_or_default();
         if !(squeeze(default).contains(&squeeze(&facts_text)) || stated.starts_with(&code)) {
-            wrong.push(format!("--{flag}: the table says {default:?}, the code {code:?}"));
+            wrong.push(format!(
+                "--{flag}: the table says {default:?}, the code {code:?}"
+            ));
         }
     }
-    assert!(checked >= 10, "only {checked} rows with a flag and a default");
+    assert!(
+        checked >= 10,
+        "only {checked} rows with a flag and a default"
+    );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
@@ -250,7 +252,10 @@ fn the_generated_module_exports_what_the_pages_import() {
     let mut missing = Vec::new();
     for path in files(&root().join("static"), ".js") {
         let source = fs::read_to_string(&path).unwrap();
-        for line in source.lines().filter(|l| l.contains("from '/static/facts.js'")) {
+        for line in source
+            .lines()
+            .filter(|l| l.contains("from '/static/facts.js'"))
+        {
             let names = line
                 .split_once('{')
                 .and_then(|(_, r)| r.split_once('}'))
