@@ -156,7 +156,12 @@ async fn pages_and_static_files_are_served_with_a_strict_policy() {
 #[tokio::test]
 async fn the_facts_module_is_served_as_javascript_and_pages_carry_the_facts_filled_in() {
     let app = spawn_app(&[]).await;
-    let res = app.http.get(app.url("/static/facts.js")).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.url("/static/facts.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.headers()["content-type"],
