@@ -78,8 +78,8 @@ pub struct Config {
     )]
     pub allow_origin: Vec<String>,
 
-    /// Refuse a transport (poll, longpoll, iframe, sse, ws) with `503`, to watch clients fall
-    /// back to another. Repeatable, or comma-separated.
+    /// Refuse a transport with `503`, to watch clients fall back to another. Repeatable, or
+    /// comma-separated.
     #[arg(long, env = "PUSHPOLL_REFUSE", value_delimiter = ',', value_enum)]
     pub refuse: Vec<Transport>,
 

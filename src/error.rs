@@ -10,7 +10,7 @@ use serde::Serialize;
 pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
-    #[error("unknown feed {0:?}: the feeds are clock, chat and draw")]
+    #[error("unknown feed {0:?}: the feeds are {feeds}", feeds = feed_names())]
     UnknownFeed(String),
     #[error("{0}")]
     BadRequest(String),
@@ -72,6 +72,11 @@ pub enum ApiError {
     /// The cluster's Redis is unreachable or too slow (see `ChatError::Unavailable`).
     #[error("the chat's store (Redis) is unavailable; retry in {retry_after} s")]
     StoreUnavailable { retry_after: u64 },
+}
+
+/// `clock, chat, draw`: the feeds, for the message of [`ApiError::UnknownFeed`].
+fn feed_names() -> String {
+    crate::names::FeedName::ALL.map(|f| f.as_str()).join(", ")
 }
 
 impl ApiError {

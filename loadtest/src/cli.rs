@@ -19,7 +19,8 @@ pub struct Opts {
 pub enum Command {
     /// Measure one transport.
     Run {
-        /// poll, longpoll, iframe, sse or ws.
+        /// The transport to measure, by its name in the server's URLs (an unknown name is
+        /// refused with the list of known ones).
         #[arg(long, value_parser = str::parse::<Transport>)]
         transport: Transport,
         #[command(flatten)]
