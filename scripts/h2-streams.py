@@ -114,6 +114,9 @@ def slope(points):
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
 
 
+LOADAVG_AT_START = open("/proc/loadavg").read().split()[:3]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/pushpoll")
@@ -121,6 +124,8 @@ def main():
     ap.add_argument("--streams", default="1,25,50,75,100", help="streams per connection, comma-separated")
     ap.add_argument("--settle", type=float, default=2.0)
     ap.add_argument("--out", default="results/h2-streams")
+    ap.add_argument("--cap", type=int, default=100, help="the server's MAX_H2_STREAMS, for the README")
+    ap.add_argument("--per-peer", type=int, default=128, help="--max-requests-per-peer's default, for the README")
     a = ap.parse_args()
     per = [int(x) for x in a.streams.split(",")]
     points, slopes = [], {}
@@ -145,6 +150,8 @@ def main():
             "curl": subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
         },
         "binary": a.bin,
+        "loadavg_at_start": LOADAVG_AT_START,
+        "max_h2_streams": a.cap,
         "bytes_per_stream": slopes,
         "kib_per_stream": {k: round(v / 1024, 1) for k, v in slopes.items()},
         "incomplete_points": len(incomplete),
@@ -173,8 +180,23 @@ stream is the least-squares slope of RSS over held streams, so a connection's ow
 | kind | connections | streams per connection | streams held | RSS (MiB) |
 |---|---|---|---|---|
 {rows}
-""")
+""" + decision(slopes, a.cap, a.per_peer))
     print(json.dumps({"bytes_per_stream": slopes, "incomplete_points": len(incomplete)}))
+
+
+def decision(slopes, cap, per_peer):
+    """What the cap costs at most, from the measured slopes, for the README."""
+    worst = max(slopes, key=slopes.get)
+    return f"""
+## What it means for SETTINGS_MAX_CONCURRENT_STREAMS
+
+The server advertises {cap} streams per connection (`MAX_H2_STREAMS`, src/listener.rs), RFC 9113
+§6.5.2's recommended minimum. At the dearest kind measured ({worst}), one connection's full set
+of held streams costs about {slopes[worst] * cap / 1048576:.2f} MiB. The cap does not widen what one
+client can hold: every stream is a request in flight, and `--max-requests-per-peer` (default
+{per_peer}) bounds those over all of a peer's connections, about
+{slopes[worst] * per_peer / 1048576:.2f} MiB of held streams at that cost.
+"""
 
 
 if __name__ == "__main__":
