@@ -240,4 +240,45 @@ mod tests {
         assert_eq!(body["error"]["code"], "unknown_feed");
         assert!(body["error"]["message"].as_str().unwrap().contains("news"));
     }
+
+    #[test]
+    fn every_variants_code_is_in_codes() {
+        let s = String::new;
+        let all = [
+            ApiError::NotFound(s()),
+            ApiError::UnknownFeed(s()),
+            ApiError::BadRequest(s()),
+            ApiError::BadCursor(s()),
+            ApiError::BadJson(s()),
+            ApiError::BodyTimeout,
+            ApiError::TooLarge(0),
+            ApiError::Unauthorized,
+            ApiError::NickTaken(s()),
+            ApiError::UnknownUser(s()),
+            ApiError::RateLimited {
+                what: "",
+                retry_after: 1,
+            },
+            ApiError::TooManySessions(0),
+            ApiError::MethodNotAllowed(s()),
+            ApiError::UpgradeRequired(s()),
+            ApiError::UnknownHost(s()),
+            ApiError::ForbiddenOrigin(s()),
+            ApiError::OperatorOnly(s()),
+            ApiError::Overloaded(0),
+            ApiError::PeerOverloaded(0),
+            ApiError::TooManyRequests(0),
+            ApiError::TransportRefused(""),
+            ApiError::Internal(anyhow::anyhow!("x")),
+            ApiError::ShuttingDown,
+            ApiError::StoreUnavailable { retry_after: 1 },
+        ];
+        for e in &all {
+            assert!(
+                ApiError::CODES.contains(&e.code()),
+                "{} is not in CODES",
+                e.code()
+            );
+        }
+    }
 }

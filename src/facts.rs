@@ -233,7 +233,8 @@ mod tests {
     fn the_module_exports_every_feed_kind_and_the_stream_cap() {
         let js = module();
         assert!(js.contains(r#"export const FEEDS = freeze(["clock","chat","draw"]);"#));
-        assert!(js.contains(r#""sse":"#) || js.contains(r#"["poll","longpoll""#));
+        let transports = serde_json::to_string(&Transport::ALL.map(Transport::as_str)).unwrap();
+        assert!(js.contains(&format!("export const TRANSPORTS = freeze({transports});")));
         assert!(js.contains(r#""draw":["stroke","gap"]"#), "{js}");
         assert!(js.contains(&format!(
             "export const H2_MAX_STREAMS = freeze({MAX_H2_STREAMS});"
