@@ -53,6 +53,9 @@ cargo build --workspace --locked
 echo "==> architecture (no import cycle between top-level modules; transport names in src/names.rs only)"
 cargo test --locked -p pushpoll --test architecture
 
+echo "==> facts (shared lists defined once in Rust; no hand copies in pages or the load tester; fact markers current)"
+cargo test --locked -p pushpoll --test facts
+
 echo "==> unit tests"
 cargo test --workspace --locked --lib --bins
 
