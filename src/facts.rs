@@ -170,7 +170,8 @@ pub struct Marker<'a> {
     pub text: std::ops::Range<usize>,
 }
 
-/// The markers of `page`, in order; a marker without its closing tag ends the scan.
+/// The markers of `page`, in order; a marker without its closing tag ends the scan, and an
+/// opening whose name is not lower case (`<!--fact:NAME-->` in prose) is not a marker.
 pub fn markers(page: &str) -> Vec<Marker<'_>> {
     let mut found = Vec::new();
     let mut from = 0;
@@ -179,12 +180,23 @@ pub fn markers(page: &str) -> Vec<Marker<'_>> {
         let Some(name_end) = page[name_start..].find("-->").map(|i| name_start + i) else {
             break;
         };
+        let name = &page[name_start..name_end];
+        // Fact names are lower case (`default:send-timeout`): `<!--fact:NAME-->` in prose
+        // that describes the syntax is not a marker.
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-:_".contains(&b))
+        {
+            from = name_start;
+            continue;
+        }
         let text_start = name_end + 3;
         let Some(text_end) = page[text_start..].find(CLOSE).map(|i| text_start + i) else {
             break;
         };
         found.push(Marker {
-            name: &page[name_start..name_end],
+            name,
             text: text_start..text_end,
         });
         from = text_end + CLOSE.len();
@@ -224,6 +236,9 @@ mod tests {
             )
         );
         assert_eq!(text("event-kinds:draw").as_deref(), Some("stroke or gap"));
+        let prose = "write `<!--fact:NAME-->TEXT<!--/fact-->` for <!--fact:feeds-->x<!--/fact-->";
+        assert_eq!(markers(prose).len(), 1);
+        assert_eq!(markers(prose)[0].name, "feeds");
         assert_eq!(text("default:send-timeout").as_deref(), Some("30 s"));
         assert_eq!(text("default:max-connections").as_deref(), Some("20000"));
         assert_eq!(text("default:no-such-flag"), None);
