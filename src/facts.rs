@@ -117,6 +117,19 @@ fn words(items: &[&str]) -> String {
     }
 }
 
+/// `4,096`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 /// A flag's default as `--help` shows it (`20000`, `10s`), or `None` for a flag without one.
 pub fn flag_default(flag: &str) -> Option<String> {
     let command = Config::command();
@@ -143,7 +156,7 @@ fn spaced_duration(default: &str) -> String {
 
 /// The text a `<!--fact:NAME-->` marker stands for, or `None` for a name that is none.
 /// Names: `transports`, `feeds` (`clock, chat or draw`), `event-kinds:FEED`,
-/// `h2-max-streams`, `default:FLAG` (a server flag's default, `10 s` for durations).
+/// `h2-max-streams`, `draw-kept` and `draw-live` (strokes kept; the live ring), `default:FLAG` (a server flag's default, `10 s` for durations).
 pub fn text(name: &str) -> Option<String> {
     if let Some(feed) = name.strip_prefix("event-kinds:") {
         return Some(words(&event_kinds(FeedName::parse(feed)?)));
@@ -155,6 +168,8 @@ pub fn text(name: &str) -> Option<String> {
         "transports" => words(&Transport::ALL.map(Transport::as_str)),
         "feeds" => words(&FeedName::ALL.map(FeedName::as_str)),
         "h2-max-streams" => MAX_H2_STREAMS.to_string(),
+        "draw-kept" => thousands(draw::WINDOW),
+        "draw-live" => thousands(draw::LAG),
         _ => return None,
     })
 }
@@ -242,6 +257,9 @@ mod tests {
         assert_eq!(text("default:send-timeout").as_deref(), Some("30 s"));
         assert_eq!(text("default:max-connections").as_deref(), Some("20000"));
         assert_eq!(text("default:no-such-flag"), None);
+        assert_eq!(thousands(4096), "4,096");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(999), "999");
     }
 
     #[test]

@@ -22,7 +22,7 @@
 // server does; anything else is counted as refused and not drawn.
 
 import { LIMITS } from '/static/facts.js';
-import { fetchJson, plural, utf8Length } from '/static/util.js';
+import { el, fetchJson, plural, transportName, utf8Length } from '/static/util.js';
 import { connect, TRANSPORTS, wsFrameBytes } from '/static/clients/index.js';
 
 // The server's rules for a stroke (src/feed/draw.rs, through facts.js).
@@ -81,6 +81,12 @@ export function createDraw(root, { transport }) {
   widthInput.min = String(WIDTH.min);
   widthInput.max = String(WIDTH.max);
   const select = root.querySelector('#draw-transport');
+  // One option per transport the server has (facts.js), named as the pages name them.
+  for (const t of TRANSPORTS) {
+    const option = el('option', null, transportName(t));
+    option.value = t;
+    select.append(option);
+  }
   const figures = {
     sends: 0,
     strokesSent: 0,
@@ -127,7 +133,7 @@ export function createDraw(root, { transport }) {
   const handlers = {
     onEvent(event) {
       if (event.type === 'gap') {
-        status(`Strokes before id ${event.resumed_from} are no longer kept (the server keeps the last 4,096).`);
+        status(`Strokes before id ${event.resumed_from} are no longer kept (the server keeps the last ${LIMITS.drawKept.toLocaleString('en')}).`);
         return;
       }
       if (event.type !== 'stroke') return;
