@@ -58,6 +58,9 @@ cargo test --locked -p pushpoll --test architecture
 echo "==> figures are data (every figure marker is its committed result; no measurement typed outside one)"
 cargo test --locked -p pushpoll --test figures
 
+echo "==> facts (shared lists defined once in Rust; no hand copies in pages or the load tester; fact markers current)"
+cargo test --locked -p pushpoll --test facts
+
 echo "==> unit tests"
 cargo test --workspace --locked --lib --bins
 

@@ -12,6 +12,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use crate::error::ApiError;
+use crate::facts;
+
+/// The generated module of shared lists and limits (not a file: `facts::module` builds it).
+pub const FACTS_JS: &str = "static/facts.js";
+
+static FACTS_MODULE: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(facts::module()));
 
 pub struct Asset {
     /// Path relative to the repository root, e.g. `demos/sse.html`.
@@ -130,8 +136,14 @@ fn url_of(path: &str) -> String {
     }
 }
 
-/// Expands the page's includes; the link to `url` itself is marked `aria-current="page"`.
+/// Expands the page's includes, then fills its `<!--fact:…-->` markers from the code
+/// ([`facts::fill`]); the link to `url` itself is marked `aria-current="page"`.
 fn expand(page: &str, url: String) -> String {
+    facts::fill(&include_fragments(page, url))
+}
+
+/// The page with its `<!-- include _NAME.html -->` lines replaced by the fragments.
+fn include_fragments(page: &str, url: String) -> String {
     let mut out = String::with_capacity(page.len() * 2);
     let mut rest = page;
     while let Some(start) = rest.find(INCLUDE) {
@@ -175,14 +187,18 @@ fn is_fragment(path: &str) -> bool {
 }
 
 fn serve(path: &str) -> Result<Response, ApiError> {
-    let asset = ASSETS
-        .iter()
-        .find(|a| a.path == path && !is_fragment(a.path))
-        .ok_or_else(|| ApiError::NotFound(format!("no page or file at /{path}")))?;
-    let body = PAGES
-        .get(asset.path)
-        .cloned()
-        .unwrap_or_else(|| Bytes::from_static(asset.body));
+    let body = if path == FACTS_JS {
+        FACTS_MODULE.clone()
+    } else {
+        let asset = ASSETS
+            .iter()
+            .find(|a| a.path == path && !is_fragment(a.path))
+            .ok_or_else(|| ApiError::NotFound(format!("no page or file at /{path}")))?;
+        PAGES
+            .get(asset.path)
+            .cloned()
+            .unwrap_or_else(|| Bytes::from_static(asset.body))
+    };
     Ok((
         [
             (

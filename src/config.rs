@@ -47,7 +47,7 @@ pub struct Config {
     pub history: u64,
 
     /// Chat messages one session may send per 10 s; past it, `429` (or an `error` event).
-    #[arg(long, env = "PUSHPOLL_RATE_LIMIT", default_value_t = 20,
+    #[arg(long, env = "PUSHPOLL_RATE_LIMIT", default_value_t = crate::chat::session::RATE_LIMIT as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub rate_limit: u64,
 
@@ -55,7 +55,7 @@ pub struct Config {
     /// its event's JSON (the id counted as one digit); past it, `429` (or an `error` event).
     /// At least 16384, above the largest event (2000 characters escaped to 6 bytes each, plus
     /// its names).
-    #[arg(long, env = "PUSHPOLL_RATE_LIMIT_BYTES", default_value_t = 32_768,
+    #[arg(long, env = "PUSHPOLL_RATE_LIMIT_BYTES", default_value_t = crate::chat::session::RATE_LIMIT_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(16_384..=1_073_741_824))]
     pub rate_limit_bytes: u64,
 
@@ -78,8 +78,8 @@ pub struct Config {
     )]
     pub allow_origin: Vec<String>,
 
-    /// Refuse a transport (poll, longpoll, iframe, sse, ws) with `503`, to watch clients fall
-    /// back to another. Repeatable, or comma-separated.
+    /// Refuse a transport with `503`, to watch clients fall back to another. Repeatable, or
+    /// comma-separated.
     #[arg(long, env = "PUSHPOLL_REFUSE", value_delimiter = ',', value_enum)]
     pub refuse: Vec<Transport>,
 

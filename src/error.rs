@@ -10,7 +10,7 @@ use serde::Serialize;
 pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
-    #[error("unknown feed {0:?}: the feeds are clock, chat and draw")]
+    #[error("unknown feed {0:?}: the feeds are {feeds}", feeds = feed_names())]
     UnknownFeed(String),
     #[error("{0}")]
     BadRequest(String),
@@ -74,6 +74,11 @@ pub enum ApiError {
     StoreUnavailable { retry_after: u64 },
 }
 
+/// `clock, chat, draw`: the feeds, for the message of [`ApiError::UnknownFeed`].
+fn feed_names() -> String {
+    crate::names::FeedName::ALL.map(|f| f.as_str()).join(", ")
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -103,6 +108,46 @@ impl ApiError {
             }
         }
     }
+
+    /// Every code a client can get: [`ApiError::code`]'s, the rule codes of
+    /// [`ApiError::Invalid`] and the chat's and the canvas's refusals, and those only a
+    /// WebSocket `error` event carries (`bad_frame`, `unknown_type`, `read_only`). The pages
+    /// get this list as `ERROR_CODES` (`src/facts.rs`); `tests/facts.rs` checks docs/API.md
+    /// names each one.
+    pub const CODES: [&'static str; 32] = [
+        "not_found",
+        "unknown_feed",
+        "bad_request",
+        "bad_cursor",
+        "bad_json",
+        "invalid_nick",
+        "invalid_room",
+        "invalid_text",
+        "invalid_tag",
+        "invalid_stroke",
+        "too_large",
+        "body_timeout",
+        "unauthorized",
+        "nick_taken",
+        "unknown_user",
+        "rate_limited",
+        "method_not_allowed",
+        "upgrade_required",
+        "forbidden_origin",
+        "operator_only",
+        "unknown_host",
+        "overloaded",
+        "too_many_connections",
+        "too_many_requests",
+        "too_many_sessions",
+        "transport_refused",
+        "internal",
+        "shutting_down",
+        "store_unavailable",
+        "bad_frame",
+        "unknown_type",
+        "read_only",
+    ];
 
     /// The stable, machine-readable name of the error.
     pub fn code(&self) -> &'static str {
@@ -194,5 +239,46 @@ mod tests {
             serde_json::from_str(&ApiError::UnknownFeed("news".into()).body()).unwrap();
         assert_eq!(body["error"]["code"], "unknown_feed");
         assert!(body["error"]["message"].as_str().unwrap().contains("news"));
+    }
+
+    #[test]
+    fn every_variants_code_is_in_codes() {
+        let s = String::new;
+        let all = [
+            ApiError::NotFound(s()),
+            ApiError::UnknownFeed(s()),
+            ApiError::BadRequest(s()),
+            ApiError::BadCursor(s()),
+            ApiError::BadJson(s()),
+            ApiError::BodyTimeout,
+            ApiError::TooLarge(0),
+            ApiError::Unauthorized,
+            ApiError::NickTaken(s()),
+            ApiError::UnknownUser(s()),
+            ApiError::RateLimited {
+                what: "",
+                retry_after: 1,
+            },
+            ApiError::TooManySessions(0),
+            ApiError::MethodNotAllowed(s()),
+            ApiError::UpgradeRequired(s()),
+            ApiError::UnknownHost(s()),
+            ApiError::ForbiddenOrigin(s()),
+            ApiError::OperatorOnly(s()),
+            ApiError::Overloaded(0),
+            ApiError::PeerOverloaded(0),
+            ApiError::TooManyRequests(0),
+            ApiError::TransportRefused(""),
+            ApiError::Internal(anyhow::anyhow!("x")),
+            ApiError::ShuttingDown,
+            ApiError::StoreUnavailable { retry_after: 1 },
+        ];
+        for e in &all {
+            assert!(
+                ApiError::CODES.contains(&e.code()),
+                "{} is not in CODES",
+                e.code()
+            );
+        }
     }
 }

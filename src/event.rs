@@ -60,6 +60,12 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// Every value [`EventBody::kind`] returns, in the order of the variants: the one list of
+    /// event names (the pages' SSE listeners and `type` checks come from it via `facts`).
+    pub const KINDS: [&'static str; 8] = [
+        "tick", "message", "whisper", "join", "leave", "rename", "gap", "stroke",
+    ];
+
     /// The value of the `type` field: also the SSE `event:` name.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -236,6 +242,62 @@ pub fn escape_for_script(json: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_lists_every_variant_once_in_order() {
+        let s = String::new;
+        // One of each variant; a new variant breaks this match until it is added here and
+        // to `KINDS`.
+        let one_of_each = |i: usize| -> Option<EventBody> {
+            let body = match i {
+                0 => EventBody::Tick { time: s() },
+                1 => EventBody::Message {
+                    room: s(),
+                    from: s(),
+                    text: s(),
+                },
+                2 => EventBody::Whisper {
+                    from: s(),
+                    to: s(),
+                    text: s(),
+                },
+                3 => EventBody::Join {
+                    room: s(),
+                    nick: s(),
+                },
+                4 => EventBody::Leave {
+                    room: s(),
+                    nick: s(),
+                },
+                5 => EventBody::Rename {
+                    from: s(),
+                    nick: s(),
+                },
+                6 => EventBody::Gap {
+                    after: 0,
+                    resumed_from: 0,
+                },
+                7 => EventBody::Stroke {
+                    color: s(),
+                    width: 1,
+                    points: vec![],
+                },
+                _ => return None,
+            };
+            match &body {
+                EventBody::Tick { .. }
+                | EventBody::Message { .. }
+                | EventBody::Whisper { .. }
+                | EventBody::Join { .. }
+                | EventBody::Leave { .. }
+                | EventBody::Rename { .. }
+                | EventBody::Gap { .. }
+                | EventBody::Stroke { .. } => Some(body),
+            }
+        };
+        let kinds: Vec<&str> = (0..).map_while(one_of_each).map(|b| b.kind()).collect();
+        assert_eq!(kinds, EventBody::KINDS);
+    }
 
     fn escaped(s: &str) -> String {
         let json = serde_json::to_vec(s).unwrap();

@@ -39,7 +39,8 @@
 //!   the core but never each other: `api` (the chat's HTTP API), [`transport`] (one file
 //!   per transport, each a thin adapter answering "events after cursor X"), [`diag`] (the
 //!   tagged requests' wire record and kill switch), `draw` (`POST /api/draw`), `assets`
-//!   (the embedded pages), `results` (the measured results, served).
+//!   (the embedded pages, with [`facts`]: the lists and limits the pages share, served as
+//!   `/static/facts.js` and filled into `<!--fact:…-->` markers), `results` (the measured results, served).
 //! - **Router**: `app`, which routes paths to handlers; nothing imports it but [`run`].
 //! - [`run`]: serve until a shutdown signal, then end every stream and socket within 5 s.
 //! - Beside the layers: [`spawn`], which starts this binary as a child process and reads the
@@ -55,6 +56,7 @@ pub mod diag;
 pub(crate) mod draw;
 pub mod error;
 pub mod event;
+pub mod facts;
 pub mod feed;
 pub mod figures;
 pub mod forwarded;

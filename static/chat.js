@@ -26,6 +26,15 @@ import { serverMicros } from '/static/clock-offset.js';
 import * as api from '/static/chat/api.js';
 import { createLog } from '/static/chat/render.js';
 import { createRooms, MAX_ROOMS } from '/static/chat/rooms.js';
+import { ERROR_CODES } from '/static/facts.js';
+
+/** Refusals after which the text goes back into the box, to be sent again. */
+const KEEPS_TEXT = new Set([
+  ERROR_CODES.rate_limited,
+  ERROR_CODES.invalid_text,
+  ERROR_CODES.unknown_user,
+  ERROR_CODES.unauthorized,
+]);
 
 /** Messages replayed when a subscription starts without a cursor (server max 200). */
 const HISTORY = 50;
@@ -254,7 +263,7 @@ export function createChat(root, { transport, panel, interval, params = {}, orig
     }
     if (to && !api.NAME.test(to)) {
       status(
-        'The whisper recipient must be a nick: 1–24 letters, digits, “_”, “-” or “.”.',
+        `The whisper recipient must be a nick: ${api.NAME_RULE}.`,
         'error',
       );
       return;
@@ -282,7 +291,7 @@ export function createChat(root, { transport, panel, interval, params = {}, orig
   async function onNotice(event) {
     const code = typeof event.code === 'string' ? event.code : 'error';
     const message = typeof event.message === 'string' ? event.message : '';
-    if (['rate_limited', 'invalid_text', 'unknown_user', 'unauthorized'].includes(code)) {
+    if (KEEPS_TEXT.has(code)) {
       if (!textInput.value && lastSent) textInput.value = lastSent;
     }
     // The WebSocket error event has no Retry-After: the seconds are in its message.

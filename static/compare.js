@@ -27,6 +27,7 @@ import {
 } from '/static/util.js';
 import { connect, POLL_INTERVAL, TRANSPORTS } from '/static/clients/index.js';
 import { latencyMs, showClockOffset, withClockOffset } from '/static/clock-offset.js';
+import { H2_MAX_STREAMS, TRANSPORT } from '/static/facts.js';
 import { createClock } from '/static/clock.js';
 import { createDraw } from '/static/draw.js';
 
@@ -50,9 +51,9 @@ const ONE_ORIGIN = SECURE || !HAS_ALIAS || QUERY.has('one-origin');
 // The feed each lane shows beside the chat: the clock, or the shared canvas. Never both: a
 // third subscription per lane would put nine held connections on two origins.
 const LANE_FEED = QUERY.get('lanes') === 'draw' ? 'draw' : 'clock';
-// The server's SETTINGS_MAX_CONCURRENT_STREAMS (src/listener.rs, MAX_H2_STREAMS): the
-// HTTP/2 counterpart of the six.
-const H2_STREAMS = 32;
+// The server's SETTINGS_MAX_CONCURRENT_STREAMS (facts.js, from src/listener.rs
+// MAX_H2_STREAMS): the HTTP/2 counterpart of the six.
+const H2_STREAMS = H2_MAX_STREAMS;
 // How often the panel reads the server's record of each lane's newest request.
 const PROTOCOL_READ_MS = 5000;
 const PAGE_ORIGIN = location.origin;
@@ -62,7 +63,7 @@ const ALIAS_ORIGIN = (() => {
 })();
 // The transports that hold HTTP connections and may leave the page's origin. The iframe
 // may not: its scripts call parent.pushpoll, which needs the same origin.
-const ON_ALIAS = new Set(['sse', 'longpoll']);
+const ON_ALIAS = new Set([TRANSPORT.sse, TRANSPORT.longpoll]);
 const originOf = (transport) =>
   !ONE_ORIGIN && ON_ALIAS.has(transport) ? ALIAS_ORIGIN : PAGE_ORIGIN;
 // The phases (see clients/index.js) in which a client holds a connection or waits for one (a

@@ -21,13 +21,15 @@
 // Received strokes are drawn with canvas calls only, after checking every field the way the
 // server does; anything else is counted as refused and not drawn.
 
-import { fetchJson, plural, utf8Length } from '/static/util.js';
+import { LIMITS } from '/static/facts.js';
+import { el, fetchJson, plural, transportName, utf8Length } from '/static/util.js';
 import { connect, TRANSPORTS, wsFrameBytes } from '/static/clients/index.js';
 
-const COORD_MAX = 1000;
-const MAX_POINTS = 64;
-const MAX_STROKES = 16;
-const WIDTH = { min: 1, max: 20 };
+// The server's rules for a stroke (src/feed/draw.rs, through facts.js).
+const COORD_MAX = LIMITS.drawMaxCoord;
+const MAX_POINTS = LIMITS.drawMaxPoints;
+const MAX_STROKES = LIMITS.drawMaxStrokes;
+const WIDTH = LIMITS.drawWidth;
 const SEND_EVERY_MS = 100;
 /** Strokes waiting to be sent beyond this are dropped (and counted): a page never hoards. */
 const MAX_WAITING = 4 * MAX_STROKES;
@@ -83,7 +85,15 @@ export function createDraw(root, { transport, color, width, connectOptions = {},
   const ctx = canvas.getContext('2d');
   const colorInput = color ?? root.querySelector('#draw-color');
   const widthInput = width ?? root.querySelector('#draw-width');
+  widthInput.min = String(WIDTH.min);
+  widthInput.max = String(WIDTH.max);
   const select = root.querySelector('#draw-transport');
+  // One option per transport the server has (facts.js), named as the pages name them.
+  for (const t of select ? TRANSPORTS : []) {
+    const option = el('option', null, transportName(t));
+    option.value = t;
+    select.append(option);
+  }
   const options = { ...connectOptions };
   const figures = {
     sends: 0,
@@ -131,7 +141,7 @@ export function createDraw(root, { transport, color, width, connectOptions = {},
   const handlers = {
     onEvent(event) {
       if (event.type === 'gap') {
-        status(`Strokes before id ${event.resumed_from} are no longer kept (the server keeps the last 4,096).`);
+        status(`Strokes before id ${event.resumed_from} are no longer kept (the server keeps the last ${LIMITS.drawKept.toLocaleString('en')}).`);
         return;
       }
       if (event.type !== 'stroke') return;

@@ -11,9 +11,11 @@
 // arrives. The probe closes its connection again; the caller then connects with
 // clients/index.js's connect(transport, …).
 
-import { parseJson, wsUrl } from '/static/util.js';
+import { parseJson, TRANSPORTS, wsUrl } from '/static/util.js';
 
-export const ORDER = Object.freeze(['ws', 'sse', 'longpoll', 'poll']);
+// The pushing transports first, polling last: the server's list (poll … ws) backwards. The
+// iframe is left out: it cannot tell a buffering proxy from a quiet feed before the deadline.
+export const ORDER = Object.freeze(TRANSPORTS.filter((t) => t !== 'iframe').reverse());
 
 /**
  * The probe's cursor. The clock is a state feed: a cursor older than its latest tick gets

@@ -1,9 +1,12 @@
 // What every page module shares: the transports and their names as the pages show them,
 // element lookup and creation, JSON requests, and the formatters for bytes, times and counts.
-// A leaf: it imports nothing, and everything under static/ may import it.
+// A leaf: it imports only the generated facts.js, and everything under static/ may import it.
 
-/** The five transports, in the order every page lists them (ids as in the URLs). */
-export const TRANSPORTS = Object.freeze(['poll', 'longpoll', 'iframe', 'sse', 'ws']);
+import { TRANSPORTS } from '/static/facts.js';
+
+/** The five transports, in the order every page lists them (ids as in the URLs): the
+ * server's list (src/names.rs), served in facts.js. */
+export { TRANSPORTS };
 
 // Each transport's name as the pages write it: [at the start of a heading or cell, in a
 // sentence]. The last two are proper names and keep their capitals.

@@ -19,7 +19,8 @@ pub struct Opts {
 pub enum Command {
     /// Measure one transport.
     Run {
-        /// poll, longpoll, iframe, sse or ws.
+        /// The transport to measure, by its name in the server's URLs (an unknown name is
+        /// refused with the list of known ones).
         #[arg(long, value_parser = str::parse::<Transport>)]
         transport: Transport,
         #[command(flatten)]
@@ -90,8 +91,8 @@ pub struct SoakArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkloadArgs {
-    /// clock or chat.
-    #[arg(long, default_value = "chat")]
+    /// The feed the subscribers follow.
+    #[arg(long, default_value = "chat", value_parser = feed_names())]
     pub feed: String,
     /// Subscribers.
     #[arg(long, default_value_t = 200)]
@@ -186,4 +187,9 @@ pub struct PeerArgs {
 pub struct PeersArgs {
     /// The directory scripts/bench-peers.sh wrote (runs/LABEL/TRANSPORT-N/, wrk/LABEL/).
     pub dir: std::path::PathBuf,
+}
+
+/// `--feed`'s values: the server's feed names, so `--help` lists them from `names.rs`.
+fn feed_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(pushpoll::names::FeedName::ALL.map(|f| f.as_str()))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use pushpoll::config::parse_duration;
+use pushpoll::names::FeedName;
 
 use crate::cli::{TargetArgs, WorkloadArgs};
 use crate::clients::TRANSPORTS;
@@ -60,12 +61,7 @@ fn duration(flag: &str, value: &str) -> anyhow::Result<Duration> {
 
 impl Plan {
     pub fn new(w: &WorkloadArgs, t: &TargetArgs) -> anyhow::Result<Plan> {
-        let feed = match w.feed.as_str() {
-            "chat" => "chat",
-            "clock" => "clock",
-            "draw" => "draw",
-            other => bail!("unknown feed {other:?}: use chat, clock or draw"),
-        };
+        let feed = w.feed.parse::<FeedName>()?.as_str();
         if !(w.send_rate > 0.0 && w.send_rate <= 100.0) {
             bail!(
                 "--send-rate {} is out of range: use more than 0 and at most 100 strokes/s per client",

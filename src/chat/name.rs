@@ -5,10 +5,13 @@ use std::sync::Arc;
 
 use super::ChatError;
 
+/// How many characters a nick or a room name has.
+pub const NAME_CHARS: std::ops::RangeInclusive<usize> = 1..=24;
+
 /// A nick or a room name: 1–24 characters of letters, digits, `_`, `-` and `.`.
 fn valid_name(s: &str) -> bool {
     let n = s.chars().count();
-    (1..=24).contains(&n)
+    NAME_CHARS.contains(&n)
         && s.chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }

@@ -3,15 +3,19 @@
 // must follow, the words for each refusal, and the page's memory of having signed in.
 // No DOM here: chat.js decides what to show.
 
+import { LIMITS } from '/static/facts.js';
 import { requestJson } from '/static/util.js';
 
 /** localStorage key remembering that this browser signed in (see mayHaveSession). */
 export const SIGNED_IN_KEY = 'pushpoll.chat.signedIn';
 
-// Nicks and room names: 1–24 letters, digits, `_`, `-`, `.`, as the server checks them (Rust's
-// char::is_alphanumeric is Alphabetic or Numeric; the `u` flag counts code points, like the
-// server's chars). Checking here first means no request is sent that must fail.
-export const NAME = /^[\p{Alphabetic}\p{N}_.-]{1,24}$/u;
+// Nicks and room names: LIMITS.nameChars letters, digits, `_`, `-`, `.`, as the server checks
+// them (Rust's char::is_alphanumeric is Alphabetic or Numeric; the `u` flag counts code
+// points, like the server's chars). Checking here first means no request is sent that must fail.
+const { min: NAME_MIN, max: NAME_MAX } = LIMITS.nameChars;
+export const NAME = new RegExp(`^[\\p{Alphabetic}\\p{N}_.-]{${NAME_MIN},${NAME_MAX}}$`, 'u');
+/** What a name may be, in words. */
+export const NAME_RULE = `${NAME_MIN}–${NAME_MAX} letters, digits, “_”, “-” or “.”`;
 
 // Every call resolves (never throws) to requestJson's `{ok, status, data}` or
 // `{ok: false, status, code, message, retryAfter}`.
@@ -49,21 +53,21 @@ export function explain(code, message, { retryAfter = null, nick = '', to = '' }
     case 'nick_taken':
       return `The nick “${nick}” is taken by someone online, or looks like one that is; pick another.`;
     case 'invalid_nick':
-      return 'A nick is 1–24 letters, digits, “_”, “-” or “.” (no spaces).';
+      return `A nick is ${NAME_RULE} (no spaces).`;
     case 'invalid_room':
-      return 'A room name is 1–24 letters, digits, “_”, “-” or “.” (no spaces).';
+      return `A room name is ${NAME_RULE} (no spaces).`;
     case 'invalid_text':
-      return 'A message is 1–2000 characters and not blank.';
+      return `A message is 1–${LIMITS.textChars} characters and not blank.`;
     case 'rate_limited':
       return retryAfter
-        ? `Too many messages (at most 20 in 10 s): try again in ${retryAfter} s.`
+        ? `Too many messages (at most ${LIMITS.rateLimit} in ${LIMITS.rateWindowS} s by default): try again in ${retryAfter} s.`
         : `Too many messages: ${message}`;
     case 'unknown_user':
       return to
         ? `Nobody called “${to}” is online: whispers reach only people who are online.`
         : `${message}: whispers reach only people who are online.`;
     case 'too_large':
-      return 'That message is too large for one request (16 KiB at most).';
+      return `That message is too large for one request (${LIMITS.bodyBytes / 1024} KiB at most).`;
     case 'unauthorized':
       return 'You are not signed in (your session may have ended): pick a nick to sign in again.';
     case 'network':

@@ -2,10 +2,11 @@
 // list) and who is online in the chosen room (the online list and the whisper suggestions).
 // Rendered with textContent only.
 
+import { LIMITS } from '/static/facts.js';
 import { el } from '/static/util.js';
 
 /** The server follows at most this many rooms per subscription. */
-export const MAX_ROOMS = 16;
+export const MAX_ROOMS = LIMITS.roomsPerSubscription;
 
 /**
  * The rooms and online lists in these elements: roomSelect (<select>), roomsList (<ul>),

@@ -1,12 +1,14 @@
 // Server-Sent Events: EventSource on /sse/FEED.
 
+import { ALL_EVENT_KINDS } from '/static/facts.js';
 import { utf8Length } from '/static/util.js';
 import { Backoff, Silence, heartbeatOf, nowMicros } from '/static/clients/common.js';
 
-// Event names the feeds use. An SSE event named `error` collides with EventSource's own
-// `error` event (a connection problem); the two are told apart by `data`, which only a
-// message carries.
-const SSE_EVENT_TYPES = ['tick', 'message', 'whisper', 'join', 'leave', 'rename', 'gap'];
+// The server names each SSE message by its event's kind (`event: stroke`), and EventSource
+// hands a named message only to a listener for that name: so listen for every kind the
+// server has (facts.js, generated from src/event.rs), never a list typed here. An SSE event
+// named `error` would collide with EventSource's own `error` event (a connection problem);
+// the two are told apart by `data`, which only a message carries.
 const SSE_PRELUDE_BYTES = utf8Length('retry: 2000\n\n');
 const SSE_STATES = ['CONNECTING', 'OPEN', 'CLOSED'];
 
@@ -76,7 +78,7 @@ export function sseClient(ctx) {
       }
       ctx.deliver(event, receivedAt);
     };
-    for (const type of SSE_EVENT_TYPES) es.addEventListener(type, onMessage);
+    for (const type of ALL_EVENT_KINDS) es.addEventListener(type, onMessage);
 
     es.addEventListener('error', (e) => {
       if (typeof e.data === 'string') {

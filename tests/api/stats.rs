@@ -154,6 +154,38 @@ async fn pages_and_static_files_are_served_with_a_strict_policy() {
 }
 
 #[tokio::test]
+async fn the_facts_module_is_served_as_javascript_and_pages_carry_the_facts_filled_in() {
+    let app = spawn_app(&[]).await;
+    let res = app
+        .http
+        .get(app.url("/static/facts.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(res.headers().contains_key("content-security-policy"));
+    assert_eq!(res.text().await.unwrap(), pushpoll::facts::module());
+    let page = app
+        .http
+        .get(app.url("/demos/sse.html"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let cap = pushpoll::facts::MAX_H2_STREAMS;
+    assert!(
+        page.contains(&format!("<!--fact:h2-max-streams-->{cap}<!--/fact-->")),
+        "sse.html does not state the stream cap {cap}"
+    );
+}
+
+#[tokio::test]
 async fn the_stats_stream_sends_a_snapshot_each_second_and_counts_in_no_transport() {
     let app = spawn_app(&[]).await;
     let mut stream = Streaming::open(app.http.get(app.url("/api/stats/stream"))).await;

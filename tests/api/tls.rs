@@ -674,3 +674,46 @@ async fn past_the_per_peer_cap_a_tls_connection_is_closed_and_other_peers_are_se
         "{stats}"
     );
 }
+
+/// The server advertises `SETTINGS_MAX_CONCURRENT_STREAMS` = `facts::MAX_H2_STREAMS`, at
+/// least RFC 9113 §6.5.2's recommended 100: one connection holds that many SSE streams at
+/// once, and the next request waits for a stream to end (the client honours the setting).
+#[tokio::test]
+async fn one_http2_connection_holds_the_stream_cap_in_streams_and_the_next_waits() {
+    let cap = pushpoll::facts::MAX_H2_STREAMS as usize;
+    assert!(cap >= 100, "below RFC 9113 §6.5.2's recommended minimum");
+    let server = TlsServer::start(&["--tls-self-signed", "--max-requests-per-peer", "1000"]).await;
+    let h2 = server.h2_from(1).await;
+    let opened = futures_util::future::join_all((0..cap).map(|_| {
+        let mut h2 = h2.clone();
+        let request = server.request("GET", "/sse/clock", String::new());
+        async move { h2.send_request(request).await.expect("stream") }
+    }))
+    .await;
+    assert!(opened.iter().all(|r| r.status() == 200));
+    let mut other = server.h2_from(2).await;
+    let stats = server.get_json(&mut other, "/api/stats").await;
+    assert_eq!(stats["transports"]["sse"]["open"], cap, "{stats}");
+    assert_eq!(stats["connections"]["open"], 2, "{stats}");
+
+    let mut h2_next = h2.clone();
+    let next = tokio::spawn(async move {
+        let request = hyper::Request::builder()
+            .uri(format!("https://{}/healthz", server.addr))
+            .body(String::new())
+            .unwrap();
+        let res = h2_next.send_request(request).await.expect("request");
+        (res.status(), server)
+    });
+    tokio::time::sleep(SECOND).await;
+    assert!(
+        !next.is_finished(),
+        "a stream past the cap of {cap} was answered at once"
+    );
+    drop(opened);
+    let (status, _server) = tokio::time::timeout(5 * SECOND, next)
+        .await
+        .expect("answered once a stream ended")
+        .unwrap();
+    assert_eq!(status, 200);
+}

@@ -192,3 +192,56 @@ async fn a_websocket_page_and_a_long_polling_page_draw_together_and_show_what_se
 in_every_engine!(
     a_websocket_page_and_a_long_polling_page_draw_together_and_show_what_sending_costs
 );
+
+/// The SSE page listens for every event kind the server names (`/static/facts.js`), so a
+/// stroke, sent as `event: stroke`, reaches its canvas: three strokes posted to `/api/draw`
+/// by another client are counted as received and drawn in the page's pixels.
+async fn strokes_posted_to_the_api_appear_on_the_sse_page(engine: Engine) {
+    let app = spawn_app(&[]).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/demos/sse.html")).await;
+    assert!(
+        until_true(
+            &page,
+            "document.getElementById('draw')?.dataset.transport === 'sse' \
+             && document.querySelector('[data-draw=state]').textContent === 'OPEN'",
+            Duration::from_secs(10),
+        )
+        .await,
+        "the SSE canvas did not open its stream: {}",
+        text(&page, "[data-draw=state]").await
+    );
+    // Three strokes, each a horizontal line in blue at its own height.
+    for y in [200u32, 500, 800] {
+        let stroke = serde_json::json!({
+            "color": "#0000ff", "width": 8, "points": [100, y, 500, y, 900, y]
+        });
+        let (status, body, _) = app
+            .send_json(
+                reqwest::Method::POST,
+                "/api/draw",
+                None,
+                serde_json::json!({ "strokes": [stroke] }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    assert!(
+        until_true(
+            &page,
+            "document.getElementById('draw').drawFigures().strokesReceived >= 3",
+            Duration::from_secs(10),
+        )
+        .await,
+        "{}: the SSE page received {}",
+        engine.name(),
+        figures(&page).await
+    );
+    for y in [200, 500, 800] {
+        wait_for_ink(&page, 500, y, [0, 0, 255]).await;
+    }
+    assert_eq!(figures(&page).await["refused"], 0);
+    let errors = errors.all().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+in_every_engine!(strokes_posted_to_the_api_appear_on_the_sse_page);

@@ -27,6 +27,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use pushpoll::names::FeedName;
+
 use crate::cli::SoakArgs;
 use crate::clients::{self, Client, Ctx, TRANSPORTS};
 use crate::metrics::Metrics;
@@ -36,7 +38,7 @@ use crate::server;
 pub use report::{Sample, SoakSummary, flatness};
 
 /// The two feeds every transport is soaked on.
-const FEEDS: [&str; 2] = ["clock", "chat"];
+const FEEDS: [&str; 2] = [FeedName::Clock.as_str(), FeedName::Chat.as_str()];
 
 /// Short polling's interval for the soak's poll clients (the load tester's default).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
-use pushpoll::names::Transport;
+use pushpoll::names::{FeedName, Transport};
 use serde::{Deserialize, Serialize};
 
 use super::SoakPlan;
@@ -247,7 +247,7 @@ pub fn write(dir: &Path, summary: &SoakSummary) -> Result<()> {
 }
 
 fn group_keys() -> Vec<String> {
-    ["chat", "clock"]
+    [FeedName::Chat.as_str(), FeedName::Clock.as_str()]
         .iter()
         .flat_map(|f| TRANSPORTS.iter().map(move |t| format!("{f}/{t}")))
         .collect()
@@ -486,7 +486,7 @@ pub fn reading(s: &SoakSummary) -> String {
             busy.last().map_or(0, |x| x.send_timeouts)
         );
     }
-    for feed in ["chat", "clock"] {
+    for feed in [FeedName::Chat.as_str(), FeedName::Clock.as_str()] {
         let worst: Vec<String> = TRANSPORTS
             .iter()
             .map(|t| {

@@ -1,0 +1,272 @@
+//! One fact, one place: the lists and limits the server shares with the pages, the docs and
+//! the load tester are defined in Rust (`src/facts.rs` gathers them) and reach the others
+//! generated. These tests fail where a copy remains:
+//! - a page script (static/) or the load tester spells a list of transports, feeds, event
+//!   kinds or error codes by hand, or types the HTTP/2 stream cap;
+//! - a `<!--fact:NAME-->TEXT<!--/fact-->` marker in demos/*.html, README.md or docs/*.md
+//!   holds a TEXT other than what the code generates now. `PUSHPOLL_WRITE_FACTS=1 cargo test
+//!   --test facts` rewrites those TEXTs instead;
+//! - docs/API.md's Limits table states a flag's default other than the flag's, or its list of
+//!   error codes misses one.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use pushpoll::error::ApiError;
+use pushpoll::event::EventBody;
+use pushpoll::facts;
+use pushpoll::names::{FeedName, Transport};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Files under `dir` (recursively) whose names end with `ext`.
+fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path, ext));
+        } else if path.to_string_lossy().ends_with(ext) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every word a shared list is made of.
+fn shared_words() -> BTreeSet<&'static str> {
+    Transport::ALL
+        .map(Transport::as_str)
+        .into_iter()
+        .chain(FeedName::ALL.map(FeedName::as_str))
+        .chain(EventBody::KINDS)
+        .chain(ApiError::CODES)
+        .collect()
+}
+
+/// The quoted strings of `text` (`'…'`, `"…"`), without their quotes.
+fn quoted(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(['\'', '"']) {
+        let quote = rest.as_bytes()[start] as char;
+        let after = &rest[start + 1..];
+        let Some(end) = after.find(quote) else { break };
+        out.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+/// The array literals of `source` (innermost brackets) holding two or more shared words:
+/// `(line, literal)`.
+fn hand_lists(source: &str, words: &BTreeSet<&str>) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut open = None;
+    for (i, c) in source.char_indices() {
+        match c {
+            '[' => open = Some(i),
+            ']' => {
+                if let Some(start) = open.take() {
+                    let inside = &source[start + 1..i];
+                    let shared = quoted(inside)
+                        .into_iter()
+                        .filter(|w| words.contains(w))
+                        .count();
+                    if shared >= 2 {
+                        let line = source[..start].matches('\n').count() + 1;
+                        found.push((line, source[start..=i].to_string()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// A JavaScript constant about HTTP/2 streams set to a number typed in the script.
+fn typed_stream_caps(source: &str) -> Vec<(usize, String)> {
+    source
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let line = line.trim_start();
+            (line.starts_with("const ") || line.starts_with("let "))
+                && line
+                    .split(['=', ' '])
+                    .nth(1)
+                    .is_some_and(|name| name.to_ascii_uppercase().ends_with("STREAMS"))
+                && line
+                    .split_once('=')
+                    .is_some_and(|(_, v)| v.trim().trim_end_matches(';').parse::<u64>().is_ok())
+        })
+        .map(|(i, line)| (i + 1, line.to_string()))
+        .collect()
+}
+
+#[test]
+fn no_page_script_or_load_tester_spells_a_shared_list_by_hand() {
+    let words = shared_words();
+    let mut sources = files(&root().join("static"), ".js");
+    sources.extend(files(&root().join("demos"), ".html"));
+    // The load tester's own code; its unit tests' expected outputs are not copies.
+    sources.extend(
+        files(&root().join("loadtest/src"), ".rs")
+            .into_iter()
+            .filter(|p| !p.ends_with("tests.rs")),
+    );
+    assert!(sources.len() > 20, "found only {sources:?}");
+    let mut copies = Vec::new();
+    for path in &sources {
+        let source = fs::read_to_string(path).unwrap();
+        let name = path.strip_prefix(root()).unwrap().display();
+        for (line, literal) in hand_lists(&source, &words) {
+            copies.push(format!("{name}:{line}: {literal}"));
+        }
+        if path.extension().is_some_and(|e| e == "js") {
+            for (line, text) in typed_stream_caps(&source) {
+                copies.push(format!("{name}:{line}: {text}"));
+            }
+        }
+    }
+    assert!(
+        copies.is_empty(),
+        "these spell a list (or the stream cap) that src/facts.rs defines; import it from \
+         /static/facts.js (pages) or use pushpoll::names / pushpoll::facts (Rust):\n{}",
+        copies.join("\n")
+    );
+}
+
+#[test]
+fn the_checks_find_the_old_hand_lists() {
+    let words = shared_words();
+    let old = "const SSE_EVENT_TYPES = ['tick', 'message', 'whisper', 'join', 'leave', 'rename', 'gap'];\n\
+               const H2_STREAMS = 32;\n";
+    assert_eq!(hand_lists(old, &words).len(), 1);
+    assert_eq!(typed_stream_caps(old).len(), 1);
+    assert!(hand_lists("const FEEDS: [&str; 2] = [\"clock\", \"chat\"];", &words).len() == 1);
+    assert!(hand_lists("x = [a, 'tick']; y = ['a', 'b']", &words).is_empty());
+}
+
+/// The text files that may hold fact markers.
+fn marked_files() -> Vec<PathBuf> {
+    let mut out = files(&root().join("demos"), ".html");
+    out.extend(files(&root().join("docs"), ".md"));
+    out.push(root().join("README.md"));
+    out
+}
+
+#[test]
+fn every_fact_marker_holds_what_the_code_generates() {
+    let write = std::env::var_os("PUSHPOLL_WRITE_FACTS").is_some_and(|v| v == "1");
+    let mut wrong = Vec::new();
+    let mut seen = 0;
+    for path in marked_files() {
+        let text = fs::read_to_string(&path).unwrap();
+        let name = path.strip_prefix(root()).unwrap().display().to_string();
+        for m in facts::markers(&text) {
+            seen += 1;
+            let line = text[..m.text.start].matches('\n').count() + 1;
+            match facts::text(m.name) {
+                None => wrong.push(format!("{name}:{line}: no fact is called {:?}", m.name)),
+                Some(now) if now != text[m.text.clone()] && !write => wrong.push(format!(
+                    "{name}:{line}: <!--fact:{}--> says {:?}; the code says {now:?}",
+                    m.name,
+                    &text[m.text.clone()]
+                )),
+                Some(_) => {}
+            }
+        }
+        let filled = facts::fill(&text);
+        if write && filled != text {
+            fs::write(&path, filled).unwrap();
+        }
+    }
+    assert!(seen >= 3, "only {seen} fact markers found");
+    assert!(
+        wrong.is_empty(),
+        "{}\n(PUSHPOLL_WRITE_FACTS=1 cargo test --test facts rewrites them)",
+        wrong.join("\n")
+    );
+}
+
+/// docs/API.md's Limits table: `| what | `--flag` | default | past it |`.
+#[test]
+fn the_limits_table_states_each_flags_default() {
+    let api = fs::read_to_string(root().join("docs/API.md")).unwrap();
+    let squeeze = |s: &str| s.replace([' ', ','], "");
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for row in api.lines().filter(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let [_, _, flag, default, ..] = cells.as_slice() else {
+            continue;
+        };
+        let Some(flag) = flag.strip_prefix("`--").and_then(|f| f.strip_suffix('`')) else {
+            continue;
+        };
+        let Some(code) = facts::flag_default(flag) else {
+            continue;
+        };
+        checked += 1;
+        let stated = default
+            .split("<!--fact:")
+            .next()
+            .map(squeeze)
+            .unwrap_or_default();
+        let facts_text = facts::text(&format!("default:{flag}")).unwrap_or_default();
+        if !(squeeze(default).contains(&squeeze(&facts_text)) || stated.starts_with(&code)) {
+            wrong.push(format!(
+                "--{flag}: the table says {default:?}, the code {code:?}"
+            ));
+        }
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} rows with a flag and a default"
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn api_md_names_every_error_code() {
+    let api = fs::read_to_string(root().join("docs/API.md")).unwrap();
+    let missing: Vec<_> = ApiError::CODES
+        .iter()
+        .filter(|code| !api.contains(*code))
+        .collect();
+    assert!(missing.is_empty(), "docs/API.md never names {missing:?}");
+}
+
+#[test]
+fn the_generated_module_exports_what_the_pages_import() {
+    let module = facts::module();
+    let mut missing = Vec::new();
+    for path in files(&root().join("static"), ".js") {
+        let source = fs::read_to_string(&path).unwrap();
+        for line in source
+            .lines()
+            .filter(|l| l.contains("from '/static/facts.js'"))
+        {
+            let names = line
+                .split_once('{')
+                .and_then(|(_, r)| r.split_once('}'))
+                .map(|(n, _)| n)
+                .unwrap_or_default();
+            for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if !module.contains(&format!("export const {name} = ")) {
+                    missing.push(format!("{}: {name}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "facts.js does not export {missing:?}");
+}
