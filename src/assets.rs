@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use crate::error::ApiError;
 use crate::facts;
+use crate::names::Transport;
 
 /// The generated module of shared lists and limits (not a file: `facts::module` builds it).
 pub const FACTS_JS: &str = "static/facts.js";
@@ -48,6 +49,11 @@ pub static ASSETS: &[Asset] = assets![
     "demos/dashboard.html",
     "demos/compare.html",
     "demos/_lane.html",
+    "demos/_lane_card.html",
+    "demos/_lane_poll.html",
+    "demos/_proxy_row.html",
+    "demos/_arrivals_head.html",
+    "demos/_arrivals_lost.html",
     "demos/_wire.html",
     "demos/glossary.html",
     "demos/_draw.html",
@@ -139,7 +145,56 @@ fn url_of(path: &str) -> String {
 /// Expands the page's includes, then fills its `<!--fact:…-->` markers from the code
 /// ([`facts::fill`]); the link to `url` itself is marked `aria-current="page"`.
 fn expand(page: &str, url: String) -> String {
-    facts::fill(&include_fragments(page, url))
+    facts::fill(&include_fragments(&each_transport(page), url))
+}
+
+/// Where a page repeats a fragment once per transport: `<!-- each-transport _NAME.html -->`.
+const EACH_TRANSPORT: &str = "<!-- each-transport ";
+
+/// The page with each `<!-- each-transport _NAME.html -->` line replaced by the fragment once
+/// per transport, in [`Transport::ALL`]'s order, with `{transport}` and `{title}` filled in:
+/// so a page that shows every transport lists them from `src/names.rs`, not by hand. A
+/// `<!-- include _NAME.html -->` in the fragment whose file does not exist for a transport
+/// (a control only one transport has) is dropped.
+fn each_transport(page: &str) -> String {
+    let mut out = String::with_capacity(page.len() * 2);
+    let mut rest = page;
+    while let Some(start) = rest.find(EACH_TRANSPORT) {
+        let after = &rest[start + EACH_TRANSPORT.len()..];
+        let Some(end) = after.find(" -->") else { break };
+        let Some(fragment) = ASSETS
+            .iter()
+            .find(|a| a.path == format!("demos/{}", &after[..end]))
+        else {
+            out.push_str(&rest[..start + EACH_TRANSPORT.len() + end + 4]);
+            rest = &after[end + 4..];
+            continue;
+        };
+        // The fragments replace the marker's whole line (its indentation included).
+        out.push_str(rest[..start].trim_end_matches(' '));
+        let template = String::from_utf8_lossy(fragment.body);
+        for transport in Transport::ALL {
+            let filled = template
+                .replace("{transport}", transport.as_str())
+                .replace("{title}", transport.title());
+            for line in filled.lines() {
+                let missing = line
+                    .trim()
+                    .strip_prefix(INCLUDE)
+                    .and_then(|l| l.strip_suffix(" -->"))
+                    .is_some_and(|name| !ASSETS.iter().any(|a| a.path == format!("demos/{name}")));
+                if !missing {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        rest = after[end + 4..]
+            .strip_prefix('\n')
+            .unwrap_or(&after[end + 4..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The page with its `<!-- include _NAME.html -->` lines replaced by the fragments.

@@ -80,6 +80,20 @@ fn exports() -> Vec<(&'static str, Value)> {
         // list is spelled twice.
         ("TRANSPORT", by_name(&Transport::ALL.map(Transport::as_str))),
         ("FEED", by_name(&FeedName::ALL.map(FeedName::as_str))),
+        // Each transport's name as the pages write it: [heading or cell, inside a sentence].
+        (
+            "TRANSPORT_NAMES",
+            Transport::ALL
+                .iter()
+                .map(|t| {
+                    (
+                        t.as_str().to_string(),
+                        json!([t.title(), t.name_in_sentence()]),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        ),
         (
             "EVENT_KINDS",
             FeedName::ALL

@@ -42,6 +42,29 @@ impl Transport {
             Transport::Ws => "ws",
         }
     }
+
+    /// The transport's name as the pages write it at the start of a heading or a table cell.
+    pub const fn title(self) -> &'static str {
+        match self {
+            Transport::Poll => "Short polling",
+            Transport::LongPoll => "Long polling",
+            Transport::Iframe => "Hidden iframe",
+            Transport::Sse => "Server-Sent Events",
+            Transport::Ws => "WebSocket",
+        }
+    }
+
+    /// The transport's name inside a sentence: the title, lower-cased unless it is a proper
+    /// name (Server-Sent Events, WebSocket).
+    pub const fn name_in_sentence(self) -> &'static str {
+        match self {
+            Transport::Poll => "short polling",
+            Transport::LongPoll => "long polling",
+            Transport::Iframe => "hidden iframe",
+            Transport::Sse => "Server-Sent Events",
+            Transport::Ws => "WebSocket",
+        }
+    }
 }
 
 /// The feeds the server publishes.

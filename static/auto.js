@@ -1,7 +1,7 @@
 // The automatic-fallback page: negotiate a transport with fallback.js, say which one was
 // chosen and why the better ones were not, then run the clock over it.
 
-import { $, transportName } from '/static/util.js';
+import { $, el, transportName } from '/static/util.js';
 import { connect } from '/static/clients/index.js';
 import { createClock } from '/static/clock.js';
 import { ORDER, negotiate } from '/static/fallback.js';
@@ -12,6 +12,17 @@ const chosenEl = $('auto-chosen');
 const stateEl = $('auto-state');
 let client = null;
 let running = false;
+
+// "Block on this page": one checkbox per transport of the fallback chain, in its order, so
+// the page lists the chain from fallback.js (and the transports from the server's facts.js).
+for (const t of ORDER) {
+  const box = document.createElement('input');
+  box.type = 'checkbox';
+  box.id = `block-${t}`;
+  const label = el('label');
+  label.append(box, document.createTextNode(` ${transportName(t)}`));
+  $('block-list').append(label, document.createTextNode(' '));
+}
 
 function blocked() {
   return new Set(ORDER.filter((t) => $(`block-${t}`).checked));

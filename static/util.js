@@ -2,21 +2,15 @@
 // element lookup and creation, JSON requests, and the formatters for bytes, times and counts.
 // A leaf: it imports only the generated facts.js, and everything under static/ may import it.
 
-import { TRANSPORTS } from '/static/facts.js';
+import { TRANSPORTS, TRANSPORT_NAMES } from '/static/facts.js';
 
 /** The five transports, in the order every page lists them (ids as in the URLs): the
  * server's list (src/names.rs), served in facts.js. */
 export { TRANSPORTS };
 
-// Each transport's name as the pages write it: [at the start of a heading or cell, in a
-// sentence]. The last two are proper names and keep their capitals.
-const NAMES = Object.freeze({
-  poll: ['Short polling', 'short polling'],
-  longpoll: ['Long polling', 'long polling'],
-  iframe: ['Hidden iframe', 'hidden iframe'],
-  sse: ['Server-Sent Events', 'Server-Sent Events'],
-  ws: ['WebSocket', 'WebSocket'],
-});
+// Each transport's name as the pages write it, [at the start of a heading or cell, in a
+// sentence], from src/names.rs (`Transport::title`, `name_in_sentence`) through facts.js.
+const NAMES = TRANSPORT_NAMES;
 
 /** "Short polling": the transport's name as a heading or table cell starts (its id if unknown). */
 export function transportTitle(transport) {

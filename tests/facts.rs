@@ -145,6 +145,57 @@ fn no_page_script_or_load_tester_spells_a_shared_list_by_hand() {
     );
 }
 
+/// The transports a page's markup names one by one (`data-transport="sse"`, `id="lane-ws"`,
+/// `data-lab="poll"`: an attribute value that is a transport's name, or ends in `-NAME`),
+/// other than on `<body>`, which names the page's own transport: `(line, transport)`.
+fn transports_in_markup(html: &str) -> Vec<(usize, &'static str)> {
+    let mut found = Vec::new();
+    for (i, line) in html.lines().enumerate() {
+        if line.trim_start().starts_with("<body") {
+            continue;
+        }
+        for value in line
+            .split("=\"")
+            .skip(1)
+            .filter_map(|v| v.split('"').next())
+        {
+            if let Some(t) = Transport::ALL
+                .iter()
+                .find(|t| value == t.as_str() || value.ends_with(&format!("-{}", t.as_str())))
+            {
+                found.push((i + 1, t.as_str()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_page_repeats_its_markup_per_transport_by_hand() {
+    // A page that shows every transport (the compare page's lanes, the proxy lab's rows)
+    // repeats a fragment with `<!-- each-transport _NAME.html -->` (src/assets.rs), so its
+    // lanes come from src/names.rs; markup naming two or more transports is a copy.
+    let mut copies = Vec::new();
+    for path in files(&root().join("demos"), ".html") {
+        let html = fs::read_to_string(&path).unwrap();
+        let found = transports_in_markup(&html);
+        let distinct: BTreeSet<_> = found.iter().map(|(_, t)| *t).collect();
+        if distinct.len() >= 2 {
+            let name = path.strip_prefix(root()).unwrap().display();
+            copies.extend(found.iter().map(|(line, t)| format!("{name}:{line}: {t}")));
+        }
+    }
+    assert!(
+        copies.is_empty(),
+        "these pages spell their per-transport markup by hand; write it once as a fragment \
+         and repeat it with <!-- each-transport _NAME.html -->:\n{}",
+        copies.join("\n")
+    );
+    // The check sees the old compare page's lanes.
+    let old = "<section id=\"lane-poll\" data-transport=\"poll\">\n<section id=\"lane-ws\" data-transport=\"ws\">\n";
+    assert_eq!(transports_in_markup(old).len(), 4);
+}
+
 #[test]
 fn the_checks_find_the_old_hand_lists() {
     let words = shared_words();
