@@ -31,6 +31,18 @@ impl Transport {
         Transport::Ws,
     ];
 
+    /// Every transport's name, in [`Transport::ALL`]'s order: for code that wants the names
+    /// as strings (tests, the load tester), so none of them spells the list.
+    pub const NAMES: [&'static str; Transport::ALL.len()] = {
+        let mut out = [""; Transport::ALL.len()];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = Transport::ALL[i].as_str();
+            i += 1;
+        }
+        out
+    };
+
     /// The transport's name in URLs (`/sse/clock`), flags and the statistics. `const`, so
     /// the load tester can build its `&'static str` list from it at compile time.
     pub const fn as_str(self) -> &'static str {

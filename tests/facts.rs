@@ -145,6 +145,60 @@ fn no_page_script_or_load_tester_spells_a_shared_list_by_hand() {
     );
 }
 
+/// The array literals of `source` that are one whole list and nothing else: all the
+/// transports, all the feeds or all the event kinds (a test's subset is its own choice, and a
+/// table of what each transport should do is an expectation, not a copy).
+fn whole_lists(source: &str) -> Vec<(usize, String)> {
+    let wholes: [Vec<&str>; 3] = [
+        Transport::ALL.map(Transport::as_str).to_vec(),
+        FeedName::ALL.map(FeedName::as_str).to_vec(),
+        EventBody::KINDS.to_vec(),
+    ];
+    let all: BTreeSet<&str> = wholes.iter().flatten().copied().collect();
+    hand_lists(source, &all)
+        .into_iter()
+        .filter(|(_, literal)| {
+            let named = quoted(literal);
+            // A pure list (every string in it is a name), not a table of expectations.
+            wholes.iter().any(|whole| {
+                whole.iter().all(|w| named.contains(w)) && named.iter().all(|n| whole.contains(n))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn no_test_spells_a_whole_list_by_hand() {
+    // A test that runs over every transport takes them from `pushpoll::names`, so a new
+    // transport is tested without anyone remembering to add it. `tests/architecture.rs` is
+    // the exception: it greps for the names outside src/names.rs, so it must know them
+    // independently; this file's own examples of old copies are the other.
+    let mut sources = files(&root().join("tests"), ".rs");
+    sources.extend(files(&root().join("loadtest/tests"), ".rs"));
+    let mut copies = Vec::new();
+    for path in &sources {
+        let name = path.strip_prefix(root()).unwrap().display().to_string();
+        if name == "tests/architecture.rs" || name == "tests/facts.rs" {
+            continue;
+        }
+        let source = fs::read_to_string(path).unwrap();
+        for (line, literal) in whole_lists(&source) {
+            copies.push(format!("{name}:{line}: {literal}"));
+        }
+    }
+    assert!(
+        copies.is_empty(),
+        "these tests spell a whole list that src/names.rs or src/event.rs defines; use \
+         pushpoll::names::Transport::NAMES (or the enum's ALL):\n{}",
+        copies.join("\n")
+    );
+    assert_eq!(
+        whole_lists("for t in [\"poll\", \"longpoll\", \"iframe\", \"sse\", \"ws\"] {}").len(),
+        1
+    );
+    assert!(whole_lists("for t in [\"sse\", \"ws\"] {}").is_empty());
+}
+
 /// The transports a page's markup names one by one (`data-transport="sse"`, `id="lane-ws"`,
 /// `data-lab="poll"`: an attribute value that is a transport's name, or ends in `-NAME`),
 /// other than on `<body>`, which names the page's own transport: `(line, transport)`.

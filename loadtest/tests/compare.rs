@@ -86,7 +86,7 @@ fn a_small_compare_measures_every_transport_and_writes_its_files() {
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 6);
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
-    for t in ["poll", "longpoll", "iframe", "sse", "ws"] {
+    for t in pushpoll::names::Transport::NAMES {
         assert!(md.contains(t));
     }
     for chart in [

@@ -108,7 +108,7 @@ async fn short_and_repeated_tags_are_refused_with_invalid_tag_everywhere() {
         "/api/debug/wire".to_string(),
         "/api/debug/wire?tag=".to_string(),
     ];
-    for transport in ["poll", "longpoll", "iframe", "sse", "ws"] {
+    for transport in pushpoll::names::Transport::NAMES {
         paths.push(format!("/{transport}/clock?tag={short}"));
         paths.push(format!("/{transport}/clock?tag={good}&after=0&tag={good}"));
         paths.push(format!("/{transport}/clock?tag={good}&t%61g=other"));

@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(3);
 async fn the_stats_counters_move_with_each_transport() {
     let app = spawn_app(&["--tick-ms", "100"]).await;
     let before = app.stats().await;
-    for t in ["poll", "longpoll", "iframe", "sse", "ws"] {
+    for t in pushpoll::names::Transport::NAMES {
         let fig = &before.transports[t];
         assert_eq!(
             (fig.requests, fig.open, fig.bytes_sent, fig.events_sent),

@@ -162,7 +162,7 @@ async fn killing_each_transports_connection_recovers_without_losing_a_chat_messa
     wait_for_arrivals(&page, "warm-up").await;
 
     let mut run = Vec::new();
-    for transport in ["poll", "longpoll", "iframe", "sse", "ws"] {
+    for transport in pushpoll::names::Transport::NAMES {
         let lane = format!("document.getElementById('lane-{transport}')");
         eval::<bool>(
             &page,

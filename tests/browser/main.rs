@@ -293,7 +293,7 @@ async fn the_index_links_every_demo_and_loads_cleanly(engine: Engine) {
         "[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))",
     )
     .await;
-    for t in ["poll", "longpoll", "iframe", "sse", "ws"] {
+    for t in pushpoll::names::Transport::NAMES {
         let href = format!("/demos/{t}.html");
         assert!(links.contains(&href), "{href} missing from {links:?}");
     }

@@ -10,16 +10,7 @@ use super::draw::{draw_line, ink_at};
 use super::*;
 
 /// The transports' names, in the order of the compare page's lanes.
-const TRANSPORTS: [&str; 5] = {
-    let all = Transport::ALL;
-    [
-        all[0].as_str(),
-        all[1].as_str(),
-        all[2].as_str(),
-        all[3].as_str(),
-        all[4].as_str(),
-    ]
-};
+const TRANSPORTS: [&str; 5] = Transport::NAMES;
 
 /// The clock time each lane shows, in lane order.
 async fn shown_times(page: &Page<'_>) -> Vec<String> {

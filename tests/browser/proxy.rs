@@ -135,8 +135,11 @@ async fn the_proxy_lab_through_the_good_config_shows_every_transport_on_time(eng
     };
     let browser = Browser::launch(engine).await;
     let (page, errors) = browser.open(&p.url("/demos/proxy.html")).await;
-    let all_on_time = "['poll','longpoll','iframe','sse','ws'].every(t => document.querySelector(`tr[data-lab=\"${t}\"] [data-f=\"verdict\"]`).dataset.verdict === 'ok' && Number(document.querySelector(`tr[data-lab=\"${t}\"] [data-f=\"events\"]`).textContent) >= 10)";
-    let ok = until_true(&page, all_on_time, Duration::from_secs(10)).await;
+    let all_on_time = format!(
+        "{:?}.every(t => document.querySelector(`tr[data-lab=\"${{t}}\"] [data-f=\"verdict\"]`).dataset.verdict === 'ok' && Number(document.querySelector(`tr[data-lab=\"${{t}}\"] [data-f=\"events\"]`).textContent) >= 10)",
+        pushpoll::names::Transport::NAMES
+    );
+    let ok = until_true(&page, &all_on_time, Duration::from_secs(10)).await;
     let verdicts: String = eval(&page, "JSON.stringify([...document.querySelectorAll('tr[data-lab]')].map(r => r.dataset.lab + ': ' + r.querySelector('[data-f=\"verdict\"]').textContent + ' | ' + r.querySelector('[data-f=\"worst\"]').textContent))").await;
     eprintln!("{}: {verdicts}", engine.name());
     assert!(ok, "{}: {verdicts}", engine.name());

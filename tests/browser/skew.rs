@@ -197,9 +197,12 @@ async fn the_proxy_lab_holds(browser: &Browser, app: &TestApp, injected: f64) {
     let offset = shown_offset(&page, "#clock-offset", "#clock-offset-uncertainty").await;
     check_offset(&page, "proxy", offset, injected);
     let rows = until(Duration::from_secs(20), async || {
-        let js = "JSON.stringify(['poll', 'longpoll', 'iframe', 'sse', 'ws'].map((t) => [t, document.querySelector(`tr[data-lab=${t}] [data-f=late]`).textContent]))";
+        let js = format!(
+            "JSON.stringify({:?}.map((t) => [t, document.querySelector(`tr[data-lab=${{t}}] [data-f=late]`).textContent]))",
+            pushpoll::names::Transport::NAMES
+        );
         let rows: Vec<(String, String)> =
-            serde_json::from_str(&eval::<String>(&page, js).await).unwrap();
+            serde_json::from_str(&eval::<String>(&page, &js).await).unwrap();
         if rows.iter().all(|(_, late)| ms(late).is_some()) {
             Ok(rows)
         } else {
@@ -250,12 +253,7 @@ async fn pages_hold_with_the_server_clock_off_by(
 }
 
 async fn every_page_shows_true_latencies_with_the_server_clock_7_s_ahead(engine: Engine) {
-    pages_hold_with_the_server_clock_off_by(
-        engine,
-        7000,
-        &["poll", "longpoll", "iframe", "sse", "ws"],
-    )
-    .await;
+    pages_hold_with_the_server_clock_off_by(engine, 7000, &pushpoll::names::Transport::NAMES).await;
 }
 in_every_engine!(every_page_shows_true_latencies_with_the_server_clock_7_s_ahead);
 

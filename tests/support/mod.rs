@@ -2,6 +2,7 @@
 //! process, or the real binary), and small real clients for each transport.
 #![allow(dead_code)]
 
+use pushpoll::names::Transport;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -502,7 +503,8 @@ pub fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-pub const TRANSPORTS: [&str; 5] = ["poll", "longpoll", "iframe", "sse", "ws"];
+/// Every transport's name, from `src/names.rs`.
+pub const TRANSPORTS: [&str; Transport::ALL.len()] = Transport::NAMES;
 
 impl TestApp {
     /// Signs in as `nick`; returns the `Cookie` header value of that session.
