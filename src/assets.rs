@@ -173,6 +173,25 @@ fn each_transport(page: &str) -> String {
         // The fragments replace the marker's whole line (its indentation included).
         out.push_str(rest[..start].trim_end_matches(' '));
         let template = String::from_utf8_lossy(fragment.body);
+        // A one-line fragment (a table cell) repeats on one line, as it would be typed:
+        // whitespace between cells would show in the row's text.
+        if template.trim_end().lines().count() == 1 {
+            let indent = &template[..template.len() - template.trim_start().len()];
+            out.push_str(indent);
+            for transport in Transport::ALL {
+                out.push_str(
+                    &template
+                        .trim()
+                        .replace("{transport}", transport.as_str())
+                        .replace("{title}", transport.title()),
+                );
+            }
+            out.push('\n');
+            rest = after[end + 4..]
+                .strip_prefix('\n')
+                .unwrap_or(&after[end + 4..]);
+            continue;
+        }
         for transport in Transport::ALL {
             let filled = template
                 .replace("{transport}", transport.as_str())
