@@ -5,7 +5,7 @@ use clap::Parser as _;
 use pushpoll::Config;
 use tracing_subscriber::EnvFilter;
 
-// The allocator decides whether RSS falls back after a spike (issue 9, item 6). glibc keeps
+// The allocator decides whether RSS falls back after a spike. glibc keeps
 // freed memory in per-thread arenas; jemalloc with background threads purges dirty pages on
 // a decay timer. The choice and its measurement are in results/alloc/README.md; the
 // features exist so scripts/alloc-compare.sh can rebuild every candidate.
