@@ -71,7 +71,7 @@ pub fn app(state: AppState) -> Router {
         // One middleware for what every request goes through, in order: who it is from,
         // whether it names this server, whether its origin may do what it asks. One layer
         // rather than three: each `from_fn` layer boxes the request's future and clones the
-        // state, which on a trivial route was a measurable share of its cost (issue 14).
+        // state, which on a trivial route was a measurable share of its cost.
         .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
 }
@@ -112,8 +112,8 @@ async fn edge(
     };
     // A debug-level span: with the default `info` filter it is never built. Built for every
     // request, an info span (registry slot, fields formatted into a string, enter/exit on
-    // every poll) cost 2–3 µs of CPU of a 13–19 µs trivial request (issue 14; measured
-    // while other builds shared the machine). `PUSHPOLL_LOG=info,pushpoll=debug` turns it on.
+    // every poll) cost 2–3 µs of CPU of a 13–19 µs trivial request (measured while other
+    // builds shared the machine). `PUSHPOLL_LOG=info,pushpoll=debug` turns it on.
     let span = tracing::debug_span!("request", client = %client.ip, peer = %peer);
     api::check_origin(State(app), req, next)
         .instrument(span)

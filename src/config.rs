@@ -64,10 +64,12 @@ pub struct Config {
     #[arg(long, env = "PUSHPOLL_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Connections accepted at once; past it new connections get 503.
-    #[arg(long, env = "PUSHPOLL_MAX_CONNECTIONS", default_value_t = 20_000,
+    /// Connections accepted at once; past it new connections get 503. Default: 20000, or the
+    /// open-files limit minus a reserve of 64 descriptors when that is lower; a larger value
+    /// than the limit allows is warned about at start.
+    #[arg(long, env = "PUSHPOLL_MAX_CONNECTIONS",
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_connections: u64,
+    pub max_connections: Option<u64>,
 
     /// Another origin (scheme://host:port) whose pages may open WebSockets and send
     /// state-changing requests here. Repeatable, or comma-separated.
@@ -348,8 +350,48 @@ impl Config {
     /// `--max-connections-per-peer`, or a quarter of `--max-connections` (at least 1).
     pub fn max_connections_per_peer(&self) -> u64 {
         self.max_connections_per_peer
-            .unwrap_or((self.max_connections / 4).max(1))
+            .unwrap_or((self.max_connections() / 4).max(1))
     }
+
+    /// `--max-connections` as given, or its default for the open-files limit this process can
+    /// reach (its hard limit, to which `main` raises the soft one).
+    pub fn max_connections(&self) -> u64 {
+        self.max_connections_within(crate::open_files_hard_limit())
+    }
+
+    /// `--max-connections` as given, or its default for an open-files limit of `open_files`.
+    pub fn max_connections_within(&self, open_files: u64) -> u64 {
+        self.max_connections
+            .unwrap_or_else(|| default_max_connections(open_files))
+    }
+
+    /// The descriptors an explicit `--max-connections` needs that an open-files limit of
+    /// `open_files` does not give, or `None` when it fits (or was not given: the default
+    /// always fits). What `main` warns about.
+    pub fn open_files_shortfall(&self, open_files: u64) -> Option<u64> {
+        let needed = self.max_connections?.saturating_add(OPEN_FILES_RESERVE);
+        (needed > open_files).then(|| needed - open_files)
+    }
+}
+
+/// `--max-connections` where the open-files limit leaves room for it: the bound the Limits
+/// table of docs/API.md and the load tests were written against.
+pub const MAX_CONNECTIONS: u64 = 20_000;
+
+/// Descriptors kept out of `--max-connections`'s default for what is not a client's
+/// connection: the listening socket, the store (SQLite's database, `-wal` and `-shm`, or the
+/// Redis connections), stdin/stdout/stderr, and the runtime's own (epoll, its wake-up
+/// descriptors).
+pub const OPEN_FILES_RESERVE: u64 = 64;
+
+/// `--max-connections`'s default under an open-files limit of `open_files`: one descriptor per
+/// connection beside [`OPEN_FILES_RESERVE`], at most [`MAX_CONNECTIONS`], at least 1. So a
+/// machine whose hard limit is 20,000 gets 19,936 and a server that starts without a warning,
+/// rather than a bound the kernel would refuse first (`accept` failing with `EMFILE`).
+pub fn default_max_connections(open_files: u64) -> u64 {
+    open_files
+        .saturating_sub(OPEN_FILES_RESERVE)
+        .clamp(1, MAX_CONNECTIONS)
 }
 
 /// `IP:PORT`: loopback, an interface's address, or the unspecified `0.0.0.0` / `[::]` (every
@@ -465,7 +507,8 @@ mod tests {
         let c = Config::defaults();
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.tick_ms, 1000);
-        assert_eq!(c.max_connections, 20_000);
+        assert_eq!(c.max_connections, None);
+        assert_eq!(c.max_connections_within(1 << 20), MAX_CONNECTIONS);
         assert_eq!(c.keepalive, Duration::from_secs(15));
         assert_eq!(c.ws_ping, Duration::from_secs(20));
         assert_eq!(c.ws_timeout, Duration::from_secs(40));
@@ -476,5 +519,46 @@ mod tests {
         assert_eq!(c.db, "data/pushpoll.sqlite");
         assert_eq!(c.retain_events, 1_000_000);
         assert_eq!(c.retain_bytes, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn the_connection_default_leaves_the_reserve_of_the_open_files_limit() {
+        // This machine's case: a hard limit of 20,000, which the old fixed default filled.
+        assert_eq!(default_max_connections(20_000), 20_000 - OPEN_FILES_RESERVE);
+        assert_eq!(default_max_connections(4_096), 4_096 - OPEN_FILES_RESERVE);
+        // Room enough: the bound stays what the Limits table states.
+        assert_eq!(default_max_connections(1 << 20), MAX_CONNECTIONS);
+        assert_eq!(default_max_connections(u64::MAX), MAX_CONNECTIONS); // RLIM_INFINITY
+        assert_eq!(
+            default_max_connections(MAX_CONNECTIONS + OPEN_FILES_RESERVE),
+            MAX_CONNECTIONS
+        );
+        // A limit smaller than the reserve still admits one connection.
+        assert_eq!(default_max_connections(10), 1);
+        assert_eq!(default_max_connections(0), 1);
+    }
+
+    #[test]
+    fn only_an_explicit_max_connections_that_does_not_fit_is_a_shortfall() {
+        let default = Config::defaults();
+        for limit in [0, 10, 1_024, 20_000, 1 << 20] {
+            assert_eq!(
+                default.open_files_shortfall(limit),
+                None,
+                "default at {limit}"
+            );
+        }
+        assert_eq!(default.max_connections_within(20_000), 19_936);
+
+        let given = |n: &str| {
+            Config::try_parse_from(["pushpoll", "--max-connections", n])
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let big = given("20000");
+        assert_eq!(big.max_connections_within(20_000), 20_000);
+        assert_eq!(big.open_files_shortfall(20_000), Some(OPEN_FILES_RESERVE));
+        assert_eq!(big.open_files_shortfall(20_064), None);
+        assert_eq!(given("19936").open_files_shortfall(20_000), None);
+        assert_eq!(given("100000").open_files_shortfall(1 << 20), None);
     }
 }

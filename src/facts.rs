@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::chat::name::NAME_CHARS;
 use crate::chat::session::{RATE_LIMIT, RATE_LIMIT_BYTES, RATE_WINDOW};
 use crate::chat::{MAX_HISTORY, MAX_TEXT_CHARS};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::error::ApiError;
 use crate::event::EventBody;
 use crate::feed::draw;
@@ -158,6 +158,19 @@ pub fn flag_default(flag: &str) -> Option<String> {
     (!values.is_empty()).then(|| values.join(","))
 }
 
+/// A default the server derives at start from the machine, as the docs state it (clap has no
+/// default for such a flag: `None` means "derive it"). `max-connections`: from the open-files
+/// limit ([`config::default_max_connections`]).
+pub fn derived_default(flag: &str) -> Option<String> {
+    (flag == "max-connections").then(|| {
+        format!(
+            "{}, or the open-files limit minus {} when that is lower",
+            config::MAX_CONNECTIONS,
+            config::OPEN_FILES_RESERVE
+        )
+    })
+}
+
 /// `10s` as the docs write it (`10 s`); anything else unchanged.
 fn spaced_duration(default: &str) -> String {
     match crate::config::parse_duration(default) {
@@ -170,13 +183,16 @@ fn spaced_duration(default: &str) -> String {
 
 /// The text a `<!--fact:NAME-->` marker stands for, or `None` for a name that is none.
 /// Names: `transports`, `feeds` (`clock, chat or draw`), `event-kinds:FEED`,
-/// `h2-max-streams`, `draw-kept` and `draw-live` (strokes kept; the live ring), `default:FLAG` (a server flag's default, `10 s` for durations).
+/// `h2-max-streams`, `draw-kept` and `draw-live` (strokes kept; the live ring), `default:FLAG` (a server flag's default, `10 s` for durations;
+/// for a default derived at start, how: [`derived_default`]).
 pub fn text(name: &str) -> Option<String> {
     if let Some(feed) = name.strip_prefix("event-kinds:") {
         return Some(words(&event_kinds(FeedName::parse(feed)?)));
     }
     if let Some(flag) = name.strip_prefix("default:") {
-        return Some(spaced_duration(&flag_default(flag)?));
+        return flag_default(flag)
+            .map(|default| spaced_duration(&default))
+            .or_else(|| derived_default(flag));
     }
     Some(match name {
         "transports" => words(&Transport::ALL.map(Transport::as_str)),
@@ -269,7 +285,10 @@ mod tests {
         assert_eq!(markers(prose).len(), 1);
         assert_eq!(markers(prose)[0].name, "feeds");
         assert_eq!(text("default:send-timeout").as_deref(), Some("30 s"));
-        assert_eq!(text("default:max-connections").as_deref(), Some("20000"));
+        assert_eq!(
+            text("default:max-connections").as_deref(),
+            Some("20000, or the open-files limit minus 64 when that is lower")
+        );
         assert_eq!(text("default:no-such-flag"), None);
         assert_eq!(thousands(4096), "4,096");
         assert_eq!(thousands(1_000_000), "1,000,000");
@@ -286,5 +305,24 @@ mod tests {
         assert!(js.contains(&format!(
             "export const H2_MAX_STREAMS = freeze({MAX_H2_STREAMS});"
         )));
+    }
+
+    #[test]
+    fn the_help_states_how_the_derived_default_is_derived() {
+        let command = Config::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some("max-connections"))
+            .unwrap();
+        assert!(
+            arg.get_default_values().is_empty(),
+            "derived at start, not clap's"
+        );
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        for number in [config::MAX_CONNECTIONS, config::OPEN_FILES_RESERVE] {
+            assert!(help.contains(&number.to_string()), "{help}");
+        }
+        assert!(derived_default("max-connections").is_some());
+        assert_eq!(derived_default("send-timeout"), None);
     }
 }

@@ -162,19 +162,33 @@ pub async fn run_with_tls(
 /// Raises the soft open-files limit to the hard limit, so that 10,000+ connections fit.
 /// Returns `(before, after)`.
 pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
-    // SAFETY: getrlimit/setrlimit read and write the struct we own.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+    let mut limit = open_files_limit()?;
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let before = limit.rlim_cur;
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok((before, limit.rlim_cur))
     }
+    Ok((before, limit.rlim_cur))
+}
+
+/// The open-files limit this process can raise itself to: the hard limit, or `u64::MAX` when
+/// it is unlimited or cannot be read. `--max-connections`'s default is derived from it
+/// ([`config::default_max_connections`]).
+pub fn open_files_hard_limit() -> u64 {
+    open_files_limit().map_or(u64::MAX, |limit| limit.rlim_max)
+}
+
+fn open_files_limit() -> std::io::Result<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(limit)
 }

@@ -135,7 +135,7 @@ pub mod liveness {
 /// then each connection finishes its response (streams end on the same token) and closes.
 /// Connection tasks run on `tracker`, so shutdown can wait for them.
 // Eight parts of one accept loop, each used once; a struct gathering them would only move
-// the same list to the caller (and reshape a signature other branches also extend).
+// the same list to the caller.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,

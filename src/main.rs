@@ -5,7 +5,7 @@ use clap::Parser as _;
 use pushpoll::Config;
 use tracing_subscriber::EnvFilter;
 
-// The allocator decides whether RSS falls back after a spike (issue 9, item 6). glibc keeps
+// The allocator decides whether RSS falls back after a spike. glibc keeps
 // freed memory in per-thread arenas; jemalloc with background threads purges dirty pages on
 // a decay timer. The choice and its measurement are in results/alloc/README.md; the
 // features exist so scripts/alloc-compare.sh can rebuild every candidate.
@@ -27,16 +27,23 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
+    // The default --max-connections fits the limit by construction; only a value given on the
+    // command line (or in PUSHPOLL_MAX_CONNECTIONS) can ask for more than the kernel allows.
     match pushpoll::raise_open_files_limit() {
-        Ok((before, after)) if after > before => {
-            tracing::info!(before, after, "raised the open-files limit")
+        Ok((before, after)) => {
+            if after > before {
+                tracing::info!(before, after, "raised the open-files limit");
+            }
+            if let Some(short) = config.open_files_shortfall(after) {
+                tracing::warn!(
+                    limit = after,
+                    max_connections = config.max_connections(),
+                    reserve = pushpoll::config::OPEN_FILES_RESERVE,
+                    short,
+                    "the open-files limit (hard limit reached) is below --max-connections plus the server's reserve; lower --max-connections, or raise the limit with `ulimit -Hn`"
+                );
+            }
         }
-        Ok((_, now)) if now < config.max_connections + 64 => tracing::warn!(
-            limit = now,
-            max_connections = config.max_connections,
-            "the open-files limit (hard limit reached) is below --max-connections; raise it with `ulimit -Hn`"
-        ),
-        Ok(_) => {}
         Err(err) => tracing::warn!(%err, "could not raise the open-files limit"),
     }
 

@@ -115,7 +115,7 @@ impl AppState {
         let draw = Draw::new(config.draw_rate_total);
         Ok(AppState {
             inner: Arc::new(Inner {
-                stats: Arc::new(Stats::new(config.max_connections)),
+                stats: Arc::new(Stats::new(config.max_connections())),
                 peers: Peers::new(config.peer_limits()),
                 diagnostics: Default::default(),
                 own_hosts: OwnHosts::build(

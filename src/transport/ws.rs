@@ -32,7 +32,7 @@ use crate::state::AppState;
 /// Initial read buffer per socket. tungstenite zero-fills the free part of it (up to this
 /// size) before every read attempt, and the serving loop polls the socket for reading each
 /// time it has sent an event: at 4 KiB that memset was 3.5% of the server's CPU at 2,000
-/// subscribers (issue 14's profile). Client frames are small chat lines and strokes; a larger
+/// subscribers (in a CPU profile). Client frames are small chat lines and strokes; a larger
 /// one takes a few more reads.
 const READ_BUFFER_BYTES: usize = 1024;
 

@@ -372,3 +372,87 @@ async fn a_request_body_that_trickles_is_answered_408_within_the_body_deadline()
     );
     app.another_peer_is_served().await;
 }
+
+/// The first screen of a server started under a hard open-files limit of 20,000 (this
+/// machine's; a lower one where the machine's is lower): `--max-connections`'s default is the
+/// limit less the reserve, so nothing is warned about; a value given that does not fit beside
+/// the reserve is. Each server is the real binary, its limits set before it starts (the soft
+/// one low, as a login shell's often is, so the server raises it first).
+#[tokio::test]
+async fn the_default_max_connections_fits_the_open_files_limit_and_only_a_given_excess_warns() {
+    use pushpoll::config::{OPEN_FILES_RESERVE, default_max_connections};
+    let limit = pushpoll::open_files_hard_limit().min(20_000);
+
+    let (max, stderr) = start_under_open_files_limit(limit, &[]).await;
+    assert_eq!(max, default_max_connections(limit), "{stderr}");
+    assert_eq!(max, limit.saturating_sub(OPEN_FILES_RESERVE).max(1));
+    assert!(!stderr.contains("WARN"), "the default warned:\n{stderr}");
+
+    let given = limit.to_string();
+    let (max, stderr) =
+        start_under_open_files_limit(limit, &["--max-connections", given.as_str()]).await;
+    assert_eq!(max, limit);
+    assert!(
+        stderr.contains("WARN") && stderr.contains("--max-connections"),
+        "a --max-connections the limit cannot hold was not warned about:\n{stderr}"
+    );
+
+    let fits = default_max_connections(limit).to_string();
+    let (_, stderr) =
+        start_under_open_files_limit(limit, &["--max-connections", fits.as_str()]).await;
+    assert!(
+        !stderr.contains("WARN"),
+        "a value that fits warned:\n{stderr}"
+    );
+}
+
+/// Starts the binary with `args` under a hard open-files limit of `hard`; returns the
+/// connection bound it reports (`/api/stats`) and what it wrote to stderr until it was killed.
+async fn start_under_open_files_limit(hard: u64, args: &[&str]) -> (u64, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushpoll"));
+    command
+        .args(["--addr", "127.0.0.1:0", "--db", ":memory:"])
+        .args(args)
+        .env_remove("PUSHPOLL_MAX_CONNECTIONS")
+        .env("PUSHPOLL_LOG", "info")
+        .stderr(std::process::Stdio::piped());
+    let soft = hard.min(1024);
+    // SAFETY: between fork and exec the closure calls setrlimit only, which is
+    // async-signal-safe, on a struct of its own.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut spawned = pushpoll::spawn::start(&mut command)
+        .await
+        .expect("start the pushpoll binary");
+    let stats: serde_json::Value = reqwest::get(format!("{}/api/stats", spawned.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let max = stats["connections"]["max"]
+        .as_u64()
+        .expect("connections.max in /api/stats");
+    spawned.child.kill().await.unwrap();
+    let mut stderr = String::new();
+    spawned
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    (max, stderr)
+}

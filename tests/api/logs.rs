@@ -1,6 +1,6 @@
 //! The request log span: off at the default level (it cost 2–3 µs of CPU per request, issue 14),
 //! and with `PUSHPOLL_LOG=info,pushpoll=debug` every log line of a request names its client
-//! and TCP peer (README, "Behind a reverse proxy").
+//! and TCP peer (docs/PROXY.md, "Behind a reverse proxy: whose address is it?").
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The operator endpoints seen from another machine (`src/operator.rs`), on a network each
 //! test makes for itself (`support::netns`): the server in one namespace, "a student's laptop
-//! on the same Wi-Fi" in the other, at a non-loopback address. What the README's "What
-//! another machine on the network can see and do" says is checked here, sentence by sentence:
+//! on the same Wi-Fi" in the other, at a non-loopback address. What docs/CLASSROOM.md's "What
+//! another machine on the network sees and does" says is checked here, sentence by sentence:
 //! `/metrics` and the process and connection figures are refused or left out, every page,
 //! transport, the chat and the canvas are served, a tag reads and kills only the caller's own
 //! requests, the operator's token opens everything, and on plain HTTP a sniffer on the link

@@ -153,7 +153,7 @@ async fn the_compare_page_over_https_runs_five_live_clocks_on_one_http2_origin(e
     }
     eprintln!("{} waits on h2: {waits:?}", engine.name());
 
-    // The README's picture: five live clocks, the panel before any kill.
+    // docs/HTTPS.md's picture: five live clocks, the panel before any kill.
     screenshot(&page, "compare-h2").await;
 
     // An SSE stream has no Resource Timing entry while it is open; killing the lane ends it

@@ -132,7 +132,7 @@ async fn text(page: &Page<'_>, selector: &str) -> String {
 }
 
 /// With `PUSHPOLL_SCREENSHOTS=1`, saves what the page shows, top to bottom, to
-/// `docs/screenshots/NAME.png` (Chromium) or `NAME-ENGINE.png` (the others), for the README.
+/// `docs/screenshots/NAME.png` (Chromium) or `NAME-ENGINE.png` (the others), for the docs (docs/SCREENSHOTS.md).
 /// Off by default, so test runs never change the tree.
 async fn screenshot(page: &Page<'_>, name: &str) {
     let Some(path) = screenshot_path(page, name) else {
