@@ -59,20 +59,15 @@ pub mod event;
 pub mod facts;
 pub mod feed;
 pub mod figures;
-pub mod forwarded;
 pub mod http;
-pub mod interfaces;
-pub(crate) mod listener;
 pub mod names;
+pub mod net;
 pub mod operator;
-pub(crate) mod origin;
-pub(crate) mod peers;
 pub(crate) mod results;
 pub mod spawn;
 pub(crate) mod state;
 pub mod stats;
 pub mod store;
-pub mod tls;
 pub mod transport;
 pub mod wire;
 
@@ -87,7 +82,7 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 /// How the server finds a dead peer (TCP keepalive, `TCP_USER_TIMEOUT`) and the bounds that
 /// follow; the tests check the defaults' arithmetic against docs/API.md.
-pub use listener::liveness;
+pub use net::listener::liveness;
 pub use state::AppState;
 
 /// How long shutdown may take before the remaining work is abandoned, leaving a margin
@@ -105,7 +100,7 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .context("the listener has no local address")?;
-    let tls = tls::Tls::from_config(&config, addr)?;
+    let tls = net::tls::Tls::from_config(&config, addr)?;
     run_with_tls(listener, config, tls, shutdown).await
 }
 
@@ -114,7 +109,7 @@ pub async fn run(
 pub async fn run_with_tls(
     listener: TcpListener,
     config: Config,
-    tls: Option<tls::Tls>,
+    tls: Option<net::tls::Tls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     // The address actually bound (port 0 picks one): the server's own name for the Host check.
@@ -129,16 +124,16 @@ pub async fn run_with_tls(
         .await
         .context("cannot open the chat store")?;
     let router = app::app(state.clone());
-    let deadlines = listener::Deadlines {
+    let deadlines = net::listener::Deadlines {
         header: state.config().header_timeout,
         send: state.config().send_timeout,
         dead_peer: state.config().dead_peer_timeout,
     };
-    let accepting = tracker.spawn(listener::serve(
+    let accepting = tracker.spawn(net::listener::serve(
         listener,
         router,
         state.stats().clone(),
-        state.peers().clone(),
+        state.addresses().clone(),
         deadlines,
         token.clone(),
         tracker.clone(),

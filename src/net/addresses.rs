@@ -1,27 +1,27 @@
-//! Per-peer accounting: the one place that knows what each client holds and spends.
+//! Accounting per client address: the one place that knows what each client holds and spends.
 //!
-//! A peer is a client's network as [`PeerKey`] names it: an IPv4 address, or the IPv6
+//! An address, here, is a client's network as [`AddressKey`] names it: an IPv4 address, or the IPv6
 //! network of `--ipv6-prefix` bits (a /64 by default) around an IPv6 address, since one
 //! IPv6 host is normally handed a whole /64 and can pick any address in it (RFC 4291 §2.5.1
 //! fixes interface identifiers at 64 bits; RFC 8981 has a host change its address often).
 //! Keyed by address, such a host would have 2^64 budgets. Every method here takes a plain
 //! address and keys it itself, so no budget can be charged to the wrong key. (The whole
-//! 127.0.0.0/8 is loopback, so tests play several peers.)
+//! 127.0.0.0/8 is loopback, so tests play several addresses.)
 //!
-//! - **Connections.** The listener asks [`Peers::connect`] for every accepted TCP connection:
-//!   a peer may hold at most `--max-connections-per-peer` at once, so one client cannot take
-//!   the whole `--max-connections` from everyone else. The [`PeerConn`] guard gives the slot
+//! - **Connections.** The listener asks [`Addresses::connect`] for every accepted TCP connection:
+//!   an address may hold at most `--max-connections-per-peer` at once, so one client cannot take
+//!   the whole `--max-connections` from everyone else. The [`AddressConn`] guard gives the slot
 //!   back when the connection closes.
-//! - **Requests in flight.** Every request takes one of its peer's
-//!   `--max-requests-per-peer` slots ([`Peers::request`]) until its response body has been
+//! - **Requests in flight.** Every request takes one of its address's
+//!   `--max-requests-per-peer` slots ([`Addresses::request`]) until its response body has been
 //!   handed to the connection in full (or dropped): over HTTP/2 one connection carries many
-//!   requests, so the connection cap alone would let a peer hold 32 times as many, and every
-//!   request may hold an answer the peer has not read.
-//! - **Budgets.** Actions that create state (a login, for one) are charged to the peer with
-//!   [`Peers::spend`]: a token bucket per peer and [`Budget`], refilled over time.
+//!   requests, so the connection cap alone would let an address hold 32 times as many, and every
+//!   request may hold an answer the address has not read.
+//! - **Budgets.** Actions that create state (a login, for one) are charged to the address with
+//!   [`Addresses::spend`]: a token bucket per address and [`Budget`], refilled over time.
 //!
-//! Bounded by construction: an entry exists while its peer holds a connection or a request,
-//! or for as long as one of its buckets is still refilling; past [`MAX_IDLE_PEERS`] entries
+//! Bounded by construction: an entry exists while its address holds a connection or a request,
+//! or for as long as one of its buckets is still refilling; past [`MAX_IDLE_ADDRESSES`] entries
 //! without either, the idle ones are forgotten (which can only make a budget more generous,
 //! never hold memory).
 
@@ -31,30 +31,30 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Entries kept for peers that hold no connection (their budgets still refilling).
-pub const MAX_IDLE_PEERS: usize = 10_000;
+/// Entries kept for addresses that hold no connection (their budgets still refilling).
+pub const MAX_IDLE_ADDRESSES: usize = 10_000;
 
-/// The IPv6 prefix a peer is keyed by when none is given: the /64 a host normally gets.
+/// The IPv6 prefix an address is keyed by when none is given: the /64 a host normally gets.
 pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
-/// Requests one peer may have in flight at once when none is given: a browser's pages with
+/// Requests one address may have in flight at once when none is given: a browser's pages with
 /// every transport open (the compare page holds eleven subscriptions) many times over.
 pub const DEFAULT_MAX_REQUESTS_PER_PEER: u64 = 128;
 
 /// Who is charged: an IPv4 address (an IPv4-mapped IPv6 address counts as the IPv4 address it
 /// is), or an IPv6 address with every bit past the prefix cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PeerKey {
+pub struct AddressKey {
     network: IpAddr,
     /// The IPv6 prefix length; 32 for an IPv4 address.
     prefix: u8,
 }
 
-impl PeerKey {
-    /// `ip`'s key when IPv6 peers are keyed by `ipv6_prefix` bits (clamped to 0–128).
-    pub fn of(ip: IpAddr, ipv6_prefix: u8) -> PeerKey {
+impl AddressKey {
+    /// `ip`'s key when IPv6 addresses are keyed by `ipv6_prefix` bits (clamped to 0–128).
+    pub fn of(ip: IpAddr, ipv6_prefix: u8) -> AddressKey {
         match ip.to_canonical() {
-            IpAddr::V4(v4) => PeerKey {
+            IpAddr::V4(v4) => AddressKey {
                 network: IpAddr::V4(v4),
                 prefix: 32,
             },
@@ -65,7 +65,7 @@ impl PeerKey {
                 } else {
                     u128::MAX << (128 - u32::from(prefix))
                 };
-                PeerKey {
+                AddressKey {
                     network: IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask)),
                     prefix,
                 }
@@ -76,7 +76,7 @@ impl PeerKey {
 
 /// `192.0.2.7`, or `2001:db8:1:2::/64` (a whole IPv6 address is written without a prefix).
 /// What the cluster's Redis buckets are named by, so every node keys a client alike.
-impl fmt::Display for PeerKey {
+impl fmt::Display for AddressKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.network {
             IpAddr::V6(_) if self.prefix < 128 => write!(f, "{}/{}", self.network, self.prefix),
@@ -85,9 +85,9 @@ impl fmt::Display for PeerKey {
     }
 }
 
-/// The per-peer bounds and budgets, from the flags.
+/// The per-address bounds and budgets, from the flags.
 #[derive(Debug, Clone, Copy)]
-pub struct PeerLimits {
+pub struct AddressLimits {
     /// `--max-connections-per-peer`.
     pub connections: u64,
     /// `--max-requests-per-peer`.
@@ -100,7 +100,7 @@ pub struct PeerLimits {
     pub draw: Rate,
 }
 
-/// What a peer can spend, each with its own bucket.
+/// What an address can spend, each with its own bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
     /// `POST /api/session`.
@@ -175,23 +175,23 @@ impl Peer {
     }
 }
 
-/// Why [`Peers::connect`] or [`Peers::request`] refused: the peer holds `max` already.
+/// Why [`Addresses::connect`] or [`Addresses::request`] refused: the address holds `max` already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerFull {
+pub struct AddressFull {
     pub max: u64,
 }
 
-pub struct Peers {
-    map: Mutex<HashMap<PeerKey, Peer>>,
+pub struct Addresses {
+    map: Mutex<HashMap<AddressKey, Peer>>,
     max_connections: u64,
     max_requests: u64,
     ipv6_prefix: u8,
     rates: [Rate; BUDGETS],
 }
 
-impl Peers {
-    pub fn new(limits: PeerLimits) -> Arc<Peers> {
-        Arc::new(Peers {
+impl Addresses {
+    pub fn new(limits: AddressLimits) -> Arc<Addresses> {
+        Arc::new(Addresses {
             map: Mutex::new(HashMap::new()),
             max_connections: limits.connections.max(1),
             max_requests: limits.requests.max(1),
@@ -200,17 +200,17 @@ impl Peers {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<PeerKey, Peer>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<AddressKey, Peer>> {
         // Every update is a single field write; a poisoned map is still consistent.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The key `ip` is charged under (its IPv6 network, or the IPv4 address).
-    pub fn key(&self, ip: IpAddr) -> PeerKey {
-        PeerKey::of(ip, self.ipv6_prefix)
+    pub fn key(&self, ip: IpAddr) -> AddressKey {
+        AddressKey::of(ip, self.ipv6_prefix)
     }
 
-    fn entry<'a>(&self, map: &'a mut HashMap<PeerKey, Peer>, key: PeerKey) -> &'a mut Peer {
+    fn entry<'a>(&self, map: &'a mut HashMap<AddressKey, Peer>, key: AddressKey) -> &'a mut Peer {
         if !map.contains_key(&key) {
             self.forget_idle(map);
         }
@@ -221,12 +221,12 @@ impl Peers {
         })
     }
 
-    /// Keeps the entries of peers without a connection under [`MAX_IDLE_PEERS`]: first those
+    /// Keeps the entries of addresses without a connection under [`MAX_IDLE_ADDRESSES`]: first those
     /// whose buckets are full again (nothing to remember), then any idle ones. Each pass is
-    /// O(n) and frees at least half the idle room, so the cost per new peer stays constant.
-    fn forget_idle(&self, map: &mut HashMap<PeerKey, Peer>) {
+    /// O(n) and frees at least half the idle room, so the cost per new address stays constant.
+    fn forget_idle(&self, map: &mut HashMap<AddressKey, Peer>) {
         let idle = map.values().filter(|p| p.holds_nothing()).count();
-        if idle < MAX_IDLE_PEERS {
+        if idle < MAX_IDLE_ADDRESSES {
             return;
         }
         let now = Instant::now();
@@ -239,9 +239,9 @@ impl Peers {
                     .all(|(b, rate)| b.is_full(rate, now))
         });
         let mut idle = map.values().filter(|p| p.holds_nothing()).count();
-        if idle >= MAX_IDLE_PEERS / 2 {
+        if idle >= MAX_IDLE_ADDRESSES / 2 {
             map.retain(|_, p| {
-                if p.holds_nothing() && idle > MAX_IDLE_PEERS / 2 {
+                if p.holds_nothing() && idle > MAX_IDLE_ADDRESSES / 2 {
                     idle -= 1;
                     false
                 } else {
@@ -251,19 +251,19 @@ impl Peers {
         }
     }
 
-    /// Takes one of `ip`'s connection slots, or refuses when its peer holds its share already.
-    pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<PeerConn, PeerFull> {
+    /// Takes one of `ip`'s connection slots, or refuses when its address holds its share already.
+    pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<AddressConn, AddressFull> {
         let slot = self.take(ip, SlotKind::Connection)?;
-        Ok(PeerConn { slot, ip })
+        Ok(AddressConn { slot, ip })
     }
 
-    /// Takes one of the request slots of `ip`'s peer for a request in flight, or refuses when
+    /// Takes one of the request slots of `ip`'s address for a request in flight, or refuses when
     /// it has `--max-requests-per-peer` in flight already, over all its connections.
-    pub fn request(self: &Arc<Self>, ip: IpAddr) -> Result<PeerRequest, PeerFull> {
-        self.take(ip, SlotKind::Request).map(PeerRequest)
+    pub fn request(self: &Arc<Self>, ip: IpAddr) -> Result<AddressRequest, AddressFull> {
+        self.take(ip, SlotKind::Request).map(AddressRequest)
     }
 
-    fn take(self: &Arc<Self>, ip: IpAddr, kind: SlotKind) -> Result<Slot, PeerFull> {
+    fn take(self: &Arc<Self>, ip: IpAddr, kind: SlotKind) -> Result<Slot, AddressFull> {
         let key = self.key(ip);
         let max = match kind {
             SlotKind::Connection => self.max_connections,
@@ -272,7 +272,7 @@ impl Peers {
         let mut map = self.lock();
         let held = kind.of(self.entry(&mut map, key));
         if *held >= max {
-            return Err(PeerFull { max });
+            return Err(AddressFull { max });
         }
         *held += 1;
         Ok(Slot {
@@ -282,17 +282,17 @@ impl Peers {
         })
     }
 
-    /// Connections `ip`'s peer holds now.
+    /// Connections `ip`'s address holds now.
     pub fn open(&self, ip: IpAddr) -> u64 {
         self.lock().get(&self.key(ip)).map_or(0, |p| p.open)
     }
 
-    /// Requests `ip`'s peer has in flight now.
+    /// Requests `ip`'s address has in flight now.
     pub fn in_flight(&self, ip: IpAddr) -> u64 {
         self.lock().get(&self.key(ip)).map_or(0, |p| p.requests)
     }
 
-    /// Peers with an entry now (connected, or with a budget still refilling).
+    /// Addresses with an entry now (connected, or with a budget still refilling).
     pub fn tracked(&self) -> usize {
         self.lock().len()
     }
@@ -330,7 +330,7 @@ enum SlotKind {
 }
 
 impl SlotKind {
-    /// The count of this kind a peer holds.
+    /// The count of this kind an address holds.
     fn of(self, peer: &mut Peer) -> &mut u64 {
         match self {
             SlotKind::Connection => &mut peer.open,
@@ -339,11 +339,11 @@ impl SlotKind {
     }
 }
 
-/// A slot a peer holds; dropping it gives the slot back, and forgets the peer when it then
+/// A slot an address holds; dropping it gives the slot back, and forgets the address when it then
 /// holds nothing and its buckets are full.
 struct Slot {
-    peers: Arc<Peers>,
-    key: PeerKey,
+    peers: Arc<Addresses>,
+    key: AddressKey,
     kind: SlotKind,
 }
 
@@ -367,30 +367,30 @@ impl Drop for Slot {
     }
 }
 
-/// One connection slot of a peer; dropping it gives the slot back.
-pub struct PeerConn {
+/// One connection slot of an address; dropping it gives the slot back.
+pub struct AddressConn {
     slot: Slot,
     ip: IpAddr,
 }
 
-impl PeerConn {
+impl AddressConn {
     pub fn ip(&self) -> IpAddr {
         self.ip
     }
 
-    /// The peer it is charged to.
-    pub fn key(&self) -> PeerKey {
+    /// The address it is charged to.
+    pub fn key(&self) -> AddressKey {
         self.slot.key
     }
 }
 
-/// One request slot of a peer, held until the response body is done; dropping it gives the
+/// One request slot of an address, held until the response body is done; dropping it gives the
 /// slot back.
-pub struct PeerRequest(Slot);
+pub struct AddressRequest(Slot);
 
-impl PeerRequest {
-    /// The peer it is charged to.
-    pub fn key(&self) -> PeerKey {
+impl AddressRequest {
+    /// The address it is charged to.
+    pub fn key(&self) -> AddressKey {
         self.0.key
     }
 }
@@ -410,9 +410,9 @@ mod tests {
         }
     }
 
-    /// Two connections and two requests per peer, IPv6 keyed by /64.
-    fn limits() -> PeerLimits {
-        PeerLimits {
+    /// Two connections and two requests per address, IPv6 keyed by /64.
+    fn limits() -> AddressLimits {
+        AddressLimits {
             connections: 2,
             requests: 2,
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
@@ -421,8 +421,8 @@ mod tests {
         }
     }
 
-    fn peers() -> Arc<Peers> {
-        Peers::new(limits())
+    fn addresses() -> Arc<Addresses> {
+        Addresses::new(limits())
     }
 
     fn v6(s: &str) -> IpAddr {
@@ -434,7 +434,7 @@ mod tests {
         let peers = peers();
         let a1 = peers.connect(ip(1)).unwrap();
         let _a2 = peers.connect(ip(1)).unwrap();
-        assert_eq!(peers.connect(ip(1)).err(), Some(PeerFull { max: 2 }));
+        assert_eq!(peers.connect(ip(1)).err(), Some(AddressFull { max: 2 }));
         let _b = peers.connect(ip(2)).unwrap();
         drop(a1);
         assert!(peers.connect(ip(1)).is_ok());
@@ -465,11 +465,11 @@ mod tests {
     #[test]
     fn idle_entries_are_bounded() {
         let peers = peers();
-        for i in 0..(MAX_IDLE_PEERS as u32 * 2) {
+        for i in 0..(MAX_IDLE_ADDRESSES as u32 * 2) {
             let addr = IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
             let _ = peers.spend(addr, Budget::Login);
         }
-        assert!(peers.tracked() <= MAX_IDLE_PEERS, "{}", peers.tracked());
+        assert!(peers.tracked() <= MAX_IDLE_ADDRESSES, "{}", peers.tracked());
     }
 
     #[test]
@@ -481,7 +481,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             peers.connect(v6("2001:db8:1:2:dead:beef::7")).err(),
-            Some(PeerFull { max: 2 }),
+            Some(AddressFull { max: 2 }),
             "a third address of the same /64 is the same peer"
         );
         assert!(
@@ -500,7 +500,7 @@ mod tests {
 
     #[test]
     fn the_prefix_is_configurable_down_to_one_address() {
-        let peers = Peers::new(PeerLimits {
+        let peers = Addresses::new(AddressLimits {
             ipv6_prefix: 128,
             ..limits()
         });
@@ -508,7 +508,7 @@ mod tests {
         let _b = peers.connect(v6("2001:db8::1")).unwrap();
         assert!(peers.connect(v6("2001:db8::2")).is_ok());
         assert_eq!(peers.key(v6("2001:db8::2")).to_string(), "2001:db8::2");
-        let wide = Peers::new(PeerLimits {
+        let wide = Addresses::new(AddressLimits {
             ipv6_prefix: 48,
             ..limits()
         });
@@ -523,7 +523,7 @@ mod tests {
         let peers = peers();
         let r1 = peers.request(ip(1)).unwrap();
         let _r2 = peers.request(ip(1)).unwrap();
-        assert_eq!(peers.request(ip(1)).err(), Some(PeerFull { max: 2 }));
+        assert_eq!(peers.request(ip(1)).err(), Some(AddressFull { max: 2 }));
         assert!(peers.request(ip(2)).is_ok(), "another peer is still served");
         assert_eq!(peers.in_flight(ip(1)), 2);
         drop(r1);
