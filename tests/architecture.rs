@@ -1,7 +1,9 @@
 //! The architecture, checked: the layers of docs/ARCHITECTURE.md only point down, so the
-//! top-level modules of each crate (the server, `src/`, and the load tester, `loadtest/src/`)
-//! import each other without a cycle; and the transports' names are spelled in one place,
-//! `src/names.rs`. A plain test over the source text, with no dependencies: it reads every
+//! modules of each crate (the server, `src/`, and the load tester, `loadtest/src/`) import
+//! each other without a cycle; the server's leaves import only leaves, its core imports no
+//! edge module and names no HTTP crate, its handlers import none of each other, and nothing
+//! imports its router; docs/ARCHITECTURE.md's table and graph are the ones computed here;
+//! and the transports' names are spelled in one place, `src/names.rs`. A plain test over the source text, with no dependencies: it reads every
 //! `.rs` file, drops comments and `#[cfg(test)]` items, and follows `crate::…` and
 //! `super::…` paths.
 //!
@@ -9,7 +11,8 @@
 //! `use crate::{…}` group) or a `super::…` path that climbs out of `a` into `b`, anywhere in
 //! `a`'s non-test code. Paths through the other crate (`pushpoll::…` in the load tester) are
 //! not edges: that crate is below the load tester as a whole. Names that are not modules
-//! (`crate::Config`, a re-export) are ignored.
+//! (`crate::Config`, a re-export) are ignored. The modules of a folder that groups by topic
+//! (`src/net/`) are modules of the graph of their own (`net::listener`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -181,6 +184,86 @@ fn nothing_imports_the_router() {
         }
     }
     assert_none("a module imports the router", breaches);
+}
+
+/// docs/ARCHITECTURE.md's table of layers lists the modules of each layer as this test does,
+/// and its block of edges ("module → what it imports") is the graph this test computes: the
+/// picture a reader gets cannot drift from the code.
+#[test]
+fn architecture_md_shows_these_layers_and_this_graph() {
+    let doc = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).unwrap();
+    let mut breaches = Vec::new();
+    for (layer, modules) in [
+        ("leaf", LEAVES),
+        ("core", CORE),
+        ("edge", EDGE),
+        ("handlers", HANDLERS),
+        ("router", ROUTER),
+    ] {
+        let Some(row) = doc.lines().find(|l| l.starts_with(&format!("| {layer} |"))) else {
+            breaches.push(format!("no table row `| {layer} | …`"));
+            continue;
+        };
+        let cell = row.split('|').nth(2).unwrap_or("");
+        let listed: BTreeSet<String> = doc_modules(cell);
+        let expected: BTreeSet<String> = modules.iter().map(|m| m.to_string()).collect();
+        if listed != expected {
+            breaches.push(format!(
+                "the {layer} row lists {listed:?}; the test, {expected:?}"
+            ));
+        }
+    }
+    let graph = server_graph();
+    // The fenced block after the line that introduces it.
+    let block = doc
+        .split_once("The edges behind it")
+        .and_then(|(_, after)| after.split("```").nth(1))
+        .unwrap_or("");
+    let written: BTreeMap<String, BTreeSet<String>> = block
+        .lines()
+        .filter_map(|l| l.split_once(" → "))
+        .map(|(from, to)| {
+            let to = to.split_whitespace().map(String::from).collect();
+            (from.trim().to_string(), to)
+        })
+        .collect();
+    let computed: BTreeMap<String, BTreeSet<String>> =
+        graph.into_iter().filter(|(_, to)| !to.is_empty()).collect();
+    if written != computed {
+        let lines: Vec<String> = computed
+            .iter()
+            .map(|(from, to)| {
+                let to: Vec<&str> = to.iter().map(String::as_str).collect();
+                format!("{from:<15} → {}", to.join(" "))
+            })
+            .collect();
+        breaches.push(format!(
+            "the block of edges is not the module graph; it is now (in any order):\n{}",
+            lines.join("\n")
+        ));
+    }
+    assert_none("docs/ARCHITECTURE.md does not show the code", breaches);
+}
+
+/// The modules a table cell names in backticks: `` `a` `b` `` and `` `net::{x, y}` ``.
+fn doc_modules(cell: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (i, quoted) in cell.split('`').enumerate() {
+        if i % 2 == 0 {
+            continue;
+        }
+        match quoted.split_once("::{") {
+            Some((group, rest)) => {
+                for m in rest.trim_end_matches('}').split(',') {
+                    found.insert(format!("{group}::{}", m.trim()));
+                }
+            }
+            None => {
+                found.insert(quoted.trim_end_matches('/').to_string());
+            }
+        }
+    }
+    found
 }
 
 /// The [`HTTP_CRATES`] that `code` names in a path (`axum::…`, `use hyper::{…}`), outside
