@@ -3,9 +3,9 @@
 //! each other without a cycle; the server's leaves import only leaves, its core imports no
 //! edge module and names no HTTP crate, its handlers import none of each other, and nothing
 //! imports its router; docs/ARCHITECTURE.md's table and graph are the ones computed here;
-//! and the transports' names are spelled in one place, `src/names.rs`. A plain test over the source text, with no dependencies: it reads every
-//! `.rs` file, drops comments and `#[cfg(test)]` items, and follows `crate::…` and
-//! `super::…` paths.
+//! and the transports' names are spelled in one place, `src/names.rs`. A plain test over
+//! the source text, with no dependencies: it reads every `.rs` file, drops comments and
+//! `#[cfg(test)]` items, and follows `crate::…` and `super::…` paths.
 //!
 //! What counts as an import of module `b` by module `a`: a path `crate::b…` (also inside a
 //! `use crate::{…}` group) or a `super::…` path that climbs out of `a` into `b`, anywhere in
