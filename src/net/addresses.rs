@@ -161,7 +161,8 @@ impl Bucket {
     }
 }
 
-struct Peer {
+/// What one address holds and spends: the map's entry for its key.
+struct Entry {
     /// TCP connections held.
     open: u64,
     /// Requests in flight.
@@ -169,7 +170,7 @@ struct Peer {
     buckets: [Bucket; BUDGETS],
 }
 
-impl Peer {
+impl Entry {
     fn holds_nothing(&self) -> bool {
         self.open == 0 && self.requests == 0
     }
@@ -182,7 +183,7 @@ pub struct AddressFull {
 }
 
 pub struct Addresses {
-    map: Mutex<HashMap<AddressKey, Peer>>,
+    map: Mutex<HashMap<AddressKey, Entry>>,
     max_connections: u64,
     max_requests: u64,
     ipv6_prefix: u8,
@@ -200,7 +201,7 @@ impl Addresses {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<AddressKey, Peer>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<AddressKey, Entry>> {
         // Every update is a single field write; a poisoned map is still consistent.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -210,11 +211,11 @@ impl Addresses {
         AddressKey::of(ip, self.ipv6_prefix)
     }
 
-    fn entry<'a>(&self, map: &'a mut HashMap<AddressKey, Peer>, key: AddressKey) -> &'a mut Peer {
+    fn entry<'a>(&self, map: &'a mut HashMap<AddressKey, Entry>, key: AddressKey) -> &'a mut Entry {
         if !map.contains_key(&key) {
             self.forget_idle(map);
         }
-        map.entry(key).or_insert_with(|| Peer {
+        map.entry(key).or_insert_with(|| Entry {
             open: 0,
             requests: 0,
             buckets: self.rates.map(Bucket::full),
@@ -224,7 +225,7 @@ impl Addresses {
     /// Keeps the entries of addresses without a connection under [`MAX_IDLE_ADDRESSES`]: first those
     /// whose buckets are full again (nothing to remember), then any idle ones. Each pass is
     /// O(n) and frees at least half the idle room, so the cost per new address stays constant.
-    fn forget_idle(&self, map: &mut HashMap<AddressKey, Peer>) {
+    fn forget_idle(&self, map: &mut HashMap<AddressKey, Entry>) {
         let idle = map.values().filter(|p| p.holds_nothing()).count();
         if idle < MAX_IDLE_ADDRESSES {
             return;
@@ -276,7 +277,7 @@ impl Addresses {
         }
         *held += 1;
         Ok(Slot {
-            peers: self.clone(),
+            addresses: self.clone(),
             key,
             kind,
         })
@@ -331,10 +332,10 @@ enum SlotKind {
 
 impl SlotKind {
     /// The count of this kind an address holds.
-    fn of(self, peer: &mut Peer) -> &mut u64 {
+    fn of(self, entry: &mut Entry) -> &mut u64 {
         match self {
-            SlotKind::Connection => &mut peer.open,
-            SlotKind::Request => &mut peer.requests,
+            SlotKind::Connection => &mut entry.open,
+            SlotKind::Request => &mut entry.requests,
         }
     }
 }
@@ -342,23 +343,23 @@ impl SlotKind {
 /// A slot an address holds; dropping it gives the slot back, and forgets the address when it then
 /// holds nothing and its buckets are full.
 struct Slot {
-    peers: Arc<Addresses>,
+    addresses: Arc<Addresses>,
     key: AddressKey,
     kind: SlotKind,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut map = self.peers.lock();
-        if let Some(peer) = map.get_mut(&self.key) {
-            let held = self.kind.of(peer);
+        let mut map = self.addresses.lock();
+        if let Some(entry) = map.get_mut(&self.key) {
+            let held = self.kind.of(entry);
             *held = held.saturating_sub(1);
             let now = Instant::now();
-            let idle_and_full = peer.holds_nothing()
-                && peer
+            let idle_and_full = entry.holds_nothing()
+                && entry
                     .buckets
                     .iter()
-                    .zip(self.peers.rates)
+                    .zip(self.addresses.rates)
                     .all(|(b, rate)| b.is_full(rate, now));
             if idle_and_full {
                 map.remove(&self.key);
@@ -430,84 +431,88 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_holds_at_most_its_share_and_others_are_unaffected() {
-        let peers = peers();
-        let a1 = peers.connect(ip(1)).unwrap();
-        let _a2 = peers.connect(ip(1)).unwrap();
-        assert_eq!(peers.connect(ip(1)).err(), Some(AddressFull { max: 2 }));
-        let _b = peers.connect(ip(2)).unwrap();
+    fn an_address_holds_at_most_its_share_and_others_are_unaffected() {
+        let addresses = addresses();
+        let a1 = addresses.connect(ip(1)).unwrap();
+        let _a2 = addresses.connect(ip(1)).unwrap();
+        assert_eq!(addresses.connect(ip(1)).err(), Some(AddressFull { max: 2 }));
+        let _b = addresses.connect(ip(2)).unwrap();
         drop(a1);
-        assert!(peers.connect(ip(1)).is_ok());
+        assert!(addresses.connect(ip(1)).is_ok());
     }
 
     #[test]
     fn a_closed_peer_with_full_buckets_leaves_no_entry() {
-        let peers = peers();
-        drop(peers.connect(ip(1)).unwrap());
-        assert_eq!(peers.tracked(), 0);
-        let conn = peers.connect(ip(1)).unwrap();
-        peers.spend(ip(1), Budget::Login).unwrap();
+        let addresses = addresses();
+        drop(addresses.connect(ip(1)).unwrap());
+        assert_eq!(addresses.tracked(), 0);
+        let conn = addresses.connect(ip(1)).unwrap();
+        addresses.spend(ip(1), Budget::Login).unwrap();
         drop(conn);
-        assert_eq!(peers.tracked(), 1, "the spent budget is remembered");
+        assert_eq!(addresses.tracked(), 1, "the spent budget is remembered");
     }
 
     #[test]
     fn budgets_are_per_peer_and_say_how_long_to_wait() {
-        let peers = peers();
+        let addresses = addresses();
         for _ in 0..3 {
-            peers.spend(ip(1), Budget::Login).unwrap();
+            addresses.spend(ip(1), Budget::Login).unwrap();
         }
-        let wait = peers.spend(ip(1), Budget::Login).unwrap_err();
+        let wait = addresses.spend(ip(1), Budget::Login).unwrap_err();
         assert!((1..=20).contains(&wait), "{wait}");
-        assert!(peers.spend(ip(2), Budget::Login).is_ok());
+        assert!(addresses.spend(ip(2), Budget::Login).is_ok());
     }
 
     #[test]
     fn idle_entries_are_bounded() {
-        let peers = peers();
+        let addresses = addresses();
         for i in 0..(MAX_IDLE_ADDRESSES as u32 * 2) {
             let addr = IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
-            let _ = peers.spend(addr, Budget::Login);
+            let _ = addresses.spend(addr, Budget::Login);
         }
-        assert!(peers.tracked() <= MAX_IDLE_ADDRESSES, "{}", peers.tracked());
+        assert!(
+            addresses.tracked() <= MAX_IDLE_ADDRESSES,
+            "{}",
+            addresses.tracked()
+        );
     }
 
     #[test]
     fn an_ipv6_peer_is_its_64_and_an_ipv4_mapped_address_is_ipv4() {
-        let peers = peers();
-        let _a = peers.connect(v6("2001:db8:1:2::1")).unwrap();
-        let _b = peers
+        let addresses = addresses();
+        let _a = addresses.connect(v6("2001:db8:1:2::1")).unwrap();
+        let _b = addresses
             .connect(v6("2001:db8:1:2:ffff:ffff:ffff:fffe"))
             .unwrap();
         assert_eq!(
-            peers.connect(v6("2001:db8:1:2:dead:beef::7")).err(),
+            addresses.connect(v6("2001:db8:1:2:dead:beef::7")).err(),
             Some(AddressFull { max: 2 }),
             "a third address of the same /64 is the same peer"
         );
         assert!(
-            peers.connect(v6("2001:db8:1:3::1")).is_ok(),
+            addresses.connect(v6("2001:db8:1:3::1")).is_ok(),
             "the next /64 is another"
         );
         assert_eq!(
-            peers.key(v6("2001:db8:1:2:aaaa::9")).to_string(),
+            addresses.key(v6("2001:db8:1:2:aaaa::9")).to_string(),
             "2001:db8:1:2::/64"
         );
         assert_eq!(
-            peers.key(v6("::ffff:10.1.2.3")),
-            peers.key(IpAddr::from([10, 1, 2, 3]))
+            addresses.key(v6("::ffff:10.1.2.3")),
+            addresses.key(IpAddr::from([10, 1, 2, 3]))
         );
     }
 
     #[test]
     fn the_prefix_is_configurable_down_to_one_address() {
-        let peers = Addresses::new(AddressLimits {
+        let addresses = Addresses::new(AddressLimits {
             ipv6_prefix: 128,
             ..limits()
         });
-        let _a = peers.connect(v6("2001:db8::1")).unwrap();
-        let _b = peers.connect(v6("2001:db8::1")).unwrap();
-        assert!(peers.connect(v6("2001:db8::2")).is_ok());
-        assert_eq!(peers.key(v6("2001:db8::2")).to_string(), "2001:db8::2");
+        let _a = addresses.connect(v6("2001:db8::1")).unwrap();
+        let _b = addresses.connect(v6("2001:db8::1")).unwrap();
+        assert!(addresses.connect(v6("2001:db8::2")).is_ok());
+        assert_eq!(addresses.key(v6("2001:db8::2")).to_string(), "2001:db8::2");
         let wide = Addresses::new(AddressLimits {
             ipv6_prefix: 48,
             ..limits()
@@ -520,23 +525,26 @@ mod tests {
 
     #[test]
     fn requests_in_flight_are_capped_per_peer_over_every_connection() {
-        let peers = peers();
-        let r1 = peers.request(ip(1)).unwrap();
-        let _r2 = peers.request(ip(1)).unwrap();
-        assert_eq!(peers.request(ip(1)).err(), Some(AddressFull { max: 2 }));
-        assert!(peers.request(ip(2)).is_ok(), "another peer is still served");
-        assert_eq!(peers.in_flight(ip(1)), 2);
+        let addresses = addresses();
+        let r1 = addresses.request(ip(1)).unwrap();
+        let _r2 = addresses.request(ip(1)).unwrap();
+        assert_eq!(addresses.request(ip(1)).err(), Some(AddressFull { max: 2 }));
+        assert!(
+            addresses.request(ip(2)).is_ok(),
+            "another peer is still served"
+        );
+        assert_eq!(addresses.in_flight(ip(1)), 2);
         drop(r1);
-        assert!(peers.request(ip(1)).is_ok());
+        assert!(addresses.request(ip(1)).is_ok());
     }
 
     #[test]
-    fn a_peer_with_requests_but_no_connection_is_kept_until_they_end() {
-        let peers = peers();
-        let request = peers.request(ip(1)).unwrap();
-        drop(peers.connect(ip(1)).unwrap());
-        assert_eq!(peers.tracked(), 1);
+    fn an_address_with_requests_but_no_connection_is_kept_until_they_end() {
+        let addresses = addresses();
+        let request = addresses.request(ip(1)).unwrap();
+        drop(addresses.connect(ip(1)).unwrap());
+        assert_eq!(addresses.tracked(), 1);
         drop(request);
-        assert_eq!(peers.tracked(), 0);
+        assert_eq!(addresses.tracked(), 0);
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::net::tls::TlsServer;
+use crate::tls::TlsServer;
 
 const SECOND: Duration = Duration::from_secs(1);
 

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::net::tls::TlsServer;
 use crate::support::{client_from, spawn_app};
+use crate::tls::TlsServer;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -77,7 +77,7 @@ async fn http2_streams_of_several_connections_share_the_peers_request_bound() {
             .await
             .expect("an answer");
         if res.status() == 503 || Instant::now() > until {
-            let body = crate::net::tls::read_all(res.into_body()).await;
+            let body = crate::tls::read_all(res.into_body()).await;
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
             break body["error"]["code"].clone();
         }

@@ -753,7 +753,7 @@ async fn over_plain_http_a_sniffer_on_the_link_reads_cookies_whispers_tags_and_t
         .find_map(|l| l.split_once("SHA-256 fingerprint "))
         .map(|(_, f)| f.trim().to_string())
         .unwrap_or_else(|| panic!("no fingerprint in {printed:?}"));
-    let config = crate::net::tls::pinned(&fingerprint, &[b"http/1.1"]);
+    let config = crate::tls::pinned(&fingerprint, &[b"http/1.1"]);
     let server = SocketAddr::from((SERVER_IP, addr.port()));
     let (seen, alice) = sniffed(&lan, server, Some(std::sync::Arc::new(config))).await;
     assert!(
