@@ -17,14 +17,14 @@ use crate::http::{
     ClientAddr, JsonBody, MAX_ANSWER_BYTES, Params, SessionId, SignedIn, events_json, parse_cursor,
     session_of,
 };
-use crate::peers::Budget;
+use crate::net::addresses::Budget;
 use crate::state::AppState;
 
-/// Refuses state-changing requests from a foreign `Origin` (see [`crate::origin`]).
+/// Refuses state-changing requests from a foreign `Origin` (see [`crate::net::origin`]).
 pub async fn check_origin(State(app): State<AppState>, req: Request, next: Next) -> Response {
     use axum::http::Method;
-    let scheme = crate::origin::own_scheme(req.extensions());
-    let origin = crate::origin::origin_of(
+    let scheme = crate::net::origin::own_scheme(req.extensions());
+    let origin = crate::net::origin::origin_of(
         req.headers(),
         app.own_hosts(),
         &app.config().allow_origin,
@@ -42,7 +42,7 @@ pub async fn check_origin(State(app): State<AppState>, req: Request, next: Next)
         {
             let mut response = StatusCode::NO_CONTENT.into_response();
             let headers = response.headers_mut();
-            crate::origin::cors(headers, &origin);
+            crate::net::origin::cors(headers, &origin);
             headers.insert(
                 header::ACCESS_CONTROL_ALLOW_METHODS,
                 HeaderValue::from_static("GET"),
@@ -59,7 +59,7 @@ pub async fn check_origin(State(app): State<AppState>, req: Request, next: Next)
         }
         Some(Ok(origin)) if safe => {
             let mut response = next.run(req).await;
-            crate::origin::cors(response.headers_mut(), &origin);
+            crate::net::origin::cors(response.headers_mut(), &origin);
             response
         }
         _ => next.run(req).await,
@@ -110,10 +110,10 @@ async fn sign_in(
     // One node: the address's bucket here. A cluster: one bucket per address over every
     // node, in Redis (a client spreading its logins over the nodes gets the same budget).
     let refused = match app.chat().cluster() {
-        None => app.peers().spend(client.ip(), Budget::Login).err(),
+        None => app.addresses().spend(client.ip(), Budget::Login).err(),
         Some(redis) => redis
             .take_token(
-                &format!("login:{}", app.peers().key(client.ip())),
+                &format!("login:{}", app.addresses().key(client.ip())),
                 app.config().login_rate,
                 std::time::Duration::from_secs(60),
             )

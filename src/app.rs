@@ -10,8 +10,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 use crate::error::ApiError;
-use crate::forwarded;
 use crate::http::{ClientAddr, InFlight, MAX_BODY_BYTES};
+use crate::net::forwarded;
 use crate::state::AppState;
 use crate::transport::{iframe, longpoll, poll, sse, ws};
 use crate::{api, assets, diag, draw, operator, results, stats};
@@ -79,7 +79,7 @@ pub fn app(state: AppState) -> Router {
 /// Every request, before routing: resolves its [`ClientAddr`] (the TCP peer, or the client
 /// a `--trust-proxy` proxy forwarded), refuses a `Host` that is not one of the server's own
 /// names (`421 unknown_host`, WebSocket upgrades included; see
-/// [`crate::origin::OwnHosts`]), then applies the Origin rule ([`api::check_origin`]) and
+/// [`crate::net::origin::OwnHosts`]), then applies the Origin rule ([`api::check_origin`]) and
 /// runs the rest inside a (debug-level) log span that names the client.
 async fn edge(
     State(app): State<AppState>,
@@ -97,7 +97,7 @@ async fn edge(
     };
     // The scheme the request reached this server by; a trusted proxy's header may say what
     // the client used in front of it.
-    let scheme = if req.extensions().get::<crate::tls::OverTls>().is_some() {
+    let scheme = if req.extensions().get::<crate::net::tls::OverTls>().is_some() {
         forwarded::Scheme::Https
     } else {
         forwarded::Scheme::Http
@@ -106,7 +106,7 @@ async fn edge(
     req.extensions_mut().insert(ClientAddr(client));
     // A slot of the client's requests in flight, held until its response body is done: over
     // HTTP/2 one connection carries many requests, and each may hold an unread answer.
-    let slot = match app.peers().request(client.ip) {
+    let slot = match app.addresses().request(client.ip) {
         Ok(slot) => slot,
         Err(full) => return ApiError::TooManyRequests(full.max).into_response(),
     };

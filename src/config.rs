@@ -96,7 +96,7 @@ pub struct Config {
     /// connection; first probe after half of it, then one every sixth). See
     /// `listener::liveness` and docs/API.md, Limits.
     #[arg(long, env = "PUSHPOLL_DEAD_PEER_TIMEOUT",
-          default_value = crate::listener::liveness::DEFAULT_DEAD_PEER_TIMEOUT,
+          default_value = crate::net::listener::liveness::DEFAULT_DEAD_PEER_TIMEOUT,
           value_parser = parse_duration)]
     pub dead_peer_timeout: Duration,
 
@@ -121,14 +121,14 @@ pub struct Config {
     /// connection carries many): held long polls and streams, and answers it has not read
     /// yet. Past it, 503 too_many_requests; other peers are served.
     #[arg(long, env = "PUSHPOLL_MAX_REQUESTS_PER_PEER",
-          default_value_t = crate::peers::DEFAULT_MAX_REQUESTS_PER_PEER,
+          default_value_t = crate::net::addresses::DEFAULT_MAX_REQUESTS_PER_PEER,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_requests_per_peer: u64,
 
     /// IPv6 clients are one peer per network of this many prefix bits (every per-peer limit
     /// and budget is shared by the network): a host is normally given a whole /64 and can
     /// use any address in it. 128 keys each address alone.
-    #[arg(long, env = "PUSHPOLL_IPV6_PREFIX", default_value_t = crate::peers::DEFAULT_IPV6_PREFIX,
+    #[arg(long, env = "PUSHPOLL_IPV6_PREFIX", default_value_t = crate::net::addresses::DEFAULT_IPV6_PREFIX,
           value_parser = clap::value_parser!(u8).range(16..=128))]
     pub ipv6_prefix: u8,
 
@@ -139,7 +139,7 @@ pub struct Config {
 
     /// Strokes one peer address may send to the draw feed per second (a burst of as many);
     /// past it, 429 / a WebSocket `rate_limited` error. At least 16, the largest batch.
-    #[arg(long, env = "PUSHPOLL_DRAW_RATE", default_value_t = crate::peers::DEFAULT_DRAW_RATE.count,
+    #[arg(long, env = "PUSHPOLL_DRAW_RATE", default_value_t = crate::net::addresses::DEFAULT_DRAW_RATE.count,
           value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
     pub draw_rate: u32,
 
@@ -202,16 +202,16 @@ pub struct Config {
     /// (`https://class.example`): its host is accepted by the Host check and its origin by the
     /// Origin check. Repeatable, or comma-separated.
     #[arg(long = "public-url", env = "PUSHPOLL_PUBLIC_URL", value_delimiter = ',',
-          value_parser = crate::origin::PublicUrl::parse)]
-    pub public_url: Vec<crate::origin::PublicUrl>,
+          value_parser = crate::net::origin::PublicUrl::parse)]
+    pub public_url: Vec<crate::net::origin::PublicUrl>,
 
     /// A proxy address range (CIDR, `127.0.0.0/8`, `10.0.0.0/8`, `::1/128`, or one address):
     /// when the TCP peer is inside one, the client's address and scheme are taken from
     /// `X-Forwarded-For`/`X-Forwarded-Proto` or `Forwarded`; otherwise those headers are
     /// ignored. Repeatable, or comma-separated.
     #[arg(long = "trust-proxy", env = "PUSHPOLL_TRUST_PROXY", value_delimiter = ',',
-          value_parser = crate::forwarded::Cidr::parse)]
-    pub trust_proxy: Vec<crate::forwarded::Cidr>,
+          value_parser = crate::net::forwarded::Cidr::parse)]
+    pub trust_proxy: Vec<crate::net::forwarded::Cidr>,
 
     /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain; needs
     /// --tls-key.
@@ -315,17 +315,17 @@ impl Config {
         }
     }
 
-    /// The per-peer bounds and budgets ([`crate::peers`]).
-    pub fn peer_limits(&self) -> crate::peers::PeerLimits {
-        crate::peers::PeerLimits {
+    /// The per-peer bounds and budgets ([`crate::net::addresses`]).
+    pub fn address_limits(&self) -> crate::net::addresses::AddressLimits {
+        crate::net::addresses::AddressLimits {
             connections: self.max_connections_per_peer(),
             requests: self.max_requests_per_peer,
             ipv6_prefix: self.ipv6_prefix,
-            login: crate::peers::Rate {
+            login: crate::net::addresses::Rate {
                 count: self.login_rate,
                 per: Duration::from_secs(60),
             },
-            draw: crate::peers::Rate {
+            draw: crate::net::addresses::Rate {
                 count: self.draw_rate,
                 per: Duration::from_secs(1),
             },

@@ -1,7 +1,7 @@
 //! The canvas's HTTP API: `POST /api/draw {"strokes":[…]}` publishes strokes to the draw
 //! feed. Anonymous on purpose: a stroke carries no name, so there is nothing a session would
 //! add but a login round trip; what bounds a sender is its address's budget
-//! (`--draw-rate` strokes a second, [`crate::peers::Budget::Draw`]), charged per stroke
+//! (`--draw-rate` strokes a second, [`crate::net::addresses::Budget::Draw`]), charged per stroke
 //! after the batch is checked and before anything is published
 //! ([`AppState::send_strokes`], shared with the WebSocket `draw` frame).
 

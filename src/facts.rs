@@ -20,8 +20,8 @@ use crate::error::ApiError;
 use crate::event::EventBody;
 use crate::feed::draw;
 use crate::http::{MAX_BODY_BYTES, MAX_ROOMS};
-pub use crate::listener::MAX_H2_STREAMS;
 pub use crate::names::{FeedName, Transport};
+pub use crate::net::listener::MAX_H2_STREAMS;
 
 /// The event kinds (`type` values, SSE `event:` names) a subscriber of `feed` can receive.
 /// Every feed can get a `gap`; the match makes a new feed name its kinds.

@@ -18,8 +18,8 @@ use crate::chat::{Chat, ChatError, Session, parse_room};
 use crate::error::ApiError;
 use crate::event::SharedEvent;
 use crate::feed::draw::{Invalid, Refused};
-use crate::forwarded::Client;
 use crate::names::FeedName;
+use crate::net::forwarded::Client;
 
 /// Largest request body accepted (`413` beyond).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -363,14 +363,14 @@ pub fn events_json(events: &[SharedEvent], head: &str, tail: &str) -> Bytes {
 }
 
 /// A response body that holds its request's slot of the client's requests in flight
-/// ([`crate::peers::Peers::request`]) until the body has been handed on in full, or dropped.
+/// ([`crate::net::addresses::Addresses::request`]) until the body has been handed on in full, or dropped.
 pub struct InFlight {
     body: axum::body::Body,
-    slot: Option<crate::peers::PeerRequest>,
+    slot: Option<crate::net::addresses::AddressRequest>,
 }
 
 impl InFlight {
-    pub fn new(body: axum::body::Body, slot: crate::peers::PeerRequest) -> InFlight {
+    pub fn new(body: axum::body::Body, slot: crate::net::addresses::AddressRequest) -> InFlight {
         InFlight {
             body,
             slot: Some(slot),
@@ -404,7 +404,7 @@ impl http_body::Body for InFlight {
 }
 
 /// Who the request is from: the TCP peer, or the client a trusted proxy forwarded
-/// (`--trust-proxy`, see [`crate::forwarded`]). Decided once per request by the router's
+/// (`--trust-proxy`, see [`crate::net::forwarded`]). Decided once per request by the router's
 /// outermost layer, which puts it in the request's extensions; handlers take it from there,
 /// so the budgets, the logs and the wire view all use the same address.
 #[derive(Debug, Clone, Copy)]

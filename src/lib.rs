@@ -5,14 +5,16 @@
 //! # Layout
 //!
 //! Layers that only point down (docs/ARCHITECTURE.md draws them; `tests/architecture.rs`
-//! keeps the module graph free of cycles):
+//! enforces them: no cycle, the core imports no HTTP crate, the handlers import none of each
+//! other):
 //!
-//! - **Leaves**, which import nothing of this crate: [`names`], the one spelling of the
+//! - **Leaves**, which import only leaves: [`names`], the one spelling of the
 //!   transports and feeds ([`names::Transport`], [`names::FeedName`]); [`event`], the events
-//!   every transport delivers (ids, audiences, the JSON made once); [`error`], the one
-//!   error type of the HTTP edge; [`wire`], the SSE and iframe framings' delimiters and
-//!   their decoders (used by the load tester and the tests); [`figures`], the committed
-//!   results embedded at build time and the figure markers that quote them (docs/FIGURES.md).
+//!   every transport delivers (ids, audiences, the JSON made once); [`wire`], the SSE and
+//!   iframe framings' delimiters and their decoders (used by the load tester and the tests);
+//!   [`figures`], the committed results embedded at build time and the figure markers that
+//!   quote them (docs/FIGURES.md); [`spawn`], which starts this binary as a child process and
+//!   reads the URL it prints (for the load tester and the tests).
 //! - **Core**, which knows nothing of HTTP: [`feed`], the one idea: a feed is an
 //!   append-only log of events with increasing ids; [`feed::Feed`] keeps the recent ones and
 //!   fans new ones out, and reads older ones through the [`feed::Backlog`] trait;
@@ -21,30 +23,30 @@
 //!   with its own error type and one command type for what clients send. [`store`]: the
 //!   chat history (SQLite), implementing the feed's `Backlog`. [`cluster`]: the Redis engine
 //!   of `--redis` (one log, sessions and presence over many nodes; docs/SCALE.md).
-//! - **Edge helpers**: [`config`], the command-line flags (each also a `PUSHPOLL_…`
-//!   environment variable), which builds the feed's limits; [`stats`], the counters behind
-//!   `/api/stats` and `/metrics`;
-//!   `peers`, per-peer accounting (connections and budgets per client address); `origin`,
-//!   the Host check and the cross-site (Origin) check; `listener`, the accept loop (hyper's
-//!   HTTP/1.1 builder with a timer for the header deadline, the connection caps in total and
-//!   per peer, the write-stall deadline; over HTTPS also the TLS handshake and HTTP/2);
-//!   [`tls`], the certificate (`--tls-cert`/`--tls-key` or made by `--tls-self-signed`) and
-//!   the rustls configuration with ALPN `h2`/`http/1.1`; [`forwarded`], who a request is
-//!   from behind a `--trust-proxy` proxy (`X-Forwarded-For`, `Forwarded`); [`interfaces`],
-//!   this machine's addresses, for the URLs printed at start and the Host check of a server
-//!   on `0.0.0.0`; [`operator`], who may read the operator endpoints (loopback, or the
-//!   `--operator-token-file` token) and what everyone else on the network sees of them.
-//! - **HTTP edge**: `state`, the shared [`AppState`] with a `FromRef` for each part;
-//!   [`http`], the extractors and JSON helpers; then the handlers, which import those and
-//!   the core but never each other: `api` (the chat's HTTP API), [`transport`] (one file
-//!   per transport, each a thin adapter answering "events after cursor X"), [`diag`] (the
-//!   tagged requests' wire record and kill switch), `draw` (`POST /api/draw`), `assets`
-//!   (the embedded pages, with [`facts`]: the lists and limits the pages share, served as
-//!   `/static/facts.js` and filled into `<!--fact:…-->` markers), `results` (the measured results, served).
+//! - **Edge helpers**: [`net`], the connections and addresses: `net::listener`, the accept
+//!   loop (hyper's HTTP/1.1 builder with a timer for the header deadline, the connection caps
+//!   in total and per client address, the write-stall deadline; over HTTPS also the TLS
+//!   handshake and HTTP/2); [`net::tls`], the certificate (`--tls-cert`/`--tls-key` or made
+//!   by `--tls-self-signed`) and the rustls configuration with ALPN `h2`/`http/1.1`;
+//!   `net::addresses`, the accounting per client address (connections, requests in flight,
+//!   budgets); [`net::forwarded`], who a request is from behind a `--trust-proxy` proxy
+//!   (`X-Forwarded-For`, `Forwarded`); `net::origin`, the Host check and the cross-site
+//!   (Origin) check; [`net::interfaces`], this machine's addresses, for the URLs printed at
+//!   start and the Host check of a server on `0.0.0.0`. Then [`error`], the one error type
+//!   of the HTTP edge (with its statuses); [`config`], the command-line flags (each also a
+//!   `PUSHPOLL_…` environment variable), which builds the feed's limits; [`operator`], who may
+//!   read the operator endpoints (loopback, or the `--operator-token-file` token) and what
+//!   everyone else on the network sees of them; [`stats`], the counters behind `/api/stats`
+//!   and `/metrics`; `state`, the shared [`AppState`] with a `FromRef` for each part;
+//!   [`http`], the extractors and JSON helpers; [`facts`], the lists and limits the pages
+//!   share, served as `/static/facts.js` and filled into `<!--fact:…-->` markers.
+//! - **Handlers**, which import the layers below but never each other: `api` (the chat's
+//!   HTTP API), [`transport`] (one file per transport, each a thin adapter answering "events
+//!   after cursor X"), [`diag`] (the tagged requests' wire record and kill switch), `draw`
+//!   (`POST /api/draw`), `assets` (the embedded pages), `results` (the measured results,
+//!   served).
 //! - **Router**: `app`, which routes paths to handlers; nothing imports it but [`run`].
 //! - [`run`]: serve until a shutdown signal, then end every stream and socket within 5 s.
-//! - Beside the layers: [`spawn`], which starts this binary as a child process and reads the
-//!   URL it prints (for the load tester and the tests).
 
 pub(crate) mod api;
 pub(crate) mod app;
@@ -59,20 +61,15 @@ pub mod event;
 pub mod facts;
 pub mod feed;
 pub mod figures;
-pub mod forwarded;
 pub mod http;
-pub mod interfaces;
-pub(crate) mod listener;
 pub mod names;
+pub mod net;
 pub mod operator;
-pub(crate) mod origin;
-pub(crate) mod peers;
 pub(crate) mod results;
 pub mod spawn;
 pub(crate) mod state;
 pub mod stats;
 pub mod store;
-pub mod tls;
 pub mod transport;
 pub mod wire;
 
@@ -87,7 +84,7 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 /// How the server finds a dead peer (TCP keepalive, `TCP_USER_TIMEOUT`) and the bounds that
 /// follow; the tests check the defaults' arithmetic against docs/API.md.
-pub use listener::liveness;
+pub use net::listener::liveness;
 pub use state::AppState;
 
 /// How long shutdown may take before the remaining work is abandoned, leaving a margin
@@ -105,7 +102,7 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .context("the listener has no local address")?;
-    let tls = tls::Tls::from_config(&config, addr)?;
+    let tls = net::tls::Tls::from_config(&config, addr)?;
     run_with_tls(listener, config, tls, shutdown).await
 }
 
@@ -114,7 +111,7 @@ pub async fn run(
 pub async fn run_with_tls(
     listener: TcpListener,
     config: Config,
-    tls: Option<tls::Tls>,
+    tls: Option<net::tls::Tls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     // The address actually bound (port 0 picks one): the server's own name for the Host check.
@@ -129,16 +126,16 @@ pub async fn run_with_tls(
         .await
         .context("cannot open the chat store")?;
     let router = app::app(state.clone());
-    let deadlines = listener::Deadlines {
+    let deadlines = net::listener::Deadlines {
         header: state.config().header_timeout,
         send: state.config().send_timeout,
         dead_peer: state.config().dead_peer_timeout,
     };
-    let accepting = tracker.spawn(listener::serve(
+    let accepting = tracker.spawn(net::listener::serve(
         listener,
         router,
         state.stats().clone(),
-        state.peers().clone(),
+        state.addresses().clone(),
         deadlines,
         token.clone(),
         tracker.clone(),

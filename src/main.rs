@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let addr = listener.local_addr()?;
-    let tls = pushpoll::tls::Tls::from_config(&config, addr)?;
+    let tls = pushpoll::net::tls::Tls::from_config(&config, addr)?;
     print_urls(addr, &config, tls.as_ref());
 
     pushpoll::run_with_tls(listener, config, tls, shutdown_signal()).await
@@ -62,17 +62,17 @@ async fn main() -> anyhow::Result<()> {
 /// network address and `--public-url`, as dev servers such as Vite do. One write, whose
 /// failure is ignored: a parent that read the first line and closed the pipe must not make
 /// `println!` panic the server.
-fn print_urls(addr: std::net::SocketAddr, config: &Config, tls: Option<&pushpoll::tls::Tls>) {
+fn print_urls(addr: std::net::SocketAddr, config: &Config, tls: Option<&pushpoll::net::tls::Tls>) {
     use std::io::Write as _;
-    let interfaces = pushpoll::interfaces::list();
+    let interfaces = pushpoll::net::interfaces::list();
     let public: Vec<String> = config.public_url.iter().map(|u| u.to_string()).collect();
-    let local = pushpoll::interfaces::local(addr);
+    let local = pushpoll::net::interfaces::local(addr);
     let mut text = match tls {
         None => pushpoll::spawn::banner(local),
         Some(_) => pushpoll::spawn::banner_tls(local),
     };
     text.push('\n');
-    for line in pushpoll::interfaces::more_urls(addr, &interfaces, &public) {
+    for line in pushpoll::net::interfaces::more_urls(addr, &interfaces, &public) {
         // The network addresses are served with the same scheme as the first line; a
         // --public-url keeps its own.
         let line = match tls {

@@ -35,8 +35,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::error::ApiError;
-use crate::forwarded::{self, Cidr, Client};
 use crate::http::ClientAddr;
+use crate::net::forwarded::{self, Cidr, Client};
 
 /// The shortest operator token accepted: 128 bits in base64url, as for tags.
 pub const MIN_TOKEN_LEN: usize = 22;

@@ -15,9 +15,9 @@ use crate::diag::Diagnostics;
 use crate::error::ApiError;
 use crate::feed::draw::{Batch, Draw};
 use crate::feed::{self, Feed};
+use crate::net::addresses::{Addresses, Budget};
+use crate::net::origin::OwnHosts;
 use crate::operator::Gate;
-use crate::origin::OwnHosts;
-use crate::peers::{Budget, Peers};
 use crate::stats::Stats;
 use anyhow::Context as _;
 
@@ -40,7 +40,7 @@ struct Inner {
     draw: Draw,
     stats: Arc<Stats>,
     /// What each client address holds and spends (connections, logins).
-    peers: Arc<Peers>,
+    addresses: Arc<Addresses>,
     diagnostics: Arc<Diagnostics>,
     /// The names the server answers to (the `Host` check).
     own_hosts: OwnHosts,
@@ -116,12 +116,12 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 stats: Arc::new(Stats::new(config.max_connections())),
-                peers: Peers::new(config.peer_limits()),
+                addresses: Addresses::new(config.address_limits()),
                 diagnostics: Default::default(),
                 own_hosts: OwnHosts::build(
                     config.addr,
                     if config.serves_tls() { "https" } else { "http" },
-                    &crate::interfaces::list(),
+                    &crate::net::interfaces::list(),
                     &config.public_url,
                     &config.allow_origin,
                 ),
@@ -159,8 +159,8 @@ impl AppState {
         &self.inner.stats
     }
 
-    pub fn peers(&self) -> &Arc<Peers> {
-        &self.inner.peers
+    pub fn addresses(&self) -> &Arc<Addresses> {
+        &self.inner.addresses
     }
 
     /// Tagged requests: the wire record and the kill switches (`crate::diag`).
@@ -192,7 +192,7 @@ impl AppState {
     pub fn send_strokes(&self, peer: std::net::IpAddr, batch: Batch) -> Result<Vec<u64>, ApiError> {
         batch.check()?;
         // A checked batch holds 1..=16 strokes, so the cast is exact.
-        self.peers()
+        self.addresses()
             .spend_many(peer, Budget::Draw, batch.strokes.len() as u32)
             .map_err(|retry_after| ApiError::RateLimited {
                 what: "strokes from this address",

@@ -51,7 +51,7 @@ const ONE_ORIGIN = SECURE || !HAS_ALIAS || QUERY.has('one-origin');
 // The feed each lane shows beside the chat: the clock, or the shared canvas. Never both: a
 // third subscription per lane would put nine held connections on two origins.
 const LANE_FEED = QUERY.get('lanes') === 'draw' ? 'draw' : 'clock';
-// The server's SETTINGS_MAX_CONCURRENT_STREAMS (facts.js, from src/listener.rs
+// The server's SETTINGS_MAX_CONCURRENT_STREAMS (facts.js, from src/net/listener.rs
 // MAX_H2_STREAMS): the HTTP/2 counterpart of the six.
 const H2_STREAMS = H2_MAX_STREAMS;
 // How often the panel reads the server's record of each lane's newest request.

@@ -1,15 +1,18 @@
 //! The architecture, checked: the layers of docs/ARCHITECTURE.md only point down, so the
-//! top-level modules of each crate (the server, `src/`, and the load tester, `loadtest/src/`)
-//! import each other without a cycle; and the transports' names are spelled in one place,
-//! `src/names.rs`. A plain test over the source text, with no dependencies: it reads every
-//! `.rs` file, drops comments and `#[cfg(test)]` items, and follows `crate::…` and
-//! `super::…` paths.
+//! modules of each crate (the server, `src/`, and the load tester, `loadtest/src/`) import
+//! each other without a cycle; the server's leaves import only leaves, its core imports no
+//! edge module and names no HTTP crate, its handlers import none of each other, and nothing
+//! imports its router; docs/ARCHITECTURE.md's table and graph are the ones computed here;
+//! and the transports' names are spelled in one place, `src/names.rs`. A plain test over
+//! the source text, with no dependencies: it reads every `.rs` file, drops comments and
+//! `#[cfg(test)]` items, and follows `crate::…` and `super::…` paths.
 //!
 //! What counts as an import of module `b` by module `a`: a path `crate::b…` (also inside a
 //! `use crate::{…}` group) or a `super::…` path that climbs out of `a` into `b`, anywhere in
 //! `a`'s non-test code. Paths through the other crate (`pushpoll::…` in the load tester) are
 //! not edges: that crate is below the load tester as a whole. Names that are not modules
-//! (`crate::Config`, a re-export) are ignored.
+//! (`crate::Config`, a re-export) are ignored. The modules of a folder that groups by topic
+//! (`src/net/`) are modules of the graph of their own (`net::listener`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -20,12 +23,252 @@ const TRANSPORT_NAMES: [&str; 5] = ["poll", "longpoll", "iframe", "sse", "ws"];
 
 #[test]
 fn the_servers_top_level_modules_import_each_other_without_a_cycle() {
-    assert_no_cycle(&root().join("src"), &[]);
+    assert_no_cycle(&root().join("src"), SERVER_GROUPS, &[]);
 }
 
 #[test]
 fn the_load_testers_top_level_modules_import_each_other_without_a_cycle() {
-    assert_no_cycle(&root().join("loadtest/src"), LOADTEST_KNOWN_BACK_EDGES);
+    assert_no_cycle(&root().join("loadtest/src"), &[], LOADTEST_KNOWN_BACK_EDGES);
+}
+
+/// The server's layers, as docs/ARCHITECTURE.md draws them; every node of the module graph
+/// (a top-level module, or a module of `net/`) is in exactly one.
+///
+/// Leaves: what everything may use; they import only other leaves.
+const LEAVES: &[&str] = &["names", "wire", "event", "figures", "spawn"];
+/// The core: the feeds, the chat and its engines. It imports only the core and the leaves,
+/// and no HTTP framework ([`HTTP_CRATES`]).
+const CORE: &[&str] = &["feed", "chat", "store", "cluster"];
+/// The edge's helpers: what the handlers share, below them (connections, addresses, the
+/// shared state, the extractors, the HTTP errors, the flags, the counters).
+const EDGE: &[&str] = &[
+    "error",
+    "config",
+    "net::addresses",
+    "net::forwarded",
+    "net::interfaces",
+    "net::listener",
+    "net::origin",
+    "net::tls",
+    "operator",
+    "http",
+    "state",
+    "stats",
+    "facts",
+];
+/// The handlers: each answers its own routes and imports none of the others; what two of
+/// them share lives below them (a helper of the edge, or the core).
+const HANDLERS: &[&str] = &["api", "transport", "diag", "draw", "assets", "results"];
+/// The router, which nothing imports (the crate root starts it).
+const ROUTER: &[&str] = &["app"];
+
+/// The crates that speak HTTP (or WebSocket, or TLS): the core names none of them.
+const HTTP_CRATES: &[&str] = &[
+    "axum",
+    "http",
+    "http_body",
+    "hyper",
+    "hyper_util",
+    "tower",
+    "tower_http",
+    "tungstenite",
+    "rustls",
+    "tokio_rustls",
+];
+
+fn server_graph() -> BTreeMap<String, BTreeSet<String>> {
+    module_graph(&root().join("src"), SERVER_GROUPS)
+}
+
+/// A rule's breaches, listed, or the test passes.
+fn assert_none(what: &str, breaches: Vec<String>) {
+    assert!(
+        breaches.is_empty(),
+        "{what} (docs/ARCHITECTURE.md, Layers):\n  {}",
+        breaches.join("\n  ")
+    );
+}
+
+#[test]
+fn every_server_module_is_in_exactly_one_layer() {
+    let layers = [LEAVES, CORE, EDGE, HANDLERS, ROUTER];
+    let graph = server_graph();
+    let mut breaches = Vec::new();
+    for node in graph.keys() {
+        let n = layers.iter().filter(|l| l.contains(&node.as_str())).count();
+        if n != 1 {
+            breaches.push(format!("{node} is in {n} layers; place it in one"));
+        }
+    }
+    for listed in layers.concat() {
+        if !graph.contains_key(listed) {
+            breaches.push(format!("{listed} is listed but is no module; delete it"));
+        }
+    }
+    assert_none("modules placed in no layer or in several", breaches);
+}
+
+/// The imports that break a rule: each edge from a module `from` accepts (`None`: every
+/// module) to a module `to` refuses, as `from imports to`.
+fn imports_where(from: Option<&[&str]>, refused: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut breaches = Vec::new();
+    for (module, imports) in server_graph() {
+        if from.is_some_and(|layer| !layer.contains(&module.as_str())) {
+            continue;
+        }
+        for to in imports.iter().filter(|t| refused(t)) {
+            breaches.push(format!("{module} imports {to}"));
+        }
+    }
+    breaches
+}
+
+#[test]
+fn the_leaves_import_only_leaves() {
+    let breaches = imports_where(Some(LEAVES), |to| !LEAVES.contains(&to));
+    assert_none("a leaf imports a module that is not a leaf", breaches);
+}
+
+#[test]
+fn the_core_imports_only_the_core_and_the_leaves() {
+    let breaches = imports_where(Some(CORE), |to| {
+        !CORE.contains(&to) && !LEAVES.contains(&to)
+    });
+    assert_none("the core imports the edge", breaches);
+}
+
+#[test]
+fn the_core_and_the_leaves_name_no_http_framework() {
+    let src = root().join("src");
+    let mut breaches = Vec::new();
+    for file in rust_files(&src) {
+        let Some(node) = node_of(&module_path(&src, &file), SERVER_GROUPS) else {
+            continue;
+        };
+        if !CORE.contains(&node.as_str()) && !LEAVES.contains(&node.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for krate in http_crates(&scan(&text).code) {
+            breaches.push(format!("{} names {krate}", relative(&file)));
+        }
+    }
+    assert_none(
+        "the core or a leaf uses an HTTP framework (map to HTTP at the edge)",
+        breaches,
+    );
+}
+
+#[test]
+fn handlers_never_import_each_other() {
+    let breaches = imports_where(Some(HANDLERS), |to| HANDLERS.contains(&to));
+    assert_none(
+        "a handler imports another (move what they share below them)",
+        breaches,
+    );
+}
+
+#[test]
+fn nothing_imports_the_router() {
+    let breaches = imports_where(None, |to| ROUTER.contains(&to));
+    assert_none("a module imports the router", breaches);
+}
+
+/// docs/ARCHITECTURE.md's table of layers lists the modules of each layer as this test does,
+/// and its block of edges ("module → what it imports") is the graph this test computes: the
+/// picture a reader gets cannot drift from the code.
+#[test]
+fn architecture_md_shows_these_layers_and_this_graph() {
+    let doc = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).unwrap();
+    let mut breaches = Vec::new();
+    for (layer, modules) in [
+        ("leaf", LEAVES),
+        ("core", CORE),
+        ("edge", EDGE),
+        ("handlers", HANDLERS),
+        ("router", ROUTER),
+    ] {
+        let Some(row) = doc.lines().find(|l| l.starts_with(&format!("| {layer} |"))) else {
+            breaches.push(format!("no table row `| {layer} | …`"));
+            continue;
+        };
+        let cell = row.split('|').nth(2).unwrap_or("");
+        let listed: BTreeSet<String> = doc_modules(cell);
+        let expected: BTreeSet<String> = modules.iter().map(|m| m.to_string()).collect();
+        if listed != expected {
+            breaches.push(format!(
+                "the {layer} row lists {listed:?}; the test, {expected:?}"
+            ));
+        }
+    }
+    let graph = server_graph();
+    // The fenced block after the line that introduces it.
+    let block = doc
+        .split_once("The edges behind it")
+        .and_then(|(_, after)| after.split("```").nth(1))
+        .unwrap_or("");
+    let written: BTreeMap<String, BTreeSet<String>> = block
+        .lines()
+        .filter_map(|l| l.split_once(" → "))
+        .map(|(from, to)| {
+            let to = to.split_whitespace().map(String::from).collect();
+            (from.trim().to_string(), to)
+        })
+        .collect();
+    let computed: BTreeMap<String, BTreeSet<String>> =
+        graph.into_iter().filter(|(_, to)| !to.is_empty()).collect();
+    if written != computed {
+        let lines: Vec<String> = computed
+            .iter()
+            .map(|(from, to)| {
+                let to: Vec<&str> = to.iter().map(String::as_str).collect();
+                format!("{from:<15} → {}", to.join(" "))
+            })
+            .collect();
+        breaches.push(format!(
+            "the block of edges is not the module graph; it is now (in any order):\n{}",
+            lines.join("\n")
+        ));
+    }
+    assert_none("docs/ARCHITECTURE.md does not show the code", breaches);
+}
+
+/// The modules a table cell names in backticks: `` `a` `b` `` and `` `net::{x, y}` ``.
+fn doc_modules(cell: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (i, quoted) in cell.split('`').enumerate() {
+        if i % 2 == 0 {
+            continue;
+        }
+        match quoted.split_once("::{") {
+            Some((group, rest)) => {
+                for m in rest.trim_end_matches('}').split(',') {
+                    found.insert(format!("{group}::{}", m.trim()));
+                }
+            }
+            None => {
+                found.insert(quoted.trim_end_matches('/').to_string());
+            }
+        }
+    }
+    found
+}
+
+/// The [`HTTP_CRATES`] that `code` names in a path (`axum::…`, `use hyper::{…}`), outside
+/// this crate's own modules (`crate::http::…`, `super::http`), sorted.
+fn http_crates(code: &str) -> Vec<String> {
+    let code: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
+    let code = code.replace(":: ", "::").replace(" ::", "::");
+    let mut found = BTreeSet::new();
+    for krate in HTTP_CRATES {
+        for (at, _) in code.match_indices(&format!("{krate}::")) {
+            let before = code[..at].chars().last();
+            if !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                found.insert(krate.to_string());
+            }
+        }
+    }
+    found.into_iter().collect()
 }
 
 /// Imports of the load tester allowed to close a cycle: none. (The list stays so that a cycle
@@ -78,7 +321,7 @@ fn the_checker_sees_what_it_should() {
         const R: &str = "/longpoll/{feed}";
     "#;
     let scanned = scan(code);
-    let refs: BTreeSet<_> = references(&scanned.code, &["x".to_string()])
+    let refs: BTreeSet<_> = references(&scanned.code, &["x".to_string()], &[])
         .into_iter()
         .collect();
     let expected: BTreeSet<_> = ["alpha", "beta", "delta", "super:gamma"]
@@ -86,6 +329,25 @@ fn the_checker_sees_what_it_should() {
         .map(String::from)
         .collect();
     assert_eq!(refs, expected);
+    let grouped = "use crate::net::{listener, tls::Tls}; use super::origin; \
+                   fn f() { crate::net::addresses::go(); crate::chat::go(); }";
+    let in_net = ["net".to_string(), "forwarded".to_string()];
+    let refs: BTreeSet<_> = references(grouped, &in_net, &["net"]).into_iter().collect();
+    let expected: BTreeSet<_> = [
+        "net::listener",
+        "net::tls",
+        "super:net::origin",
+        "net::addresses",
+        "chat",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(refs, expected);
+    assert_eq!(
+        http_crates("use axum::Router; fn f() { crate::http::x(); hyper_util::rt::go(); }"),
+        ["axum", "hyper_util"]
+    );
     let spelled: Vec<_> = scanned
         .literals
         .iter()
@@ -176,30 +438,56 @@ fn module_path(src: &Path, file: &Path) -> Vec<String> {
     parts
 }
 
-fn assert_no_cycle(src: &Path, known_back_edges: &[(&str, &str)]) {
+/// The folders of `src/` that group modules by topic rather than make one: each module inside
+/// is a node of the graph of its own (`net::listener`), placed in a layer of its own.
+const SERVER_GROUPS: &[&str] = &["net"];
+
+/// The node a file belongs to: its top-level module, or `group::module` inside a group
+/// folder; `None` for the crate root and a group's own `mod.rs`, which only declare modules.
+fn node_of(path: &[String], groups: &[&str]) -> Option<String> {
+    let top = path.first()?;
+    if groups.contains(&top.as_str()) {
+        return path.get(1).map(|sub| format!("{top}::{sub}"));
+    }
+    Some(top.clone())
+}
+
+/// The module graph of the crate under `src`: each node (see [`node_of`]) and the nodes it
+/// imports, outside its tests.
+fn module_graph(src: &Path, groups: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
     let files = rust_files(src);
     let modules: BTreeSet<String> = files
         .iter()
-        .filter_map(|f| module_path(src, f).first().cloned())
+        .filter_map(|f| node_of(&module_path(src, f), groups))
         .collect();
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in &files {
         let path = module_path(src, file);
         // The crate root declares the modules and wires them together; it is above all.
-        let Some(top) = path.first() else { continue };
+        let Some(node) = node_of(&path, groups) else {
+            continue;
+        };
+        graph.entry(node.clone()).or_default();
         let text = std::fs::read_to_string(file).unwrap();
-        for reference in references(&scan(&text).code, &path) {
-            let target = match reference.strip_prefix("super:") {
-                // `super::x` from depth 1 (a top-level file) climbs to the root: `x` is a
-                // top-level module. From deeper, it stays inside `top`.
-                Some(target) => target.to_string(),
-                None => reference,
+        for reference in references(&scan(&text).code, &path, groups) {
+            // `super::x` from a top-level file climbs to the root (`super:x`); from a module
+            // of a group, one climb reaches a sibling in the group (`super:net::x`).
+            let target = reference.strip_prefix("super:").unwrap_or(&reference);
+            // `crate::net::x` is the node `net::x`; `crate::net` alone, the group's root.
+            let target = match target.split_once("::") {
+                Some((head, sub)) if groups.contains(&head) => format!("{head}::{}", ident(sub)),
+                _ => ident(target),
             };
-            if &target != top && modules.contains(&target) {
-                graph.entry(top.clone()).or_default().insert(target);
+            if target != node && modules.contains(&target) {
+                graph.entry(node.clone()).or_default().insert(target);
             }
         }
     }
+    graph
+}
+
+fn assert_no_cycle(src: &Path, groups: &[&str], known_back_edges: &[(&str, &str)]) {
+    let mut graph = module_graph(src, groups);
     let mut stale = Vec::new();
     for (from, to) in known_back_edges {
         let removed = graph.get_mut(*from).is_some_and(|edges| edges.remove(*to));
@@ -436,9 +724,11 @@ fn read_string(chars: &[char], mut i: usize) -> (String, usize) {
 }
 
 /// The top-level modules `code` refers to: `x` for `crate::x…` and each `x` of
-/// `crate::{x…, y…}`; `super:x` for a `super::` path that reaches the crate root (from a
-/// file at `path`, so `super::` in a top-level file, `super::super::` one level down).
-fn references(code: &str, path: &[String]) -> Vec<String> {
+/// `crate::{x…, y…}` (`g::x` when `g` is one of `groups`); `super:x` for a `super::` path
+/// that reaches the crate root (from a file at `path`, so `super::` in a top-level file,
+/// `super::super::` one level down), and `super:g::x` for one that climbs from a module of
+/// group `g` to a sibling.
+fn references(code: &str, path: &[String], groups: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     let squeezed: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
     let code = squeezed.replace(":: ", "::").replace(" ::", "::");
@@ -453,12 +743,13 @@ fn references(code: &str, path: &[String]) -> Vec<String> {
         }
         let rest = &code[at + "crate::".len()..];
         if let Some(group) = rest.strip_prefix('{') {
-            found.extend(group_heads(group));
+            found.extend(group_heads(group, groups));
         } else {
-            found.push(ident(rest));
+            found.extend(heads(rest, groups));
         }
     }
     let depth = path.len();
+    let in_group = depth == 2 && groups.contains(&path[0].as_str());
     for (at, _) in code.match_indices("super::") {
         if code[..at].ends_with("super::") {
             continue; // counted from the first `super::` of a chain
@@ -469,16 +760,44 @@ fn references(code: &str, path: &[String]) -> Vec<String> {
             climbs += 1;
             rest = r;
         }
-        if climbs == depth && depth > 0 {
-            if let Some(group) = rest.strip_prefix('{') {
-                found.extend(group_heads(group).into_iter().map(|h| format!("super:{h}")));
-            } else {
-                found.push(format!("super:{}", ident(rest)));
-            }
+        let prefix = if climbs == depth && depth > 0 {
+            "super:".to_string()
+        } else if in_group && climbs == 1 {
+            format!("super:{}::", path[0])
+        } else {
+            continue;
+        };
+        if let Some(group) = rest.strip_prefix('{') {
+            found.extend(
+                group_heads(group, &[])
+                    .into_iter()
+                    .map(|h| format!("{prefix}{h}")),
+            );
+        } else {
+            found.push(format!("{prefix}{}", ident(rest)));
         }
     }
-    found.retain(|f| !f.is_empty() && f != "super:");
+    found.retain(|f| !f.is_empty() && !f.ends_with(':'));
     found
+}
+
+/// The module a path (after `crate::`) names: its first segment, or `g::x` for a path
+/// through group `g` (each `g::x` of `g::{x, y}`).
+fn heads(rest: &str, groups: &[&str]) -> Vec<String> {
+    let head = ident(rest);
+    let Some(inner) = rest[head.len()..].strip_prefix("::") else {
+        return vec![head];
+    };
+    if !groups.contains(&head.as_str()) {
+        return vec![head];
+    }
+    match inner.strip_prefix('{') {
+        Some(group) => group_heads(group, &[])
+            .into_iter()
+            .map(|h| format!("{head}::{h}"))
+            .collect(),
+        None => vec![format!("{head}::{}", ident(inner))],
+    }
 }
 
 fn ident(s: &str) -> String {
@@ -487,9 +806,10 @@ fn ident(s: &str) -> String {
         .collect()
 }
 
-/// The first segment of each path in a `{a, b::c, d::{e}}` group (after its `{`).
-fn group_heads(group: &str) -> Vec<String> {
-    let mut heads = Vec::new();
+/// The module of each path in a `{a, b::c, d::{e}}` group (after its `{`), as [`heads`]
+/// names it.
+fn group_heads(group: &str, groups: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
     let mut depth = 0;
     let mut at_start = true;
     for (i, c) in group.char_indices() {
@@ -499,11 +819,11 @@ fn group_heads(group: &str) -> Vec<String> {
             '}' => depth -= 1,
             ',' if depth == 0 => at_start = true,
             c if at_start && !c.is_whitespace() => {
-                heads.push(ident(&group[i..]));
+                found.extend(heads(&group[i..], groups));
                 at_start = false;
             }
             _ => {}
         }
     }
-    heads
+    found
 }

@@ -358,7 +358,7 @@ return left
 
 /// ARGV: prefix, bucket name, burst, refill window ms, n → 0 if `n` tokens were taken, else
 /// the ms to wait. A token bucket of `burst` tokens refilled at `burst` per window, the same
-/// rule as the per-address budgets of one node (`crate::peers`), kept in Redis so it holds
+/// rule as the per-address budgets of one node (`crate::net::addresses`), kept in Redis so it holds
 /// over every node; an idle bucket expires after one window (it would be full again anyway).
 pub const BUCKET: &str = concat!(
     prelude!(),

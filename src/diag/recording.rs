@@ -177,7 +177,7 @@ pub(super) struct Exchange {
     pub(super) request_headers: Vec<(String, String)>,
     /// Who sent it: the TCP peer, or the client a trusted proxy forwarded (`--trust-proxy`).
     /// Fixed-size, so `size_of::<Exchange>()` in `cost` covers it.
-    pub(super) client: Option<crate::forwarded::Client>,
+    pub(super) client: Option<crate::net::forwarded::Client>,
     /// The address whose requests a caller that is not the operator may read and kill
     /// (`crate::operator::Gate::address`): `client`'s, or behind a proxy on this machine
     /// that nobody declared, the client it forwarded. Fixed-size too.

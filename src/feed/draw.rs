@@ -7,7 +7,7 @@
 //! integers in `0..=`[`MAX_COORD`], widths in [`WIDTHS`], colours exactly `#rrggbb`, at most
 //! [`MAX_POINTS`] points per stroke and [`MAX_STROKES`] strokes per send. So an event can
 //! carry nothing a page could mistake for markup, and its size is bounded (about 1.1 KiB).
-//! How often one address may send is decided by the caller (`crate::peers`); how many strokes
+//! How often one address may send is decided by the caller (`crate::net::addresses`); how many strokes
 //! the whole server takes per second is bounded here ([`Draw::new`]'s `total_per_s`), since
 //! every stroke is fanned out to every subscriber.
 

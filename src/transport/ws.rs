@@ -63,7 +63,7 @@ pub async fn handler(
         kill,
     }: Subscribing,
     uri: axum::http::Uri,
-    over_tls: Option<axum::Extension<crate::tls::OverTls>>,
+    over_tls: Option<axum::Extension<crate::net::tls::OverTls>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Ws).request();
@@ -72,7 +72,7 @@ pub async fn handler(
     } else {
         "http://"
     };
-    crate::origin::check(
+    crate::net::origin::check(
         &headers,
         app.own_hosts(),
         &app.config().allow_origin,

@@ -8,7 +8,7 @@
 //!
 //! The server runs inside its namespace (`ip netns exec`) rather than on this machine: a
 //! server on `0.0.0.0` prints and answers to the addresses of the interfaces it sees
-//! (src/interfaces.rs), and inside the namespace those are exactly its loopback and the veth,
+//! (src/net/interfaces.rs), and inside the namespace those are exactly its loopback and the veth,
 //! so a test knows what it must print and this machine's own interfaces are never a target.
 
 use std::net::{IpAddr, SocketAddr};

@@ -235,7 +235,7 @@ impl ServerCertVerifier for Pinned {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if pushpoll::tls::fingerprint(end_entity) == self.fingerprint {
+        if pushpoll::net::tls::fingerprint(end_entity) == self.fingerprint {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General("not the pinned certificate".into()))
@@ -438,7 +438,7 @@ async fn a_certificate_and_key_from_pem_files() {
     .await;
     assert_eq!(
         server.fingerprint,
-        pushpoll::tls::fingerprint(leaf.der()),
+        pushpoll::net::tls::fingerprint(leaf.der()),
         "the printed fingerprint is the leaf's"
     );
 

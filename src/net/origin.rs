@@ -19,7 +19,7 @@ use crate::error::ApiError;
 /// name as `Host`, and is refused before it can read or act.
 ///
 /// Its own names follow the binding: the bound address (every interface address when it is
-/// unspecified, see [`crate::interfaces::serving`]), the loopback aliases of its port
+/// unspecified, see [`crate::net::interfaces::serving`]), the loopback aliases of its port
 /// (`127.0.0.1`, `localhost`, `[::1]`) when it listens on loopback, the host of each
 /// `--public-url` and of each `--allow-origin`. The same list, with schemes, is the server's
 /// own origins for the Origin check and the CORS rule ([`origin_of`]).
@@ -40,7 +40,7 @@ impl OwnHosts {
     pub fn build(
         addr: SocketAddr,
         scheme: &str,
-        interfaces: &[crate::interfaces::Interface],
+        interfaces: &[crate::net::interfaces::Interface],
         public: &[PublicUrl],
         allow_origin: &[String],
     ) -> OwnHosts {
@@ -53,7 +53,7 @@ impl OwnHosts {
             }
             names.push(format!("{host}:{port}"));
         };
-        let serving = crate::interfaces::serving(addr, interfaces);
+        let serving = crate::net::interfaces::serving(addr, interfaces);
         let mut hosts: Vec<String> = serving.iter().map(|ip| host_of_ip(*ip)).collect();
         if serving.iter().any(|ip| ip.is_loopback()) {
             hosts.extend(["127.0.0.1", "localhost", "[::1]"].map(String::from));
@@ -234,9 +234,9 @@ pub fn check(
 }
 
 /// The scheme prefix of the server's own origin for a request: `https://` when it arrived
-/// over TLS (the listener marks it [`crate::tls::OverTls`]), else `http://`.
+/// over TLS (the listener marks it [`crate::net::tls::OverTls`]), else `http://`.
 pub fn own_scheme(extensions: &axum::http::Extensions) -> &'static str {
-    if extensions.get::<crate::tls::OverTls>().is_some() {
+    if extensions.get::<crate::net::tls::OverTls>().is_some() {
         "https://"
     } else {
         "http://"
@@ -313,10 +313,10 @@ mod tests {
 
     #[test]
     fn a_server_on_every_interface_answers_to_each_address_and_its_public_urls() {
-        let interfaces: Vec<crate::interfaces::Interface> =
+        let interfaces: Vec<crate::net::interfaces::Interface> =
             [("lo", "127.0.0.1"), ("eth0", "192.0.2.2")]
                 .iter()
-                .map(|(n, ip)| crate::interfaces::Interface {
+                .map(|(n, ip)| crate::net::interfaces::Interface {
                     name: n.to_string(),
                     ip: ip.parse().unwrap(),
                 })
@@ -422,7 +422,7 @@ mod tests {
         assert!(check(&h, &elsewhere, &[], "https://").is_err());
         let mut marked = axum::http::Extensions::new();
         assert_eq!(own_scheme(&marked), "http://");
-        marked.insert(crate::tls::OverTls);
+        marked.insert(crate::net::tls::OverTls);
         assert_eq!(own_scheme(&marked), "https://");
     }
 
@@ -474,7 +474,7 @@ mod tests {
         let own = OwnHosts::build(
             "127.0.0.1:3000".parse().unwrap(),
             "http",
-            &crate::interfaces::list(),
+            &crate::net::interfaces::list(),
             &[],
             &[
                 "https://class.example".to_string(),

@@ -2,7 +2,7 @@
 //! limits, hyper's HTTP/1.1 connection with a timer, and deadlines on reading and writing.
 //!
 //! - **Admission.** Each accepted TCP connection takes a slot of `--max-connections` (in
-//!   [`Stats`]) and one of its peer's `--max-connections-per-peer` (in [`Peers`]). Past
+//!   [`Stats`]) and one of its peer's `--max-connections-per-peer` (in [`Addresses`]). Past
 //!   either, the listener answers `503` with the JSON error itself, before hyper ever sees the
 //!   connection, so the excess costs almost nothing; at most [`MAX_REFUSING`] such answers are
 //!   in flight, and past that an excess connection is simply closed.
@@ -60,9 +60,9 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::error::ApiError;
-use crate::peers::{PeerConn, Peers};
+use crate::net::addresses::{AddressConn, Addresses};
+use crate::net::tls::{self, OverTls, Tls};
 use crate::stats::Stats;
-use crate::tls::{self, OverTls, Tls};
 
 /// Refusals (`503` written by the listener) in flight at once; past it, excess connections
 /// are closed without an answer rather than spending a task each.
@@ -141,7 +141,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     stats: Arc<Stats>,
-    peers: Arc<Peers>,
+    addresses: Arc<Addresses>,
     deadlines: Deadlines,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -177,7 +177,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         hold_unsent_in_the_server(&stream);
         detect_dead_peers(&stream, deadlines.dead_peer);
-        let peer = match admit(&stats, &peers, addr) {
+        let peer = match admit(&stats, &addresses, addr) {
             Ok(peer) => peer,
             Err(refusal) => {
                 // Over HTTPS a plaintext 503 would reach a client in the middle of its
@@ -268,11 +268,15 @@ fn detect_dead_peers(stream: &TcpStream, dead_peer: Duration) {
 }
 
 /// Takes a connection slot in total and for the peer, or says which limit refused it.
-fn admit(stats: &Arc<Stats>, peers: &Arc<Peers>, addr: SocketAddr) -> Result<PeerConn, ApiError> {
+fn admit(
+    stats: &Arc<Stats>,
+    addresses: &Arc<Addresses>,
+    addr: SocketAddr,
+) -> Result<AddressConn, ApiError> {
     if !stats.tcp_try_open() {
         return Err(ApiError::Overloaded(stats.max_connections()));
     }
-    match peers.connect(addr.ip()) {
+    match addresses.connect(addr.ip()) {
         Ok(peer) => Ok(peer),
         Err(full) => {
             stats.tcp_closed();
@@ -322,7 +326,7 @@ pub const KERNEL_UNSENT: usize = 16 * 1024;
 pub struct CountedStream {
     stream: TcpStream,
     stats: Arc<Stats>,
-    _peer: PeerConn,
+    _peer: AddressConn,
     send_timeout: Duration,
     /// Armed when the socket refuses bytes; cleared by any progress.
     stalled: Option<Pin<Box<Sleep>>>,

@@ -1,27 +1,27 @@
-//! Per-peer accounting: the one place that knows what each client holds and spends.
+//! Accounting per client address: the one place that knows what each client holds and spends.
 //!
-//! A peer is a client's network as [`PeerKey`] names it: an IPv4 address, or the IPv6
+//! An address, here, is a client's network as [`AddressKey`] names it: an IPv4 address, or the IPv6
 //! network of `--ipv6-prefix` bits (a /64 by default) around an IPv6 address, since one
 //! IPv6 host is normally handed a whole /64 and can pick any address in it (RFC 4291 §2.5.1
 //! fixes interface identifiers at 64 bits; RFC 8981 has a host change its address often).
 //! Keyed by address, such a host would have 2^64 budgets. Every method here takes a plain
 //! address and keys it itself, so no budget can be charged to the wrong key. (The whole
-//! 127.0.0.0/8 is loopback, so tests play several peers.)
+//! 127.0.0.0/8 is loopback, so tests play several addresses.)
 //!
-//! - **Connections.** The listener asks [`Peers::connect`] for every accepted TCP connection:
-//!   a peer may hold at most `--max-connections-per-peer` at once, so one client cannot take
-//!   the whole `--max-connections` from everyone else. The [`PeerConn`] guard gives the slot
+//! - **Connections.** The listener asks [`Addresses::connect`] for every accepted TCP connection:
+//!   an address may hold at most `--max-connections-per-peer` at once, so one client cannot take
+//!   the whole `--max-connections` from everyone else. The [`AddressConn`] guard gives the slot
 //!   back when the connection closes.
-//! - **Requests in flight.** Every request takes one of its peer's
-//!   `--max-requests-per-peer` slots ([`Peers::request`]) until its response body has been
+//! - **Requests in flight.** Every request takes one of its address's
+//!   `--max-requests-per-peer` slots ([`Addresses::request`]) until its response body has been
 //!   handed to the connection in full (or dropped): over HTTP/2 one connection carries many
-//!   requests, so the connection cap alone would let a peer hold 32 times as many, and every
-//!   request may hold an answer the peer has not read.
-//! - **Budgets.** Actions that create state (a login, for one) are charged to the peer with
-//!   [`Peers::spend`]: a token bucket per peer and [`Budget`], refilled over time.
+//!   requests, so the connection cap alone would let an address hold 32 times as many, and every
+//!   request may hold an answer the address has not read.
+//! - **Budgets.** Actions that create state (a login, for one) are charged to the address with
+//!   [`Addresses::spend`]: a token bucket per address and [`Budget`], refilled over time.
 //!
-//! Bounded by construction: an entry exists while its peer holds a connection or a request,
-//! or for as long as one of its buckets is still refilling; past [`MAX_IDLE_PEERS`] entries
+//! Bounded by construction: an entry exists while its address holds a connection or a request,
+//! or for as long as one of its buckets is still refilling; past [`MAX_IDLE_ADDRESSES`] entries
 //! without either, the idle ones are forgotten (which can only make a budget more generous,
 //! never hold memory).
 
@@ -31,30 +31,30 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Entries kept for peers that hold no connection (their budgets still refilling).
-pub const MAX_IDLE_PEERS: usize = 10_000;
+/// Entries kept for addresses that hold no connection (their budgets still refilling).
+pub const MAX_IDLE_ADDRESSES: usize = 10_000;
 
-/// The IPv6 prefix a peer is keyed by when none is given: the /64 a host normally gets.
+/// The IPv6 prefix an address is keyed by when none is given: the /64 a host normally gets.
 pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
-/// Requests one peer may have in flight at once when none is given: a browser's pages with
+/// Requests one address may have in flight at once when none is given: a browser's pages with
 /// every transport open (the compare page holds eleven subscriptions) many times over.
 pub const DEFAULT_MAX_REQUESTS_PER_PEER: u64 = 128;
 
 /// Who is charged: an IPv4 address (an IPv4-mapped IPv6 address counts as the IPv4 address it
 /// is), or an IPv6 address with every bit past the prefix cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PeerKey {
+pub struct AddressKey {
     network: IpAddr,
     /// The IPv6 prefix length; 32 for an IPv4 address.
     prefix: u8,
 }
 
-impl PeerKey {
-    /// `ip`'s key when IPv6 peers are keyed by `ipv6_prefix` bits (clamped to 0–128).
-    pub fn of(ip: IpAddr, ipv6_prefix: u8) -> PeerKey {
+impl AddressKey {
+    /// `ip`'s key when IPv6 addresses are keyed by `ipv6_prefix` bits (clamped to 0–128).
+    pub fn of(ip: IpAddr, ipv6_prefix: u8) -> AddressKey {
         match ip.to_canonical() {
-            IpAddr::V4(v4) => PeerKey {
+            IpAddr::V4(v4) => AddressKey {
                 network: IpAddr::V4(v4),
                 prefix: 32,
             },
@@ -65,7 +65,7 @@ impl PeerKey {
                 } else {
                     u128::MAX << (128 - u32::from(prefix))
                 };
-                PeerKey {
+                AddressKey {
                     network: IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask)),
                     prefix,
                 }
@@ -76,7 +76,7 @@ impl PeerKey {
 
 /// `192.0.2.7`, or `2001:db8:1:2::/64` (a whole IPv6 address is written without a prefix).
 /// What the cluster's Redis buckets are named by, so every node keys a client alike.
-impl fmt::Display for PeerKey {
+impl fmt::Display for AddressKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.network {
             IpAddr::V6(_) if self.prefix < 128 => write!(f, "{}/{}", self.network, self.prefix),
@@ -85,9 +85,9 @@ impl fmt::Display for PeerKey {
     }
 }
 
-/// The per-peer bounds and budgets, from the flags.
+/// The per-address bounds and budgets, from the flags.
 #[derive(Debug, Clone, Copy)]
-pub struct PeerLimits {
+pub struct AddressLimits {
     /// `--max-connections-per-peer`.
     pub connections: u64,
     /// `--max-requests-per-peer`.
@@ -100,7 +100,7 @@ pub struct PeerLimits {
     pub draw: Rate,
 }
 
-/// What a peer can spend, each with its own bucket.
+/// What an address can spend, each with its own bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
     /// `POST /api/session`.
@@ -161,7 +161,8 @@ impl Bucket {
     }
 }
 
-struct Peer {
+/// What one address holds and spends: the map's entry for its key.
+struct Entry {
     /// TCP connections held.
     open: u64,
     /// Requests in flight.
@@ -169,29 +170,29 @@ struct Peer {
     buckets: [Bucket; BUDGETS],
 }
 
-impl Peer {
+impl Entry {
     fn holds_nothing(&self) -> bool {
         self.open == 0 && self.requests == 0
     }
 }
 
-/// Why [`Peers::connect`] or [`Peers::request`] refused: the peer holds `max` already.
+/// Why [`Addresses::connect`] or [`Addresses::request`] refused: the address holds `max` already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerFull {
+pub struct AddressFull {
     pub max: u64,
 }
 
-pub struct Peers {
-    map: Mutex<HashMap<PeerKey, Peer>>,
+pub struct Addresses {
+    map: Mutex<HashMap<AddressKey, Entry>>,
     max_connections: u64,
     max_requests: u64,
     ipv6_prefix: u8,
     rates: [Rate; BUDGETS],
 }
 
-impl Peers {
-    pub fn new(limits: PeerLimits) -> Arc<Peers> {
-        Arc::new(Peers {
+impl Addresses {
+    pub fn new(limits: AddressLimits) -> Arc<Addresses> {
+        Arc::new(Addresses {
             map: Mutex::new(HashMap::new()),
             max_connections: limits.connections.max(1),
             max_requests: limits.requests.max(1),
@@ -200,33 +201,33 @@ impl Peers {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<PeerKey, Peer>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<AddressKey, Entry>> {
         // Every update is a single field write; a poisoned map is still consistent.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The key `ip` is charged under (its IPv6 network, or the IPv4 address).
-    pub fn key(&self, ip: IpAddr) -> PeerKey {
-        PeerKey::of(ip, self.ipv6_prefix)
+    pub fn key(&self, ip: IpAddr) -> AddressKey {
+        AddressKey::of(ip, self.ipv6_prefix)
     }
 
-    fn entry<'a>(&self, map: &'a mut HashMap<PeerKey, Peer>, key: PeerKey) -> &'a mut Peer {
+    fn entry<'a>(&self, map: &'a mut HashMap<AddressKey, Entry>, key: AddressKey) -> &'a mut Entry {
         if !map.contains_key(&key) {
             self.forget_idle(map);
         }
-        map.entry(key).or_insert_with(|| Peer {
+        map.entry(key).or_insert_with(|| Entry {
             open: 0,
             requests: 0,
             buckets: self.rates.map(Bucket::full),
         })
     }
 
-    /// Keeps the entries of peers without a connection under [`MAX_IDLE_PEERS`]: first those
+    /// Keeps the entries of addresses without a connection under [`MAX_IDLE_ADDRESSES`]: first those
     /// whose buckets are full again (nothing to remember), then any idle ones. Each pass is
-    /// O(n) and frees at least half the idle room, so the cost per new peer stays constant.
-    fn forget_idle(&self, map: &mut HashMap<PeerKey, Peer>) {
+    /// O(n) and frees at least half the idle room, so the cost per new address stays constant.
+    fn forget_idle(&self, map: &mut HashMap<AddressKey, Entry>) {
         let idle = map.values().filter(|p| p.holds_nothing()).count();
-        if idle < MAX_IDLE_PEERS {
+        if idle < MAX_IDLE_ADDRESSES {
             return;
         }
         let now = Instant::now();
@@ -239,9 +240,9 @@ impl Peers {
                     .all(|(b, rate)| b.is_full(rate, now))
         });
         let mut idle = map.values().filter(|p| p.holds_nothing()).count();
-        if idle >= MAX_IDLE_PEERS / 2 {
+        if idle >= MAX_IDLE_ADDRESSES / 2 {
             map.retain(|_, p| {
-                if p.holds_nothing() && idle > MAX_IDLE_PEERS / 2 {
+                if p.holds_nothing() && idle > MAX_IDLE_ADDRESSES / 2 {
                     idle -= 1;
                     false
                 } else {
@@ -251,19 +252,19 @@ impl Peers {
         }
     }
 
-    /// Takes one of `ip`'s connection slots, or refuses when its peer holds its share already.
-    pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<PeerConn, PeerFull> {
+    /// Takes one of `ip`'s connection slots, or refuses when its address holds its share already.
+    pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<AddressConn, AddressFull> {
         let slot = self.take(ip, SlotKind::Connection)?;
-        Ok(PeerConn { slot, ip })
+        Ok(AddressConn { slot, ip })
     }
 
-    /// Takes one of the request slots of `ip`'s peer for a request in flight, or refuses when
+    /// Takes one of the request slots of `ip`'s address for a request in flight, or refuses when
     /// it has `--max-requests-per-peer` in flight already, over all its connections.
-    pub fn request(self: &Arc<Self>, ip: IpAddr) -> Result<PeerRequest, PeerFull> {
-        self.take(ip, SlotKind::Request).map(PeerRequest)
+    pub fn request(self: &Arc<Self>, ip: IpAddr) -> Result<AddressRequest, AddressFull> {
+        self.take(ip, SlotKind::Request).map(AddressRequest)
     }
 
-    fn take(self: &Arc<Self>, ip: IpAddr, kind: SlotKind) -> Result<Slot, PeerFull> {
+    fn take(self: &Arc<Self>, ip: IpAddr, kind: SlotKind) -> Result<Slot, AddressFull> {
         let key = self.key(ip);
         let max = match kind {
             SlotKind::Connection => self.max_connections,
@@ -272,27 +273,27 @@ impl Peers {
         let mut map = self.lock();
         let held = kind.of(self.entry(&mut map, key));
         if *held >= max {
-            return Err(PeerFull { max });
+            return Err(AddressFull { max });
         }
         *held += 1;
         Ok(Slot {
-            peers: self.clone(),
+            addresses: self.clone(),
             key,
             kind,
         })
     }
 
-    /// Connections `ip`'s peer holds now.
+    /// Connections `ip`'s address holds now.
     pub fn open(&self, ip: IpAddr) -> u64 {
         self.lock().get(&self.key(ip)).map_or(0, |p| p.open)
     }
 
-    /// Requests `ip`'s peer has in flight now.
+    /// Requests `ip`'s address has in flight now.
     pub fn in_flight(&self, ip: IpAddr) -> u64 {
         self.lock().get(&self.key(ip)).map_or(0, |p| p.requests)
     }
 
-    /// Peers with an entry now (connected, or with a budget still refilling).
+    /// Addresses with an entry now (connected, or with a budget still refilling).
     pub fn tracked(&self) -> usize {
         self.lock().len()
     }
@@ -330,35 +331,35 @@ enum SlotKind {
 }
 
 impl SlotKind {
-    /// The count of this kind a peer holds.
-    fn of(self, peer: &mut Peer) -> &mut u64 {
+    /// The count of this kind an address holds.
+    fn of(self, entry: &mut Entry) -> &mut u64 {
         match self {
-            SlotKind::Connection => &mut peer.open,
-            SlotKind::Request => &mut peer.requests,
+            SlotKind::Connection => &mut entry.open,
+            SlotKind::Request => &mut entry.requests,
         }
     }
 }
 
-/// A slot a peer holds; dropping it gives the slot back, and forgets the peer when it then
+/// A slot an address holds; dropping it gives the slot back, and forgets the address when it then
 /// holds nothing and its buckets are full.
 struct Slot {
-    peers: Arc<Peers>,
-    key: PeerKey,
+    addresses: Arc<Addresses>,
+    key: AddressKey,
     kind: SlotKind,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut map = self.peers.lock();
-        if let Some(peer) = map.get_mut(&self.key) {
-            let held = self.kind.of(peer);
+        let mut map = self.addresses.lock();
+        if let Some(entry) = map.get_mut(&self.key) {
+            let held = self.kind.of(entry);
             *held = held.saturating_sub(1);
             let now = Instant::now();
-            let idle_and_full = peer.holds_nothing()
-                && peer
+            let idle_and_full = entry.holds_nothing()
+                && entry
                     .buckets
                     .iter()
-                    .zip(self.peers.rates)
+                    .zip(self.addresses.rates)
                     .all(|(b, rate)| b.is_full(rate, now));
             if idle_and_full {
                 map.remove(&self.key);
@@ -367,30 +368,30 @@ impl Drop for Slot {
     }
 }
 
-/// One connection slot of a peer; dropping it gives the slot back.
-pub struct PeerConn {
+/// One connection slot of an address; dropping it gives the slot back.
+pub struct AddressConn {
     slot: Slot,
     ip: IpAddr,
 }
 
-impl PeerConn {
+impl AddressConn {
     pub fn ip(&self) -> IpAddr {
         self.ip
     }
 
-    /// The peer it is charged to.
-    pub fn key(&self) -> PeerKey {
+    /// The address it is charged to.
+    pub fn key(&self) -> AddressKey {
         self.slot.key
     }
 }
 
-/// One request slot of a peer, held until the response body is done; dropping it gives the
+/// One request slot of an address, held until the response body is done; dropping it gives the
 /// slot back.
-pub struct PeerRequest(Slot);
+pub struct AddressRequest(Slot);
 
-impl PeerRequest {
-    /// The peer it is charged to.
-    pub fn key(&self) -> PeerKey {
+impl AddressRequest {
+    /// The address it is charged to.
+    pub fn key(&self) -> AddressKey {
         self.0.key
     }
 }
@@ -410,9 +411,9 @@ mod tests {
         }
     }
 
-    /// Two connections and two requests per peer, IPv6 keyed by /64.
-    fn limits() -> PeerLimits {
-        PeerLimits {
+    /// Two connections and two requests per address, IPv6 keyed by /64.
+    fn limits() -> AddressLimits {
+        AddressLimits {
             connections: 2,
             requests: 2,
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
@@ -421,8 +422,8 @@ mod tests {
         }
     }
 
-    fn peers() -> Arc<Peers> {
-        Peers::new(limits())
+    fn addresses() -> Arc<Addresses> {
+        Addresses::new(limits())
     }
 
     fn v6(s: &str) -> IpAddr {
@@ -430,85 +431,89 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_holds_at_most_its_share_and_others_are_unaffected() {
-        let peers = peers();
-        let a1 = peers.connect(ip(1)).unwrap();
-        let _a2 = peers.connect(ip(1)).unwrap();
-        assert_eq!(peers.connect(ip(1)).err(), Some(PeerFull { max: 2 }));
-        let _b = peers.connect(ip(2)).unwrap();
+    fn an_address_holds_at_most_its_share_and_others_are_unaffected() {
+        let addresses = addresses();
+        let a1 = addresses.connect(ip(1)).unwrap();
+        let _a2 = addresses.connect(ip(1)).unwrap();
+        assert_eq!(addresses.connect(ip(1)).err(), Some(AddressFull { max: 2 }));
+        let _b = addresses.connect(ip(2)).unwrap();
         drop(a1);
-        assert!(peers.connect(ip(1)).is_ok());
+        assert!(addresses.connect(ip(1)).is_ok());
     }
 
     #[test]
     fn a_closed_peer_with_full_buckets_leaves_no_entry() {
-        let peers = peers();
-        drop(peers.connect(ip(1)).unwrap());
-        assert_eq!(peers.tracked(), 0);
-        let conn = peers.connect(ip(1)).unwrap();
-        peers.spend(ip(1), Budget::Login).unwrap();
+        let addresses = addresses();
+        drop(addresses.connect(ip(1)).unwrap());
+        assert_eq!(addresses.tracked(), 0);
+        let conn = addresses.connect(ip(1)).unwrap();
+        addresses.spend(ip(1), Budget::Login).unwrap();
         drop(conn);
-        assert_eq!(peers.tracked(), 1, "the spent budget is remembered");
+        assert_eq!(addresses.tracked(), 1, "the spent budget is remembered");
     }
 
     #[test]
     fn budgets_are_per_peer_and_say_how_long_to_wait() {
-        let peers = peers();
+        let addresses = addresses();
         for _ in 0..3 {
-            peers.spend(ip(1), Budget::Login).unwrap();
+            addresses.spend(ip(1), Budget::Login).unwrap();
         }
-        let wait = peers.spend(ip(1), Budget::Login).unwrap_err();
+        let wait = addresses.spend(ip(1), Budget::Login).unwrap_err();
         assert!((1..=20).contains(&wait), "{wait}");
-        assert!(peers.spend(ip(2), Budget::Login).is_ok());
+        assert!(addresses.spend(ip(2), Budget::Login).is_ok());
     }
 
     #[test]
     fn idle_entries_are_bounded() {
-        let peers = peers();
-        for i in 0..(MAX_IDLE_PEERS as u32 * 2) {
+        let addresses = addresses();
+        for i in 0..(MAX_IDLE_ADDRESSES as u32 * 2) {
             let addr = IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
-            let _ = peers.spend(addr, Budget::Login);
+            let _ = addresses.spend(addr, Budget::Login);
         }
-        assert!(peers.tracked() <= MAX_IDLE_PEERS, "{}", peers.tracked());
+        assert!(
+            addresses.tracked() <= MAX_IDLE_ADDRESSES,
+            "{}",
+            addresses.tracked()
+        );
     }
 
     #[test]
     fn an_ipv6_peer_is_its_64_and_an_ipv4_mapped_address_is_ipv4() {
-        let peers = peers();
-        let _a = peers.connect(v6("2001:db8:1:2::1")).unwrap();
-        let _b = peers
+        let addresses = addresses();
+        let _a = addresses.connect(v6("2001:db8:1:2::1")).unwrap();
+        let _b = addresses
             .connect(v6("2001:db8:1:2:ffff:ffff:ffff:fffe"))
             .unwrap();
         assert_eq!(
-            peers.connect(v6("2001:db8:1:2:dead:beef::7")).err(),
-            Some(PeerFull { max: 2 }),
+            addresses.connect(v6("2001:db8:1:2:dead:beef::7")).err(),
+            Some(AddressFull { max: 2 }),
             "a third address of the same /64 is the same peer"
         );
         assert!(
-            peers.connect(v6("2001:db8:1:3::1")).is_ok(),
+            addresses.connect(v6("2001:db8:1:3::1")).is_ok(),
             "the next /64 is another"
         );
         assert_eq!(
-            peers.key(v6("2001:db8:1:2:aaaa::9")).to_string(),
+            addresses.key(v6("2001:db8:1:2:aaaa::9")).to_string(),
             "2001:db8:1:2::/64"
         );
         assert_eq!(
-            peers.key(v6("::ffff:10.1.2.3")),
-            peers.key(IpAddr::from([10, 1, 2, 3]))
+            addresses.key(v6("::ffff:10.1.2.3")),
+            addresses.key(IpAddr::from([10, 1, 2, 3]))
         );
     }
 
     #[test]
     fn the_prefix_is_configurable_down_to_one_address() {
-        let peers = Peers::new(PeerLimits {
+        let addresses = Addresses::new(AddressLimits {
             ipv6_prefix: 128,
             ..limits()
         });
-        let _a = peers.connect(v6("2001:db8::1")).unwrap();
-        let _b = peers.connect(v6("2001:db8::1")).unwrap();
-        assert!(peers.connect(v6("2001:db8::2")).is_ok());
-        assert_eq!(peers.key(v6("2001:db8::2")).to_string(), "2001:db8::2");
-        let wide = Peers::new(PeerLimits {
+        let _a = addresses.connect(v6("2001:db8::1")).unwrap();
+        let _b = addresses.connect(v6("2001:db8::1")).unwrap();
+        assert!(addresses.connect(v6("2001:db8::2")).is_ok());
+        assert_eq!(addresses.key(v6("2001:db8::2")).to_string(), "2001:db8::2");
+        let wide = Addresses::new(AddressLimits {
             ipv6_prefix: 48,
             ..limits()
         });
@@ -520,23 +525,26 @@ mod tests {
 
     #[test]
     fn requests_in_flight_are_capped_per_peer_over_every_connection() {
-        let peers = peers();
-        let r1 = peers.request(ip(1)).unwrap();
-        let _r2 = peers.request(ip(1)).unwrap();
-        assert_eq!(peers.request(ip(1)).err(), Some(PeerFull { max: 2 }));
-        assert!(peers.request(ip(2)).is_ok(), "another peer is still served");
-        assert_eq!(peers.in_flight(ip(1)), 2);
+        let addresses = addresses();
+        let r1 = addresses.request(ip(1)).unwrap();
+        let _r2 = addresses.request(ip(1)).unwrap();
+        assert_eq!(addresses.request(ip(1)).err(), Some(AddressFull { max: 2 }));
+        assert!(
+            addresses.request(ip(2)).is_ok(),
+            "another peer is still served"
+        );
+        assert_eq!(addresses.in_flight(ip(1)), 2);
         drop(r1);
-        assert!(peers.request(ip(1)).is_ok());
+        assert!(addresses.request(ip(1)).is_ok());
     }
 
     #[test]
-    fn a_peer_with_requests_but_no_connection_is_kept_until_they_end() {
-        let peers = peers();
-        let request = peers.request(ip(1)).unwrap();
-        drop(peers.connect(ip(1)).unwrap());
-        assert_eq!(peers.tracked(), 1);
+    fn an_address_with_requests_but_no_connection_is_kept_until_they_end() {
+        let addresses = addresses();
+        let request = addresses.request(ip(1)).unwrap();
+        drop(addresses.connect(ip(1)).unwrap());
+        assert_eq!(addresses.tracked(), 1);
         drop(request);
-        assert_eq!(peers.tracked(), 0);
+        assert_eq!(addresses.tracked(), 0);
     }
 }

@@ -83,7 +83,8 @@ impl Tls {
                 // `0.0.0.0`/`[::]` answers at, then each --public-url host: the names the
                 // Host check accepts (origin::OwnHosts).
                 let mut names = server_names(addr);
-                let serving = crate::interfaces::serving(addr, &crate::interfaces::list());
+                let serving =
+                    crate::net::interfaces::serving(addr, &crate::net::interfaces::list());
                 let public = config.public_url.iter().map(|u| {
                     u.host()
                         .trim_start_matches('[')
