@@ -77,7 +77,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
             peer,
         } => {
             let plan = Plan::new(workload, target)?.with_faults(faults)?;
-            let transports = vec![plan::transport(transport.as_str())?];
+            let transports = vec![*transport];
             if let Some(peer) = peer::Peer::parse(&peer.peer)? {
                 return peer::run(peer, transports, &plan).await;
             }
@@ -90,7 +90,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
             peer,
         } => {
             let plan = Plan::new(workload, target)?.with_faults(faults)?;
-            let transports = clients::TRANSPORTS.to_vec();
+            let transports = pushpoll::names::Transport::ALL.to_vec();
             if let Some(peer) = peer::Peer::parse(&peer.peer)? {
                 return peer::run(peer, transports, &plan).await;
             }

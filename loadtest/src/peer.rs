@@ -28,7 +28,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::Method;
 use pushpoll::feed::clock::now_micros;
-use pushpoll::names::Transport;
+use pushpoll::names::{FeedName, Transport};
 use tokio::task::JoinHandle;
 
 use crate::clients::{Client, Ctx, expect_status};
@@ -58,7 +58,7 @@ impl Peer {
 }
 
 /// Runs `transports` against the peer at `--url`, writes the results like a pushpoll run.
-pub async fn run(peer: Peer, transports: Vec<&'static str>, plan: &Plan) -> anyhow::Result<()> {
+pub async fn run(peer: Peer, transports: Vec<Transport>, plan: &Plan) -> anyhow::Result<()> {
     let Peer::Nchan = peer;
     let url = plan
         .url
@@ -71,13 +71,13 @@ pub async fn run(peer: Peer, transports: Vec<&'static str>, plan: &Plan) -> anyh
     if plan.faults.enabled() {
         bail!("--churn/--storm break connections through pushpoll's diagnostics: not with --peer");
     }
-    if plan.feed == "draw" {
+    if plan.feed == FeedName::Draw {
         bail!("--feed draw needs pushpoll's /api/draw: use chat or clock with --peer nchan");
     }
     if plan.rooms != 1 {
         bail!("--peer nchan has one channel per feed: use --rooms 1");
     }
-    if transports == [Transport::Iframe.as_str()] {
+    if transports == [Transport::Iframe] {
         bail!("iframe: {NCHAN_NO_IFRAME}");
     }
     crate::check_open_files(plan.clients)?;
@@ -98,7 +98,7 @@ pub async fn run(peer: Peer, transports: Vec<&'static str>, plan: &Plan) -> anyh
     };
     let mut skipped_iframe = false;
     for transport in transports {
-        if transport == Transport::Iframe.as_str() {
+        if transport == Transport::Iframe {
             skipped_iframe = true;
             continue;
         }
@@ -119,13 +119,10 @@ pub async fn run(peer: Peer, transports: Vec<&'static str>, plan: &Plan) -> anyh
 /// One measured run of one transport against nchan: the phases of `runner`, in one place.
 async fn run_one(
     plan: &Plan,
-    transport: &'static str,
+    transport: Transport,
     addr: SocketAddr,
     worker: i32,
 ) -> anyhow::Result<TransportResult> {
-    let transport_ = transport
-        .parse::<Transport>()
-        .map_err(|_| anyhow::anyhow!("unknown transport {transport:?}"))?;
     let ctx = Ctx::new(addr, plan.feed, plan.clients, plan.poll_interval, None);
     let (metrics, stop) = (ctx.metrics.clone(), ctx.stop.clone());
     // Where every client starts: nchan's id of a marker message published now (a `join`,
@@ -146,7 +143,7 @@ async fn run_one(
         let client = Client::new(i, "lobby".into(), None);
         tasks.push(tokio::spawn(subscribe(
             ctx.clone(),
-            transport_,
+            transport,
             client,
             cursor.clone(),
         )));
@@ -253,7 +250,7 @@ fn marker() -> Bytes {
 
 /// POSTs one message to `/pub/FEED`; returns nchan's id for it (`TIME:SEQ`, from the
 /// publisher's answer, `last message id: …`).
-async fn publish(http: &mut Http, feed: &str, body: Bytes) -> anyhow::Result<String> {
+async fn publish(http: &mut Http, feed: FeedName, body: Bytes) -> anyhow::Result<String> {
     let response = http
         .send(Method::POST, &format!("/pub/{feed}"), None, Some(body))
         .await?;
@@ -278,7 +275,7 @@ async fn body_text(response: hyper::Response<hyper::body::Incoming>) -> anyhow::
 /// that one slow answer does not hold the others. Acknowledged ids go into `acked`.
 async fn publish_for(
     addr: SocketAddr,
-    feed: &'static str,
+    feed: FeedName,
     rate: f64,
     duration: Duration,
     message_size: usize,
@@ -331,9 +328,9 @@ async fn publish_for(
 }
 
 /// One event as pushpoll would send it: a chat message of `size` bytes of text, or a tick.
-fn event_body(feed: &str, id: u64, size: usize) -> Bytes {
+fn event_body(feed: FeedName, id: u64, size: usize) -> Bytes {
     let ts = now_micros();
-    let value = if feed == "chat" {
+    let value = if feed == FeedName::Chat {
         let prefix = format!("m{id} ");
         let text = prefix.clone() + &"x".repeat(size.saturating_sub(prefix.len()).max(1));
         serde_json::json!({"id": id, "ts": ts, "type": "message", "room": "lobby", "from": "loadtest", "text": text})

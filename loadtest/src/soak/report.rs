@@ -16,7 +16,7 @@ use pushpoll::names::{FeedName, Transport};
 use serde::{Deserialize, Serialize};
 
 use super::SoakPlan;
-use crate::clients::{Client, TRANSPORTS};
+use crate::clients::Client;
 use crate::export::write_atomic;
 use crate::report::Machine;
 
@@ -73,7 +73,7 @@ pub fn p99_ms(h: &Histogram<u64>) -> Option<f64> {
 
 /// `poll 12 · longpoll 3 …` for the groups whose key starts with `prefix`.
 pub fn p99_line(p99: &BTreeMap<String, Option<f64>>, prefix: &str) -> String {
-    TRANSPORTS
+    Transport::NAMES
         .iter()
         .map(|t| {
             let v = p99.get(&format!("{prefix}{t}")).copied().flatten();
@@ -158,7 +158,7 @@ impl ChatDelivery {
     /// of its room.
     pub fn add(
         &mut self,
-        transport: &str,
+        transport: Transport,
         clients: &[Client],
         acked_rooms: &HashMap<u64, usize>,
         rooms: usize,
@@ -249,14 +249,14 @@ pub fn write(dir: &Path, summary: &SoakSummary) -> Result<()> {
 fn group_keys() -> Vec<String> {
     [FeedName::Chat.as_str(), FeedName::Clock.as_str()]
         .iter()
-        .flat_map(|f| TRANSPORTS.iter().map(move |t| format!("{f}/{t}")))
+        .flat_map(|f| Transport::NAMES.iter().map(move |t| format!("{f}/{t}")))
         .collect()
 }
 
 /// One row per sample; a window without deliveries has an empty p99 cell.
 pub fn csv(samples: &[Sample]) -> String {
     let mut out = String::from("t_s,rss_bytes,open");
-    for t in TRANSPORTS {
+    for t in Transport::NAMES {
         let _ = write!(out, ",open_{t}");
     }
     out.push_str(",rejected_per_peer,send_timeouts,client_errors");
@@ -266,7 +266,7 @@ pub fn csv(samples: &[Sample]) -> String {
     out.push('\n');
     for s in samples {
         let _ = write!(out, "{:.1},{},{}", s.t_s, s.rss_bytes, s.open);
-        for t in TRANSPORTS {
+        for t in Transport::NAMES {
             let _ = write!(out, ",{}", s.open_by_transport.get(t).copied().unwrap_or(0));
         }
         let _ = write!(
@@ -378,7 +378,7 @@ fn draw(summary: &SoakSummary, svg: &mut String) -> Result<(), Box<dyn std::erro
         ))?
         .label("TCP (all)")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(3)));
-    for (i, t) in TRANSPORTS.iter().enumerate() {
+    for (i, t) in Transport::NAMES.iter().enumerate() {
         let color = COLORS[i];
         chart
             .draw_series(LineSeries::new(
@@ -422,7 +422,7 @@ fn draw(summary: &SoakSummary, svg: &mut String) -> Result<(), Box<dyn std::erro
         .x_desc("minutes")
         .label_style(("sans-serif", 14))
         .draw()?;
-    for (i, t) in TRANSPORTS.iter().enumerate() {
+    for (i, t) in Transport::NAMES.iter().enumerate() {
         let color = COLORS[i];
         let points: Vec<(f64, f64)> = samples
             .iter()
@@ -487,7 +487,7 @@ pub fn reading(s: &SoakSummary) -> String {
         );
     }
     for feed in [FeedName::Chat.as_str(), FeedName::Clock.as_str()] {
-        let worst: Vec<String> = TRANSPORTS
+        let worst: Vec<String> = Transport::NAMES
             .iter()
             .map(|t| {
                 let key = format!("{feed}/{t}");
@@ -688,7 +688,7 @@ mod tests {
         let mut b = Client::new(1, "room1".into(), None);
         b.seen.extend([99]);
         let mut d = ChatDelivery::default();
-        d.add("sse", &[a, b], &acked, 2);
+        d.add(Transport::Sse, &[a, b], &acked, 2);
         assert_eq!(d.expected, 3);
         assert_eq!(d.received, 2);
         assert_eq!(d.lost["sse"], 1);
