@@ -12,6 +12,7 @@ mod net;
 mod peer;
 mod peers;
 mod plan;
+mod procfs;
 mod publisher;
 mod report;
 mod runner;

@@ -17,7 +17,6 @@
 //!   sockets the worker holds.
 //! - One channel per feed: `--rooms` must be 1; no iframe transport, no draw feed, no faults.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -35,6 +34,7 @@ use crate::clients::{Client, Ctx, expect_status};
 use crate::metrics::Metrics;
 use crate::net::{Http, body};
 use crate::plan::Plan;
+use crate::procfs;
 use crate::report::{Summary, TransportResult};
 
 /// The line the tables print in place of the iframe row.
@@ -121,7 +121,7 @@ async fn run_one(
     plan: &Plan,
     transport: Transport,
     addr: SocketAddr,
-    worker: i32,
+    worker: u32,
 ) -> anyhow::Result<TransportResult> {
     let ctx = Ctx::new(addr, plan.feed, plan.clients, plan.poll_interval, None);
     let (metrics, stop) = (ctx.metrics.clone(), ctx.stop.clone());
@@ -567,109 +567,27 @@ struct WorkerSample {
 }
 
 impl WorkerSample {
-    fn read(pid: i32) -> anyhow::Result<WorkerSample> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the command name (which may hold spaces, so split after its ')'):
-        // state is the 1st, utime the 12th and stime the 13th (proc(5): fields 14 and 15).
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // SAFETY: sysconf only reads a configuration value.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
-        let resident: u64 = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|f| f.parse().ok())
-            .unwrap_or(0);
-        let sockets = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|dir| {
-                dir.flatten()
-                    .filter(|e| {
-                        std::fs::read_link(e.path())
-                            .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
-                    })
-                    .count() as i64
-            })
-            .unwrap_or(0);
+    fn read(pid: u32) -> anyhow::Result<WorkerSample> {
         Ok(WorkerSample {
-            cpu_s: (ticks(11) + ticks(12)) as f64 / hz,
-            rss_bytes: resident * page,
-            sockets,
+            cpu_s: procfs::cpu_seconds(pid)?,
+            rss_bytes: procfs::rss_bytes(pid)?,
+            sockets: procfs::socket_count(pid) as i64,
         })
     }
 }
 
 /// The pid of the nginx worker serving `addr`: the process named `nginx: worker process`
 /// that holds the socket listening on it (/proc/net/tcp gives the socket's inode).
-fn find_worker(addr: SocketAddr) -> anyhow::Result<i32> {
-    let inodes = listening_inodes(addr.port());
+fn find_worker(addr: SocketAddr) -> anyhow::Result<u32> {
+    let inodes = procfs::listening_inodes(addr.port());
     if inodes.is_empty() {
         bail!("nothing listens on port {} (in /proc/net/tcp)", addr.port());
     }
-    let mut workers: HashMap<i32, bool> = HashMap::new();
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if !cmdline.starts_with(b"nginx: worker process") {
-            continue;
-        }
-        let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|dir| {
-                dir.flatten().any(|e| {
-                    std::fs::read_link(e.path()).is_ok_and(|l| {
-                        inodes
-                            .iter()
-                            .any(|i| l.to_string_lossy() == format!("socket:[{i}]"))
-                    })
-                })
-            })
-            .unwrap_or(false);
-        workers.insert(pid, holds);
-    }
-    workers
+    let sockets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    procfs::pids_named(b"nginx: worker process")?
         .into_iter()
-        .find(|(_, holds)| *holds)
-        .map(|(pid, _)| pid)
+        .find(|pid| procfs::fd_targets(*pid).iter().any(|t| sockets.contains(t)))
         .context("no nginx worker process found")
-}
-
-/// Inodes of the sockets listening on `port` (IPv4 and IPv6).
-fn listening_inodes(port: u16) -> Vec<String> {
-    let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            // local_address is HEXIP:HEXPORT, st 0A is LISTEN, the inode is the 10th field.
-            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
-                continue;
-            };
-            let listening_port = local
-                .rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            if *state == "0A" && listening_port == Some(port) {
-                inodes.push(inode.to_string());
-            }
-        }
-    }
-    inodes
 }
 
 #[cfg(test)]

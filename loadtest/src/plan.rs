@@ -102,7 +102,7 @@ impl Plan {
             bail!("--feed draw with several --url: the canvas is per node; use chat or clock");
         }
         if let Some(pid) = t.redis_pid {
-            crate::server::proc_cpu_seconds(pid)
+            crate::procfs::cpu_seconds(pid)
                 .with_context(|| format!("--redis-pid {pid}: cannot read its CPU time"))?;
         }
         let name = format!(

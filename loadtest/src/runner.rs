@@ -286,7 +286,7 @@ struct Window {
 /// figure is then left out rather than invented.
 fn redis_cpu(plan: &Plan) -> Option<f64> {
     plan.redis_pid
-        .and_then(|pid| server::proc_cpu_seconds(pid).ok())
+        .and_then(|pid| crate::procfs::cpu_seconds(pid).ok())
 }
 
 /// The measured window: publish for the duration (chat) or let the clients send (draw),
