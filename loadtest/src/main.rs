@@ -8,15 +8,15 @@ mod export;
 mod faults;
 mod machine;
 mod metrics;
+mod nchan;
 mod net;
-mod peer;
-mod peers;
 mod plan;
 mod procfs;
 mod publisher;
 mod report;
 mod runner;
 mod server;
+mod sidebyside;
 mod soak;
 mod wsframe;
 
@@ -75,12 +75,12 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
             workload,
             target,
             faults,
-            peer,
+            server,
         } => {
             let plan = Plan::new(workload, target)?.with_faults(faults)?;
             let transports = vec![*transport];
-            if let Some(peer) = peer::Peer::parse(&peer.peer)? {
-                return peer::run(peer, transports, &plan).await;
+            if nchan::chosen(&server.peer)? {
+                return nchan::run(transports, &plan).await;
             }
             (transports, plan)
         }
@@ -88,19 +88,19 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
             workload,
             target,
             faults,
-            peer,
+            server,
         } => {
             let plan = Plan::new(workload, target)?.with_faults(faults)?;
             let transports = pushpoll::names::Transport::ALL.to_vec();
-            if let Some(peer) = peer::Peer::parse(&peer.peer)? {
-                return peer::run(peer, transports, &plan).await;
+            if nchan::chosen(&server.peer)? {
+                return nchan::run(transports, &plan).await;
             }
             (transports, plan)
         }
         // The soak is its own kind of run: one server, every transport at once, sampled.
         Command::Soak(args) => return soak::run(args).await,
         Command::FaultChart(args) => return faults::chart(args),
-        Command::Peers(args) => return peers::run(&args.dir),
+        Command::SideBySide(args) => return sidebyside::run(&args.dir),
     };
     check_open_files(plan.clients)?;
     let mut summary = Summary {

@@ -20,7 +20,7 @@ pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
 }
 
 /// One WebSocket session on `path`: pushpoll's `/ws/FEED?…`, or another server's subscriber
-/// location (the nchan peer, `crate::peer`), which sends the same JSON events as text frames.
+/// location (`crate::nchan`), which sends the same JSON events as text frames.
 pub async fn session_at(ctx: &Ctx, client: &mut Client, path: &str) -> anyhow::Result<()> {
     let mut stream = tcp(ctx.addr, &ctx.metrics.io).await?;
     let host = ctx.addr.to_string();

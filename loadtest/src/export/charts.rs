@@ -171,7 +171,7 @@ impl BarChart {
 }
 
 /// A grouped bar chart as plain data: one group of bars per x label, one bar per series.
-/// The transport charts above and the peers charts (`crate::peers`) both draw through it.
+/// The transport charts above and the side-by-side charts (`crate::sidebyside`) both draw through it.
 pub(crate) struct Grouped<'a> {
     pub title: String,
     pub x_desc: &'a str,

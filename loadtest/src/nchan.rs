@@ -1,8 +1,8 @@
-//! A peer target: the same clients, open-loop publisher and accounting as a pushpoll run,
-//! against another push server. Today one peer: nginx with the Nchan module
-//! (`scripts/nchan.sh`, `peers/nchan.conf`).
+//! `--peer nchan`: the same clients, open-loop publisher and accounting as a pushpoll run,
+//! against nginx with the Nchan module (`scripts/nchan.sh`, `peers/nchan.conf`), the other
+//! push server pushpoll is compared with.
 //!
-//! What differs from a pushpoll run, and why (docs/PEERS.md has the reader's version):
+//! What differs from a pushpoll run, and why (docs/NCHAN.md has the reader's version):
 //! - The publisher POSTs each event as a whole pushpoll wire event (`{"id","ts","type",…}`)
 //!   to `/pub/FEED`; nchan delivers the body verbatim, so the clients parse it with the same
 //!   code and take latency from the same `ts`. `ts` is stamped by the publisher just before
@@ -40,30 +40,22 @@ use crate::report::{Summary, TransportResult};
 /// The line the tables print in place of the iframe row.
 pub const NCHAN_NO_IFRAME: &str = "n/a (nchan has no forever-frame subscriber)";
 
-/// A server other than pushpoll that the load tester can measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
-    Nchan,
-}
-
-impl Peer {
-    /// `--peer`: `None` for pushpoll (the default), the peer otherwise.
-    pub fn parse(name: &str) -> anyhow::Result<Option<Peer>> {
-        match name {
-            "pushpoll" => Ok(None),
-            "nchan" => Ok(Some(Peer::Nchan)),
-            other => bail!("unknown peer {other:?}: use pushpoll or nchan"),
-        }
+/// `--peer`: whether it names nchan (`pushpoll`, the default, measures pushpoll; the only
+/// other server the load tester can measure is nchan).
+pub fn chosen(peer: &str) -> anyhow::Result<bool> {
+    match peer {
+        "pushpoll" => Ok(false),
+        "nchan" => Ok(true),
+        other => bail!("unknown peer {other:?}: use pushpoll or nchan"),
     }
 }
 
-/// Runs `transports` against the peer at `--url`, writes the results like a pushpoll run.
-pub async fn run(peer: Peer, transports: Vec<Transport>, plan: &Plan) -> anyhow::Result<()> {
-    let Peer::Nchan = peer;
+/// Runs `transports` against nchan at `--url`, writes the results like a pushpoll run.
+pub async fn run(transports: Vec<Transport>, plan: &Plan) -> anyhow::Result<()> {
     let url = plan
         .url
         .as_deref()
-        .context("--peer nchan needs --url (start the peer with scripts/nchan.sh)")?;
+        .context("--peer nchan needs --url (start nchan with scripts/nchan.sh)")?;
     let addr = crate::server::parse_url(url)?;
     if plan.urls.len() > 1 || plan.redis_pid.is_some() {
         bail!("--peer nchan is one server: give one --url and no --redis-pid");
@@ -596,9 +588,9 @@ mod tests {
 
     #[test]
     fn peers_by_name() {
-        assert_eq!(Peer::parse("pushpoll").unwrap(), None);
-        assert_eq!(Peer::parse("nchan").unwrap(), Some(Peer::Nchan));
-        assert!(Peer::parse("mercure").is_err());
+        assert!(!chosen("pushpoll").unwrap());
+        assert!(chosen("nchan").unwrap());
+        assert!(chosen("mercure").is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The peers charts: per measure, one group of bars per transport × subscribers, one bar per
+//! The side-by-side charts: per measure, one group of bars per transport × subscribers, one bar per
 //! server (pushpoll, any other pushpoll label, nchan) side by side. Latencies on a log axis.
 
 use anyhow::{Context as _, Result};
