@@ -1,6 +1,7 @@
 //! `loadtest`: parse → plan → run each transport → export, rewriting the results after each
 //! transport so an interrupted compare keeps what it measured.
 
+mod chart;
 mod cli;
 mod clients;
 mod draw;

@@ -1,8 +1,10 @@
 //! `loadtest fault-chart`: the churn run's recovery times and the storm's request rate.
 
 use anyhow::bail;
+use plotters::prelude::*;
 
 use super::{TIMELINE_AFTER, TIMELINE_BEFORE};
+use crate::chart;
 use crate::report::Summary;
 
 /// `loadtest fault-chart`: the churn run's recovery times per transport, or the storm's
@@ -18,13 +20,8 @@ pub fn chart(args: &crate::cli::FaultChartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("drawing the chart: {e}")
-}
-
 /// Bars: reconnect p50, recovery p50 and p99 per transport that had breaks, in ms.
 fn recovery_chart(summary: &Summary) -> anyhow::Result<String> {
-    use plotters::prelude::*;
     let rows: Vec<(&str, [f64; 3])> = summary
         .results
         .iter()
@@ -51,11 +48,8 @@ fn recovery_chart(summary: &Summary) -> anyhow::Result<String> {
         .iter()
         .find_map(|r| r.faults.as_ref()?.churn)
         .unwrap_or(0.0);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 500)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
+    chart::svg((900, 500), |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(
                 format!(
                     "Time to recover from a break, churn {churn}/s ({} {} clients, {} msg/s)",
@@ -66,8 +60,7 @@ fn recovery_chart(summary: &Summary) -> anyhow::Result<String> {
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(0f64..rows.len().max(1) as f64, 0f64..top)
-            .map_err(plot_err)?;
+            .build_cartesian_2d(0f64..rows.len().max(1) as f64, 0f64..top)?;
         let names: Vec<String> = rows.iter().map(|(n, _)| n.to_string()).collect();
         chart
             .configure_mesh()
@@ -82,20 +75,18 @@ fn recovery_chart(summary: &Summary) -> anyhow::Result<String> {
                 }
             })
             .y_desc("milliseconds from the break")
-            .draw()
-            .map_err(plot_err)?;
+            .draw()?;
         let series = [
             ("reconnect p50", RGBColor(120, 170, 90)),
-            ("recovery p50", RGBColor(66, 114, 196)),
-            ("recovery p99", RGBColor(196, 61, 61)),
+            ("recovery p50", chart::BLUE),
+            ("recovery p99", chart::RED),
         ];
         for (j, (name, color)) in series.into_iter().enumerate() {
             let x0 = |i: usize| i as f64 + 0.15 + j as f64 * 0.23;
             chart
                 .draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
                     Rectangle::new([(x0(i), 0.0), (x0(i) + 0.2, v[j])], color.filled())
-                }))
-                .map_err(plot_err)?
+                }))?
                 .label(name)
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
@@ -106,16 +97,13 @@ fn recovery_chart(summary: &Summary) -> anyhow::Result<String> {
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(plot_err)?;
-        root.present().map_err(plot_err)?;
-    }
-    Ok(svg)
+            .draw()?;
+        Ok(())
+    })
 }
 
 /// One panel per transport: requests per 10 ms around the storm, with and without jitter.
 fn storm_chart(jitter: &Summary, plain: &Summary) -> anyhow::Result<String> {
-    use plotters::prelude::*;
     let timeline = |s: &Summary, t: &str| -> Vec<u64> {
         s.results
             .iter()
@@ -132,22 +120,17 @@ fn storm_chart(jitter: &Summary, plain: &Summary) -> anyhow::Result<String> {
         .collect();
     let before_ms = TIMELINE_BEFORE.as_millis() as f64;
     let after_ms = TIMELINE_AFTER.as_millis() as f64;
-    let mut svg = String::new();
-    {
-        let height = 120 + 220 * transports.len().max(1) as u32;
-        let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
+    let height = 120 + 220 * transports.len().max(1) as u32;
+    chart::svg((900, height), |root| {
         let w = &jitter.workload;
         let (title, panels) = root.split_vertically(60);
-        title
-            .titled(
-                &format!(
-                    "Reconnect storm: requests per 10 ms after breaking all {} clients at once",
-                    w.clients
-                ),
-                ("sans-serif", 20),
-            )
-            .map_err(plot_err)?;
+        title.titled(
+            &format!(
+                "Reconnect storm: requests per 10 ms after breaking all {} clients at once",
+                w.clients
+            ),
+            ("sans-serif", 20),
+        )?;
         let areas = panels.split_evenly((transports.len().max(1), 1));
         for (t, area) in transports.iter().zip(areas.iter()) {
             let (a, b) = (timeline(jitter, t), timeline(plain, t));
@@ -157,17 +140,15 @@ fn storm_chart(jitter: &Summary, plain: &Summary) -> anyhow::Result<String> {
                 .margin(8)
                 .x_label_area_size(30)
                 .y_label_area_size(60)
-                .build_cartesian_2d(-before_ms..after_ms, 0f64..top)
-                .map_err(plot_err)?;
+                .build_cartesian_2d(-before_ms..after_ms, 0f64..top)?;
             chart
                 .configure_mesh()
                 .x_desc("ms from the storm")
                 .y_desc("requests / 10 ms")
-                .draw()
-                .map_err(plot_err)?;
+                .draw()?;
             for (data, name, color) in [
-                (&b, "no jitter", RGBColor(196, 61, 61)),
-                (&a, "full jitter", RGBColor(66, 114, 196)),
+                (&b, "no jitter", chart::RED),
+                (&a, "full jitter", chart::BLUE),
             ] {
                 chart
                     .draw_series(LineSeries::new(
@@ -175,22 +156,17 @@ fn storm_chart(jitter: &Summary, plain: &Summary) -> anyhow::Result<String> {
                             .enumerate()
                             .map(|(i, n)| (i as f64 * 10.0 - before_ms, *n as f64)),
                         color.stroke_width(2),
-                    ))
-                    .map_err(plot_err)?
+                    ))?
                     .label(name)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                    });
+                    .legend(chart::line_legend(color, 2));
             }
             chart
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
                 .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(plot_err)?;
+                .draw()?;
         }
-        root.present().map_err(plot_err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }

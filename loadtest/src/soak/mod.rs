@@ -12,6 +12,7 @@
 //! Everything is bounded: a fixed number of clients, fixed rates, a fixed duration; the run
 //! stops by itself and only ever targets a loopback address.
 
+mod chart;
 pub mod hostile;
 mod report;
 
