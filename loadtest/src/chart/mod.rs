@@ -9,6 +9,7 @@
 mod bars;
 
 use anyhow::{Context as _, Result};
+use plotters::chart::SeriesLabelStyle;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -41,6 +42,15 @@ pub fn svg(size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Result<()>) -> Resu
 /// A legend entry for a line: a short stroke of its colour.
 pub fn line_legend(color: RGBColor, width: u32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(width))
+}
+
+/// The legend box every line chart uses: white, a little transparent, with a black border.
+pub fn legend_box<'a, 'b: 'a, 'c, X: Ranged, Y: Ranged>(
+    chart: &'c mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
+) -> SeriesLabelStyle<'a, 'c, SVGBackend<'b>, Cartesian2d<X, Y>> {
+    let mut style = chart.configure_series_labels();
+    style.background_style(WHITE.mix(0.8)).border_style(BLACK);
+    style
 }
 
 /// Number formatting for people: up to 3 significant digits, no decimals from 100 up, trailing

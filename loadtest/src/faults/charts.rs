@@ -92,10 +92,7 @@ fn recovery_chart(summary: &Summary) -> anyhow::Result<String> {
                     Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
+        chart::legend_box(&mut chart)
             .position(SeriesLabelPosition::UpperLeft)
             .draw()?;
         Ok(())
@@ -160,10 +157,7 @@ fn storm_chart(jitter: &Summary, plain: &Summary) -> anyhow::Result<String> {
                     .label(name)
                     .legend(chart::line_legend(color, 2));
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
+            chart::legend_box(&mut chart)
                 .position(SeriesLabelPosition::UpperRight)
                 .draw()?;
         }

@@ -1,6 +1,8 @@
 //! The soak's `chart.svg`: RSS, open connections and chat p99 over time, one panel each.
 
 use anyhow::{Context as _, Result};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use pushpoll::names::Transport;
 
@@ -33,17 +35,7 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
         .map(|s| (minutes(s), s.rss_bytes as f64 / 1e6))
         .collect();
     let top = rss.iter().map(|p| p.1).fold(1.0, f64::max) * 1.2;
-    let mut chart = ChartBuilder::on(&panels[0])
-        .caption("server RSS (MB)", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..top)?;
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .label_style(("sans-serif", 14))
-        .draw()?;
+    let mut chart = panel(&panels[0], "server RSS (MB)", x_max, 0.0..top)?;
     chart.draw_series(LineSeries::new(
         rss.clone(),
         chart::LINES[0].stroke_width(2),
@@ -62,27 +54,14 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
             ))?
             .label(format!("warm-up RSS + {}%", f.tolerance_pct))
             .legend(chart::line_legend(RED, 3));
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
+        chart::legend_box(&mut chart)
             .label_font(("sans-serif", 14))
             .draw()?;
     }
 
     // Open connections: all TCP, and per transport.
     let top = samples.iter().map(|s| s.open).max().unwrap_or(1).max(1) as f64 * 1.2;
-    let mut chart = ChartBuilder::on(&panels[1])
-        .caption("open connections", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..top)?;
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .label_style(("sans-serif", 14))
-        .draw()?;
+    let mut chart = panel(&panels[1], "open connections", x_max, 0.0..top)?;
     chart
         .draw_series(LineSeries::new(
             samples.iter().map(|s| (minutes(s), s.open as f64)),
@@ -105,10 +84,7 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
             .label(*t)
             .legend(chart::line_legend(color, 3));
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
+    chart::legend_box(&mut chart)
         .label_font(("sans-serif", 14))
         .draw()?;
 
@@ -120,20 +96,12 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
         .copied()
         .fold(10.0, f64::max)
         * 2.0;
-    let mut chart = ChartBuilder::on(&panels[2])
-        .caption(
-            "chat delivery p99 over each window (ms, log scale)",
-            ("sans-serif", 18),
-        )
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, (1.0..top).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .label_style(("sans-serif", 14))
-        .draw()?;
+    let mut chart = panel(
+        &panels[2],
+        "chat delivery p99 over each window (ms, log scale)",
+        x_max,
+        (1.0..top).log_scale(),
+    )?;
     for (i, t) in Transport::NAMES.iter().enumerate() {
         let color = chart::LINES[i];
         let points: Vec<(f64, f64)> = samples
@@ -147,11 +115,33 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
             .label(*t)
             .legend(chart::line_legend(color, 3));
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
+    chart::legend_box(&mut chart)
         .label_font(("sans-serif", 14))
         .draw()?;
     Ok(())
+}
+
+/// One panel: its caption, minutes `0..x_max` on x, `y` on y, and the mesh drawn.
+fn panel<'a, 'b, Y>(
+    area: &'a Area<'b>,
+    caption: &str,
+    x_max: f64,
+    y: Y,
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y::CoordDescType>>>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max, y)?;
+    chart
+        .configure_mesh()
+        .x_desc("minutes")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    Ok(chart)
 }
