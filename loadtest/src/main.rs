@@ -25,6 +25,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
+use pushpoll::names::Transport;
 
 use crate::cli::{Command, Opts};
 use crate::plan::Plan;
@@ -70,39 +71,29 @@ fn main() -> ExitCode {
 }
 
 async fn run(opts: Opts) -> anyhow::Result<()> {
-    let (transports, plan) = match &opts.command {
+    let (transports, workload, target, faults, server) = match &opts.command {
         Command::Run {
             transport,
             workload,
             target,
             faults,
             server,
-        } => {
-            let plan = Plan::new(workload, target)?.with_faults(faults)?;
-            let transports = vec![*transport];
-            if nchan::chosen(&server.peer)? {
-                return nchan::run(transports, &plan).await;
-            }
-            (transports, plan)
-        }
+        } => (vec![*transport], workload, target, faults, server),
         Command::Compare {
             workload,
             target,
             faults,
             server,
-        } => {
-            let plan = Plan::new(workload, target)?.with_faults(faults)?;
-            let transports = pushpoll::names::Transport::ALL.to_vec();
-            if nchan::chosen(&server.peer)? {
-                return nchan::run(transports, &plan).await;
-            }
-            (transports, plan)
-        }
+        } => (Transport::ALL.to_vec(), workload, target, faults, server),
         // The soak is its own kind of run: one server, every transport at once, sampled.
         Command::Soak(args) => return soak::run(args).await,
         Command::FaultChart(args) => return faults::chart(args),
         Command::SideBySide(args) => return sidebyside::run(&args.dir),
     };
+    let plan = Plan::new(workload, target)?.with_faults(faults)?;
+    if nchan::chosen(&server.peer)? {
+        return nchan::run(transports, &plan).await;
+    }
     check_open_files(plan.clients)?;
     let mut summary = Summary {
         workload: plan.workload(),
