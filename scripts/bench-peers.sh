@@ -16,7 +16,7 @@
 # Every server is started fresh for each measurement and stopped before the next one starts:
 # never two servers at once. When the machine has 2 or more cores the server runs on core 0
 # and every generator (loadtest, wrk) on core 1 (taskset -c); nginx's worker inherits the
-# affinity of the nginx master that scripts/nchan.sh starts. Then `loadtest peers DIR` writes
+# affinity of the nginx master that scripts/nchan.sh starts. Then `loadtest side-by-side DIR` writes
 # the side-by-side table.md, summary.json, summary.csv and the charts. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -255,7 +255,7 @@ for server in "${servers[@]}"; do
 done
 
 # --- the report ----------------------------------------------------------------------------
-"$lt" peers "$out"
+"$lt" side-by-side "$out"
 {
   echo "# pushpoll and nginx + Nchan, side by side"
   echo

@@ -19,7 +19,7 @@ fi
 [ -x /usr/bin/xvfb-run ] || need_packages+=(xvfb)
 # nginx for the reverse-proxy tests (tests/api/proxy.rs, tests/browser/proxy.rs).
 [ -x /usr/sbin/nginx ] || need_packages+=(nginx-light)
-# Nchan for the peer target's test (loadtest/tests/peer.rs, scripts/nchan.sh).
+# Nchan for the nchan target's tests (loadtest/tests/nchan.rs, sidebyside.rs, scripts/nchan.sh).
 [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || need_packages+=(libnginx-mod-nchan)
 # redis-server for the scale-out tests (tests/support/redis.rs starts its own on a free port)
 # and scripts/cluster.sh.
@@ -82,8 +82,8 @@ echo "==> property tests (the parsers we wrote: cursors, rooms, tags, nicks, dur
 cargo test --locked -p pushpoll --test props
 
 echo "==> load tester (small compares against spawned servers: delivery, bytes up and down against"
-echo "    a counting proxy, churn and storm through the diagnostics kill, the nchan peer, and the peers report)"
-cargo test --locked -p loadtest --test compare --test bytes --test faults --test peer --test peers -- --test-threads 2
+echo "    a counting proxy, churn and storm through the diagnostics kill, the nchan target, and the side-by-side report)"
+cargo test --locked -p loadtest --test compare --test bytes --test faults --test nchan --test sidebyside -- --test-threads 2
 
 echo "==> load tester across nodes (--url given twice: per-node rows that sum to the total, --redis-pid)"
 cargo test --locked -p loadtest --test nodes

@@ -30,7 +30,7 @@ pub enum Command {
         #[command(flatten)]
         faults: FaultArgs,
         #[command(flatten)]
-        peer: PeerArgs,
+        server: ServerArgs,
     },
     /// Measure the five transports one after another on the same workload.
     Compare {
@@ -41,7 +41,7 @@ pub enum Command {
         #[command(flatten)]
         faults: FaultArgs,
         #[command(flatten)]
-        peer: PeerArgs,
+        server: ServerArgs,
     },
     /// Mixed traffic for a long time against a running server (all five transports on both
     /// feeds, chat senders, reconnects, a few hostile clients), sampled at intervals
@@ -51,7 +51,8 @@ pub enum Command {
     FaultChart(FaultChartArgs),
     /// The side-by-side report of scripts/bench-peers.sh: reads DIR's runs and wrk outputs,
     /// writes DIR/table.md, summary.json, summary.csv and the charts.
-    Peers(PeersArgs),
+    #[command(name = "side-by-side", visible_alias = "peers")]
+    SideBySide(SideBySideArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -172,19 +173,19 @@ pub struct FaultChartArgs {
     pub out: std::path::PathBuf,
 }
 
-/// Which server is measured: pushpoll, or a peer it is compared with (see `peer`).
+/// Which server is measured: pushpoll, or nchan, which it is compared with (see `nchan`).
 #[derive(Debug, Clone, Args)]
-pub struct PeerArgs {
+pub struct ServerArgs {
     /// pushpoll, or nchan: a running nginx + Nchan (scripts/nchan.sh, peers/nchan.conf),
     /// which needs --url. nchan has no forever-frame (iframe) subscriber, chooses its own
     /// message ids (TIME:SEQ), sends no gap signal and keeps messages in memory only:
-    /// docs/PEERS.md says what that changes in the figures.
+    /// docs/NCHAN.md says what that changes in the figures.
     #[arg(long, default_value = "pushpoll")]
     pub peer: String,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct PeersArgs {
+pub struct SideBySideArgs {
     /// The directory scripts/bench-peers.sh wrote (runs/LABEL/TRANSPORT-N/, wrk/LABEL/).
     pub dir: std::path::PathBuf,
 }

@@ -69,9 +69,9 @@ impl Sending {
 }
 
 impl DrawCost {
-    pub fn of(sending: &Sending, transport: &str, published: u64) -> DrawCost {
+    pub fn of(sending: &Sending, transport: Transport, published: u64) -> DrawCost {
         let strokes = sending.strokes.load(Relaxed);
-        let (up, answers) = if transport == Transport::Ws.as_str() {
+        let (up, answers) = if transport == Transport::Ws {
             (sending.ws_frame_bytes.load(Relaxed), 0)
         } else {
             (

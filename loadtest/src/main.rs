@@ -1,6 +1,7 @@
 //! `loadtest`: parse → plan → run each transport → export, rewriting the results after each
 //! transport so an interrupted compare keeps what it measured.
 
+mod chart;
 mod cli;
 mod clients;
 mod draw;
@@ -8,14 +9,15 @@ mod export;
 mod faults;
 mod machine;
 mod metrics;
+mod nchan;
 mod net;
-mod peer;
-mod peers;
 mod plan;
+mod procfs;
 mod publisher;
 mod report;
 mod runner;
 mod server;
+mod sidebyside;
 mod soak;
 mod wsframe;
 
@@ -23,6 +25,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
+use pushpoll::names::Transport;
 
 use crate::cli::{Command, Opts};
 use crate::plan::Plan;
@@ -68,39 +71,29 @@ fn main() -> ExitCode {
 }
 
 async fn run(opts: Opts) -> anyhow::Result<()> {
-    let (transports, plan) = match &opts.command {
+    let (transports, workload, target, faults, server) = match &opts.command {
         Command::Run {
             transport,
             workload,
             target,
             faults,
-            peer,
-        } => {
-            let plan = Plan::new(workload, target)?.with_faults(faults)?;
-            let transports = vec![plan::transport(transport.as_str())?];
-            if let Some(peer) = peer::Peer::parse(&peer.peer)? {
-                return peer::run(peer, transports, &plan).await;
-            }
-            (transports, plan)
-        }
+            server,
+        } => (vec![*transport], workload, target, faults, server),
         Command::Compare {
             workload,
             target,
             faults,
-            peer,
-        } => {
-            let plan = Plan::new(workload, target)?.with_faults(faults)?;
-            let transports = clients::TRANSPORTS.to_vec();
-            if let Some(peer) = peer::Peer::parse(&peer.peer)? {
-                return peer::run(peer, transports, &plan).await;
-            }
-            (transports, plan)
-        }
+            server,
+        } => (Transport::ALL.to_vec(), workload, target, faults, server),
         // The soak is its own kind of run: one server, every transport at once, sampled.
         Command::Soak(args) => return soak::run(args).await,
         Command::FaultChart(args) => return faults::chart(args),
-        Command::Peers(args) => return peers::run(&args.dir),
+        Command::SideBySide(args) => return sidebyside::run(&args.dir),
     };
+    let plan = Plan::new(workload, target)?.with_faults(faults)?;
+    if nchan::chosen(&server.peer)? {
+        return nchan::run(transports, &plan).await;
+    }
     check_open_files(plan.clients)?;
     let mut summary = Summary {
         workload: plan.workload(),

@@ -191,7 +191,7 @@ impl Http {
         Ok(self.sender.send_request(request).await?)
     }
 
-    /// A GET with extra request headers (the peer clients' `Accept` and cursor headers).
+    /// A GET with extra request headers (the nchan clients' `Accept` and cursor headers).
     pub async fn get_with(
         &mut self,
         path: &str,

@@ -9,12 +9,11 @@ use pushpoll::config::parse_duration;
 use pushpoll::names::FeedName;
 
 use crate::cli::{TargetArgs, WorkloadArgs};
-use crate::clients::TRANSPORTS;
 use crate::report::Workload;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub feed: &'static str,
+    pub feed: FeedName,
     pub clients: usize,
     pub rate: f64,
     pub duration: Duration,
@@ -43,25 +42,13 @@ pub const MAX_CLIENTS: u64 = 100_000;
 /// More `--url`s than this is a typo: the nodes run on this machine (loopback only).
 pub const MAX_NODES: usize = 64;
 
-pub fn transport(name: &str) -> anyhow::Result<&'static str> {
-    TRANSPORTS
-        .into_iter()
-        .find(|t| *t == name)
-        .with_context(|| {
-            format!(
-                "unknown transport {name:?}: use one of {}",
-                TRANSPORTS.join(", ")
-            )
-        })
-}
-
 fn duration(flag: &str, value: &str) -> anyhow::Result<Duration> {
     parse_duration(value).map_err(|e| anyhow::anyhow!("--{flag} {value:?}: {e}"))
 }
 
 impl Plan {
     pub fn new(w: &WorkloadArgs, t: &TargetArgs) -> anyhow::Result<Plan> {
-        let feed = w.feed.parse::<FeedName>()?.as_str();
+        let feed = w.feed.parse::<FeedName>()?;
         if !(w.send_rate > 0.0 && w.send_rate <= 100.0) {
             bail!(
                 "--send-rate {} is out of range: use more than 0 and at most 100 strokes/s per client",
@@ -111,11 +98,11 @@ impl Plan {
         }
         // The canvas is each node's own (the chat is what a cluster shares), so draw clients
         // on several nodes would not see one feed.
-        if t.url.len() > 1 && feed == "draw" {
+        if t.url.len() > 1 && feed == FeedName::Draw {
             bail!("--feed draw with several --url: the canvas is per node; use chat or clock");
         }
         if let Some(pid) = t.redis_pid {
-            crate::server::proc_cpu_seconds(pid)
+            crate::procfs::cpu_seconds(pid)
                 .with_context(|| format!("--redis-pid {pid}: cannot read its CPU time"))?;
         }
         let name = format!(
@@ -130,7 +117,7 @@ impl Plan {
             feed,
             clients: w.clients as usize,
             // The draw feed's publishers are the clients themselves: its rate is theirs together.
-            rate: if feed == "draw" {
+            rate: if feed == FeedName::Draw {
                 w.send_rate * w.clients as f64
             } else {
                 w.rate
@@ -227,7 +214,10 @@ mod tests {
         w.clients = 20;
         w.send_rate = 2.5;
         let plan = Plan::new(&w, &target()).unwrap();
-        assert_eq!((plan.feed, plan.send_rate, plan.rate), ("draw", 2.5, 50.0));
+        assert_eq!(
+            (plan.feed, plan.send_rate, plan.rate),
+            (FeedName::Draw, 2.5, 50.0)
+        );
     }
 
     #[test]
@@ -243,12 +233,6 @@ mod tests {
         assert!(bad(|w| w.rate = 0.0).contains("--rate"));
         assert!(bad(|w| w.feed = "news".into()).contains("feed"));
         assert!(bad(|w| w.send_rate = 0.0).contains("--send-rate"));
-        assert!(
-            transport("carrier-pigeon")
-                .unwrap_err()
-                .to_string()
-                .contains("unknown transport")
-        );
         let remote = TargetArgs {
             url: vec!["http://192.168.1.1:80".into()],
             redis_pid: None,

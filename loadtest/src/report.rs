@@ -4,6 +4,10 @@
 //! those modules import the report and not the other way round.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
 
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +139,16 @@ pub struct Summary {
     pub results: Vec<TransportResult>,
 }
 
+impl Summary {
+    /// The `summary.json` a run wrote into `dir`.
+    pub fn read(dir: &Path) -> anyhow::Result<Summary> {
+        let path = dir.join("summary.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
 /// `{p50, p99, max}` in µs, and how many were recorded.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Percentiles {
@@ -142,6 +156,21 @@ pub struct Percentiles {
     pub p50: u64,
     pub p99: u64,
     pub max: u64,
+}
+
+impl Percentiles {
+    /// The percentiles of what `h` recorded (all zero if nothing).
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
+    }
 }
 
 /// The storm's request rate around the moment every client was broken.

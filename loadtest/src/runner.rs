@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use pushpoll::names::{FeedName, Transport};
 use pushpoll::stats::Snapshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +34,7 @@ use crate::server;
 /// (wait for the last deliveries), [`finish`] (stop the clients) and [`tally`] (the figures).
 pub async fn run(
     plan: &Plan,
-    transport: &'static str,
+    transport: Transport,
     nodes: &[(String, SocketAddr)],
     alive: &mut dyn FnMut() -> bool,
 ) -> anyhow::Result<TransportResult> {
@@ -71,7 +72,7 @@ struct Node {
 /// What every phase of one run shares.
 struct Run<'a> {
     plan: &'a Plan,
-    transport: &'static str,
+    transport: Transport,
     /// The first node's address: the publisher's, and where the cursor is read.
     addr: SocketAddr,
     nodes: Vec<Node>,
@@ -96,13 +97,13 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     async fn start(
         plan: &'a Plan,
-        transport: &'static str,
+        transport: Transport,
         nodes: &[(String, SocketAddr)],
     ) -> anyhow::Result<Run<'a>> {
         let Some((_, addr)) = nodes.first().cloned() else {
             anyhow::bail!("no server to measure");
         };
-        let sending = (plan.feed == "draw")
+        let sending = (plan.feed == FeedName::Draw)
             .then(|| Arc::new(Sending::new(plan.send_rate, plan.duration, plan.clients)));
         let per_node = clients_per_node(plan.clients, nodes.len());
         let first = Ctx::new(
@@ -138,12 +139,12 @@ impl<'a> Run<'a> {
             ProgressStyle::with_template("{spinner} {prefix:>8} {elapsed:>4} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        progress.set_prefix(transport);
+        progress.set_prefix(transport.as_str());
         progress.enable_steady_tick(Duration::from_millis(120));
 
-        let cursor = if plan.feed == "chat" {
+        let cursor = if plan.feed == FeedName::Chat {
             Some(server::chat_cursor(addr).await?)
-        } else if plan.feed == "draw" {
+        } else if plan.feed == FeedName::Draw {
             Some(server::draw_cursor(addr).await?)
         } else {
             None
@@ -285,7 +286,7 @@ struct Window {
 /// figure is then left out rather than invented.
 fn redis_cpu(plan: &Plan) -> Option<f64> {
     plan.redis_pid
-        .and_then(|pid| server::proc_cpu_seconds(pid).ok())
+        .and_then(|pid| crate::procfs::cpu_seconds(pid).ok())
 }
 
 /// The measured window: publish for the duration (chat) or let the clients send (draw),
@@ -298,7 +299,7 @@ async fn window(
 ) -> anyhow::Result<Window> {
     let (plan, addr, metrics) = (run.plan, run.addr, &run.metrics);
     let publisher = match plan.feed {
-        "chat" => Some(Publisher::connect(addr, plan.rate).await?),
+        FeedName::Chat => Some(Publisher::connect(addr, plan.rate).await?),
         _ => None,
     };
     let start = stats_of(&run.servers).await?;
@@ -422,14 +423,14 @@ async fn drain(run: &Run<'_>, window: &Window) -> anyhow::Result<Drained> {
     // after the senders' window (a send still in flight may add a stroke or two later; the
     // drain below waits for them, and the count is read again at the end).
     let mut published = 0;
-    if let (Some(start), false) = (run.cursor.filter(|_| plan.feed == "draw"), died) {
+    if let (Some(start), false) = (run.cursor.filter(|_| plan.feed == FeedName::Draw), died) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         published = server::draw_cursor(addr).await?.saturating_sub(start);
         expected = published * plan.clients as u64;
     }
     let drain_until = Instant::now() + plan.drain;
     while !died
-        && (plan.feed == "chat" || plan.feed == "draw")
+        && (plan.feed == FeedName::Chat || plan.feed == FeedName::Draw)
         && run
             .delivered()
             .saturating_sub(run.total(|m| m.duplicates.load(Relaxed)))
@@ -521,7 +522,7 @@ pub fn delivered_per_node(
     let mut out = vec![Delivered::default(); nodes.max(1)];
     for i in 0..clients {
         out[node_of(i, nodes)].expected += match feed {
-            "draw" => published,
+            FeedName::Draw => published,
             _ => per_room[i % rooms],
         };
     }
@@ -529,7 +530,7 @@ pub fn delivered_per_node(
     for client in finished {
         let node = &mut out[node_of(client.index, nodes)];
         match feed {
-            "chat" => {
+            FeedName::Chat => {
                 let room = client.index % rooms;
                 let got = client
                     .seen
@@ -540,7 +541,7 @@ pub fn delivered_per_node(
                 node.lost += per_room[room] - got.min(per_room[room]);
             }
             // Each client must have seen every stroke published after the cursor.
-            "draw" => {
+            FeedName::Draw => {
                 node.received += client.seen.len() as u64;
                 node.lost += published.saturating_sub(client.seen.len() as u64);
             }
@@ -549,7 +550,7 @@ pub fn delivered_per_node(
             _ => node.received += client.seen.len() as u64,
         }
     }
-    if feed != "chat" && feed != "draw" {
+    if feed != FeedName::Chat && feed != FeedName::Draw {
         for node in &mut out {
             node.expected = node.received;
         }
@@ -579,7 +580,7 @@ fn tally(
     let received: u64 = per_node.iter().map(|d| d.received).sum();
     let lost: u64 = per_node.iter().map(|d| d.lost).sum();
     let (events_expected, events_received) = match plan.feed {
-        "chat" | "draw" => (drained.expected, received),
+        FeedName::Chat | FeedName::Draw => (drained.expected, received),
         _ => (received, received),
     };
 
@@ -588,9 +589,9 @@ fn tally(
         .map(|s| {
             after
                 .as_ref()
-                .map(|a| a[s].transports[transport].requests)
+                .map(|a| a[s].transports[transport.as_str()].requests)
                 .unwrap_or_default()
-                .saturating_sub(run.before[s].transports[transport].requests)
+                .saturating_sub(run.before[s].transports[transport.as_str()].requests)
         })
         .collect();
     let server_cpu: Vec<f64> = (0..run.servers.len())
@@ -624,7 +625,7 @@ fn tally(
         requests_in_window: drained.node_counts_in_window.iter().map(|(r, _)| r).sum(),
         events_expected,
         events_received,
-        lost: if plan.feed == "chat" || plan.feed == "draw" {
+        lost: if plan.feed == FeedName::Chat || plan.feed == FeedName::Draw {
             lost
         } else {
             0
@@ -680,7 +681,7 @@ fn tally(
 /// What one transport's run counted, whatever server it ran against (pushpoll, or a peer
 /// such as nchan): [`transport_result`] turns it into the figures per event and per second.
 pub(crate) struct Counted<'a> {
-    pub transport: &'a str,
+    pub transport: Transport,
     pub plan: &'a Plan,
     pub metrics: &'a Metrics,
     pub window_s: f64,

@@ -107,32 +107,6 @@ pub fn parse_url(url: &str) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// The CPU time (user + system, in seconds) process `pid` has used, from `/proc/PID/stat`
-/// (its 14th and 15th fields, in clock ticks): how the Redis server's CPU is read, since it
-/// has no `/api/stats`.
-pub fn proc_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let ticks = parse_stat_ticks(&stat).with_context(|| format!("{path}: unexpected format"))?;
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if per_second <= 0 {
-        bail!("sysconf(_SC_CLK_TCK) answered {per_second}");
-    }
-    Ok(ticks as f64 / per_second as f64)
-}
-
-/// utime + stime from a `/proc/PID/stat` line. The command name (field 2) is in parentheses
-/// and may hold spaces or parentheses itself, so the fields are counted after the last `)`.
-fn parse_stat_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // After `)`: field 3 (state) is index 0, so utime (14) is index 11 and stime (15) 12.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
 /// Reads `/api/stats` (these requests are not counted in the transport figures).
 pub async fn stats(addr: SocketAddr) -> anyhow::Result<Snapshot> {
     let mut http = Http::connect(addr, &Arc::new(IoCounters::default())).await?;
@@ -173,18 +147,5 @@ mod tests {
         assert!(parse_url("http://10.0.0.1:3000").is_err());
         assert!(parse_url("https://127.0.0.1:3000").is_err());
         assert!(parse_url("http://example.com:80").is_err());
-    }
-
-    #[test]
-    fn cpu_ticks_are_read_after_the_command_name_whatever_it_holds() {
-        let line = "4242 (redis (x) 1) S 1 4242 4242 0 -1 4194560 93 0 0 0 17 5 0 0 20 0 5 0 \
-                    100 1000 200 18446744073709551615";
-        assert_eq!(parse_stat_ticks(line), Some(22));
-        assert_eq!(parse_stat_ticks("4242 (short) S 1 2"), None);
-        assert_eq!(parse_stat_ticks("no parenthesis"), None);
-        // This process's own CPU time is readable and finite.
-        let own = proc_cpu_seconds(std::process::id()).unwrap();
-        assert!(own.is_finite() && own >= 0.0);
-        assert!(proc_cpu_seconds(u32::MAX).is_err());
     }
 }

@@ -18,28 +18,15 @@ use std::time::Duration;
 
 use pushpoll::feed::clock::now_micros;
 use pushpoll::feed::{EventBody, WireEvent};
-use pushpoll::names::Transport;
+use pushpoll::names::{FeedName, Transport};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-/// The transports' names, in the order `compare` runs them (the server's order,
-/// [`Transport::ALL`]), for the code that keys its figures by name.
-pub const TRANSPORTS: [&str; 5] = {
-    let mut names = [""; 5];
-    let mut i = 0;
-    while i < names.len() {
-        names[i] = Transport::ALL[i].as_str();
-        i += 1;
-    }
-    names
-};
-
 /// What every client of one run shares.
 pub struct Ctx {
     pub addr: SocketAddr,
-    /// `chat` or `clock`.
-    pub feed: &'static str,
+    pub feed: FeedName,
     pub metrics: Arc<Metrics>,
     pub stop: CancellationToken,
     pub poll_interval: Duration,
@@ -53,7 +40,7 @@ impl Ctx {
     /// start their clients from this.
     pub fn new(
         addr: SocketAddr,
-        feed: &'static str,
+        feed: FeedName,
         clients: usize,
         poll_interval: Duration,
         sending: Option<Arc<crate::draw::Sending>>,
@@ -225,9 +212,9 @@ impl Client {
         let received_at = now_micros();
         self.cursor = Some(self.cursor.map_or(id, |c| c.max(id)));
         let counted = match kind {
-            EventKind::Message => ctx.feed == "chat",
-            EventKind::Tick => ctx.feed == "clock",
-            EventKind::Stroke => ctx.feed == "draw",
+            EventKind::Message => ctx.feed == FeedName::Chat,
+            EventKind::Tick => ctx.feed == FeedName::Clock,
+            EventKind::Stroke => ctx.feed == FeedName::Draw,
             EventKind::Gap => {
                 ctx.metrics.error("gap");
                 false
@@ -293,13 +280,7 @@ impl EventKind {
 
 /// Keeps `client` subscribed over `transport` until `ctx.stop`, reconnecting from its
 /// cursor after a failure or an ended response; returns it with what it saw.
-pub async fn run(ctx: Arc<Ctx>, transport: &'static str, mut client: Client) -> Client {
-    // The name comes from `TRANSPORTS` or from clap, which parsed it already: an unknown one
-    // cannot get here, and if it did it would run nothing rather than another transport.
-    let Ok(transport) = transport.parse::<Transport>() else {
-        eprintln!("loadtest: unknown transport {transport:?}; this client does not run");
-        return client;
-    };
+pub async fn run(ctx: Arc<Ctx>, transport: Transport, mut client: Client) -> Client {
     // `--feed draw`: a WebSocket client sends on its own socket; the others send from a
     // task of their own, on a connection of their own.
     if let Some(sending) = &ctx.sending {

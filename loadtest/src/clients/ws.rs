@@ -20,7 +20,7 @@ pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
 }
 
 /// One WebSocket session on `path`: pushpoll's `/ws/FEED?…`, or another server's subscriber
-/// location (the nchan peer, `crate::peer`), which sends the same JSON events as text frames.
+/// location (`crate::nchan`), which sends the same JSON events as text frames.
 pub async fn session_at(ctx: &Ctx, client: &mut Client, path: &str) -> anyhow::Result<()> {
     let mut stream = tcp(ctx.addr, &ctx.metrics.io).await?;
     let host = ctx.addr.to_string();
@@ -139,6 +139,8 @@ async fn due(ctx: &Ctx, schedule: &mut Option<crate::draw::Schedule>) -> serde_j
 mod tests {
     use std::sync::Arc;
 
+    use pushpoll::names::FeedName;
+
     use futures_util::{SinkExt, StreamExt};
     use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream};
@@ -166,7 +168,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new(1));
         let ctx = Ctx {
             addr,
-            feed: "chat",
+            feed: FeedName::Chat,
             metrics: metrics.clone(),
             stop: CancellationToken::new(),
             poll_interval: Duration::from_secs(1),
@@ -295,7 +297,7 @@ mod tests {
         });
         let ctx = Ctx {
             addr,
-            feed: "chat",
+            feed: FeedName::Chat,
             metrics: Arc::new(Metrics::new(1)),
             stop: CancellationToken::new(),
             poll_interval: Duration::from_secs(1),

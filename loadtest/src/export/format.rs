@@ -1,31 +1,10 @@
 //! Numbers and the workload as people read them, shared by the tables and the charts.
 
+pub(crate) use crate::chart::num;
 use crate::report::Workload;
 
 pub(super) const MIB: f64 = 1024.0 * 1024.0;
 pub(super) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-
-/// Number formatting for people: up to 3 significant digits, no decimals from 100 up, trailing
-/// zeros trimmed; `n/a` for NaN and infinities.
-pub(crate) fn num(v: f64) -> String {
-    if !v.is_finite() {
-        return "n/a".to_owned();
-    }
-    if v == 0.0 {
-        return "0".to_owned();
-    }
-    let decimals = if v.abs() >= 100.0 {
-        0
-    } else {
-        (2 - v.abs().log10().floor() as i32).clamp(0, 8) as usize
-    };
-    let mut s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        let trimmed = s.trim_end_matches('0').trim_end_matches('.').len();
-        s.truncate(trimmed);
-    }
-    if s == "-0" { "0".to_owned() } else { s }
-}
 
 /// A finite number with a fixed count of decimals, `n/a` otherwise.
 pub(super) fn fixed(v: f64, decimals: usize) -> String {

@@ -28,8 +28,7 @@ use crate::report::Summary;
 
 pub use table::{terminal_bytes_table, terminal_nodes_table, terminal_table};
 
-// The peers report (`crate::peers`) draws and formats numbers as these files do.
-pub(crate) use charts::{AMBER_BAR, BLUE_BAR, Grouped, RED_BAR};
+// The side-by-side report (`crate::sidebyside`) formats numbers as these files do.
 pub(crate) use format::num;
 
 /// Renders one output file from a summary.

@@ -12,6 +12,7 @@
 //! Everything is bounded: a fixed number of clients, fixed rates, a fixed duration; the run
 //! stops by itself and only ever targets a loopback address.
 
+mod chart;
 pub mod hostile;
 mod report;
 
@@ -27,10 +28,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use pushpoll::names::FeedName;
+use pushpoll::names::{FeedName, Transport};
 
 use crate::cli::SoakArgs;
-use crate::clients::{self, Client, Ctx, TRANSPORTS};
+use crate::clients::{self, Client, Ctx};
 use crate::metrics::Metrics;
 use crate::publisher::{Acked, Publisher, room_name};
 use crate::server;
@@ -38,7 +39,7 @@ use crate::server;
 pub use report::{Sample, SoakSummary, flatness};
 
 /// The two feeds every transport is soaked on.
-const FEEDS: [&str; 2] = [FeedName::Clock.as_str(), FeedName::Chat.as_str()];
+const FEEDS: [FeedName; 2] = [FeedName::Clock, FeedName::Chat];
 
 /// Short polling's interval for the soak's poll clients (the load tester's default).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -118,14 +119,14 @@ impl SoakPlan {
 
     /// Subscribers in all, over the ten transport × feed groups.
     pub fn subscribers(&self) -> usize {
-        self.clients * TRANSPORTS.len() * FEEDS.len()
+        self.clients * Transport::ALL.len() * FEEDS.len()
     }
 }
 
 /// One transport on one feed: its clients share a [`Ctx`] and so one [`Metrics`].
 struct Group {
-    transport: &'static str,
-    feed: &'static str,
+    transport: Transport,
+    feed: FeedName,
     metrics: Arc<Metrics>,
     tasks: Vec<JoinHandle<Client>>,
 }
@@ -171,7 +172,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<()> {
     let restarts = Arc::new(AtomicU64::new(0));
     let mut groups = Vec::new();
     for feed in FEEDS {
-        for transport in TRANSPORTS {
+        for transport in Transport::ALL {
             let metrics = Arc::new(Metrics::new(4));
             let ctx = Arc::new(Ctx {
                 addr,
@@ -183,7 +184,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<()> {
             });
             let mut tasks = Vec::with_capacity(plan.clients);
             for i in 0..plan.clients {
-                let cursor = (feed == "chat").then_some(chat_cursor);
+                let cursor = (feed == FeedName::Chat).then_some(chat_cursor);
                 let client = Client::new(i, room_name(i % plan.rooms), cursor);
                 // Every fourth client reconnects now and then; the others stay.
                 tasks.push(if i % 4 == 3 {
@@ -296,7 +297,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<()> {
             }
         }
         summary.client_errors.insert(key, group.metrics.errors());
-        if group.feed == "chat" {
+        if group.feed == FeedName::Chat {
             chat.add(group.transport, &finished, &acked_rooms, plan.rooms);
             chat.duplicates += group.metrics.duplicates.load(Relaxed);
         }
@@ -317,7 +318,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<()> {
 /// again with the same [`Client`] (cursor and seen ids kept).
 async fn churning(
     base: Arc<Ctx>,
-    transport: &'static str,
+    transport: Transport,
     mut client: Client,
     restarts: Arc<AtomicU64>,
 ) -> Client {

@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use hdrhistogram::Histogram;
-use plotters::prelude::*;
 use pushpoll::names::{FeedName, Transport};
 use serde::{Deserialize, Serialize};
 
 use super::SoakPlan;
-use crate::clients::{Client, TRANSPORTS};
+use crate::clients::Client;
 use crate::export::write_atomic;
 use crate::report::Machine;
 
@@ -73,7 +72,7 @@ pub fn p99_ms(h: &Histogram<u64>) -> Option<f64> {
 
 /// `poll 12 · longpoll 3 …` for the groups whose key starts with `prefix`.
 pub fn p99_line(p99: &BTreeMap<String, Option<f64>>, prefix: &str) -> String {
-    TRANSPORTS
+    Transport::NAMES
         .iter()
         .map(|t| {
             let v = p99.get(&format!("{prefix}{t}")).copied().flatten();
@@ -158,7 +157,7 @@ impl ChatDelivery {
     /// of its room.
     pub fn add(
         &mut self,
-        transport: &str,
+        transport: Transport,
         clients: &[Client],
         acked_rooms: &HashMap<u64, usize>,
         rooms: usize,
@@ -241,7 +240,10 @@ pub fn write(dir: &Path, summary: &SoakSummary) -> Result<()> {
     let json = serde_json::to_string_pretty(summary)?;
     write_atomic(&dir.join("summary.json"), json.as_bytes())?;
     write_atomic(&dir.join("samples.csv"), csv(&summary.samples).as_bytes())?;
-    write_atomic(&dir.join("chart.svg"), chart(summary)?.as_bytes())?;
+    write_atomic(
+        &dir.join("chart.svg"),
+        super::chart::render(summary)?.as_bytes(),
+    )?;
     write_atomic(&dir.join("README.md"), readme(summary).as_bytes())?;
     Ok(())
 }
@@ -249,14 +251,14 @@ pub fn write(dir: &Path, summary: &SoakSummary) -> Result<()> {
 fn group_keys() -> Vec<String> {
     [FeedName::Chat.as_str(), FeedName::Clock.as_str()]
         .iter()
-        .flat_map(|f| TRANSPORTS.iter().map(move |t| format!("{f}/{t}")))
+        .flat_map(|f| Transport::NAMES.iter().map(move |t| format!("{f}/{t}")))
         .collect()
 }
 
 /// One row per sample; a window without deliveries has an empty p99 cell.
 pub fn csv(samples: &[Sample]) -> String {
     let mut out = String::from("t_s,rss_bytes,open");
-    for t in TRANSPORTS {
+    for t in Transport::NAMES {
         let _ = write!(out, ",open_{t}");
     }
     out.push_str(",rejected_per_peer,send_timeouts,client_errors");
@@ -266,7 +268,7 @@ pub fn csv(samples: &[Sample]) -> String {
     out.push('\n');
     for s in samples {
         let _ = write!(out, "{:.1},{},{}", s.t_s, s.rss_bytes, s.open);
-        for t in TRANSPORTS {
+        for t in Transport::NAMES {
             let _ = write!(out, ",{}", s.open_by_transport.get(t).copied().unwrap_or(0));
         }
         let _ = write!(
@@ -285,164 +287,6 @@ pub fn csv(samples: &[Sample]) -> String {
         out.push('\n');
     }
     out
-}
-
-const COLORS: [RGBColor; 5] = [
-    RGBColor(66, 114, 196),
-    RGBColor(237, 162, 47),
-    RGBColor(112, 173, 71),
-    RGBColor(196, 61, 61),
-    RGBColor(128, 100, 162),
-];
-
-/// Three panels over time (minutes): RSS, open connections, chat p99 by transport.
-fn chart(summary: &SoakSummary) -> Result<String> {
-    let mut svg = String::new();
-    draw(summary, &mut svg)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("drawing chart.svg")?;
-    Ok(svg)
-}
-
-fn draw(summary: &SoakSummary, svg: &mut String) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::with_string(svg, (900, 1050)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(
-        &format!(
-            "Soak: {} s, {} subscribers per transport, {} chat msg/s",
-            summary.duration_s,
-            summary.subscribers_per_group * 2,
-            summary.chat_rate
-        ),
-        ("sans-serif", 22),
-    )?;
-    let panels = root.split_evenly((3, 1));
-    let samples = &summary.samples;
-    let x_max = (summary.duration_s / 60.0).max(samples.last().map_or(0.0, |s| s.t_s / 60.0));
-    let minutes = |s: &Sample| s.t_s / 60.0;
-
-    // RSS, MB.
-    let rss: Vec<(f64, f64)> = samples
-        .iter()
-        .map(|s| (minutes(s), s.rss_bytes as f64 / 1e6))
-        .collect();
-    let top = rss.iter().map(|p| p.1).fold(1.0, f64::max) * 1.2;
-    let mut chart = ChartBuilder::on(&panels[0])
-        .caption("server RSS (MB)", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..top)?;
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .label_style(("sans-serif", 14))
-        .draw()?;
-    chart.draw_series(LineSeries::new(rss.clone(), COLORS[0].stroke_width(2)))?;
-    chart.draw_series(rss.iter().map(|p| Circle::new(*p, 3, COLORS[0].filled())))?;
-    if let Some(f) = &summary.flatness {
-        // The flatness threshold: the baseline plus the tolerance.
-        let limit = f.baseline_rss_bytes as f64 / 1e6 * (1.0 + f.tolerance_pct / 100.0);
-        chart
-            .draw_series(LineSeries::new(
-                [(f.baseline_t_s / 60.0, limit), (x_max, limit)],
-                RED.stroke_width(1),
-            ))?
-            .label(format!("warm-up RSS + {}%", f.tolerance_pct))
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED.stroke_width(3)));
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .label_font(("sans-serif", 14))
-            .draw()?;
-    }
-
-    // Open connections: all TCP, and per transport.
-    let top = samples.iter().map(|s| s.open).max().unwrap_or(1).max(1) as f64 * 1.2;
-    let mut chart = ChartBuilder::on(&panels[1])
-        .caption("open connections", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..top)?;
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .label_style(("sans-serif", 14))
-        .draw()?;
-    chart
-        .draw_series(LineSeries::new(
-            samples.iter().map(|s| (minutes(s), s.open as f64)),
-            BLACK.stroke_width(2),
-        ))?
-        .label("TCP (all)")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(3)));
-    for (i, t) in TRANSPORTS.iter().enumerate() {
-        let color = COLORS[i];
-        chart
-            .draw_series(LineSeries::new(
-                samples.iter().map(|s| {
-                    (
-                        minutes(s),
-                        s.open_by_transport.get(*t).copied().unwrap_or(0) as f64,
-                    )
-                }),
-                color.stroke_width(2),
-            ))?
-            .label(*t)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3)));
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .label_font(("sans-serif", 14))
-        .draw()?;
-
-    // Chat delivery p99 per window, ms, on a log scale: short polling's ~1 s (its interval)
-    // and the push transports' few ms both stay readable.
-    let top = samples
-        .iter()
-        .flat_map(|s| s.p99_ms.values().flatten())
-        .copied()
-        .fold(10.0, f64::max)
-        * 2.0;
-    let mut chart = ChartBuilder::on(&panels[2])
-        .caption(
-            "chat delivery p99 over each window (ms, log scale)",
-            ("sans-serif", 18),
-        )
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, (1.0..top).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .label_style(("sans-serif", 14))
-        .draw()?;
-    for (i, t) in TRANSPORTS.iter().enumerate() {
-        let color = COLORS[i];
-        let points: Vec<(f64, f64)> = samples
-            .iter()
-            .filter_map(|s| Some((minutes(s), s.p99_ms.get(&format!("chat/{t}"))?.as_ref()?)))
-            .map(|(x, y)| (x, y.max(1.0)))
-            .collect();
-        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(*t)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(3)));
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .label_font(("sans-serif", 14))
-        .draw()?;
-    root.present()?;
-    Ok(())
 }
 
 fn mb(bytes: u64) -> String {
@@ -487,7 +331,7 @@ pub fn reading(s: &SoakSummary) -> String {
         );
     }
     for feed in [FeedName::Chat.as_str(), FeedName::Clock.as_str()] {
-        let worst: Vec<String> = TRANSPORTS
+        let worst: Vec<String> = Transport::NAMES
             .iter()
             .map(|t| {
                 let key = format!("{feed}/{t}");
@@ -688,7 +532,7 @@ mod tests {
         let mut b = Client::new(1, "room1".into(), None);
         b.seen.extend([99]);
         let mut d = ChatDelivery::default();
-        d.add("sse", &[a, b], &acked, 2);
+        d.add(Transport::Sse, &[a, b], &acked, 2);
         assert_eq!(d.expected, 3);
         assert_eq!(d.received, 2);
         assert_eq!(d.lost["sse"], 1);
@@ -712,7 +556,7 @@ mod tests {
         let mut summary = SoakSummary::new(&plan, "scripts/soak.sh".into());
         summary.samples = ten_minutes([12, 30, 40, 41, 42, 41, 43, 42, 41, 42, 43]);
         summary.flatness = flatness(&summary.samples, plan.duration, 10.0);
-        let svg = chart(&summary).unwrap();
+        let svg = super::super::chart::render(&summary).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("server RSS"));
         let md = readme(&summary);
         assert!(md.contains("RSS flat after warm-up: yes."), "{md}");

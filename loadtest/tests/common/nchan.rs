@@ -1,5 +1,5 @@
 //! nginx + nchan for the tests that measure it: scripts/nchan.sh started on a free loopback
-//! port, stopped when dropped (shared by peer.rs and peers.rs).
+//! port, stopped when dropped (shared by nchan.rs and sidebyside.rs).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

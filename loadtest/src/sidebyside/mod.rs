@@ -1,5 +1,5 @@
-//! `loadtest peers DIR`: the side-by-side report of `scripts/bench-peers.sh` (issue 14,
-//! item 2). Reads the runs the script left in DIR and writes `table.md`, `summary.json`,
+//! `loadtest side-by-side DIR` (also `loadtest peers DIR`): the side-by-side report of
+//! `scripts/bench-peers.sh`. Reads the runs the script left in DIR and writes `table.md`, `summary.json`,
 //! `summary.csv` and one chart per measure, each server's bars side by side.
 //!
 //! DIR's layout (written by the script):
@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use crate::export::write_atomic;
 
-/// The label of the peer every other label is divided by.
+/// The label of the server every other label is divided by.
 pub const BASELINE: &str = "nchan";
 
 /// One `loadtest run` of one server, with what the report derives from it.
@@ -190,7 +190,7 @@ impl Report {
     }
 }
 
-/// `loadtest peers DIR`: reads DIR and writes the report into it.
+/// `loadtest side-by-side DIR`: reads DIR and writes the report into it.
 pub fn run(dir: &Path) -> Result<()> {
     let report = read::read(dir).with_context(|| format!("reading {}", dir.display()))?;
     if report.runs.is_empty() && report.wrk.is_empty() {

@@ -26,9 +26,7 @@ pub fn read(dir: &Path) -> Result<Report> {
                 // A run that died before its first write: nothing to report.
                 continue;
             }
-            let text = fs::read_to_string(&path)?;
-            let summary: Summary = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
+            let summary = Summary::read(&run_dir)?;
             let Some(result) = summary.results.first() else {
                 continue;
             };

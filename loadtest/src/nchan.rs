@@ -1,8 +1,8 @@
-//! A peer target: the same clients, open-loop publisher and accounting as a pushpoll run,
-//! against another push server. Today one peer: nginx with the Nchan module
-//! (`scripts/nchan.sh`, `peers/nchan.conf`).
+//! `--peer nchan`: the same clients, open-loop publisher and accounting as a pushpoll run,
+//! against nginx with the Nchan module (`scripts/nchan.sh`, `peers/nchan.conf`), the other
+//! push server pushpoll is compared with.
 //!
-//! What differs from a pushpoll run, and why (docs/PEERS.md has the reader's version):
+//! What differs from a pushpoll run, and why (docs/NCHAN.md has the reader's version):
 //! - The publisher POSTs each event as a whole pushpoll wire event (`{"id","ts","type",…}`)
 //!   to `/pub/FEED`; nchan delivers the body verbatim, so the clients parse it with the same
 //!   code and take latency from the same `ts`. `ts` is stamped by the publisher just before
@@ -17,7 +17,6 @@
 //!   sockets the worker holds.
 //! - One channel per feed: `--rooms` must be 1; no iframe transport, no draw feed, no faults.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -28,42 +27,35 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::Method;
 use pushpoll::feed::clock::now_micros;
-use pushpoll::names::Transport;
+use pushpoll::names::{FeedName, Transport};
 use tokio::task::JoinHandle;
 
 use crate::clients::{Client, Ctx, expect_status};
 use crate::metrics::Metrics;
 use crate::net::{Http, body};
 use crate::plan::Plan;
+use crate::procfs;
 use crate::report::{Summary, TransportResult};
 
 /// The line the tables print in place of the iframe row.
 pub const NCHAN_NO_IFRAME: &str = "n/a (nchan has no forever-frame subscriber)";
 
-/// A server other than pushpoll that the load tester can measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
-    Nchan,
-}
-
-impl Peer {
-    /// `--peer`: `None` for pushpoll (the default), the peer otherwise.
-    pub fn parse(name: &str) -> anyhow::Result<Option<Peer>> {
-        match name {
-            "pushpoll" => Ok(None),
-            "nchan" => Ok(Some(Peer::Nchan)),
-            other => bail!("unknown peer {other:?}: use pushpoll or nchan"),
-        }
+/// `--peer`: whether it names nchan (`pushpoll`, the default, measures pushpoll; the only
+/// other server the load tester can measure is nchan).
+pub fn chosen(peer: &str) -> anyhow::Result<bool> {
+    match peer {
+        "pushpoll" => Ok(false),
+        "nchan" => Ok(true),
+        other => bail!("unknown peer {other:?}: use pushpoll or nchan"),
     }
 }
 
-/// Runs `transports` against the peer at `--url`, writes the results like a pushpoll run.
-pub async fn run(peer: Peer, transports: Vec<&'static str>, plan: &Plan) -> anyhow::Result<()> {
-    let Peer::Nchan = peer;
+/// Runs `transports` against nchan at `--url`, writes the results like a pushpoll run.
+pub async fn run(transports: Vec<Transport>, plan: &Plan) -> anyhow::Result<()> {
     let url = plan
         .url
         .as_deref()
-        .context("--peer nchan needs --url (start the peer with scripts/nchan.sh)")?;
+        .context("--peer nchan needs --url (start nchan with scripts/nchan.sh)")?;
     let addr = crate::server::parse_url(url)?;
     if plan.urls.len() > 1 || plan.redis_pid.is_some() {
         bail!("--peer nchan is one server: give one --url and no --redis-pid");
@@ -71,13 +63,13 @@ pub async fn run(peer: Peer, transports: Vec<&'static str>, plan: &Plan) -> anyh
     if plan.faults.enabled() {
         bail!("--churn/--storm break connections through pushpoll's diagnostics: not with --peer");
     }
-    if plan.feed == "draw" {
+    if plan.feed == FeedName::Draw {
         bail!("--feed draw needs pushpoll's /api/draw: use chat or clock with --peer nchan");
     }
     if plan.rooms != 1 {
         bail!("--peer nchan has one channel per feed: use --rooms 1");
     }
-    if transports == [Transport::Iframe.as_str()] {
+    if transports == [Transport::Iframe] {
         bail!("iframe: {NCHAN_NO_IFRAME}");
     }
     crate::check_open_files(plan.clients)?;
@@ -98,7 +90,7 @@ pub async fn run(peer: Peer, transports: Vec<&'static str>, plan: &Plan) -> anyh
     };
     let mut skipped_iframe = false;
     for transport in transports {
-        if transport == Transport::Iframe.as_str() {
+        if transport == Transport::Iframe {
             skipped_iframe = true;
             continue;
         }
@@ -119,13 +111,10 @@ pub async fn run(peer: Peer, transports: Vec<&'static str>, plan: &Plan) -> anyh
 /// One measured run of one transport against nchan: the phases of `runner`, in one place.
 async fn run_one(
     plan: &Plan,
-    transport: &'static str,
+    transport: Transport,
     addr: SocketAddr,
-    worker: i32,
+    worker: u32,
 ) -> anyhow::Result<TransportResult> {
-    let transport_ = transport
-        .parse::<Transport>()
-        .map_err(|_| anyhow::anyhow!("unknown transport {transport:?}"))?;
     let ctx = Ctx::new(addr, plan.feed, plan.clients, plan.poll_interval, None);
     let (metrics, stop) = (ctx.metrics.clone(), ctx.stop.clone());
     // Where every client starts: nchan's id of a marker message published now (a `join`,
@@ -146,7 +135,7 @@ async fn run_one(
         let client = Client::new(i, "lobby".into(), None);
         tasks.push(tokio::spawn(subscribe(
             ctx.clone(),
-            transport_,
+            transport,
             client,
             cursor.clone(),
         )));
@@ -253,7 +242,7 @@ fn marker() -> Bytes {
 
 /// POSTs one message to `/pub/FEED`; returns nchan's id for it (`TIME:SEQ`, from the
 /// publisher's answer, `last message id: …`).
-async fn publish(http: &mut Http, feed: &str, body: Bytes) -> anyhow::Result<String> {
+async fn publish(http: &mut Http, feed: FeedName, body: Bytes) -> anyhow::Result<String> {
     let response = http
         .send(Method::POST, &format!("/pub/{feed}"), None, Some(body))
         .await?;
@@ -278,7 +267,7 @@ async fn body_text(response: hyper::Response<hyper::body::Incoming>) -> anyhow::
 /// that one slow answer does not hold the others. Acknowledged ids go into `acked`.
 async fn publish_for(
     addr: SocketAddr,
-    feed: &'static str,
+    feed: FeedName,
     rate: f64,
     duration: Duration,
     message_size: usize,
@@ -331,9 +320,9 @@ async fn publish_for(
 }
 
 /// One event as pushpoll would send it: a chat message of `size` bytes of text, or a tick.
-fn event_body(feed: &str, id: u64, size: usize) -> Bytes {
+fn event_body(feed: FeedName, id: u64, size: usize) -> Bytes {
     let ts = now_micros();
-    let value = if feed == "chat" {
+    let value = if feed == FeedName::Chat {
         let prefix = format!("m{id} ");
         let text = prefix.clone() + &"x".repeat(size.saturating_sub(prefix.len()).max(1));
         serde_json::json!({"id": id, "ts": ts, "type": "message", "room": "lobby", "from": "loadtest", "text": text})
@@ -570,109 +559,27 @@ struct WorkerSample {
 }
 
 impl WorkerSample {
-    fn read(pid: i32) -> anyhow::Result<WorkerSample> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the command name (which may hold spaces, so split after its ')'):
-        // state is the 1st, utime the 12th and stime the 13th (proc(5): fields 14 and 15).
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // SAFETY: sysconf only reads a configuration value.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
-        let resident: u64 = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|f| f.parse().ok())
-            .unwrap_or(0);
-        let sockets = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|dir| {
-                dir.flatten()
-                    .filter(|e| {
-                        std::fs::read_link(e.path())
-                            .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
-                    })
-                    .count() as i64
-            })
-            .unwrap_or(0);
+    fn read(pid: u32) -> anyhow::Result<WorkerSample> {
         Ok(WorkerSample {
-            cpu_s: (ticks(11) + ticks(12)) as f64 / hz,
-            rss_bytes: resident * page,
-            sockets,
+            cpu_s: procfs::cpu_seconds(pid)?,
+            rss_bytes: procfs::rss_bytes(pid)?,
+            sockets: procfs::socket_count(pid) as i64,
         })
     }
 }
 
 /// The pid of the nginx worker serving `addr`: the process named `nginx: worker process`
 /// that holds the socket listening on it (/proc/net/tcp gives the socket's inode).
-fn find_worker(addr: SocketAddr) -> anyhow::Result<i32> {
-    let inodes = listening_inodes(addr.port());
+fn find_worker(addr: SocketAddr) -> anyhow::Result<u32> {
+    let inodes = procfs::listening_inodes(addr.port());
     if inodes.is_empty() {
         bail!("nothing listens on port {} (in /proc/net/tcp)", addr.port());
     }
-    let mut workers: HashMap<i32, bool> = HashMap::new();
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if !cmdline.starts_with(b"nginx: worker process") {
-            continue;
-        }
-        let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|dir| {
-                dir.flatten().any(|e| {
-                    std::fs::read_link(e.path()).is_ok_and(|l| {
-                        inodes
-                            .iter()
-                            .any(|i| l.to_string_lossy() == format!("socket:[{i}]"))
-                    })
-                })
-            })
-            .unwrap_or(false);
-        workers.insert(pid, holds);
-    }
-    workers
+    let sockets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    procfs::pids_named(b"nginx: worker process")?
         .into_iter()
-        .find(|(_, holds)| *holds)
-        .map(|(pid, _)| pid)
+        .find(|pid| procfs::fd_targets(*pid).iter().any(|t| sockets.contains(t)))
         .context("no nginx worker process found")
-}
-
-/// Inodes of the sockets listening on `port` (IPv4 and IPv6).
-fn listening_inodes(port: u16) -> Vec<String> {
-    let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            // local_address is HEXIP:HEXPORT, st 0A is LISTEN, the inode is the 10th field.
-            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
-                continue;
-            };
-            let listening_port = local
-                .rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            if *state == "0A" && listening_port == Some(port) {
-                inodes.push(inode.to_string());
-            }
-        }
-    }
-    inodes
 }
 
 #[cfg(test)]
@@ -681,9 +588,9 @@ mod tests {
 
     #[test]
     fn peers_by_name() {
-        assert_eq!(Peer::parse("pushpoll").unwrap(), None);
-        assert_eq!(Peer::parse("nchan").unwrap(), Some(Peer::Nchan));
-        assert!(Peer::parse("mercure").is_err());
+        assert!(!chosen("pushpoll").unwrap());
+        assert!(chosen("nchan").unwrap());
+        assert!(chosen("mercure").is_err());
     }
 
     #[test]

@@ -1,18 +1,18 @@
-//! The peers charts: per measure, one group of bars per transport × subscribers, one bar per
+//! The side-by-side charts: per measure, one group of bars per transport × subscribers, one bar per
 //! server (pushpoll, any other pushpoll label, nchan) side by side. Latencies on a log axis.
 
 use anyhow::{Context as _, Result};
 use plotters::style::RGBColor;
 
 use super::{Report, Run};
-use crate::export::{AMBER_BAR, BLUE_BAR, Grouped, RED_BAR};
+use crate::chart::{AMBER, BLUE, Grouped, RED};
 
 /// pushpoll blue, nchan red, other labels amber then grey.
 fn color(label: &str, i: usize) -> RGBColor {
     match label {
-        "pushpoll" => BLUE_BAR,
-        super::BASELINE => RED_BAR,
-        _ if i == 1 => AMBER_BAR,
+        "pushpoll" => BLUE,
+        super::BASELINE => RED,
+        _ if i == 1 => AMBER,
         _ => RGBColor(140, 140, 140),
     }
 }
@@ -93,9 +93,8 @@ pub fn all(report: &Report) -> Result<Vec<(String, String)>> {
                     .collect(),
                 log_y: m.log_y,
             };
-            let mut svg = String::new();
-            chart
-                .draw(&mut svg)
+            let svg = chart
+                .render()
                 .with_context(|| format!("drawing {}", m.file))?;
             out.push((m.file.to_owned(), svg));
         }
@@ -122,8 +121,7 @@ pub fn all(report: &Report) -> Result<Vec<(String, String)>> {
                 .collect(),
             log_y: false,
         };
-        let mut svg = String::new();
-        chart.draw(&mut svg).context("drawing requests_per_s.svg")?;
+        let svg = chart.render().context("drawing requests_per_s.svg")?;
         out.push(("requests_per_s.svg".to_owned(), svg));
     }
     Ok(out)

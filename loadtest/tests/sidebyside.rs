@@ -1,4 +1,4 @@
-//! `loadtest peers DIR` on a small real pair: one SSE run against pushpoll (spawned by
+//! `loadtest peers DIR` (the old name of `side-by-side`, which must keep working) on a small real pair: one SSE run against pushpoll (spawned by
 //! loadtest) and one against nginx + Nchan (scripts/nchan.sh), laid out as
 //! scripts/bench-peers.sh lays them out. The `rss.json` before-figures and the wrk outputs are
 //! written by the test with round numbers, so the derived figures can be checked exactly; the

@@ -1,0 +1,76 @@
+//! Every chart the load tester draws goes through here: one SVG frame ([`svg`]), one palette,
+//! one number format for labels, and the grouped bar chart ([`Grouped`]) of the transport and
+//! side-by-side reports. The faults' and the soak's charts (lines over time) draw their panels
+//! with plotters inside the same frame.
+//!
+//! Drawn with plotters' SVG backend only: text is emitted as SVG `<text>`, so no font has to
+//! be found or loaded.
+
+mod bars;
+
+use anyhow::{Context as _, Result};
+use plotters::chart::SeriesLabelStyle;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+pub use bars::Grouped;
+
+/// What a chart draws on: the whole SVG document, or a panel of it.
+pub type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+pub const BLUE: RGBColor = RGBColor(66, 114, 196);
+pub const AMBER: RGBColor = RGBColor(237, 162, 47);
+pub const GREEN: RGBColor = RGBColor(112, 173, 71);
+pub const RED: RGBColor = RGBColor(196, 61, 61);
+pub const PURPLE: RGBColor = RGBColor(128, 100, 162);
+/// One colour per line, in [`pushpoll::names::Transport::ALL`]'s order where lines are
+/// transports.
+pub const LINES: [RGBColor; 5] = [BLUE, AMBER, GREEN, RED, PURPLE];
+
+/// An SVG document of `size` pixels on a white ground, drawn by `draw`.
+pub fn svg(size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Result<()>) -> Result<String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
+        root.fill(&WHITE).context("drawing the chart")?;
+        draw(&root).context("drawing the chart")?;
+        root.present().context("drawing the chart")?;
+    }
+    Ok(out)
+}
+
+/// A legend entry for a line: a short stroke of its colour.
+pub fn line_legend(color: RGBColor, width: u32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(width))
+}
+
+/// The legend box every line chart uses: white, a little transparent, with a black border.
+pub fn legend_box<'a, 'b: 'a, 'c, X: Ranged, Y: Ranged>(
+    chart: &'c mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
+) -> SeriesLabelStyle<'a, 'c, SVGBackend<'b>, Cartesian2d<X, Y>> {
+    let mut style = chart.configure_series_labels();
+    style.background_style(WHITE.mix(0.8)).border_style(BLACK);
+    style
+}
+
+/// Number formatting for people: up to 3 significant digits, no decimals from 100 up, trailing
+/// zeros trimmed; `n/a` for NaN and infinities. The charts' labels and the tables' cells.
+pub fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".to_owned();
+    }
+    if v == 0.0 {
+        return "0".to_owned();
+    }
+    let decimals = if v.abs() >= 100.0 {
+        0
+    } else {
+        (2 - v.abs().log10().floor() as i32).clamp(0, 8) as usize
+    };
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        let trimmed = s.trim_end_matches('0').trim_end_matches('.').len();
+        s.truncate(trimmed);
+    }
+    if s == "-0" { "0".to_owned() } else { s }
+}
