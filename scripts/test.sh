@@ -32,7 +32,7 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   echo "==> installing ${need_packages[*]} (apt-get)"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_packages[@]}" >/dev/null; }; then
-    echo "error: could not install ${need_packages[*]}; the browser tests need them" >&2
+    echo "error: could not install ${need_packages[*]}; the tests need them" >&2
     exit 1
   fi
 fi

@@ -22,6 +22,7 @@ use crate::feed::draw;
 use crate::http::{MAX_BODY_BYTES, MAX_ROOMS};
 pub use crate::names::{FeedName, Transport};
 pub use crate::net::listener::MAX_H2_STREAMS;
+use crate::net::listener::liveness;
 
 /// The event kinds (`type` values, SSE `event:` names) a subscriber of `feed` can receive.
 /// Every feed can get a `gap`; the match makes a new feed name its kinds.
@@ -106,6 +107,7 @@ fn exports() -> Vec<(&'static str, Value)> {
         ("ERROR_CODES", by_name(&ApiError::CODES)),
         ("LIMITS", limits()),
         ("H2_MAX_STREAMS", json!(MAX_H2_STREAMS)),
+        ("SILENCE_FACTOR", json!(liveness::SILENCE_FACTOR)),
     ]
 }
 
@@ -198,6 +200,7 @@ pub fn text(name: &str) -> Option<String> {
         "transports" => words(&Transport::ALL.map(Transport::as_str)),
         "feeds" => words(&FeedName::ALL.map(FeedName::as_str)),
         "h2-max-streams" => MAX_H2_STREAMS.to_string(),
+        "silence-factor" => liveness::SILENCE_FACTOR.to_string(),
         "draw-kept" => thousands(draw::WINDOW),
         "draw-live" => thousands(draw::LAG),
         _ => return None,
@@ -324,5 +327,18 @@ mod tests {
         }
         assert!(derived_default("max-connections").is_some());
         assert_eq!(derived_default("send-timeout"), None);
+    }
+
+    #[test]
+    fn the_keepalive_help_states_the_pages_silence_factor() {
+        let command = Config::command();
+        let help = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some("keepalive"))
+            .and_then(|a| a.get_help())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let factor = liveness::SILENCE_FACTOR.to_string();
+        assert!(help.contains(&format!("{factor} times")), "{help}");
     }
 }

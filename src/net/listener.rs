@@ -100,6 +100,11 @@ pub struct Deadlines {
 pub mod liveness {
     use std::time::Duration;
 
+    /// The pages take a stream silent (no event, no heartbeat) for this many heartbeat
+    /// intervals for dead and reopen it from their cursor: more than two, so one heartbeat
+    /// delayed by a busy network or a throttled tab is not a death. Served in facts.js.
+    pub const SILENCE_FACTOR: f64 = 2.5;
+
     /// `--dead-peer-timeout`'s default.
     pub const DEFAULT_DEAD_PEER_TIMEOUT: &str = "30s";
     /// Keepalive probes sent before the idle connection is given up (with

@@ -1,6 +1,7 @@
 // What every client shares (see index.js for the shape they have): the context that holds
 // the page's handlers, the cursor and the stopped flag, and the backoff between reconnects.
 
+import { SILENCE_FACTOR } from '/static/facts.js';
 import { headFloor, measureHeads } from '/static/clients/heads.js';
 
 const BACKOFF_MIN_MS = 1000;
@@ -162,8 +163,9 @@ export class Backoff {
 // when they open, then whenever the server sent nothing else for MS milliseconds
 // (`--keepalive`; docs/API.md). A stream silent for SILENCE_FACTOR times the interval the
 // server announced is taken for dead (a network gone without a FIN, which no browser API
-// reports) and reopened from the cursor.
-export const SILENCE_FACTOR = 2.5;
+// reports) and reopened from the cursor. SILENCE_FACTOR is the server's
+// (src/net/listener.rs, liveness), served in facts.js.
+export { SILENCE_FACTOR };
 const SILENCE_CHECK_MS = 250;
 
 /** Whether a parsed message is the server's heartbeat rather than an event. */

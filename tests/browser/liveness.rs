@@ -21,7 +21,7 @@ use crate::{eval, in_every_engine, until_true};
 
 /// `--keepalive` here: the page's silence limit is 2.5 times it.
 const HEARTBEAT_MS: u64 = 1000;
-const SILENCE_FACTOR: f64 = 2.5;
+const SILENCE_FACTOR: f64 = pushpoll::liveness::SILENCE_FACTOR;
 
 /// What the relay saw: when each request for a path starting with `/sse/clock` began.
 #[derive(Default)]
