@@ -85,15 +85,7 @@ async fn the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds(engine: Eng
     // The page explains the budget it keeps: no origin at six.
     let budget = text(&page, "#budget-rows").await;
     assert!(budget.contains(&format!("localhost:{port}")), "{budget}");
-    assert_eq!(
-        eval::<u32>(
-            &page,
-            "document.querySelectorAll('#budget-rows .full').length"
-        )
-        .await,
-        0,
-        "{budget}"
-    );
+    no_origin_is_full(&page, &budget).await;
 
     // The committed recovery figures of the three engines (results/browsers/), as a table:
     // one row per transport, a figure per engine.
@@ -365,3 +357,17 @@ async fn opened_from_the_network_address_every_lane_uses_the_pages_origin(engine
     page.close().await.unwrap();
 }
 in_every_engine!(opened_from_the_network_address_every_lane_uses_the_pages_origin);
+
+/// The compare page's budget table marks no origin as full (six connections held): `budget`
+/// is the table's text, for the message.
+pub(crate) async fn no_origin_is_full(page: &Page<'_>, budget: &str) {
+    assert_eq!(
+        eval::<u32>(
+            page,
+            "document.querySelectorAll('#budget-rows .full').length"
+        )
+        .await,
+        0,
+        "{budget}"
+    );
+}

@@ -6,6 +6,7 @@
 
 use pushpoll::names::{FeedName, Transport};
 
+use super::compare::no_origin_is_full;
 use super::draw::{draw_line, ink_at};
 use super::*;
 
@@ -128,15 +129,7 @@ async fn strokes_between_every_pair_of_lanes(
     // With the canvas in place of the clock the lanes still hold two subscriptions each: no
     // origin reached six, and no request waited 250 ms for a connection (static/compare.js).
     let budget = text(&page, "#budget-rows").await;
-    assert_eq!(
-        eval::<u32>(
-            &page,
-            "document.querySelectorAll('#budget-rows .full').length"
-        )
-        .await,
-        0,
-        "{budget}"
-    );
+    no_origin_is_full(&page, &budget).await;
     let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     page.close().await.unwrap();
