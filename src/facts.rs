@@ -108,6 +108,12 @@ fn exports() -> Vec<(&'static str, Value)> {
         ("LIMITS", limits()),
         ("H2_MAX_STREAMS", json!(MAX_H2_STREAMS)),
         ("SILENCE_FACTOR", json!(liveness::SILENCE_FACTOR)),
+        // The heartbeat's JSON member and its SSE event name (src/wire.rs).
+        ("HEARTBEAT_MEMBER", json!(crate::wire::HEARTBEAT_MEMBER)),
+        (
+            "SSE_HEARTBEAT_EVENT",
+            json!(crate::wire::SSE_HEARTBEAT_EVENT),
+        ),
     ]
 }
 

@@ -26,20 +26,22 @@ pub const SSE_MESSAGE_END: &[u8] = b"\n\n";
 /// stays), the iframe as one more `parent.pushpoll(…)` call, WebSocket as a text message.
 /// It is not an event of a feed: it has no `id`, `ts` or `type`.
 pub fn heartbeat_json(every: std::time::Duration) -> String {
-    format!("{{{HEARTBEAT_KEY}:{}}}", every.as_millis())
+    format!("{{\"{HEARTBEAT_MEMBER}\":{}}}", every.as_millis())
 }
 
-/// The key that starts a heartbeat's JSON (and only a heartbeat's: events start with `"id"`).
-pub const HEARTBEAT_KEY: &str = "\"heartbeat\"";
+/// The heartbeat's one JSON member (`{"heartbeat":MS}`), served to the pages in facts.js.
+pub const HEARTBEAT_MEMBER: &str = "heartbeat";
 
-/// The SSE event name of the heartbeat (`event: heartbeat`).
-pub const SSE_HEARTBEAT_EVENT: &str = "heartbeat";
+/// The SSE event name of the heartbeat (`event: heartbeat`), served to the pages in facts.js.
+pub const SSE_HEARTBEAT_EVENT: &str = HEARTBEAT_MEMBER;
 
 /// Whether `json` (an SSE `data:`, an iframe call's argument, a WebSocket text message) is
 /// a heartbeat rather than an event.
 pub fn is_heartbeat(json: &[u8]) -> bool {
-    json.strip_prefix(b"{")
-        .is_some_and(|rest| rest.starts_with(HEARTBEAT_KEY.as_bytes()))
+    // Only a heartbeat starts with its member: events start with `"id"`.
+    json.strip_prefix(b"{\"")
+        .and_then(|rest| rest.strip_prefix(HEARTBEAT_MEMBER.as_bytes()))
+        .is_some_and(|rest| rest.starts_with(b"\""))
 }
 
 /// The heartbeat framed for SSE.

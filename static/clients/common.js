@@ -1,7 +1,7 @@
 // What every client shares (see index.js for the shape they have): the context that holds
 // the page's handlers, the cursor and the stopped flag, and the backoff between reconnects.
 
-import { SILENCE_FACTOR } from '/static/facts.js';
+import { HEARTBEAT_MEMBER, SILENCE_FACTOR } from '/static/facts.js';
 import { headFloor, measureHeads } from '/static/clients/heads.js';
 
 const BACKOFF_MIN_MS = 1000;
@@ -170,8 +170,8 @@ const SILENCE_CHECK_MS = 250;
 
 /** Whether a parsed message is the server's heartbeat rather than an event. */
 export function heartbeatOf(value) {
-  return value !== null && typeof value === 'object' && typeof value.heartbeat === 'number'
-    ? value.heartbeat
+  return value !== null && typeof value === 'object' && typeof value[HEARTBEAT_MEMBER] === 'number'
+    ? value[HEARTBEAT_MEMBER]
     : null;
 }
 

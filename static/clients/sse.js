@@ -1,6 +1,6 @@
 // Server-Sent Events: EventSource on /sse/FEED.
 
-import { ALL_EVENT_KINDS } from '/static/facts.js';
+import { ALL_EVENT_KINDS, SSE_HEARTBEAT_EVENT } from '/static/facts.js';
 import { utf8Length } from '/static/util.js';
 import { Backoff, Silence, heartbeatOf, nowMicros } from '/static/clients/common.js';
 
@@ -49,9 +49,9 @@ export function sseClient(ctx) {
       readyState();
     });
 
-    es.addEventListener('heartbeat', (e) => {
+    es.addEventListener(SSE_HEARTBEAT_EVENT, (e) => {
       // `event: heartbeat` (no `id:`, so Last-Event-ID stays the last event's).
-      ctx.bytes(utf8Length(`event: heartbeat\ndata: ${e.data}\n\n`));
+      ctx.bytes(utf8Length(`event: ${e.type}\ndata: ${e.data}\n\n`));
       let interval = null;
       try {
         interval = heartbeatOf(JSON.parse(e.data));
