@@ -34,8 +34,8 @@ export function createPresence(chat) {
   function show(room, nicks, me) {
     ui.usersRoom.textContent = `#${room}`;
     ui.usersCount.textContent = String(nicks.length);
-    ui.users.replaceChildren(...nicks.map((nick) => userItem(nick, me)));
-    if (nicks.length === 0) ui.users.append(el('li', 'chat-empty', 'nobody yet'));
+    ui.usersList.replaceChildren(...nicks.map((nick) => userItem(nick, me)));
+    if (nicks.length === 0) ui.usersList.append(el('li', 'chat-empty', 'nobody yet'));
     ui.nickList.replaceChildren(
       ...nicks
         .filter((nick) => nick !== me)
@@ -49,7 +49,7 @@ export function createPresence(chat) {
 
   /** This page's nick changed: mark it in the online list. */
   function markMe(nick) {
-    for (const button of ui.users.querySelectorAll('.chat-user')) {
+    for (const button of ui.usersList.querySelectorAll('.chat-user')) {
       button.classList.toggle('me', button.dataset.nick === nick);
     }
   }
@@ -57,12 +57,12 @@ export function createPresence(chat) {
   /** An event from the subscription: a rename, or a join or leave of the room shown, changes
    * the list. */
   function onEvent(event) {
-    const shown = (event.type === 'join' || event.type === 'leave') && event.room === ui.room.value;
+    const shown = (event.type === 'join' || event.type === 'leave') && event.room === ui.roomSelect.value;
     if (event.type === 'rename' || shown) schedule();
   }
 
-  ui.room.addEventListener('change', schedule);
-  ui.users.addEventListener('click', (e) => {
+  ui.roomSelect.addEventListener('change', schedule);
+  ui.usersList.addEventListener('click', (e) => {
     const button = e.target.closest('.chat-user');
     if (!button) return;
     if (button.dataset.nick === chat.session.me) {

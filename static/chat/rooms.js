@@ -17,16 +17,16 @@ export function createRooms(chat) {
   let rooms = ['lobby'];
 
   function render() {
-    const selected = ui.room.value;
-    ui.room.replaceChildren(
+    const selected = ui.roomSelect.value;
+    ui.roomSelect.replaceChildren(
       ...rooms.map((room) => {
         const option = el('option', '', `#${room}`);
         option.value = room;
         return option;
       }),
     );
-    ui.room.value = rooms.includes(selected) ? selected : rooms[0];
-    ui.rooms.replaceChildren(...rooms.map((room) => roomItem(room, rooms.length > 1)));
+    ui.roomSelect.value = rooms.includes(selected) ? selected : rooms[0];
+    ui.roomsList.replaceChildren(...rooms.map((room) => roomItem(room, rooms.length > 1)));
   }
 
   async function join() {
@@ -46,7 +46,7 @@ export function createRooms(chat) {
       chat.subscription.open();
       await chat.history.catchUp(room);
     }
-    ui.room.value = room;
+    ui.roomSelect.value = room;
     status.show(`Following #${room}; messages you send go there.`);
     chat.presence.schedule();
   }
@@ -74,7 +74,7 @@ export function createRooms(chat) {
     );
   }
 
-  ui.rooms.addEventListener('click', (e) => {
+  ui.roomsList.addEventListener('click', (e) => {
     const button = e.target.closest('.chat-room-leave');
     if (button) leave(button.dataset.room);
   });
@@ -93,7 +93,7 @@ export function createRooms(chat) {
 
     /** The room chosen in the picker (where messages go, whose online list shows). */
     get selected() {
-      return ui.room.value || 'lobby';
+      return ui.roomSelect.value || 'lobby';
     },
   };
 }
