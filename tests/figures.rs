@@ -1,5 +1,5 @@
 //! Figures are data (docs/FIGURES.md). Two checks over the pages (`demos/*.html`), the README
-//! and the docs (`docs/*.md`), and the visible text of `static/*.js`:
+//! and the docs (`docs/*.md`), and the visible text of the page scripts (`static/**/*.js`):
 //!
 //! - every figure marker `<!--figure:SPEC-->TEXT<!--/figure-->` resolves against the committed
 //!   results and its TEXT is the rendering (`PUSHPOLL_WRITE_FIGURES=1` rewrites them instead);
@@ -44,6 +44,22 @@ fn listing(dir: &str, ext: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The page scripts under `dir`, subfolders included (`static/chat/`, `static/clients/`, …).
+fn scripts(dir: &str) -> Vec<String> {
+    let mut found = listing(dir, "js");
+    let mut folders: Vec<String> = std::fs::read_dir(root().join(dir))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| format!("{dir}/{}", e.file_name().to_string_lossy()))
+        .collect();
+    folders.sort();
+    for folder in folders {
+        found.extend(scripts(&folder));
+    }
+    found
 }
 
 #[test]
@@ -248,7 +264,7 @@ fn measurements_are_bound_to_committed_results() {
     let mut typed = Vec::new();
     let mut files: Vec<String> = documents().into_iter().map(|(f, _)| f).collect();
     files.retain(|f| f != "docs/FIGURES.md" && f != ALLOWED);
-    files.extend(listing("static", "js"));
+    files.extend(scripts("static"));
     for file in &files {
         let raw = std::fs::read_to_string(root().join(file)).unwrap();
         let text = blank_markers(&raw, file.ends_with(".js"));

@@ -260,7 +260,7 @@ async fn on_one_origin_requests_queue_for_the_six_connections_and_on_two_they_do
     }
     let (one, two) = (&worst[0], &worst[1]);
     println!("longest wait for a connection: one origin {one:?}; two origins {two:?}");
-    // The page marks a wait from 250 ms (static/compare.js QUEUED_MS).
+    // The page marks a wait from 250 ms (static/compare/timing.js QUEUED_MS).
     assert!(one.1 >= 400.0 && one.2 >= 1, "one origin: {one:?}");
     assert!(
         (0.0..250.0).contains(&two.1) && two.2 == 0,

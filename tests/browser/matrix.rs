@@ -127,7 +127,8 @@ async fn strokes_between_every_pair_of_lanes(
     }
     a_paused_lane_catches_up_from_its_cursor(&page, TRANSPORTS[0], TRANSPORTS[2]).await;
     // With the canvas in place of the clock the lanes still hold two subscriptions each: no
-    // origin reached six, and no request waited 250 ms for a connection (static/compare.js).
+    // origin reached six, and no request waited 250 ms for a connection
+    // (static/compare/timing.js).
     let budget = text(&page, "#budget-rows").await;
     no_origin_is_full(&page, &budget).await;
     let errors = errors.all().await;
