@@ -59,6 +59,7 @@ fn limits() -> Value {
         "drawMaxStrokes": draw::MAX_STROKES,
         "drawWidth": { "min": draw::WIDTHS.start(), "max": draw::WIDTHS.end() },
         "drawKept": draw::WINDOW,
+        "iframeDocumentBytes": crate::wire::IFRAME_DOCUMENT_BYTES,
         "roomsPerSubscription": MAX_ROOMS,
     })
 }

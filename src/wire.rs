@@ -16,6 +16,10 @@ pub const IFRAME_CALL_END: &[u8] = match IFRAME_CALL_CLOSE.split_last() {
     None => IFRAME_CALL_CLOSE,
 };
 
+/// After this many bytes an iframe stream's document ends, so the page can drop the grown
+/// document and reopen the stream from its cursor.
+pub const IFRAME_DOCUMENT_BYTES: usize = 256 * 1024;
+
 /// What ends each Server-Sent Events message: a blank line.
 pub const SSE_MESSAGE_END: &[u8] = b"\n\n";
 

@@ -16,10 +16,6 @@ use crate::http::{FeedPath, Subscribing};
 use crate::names::Transport;
 use crate::state::AppState;
 
-/// After this many bytes the response ends, so the page can drop the grown document and
-/// reopen the stream from its cursor.
-pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
-
 /// The head is padded past 1 KiB because WebKitGTK still needs padding: it held a forever
 /// frame's first script back after a 255-byte head and ran it after a 511-byte one, which fits
 /// the 512 bytes libsoup's content sniffer waits for before it hands a response on. Firefox runs
@@ -50,7 +46,7 @@ static IFRAME: Framing = Framing {
     prelude: || PRELUDE.clone(),
     heartbeat: crate::wire::iframe_heartbeat,
     frame: Event::iframe_chunk,
-    max_bytes: Some(MAX_RESPONSE_BYTES),
+    max_bytes: Some(crate::wire::IFRAME_DOCUMENT_BYTES),
 };
 
 pub async fn handler(

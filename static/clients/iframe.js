@@ -3,6 +3,7 @@
 
 import { utf8Length } from '/static/util.js';
 import { Backoff, SILENCE_FACTOR, heartbeatOf, nowMicros } from '/static/clients/common.js';
+import { LIMITS } from '/static/facts.js';
 
 /**
  * The bytes of one hidden-iframe chunk as the server sends it:
@@ -49,7 +50,7 @@ function installDispatcher() {
 const STREAM_CHECK_MS = 250;
 
 export function iframeClient(ctx, options) {
-  const MAX_DOCUMENT = 256 * 1024; // the server ends each document after this many bytes
+  const MAX_DOCUMENT = LIMITS.iframeDocumentBytes; // the server ends each document after this many bytes
   const backoff = new Backoff(ctx);
   const container = options.container ?? document.body;
   let frame = null;
@@ -91,7 +92,7 @@ export function iframeClient(ctx, options) {
       // replaced document alive.
       ctx.deliver(JSON.parse(JSON.stringify(event)), receivedAt);
       ctx.detail({ documentBytes: docBytes });
-      ctx.state(`streaming (document ${kib(docBytes)} of 256 KiB)`, 'streaming');
+      ctx.state(`streaming (document ${kib(docBytes)} of ${MAX_DOCUMENT / 1024} KiB)`, 'streaming');
     },
 
     start() {
@@ -174,7 +175,7 @@ export function iframeClient(ctx, options) {
     container.append(next);
   }
 
-  // `load` fires when the document is complete: the server ended it at 256 KiB, the server
+  // `load` fires when the document is complete: the server ended it at its cap, the server
   // shut down, or the request failed (then the frame shows an error page, which looks the
   // same from here). A document that delivered events was a healthy stream: reopen at once.
   // One that delivered nothing points at a problem: back off.
@@ -184,7 +185,7 @@ export function iframeClient(ctx, options) {
     frame = null;
     if (docEvents > 0) {
       const why =
-        docBytes >= MAX_DOCUMENT - 4096 ? 'document reached 256 KiB' : 'stream ended';
+        docBytes >= MAX_DOCUMENT - 4096 ? `document reached ${MAX_DOCUMENT / 1024} KiB` : 'stream ended';
       open(`${why}, reopening after id ${ctx.cursor}`);
     } else {
       backoff.retry('stream ended without events', () => open('reconnecting'));

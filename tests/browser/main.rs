@@ -16,6 +16,7 @@ use support::{TestApp, Watchdog, spawn_app};
 use webdriver::{Browser, Engine, Page};
 
 mod bytes;
+mod chat_panel;
 mod claims;
 mod compare;
 mod draw;
