@@ -24,24 +24,12 @@ pub enum Command {
         #[arg(long, value_parser = str::parse::<Transport>)]
         transport: Transport,
         #[command(flatten)]
-        workload: WorkloadArgs,
-        #[command(flatten)]
-        target: TargetArgs,
-        #[command(flatten)]
-        faults: FaultArgs,
-        #[command(flatten)]
-        server: ServerArgs,
+        measure: MeasureArgs,
     },
     /// Measure the five transports one after another on the same workload.
     Compare {
         #[command(flatten)]
-        workload: WorkloadArgs,
-        #[command(flatten)]
-        target: TargetArgs,
-        #[command(flatten)]
-        faults: FaultArgs,
-        #[command(flatten)]
-        server: ServerArgs,
+        measure: MeasureArgs,
     },
     /// Mixed traffic for a long time against a running server (all five transports on both
     /// feeds, chat senders, reconnects, a few hostile clients), sampled at intervals
@@ -53,6 +41,19 @@ pub enum Command {
     /// writes DIR/table.md, summary.json, summary.csv and the charts.
     #[command(name = "side-by-side", visible_alias = "peers")]
     SideBySide(SideBySideArgs),
+}
+
+/// What `run` and `compare` share: the workload, the server, the faults, the target.
+#[derive(Debug, Clone, Args)]
+pub struct MeasureArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Clone, Args)]
