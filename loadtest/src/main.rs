@@ -19,6 +19,7 @@ mod runner;
 mod server;
 mod sidebyside;
 mod soak;
+mod wsclients;
 mod wsframe;
 
 use std::process::ExitCode;
@@ -79,6 +80,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         Command::Soak(args) => return soak::run(args).await,
         Command::FaultChart(args) => return faults::chart(args),
         Command::SideBySide(args) => return sidebyside::run(&args.dir),
+        Command::WsClients(args) => return wsclients::run(args).await,
     };
     let plan = Plan::new(&measure.workload, &measure.target)?.with_faults(&measure.faults)?;
     let target = if nchan::chosen(&measure.server.peer)? {
