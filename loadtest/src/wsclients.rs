@@ -346,11 +346,7 @@ async fn handshake_exact<S: AsyncRead + AsyncWrite + Unpin>(
     host: &str,
     path: &str,
 ) -> anyhow::Result<()> {
-    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
-    );
+    let (_, request) = wsframe::upgrade_request(host, path);
     stream.write_all(request.as_bytes()).await?;
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
