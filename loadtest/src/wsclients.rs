@@ -434,3 +434,88 @@ fn table(args: &WsClientsArgs, clients: &[Figures]) -> String {
     }
     out
 }
+
+/// Why fastwebsockets does not replace wsframe although it costs as little (docs/MEASURING.md,
+/// "The load tester's WebSocket client"). Each test pins one reason; one that fails means
+/// the crate changed and the choice is due again.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncWriteExt, DuplexStream};
+
+    use super::*;
+
+    /// A 200-byte text frame (16-bit length) whose first two bytes arrive 100 ms before the
+    /// rest, then a 2-byte one.
+    fn split_frame_server() -> DuplexStream {
+        let (client, mut server) = tokio::io::duplex(4096);
+        tokio::spawn(async move {
+            let mut frame = vec![0x81, 126, 0, 200];
+            frame.extend_from_slice(&[b'a'; 200]);
+            server.write_all(&frame[..2]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            server.write_all(&frame[2..]).await.unwrap();
+            server.write_all(&[0x81, 2, b'o', b'k']).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        client
+    }
+
+    #[tokio::test]
+    async fn a_dropped_wsframe_read_loses_nothing() {
+        let mut stream = split_frame_server();
+        let mut reader = Reader::default();
+        // Dropped mid-frame, as the session's select! drops it when a stroke is due.
+        let dropped = tokio::time::timeout(Duration::from_millis(50), async {
+            loop {
+                if reader.next().unwrap().is_some() {
+                    return;
+                }
+                reader.fill(&mut stream).await.unwrap();
+            }
+        });
+        assert!(dropped.await.is_err());
+        let text = loop {
+            if let Some(Incoming::Text(text)) = reader.next().unwrap() {
+                break text.len();
+            }
+            reader.fill(&mut stream).await.unwrap();
+        };
+        assert_eq!(text, 200);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_fastwebsockets_read_loses_the_frames_first_bytes() {
+        let stream = split_frame_server();
+        let mut ws =
+            fastwebsockets::WebSocket::after_handshake(stream, fastwebsockets::Role::Client);
+        let dropped = tokio::time::timeout(Duration::from_millis(50), ws.read_frame()).await;
+        assert!(dropped.is_err());
+        // The header's first two bytes were consumed by the dropped read: the rest is misread.
+        let next = ws.read_frame().await.map(|f| (f.opcode, f.payload.len()));
+        assert!(
+            !matches!(next, Ok((fastwebsockets::OpCode::Text, 200))),
+            "fastwebsockets now survives a dropped read: measure it again"
+        );
+    }
+
+    #[tokio::test]
+    async fn fastwebsockets_hands_over_a_masked_server_frame() {
+        let (stream, mut server) = tokio::io::duplex(4096);
+        server
+            .write_all(&[0x81, 0x82, 1, 2, 3, 4, b'{' ^ 1, b'}' ^ 2])
+            .await
+            .unwrap();
+        let mut ws =
+            fastwebsockets::WebSocket::after_handshake(stream, fastwebsockets::Role::Client);
+        // RFC 6455 §5.1: a client must fail the connection (wsframe: WsError::Masked, 1002).
+        assert!(
+            ws.read_frame().await.is_ok(),
+            "fastwebsockets now refuses masked server frames: measure it again"
+        );
+        let mut reader = Reader::default();
+        reader.push(&[0x81, 0x82, 1, 2, 3, 4, b'{' ^ 1, b'}' ^ 2]);
+        assert_eq!(reader.next(), Err(wsframe::WsError::Masked));
+    }
+}
