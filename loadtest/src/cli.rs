@@ -24,24 +24,12 @@ pub enum Command {
         #[arg(long, value_parser = str::parse::<Transport>)]
         transport: Transport,
         #[command(flatten)]
-        workload: WorkloadArgs,
-        #[command(flatten)]
-        target: TargetArgs,
-        #[command(flatten)]
-        faults: FaultArgs,
-        #[command(flatten)]
-        server: ServerArgs,
+        measure: MeasureArgs,
     },
     /// Measure the five transports one after another on the same workload.
     Compare {
         #[command(flatten)]
-        workload: WorkloadArgs,
-        #[command(flatten)]
-        target: TargetArgs,
-        #[command(flatten)]
-        faults: FaultArgs,
-        #[command(flatten)]
-        server: ServerArgs,
+        measure: MeasureArgs,
     },
     /// Mixed traffic for a long time against a running server (all five transports on both
     /// feeds, chat senders, reconnects, a few hostile clients), sampled at intervals
@@ -53,6 +41,22 @@ pub enum Command {
     /// writes DIR/table.md, summary.json, summary.csv and the charts.
     #[command(name = "side-by-side", visible_alias = "peers")]
     SideBySide(SideBySideArgs),
+    /// CPU per received WebSocket message of the load tester's own client, fastwebsockets
+    /// and tokio-tungstenite, against a pushpoll server it starts (`scripts/bench-wsclient.sh`).
+    WsClients(WsClientsArgs),
+}
+
+/// What `run` and `compare` share: the workload, the server, the faults, the target.
+#[derive(Debug, Clone, Args)]
+pub struct MeasureArgs {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -188,6 +192,29 @@ pub struct ServerArgs {
 pub struct SideBySideArgs {
     /// The directory scripts/bench-peers.sh wrote (runs/LABEL/TRANSPORT-N/, wrk/LABEL/).
     pub dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WsClientsArgs {
+    /// Subscribers of each client kind, all on one chat room.
+    #[arg(long, default_value_t = 500)]
+    pub connections: u64,
+    /// Chat messages published per second; at most 45, so the publisher's sessions (one per
+    /// 1.5 msg/s) sign in within the server's 30 logins a minute.
+    #[arg(long, default_value_t = 40.0)]
+    pub rate: f64,
+    /// Each message's text, in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub message_size: usize,
+    /// How long each phase publishes.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Phases per client kind, taken in turns.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u64,
+    /// Where summary.json goes.
+    #[arg(long, default_value = "results/wsclient")]
+    pub out: std::path::PathBuf,
 }
 
 /// `--feed`'s values: the server's feed names, so `--help` lists them from `names.rs`.

@@ -19,6 +19,7 @@ mod runner;
 mod server;
 mod sidebyside;
 mod soak;
+mod wsclients;
 mod wsframe;
 
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ use pushpoll::names::Transport;
 use crate::cli::{Command, Opts};
 use crate::plan::Plan;
 use crate::report::Summary;
+use crate::runner::Target;
 
 fn main() -> ExitCode {
     let opts = match Opts::try_parse() {
@@ -71,29 +73,21 @@ fn main() -> ExitCode {
 }
 
 async fn run(opts: Opts) -> anyhow::Result<()> {
-    let (transports, workload, target, faults, server) = match &opts.command {
-        Command::Run {
-            transport,
-            workload,
-            target,
-            faults,
-            server,
-        } => (vec![*transport], workload, target, faults, server),
-        Command::Compare {
-            workload,
-            target,
-            faults,
-            server,
-        } => (Transport::ALL.to_vec(), workload, target, faults, server),
+    let (transports, measure) = match &opts.command {
+        Command::Run { transport, measure } => (vec![*transport], measure),
+        Command::Compare { measure } => (Transport::ALL.to_vec(), measure),
         // The soak is its own kind of run: one server, every transport at once, sampled.
         Command::Soak(args) => return soak::run(args).await,
         Command::FaultChart(args) => return faults::chart(args),
         Command::SideBySide(args) => return sidebyside::run(&args.dir),
+        Command::WsClients(args) => return wsclients::run(args).await,
     };
-    let plan = Plan::new(workload, target)?.with_faults(faults)?;
-    if nchan::chosen(&server.peer)? {
-        return nchan::run(transports, &plan).await;
-    }
+    let plan = Plan::new(&measure.workload, &measure.target)?.with_faults(&measure.faults)?;
+    let target = if nchan::chosen(&measure.server.peer)? {
+        Target::Nchan(nchan::worker(&transports, &plan).await?)
+    } else {
+        Target::Pushpoll
+    };
     check_open_files(plan.clients)?;
     let mut summary = Summary {
         workload: plan.workload(),
@@ -102,27 +96,33 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         started: pushpoll::feed::clock::rfc3339_utc(pushpoll::feed::clock::now_micros() / 1000),
         results: Vec::new(),
     };
-    // The nodes to measure: every --url (checked to answer before any traffic), or none
-    // (a fresh server per transport, below).
+    // The nodes to measure: every --url (checked to answer before any traffic; nchan's
+    // was), or none (a fresh server per transport, below).
     let mut remote = Vec::with_capacity(plan.urls.len());
     for url in &plan.urls {
         let addr = server::parse_url(url)?;
-        server::stats(addr)
-            .await
-            .with_context(|| format!("cannot reach {url}"))?;
+        if target == Target::Pushpoll {
+            server::stats(addr)
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+        }
         remote.push((url.clone(), addr));
     }
+    let mut skipped_iframe = false;
     for transport in transports {
+        if target != Target::Pushpoll && transport == Transport::Iframe {
+            skipped_iframe = true;
+            continue;
+        }
         let (result, spawned) = if !remote.is_empty() {
-            (
-                runner::run(&plan, transport, &remote, &mut || true).await?,
-                None,
-            )
+            let result = runner::run(&plan, target, transport, &remote, &mut || true).await?;
+            (result, None)
         } else {
             // A fresh server per transport: no transport inherits another's memory.
             let mut spawned = server::Spawned::start(plan.clients).await?;
             let node = [(format!("http://{}/", spawned.addr), spawned.addr)];
-            let result = runner::run(&plan, transport, &node, &mut || !spawned.exited()).await;
+            let alive = &mut || !spawned.exited();
+            let result = runner::run(&plan, target, transport, &node, alive).await;
             (result?, Some(spawned))
         };
         let mut result = result;
@@ -146,6 +146,9 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         }
     }
     println!("{}", export::terminal_table(&summary));
+    if skipped_iframe {
+        println!("iframe: {}\n", nchan::NCHAN_NO_IFRAME);
+    }
     println!("{}", export::terminal_bytes_table(&summary));
     if let Some(table) = export::terminal_nodes_table(&summary) {
         println!("{table}");

@@ -1,6 +1,7 @@
-//! `--peer nchan`: the same clients, open-loop publisher and accounting as a pushpoll run,
-//! against nginx with the Nchan module (`scripts/nchan.sh`, `peers/nchan.conf`), the other
-//! push server pushpoll is compared with.
+//! `--peer nchan`: what the load tester needs to measure nginx with the Nchan module
+//! (`scripts/nchan.sh`, `peers/nchan.conf`), the other push server pushpoll is compared
+//! with: its publisher, its subscriber protocols and its worker's figures. The run itself
+//! is `runner`'s, phase for phase, with [`crate::runner::Target::Nchan`].
 //!
 //! What differs from a pushpoll run, and why (docs/NCHAN.md has the reader's version):
 //! - The publisher POSTs each event as a whole pushpoll wire event (`{"id","ts","type",…}`)
@@ -18,9 +19,8 @@
 //! - One channel per feed: `--rooms` must be 1; no iframe transport, no draw feed, no faults.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
@@ -28,14 +28,13 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use pushpoll::feed::clock::now_micros;
 use pushpoll::names::{FeedName, Transport};
-use tokio::task::JoinHandle;
 
 use crate::clients::{Client, Ctx, expect_status};
 use crate::metrics::Metrics;
 use crate::net::{Http, body};
 use crate::plan::Plan;
 use crate::procfs;
-use crate::report::{Summary, TransportResult};
+use crate::publisher::Acked;
 
 /// The line the tables print in place of the iframe row.
 pub const NCHAN_NO_IFRAME: &str = "n/a (nchan has no forever-frame subscriber)";
@@ -50,8 +49,10 @@ pub fn chosen(peer: &str) -> anyhow::Result<bool> {
     }
 }
 
-/// Runs `transports` against nchan at `--url`, writes the results like a pushpoll run.
-pub async fn run(transports: Vec<Transport>, plan: &Plan) -> anyhow::Result<()> {
+/// Checks that `plan` fits nchan (one server, one channel per feed, no faults, no draw feed,
+/// not iframe alone), that `--url` answers, and finds the nginx worker that serves it: the
+/// process whose figures stand for nchan's, as `/api/stats` stands for pushpoll's.
+pub async fn worker(transports: &[Transport], plan: &Plan) -> anyhow::Result<u32> {
     let url = plan
         .url
         .as_deref()
@@ -72,164 +73,25 @@ pub async fn run(transports: Vec<Transport>, plan: &Plan) -> anyhow::Result<()> 
     if transports == [Transport::Iframe] {
         bail!("iframe: {NCHAN_NO_IFRAME}");
     }
-    crate::check_open_files(plan.clients)?;
     let mut http = Http::connect(addr, &Arc::default())
         .await
         .with_context(|| format!("cannot reach {url}"))?;
     expect_status(http.get("/healthz").await?.status(), 200)
         .with_context(|| format!("{url}/healthz"))?;
-    let worker = find_worker(addr).with_context(|| {
-        format!("no `nginx: worker process` holds the listening socket of {url}")
-    })?;
-    let mut summary = Summary {
-        workload: plan.workload(),
-        machine: crate::machine::describe(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        started: pushpoll::feed::clock::rfc3339_utc(now_micros() / 1000),
-        results: Vec::new(),
-    };
-    let mut skipped_iframe = false;
-    for transport in transports {
-        if transport == Transport::Iframe {
-            skipped_iframe = true;
-            continue;
-        }
-        let result = run_one(plan, transport, addr, worker).await?;
-        summary.results.push(result);
-        crate::export::write_all(&plan.out, &summary)
-            .with_context(|| format!("cannot write {}", plan.out.display()))?;
-    }
-    println!("{}", crate::export::terminal_table(&summary));
-    if skipped_iframe {
-        println!("iframe: {NCHAN_NO_IFRAME}\n");
-    }
-    println!("{}", crate::export::terminal_bytes_table(&summary));
-    println!("results: {}", plan.out.display());
-    Ok(())
+    find_worker(addr)
+        .with_context(|| format!("no `nginx: worker process` holds the listening socket of {url}"))
 }
 
-/// One measured run of one transport against nchan: the phases of `runner`, in one place.
-async fn run_one(
-    plan: &Plan,
-    transport: Transport,
-    addr: SocketAddr,
-    worker: u32,
-) -> anyhow::Result<TransportResult> {
-    let ctx = Ctx::new(addr, plan.feed, plan.clients, plan.poll_interval, None);
-    let (metrics, stop) = (ctx.metrics.clone(), ctx.stop.clone());
-    // Where every client starts: nchan's id of a marker message published now (a `join`,
-    // which the clients do not count), so each must receive every event published after it.
-    let start = publish(
+/// Where every client of a run starts: nchan's id of a marker message published now (a
+/// `join`, which the clients do not count), so each must receive every event published after.
+pub async fn start(addr: SocketAddr, feed: FeedName) -> anyhow::Result<Cursor> {
+    let id = publish(
         &mut Http::connect(addr, &Arc::default()).await?,
-        plan.feed,
+        feed,
         marker(),
     )
     .await?;
-    let cursor = Cursor::from_id(&start);
-
-    // Ramp: connect the clients over --ramp, then wait (up to 15 s) for all of them.
-    let mut tasks: Vec<JoinHandle<Client>> = Vec::with_capacity(plan.clients);
-    let step = plan.ramp.div_f64(plan.clients as f64);
-    let ramp_start = Instant::now();
-    for i in 0..plan.clients {
-        let client = Client::new(i, "lobby".into(), None);
-        tasks.push(tokio::spawn(subscribe(
-            ctx.clone(),
-            transport,
-            client,
-            cursor.clone(),
-        )));
-        tokio::time::sleep_until((ramp_start + step.mul_f64((i + 1) as f64)).into()).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while metrics.connected.load(Relaxed) < plan.clients && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let connected = metrics.connected.load(Relaxed);
-    if connected < plan.clients {
-        metrics.error(format!("not_connected_{}", plan.clients - connected));
-    }
-
-    // The window: publish open-loop for --duration, sampling the worker every second.
-    let before = WorkerSample::read(worker)?;
-    let own_cpu_before = crate::runner::own_cpu_seconds();
-    let requests_before = metrics.requests.load(Relaxed);
-    let io_before = metrics.io.snapshot();
-    let started = Instant::now();
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let publishing = tokio::spawn(publish_for(
-        addr,
-        plan.feed,
-        plan.rate,
-        plan.duration,
-        plan.message_size,
-        metrics.clone(),
-        acked.clone(),
-    ));
-    let (mut rss_peak, mut open_peak) = (before.rss_bytes, before.sockets);
-    let mut sample = tokio::time::interval(Duration::from_secs(1));
-    while !publishing.is_finished() {
-        sample.tick().await;
-        let s = WorkerSample::read(worker).context("the nginx worker is gone")?;
-        rss_peak = rss_peak.max(s.rss_bytes);
-        open_peak = open_peak.max(s.sockets);
-    }
-    let _ = publishing.await;
-    let acked: Vec<u64> = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
-
-    // Drain: until every client has every acknowledged event, or --drain (chat). The clock
-    // feed is a state feed in pushpoll's runs; here it is published like chat, and counted so.
-    let expected = acked.len() as u64 * plan.clients as u64;
-    let drain_until = Instant::now() + plan.drain;
-    while metrics
-        .delivered
-        .load(Relaxed)
-        .saturating_sub(metrics.duplicates.load(Relaxed))
-        < expected
-        && Instant::now() < drain_until
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let window_s = started.elapsed().as_secs_f64();
-    let requests_in_window = metrics.requests.load(Relaxed) - requests_before;
-    let io_in_window = metrics.io.snapshot().since(io_before);
-    let own_cpu = crate::runner::own_cpu_seconds() - own_cpu_before;
-    let after = WorkerSample::read(worker)?;
-    stop.cancel();
-    let mut finished = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        if let Ok(client) = task.await {
-            finished.push(client);
-        }
-    }
-
-    // Loss by our ids, per client, as in `runner::tally`.
-    let wanted: std::collections::HashSet<u64> = acked.iter().copied().collect();
-    let (mut received, mut lost) = (0u64, 0u64);
-    for client in &finished {
-        let got = client.seen.iter().filter(|id| wanted.contains(id)).count() as u64;
-        received += got;
-        lost += acked.len() as u64 - got.min(acked.len() as u64);
-    }
-    // Clients that never came back from `subscribe` lost everything.
-    lost += (plan.clients - finished.len()) as u64 * acked.len() as u64;
-    Ok(crate::runner::transport_result(crate::runner::Counted {
-        transport,
-        plan,
-        metrics: &metrics,
-        window_s,
-        io_in_window,
-        requests_in_window,
-        events_expected: expected,
-        events_received: received,
-        lost,
-        // nginx keeps no request count we can read.
-        server_requests: 0,
-        server_cpu_s: after.cpu_s - before.cpu_s,
-        server_rss_peak_bytes: rss_peak,
-        open_connections_peak: open_peak,
-        loadtest_cpu_s: own_cpu,
-    }))
+    Ok(Cursor::from_id(&id))
 }
 
 /// The body of the start marker: an event the clients parse but do not count.
@@ -264,15 +126,16 @@ async fn body_text(response: hyper::Response<hyper::body::Incoming>) -> anyhow::
 
 /// The publisher: `rate` events per second for `duration`, open-loop (each connection on its
 /// own timetable, catching up at once after a slow answer), spread over enough connections
-/// that one slow answer does not hold the others. Acknowledged ids go into `acked`.
-async fn publish_for(
+/// that one slow answer does not hold the others. Acknowledged ids go into `acked`, all in
+/// room 0: nchan's one channel for the feed. Both feeds are published so: the clock too.
+pub async fn publish_for(
     addr: SocketAddr,
     feed: FeedName,
     rate: f64,
     duration: Duration,
     message_size: usize,
     metrics: Arc<Metrics>,
-    acked: Arc<Mutex<Vec<u64>>>,
+    acked: Arc<Mutex<Vec<Acked>>>,
 ) {
     let n = ((rate / 50.0).ceil() as usize).clamp(1, 64);
     let every = Duration::from_secs_f64(n as f64 / rate);
@@ -308,7 +171,10 @@ async fn publish_for(
                     }
                 }
                 match publish(&mut http, feed, body).await {
-                    Ok(_) => acked.lock().unwrap_or_else(|p| p.into_inner()).push(id),
+                    Ok(_) => acked
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((id, 0)),
                     Err(_) => metrics.error("publish"),
                 }
             }
@@ -337,7 +203,7 @@ fn event_body(feed: FeedName, id: u64, size: usize) -> Bytes {
 /// `?last_event_id=`, nchan_subscriber_last_message_id's default), or, once a poll was
 /// answered, the `Last-Modified`/`Etag` pair to send back as `If-Modified-Since`/`If-None-Match`.
 #[derive(Debug, Clone, Default)]
-struct Cursor {
+pub struct Cursor {
     id: Option<String>,
     headers: Option<(String, String)>,
 }
@@ -385,7 +251,7 @@ impl Cursor {
 
 /// Keeps `client` subscribed over `transport` until stopped, resuming from its cursor after a
 /// failure (backoff 100 ms doubling to 2 s, as pushpoll's clients).
-async fn subscribe(
+pub async fn subscribe(
     ctx: Arc<Ctx>,
     transport: Transport,
     mut client: Client,
@@ -551,15 +417,15 @@ async fn websocket(ctx: &Ctx, client: &mut Client, cursor: &Cursor) -> anyhow::R
 }
 
 /// The nginx worker's cost at one moment, from /proc.
-struct WorkerSample {
-    cpu_s: f64,
-    rss_bytes: u64,
+pub struct WorkerSample {
+    pub cpu_s: f64,
+    pub rss_bytes: u64,
     /// Sockets it holds: the listening socket, subscribers and publisher.
-    sockets: i64,
+    pub sockets: i64,
 }
 
 impl WorkerSample {
-    fn read(pid: u32) -> anyhow::Result<WorkerSample> {
+    pub fn read(pid: u32) -> anyhow::Result<WorkerSample> {
         Ok(WorkerSample {
             cpu_s: procfs::cpu_seconds(pid)?,
             rss_bytes: procfs::rss_bytes(pid)?,

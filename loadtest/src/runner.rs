@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use pushpoll::names::{FeedName, Transport};
-use pushpoll::stats::Snapshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -18,11 +17,71 @@ use crate::clients::{self, Client, Ctx};
 use crate::draw::Sending;
 use crate::faults::FaultState;
 use crate::metrics::{Metrics, summarize};
+use crate::nchan;
 use crate::net::IoSnapshot;
 use crate::plan::Plan;
 use crate::publisher::{Publisher, room_name};
 use crate::report::{DrawCost, NodeResult, TransportResult};
 use crate::server;
+
+/// The server the clients measure: pushpoll (its `/api/stats`, its chat publisher, its feed
+/// cursors), or nginx + Nchan (`crate::nchan`: the worker's /proc, publishing to `/pub`,
+/// nchan's subscriber locations). Every phase is the same for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Pushpoll,
+    /// The pid of the nginx worker serving `--url`.
+    Nchan(u32),
+}
+
+impl Target {
+    /// Each server's figures now, in order; the first failure is the error.
+    async fn sample(
+        &self,
+        servers: &[SocketAddr],
+        transport: Transport,
+    ) -> anyhow::Result<Vec<Sample>> {
+        let mut all = Vec::with_capacity(servers.len());
+        match *self {
+            Target::Pushpoll => {
+                for addr in servers {
+                    let s = server::stats(*addr).await?;
+                    all.push(Sample {
+                        cpu_s: s.process.cpu_user_s + s.process.cpu_system_s,
+                        rss_bytes: s.process.rss_bytes,
+                        open: s.connections.open,
+                        requests: s
+                            .transports
+                            .get(transport.as_str())
+                            .map_or(0, |t| t.requests),
+                    });
+                }
+            }
+            Target::Nchan(worker) => {
+                let w = nchan::WorkerSample::read(worker)?;
+                // nginx keeps no request count we can read.
+                all.push(Sample {
+                    cpu_s: w.cpu_s,
+                    rss_bytes: w.rss_bytes,
+                    open: w.sockets,
+                    requests: 0,
+                });
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// One server's figures at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    /// CPU seconds, user + system.
+    cpu_s: f64,
+    rss_bytes: u64,
+    open: i64,
+    /// The measured transport's requests, as the server counted them.
+    requests: u64,
+}
 
 /// Runs `transport` against the nodes at `addrs` (one, or several of one cluster: see
 /// [`node_of`]); `urls` are their `--url`s, for the per-node rows. `alive` says whether the
@@ -34,11 +93,12 @@ use crate::server;
 /// (wait for the last deliveries), [`finish`] (stop the clients) and [`tally`] (the figures).
 pub async fn run(
     plan: &Plan,
+    target: Target,
     transport: Transport,
     nodes: &[(String, SocketAddr)],
     alive: &mut dyn FnMut() -> bool,
 ) -> anyhow::Result<TransportResult> {
-    let run = Run::start(plan, transport, nodes).await?;
+    let run = Run::start(plan, target, transport, nodes).await?;
     let (tasks, connected) = ramp(&run, alive).await;
     let window = window(&run, connected, alive).await?;
     let drained = drain(&run, &window).await?;
@@ -72,6 +132,7 @@ struct Node {
 /// What every phase of one run shares.
 struct Run<'a> {
     plan: &'a Plan,
+    target: Target,
     transport: Transport,
     /// The first node's address: the publisher's, and where the cursor is read.
     addr: SocketAddr,
@@ -88,8 +149,10 @@ struct Run<'a> {
     progress: ProgressBar,
     /// The feed's newest id before the run (chat and draw), where every client starts.
     cursor: Option<u64>,
+    /// Where every client starts in nchan's channel.
+    nchan_cursor: Option<nchan::Cursor>,
     /// Each server's figures before the clients connected.
-    before: Vec<Snapshot>,
+    before: Vec<Sample>,
     /// A faulted run tags every client so the injector can break it (see `faults`).
     faults: Option<Arc<FaultState>>,
 }
@@ -97,6 +160,7 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     async fn start(
         plan: &'a Plan,
+        target: Target,
         transport: Transport,
         nodes: &[(String, SocketAddr)],
     ) -> anyhow::Result<Run<'a>> {
@@ -142,14 +206,14 @@ impl<'a> Run<'a> {
         progress.set_prefix(transport.as_str());
         progress.enable_steady_tick(Duration::from_millis(120));
 
-        let cursor = if plan.feed == FeedName::Chat {
-            Some(server::chat_cursor(addr).await?)
-        } else if plan.feed == FeedName::Draw {
-            Some(server::draw_cursor(addr).await?)
-        } else {
-            None
-        };
-        let before = stats_of(&servers).await?;
+        let (mut cursor, mut nchan_cursor) = (None, None);
+        match (target, plan.feed) {
+            (Target::Nchan(_), feed) => nchan_cursor = Some(nchan::start(addr, feed).await?),
+            (Target::Pushpoll, FeedName::Chat) => cursor = Some(server::chat_cursor(addr).await?),
+            (Target::Pushpoll, FeedName::Draw) => cursor = Some(server::draw_cursor(addr).await?),
+            (Target::Pushpoll, FeedName::Clock) => {}
+        }
+        let before = target.sample(&servers, transport).await?;
         let faults = if plan.faults.enabled() {
             Some(FaultState::new(plan.clients)?)
         } else {
@@ -157,6 +221,7 @@ impl<'a> Run<'a> {
         };
         Ok(Run {
             plan,
+            target,
             transport,
             addr,
             nodes: run_nodes,
@@ -166,9 +231,24 @@ impl<'a> Run<'a> {
             sending,
             progress,
             cursor,
+            nchan_cursor,
             before,
             faults,
         })
+    }
+
+    /// The feed whose rules count the deliveries: nchan's clock is published like chat
+    /// (each tick a message every client must receive), so it is counted like chat.
+    fn counted(&self) -> FeedName {
+        match self.target {
+            Target::Nchan(_) => FeedName::Chat,
+            Target::Pushpoll => self.plan.feed,
+        }
+    }
+
+    /// Every server's figures, or `None` if any cannot be read.
+    async fn sample_if_up(&self) -> Option<Vec<Sample>> {
+        self.target.sample(&self.servers, self.transport).await.ok()
     }
 
     /// A counter of every node's metrics, summed (and the run's own).
@@ -204,20 +284,6 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Every server's `/api/stats`, in order; the first failure is the error.
-async fn stats_of(servers: &[SocketAddr]) -> anyhow::Result<Vec<Snapshot>> {
-    let mut all = Vec::with_capacity(servers.len());
-    for addr in servers {
-        all.push(server::stats(*addr).await?);
-    }
-    Ok(all)
-}
-
-/// Every server's `/api/stats`, or `None` if any cannot be read.
-async fn stats_if_up(servers: &[SocketAddr]) -> Option<Vec<Snapshot>> {
-    stats_of(servers).await.ok()
-}
-
 /// Connects the clients, spread over the ramp, then waits (up to 15 s, while the server is
 /// alive) for all of them to be connected. Returns the client tasks and how many connected;
 /// the missing ones are counted as an error.
@@ -234,12 +300,13 @@ async fn ramp(run: &Run<'_>, alive: &mut dyn FnMut() -> bool) -> (Vec<JoinHandle
         if let Some(faults) = &run.faults {
             client = client.with_faults(faults.clone());
         }
-        let node = &run.nodes[node_of(i, run.nodes.len())];
-        tasks.push(tokio::spawn(clients::run(
-            node.ctx.clone(),
-            run.transport,
-            client,
-        )));
+        let ctx = run.nodes[node_of(i, run.nodes.len())].ctx.clone();
+        tasks.push(match &run.nchan_cursor {
+            Some(cursor) => {
+                tokio::spawn(nchan::subscribe(ctx, run.transport, client, cursor.clone()))
+            }
+            None => tokio::spawn(clients::run(ctx, run.transport, client)),
+        });
         let due = ramp_start + step.mul_f64((i + 1) as f64);
         tokio::time::sleep_until(due.into()).await;
         if i % 256 == 0 {
@@ -262,7 +329,7 @@ async fn ramp(run: &Run<'_>, alive: &mut dyn FnMut() -> bool) -> (Vec<JoinHandle
 /// The measured window, as it stood when publishing ended.
 struct Window {
     /// Each server's figures as the window opened.
-    start: Vec<Snapshot>,
+    start: Vec<Sample>,
     started: Instant,
     /// The load tester's CPU seconds as it opened, and each node's client requests and
     /// socket bytes.
@@ -289,20 +356,20 @@ fn redis_cpu(plan: &Plan) -> Option<f64> {
         .and_then(|pid| crate::procfs::cpu_seconds(pid).ok())
 }
 
-/// The measured window: publish for the duration (chat) or let the clients send (draw),
-/// with the fault injector breaking connections, sampling the servers' RSS and open
-/// connections every second.
+/// The measured window: publish for the duration (chat; nchan: both feeds) or let the
+/// clients send (draw), with the fault injector breaking connections, sampling the servers'
+/// RSS and open connections every second.
 async fn window(
     run: &Run<'_>,
     connected: usize,
     alive: &mut dyn FnMut() -> bool,
 ) -> anyhow::Result<Window> {
     let (plan, addr, metrics) = (run.plan, run.addr, &run.metrics);
-    let publisher = match plan.feed {
-        FeedName::Chat => Some(Publisher::connect(addr, plan.rate).await?),
+    let publisher = match (run.target, plan.feed) {
+        (Target::Pushpoll, FeedName::Chat) => Some(Publisher::connect(addr, plan.rate).await?),
         _ => None,
     };
-    let start = stats_of(&run.servers).await?;
+    let start = run.target.sample(&run.servers, run.transport).await?;
     let own_cpu_before = own_cpu_seconds();
     let node_counts_before = run.node_counts();
     let redis_cpu_before = redis_cpu(plan);
@@ -315,10 +382,14 @@ async fn window(
         let (metrics, acked) = (metrics.clone(), acked.clone());
         let (rate, duration, rooms, size) =
             (plan.rate, plan.duration, plan.rooms, plan.message_size);
+        let (target, feed) = (run.target, plan.feed);
         tokio::spawn(async move {
-            match publisher {
-                Some(p) => p.run(rate, duration, rooms, size, metrics, acked).await,
-                None => tokio::time::sleep(duration).await,
+            match (publisher, target) {
+                (Some(p), _) => p.run(rate, duration, rooms, size, metrics, acked).await,
+                (None, Target::Nchan(_)) => {
+                    nchan::publish_for(addr, feed, rate, duration, size, metrics, acked).await;
+                }
+                (None, Target::Pushpoll) => tokio::time::sleep(duration).await,
             }
         })
     };
@@ -333,8 +404,8 @@ async fn window(
             injector_stop.clone(),
         ))
     });
-    let mut rss_peak: Vec<u64> = start.iter().map(|s| s.process.rss_bytes).collect();
-    let mut open_peak: Vec<i64> = start.iter().map(|s| s.connections.open).collect();
+    let mut rss_peak: Vec<u64> = start.iter().map(|s| s.rss_bytes).collect();
+    let mut open_peak: Vec<i64> = start.iter().map(|s| s.open).collect();
     let mut rss_peak_total: u64 = rss_peak.iter().sum();
     let mut open_peak_total: i64 = open_peak.iter().sum();
     let mut died = false;
@@ -346,14 +417,14 @@ async fn window(
             died = true;
             break;
         }
-        match stats_of(&run.servers).await {
+        match run.target.sample(&run.servers, run.transport).await {
             Ok(all) => {
                 for (i, s) in all.iter().enumerate() {
-                    rss_peak[i] = rss_peak[i].max(s.process.rss_bytes);
-                    open_peak[i] = open_peak[i].max(s.connections.open);
+                    rss_peak[i] = rss_peak[i].max(s.rss_bytes);
+                    open_peak[i] = open_peak[i].max(s.open);
                 }
-                rss_peak_total = rss_peak_total.max(all.iter().map(|s| s.process.rss_bytes).sum());
-                open_peak_total = open_peak_total.max(all.iter().map(|s| s.connections.open).sum());
+                rss_peak_total = rss_peak_total.max(all.iter().map(|s| s.rss_bytes).sum());
+                open_peak_total = open_peak_total.max(all.iter().map(|s| s.open).sum());
             }
             Err(_) => {
                 died = true;
@@ -410,7 +481,7 @@ struct Drained {
     /// `--redis-pid`: its CPU seconds in the window (none if it could not be read).
     redis_cpu: Option<f64>,
     /// Each server's figures at the end of the window (none if one died).
-    after_window: Option<Vec<Snapshot>>,
+    after_window: Option<Vec<Sample>>,
 }
 
 /// Drain: wait until every client has every acknowledged message of its room, or until the
@@ -430,7 +501,7 @@ async fn drain(run: &Run<'_>, window: &Window) -> anyhow::Result<Drained> {
     }
     let drain_until = Instant::now() + plan.drain;
     while !died
-        && (plan.feed == FeedName::Chat || plan.feed == FeedName::Draw)
+        && matches!(run.counted(), FeedName::Chat | FeedName::Draw)
         && run
             .delivered()
             .saturating_sub(run.total(|m| m.duplicates.load(Relaxed)))
@@ -455,11 +526,7 @@ async fn drain(run: &Run<'_>, window: &Window) -> anyhow::Result<Drained> {
         .redis_cpu_before
         .zip(redis_cpu(plan))
         .map(|(before, after)| after - before);
-    let after_window = if died {
-        None
-    } else {
-        stats_if_up(&run.servers).await
-    };
+    let after_window = if died { None } else { run.sample_if_up().await };
     Ok(Drained {
         per_room,
         expected,
@@ -478,7 +545,7 @@ async fn finish(
     run: &Run<'_>,
     window: &Window,
     tasks: Vec<JoinHandle<Client>>,
-) -> (Vec<Client>, Option<Vec<Snapshot>>) {
+) -> (Vec<Client>, Option<Vec<Sample>>) {
     run.stop.cancel();
     let mut finished = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -491,7 +558,7 @@ async fn finish(
     let after = if window.died {
         None
     } else {
-        stats_if_up(&run.servers).await
+        run.sample_if_up().await
     };
     run.progress.finish_and_clear();
     (finished, after)
@@ -505,20 +572,22 @@ pub struct Delivered {
     pub lost: u64,
 }
 
-/// Deliveries per node (`nodes` of them, [`node_of`] each client's): per client, the
-/// acknowledged messages of its room it received and those it never did, against what its
-/// room was sent (`per_room`); `--feed draw`: every stroke `published`. Every client of the
-/// plan counts in `expected`, whether or not it finished. The clock's expected is what was
-/// received (a state feed: ticks a client polls past are skipped by design).
+/// Deliveries per node (`nodes` of them, [`node_of`] each client's), by `feed`'s rules:
+/// per client, the acknowledged messages of its room it received and those it never did,
+/// against what its room was sent (`per_room`); `--feed draw`: every stroke `published`.
+/// Every client of the plan counts in `expected`, whether or not it finished. The clock's
+/// expected is what was received (a state feed: ticks a client polls past are skipped by
+/// design).
 pub fn delivered_per_node(
     plan: &Plan,
+    feed: FeedName,
     nodes: usize,
     per_room: &[u64],
     acked: &[(u64, usize)],
     published: u64,
     finished: &[Client],
 ) -> Vec<Delivered> {
-    let (feed, clients, rooms) = (plan.feed, plan.clients, plan.rooms);
+    let (clients, rooms) = (plan.clients, plan.rooms);
     let mut out = vec![Delivered::default(); nodes.max(1)];
     for i in 0..clients {
         out[node_of(i, nodes)].expected += match feed {
@@ -566,11 +635,12 @@ fn tally(
     window: &Window,
     drained: &Drained,
     finished: &[Client],
-    after: &Option<Vec<Snapshot>>,
+    after: &Option<Vec<Sample>>,
 ) -> TransportResult {
-    let (plan, transport) = (run.plan, run.transport);
+    let (plan, transport, counted) = (run.plan, run.transport, run.counted());
     let per_node = delivered_per_node(
         plan,
+        counted,
         run.nodes.len(),
         &drained.per_room,
         &window.acked,
@@ -579,7 +649,7 @@ fn tally(
     );
     let received: u64 = per_node.iter().map(|d| d.received).sum();
     let lost: u64 = per_node.iter().map(|d| d.lost).sum();
-    let (events_expected, events_received) = match plan.feed {
+    let (events_expected, events_received) = match counted {
         FeedName::Chat | FeedName::Draw => (drained.expected, received),
         _ => (received, received),
     };
@@ -589,18 +659,17 @@ fn tally(
         .map(|s| {
             after
                 .as_ref()
-                .map(|a| a[s].transports[transport.as_str()].requests)
+                .map(|a| a[s].requests)
                 .unwrap_or_default()
-                .saturating_sub(run.before[s].transports[transport.as_str()].requests)
+                .saturating_sub(run.before[s].requests)
         })
         .collect();
     let server_cpu: Vec<f64> = (0..run.servers.len())
         .map(|s| {
-            let cpu = |p: &Snapshot| p.process.cpu_user_s + p.process.cpu_system_s;
             drained
                 .after_window
                 .as_ref()
-                .map(|a| cpu(&a[s]) - cpu(&window.start[s]))
+                .map(|a| a[s].cpu_s - window.start[s].cpu_s)
                 .unwrap_or(0.0)
         })
         .collect();
@@ -625,7 +694,7 @@ fn tally(
         requests_in_window: drained.node_counts_in_window.iter().map(|(r, _)| r).sum(),
         events_expected,
         events_received,
-        lost: if plan.feed == FeedName::Chat || plan.feed == FeedName::Draw {
+        lost: if matches!(counted, FeedName::Chat | FeedName::Draw) {
             lost
         } else {
             0
@@ -678,28 +747,28 @@ fn tally(
     result
 }
 
-/// What one transport's run counted, whatever server it ran against (pushpoll, or a peer
-/// such as nchan): [`transport_result`] turns it into the figures per event and per second.
-pub(crate) struct Counted<'a> {
-    pub transport: Transport,
-    pub plan: &'a Plan,
-    pub metrics: &'a Metrics,
-    pub window_s: f64,
-    pub io_in_window: IoSnapshot,
-    pub requests_in_window: u64,
-    pub events_expected: u64,
-    pub events_received: u64,
-    pub lost: u64,
-    pub server_requests: u64,
-    pub server_cpu_s: f64,
-    pub server_rss_peak_bytes: u64,
-    pub open_connections_peak: i64,
-    pub loadtest_cpu_s: f64,
+/// What one transport's run counted, for the whole run or one node: [`transport_result`]
+/// turns it into the figures per event and per second.
+struct Counted<'a> {
+    transport: Transport,
+    plan: &'a Plan,
+    metrics: &'a Metrics,
+    window_s: f64,
+    io_in_window: IoSnapshot,
+    requests_in_window: u64,
+    events_expected: u64,
+    events_received: u64,
+    lost: u64,
+    server_requests: u64,
+    server_cpu_s: f64,
+    server_rss_peak_bytes: u64,
+    open_connections_peak: i64,
+    loadtest_cpu_s: f64,
 }
 
-/// The one place a transport's result is computed from its counts, for pushpoll and peer
-/// runs alike (faults and draw costs are pushpoll's, added by its caller).
-pub(crate) fn transport_result(c: Counted<'_>) -> TransportResult {
+/// The one place a transport's result is computed from its counts (faults and draw costs
+/// are added by the caller).
+fn transport_result(c: Counted<'_>) -> TransportResult {
     let metrics = c.metrics;
     let (window_s, io_in_window) = (c.window_s, c.io_in_window);
     let bytes_in = metrics.io.read.load(Relaxed);
@@ -755,7 +824,7 @@ fn count_per_room(acked: &[(u64, usize)], rooms: usize) -> Vec<u64> {
 }
 
 /// This process's CPU time (user + system), so a saturated generator is visible.
-pub fn own_cpu_seconds() -> f64 {
+fn own_cpu_seconds() -> f64 {
     let p = pushpoll::stats::Process::now();
     p.cpu_user_s + p.cpu_system_s
 }
@@ -826,7 +895,7 @@ mod tests {
             client(4, &[1, 2, 3, 4]), // node 1, room 0: 4 is not its room's
                                    // client 5 (node 2, room 1) never finished: expected, not counted received.
         ];
-        let d = delivered_per_node(&p, 3, &per_room, &acked, 0, &finished);
+        let d = delivered_per_node(&p, p.feed, 3, &per_room, &acked, 0, &finished);
         assert_eq!(
             d,
             [
@@ -848,7 +917,7 @@ mod tests {
             ]
         );
         // One node: the same clients give the run's figures, which the nodes sum to.
-        let one = delivered_per_node(&p, 1, &per_room, &acked, 0, &finished);
+        let one = delivered_per_node(&p, p.feed, 1, &per_room, &acked, 0, &finished);
         let sum = |f: fn(&Delivered) -> u64| d.iter().map(f).sum::<u64>();
         assert_eq!(
             one,
@@ -868,7 +937,7 @@ mod tests {
     fn the_clock_expects_what_each_node_received_and_loses_nothing() {
         let p = plan("clock", 4, 1);
         let finished = [client(0, &[10, 11]), client(1, &[10]), client(2, &[11])];
-        let d = delivered_per_node(&p, 2, &[0], &[], 0, &finished);
+        let d = delivered_per_node(&p, p.feed, 2, &[0], &[], 0, &finished);
         assert_eq!(
             d[0],
             Delivered {

@@ -335,6 +335,16 @@ fn client_frame_with(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     frame
 }
 
+/// The upgrade request for `path` (§4.1) with a fresh key: (the key, the request's bytes).
+pub fn upgrade_request(host: &str, path: &str) -> (String, String) {
+    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+    );
+    (key, request)
+}
+
 /// The opening handshake (§4.1): sends the upgrade request for `path`, reads the response
 /// head, and checks it is a 101 that accepts this request's key. Bytes the server sent after
 /// the head (its first frames) are left in `reader`. A refusal is its status, as
@@ -345,11 +355,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     path: &str,
     reader: &mut Reader,
 ) -> anyhow::Result<()> {
-    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
-    );
+    let (key, request) = upgrade_request(host, path);
     stream.write_all(request.as_bytes()).await?;
     let head_len = loop {
         if let Some(at) = reader.pending().windows(4).position(|w| w == b"\r\n\r\n") {

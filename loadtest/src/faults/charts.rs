@@ -101,6 +101,7 @@ fn recovery_chart(summary: &Summary) -> anyhow::Result<String> {
 
 /// One panel per transport: requests per 10 ms around the storm, with and without jitter.
 fn storm_chart(jitter: &Summary, plain: &Summary) -> anyhow::Result<String> {
+    // Transports by their names in the summary.json files read, as both runs spell them.
     let timeline = |s: &Summary, t: &str| -> Vec<u64> {
         s.results
             .iter()

@@ -37,6 +37,9 @@ pub const BASELINE: &str = "nchan";
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Run {
     pub label: String,
+    /// As its summary.json spells it, as are `feed` and the names this module's functions
+    /// take: the report reads runs of any label (an older build's too) and sorts a name it
+    /// does not know last rather than refusing it.
     pub transport: String,
     pub subscribers: usize,
     /// The run's feed and publish rate (msg/s), from its summary.json.

@@ -399,24 +399,23 @@ fn readme(s: &SoakSummary) -> String {
         "![RSS, open connections and chat p99 over time](chart.svg)\n"
     );
     let _ = writeln!(out, "## Samples\n");
+    // The transports' columns from names.rs, in the server's order.
+    let names = Transport::NAMES;
+    let (columns, dots) = (names.join(" | "), names.join(" · "));
     let _ = writeln!(
         out,
-        "| t (s) | RSS | open | poll | longpoll | iframe | sse | ws | chat p99 ms (poll · longpoll · iframe · sse · ws) |"
+        "| t (s) | RSS | open | {columns} | chat p99 ms ({dots}) |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---:|---:|---:|{}---|", "---:|".repeat(names.len()));
     for x in &s.samples {
-        let open = |t: &str| x.open_by_transport.get(t).copied().unwrap_or(0);
+        let open = names.map(|t| x.open_by_transport.get(t).map_or(0, |n| *n).to_string());
         let _ = writeln!(
             out,
-            "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {:.0} | {} | {} | {} | {} |",
             x.t_s,
             mb(x.rss_bytes),
             x.open,
-            open(Transport::Poll.as_str()),
-            open(Transport::LongPoll.as_str()),
-            open(Transport::Iframe.as_str()),
-            open(Transport::Sse.as_str()),
-            open(Transport::Ws.as_str()),
+            open.join(" | "),
             p99_line(&x.p99_ms, "chat/")
         );
     }
