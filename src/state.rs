@@ -22,9 +22,9 @@ use crate::stats::Stats;
 use anyhow::Context as _;
 
 use crate::chat::{Backend, session};
-use crate::cluster::Redis;
-use crate::cluster::log::RedisLog;
-use crate::store::{SessionStore, Store, sqlite::SqliteStore};
+use crate::engine::embedded::{SessionStore, Store, sqlite::SqliteStore};
+use crate::engine::redis::Redis;
+use crate::engine::redis::log::RedisLog;
 
 /// A cheap-to-clone handle on everything the handlers share.
 #[derive(Clone)]

@@ -37,8 +37,8 @@ pub enum ChatError {
     Internal(#[source] anyhow::Error),
 }
 
-impl From<crate::cluster::RedisError> for ChatError {
-    fn from(err: crate::cluster::RedisError) -> Self {
+impl From<crate::engine::redis::RedisError> for ChatError {
+    fn from(err: crate::engine::redis::RedisError) -> Self {
         tracing::warn!(%err, "redis");
         ChatError::Unavailable { retry_after: 1 }
     }

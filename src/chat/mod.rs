@@ -17,13 +17,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::log::{Control, RedisLog, Said};
-use crate::cluster::{Pushes, Redis};
+use crate::engine::embedded::{SessionStore, Store};
+use crate::engine::redis::log::{Control, RedisLog, Said};
+use crate::engine::redis::{Pushes, Redis};
 use crate::event::{Audience, EventBody, SharedEvent};
 use crate::feed::clock::now_micros;
 use crate::feed::{Backlog, Feed, Limits, Retention};
 use crate::names::FeedName;
-use crate::store::{SessionStore, Store};
 pub use command::{Command, Message};
 pub use error::ChatError;
 pub use name::{Nick, parse_room};
@@ -80,7 +80,7 @@ pub struct Log {
 enum Engine {
     /// This process's store (SQLite): it publishes to the feed itself.
     Embedded(Arc<dyn Store>),
-    /// The cluster's Redis: every node's feed is filled from it (`crate::cluster::log`).
+    /// The cluster's Redis: every node's feed is filled from it (`crate::engine::redis::log`).
     Cluster(Arc<RedisLog>),
 }
 
@@ -352,11 +352,11 @@ impl Chat {
     }
 
     /// Runs one request's work: in a cluster under one deadline for all the Redis work it
-    /// does (`crate::cluster::within`), so it is answered within it however many requests
+    /// does (`crate::engine::redis::within`), so it is answered within it however many requests
     /// wait on Redis; on one node as it is.
     pub async fn bounded<F: Future>(&self, work: F) -> F::Output {
         match self.cluster() {
-            Some(_) => crate::cluster::within(work).await,
+            Some(_) => crate::engine::redis::within(work).await,
             None => work.await,
         }
     }

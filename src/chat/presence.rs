@@ -30,8 +30,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Log;
-use crate::cluster::Redis;
-use crate::cluster::presence::{HEARTBEAT, JoinBounds};
+use crate::engine::redis::Redis;
+use crate::engine::redis::presence::{HEARTBEAT, JoinBounds};
 use crate::feed::clock::now_micros;
 use crate::feed::{Audience, EventBody, Feed};
 
@@ -301,7 +301,7 @@ async fn write_cluster(
     redis: &Redis,
     feed: &Feed,
     change: &Change,
-) -> Result<(), crate::cluster::RedisError> {
+) -> Result<(), crate::engine::redis::RedisError> {
     let floor = feed.latest_id().unwrap_or(0);
     if change.joined {
         let bounds = JoinBounds {

@@ -6,7 +6,7 @@
 //!   ([`SessionStore`]) when there is one, with the signing key: after a restart a cookie is
 //!   still valid, its nick still held and its idle clock where it was (last activity is
 //!   written at most once a second per session, so up to a second of it can be lost).
-//! - **Cluster** (`--redis`): in Redis (`crate::cluster::sessions`), so a cookie from one
+//! - **Cluster** (`--redis`): in Redis (`crate::engine::redis::sessions`), so a cookie from one
 //!   node is valid on every node, a nick is held once over all of them, and the rate limit
 //!   counts a session's messages wherever they were sent. Each node keeps only the
 //!   [`Session`] handles (with their `ended` tokens) of the sessions its clients used; an
@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::ChatError;
 use super::name::{Nick, look_alike_keys};
-use crate::cluster::Redis;
-use crate::cluster::sessions::{Created, Half, Renamed, Spent};
-pub use crate::store::{SessionStore, StoredSession};
+pub use crate::engine::embedded::{SessionStore, StoredSession};
+use crate::engine::redis::Redis;
+use crate::engine::redis::sessions::{Created, Half, Renamed, Spent};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "pushpoll_session";
@@ -223,7 +223,7 @@ pub fn random_key() -> Vec<u8> {
 /// (this function always made it `0600`), so someone else made or loosened it, and a key
 /// others may have read signs cookies they can forge.
 pub fn secret_from_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    use crate::store::private;
+    use crate::engine::embedded::private;
     use anyhow::Context as _;
     use std::io::Write as _;
     if let Some(mode) =
@@ -697,7 +697,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::SqliteStore;
+    use crate::engine::embedded::sqlite::SqliteStore;
 
     /// One `Cookie` header holding `cookie`.
     fn headers(cookie: &str) -> [&str; 1] {

@@ -6,9 +6,6 @@
 //! The seam is the feed's [`Backlog`] trait and the chat's [`Store`] on top of it, kept narrow so another engine (Redis, for many nodes)
 //! can stand behind it. [`sqlite::SqliteStore`] is the default.
 
-pub mod private;
-pub mod sqlite;
-
 use crate::event::{Audience, EventBody, SharedEvent};
 pub use crate::feed::backlog::{Backlog, PageLimit, StoreError};
 
