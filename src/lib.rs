@@ -65,6 +65,7 @@ pub mod http;
 pub mod names;
 pub mod net;
 pub mod operator;
+pub mod private;
 pub(crate) mod results;
 pub mod spawn;
 pub(crate) mod state;

@@ -5,3 +5,6 @@
 
 pub mod embedded;
 pub mod redis;
+
+#[cfg(test)]
+mod tests;

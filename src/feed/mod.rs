@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio_util::sync::CancellationToken;
 
-pub use backlog::{Backlog, PageLimit};
+pub use backlog::{Backlog, BacklogError, PageLimit};
 // The events a feed carries are defined in the leaf `event` module; re-exported here because
 // the load tester and the tests name them as `pushpoll::feed::WireEvent` and friends.
 pub use crate::event::{Audience, Event, EventBody, SharedEvent, WireEvent};
@@ -886,7 +886,9 @@ pub(crate) mod tests {
         }
         fn check(&self) -> Result<(), crate::engine::embedded::StoreError> {
             if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-                Err(crate::engine::embedded::StoreError("disk on fire".into()))
+                Err(crate::engine::embedded::StoreError::Refused(
+                    "disk on fire".into(),
+                ))
             } else {
                 Ok(())
             }
@@ -920,7 +922,7 @@ pub(crate) mod tests {
             after: u64,
             before: u64,
             limit: PageLimit,
-        ) -> Result<Vec<SharedEvent>, crate::engine::embedded::StoreError> {
+        ) -> Result<Vec<SharedEvent>, BacklogError> {
             self.check()?;
             let page = self.inner.range(after, before, limit)?;
             self.rows_read
@@ -932,7 +934,7 @@ pub(crate) mod tests {
             rooms: &[String],
             upto: u64,
             limit: usize,
-        ) -> Result<Vec<SharedEvent>, crate::engine::embedded::StoreError> {
+        ) -> Result<Vec<SharedEvent>, BacklogError> {
             self.check()?;
             self.inner.recent(rooms, upto, limit)
         }
