@@ -1,7 +1,8 @@
-//! The cluster engine: Redis as the chat's engine when pushpoll runs as many nodes (`--redis URL`): one log with
-//! global ids ([`log`]), sessions every node accepts ([`sessions`]), and presence summed over
-//! the nodes ([`presence`]). Each change is one Lua script ([`scripts`]), so it is atomic
-//! however many nodes write at once.
+//! The Redis engine: the chat's engine when pushpoll runs as many nodes (`--redis URL`), beside
+//! the embedded one (`super::embedded`). One log with global ids ([`log`]), sessions every
+//! node accepts ([`sessions`]), and presence summed over the nodes ([`presence`]). Each change
+//! is one Lua script ([`scripts`]), so it is atomic however many nodes write at once.
+//! [`RedisEngine`] puts their answers in the chat's terms (`chat::Engine`).
 //!
 //! Two connections per node, both redis-rs `ConnectionManager`s (they reconnect by
 //! themselves): one for commands, one RESP3 connection subscribed to the `events` and
