@@ -36,13 +36,14 @@ impl Embedded {
         }
     }
 
-    /// Runs `read` on the store on the blocking pool (SQLite blocks).
+    /// Runs `work` on the store on the blocking pool (SQLite blocks); a failure is the
+    /// chat's `Internal`, with the store's error as its cause.
     async fn blocking<T: Send + 'static>(
         &self,
-        read: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ChatError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || read(store.as_ref()))
+        tokio::task::spawn_blocking(move || work(store.as_ref()))
             .await
             .map_err(|e| ChatError::Internal(e.into()))?
             .map_err(|e| ChatError::Internal(e.into()))
