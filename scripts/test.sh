@@ -52,7 +52,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> build (the load tester's tests run the pushpoll binary)"
 cargo build --workspace --locked
 
-echo "==> architecture (the layers of docs/ARCHITECTURE.md: no cycle, core free of HTTP crates, handlers apart; transport names in src/names.rs only)"
+echo "==> architecture (the layers of docs/ARCHITECTURE.md: no cycle, core free of HTTP crates, engines side by side and unnamed by the chat, handlers apart; transport names in src/names.rs only)"
 cargo test --locked -p pushpoll --test architecture
 
 echo "==> figures are data (every figure marker is its committed result; no measurement typed outside one)"

@@ -1,8 +1,8 @@
 //! The architecture, checked: the layers of docs/ARCHITECTURE.md only point down, so the
 //! modules of each crate (the server, `src/`, and the load tester, `loadtest/src/`) import
 //! each other without a cycle; the server's leaves import only leaves, its core imports no
-//! edge module and names no HTTP crate, its handlers import none of each other, and nothing
-//! imports its router; docs/ARCHITECTURE.md's table and graph are the ones computed here;
+//! edge module and names no HTTP crate, its engines import none of each other and its chat
+//! names no engine, its handlers import none of each other, and nothing imports its router; docs/ARCHITECTURE.md's table and graph are the ones computed here;
 //! and the transports' names are spelled in one place, `src/names.rs`. A plain test over
 //! the source text, with no dependencies: it reads every `.rs` file, drops comments and
 //! `#[cfg(test)]` items, and follows `crate::…` and `super::…` paths.
@@ -135,6 +135,35 @@ fn the_core_imports_only_the_core_and_the_leaves() {
         !CORE.contains(&to) && !LEAVES.contains(&to)
     });
     assert_none("the core imports the edge", breaches);
+}
+
+/// The engines (`src/engine/`, one node each) stand side by side: neither imports the other.
+const ENGINES: &[&str] = &["engine::embedded", "engine::redis"];
+
+#[test]
+fn the_engines_import_none_of_each_other() {
+    let breaches = imports_where(Some(ENGINES), |to| ENGINES.contains(&to));
+    assert_none("an engine imports another engine", breaches);
+}
+
+/// The chat holds its rules only: it reaches an engine through `chat::Engine`, so no file of
+/// `src/chat/`, its tests included, names an engine's module or the store it keeps the chat
+/// in (the words `redis` and `sqlite`, any case, comments included).
+#[test]
+fn the_chat_and_its_tests_name_no_engine() {
+    let mut breaches = Vec::new();
+    for file in rust_files(&root().join("src/chat")) {
+        let text = std::fs::read_to_string(&file).unwrap().to_lowercase();
+        for word in ["crate::engine::", "engine::embedded", "redis", "sqlite"] {
+            if text.contains(word) {
+                breaches.push(format!("{} names {word}", relative(&file)));
+            }
+        }
+    }
+    assert_none(
+        "the chat names an engine (go through chat::Engine)",
+        breaches,
+    );
 }
 
 #[test]
