@@ -107,19 +107,20 @@ async fn sign_in(
     headers: &HeaderMap,
     nick: &str,
 ) -> Result<(Session, String), ApiError> {
-    // One node: the address's bucket here. A cluster: one bucket per address over every
-    // node, in Redis (a client spreading its logins over the nodes gets the same budget).
-    let refused = match app.chat().cluster() {
+    // One node: the address's bucket here. Many: one bucket per address over every node, in
+    // the engine they share (a client spreading its logins over the nodes gets the same budget).
+    let name = format!("login:{}", app.addresses().key(client.ip()));
+    let shared = app
+        .chat()
+        .shared_token(
+            &name,
+            app.config().login_rate,
+            std::time::Duration::from_secs(60),
+        )
+        .await;
+    let refused = match shared {
         None => app.addresses().spend(client.ip(), Budget::Login).err(),
-        Some(redis) => redis
-            .take_token(
-                &format!("login:{}", app.addresses().key(client.ip())),
-                app.config().login_rate,
-                std::time::Duration::from_secs(60),
-            )
-            .await
-            .map_err(crate::chat::ChatError::from)?
-            .map(|wait| wait.as_secs_f64().ceil().max(1.0) as u64),
+        Some(taken) => taken?.map(|wait| wait.as_secs_f64().ceil().max(1.0) as u64),
     };
     if let Some(retry_after) = refused {
         return Err(ApiError::RateLimited {

@@ -25,14 +25,14 @@ pub struct Config {
 
     /// Chat events the SQLite database keeps: the newest this-many; older ones are pruned
     /// (a cursor older than what is kept gets a `gap` event). Sessions are never pruned.
-    #[arg(long, env = "PUSHPOLL_RETAIN_EVENTS", default_value_t = crate::store::sqlite::RETAIN_EVENTS,
+    #[arg(long, env = "PUSHPOLL_RETAIN_EVENTS", default_value_t = crate::engine::embedded::sqlite::RETAIN_EVENTS,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     pub retain_events: u64,
 
     /// Bytes the SQLite database may hold (its pages in use: events, their index,
     /// sessions); past it the oldest events are pruned, the newest always kept. The `-wal`
     /// file adds up to about 4 MiB.
-    #[arg(long, env = "PUSHPOLL_RETAIN_BYTES", default_value_t = crate::store::sqlite::RETAIN_BYTES,
+    #[arg(long, env = "PUSHPOLL_RETAIN_BYTES", default_value_t = crate::engine::embedded::sqlite::RETAIN_BYTES,
           value_parser = clap::value_parser!(u64).range(1024 * 1024..=1 << 50))]
     pub retain_bytes: u64,
 
@@ -246,7 +246,7 @@ pub struct Config {
 
     /// Announcements a node holds for its ingest before it drops them and reads the log
     /// instead. (Tests: a small queue makes a burst overflow it.)
-    #[arg(long, env = "PUSHPOLL_REDIS_PUSH_QUEUE", default_value_t = crate::cluster::PUSH_QUEUE as u64, hide = true,
+    #[arg(long, env = "PUSHPOLL_REDIS_PUSH_QUEUE", default_value_t = crate::engine::redis::PUSH_QUEUE as u64, hide = true,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub redis_push_queue: u64,
 
@@ -340,8 +340,8 @@ impl Config {
     }
 
     /// What the SQLite store keeps (`--retain-events`, `--retain-bytes`).
-    pub fn retain(&self) -> crate::store::sqlite::Retain {
-        crate::store::sqlite::Retain {
+    pub fn retain(&self) -> crate::engine::embedded::sqlite::Retain {
+        crate::engine::embedded::sqlite::Retain {
             events: self.retain_events,
             bytes: self.retain_bytes,
         }

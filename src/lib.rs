@@ -14,15 +14,18 @@
 //!   iframe framings' delimiters and their decoders (used by the load tester and the tests);
 //!   [`figures`], the committed results embedded at build time and the figure markers that
 //!   quote them (docs/FIGURES.md); [`spawn`], which starts this binary as a child process and
-//!   reads the URL it prints (for the load tester and the tests).
+//!   reads the URL it prints (for the load tester and the tests); [`private`], files only
+//!   their owner may read (the database, the secret file).
 //! - **Core**, which knows nothing of HTTP: [`feed`], the one idea: a feed is an
 //!   append-only log of events with increasing ids; [`feed::Feed`] keeps the recent ones and
 //!   fans new ones out, and reads older ones through the [`feed::Backlog`] trait;
 //!   [`feed::clock`] publishes the ticks, [`feed::draw`] is the shared canvas (strokes, in
 //!   memory only). [`chat`]: rooms, whispers, sessions and presence over one durable log,
-//!   with its own error type and one command type for what clients send. [`store`]: the
-//!   chat history (SQLite), implementing the feed's `Backlog`. [`cluster`]: the Redis engine
-//!   of `--redis` (one log, sessions and presence over many nodes; docs/SCALE.md).
+//!   with its own error type and one command type for what clients send; the chat's rules
+//!   only, over one trait, [`chat::Engine`]. [`engine`]: the engines side by side,
+//!   [`engine::embedded`] (one process: the log in SQLite, implementing the feed's `Backlog`,
+//!   sessions in memory) and [`engine::redis`], the engine of `--redis` (one log, sessions and
+//!   presence over many nodes; docs/SCALE.md).
 //! - **Edge helpers**: [`net`], the connections and addresses: `net::listener`, the accept
 //!   loop (hyper's HTTP/1.1 builder with a timer for the header deadline, the connection caps
 //!   in total and per client address, the write-stall deadline; over HTTPS also the TLS
@@ -52,10 +55,10 @@ pub(crate) mod api;
 pub(crate) mod app;
 pub(crate) mod assets;
 pub mod chat;
-pub mod cluster;
 pub mod config;
 pub mod diag;
 pub(crate) mod draw;
+pub mod engine;
 pub mod error;
 pub mod event;
 pub mod facts;
@@ -65,11 +68,11 @@ pub mod http;
 pub mod names;
 pub mod net;
 pub mod operator;
+pub mod private;
 pub(crate) mod results;
 pub mod spawn;
 pub(crate) mod state;
 pub mod stats;
-pub mod store;
 pub mod transport;
 pub mod wire;
 

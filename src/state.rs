@@ -21,10 +21,10 @@ use crate::operator::Gate;
 use crate::stats::Stats;
 use anyhow::Context as _;
 
-use crate::chat::{Backend, session};
-use crate::cluster::Redis;
-use crate::cluster::log::RedisLog;
-use crate::store::{SessionStore, Store, sqlite::SqliteStore};
+use crate::chat::{Engine, session};
+use crate::engine::embedded::{Embedded, SessionStore, sqlite::SqliteStore};
+use crate::engine::redis::log::RedisLog;
+use crate::engine::redis::{Redis, RedisEngine};
 
 /// A cheap-to-clone handle on everything the handlers share.
 #[derive(Clone)]
@@ -53,14 +53,15 @@ struct Inner {
 }
 
 impl AppState {
-    /// Opens the chat store (SQLite, or the cluster's Redis with `--redis`), builds the state
+    /// Opens the chat's engine (SQLite, or the cluster's Redis with `--redis`), builds the state
     /// and starts the feeds' background tasks on `tracker`.
     pub async fn start(
         config: Config,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> anyhow::Result<AppState> {
-        let backend = match &config.redis {
+        // The engine is chosen here, once; the chat never asks which one it has.
+        let (engine, key): (Arc<dyn Engine>, Vec<u8>) = match &config.redis {
             Some(url) => {
                 let (redis, pushes) = Redis::connect(
                     url,
@@ -75,7 +76,7 @@ impl AppState {
                     None => redis.signing_key().await?,
                 };
                 let log = RedisLog::open(redis).await?;
-                Backend::Cluster { log, pushes, key }
+                (Arc::new(RedisEngine::new(log, pushes)), key)
             }
             None => {
                 let store = Arc::new(SqliteStore::open_retaining(&config.db, config.retain())?);
@@ -83,15 +84,10 @@ impl AppState {
                     Some(path) => session::secret_from_file(path)?,
                     None => store
                         .signing_key(&session::random_key())
-                        .map_err(|e| anyhow::anyhow!("cannot read the signing key: {e}"))?,
+                        .context("cannot read the signing key")?,
                 };
                 let sessions: Arc<dyn SessionStore> = store.clone();
-                let store: Arc<dyn Store> = store;
-                Backend::Embedded {
-                    store,
-                    sessions: Some(sessions),
-                    key,
-                }
+                (Arc::new(Embedded::new(store, Some(sessions))), key)
             }
         };
         let clock = feed::clock::feed();
@@ -100,18 +96,17 @@ impl AppState {
             config.tick(),
             shutdown.clone(),
         ));
-        let chat = Chat::start(
-            backend,
-            config.feed_limits(),
-            config.history as usize,
-            crate::chat::Budget {
+        let settings = crate::chat::Settings {
+            limits: config.feed_limits(),
+            history: config.history as usize,
+            budget: crate::chat::Budget {
                 events: config.rate_limit as usize,
                 bytes: config.rate_limit_bytes as usize,
             },
-            config.idle_timeout,
-            shutdown.clone(),
-            &tracker,
-        );
+            idle_timeout: config.idle_timeout,
+            key,
+        };
+        let chat = Chat::start(engine, settings, shutdown.clone(), &tracker);
         let draw = Draw::new(config.draw_rate_total);
         Ok(AppState {
             inner: Arc::new(Inner {

@@ -1,8 +1,8 @@
 //! The architecture, checked: the layers of docs/ARCHITECTURE.md only point down, so the
 //! modules of each crate (the server, `src/`, and the load tester, `loadtest/src/`) import
 //! each other without a cycle; the server's leaves import only leaves, its core imports no
-//! edge module and names no HTTP crate, its handlers import none of each other, and nothing
-//! imports its router; docs/ARCHITECTURE.md's table and graph are the ones computed here;
+//! edge module and names no HTTP crate, its engines import none of each other and its chat
+//! names no engine, its handlers import none of each other, and nothing imports its router; docs/ARCHITECTURE.md's table and graph are the ones computed here;
 //! and the transports' names are spelled in one place, `src/names.rs`. A plain test over
 //! the source text, with no dependencies: it reads every `.rs` file, drops comments and
 //! `#[cfg(test)]` items, and follows `crate::…` and `super::…` paths.
@@ -35,10 +35,10 @@ fn the_load_testers_top_level_modules_import_each_other_without_a_cycle() {
 /// (a top-level module, or a module of `net/`) is in exactly one.
 ///
 /// Leaves: what everything may use; they import only other leaves.
-const LEAVES: &[&str] = &["names", "wire", "event", "figures", "spawn"];
+const LEAVES: &[&str] = &["names", "wire", "event", "figures", "spawn", "private"];
 /// The core: the feeds, the chat and its engines. It imports only the core and the leaves,
 /// and no HTTP framework ([`HTTP_CRATES`]).
-const CORE: &[&str] = &["feed", "chat", "store", "cluster"];
+const CORE: &[&str] = &["feed", "chat", "engine::embedded", "engine::redis"];
 /// The edge's helpers: what the handlers share, below them (connections, addresses, the
 /// shared state, the extractors, the HTTP errors, the flags, the counters).
 const EDGE: &[&str] = &[
@@ -135,6 +135,35 @@ fn the_core_imports_only_the_core_and_the_leaves() {
         !CORE.contains(&to) && !LEAVES.contains(&to)
     });
     assert_none("the core imports the edge", breaches);
+}
+
+/// The engines (`src/engine/`, one node each) stand side by side: neither imports the other.
+const ENGINES: &[&str] = &["engine::embedded", "engine::redis"];
+
+#[test]
+fn the_engines_import_none_of_each_other() {
+    let breaches = imports_where(Some(ENGINES), |to| ENGINES.contains(&to));
+    assert_none("an engine imports another engine", breaches);
+}
+
+/// The chat holds its rules only: it reaches an engine through `chat::Engine`, so no file of
+/// `src/chat/`, its tests included, names an engine's module or the store it keeps the chat
+/// in (the words `redis` and `sqlite`, any case, comments included).
+#[test]
+fn the_chat_and_its_tests_name_no_engine() {
+    let mut breaches = Vec::new();
+    for file in rust_files(&root().join("src/chat")) {
+        let text = std::fs::read_to_string(&file).unwrap().to_lowercase();
+        for word in ["crate::engine::", "engine::embedded", "redis", "sqlite"] {
+            if text.contains(word) {
+                breaches.push(format!("{} names {word}", relative(&file)));
+            }
+        }
+    }
+    assert_none(
+        "the chat names an engine (go through chat::Engine)",
+        breaches,
+    );
 }
 
 #[test]
@@ -440,7 +469,7 @@ fn module_path(src: &Path, file: &Path) -> Vec<String> {
 
 /// The folders of `src/` that group modules by topic rather than make one: each module inside
 /// is a node of the graph of its own (`net::listener`), placed in a layer of its own.
-const SERVER_GROUPS: &[&str] = &["net"];
+const SERVER_GROUPS: &[&str] = &["net", "engine"];
 
 /// The node a file belongs to: its top-level module, or `group::module` inside a group
 /// folder; `None` for the crate root and a group's own `mod.rs`, which only declare modules.

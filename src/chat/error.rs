@@ -28,18 +28,12 @@ pub enum ChatError {
     /// A command whose fields do not fit together (`room` and `to` both given).
     #[error("{0}")]
     BadCommand(String),
-    /// The cluster's Redis is unreachable or too slow (`503` with `Retry-After`). Refused at
-    /// once, nothing was stored; timed out, the command may still run when Redis resumes.
-    #[error("the chat's store (Redis) is unavailable; retry in {retry_after} s")]
+    /// The engine is unreachable or too slow (`503` with `Retry-After`). Refused at once,
+    /// nothing was stored; timed out, the command may still run when the engine resumes.
+    #[error("the chat's engine is unavailable; retry in {retry_after} s")]
     Unavailable { retry_after: u64 },
-    /// The store failed or its task panicked: logged at the edge, never shown.
+    /// The engine failed or its task panicked: logged at the edge (with its cause), never
+    /// shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
-}
-
-impl From<crate::cluster::RedisError> for ChatError {
-    fn from(err: crate::cluster::RedisError) -> Self {
-        tracing::warn!(%err, "redis");
-        ChatError::Unavailable { retry_after: 1 }
-    }
 }

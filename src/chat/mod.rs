@@ -6,6 +6,7 @@
 //! who is online where is [`presence`].
 
 pub mod command;
+pub mod engine;
 pub mod error;
 pub mod name;
 pub mod presence;
@@ -17,14 +18,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::log::{Control, RedisLog, Said};
-use crate::cluster::{Pushes, Redis};
 use crate::event::{Audience, EventBody, SharedEvent};
 use crate::feed::clock::now_micros;
-use crate::feed::{Backlog, Feed, Limits, Retention};
+use crate::feed::{Feed, Limits, Retention};
 use crate::names::FeedName;
-use crate::store::{SessionStore, Store};
 pub use command::{Command, Message};
+use engine::{Ended, Running, Said};
+pub use engine::{Engine, SessionRules};
 pub use error::ChatError;
 pub use name::{Nick, parse_room};
 pub use presence::Presence;
@@ -68,20 +68,11 @@ pub fn stored_bytes(body: &EventBody) -> usize {
     count.0
 }
 
-/// The chat's durable, ordered log: the store and the live feed, written together.
+/// The chat's durable, ordered log: the engine's log and the live feed it fills.
 #[derive(Clone)]
 pub struct Log {
     feed: Feed,
-    engine: Engine,
-}
-
-/// Where the log is kept.
-#[derive(Clone)]
-enum Engine {
-    /// This process's store (SQLite): it publishes to the feed itself.
-    Embedded(Arc<dyn Store>),
-    /// The cluster's Redis: every node's feed is filled from it (`crate::cluster::log`).
-    Cluster(Arc<RedisLog>),
+    engine: Arc<dyn Engine>,
 }
 
 impl Log {
@@ -92,44 +83,17 @@ impl Log {
         body: EventBody,
         audience: Audience,
     ) -> Result<SharedEvent, ChatError> {
-        let store = match &self.engine {
-            Engine::Cluster(log) => {
-                return Ok(log.append(&self.feed, now_micros(), body, audience).await?);
-            }
-            Engine::Embedded(store) => store.clone(),
-        };
-        let feed = self.feed.clone();
-        tokio::task::spawn_blocking(move || {
-            store.append(now_micros(), body, audience, &mut |event| {
-                if let Err(err) = feed.publish(event.clone()) {
-                    tracing::error!(%err, "chat event out of order");
-                }
-            })
-        })
-        .await
-        .map_err(|e| ChatError::Internal(e.into()))?
-        .map_err(|e| ChatError::Internal(e.into()))
-    }
-
-    /// The cluster's log, when the log is in Redis.
-    fn cluster_log(&self) -> Option<&Arc<RedisLog>> {
-        match &self.engine {
-            Engine::Cluster(log) => Some(log),
-            Engine::Embedded(_) => None,
-        }
-    }
-
-    /// The cluster's Redis, when the log is there.
-    pub fn cluster(&self) -> Option<&Redis> {
-        match &self.engine {
-            Engine::Cluster(log) => Some(log.redis()),
-            Engine::Embedded(_) => None,
-        }
+        self.engine.append(&self.feed, body, audience).await
     }
 
     /// The live feed the log fills.
     pub fn live(&self) -> &Feed {
         &self.feed
+    }
+
+    /// Records one transition of this node's presence (see [`presence`]).
+    pub async fn record(&self, change: &presence::Change) -> Result<(), ChatError> {
+        self.engine.record_presence(&self.feed, change).await
     }
 
     async fn history(
@@ -138,32 +102,22 @@ impl Log {
         before: u64,
         limit: usize,
     ) -> Result<Vec<SharedEvent>, ChatError> {
-        let store = match &self.engine {
-            Engine::Cluster(log) => return Ok(log.history(&room, before, limit).await?),
-            Engine::Embedded(store) => store.clone(),
-        };
-        tokio::task::spawn_blocking(move || store.history(&room, before, limit))
-            .await
-            .map_err(|e| ChatError::Internal(e.into()))?
-            .map_err(|e| ChatError::Internal(e.into()))
+        self.engine.history(room, before, limit).await
     }
 }
 
-/// What the chat is kept in: chosen at start (`--redis` or not).
-pub enum Backend {
-    /// This process alone: the log in `store`, sessions in memory and written to `sessions`
-    /// (when given), signed with `key`.
-    Embedded {
-        store: Arc<dyn Store>,
-        sessions: Option<Arc<dyn SessionStore>>,
-        key: Vec<u8>,
-    },
-    /// One node of a cluster: everything in Redis; `pushes` is the subscribed connection.
-    Cluster {
-        log: Arc<RedisLog>,
-        pushes: Pushes,
-        key: Vec<u8>,
-    },
+/// How the chat is run: chosen at start from the flags.
+pub struct Settings {
+    /// The feed's memory window, live ring and replay paging (`--chat-window`…).
+    pub limits: Limits,
+    /// `history=` when a subscription does not say.
+    pub history: usize,
+    /// What one session may store per window (`--rate-limit`, `--rate-limit-bytes`).
+    pub budget: Budget,
+    /// A session without activity for this long is ended (`--idle-timeout`).
+    pub idle_timeout: Duration,
+    /// The key that signs the session cookies.
+    pub key: Vec<u8>,
 }
 
 /// A cheap-to-clone handle on the chat.
@@ -180,97 +134,76 @@ struct Inner {
 }
 
 impl Chat {
-    /// Starts the chat over `backend`: its presence task and its idle-session sweeper (and
-    /// in a cluster the task that fills the feed from Redis).
-    /// `limits`: the feed's memory window, live ring and replay paging (`--chat-window`…).
+    /// Starts the chat over `engine`: its presence task, its idle-session sweeper, the task
+    /// that ends here what ended on other nodes, and the engine's own work.
     pub fn start(
-        backend: Backend,
-        limits: Limits,
-        history: usize,
-        budget: Budget,
-        idle_timeout: Duration,
+        engine: Arc<dyn Engine>,
+        settings: Settings,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Chat {
-        let (log, sessions, cluster) = match backend {
-            Backend::Embedded {
-                store,
-                sessions,
-                key,
-            } => {
-                let backlog: Arc<dyn Backlog> = store.clone();
-                let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(backlog));
-                let log = Log {
-                    feed,
-                    engine: Engine::Embedded(store),
-                };
-                let sessions = Sessions::embedded(budget, idle_timeout, key, sessions);
-                (log, sessions, None)
-            }
-            Backend::Cluster { log, pushes, key } => {
-                let backlog: Arc<dyn Backlog> = log.clone();
-                let feed = Feed::new(FeedName::Chat, Retention::All, limits, Some(backlog));
-                let sessions = Sessions::cluster(budget, idle_timeout, key, log.redis().clone());
-                let chat_log = Log {
-                    feed,
-                    engine: Engine::Cluster(log.clone()),
-                };
-                (chat_log, sessions, Some((log, pushes)))
-            }
+        let feed = Feed::new(
+            FeedName::Chat,
+            Retention::All,
+            settings.limits,
+            Some(engine.backlog()),
+        );
+        let log = Log {
+            feed: feed.clone(),
+            engine: engine.clone(),
         };
+        let rules = SessionRules {
+            budget: settings.budget,
+            idle: settings.idle_timeout,
+        };
+        let sessions = Sessions::new(engine.clone(), rules, settings.key);
         let presence = Presence::start(log.clone(), shutdown.clone(), tracker);
+        // Sessions ended on other nodes wait here for the chat; bounded (an engine drops what
+        // does not fit, and the idle sweep finds those ends later).
+        let (ended_tx, ended_rx) = tokio::sync::mpsc::channel(1024);
+        engine.start(Running {
+            feed,
+            presence: presence.clone(),
+            rules: sessions.rules(),
+            ended: ended_tx,
+            shutdown: shutdown.clone(),
+            tracker,
+        });
         let chat = Chat {
             inner: Arc::new(Inner {
                 log,
                 sessions,
                 presence,
-                history,
+                history: settings.history,
             }),
         };
-        if let Some((log, pushes)) = cluster {
-            // Control messages wait here for the chat; bounded (see `RedisLog::run`).
-            let (control_tx, control_rx) = tokio::sync::mpsc::channel(1024);
-            tracker.spawn(log.run(chat.feed().clone(), pushes, control_tx, shutdown.clone()));
-            tracker.spawn(chat.clone().obey(control_rx, shutdown.clone()));
-        }
-        tracker.spawn(chat.clone().sweep_idle(idle_timeout, shutdown));
+        tracker.spawn(chat.clone().obey(ended_rx, shutdown.clone()));
+        tracker.spawn(chat.clone().sweep_idle(settings.idle_timeout, shutdown));
         chat
     }
 
-    /// Cluster: carries out what other nodes announce (a session ended there).
+    /// Ends here the sessions the engine says ended on other nodes.
     async fn obey(
         self,
-        mut control: tokio::sync::mpsc::Receiver<Control>,
+        mut ended: tokio::sync::mpsc::Receiver<Ended>,
         shutdown: CancellationToken,
     ) {
         loop {
             let message = tokio::select! {
                 () = shutdown.cancelled() => return,
-                message = control.recv() => message,
+                message = ended.recv() => message,
             };
-            match message {
-                None => return,
-                Some(Control::SessionEnded { id, reason }) => {
-                    if self
-                        .inner
-                        .sessions
-                        .end_here(id, EndReason::parse(&reason))
-                        .is_some()
-                    {
-                        self.inner.presence.ended(id);
-                    }
-                }
+            let Some(Ended { id, reason }) = message else {
+                return;
+            };
+            if self.inner.sessions.end_here(id, reason).is_some() {
+                self.inner.presence.ended(id);
             }
         }
     }
 
     pub fn feed(&self) -> &Feed {
         &self.inner.log.feed
-    }
-
-    /// The cluster's Redis, when this node is one of many.
-    pub fn cluster(&self) -> Option<&Redis> {
-        self.inner.log.cluster()
     }
 
     pub fn sessions(&self) -> &Sessions {
@@ -281,29 +214,42 @@ impl Chat {
         &self.inner.presence
     }
 
-    /// Rooms with people online and their counts (`lobby` always listed): over every node
-    /// in a cluster.
+    /// Rooms with people online and their counts (`lobby` always listed), over every node.
     pub async fn online_rooms(&self) -> Result<Vec<(String, usize)>, ChatError> {
-        match self.cluster() {
-            Some(redis) => {
-                let mut counts = std::collections::BTreeMap::from([("lobby".to_string(), 0)]);
-                counts.extend(redis.presence_rooms().await?);
-                Ok(counts.into_iter().collect())
-            }
-            None => Ok(self.inner.presence.rooms()),
-        }
+        let online = self
+            .inner
+            .log
+            .engine
+            .online_rooms(&self.inner.presence)
+            .await?;
+        let mut counts = std::collections::BTreeMap::from([("lobby".to_string(), 0)]);
+        counts.extend(online);
+        Ok(counts.into_iter().collect())
     }
 
-    /// Nicks online in `room`, sorted: over every node in a cluster.
+    /// Nicks online in `room`, sorted, over every node.
     pub async fn online_users(&self, room: &str) -> Result<Vec<String>, ChatError> {
-        match self.cluster() {
-            Some(redis) => {
-                let mut nicks = redis.presence_users(room).await?;
-                nicks.sort_by_key(|n| n.to_lowercase());
-                Ok(nicks)
-            }
-            None => Ok(self.inner.presence.users(room)),
-        }
+        let mut nicks = self
+            .inner
+            .log
+            .engine
+            .online_users(room, &self.inner.presence)
+            .await?;
+        nicks.sort_by_key(|n| n.to_lowercase());
+        Ok(nicks)
+    }
+
+    /// Takes a token from the bucket `name` (`burst` per `window`) that every node shares:
+    /// `Some(Ok(Some(wait)))` when it is empty; `None` when this node serves alone (its own
+    /// budgets are the shared ones).
+    pub async fn shared_token(
+        &self,
+        name: &str,
+        burst: u32,
+        window: Duration,
+    ) -> Option<Result<Option<Duration>, ChatError>> {
+        let take = self.inner.log.engine.shared_token(name, burst, window)?;
+        Some(take.await)
     }
 
     /// `history=` when a subscription does not say.
@@ -351,14 +297,11 @@ impl Chat {
             .ok_or(ChatError::SignedOut)
     }
 
-    /// Runs one request's work: in a cluster under one deadline for all the Redis work it
-    /// does (`crate::cluster::within`), so it is answered within it however many requests
-    /// wait on Redis; on one node as it is.
+    /// Runs one request's work under one deadline for all the engine work it does
+    /// ([`engine::within`], the engine's [`Engine::request_deadline`]), so it is answered
+    /// within it however many requests wait on the engine.
     pub async fn bounded<F: Future>(&self, work: F) -> F::Output {
-        match self.cluster() {
-            Some(_) => crate::cluster::within(work).await,
-            None => work.await,
-        }
+        engine::within(self.inner.log.engine.request_deadline(), work).await
     }
 
     /// Renames the session and tells everyone; returns the new nick. A rename is stored and
@@ -442,34 +385,11 @@ impl Chat {
         .await
     }
 
-    /// A message to a room, stored before this returns.
+    /// A message to a room, stored before this returns. The engine checks the session, its
+    /// budget and stores the message in one step where it can; it checks the nick this node
+    /// knows the session by, and after a rename on another node it says the new one, and the
+    /// message is built again.
     async fn say(&self, id: u64, room: &str, text: &str) -> Result<SharedEvent, ChatError> {
-        if let Some(log) = self.inner.log.cluster_log() {
-            return self.say_in_cluster(log, id, room, text).await;
-        }
-        let session = self.session(id).await?;
-        let room = parse_room(room)?;
-        Self::check_text(text)?;
-        let body = EventBody::Message {
-            room: room.to_string(),
-            from: session.nick,
-            text: text.to_string(),
-        };
-        self.inner.sessions.spend(id, stored_bytes(&body)).await?;
-        self.inner.log.append(body, Audience::Room(room)).await
-    }
-
-    /// A room message in a cluster: the session check, the budget and the append are one
-    /// Redis script (one round trip, one write). The script checks the nick this node knows
-    /// the session by; after a rename on another node it says the new one, and the message
-    /// is built again.
-    async fn say_in_cluster(
-        &self,
-        log: &Arc<RedisLog>,
-        id: u64,
-        room: &str,
-        text: &str,
-    ) -> Result<SharedEvent, ChatError> {
         let sessions = &self.inner.sessions;
         let mut nick = match sessions.known_nick(id) {
             Some(nick) => nick,
@@ -477,27 +397,16 @@ impl Chat {
         };
         let room = parse_room(room)?;
         Self::check_text(text)?;
-        let (budget, idle) = sessions.limits();
+        let log = &self.inner.log;
         // A rename between two tries is a race with the user's own other tab; three tries
-        // and it is reported as the store being busy rather than looping.
+        // and it is reported as the engine being busy rather than looping.
         for _ in 0..3 {
             let said = log
-                .say(
-                    self.feed(),
-                    id,
-                    &nick,
-                    room.clone(),
-                    text,
-                    (budget.events, budget.bytes),
-                    session::RATE_WINDOW,
-                    idle,
-                )
+                .engine
+                .say(&log.feed, id, &nick, room.clone(), text, sessions.rules())
                 .await?;
             match said {
                 Said::Stored(event) => return Ok(event),
-                Said::Wait(wait, half) => {
-                    return Err(session::rate_limited(session::half_name(half), wait));
-                }
                 Said::Renamed(now) => {
                     sessions.remember(id, &now);
                     nick = now;

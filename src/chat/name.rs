@@ -38,7 +38,7 @@ impl Nick {
 
     /// The keys under which this nick is held: two nicks with a key in common cannot both
     /// be online (see [`look_alike_keys`]).
-    pub(super) fn keys(&self) -> Vec<String> {
+    pub fn keys(&self) -> Vec<String> {
         look_alike_keys(&self.0)
     }
 }

@@ -22,18 +22,14 @@
 //! - **Reads are snapshots of an index.** `rooms` and `users` read a room → sessions index
 //!   under the lock: their cost is the size of their answer, never the length of a queue.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::Log;
-use crate::cluster::Redis;
-use crate::cluster::presence::{HEARTBEAT, JoinBounds};
-use crate::feed::clock::now_micros;
-use crate::feed::{Audience, EventBody, Feed};
+use super::{ChatError, Log};
 
 /// How long a poll keeps its user online in the rooms it asked for.
 pub const POLL_PRESENCE: Duration = Duration::from_secs(30);
@@ -141,13 +137,14 @@ impl Member {
     }
 }
 
-/// One transition to write: `(joined, room, nick)` of `session`.
+/// One transition of this node's presence, for the engine to record: `session`, called
+/// `nick`, is now online in `room` through this node (`joined`), or no longer.
 #[derive(Debug, PartialEq)]
-struct Change {
-    joined: bool,
-    room: Arc<str>,
-    nick: String,
-    session: u64,
+pub struct Change {
+    pub joined: bool,
+    pub room: Arc<str>,
+    pub nick: String,
+    pub session: u64,
 }
 
 #[derive(Default)]
@@ -172,14 +169,6 @@ impl Presence {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
         });
-        if let Some(redis) = log.cluster() {
-            tracker.spawn(beat(
-                redis.clone(),
-                log.live().clone(),
-                shared.clone(),
-                shutdown.clone(),
-            ));
-        }
         tracker.spawn(run(log, shared.clone(), shutdown));
         Presence { shared }
     }
@@ -214,34 +203,53 @@ impl Presence {
         self.shared.change(|state| state.end(session));
     }
 
-    /// Rooms with people online, with their counts (`lobby` always listed).
+    /// Rooms with people online through this node, with their counts.
     pub fn rooms(&self) -> Vec<(String, usize)> {
         let state = self.shared.lock();
-        let mut counts = BTreeMap::from([("lobby".to_string(), 0)]);
-        for (room, sessions) in &state.index {
-            counts.insert(room.to_string(), sessions.len());
-        }
-        counts.into_iter().collect()
+        state
+            .index
+            .iter()
+            .map(|(room, sessions)| (room.to_string(), sessions.len()))
+            .collect()
     }
 
-    /// Nicks online in `room`, sorted.
+    /// Nicks online in `room` through this node, in no order.
     pub fn users(&self, room: &str) -> Vec<String> {
         let state = self.shared.lock();
-        let mut nicks: Vec<String> = state
+        state
             .index
             .get(room)
             .into_iter()
             .flatten()
             .filter_map(|s| state.members.get(s).map(|m| m.nick.clone()))
-            .collect();
-        drop(state);
-        nicks.sort_by_key(|n| n.to_lowercase());
-        nicks
+            .collect()
+    }
+
+    /// Queues a `join` for every (session, room) online through this node: for an engine
+    /// that lost this node's presence (taken for dead, or restarted) to be told it again.
+    pub fn restate(&self) {
+        self.shared.change(|state| {
+            let mut again: Vec<Change> = Vec::new();
+            for (room, sessions) in &state.index {
+                for session in sessions {
+                    if let Some(member) = state.members.get(session) {
+                        again.push(Change {
+                            joined: true,
+                            room: room.clone(),
+                            nick: member.nick.clone(),
+                            session: *session,
+                        });
+                    }
+                }
+            }
+            state.pending.extend(again);
+        });
     }
 }
 
-/// The writer: takes the queued transitions in order and appends each to the durable log;
-/// once a second, expires poll presence.
+/// The writer: takes the queued transitions in order and has the engine record each (a
+/// `join` or `leave` in the durable log when the room's presence changed); once a second,
+/// expires poll presence.
 async fn run(log: Log, shared: Arc<Shared>, shutdown: CancellationToken) {
     const SWEEP: Duration = Duration::from_secs(1);
     let mut next_sweep = tokio::time::Instant::now() + SWEEP;
@@ -263,115 +271,20 @@ async fn run(log: Log, shared: Arc<Shared>, shutdown: CancellationToken) {
             }
             continue;
         };
-        if let Some(redis) = log.cluster() {
-            if let Err(err) = write_cluster(redis, log.live(), &change).await {
-                // Redis is away: keep the change first in line and try again, so no
+        match log.record(&change).await {
+            Ok(()) => {}
+            Err(ChatError::Unavailable { .. }) => {
+                // The engine is away: keep the change first in line and try again, so no
                 // transition is lost or reordered (joins past MAX_PENDING are refused
                 // meanwhile, as when the writer is slow).
-                tracing::warn!(%err, "could not record a presence change; retrying");
+                tracing::warn!("could not record a presence change; retrying");
                 shared.lock().pending.push_front(change);
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }
-            continue;
-        }
-        let room = change.room.to_string();
-        let body = if change.joined {
-            EventBody::Join {
-                room,
-                nick: change.nick,
-            }
-        } else {
-            EventBody::Leave {
-                room,
-                nick: change.nick,
-            }
-        };
-        if let Err(err) = log.append(body, Audience::Room(change.room)).await {
-            tracing::error!(%err, "could not record a presence change");
-        }
-    }
-}
-
-/// Cluster: one transition of this node, told to Redis, which writes the `join` or `leave`
-/// if it changes the room's presence over all nodes.
-async fn write_cluster(
-    redis: &Redis,
-    feed: &Feed,
-    change: &Change,
-) -> Result<(), crate::cluster::RedisError> {
-    let floor = feed.latest_id().unwrap_or(0);
-    if change.joined {
-        let bounds = JoinBounds {
-            max_rooms: MAX_ROOMS_PER_SESSION,
-            budget: JOIN_BUDGET,
-            window: JOIN_WINDOW,
-        };
-        redis
-            .presence_join(
-                &change.room,
-                change.session,
-                &change.nick,
-                now_micros(),
-                floor,
-                bounds,
-            )
-            .await?;
-    } else {
-        redis
-            .presence_leave(&change.room, change.session, now_micros(), floor)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Cluster: this node's heartbeat and the reaper of dead nodes' presence, every
-/// [`HEARTBEAT`]. If Redis did not know this node (first beat, or it was taken for dead), its
-/// presence is stated again. At shutdown the node marks itself dead, so the other nodes'
-/// reapers write its users' `leave`s within a beat.
-async fn beat(redis: Redis, feed: Feed, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut timer = tokio::time::interval(HEARTBEAT);
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => {
-                if let Err(err) = redis.retire().await {
-                    tracing::warn!(%err, "could not retire this node from the cluster");
-                }
-                return;
-            }
-            _ = timer.tick() => {}
-        }
-        match redis.heartbeat().await {
-            Ok(true) => {
-                shared.change(|state| {
-                    let mut again: Vec<Change> = Vec::new();
-                    for (room, sessions) in &state.index {
-                        for session in sessions {
-                            if let Some(member) = state.members.get(session) {
-                                again.push(Change {
-                                    joined: true,
-                                    room: room.clone(),
-                                    nick: member.nick.clone(),
-                                    session: *session,
-                                });
-                            }
-                        }
-                    }
-                    state.pending.extend(again);
-                });
-            }
-            Ok(false) => {}
-            Err(err) => {
-                tracing::warn!(%err, "cluster heartbeat failed");
-                continue;
-            }
-        }
-        let floor = feed.latest_id().unwrap_or(0);
-        if let Err(err) = redis.reap(now_micros(), floor).await {
-            tracing::warn!(%err, "could not reap dead nodes");
+            Err(err) => tracing::error!(%err, "could not record a presence change"),
         }
     }
 }

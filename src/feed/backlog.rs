@@ -1,12 +1,20 @@
-//! What a feed needs from durable storage, declared here so the feed depends on no store:
-//! the SQLite store (and later a Redis one) implements [`Backlog`], and the feed reads the
+//! What a feed needs from durable storage, declared here so the feed depends on no engine:
+//! each engine's log (SQLite's, Redis's) implements [`Backlog`], and the feed reads the
 //! events older than its memory window through it.
 
 use crate::event::SharedEvent;
 
+/// Why a backlog read failed: the engine's own error, kept whole as the cause. The feed logs
+/// it and goes on from memory, with a `gap` for what it could not read.
 #[derive(Debug, thiserror::Error)]
-#[error("chat store: {0}")]
-pub struct StoreError(pub String);
+#[error("{0}")]
+pub struct BacklogError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+impl BacklogError {
+    pub fn new(cause: impl std::error::Error + Send + Sync + 'static) -> BacklogError {
+        BacklogError(Box::new(cause))
+    }
+}
 
 /// How much one read of [`Backlog::range`] may return: a subscriber replays a far cursor a
 /// page at a time, so what it holds is bounded by this, not by how old its cursor is.
@@ -31,7 +39,7 @@ pub trait Backlog: Send + Sync + 'static {
         after: u64,
         before: u64,
         limit: PageLimit,
-    ) -> Result<Vec<SharedEvent>, StoreError>;
+    ) -> Result<Vec<SharedEvent>, BacklogError>;
 
     /// What a subscription without a cursor starts with: the newest `limit` messages of
     /// `rooms` with `id <= upto`, oldest first.
@@ -40,7 +48,7 @@ pub trait Backlog: Send + Sync + 'static {
         rooms: &[String],
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<SharedEvent>, StoreError>;
+    ) -> Result<Vec<SharedEvent>, BacklogError>;
 
     /// The highest id stored (0 when empty): where the feed's ids continue after a restart.
     fn last_id(&self) -> u64;

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio_util::sync::CancellationToken;
 
-pub use backlog::{Backlog, PageLimit};
+pub use backlog::{Backlog, BacklogError, PageLimit};
 // The events a feed carries are defined in the leaf `event` module; re-exported here because
 // the load tester and the tests name them as `pushpoll::feed::WireEvent` and friends.
 pub use crate::event::{Audience, Event, EventBody, SharedEvent, WireEvent};
@@ -648,8 +648,8 @@ impl Subscription {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::store::Store;
-    use crate::store::sqlite::SqliteStore;
+    use crate::engine::embedded::Store;
+    use crate::engine::embedded::sqlite::SqliteStore;
 
     fn tick(id: u64) -> SharedEvent {
         Event::new(&WireEvent {
@@ -884,9 +884,11 @@ pub(crate) mod tests {
         fn fail(&self, yes: bool) {
             self.failing.store(yes, std::sync::atomic::Ordering::SeqCst);
         }
-        fn check(&self) -> Result<(), crate::store::StoreError> {
+        fn check(&self) -> Result<(), crate::engine::embedded::StoreError> {
             if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-                Err(crate::store::StoreError("disk on fire".into()))
+                Err(crate::engine::embedded::StoreError::Refused(
+                    "disk on fire".into(),
+                ))
             } else {
                 Ok(())
             }
@@ -900,7 +902,7 @@ pub(crate) mod tests {
             body: EventBody,
             audience: Audience,
             publish: &mut dyn FnMut(&SharedEvent),
-        ) -> Result<SharedEvent, crate::store::StoreError> {
+        ) -> Result<SharedEvent, crate::engine::embedded::StoreError> {
             self.inner.append(ts, body, audience, publish)
         }
         fn history(
@@ -908,7 +910,7 @@ pub(crate) mod tests {
             room: &str,
             before: u64,
             limit: usize,
-        ) -> Result<Vec<SharedEvent>, crate::store::StoreError> {
+        ) -> Result<Vec<SharedEvent>, crate::engine::embedded::StoreError> {
             self.check()?;
             self.inner.history(room, before, limit)
         }
@@ -920,7 +922,7 @@ pub(crate) mod tests {
             after: u64,
             before: u64,
             limit: PageLimit,
-        ) -> Result<Vec<SharedEvent>, crate::store::StoreError> {
+        ) -> Result<Vec<SharedEvent>, BacklogError> {
             self.check()?;
             let page = self.inner.range(after, before, limit)?;
             self.rows_read
@@ -932,7 +934,7 @@ pub(crate) mod tests {
             rooms: &[String],
             upto: u64,
             limit: usize,
-        ) -> Result<Vec<SharedEvent>, crate::store::StoreError> {
+        ) -> Result<Vec<SharedEvent>, BacklogError> {
             self.check()?;
             self.inner.recent(rooms, upto, limit)
         }
@@ -1130,7 +1132,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn a_cursor_older_than_the_stores_retention_gets_a_gap_then_what_is_kept() {
-        use crate::store::sqlite::Retain;
+        use crate::engine::embedded::sqlite::Retain;
         let retain = Retain {
             events: 20,
             bytes: u64::MAX,

@@ -20,7 +20,7 @@ const STORED: u64 = 20_000;
 /// transaction (the server's own appends fsync each one, far too slow for 20k).
 fn fill_db(path: &str, n: u64, size: usize) {
     // Opening through the server's store creates the schema exactly as the server does.
-    drop(pushpoll::store::sqlite::SqliteStore::open(path).unwrap());
+    drop(pushpoll::engine::embedded::sqlite::SqliteStore::open(path).unwrap());
     let mut conn = rusqlite::Connection::open(path).unwrap();
     let tx = conn.transaction().unwrap();
     {

@@ -1,7 +1,7 @@
 //! One answer holds at most 64 KiB of events, plus one (issue 20, item 1): a short poll, a
 //! long poll and a page of history of big messages stop there, and their cursor (`next`, or
 //! `before` = the oldest id returned) leads to the rest, every message once, in order. (In
-//! the `chat` group, so the test command runs them against Redis too.)
+//! the `chat` group, so the test command runs them against every engine.)
 
 use std::time::Duration;
 

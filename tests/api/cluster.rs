@@ -935,8 +935,8 @@ async fn a_node_that_misses_announcements_while_its_log_reads_fail_still_deliver
 mod engine {
     use std::sync::Arc;
 
-    use pushpoll::cluster::Redis;
-    use pushpoll::cluster::log::RedisLog;
+    use pushpoll::engine::redis::Redis;
+    use pushpoll::engine::redis::log::RedisLog;
     use pushpoll::feed::{
         Audience, EventBody, Feed, Filter, Limits, Retention, SharedEvent, Start, Subscription,
     };

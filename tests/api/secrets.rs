@@ -261,7 +261,7 @@ async fn a_pushpoll_database_others_can_read_is_made_owner_only_with_a_warning()
     }
     let dir = open_dir();
     let db = dir.path().join("chat.sqlite");
-    drop(pushpoll::store::sqlite::SqliteStore::open(db.to_str().unwrap()).unwrap());
+    drop(pushpoll::engine::embedded::sqlite::SqliteStore::open(db.to_str().unwrap()).unwrap());
     chmod(&db, 0o644);
     assert!(nobody_reads(&db), "as an older pushpoll left it");
 

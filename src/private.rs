@@ -3,7 +3,7 @@
 //! either can forge a cookie and post as anyone, so the server makes them owner-only
 //! (files `0600`, a directory it creates `0700`) whatever the umask, and refuses to start
 //! on one that other users can read or write (the database has one exception, see
-//! `sqlite::SqliteStore::open`).
+//! `engine::embedded::sqlite::SqliteStore::open`).
 //!
 //! Owner-only means no bit for group or others: a file others may *write* is refused too,
 //! since replacing the key is as good as reading it.

@@ -24,8 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::sessions::{Half, Spent, spent};
 use super::{Pushes, Redis, RedisError};
+use crate::chat::EndReason;
+use crate::chat::engine::Ended;
 use crate::event::{Audience, Event, EventBody, SharedEvent, WireEvent};
-use crate::feed::backlog::{Backlog, PageLimit, StoreError, newest};
+use crate::feed::backlog::{Backlog, BacklogError, PageLimit, newest};
 use crate::feed::{Feed, gap};
 
 /// Stream entries read per command when catching up.
@@ -266,7 +268,7 @@ impl RedisLog {
 
     /// After a write stored as `id`: returns once this node's feed holds it (read from the
     /// stream with what came before it, if the announcement has not done so yet), or when
-    /// the deadline passes (see [`super::within`]), with a warning; the ingest task delivers
+    /// the deadline passes (see `chat::engine::within`), with a warning; the ingest task delivers
     /// it when Redis answers again. Bounded in time, the wait for the ingest lock included:
     /// writers that all stored before Redis stalled would otherwise queue on that lock and
     /// each spend a full response timeout reading, one after another.
@@ -357,14 +359,14 @@ impl RedisLog {
         Ok(events_of(reply).first().is_none_or(|e| e.id >= id))
     }
 
-    /// The ingest task: announced events into `feed`, in order; control messages to
-    /// `control`; after a reconnect (or a dropped push, or every `CHECK_EVERY` (0.5 s) if the log
+    /// The ingest task: announced events into `feed`, in order; sessions ended on other
+    /// nodes to `ended`; after a reconnect (or a dropped push, or every `CHECK_EVERY` (0.5 s) if the log
     /// moved on without us) what was missed, from the stream.
     pub async fn run(
         self: Arc<Self>,
         feed: Feed,
         mut pushes: Pushes,
-        control: mpsc::Sender<Control>,
+        ended: mpsc::Sender<Ended>,
         shutdown: CancellationToken,
     ) {
         let events = self.redis.key("events");
@@ -392,11 +394,12 @@ impl RedisLog {
                                     None => tracing::error!("unreadable announcement on the events channel"),
                                 }
                             } else if *channel == control_channel.as_bytes()
-                                && let Some(msg) = decode_control(payload)
+                                && let Some(Control::SessionEnded { id, reason }) = decode_control(payload)
                             {
                                 // Bounded: a full queue drops the message, and the chat's
                                 // sweep finds the ended session in Redis later.
-                                let _ = control.try_send(msg);
+                                let reason = EndReason::parse(&reason);
+                                let _ = ended.try_send(Ended { id, reason });
                             }
                         }
                         PushKind::Subscribe | PushKind::Disconnection => behind = true,
@@ -500,10 +503,6 @@ fn decode_control(payload: &[u8]) -> Option<Control> {
     }
 }
 
-fn store_error(err: RedisError) -> StoreError {
-    StoreError(err.0)
-}
-
 /// The feed reads what its memory no longer holds through this, on the blocking pool.
 impl Backlog for RedisLog {
     fn range(
@@ -511,10 +510,10 @@ impl Backlog for RedisLog {
         after: u64,
         before: u64,
         limit: PageLimit,
-    ) -> Result<Vec<SharedEvent>, StoreError> {
+    ) -> Result<Vec<SharedEvent>, BacklogError> {
         self.runtime
             .block_on(self.range_async(after, before, limit))
-            .map_err(store_error)
+            .map_err(BacklogError::new)
     }
 
     fn recent(
@@ -522,16 +521,16 @@ impl Backlog for RedisLog {
         rooms: &[String],
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<SharedEvent>, StoreError> {
+    ) -> Result<Vec<SharedEvent>, BacklogError> {
         self.runtime
             .block_on(async {
                 let mut all = Vec::new();
                 for room in rooms {
                     all.extend(self.history(room, upto.saturating_add(1), limit).await?);
                 }
-                Ok(newest(all, limit))
+                Ok::<_, RedisError>(newest(all, limit))
             })
-            .map_err(store_error)
+            .map_err(BacklogError::new)
     }
 
     fn last_id(&self) -> u64 {

@@ -33,9 +33,10 @@ use std::sync::{Mutex, MutexGuard};
 use bytes::Bytes;
 use rusqlite::{Connection, params};
 
-use super::{Backlog, PageLimit, SessionStore, Store, StoreError, StoredSession, private};
+use super::{Backlog, BacklogError, PageLimit, SessionStore, Store, StoreError, StoredSession};
 use crate::event::{Audience, Event, EventBody, SharedEvent, WireEvent};
 use crate::feed::gap;
+use crate::private;
 
 /// How much of the log the store keeps; the newest events are kept, the oldest pruned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +95,6 @@ struct Ids {
     first: u64,
     /// The newest ever stored: pruning always keeps it.
     last: u64,
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(err: rusqlite::Error) -> Self {
-        StoreError(err.to_string())
-    }
 }
 
 const SCHEMA: &str = "
@@ -256,19 +251,18 @@ fn open_private(path: &Path) -> Result<Connection, StoreError> {
         && !dir.as_os_str().is_empty()
         && !dir.exists()
     {
-        private::create_dir(dir)
-            .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        private::create_dir(dir).map_err(StoreError::file("create", dir))?;
     }
     // Made here, empty and 0600, so that SQLite finds it and never creates it with its own
     // 0644; its -wal and -shm take this mode from it.
     let created = private::create_new(path)
-        .map_err(|e| StoreError(format!("cannot create {}: {e}", path.display())))?
+        .map_err(StoreError::file("create", path))?
         .is_some();
     let loose = too_open(path)?;
     let conn = Connection::open(path)?;
     if let Some((file, mode)) = loose.first() {
         if created || !is_pushpoll_database(&conn)? {
-            return Err(StoreError(private::refusal(
+            return Err(StoreError::Refused(private::refusal(
                 "the database file",
                 file,
                 *mode,
@@ -279,8 +273,7 @@ fn open_private(path: &Path) -> Result<Connection, StoreError> {
         // Looked at again: reading the schema of a WAL database made its -wal and -shm,
         // with the main file's loose mode.
         for (file, mode) in too_open(path)? {
-            private::tighten(&file)
-                .map_err(|e| StoreError(format!("cannot chmod 600 {}: {e}", file.display())))?;
+            private::tighten(&file).map_err(StoreError::file("chmod 600", &file))?;
             tracing::warn!(
                 file = %file.display(),
                 was = format!("{mode:04o}"),
@@ -300,8 +293,7 @@ fn too_open(path: &Path) -> Result<Vec<(PathBuf, u32)>, StoreError> {
         with_suffix(path, "-wal"),
         with_suffix(path, "-shm"),
     ] {
-        let mode = private::too_open(&file)
-            .map_err(|e| StoreError(format!("cannot read {}: {e}", file.display())))?;
+        let mode = private::too_open(&file).map_err(StoreError::file("read", &file))?;
         if let Some(mode) = mode {
             loose.push((file, mode));
         }
@@ -435,7 +427,7 @@ impl Store for SqliteStore {
             Audience::Sessions(a, b) => (None, Some(*a as i64), Some(*b as i64)),
             Audience::Everyone => (None, None, None),
         };
-        let json = std::str::from_utf8(&event.json).map_err(|e| StoreError(e.to_string()))?;
+        let json = std::str::from_utf8(&event.json)?;
         // The insert and the prune it makes due commit together: one fsync per append.
         let mut tx = conn.transaction()?;
         tx.prepare_cached(&format!(
@@ -483,15 +475,12 @@ impl Store for SqliteStore {
 }
 
 impl SessionStore for SqliteStore {
-    fn signing_key(&self, fresh: &[u8]) -> Result<Vec<u8>, String> {
+    fn signing_key(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
         let inner = self.lock();
-        inner
-            .conn
-            .execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('signing_key', ?1)",
-                params![fresh],
-            )
-            .map_err(|e| e.to_string())?;
+        inner.conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('signing_key', ?1)",
+            params![fresh],
+        )?;
         inner
             .conn
             .query_row(
@@ -499,28 +488,25 @@ impl SessionStore for SqliteStore {
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| e.to_string())
+            .map_err(StoreError::from)
     }
 
-    fn load_sessions(&self) -> Result<Vec<StoredSession>, String> {
+    fn load_sessions(&self) -> Result<Vec<StoredSession>, StoreError> {
         let inner = self.lock();
         let mut stmt = inner
             .conn
-            .prepare("SELECT id, nick, last_active FROM sessions")
-            .map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(StoredSession {
-                    id: r.get::<_, i64>(0)? as u64,
-                    nick: r.get(1)?,
-                    last_active_ms: r.get::<_, i64>(2)? as u64,
-                })
+            .prepare("SELECT id, nick, last_active FROM sessions")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StoredSession {
+                id: r.get::<_, i64>(0)? as u64,
+                nick: r.get(1)?,
+                last_active_ms: r.get::<_, i64>(2)? as u64,
             })
-            .map_err(|e| e.to_string())?;
-        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+        })?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::from)
     }
 
-    fn save_session(&self, session: &StoredSession) -> Result<(), String> {
+    fn save_session(&self, session: &StoredSession) -> Result<(), StoreError> {
         self.lock()
             .conn
             .prepare_cached(
@@ -534,21 +520,21 @@ impl SessionStore for SqliteStore {
                     session.last_active_ms.min(i64::MAX as u64) as i64
                 ])
             })
-            .map(drop)
-            .map_err(|e| e.to_string())
+            .map(drop).map_err(StoreError::from)
     }
 
-    fn delete_session(&self, id: u64) -> Result<(), String> {
+    fn delete_session(&self, id: u64) -> Result<(), StoreError> {
         self.lock()
             .conn
             .execute("DELETE FROM sessions WHERE id = ?1", params![id as i64])
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(StoreError::from)
     }
 }
 
-impl Backlog for SqliteStore {
-    fn range(
+/// The reads behind [`Backlog`], in the store's own error.
+impl SqliteStore {
+    fn read_range(
         &self,
         after: u64,
         before: u64,
@@ -588,7 +574,7 @@ impl Backlog for SqliteStore {
         Ok(events)
     }
 
-    fn recent(
+    fn read_recent(
         &self,
         rooms: &[String],
         upto: u64,
@@ -603,6 +589,26 @@ impl Backlog for SqliteStore {
             all.extend(self.query(&sql, params![room, upto as i64, limit as i64])?);
         }
         Ok(crate::feed::backlog::newest(all, limit))
+    }
+}
+
+impl Backlog for SqliteStore {
+    fn range(
+        &self,
+        after: u64,
+        before: u64,
+        limit: PageLimit,
+    ) -> Result<Vec<SharedEvent>, BacklogError> {
+        Ok(self.read_range(after, before, limit)?)
+    }
+
+    fn recent(
+        &self,
+        rooms: &[String],
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<SharedEvent>, BacklogError> {
+        Ok(self.read_recent(rooms, upto, limit)?)
     }
 
     fn last_id(&self) -> u64 {

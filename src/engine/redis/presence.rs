@@ -13,7 +13,12 @@
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{Redis, RedisError};
+use crate::chat::presence::{Change, JOIN_BUDGET, JOIN_WINDOW, MAX_ROOMS_PER_SESSION, Presence};
+use crate::feed::Feed;
+use crate::feed::clock::now_micros;
 
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 pub const NODE_TTL: Duration = Duration::from_secs(5);
@@ -145,5 +150,65 @@ impl Redis {
             .arg(self.key(&format!("pr:{room}")))
             .query_async(&mut self.conn())
             .await?)
+    }
+}
+
+/// One transition of this node, told to Redis, which writes the `join` or `leave` if it
+/// changes the room's presence over all nodes.
+pub async fn record(redis: &Redis, feed: &Feed, change: &Change) -> Result<(), RedisError> {
+    let floor = feed.latest_id().unwrap_or(0);
+    if change.joined {
+        let bounds = JoinBounds {
+            max_rooms: MAX_ROOMS_PER_SESSION,
+            budget: JOIN_BUDGET,
+            window: JOIN_WINDOW,
+        };
+        redis
+            .presence_join(
+                &change.room,
+                change.session,
+                &change.nick,
+                now_micros(),
+                floor,
+                bounds,
+            )
+            .await?;
+    } else {
+        redis
+            .presence_leave(&change.room, change.session, now_micros(), floor)
+            .await?;
+    }
+    Ok(())
+}
+
+/// This node's heartbeat and the reaper of dead nodes' presence, every [`HEARTBEAT`]. If
+/// Redis did not know this node (first beat, or it was taken for dead), its presence is
+/// stated again. At shutdown the node marks itself dead, so the other nodes' reapers write
+/// its users' `leave`s within a beat.
+pub async fn beat(redis: Redis, feed: Feed, presence: Presence, shutdown: CancellationToken) {
+    let mut timer = tokio::time::interval(HEARTBEAT);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                if let Err(err) = redis.retire().await {
+                    tracing::warn!(%err, "could not retire this node from the cluster");
+                }
+                return;
+            }
+            _ = timer.tick() => {}
+        }
+        match redis.heartbeat().await {
+            Ok(true) => presence.restate(),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(%err, "cluster heartbeat failed");
+                continue;
+            }
+        }
+        let floor = feed.latest_id().unwrap_or(0);
+        if let Err(err) = redis.reap(now_micros(), floor).await {
+            tracing::warn!(%err, "could not reap dead nodes");
+        }
     }
 }

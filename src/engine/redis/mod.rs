@@ -1,7 +1,8 @@
-//! The cluster engine: Redis as the chat's engine when pushpoll runs as many nodes (`--redis URL`): one log with
-//! global ids ([`log`]), sessions every node accepts ([`sessions`]), and presence summed over
-//! the nodes ([`presence`]). Each change is one Lua script ([`scripts`]), so it is atomic
-//! however many nodes write at once.
+//! The Redis engine: the chat's engine when pushpoll runs as many nodes (`--redis URL`), beside
+//! the embedded one (`super::embedded`). One log with global ids ([`log`]), sessions every
+//! node accepts ([`sessions`]), and presence summed over the nodes ([`presence`]). Each change
+//! is one Lua script ([`scripts`]), so it is atomic however many nodes write at once.
+//! [`RedisEngine`] puts their answers in the chat's terms (`chat::Engine`).
 //!
 //! Two connections per node, both redis-rs `ConnectionManager`s (they reconnect by
 //! themselves): one for commands, one RESP3 connection subscribed to the `events` and
@@ -9,10 +10,13 @@
 //! missed while it was cut off is read back from the log (see [`log::RedisLog::catch_up`]),
 //! so the channel only makes delivery fast; the log makes it complete.
 
+mod engine;
 pub mod log;
 pub mod presence;
 pub mod scripts;
 pub mod sessions;
+
+pub use engine::RedisEngine;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,13 +39,21 @@ impl From<redis::RedisError> for RedisError {
     }
 }
 
+/// Whatever went wrong with Redis, the chat answers `503` with `Retry-After`: Redis is away
+/// or slow, and the client can try again.
+impl From<RedisError> for crate::chat::ChatError {
+    fn from(err: RedisError) -> Self {
+        tracing::warn!(%err, "redis");
+        crate::chat::ChatError::Unavailable { retry_after: 1 }
+    }
+}
+
 /// How long one command may wait for its answer; past it the caller gets a [`RedisError`]
 /// (a write: `503`) instead of waiting for Redis to come back.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one request may spend on Redis in all ([`within`]): every command it sends,
-/// a wait for a reconnection, and the wait for this node's feed to hold what it stored. One
-/// deadline rather than one per command, so a request of several commands (a session
-/// lookup, then the write) is still answered within it, however many requests wait on Redis.
+/// How long one request may spend on Redis in all (`chat::engine::within`): every command
+/// it sends, a wait for a reconnection, and the wait for this node's feed to hold what it
+/// stored.
 pub const REQUEST_DEADLINE: Duration = RESPONSE_TIMEOUT;
 /// How long one connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -50,27 +62,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// `--redis-push-queue` (hidden: tests make it small).
 pub const PUSH_QUEUE: usize = 8192;
 
-tokio::task_local! {
-    /// The deadline of the request the current task serves (see [`within`]).
-    static DEADLINE: Instant;
-}
-
-/// Runs `work` under one deadline, [`REQUEST_DEADLINE`] from now, for all the Redis work it
-/// does in this task; inside another `within`, the outer deadline stays.
-pub async fn within<F: Future>(work: F) -> F::Output {
-    if DEADLINE.try_with(|_| ()).is_ok() {
-        return work.await;
-    }
-    DEADLINE
-        .scope(Instant::now() + REQUEST_DEADLINE, work)
-        .await
-}
-
 /// When what is started now must be done: the request's deadline, and at most
 /// [`RESPONSE_TIMEOUT`] from now (the background tasks, which serve no request).
 fn deadline() -> Instant {
     let own = Instant::now() + RESPONSE_TIMEOUT;
-    DEADLINE.try_with(|d| (*d).min(own)).unwrap_or(own)
+    crate::chat::engine::deadline().map_or(own, |d| d.min(own))
 }
 
 fn timed_out() -> redis::RedisError {
