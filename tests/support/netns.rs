@@ -303,6 +303,23 @@ impl Netns {
                     seen.extend_from_slice(&frame[..n as usize]);
                 }
             }
+            // What crossed the link before `stop` may still wait in the socket's queue (a
+            // loaded machine schedules this thread late): read it to the end.
+            while seen.len() < CAPTURE_BYTES {
+                // SAFETY: as above; MSG_DONTWAIT returns at once when the queue is empty.
+                let n = unsafe {
+                    libc::recv(
+                        socket.as_raw_fd(),
+                        frame.as_mut_ptr().cast(),
+                        frame.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n <= 0 {
+                    break;
+                }
+                seen.extend_from_slice(&frame[..n as usize]);
+            }
             seen
         });
         ready_rx
@@ -369,6 +386,22 @@ fn packet_socket(name: &str) -> std::io::Result<std::os::fd::OwnedFd> {
             libc::SO_RCVTIMEO,
             (&raw const timeout).cast(),
             size_of::<libc::timeval>() as u32,
+        )
+    };
+    if set != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // Room for every frame of a test's exchanges however late this thread runs: the default
+    // queue (about 200 KiB of kernel buffers) drops frames once it is full.
+    let room: libc::c_int = 8 << 20;
+    // SAFETY: setsockopt(2) with an int of the size given.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const room).cast(),
+            size_of::<libc::c_int>() as u32,
         )
     };
     if set != 0 {
