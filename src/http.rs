@@ -1,7 +1,7 @@
 //! The HTTP edge's shared pieces: extractors (query parameters, the feed in the path, a JSON
 //! body, the caller's session, a tagged request's kill switch), the parsers of values that
 //! come in URLs (cursors, rooms), the JSON array of shared events, and the mapping of the
-//! chat's errors to HTTP. Every handler module (`api`, `transport`, `diag`, `draw`) uses
+//! chat's errors to HTTP. Every handler module (`chat_api`, `transport`, `diag`, `draw`) uses
 //! these; none of them imports another to get one.
 
 use std::ops::RangeInclusive;

@@ -40,7 +40,7 @@
 //!   and `/metrics`; `state`, the shared [`AppState`] with a `FromRef` for each part;
 //!   [`http`], the extractors and JSON helpers; [`facts`], the lists and limits the pages
 //!   share, served as `/static/facts.js` and filled into `<!--fact:…-->` markers.
-//! - **Handlers**, which import the layers below but never each other: `api` (the chat's
+//! - **Handlers**, which import the layers below but never each other: `chat_api` (the chat's
 //!   HTTP API), [`transport`] (one file per transport, each a thin adapter answering "events
 //!   after cursor X"), [`diag`] (the tagged requests' wire record and kill switch), `draw`
 //!   (`POST /api/draw`), `assets` (the embedded pages), `results` (the measured results,
@@ -48,10 +48,10 @@
 //! - **Router**: `app`, which routes paths to handlers; nothing imports it but [`run`].
 //! - [`run`]: serve until a shutdown signal, then end every stream and socket within 5 s.
 
-pub(crate) mod api;
 pub(crate) mod app;
 pub(crate) mod assets;
 pub mod chat;
+pub(crate) mod chat_api;
 pub mod cluster;
 pub mod config;
 pub mod diag;

@@ -58,7 +58,7 @@ const EDGE: &[&str] = &[
 ];
 /// The handlers: each answers its own routes and imports none of the others; what two of
 /// them share lives below them (a helper of the edge, or the core).
-const HANDLERS: &[&str] = &["api", "transport", "diag", "draw", "assets", "results"];
+const HANDLERS: &[&str] = &["chat_api", "transport", "diag", "draw", "assets", "results"];
 /// The router, which nothing imports (the crate root starts it).
 const ROUTER: &[&str] = &["app"];
 
