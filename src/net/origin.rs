@@ -141,12 +141,21 @@ pub struct PublicUrl {
     port: u16,
 }
 
+/// Why a `--public-url` was refused: `why` names the broken part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--public-url {input:?}: {why} (expected e.g. https://class.example or http://lab.local:3000)"
+)]
+pub struct BadPublicUrl {
+    input: String,
+    why: &'static str,
+}
+
 impl PublicUrl {
-    pub fn parse(s: &str) -> Result<PublicUrl, String> {
-        let err = |why: &str| {
-            format!(
-                "--public-url {s:?}: {why} (expected e.g. https://class.example or http://lab.local:3000)"
-            )
+    pub fn parse(s: &str) -> Result<PublicUrl, BadPublicUrl> {
+        let err = |why: &'static str| BadPublicUrl {
+            input: s.to_string(),
+            why,
         };
         let lower = s.trim().to_ascii_lowercase();
         let (scheme, rest) = match lower.split_once("://") {
