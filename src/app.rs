@@ -11,19 +11,19 @@ use axum::routing::{get, post};
 
 use crate::error::ApiError;
 use crate::http::{ClientAddr, InFlight, MAX_BODY_BYTES};
+use crate::names::Transport;
 use crate::net::{forwarded, origin};
 use crate::state::AppState;
-use crate::transport::{iframe, longpoll, poll, sse, ws};
-use crate::{assets, chat_api, diag, draw, operator, results, stats};
+use crate::{assets, chat_api, diag, draw, operator, results, stats, transport};
 
 pub fn app(state: AppState) -> Router {
-    // The transport routes, with the recorder of tagged requests (`?tag=`, see `diag`).
-    let transports = Router::new()
-        .route("/poll/{feed}", get(poll::handler))
-        .route("/longpoll/{feed}", get(longpoll::handler))
-        .route("/iframe/{feed}", get(iframe::handler))
-        .route("/sse/{feed}", get(sse::handler))
-        .route("/ws/{feed}", get(ws::handler))
+    // The transport routes, `/TRANSPORT/{feed}` for each transport, with the recorder of
+    // tagged requests (`?tag=`, see `diag`).
+    let transports = Transport::ALL
+        .into_iter()
+        .fold(Router::new(), |router, t| {
+            router.route(&format!("/{t}/{{feed}}"), transport::route(t))
+        })
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             diag::record,

@@ -43,6 +43,7 @@ pub static ASSETS: &[Asset] = assets![
     "demos/ws.html",
     "demos/_chat.html",
     "demos/_header.html",
+    "demos/_nav_transport.html",
     "demos/_footer.html",
     "demos/auto.html",
     "demos/proxy.html",
@@ -173,9 +174,13 @@ fn each_transport(page: &str) -> String {
         // The fragments replace the marker's whole line (its indentation included).
         out.push_str(rest[..start].trim_end_matches(' '));
         let template = String::from_utf8_lossy(fragment.body);
-        // A one-line fragment (a table cell) repeats on one line, as it would be typed:
-        // whitespace between cells would show in the row's text.
-        if template.trim_end().lines().count() == 1 {
+        // A one-line fragment of table markup (a cell, a row) repeats on one line, as it
+        // would be typed: whitespace between cells would show in the row's text. Any other
+        // (a list item) repeats a line each.
+        let table = ["<td", "<th", "<tr"]
+            .iter()
+            .any(|tag| template.trim_start().starts_with(tag));
+        if table && template.trim_end().lines().count() == 1 {
             let indent = &template[..template.len() - template.trim_start().len()];
             out.push_str(indent);
             for transport in Transport::ALL {
@@ -227,7 +232,8 @@ fn include_fragments(page: &str, url: String) -> String {
         let name = &after[..end];
         match ASSETS.iter().find(|a| a.path == format!("demos/{name}")) {
             Some(fragment) => {
-                let fragment_text = String::from_utf8_lossy(fragment.body);
+                // A fragment may list the transports too (the header's links to their pages).
+                let fragment_text = each_transport(&String::from_utf8_lossy(fragment.body));
                 let current = format!("href=\"{url}\"");
                 let marked = fragment_text.replacen(
                     &current,
@@ -347,7 +353,8 @@ mod tests {
 
     #[test]
     fn every_page_includes_its_fragments_and_fragments_are_not_served() {
-        for page in ["poll", "longpoll", "iframe", "sse", "ws"] {
+        // Every transport has its page (a new one without it fails here).
+        for page in Transport::NAMES {
             let body = &PAGES[format!("demos/{page}.html").as_str()];
             let text = std::str::from_utf8(body).unwrap();
             assert!(!text.contains(INCLUDE), "{page}: unexpanded include");
