@@ -399,24 +399,36 @@ fn readme(s: &SoakSummary) -> String {
         "![RSS, open connections and chat p99 over time](chart.svg)\n"
     );
     let _ = writeln!(out, "## Samples\n");
+    // A column of open connections per transport, then the chat's p99 per transport.
     let _ = writeln!(
         out,
-        "| t (s) | RSS | open | poll | longpoll | iframe | sse | ws | chat p99 ms (poll · longpoll · iframe · sse · ws) |"
+        "| t (s) | RSS | open | {} | chat p99 ms ({}) |",
+        Transport::NAMES.join(" | "),
+        Transport::NAMES.join(" · ")
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "|---:|---:|---:|{}---|",
+        "---:|".repeat(Transport::NAMES.len())
+    );
     for x in &s.samples {
-        let open = |t: &str| x.open_by_transport.get(t).copied().unwrap_or(0);
+        let open: Vec<String> = Transport::NAMES
+            .iter()
+            .map(|t| {
+                x.open_by_transport
+                    .get(*t)
+                    .copied()
+                    .unwrap_or(0)
+                    .to_string()
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "| {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {:.0} | {} | {} | {} | {} |",
             x.t_s,
             mb(x.rss_bytes),
             x.open,
-            open(Transport::Poll.as_str()),
-            open(Transport::LongPoll.as_str()),
-            open(Transport::Iframe.as_str()),
-            open(Transport::Sse.as_str()),
-            open(Transport::Ws.as_str()),
+            open.join(" | "),
             p99_line(&x.p99_ms, "chat/")
         );
     }
