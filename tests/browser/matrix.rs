@@ -11,7 +11,7 @@ use super::draw::{draw_line, ink_at};
 use super::*;
 
 /// The transports' names, in the order of the compare page's lanes.
-const TRANSPORTS: [&str; 5] = Transport::NAMES;
+const TRANSPORTS: [&str; Transport::ALL.len()] = Transport::NAMES;
 
 /// The clock time each lane shows, in lane order.
 async fn shown_times(page: &Page<'_>) -> Vec<String> {
@@ -60,7 +60,8 @@ async fn a_message_shows_in_every_lane(page: &Page<'_>) {
 }
 
 /// A colour per sending lane, each channel 0 or 255 so that the line's middle is exactly it.
-const COLORS: [(&str, [u8; 3]); 5] = [
+/// One per transport, so a new transport is a compile error here until its lane has one.
+const COLORS: [(&str, [u8; 3]); Transport::ALL.len()] = [
     ("#ff0000", [255, 0, 0]),
     ("#00ff00", [0, 255, 0]),
     ("#0000ff", [0, 0, 255]),

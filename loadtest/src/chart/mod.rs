@@ -24,8 +24,10 @@ pub const GREEN: RGBColor = RGBColor(112, 173, 71);
 pub const RED: RGBColor = RGBColor(196, 61, 61);
 pub const PURPLE: RGBColor = RGBColor(128, 100, 162);
 /// One colour per line, in [`pushpoll::names::Transport::ALL`]'s order where lines are
-/// transports.
-pub const LINES: [RGBColor; 5] = [BLUE, AMBER, GREEN, RED, PURPLE];
+/// transports: one per transport, so a new transport is a compile error here until it has
+/// its colour.
+pub const LINES: [RGBColor; pushpoll::names::Transport::ALL.len()] =
+    [BLUE, AMBER, GREEN, RED, PURPLE];
 
 /// An SVG document of `size` pixels on a white ground, drawn by `draw`.
 pub fn svg(size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Result<()>) -> Result<String> {
