@@ -1,5 +1,6 @@
-//! Embeds the committed measurements (`results/`) into the binary, so `/results` shows them
-//! from any working directory.
+//! Embeds the committed measurements (`results/`) and the pages with their scripts and styles
+//! (`demos/`, `static/`) into the binary, so the server shows them from any working directory
+//! and a new file is served without being listed anywhere.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -26,8 +27,45 @@ fn main() {
         );
     }
     out.push_str("];\n");
-    let dest = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("results.rs");
+    let out_dir = std::env::var("OUT_DIR").expect("OUT_DIR");
+    let dest = Path::new(&out_dir).join("results.rs");
     std::fs::write(dest, out).expect("write results.rs");
+
+    let mut assets = Vec::new();
+    for dir in ["demos", "static"] {
+        println!("cargo:rerun-if-changed={dir}");
+        every_file(root, &root.join(dir), &mut assets);
+    }
+    assets.sort();
+    let mut out = String::from(
+        "/// Every file under `demos/` and `static/`, subfolders included.\npub static ASSETS: &[Asset] = &[\n",
+    );
+    for rel in &assets {
+        let abs = root.join(rel);
+        let _ = writeln!(
+            out,
+            "    Asset {{ path: {rel:?}, body: include_bytes!({:?}) }},",
+            abs.display().to_string()
+        );
+    }
+    out.push_str("];\n");
+    std::fs::write(Path::new(&out_dir).join("assets.rs"), out).expect("write assets.rs");
+}
+
+/// Every file under `dir`, as a path relative to `base` with `/` separators.
+fn every_file(base: &Path, dir: &Path, files: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            println!("cargo:rerun-if-changed={}", path.display());
+            every_file(base, &path, files);
+        } else if let Ok(rel) = path.strip_prefix(base) {
+            files.push(rel.to_string_lossy().replace('\\', "/"));
+        }
+    }
 }
 
 fn collect(base: &Path, dir: &Path, files: &mut Vec<String>) {

@@ -26,77 +26,8 @@ pub struct Asset {
     pub body: &'static [u8],
 }
 
-macro_rules! assets {
-    ($($path:literal),* $(,)?) => {
-        &[$(Asset { path: $path, body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $path)) }),*]
-    };
-}
-
-/// Every file under `demos/` and `static/`, subfolders included (a test checks that none is
-/// missing).
-pub static ASSETS: &[Asset] = assets![
-    "demos/index.html",
-    "demos/poll.html",
-    "demos/longpoll.html",
-    "demos/iframe.html",
-    "demos/sse.html",
-    "demos/ws.html",
-    "demos/_chat.html",
-    "demos/_header.html",
-    "demos/_nav_transport.html",
-    "demos/_footer.html",
-    "demos/auto.html",
-    "demos/proxy.html",
-    "demos/dashboard.html",
-    "demos/compare.html",
-    "demos/_lane.html",
-    "demos/_lane_card.html",
-    "demos/_lane_poll.html",
-    "demos/_proxy_row.html",
-    "demos/_arrivals_head.html",
-    "demos/_arrivals_lost.html",
-    "demos/_wire.html",
-    "demos/glossary.html",
-    "demos/_draw.html",
-    "demos/_head.html",
-    "demos/_clock.html",
-    "demos/_panel_counts.html",
-    "demos/_panel_figures.html",
-    "demos/_panel_both_ways.html",
-    "demos/_panel_latency.html",
-    "static/style.css",
-    "static/demo.js",
-    "static/util.js",
-    "static/clock.js",
-    "static/clients/index.js",
-    "static/clients/common.js",
-    "static/clients/batch.js",
-    "static/clients/heads.js",
-    "static/clients/poll.js",
-    "static/clients/longpoll.js",
-    "static/clients/iframe.js",
-    "static/clients/sse.js",
-    "static/clients/ws.js",
-    "static/panel.js",
-    "static/clock-offset.js",
-    "static/chat.js",
-    "static/chat/api.js",
-    "static/chat/render.js",
-    "static/chat/rooms.js",
-    "static/favicon.svg",
-    "static/fallback.js",
-    "static/auto.js",
-    "static/proxy.js",
-    "static/proxy.css",
-    "static/inspector.js",
-    "static/dashboard.js",
-    "static/compare.js",
-    "static/compare.css",
-    "static/wire.js",
-    "static/draw.js",
-    "static/draw.css",
-    "static/errors.js",
-];
+// `ASSETS`: every file under `demos/` and `static/`, subfolders included, listed by build.rs.
+include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
 /// `connect-src` also names the loopback aliases of this machine, so the compare page can
 /// reach the server under a second origin (`localhost` next to `127.0.0.1`) for a second
