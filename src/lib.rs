@@ -99,11 +99,15 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let addr = listener
-        .local_addr()
-        .context("the listener has no local address")?;
-    let tls = net::tls::Tls::from_config(&config, addr)?;
+    let tls = net::tls::Tls::from_config(&config, bound(&listener)?)?;
     run_with_tls(listener, config, tls, shutdown).await
+}
+
+/// The address `listener` is bound to (port 0 picks one).
+fn bound(listener: &TcpListener) -> anyhow::Result<std::net::SocketAddr> {
+    listener
+        .local_addr()
+        .context("the listener has no local address")
 }
 
 /// [`run`] with the TLS set-up already made (the binary makes it first, to print its
@@ -117,9 +121,7 @@ pub async fn run_with_tls(
     // The address actually bound (port 0 picks one): the server's own name for the Host check.
     let mut config = config;
     feed::clock::set_test_offset_ms(config.test_clock_offset_ms);
-    config.addr = listener
-        .local_addr()
-        .context("the listener has no local address")?;
+    config.addr = bound(&listener)?;
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let state = AppState::start(config, token.clone(), tracker.clone())
