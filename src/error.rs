@@ -293,6 +293,36 @@ mod tests {
     }
 
     #[test]
+    fn the_chats_refusals_keep_their_words_and_its_failures_stay_inside() {
+        let body = |e: ApiError| -> serde_json::Value { serde_json::from_str(&e.body()).unwrap() };
+        let internal = body(ChatError::Internal(anyhow::anyhow!("disk on fire")).into());
+        assert_eq!(internal["error"]["code"], "internal");
+        assert_eq!(internal["error"]["message"], "internal error");
+        let bad = body(ChatError::BadCommand("give one".into()).into());
+        assert_eq!(bad["error"]["code"], "bad_json");
+        assert_eq!(
+            bad["error"]["message"],
+            "the request body is not valid JSON for this request: give one"
+        );
+        let chat = ApiError::from(ChatError::RateLimited {
+            what: "messages",
+            retry_after: 2,
+        });
+        let edge = ApiError::RateLimited {
+            what: "messages",
+            retry_after: 2,
+        };
+        assert_eq!(chat.body(), edge.body());
+        assert_eq!(chat.status(), edge.status());
+        assert_eq!(
+            ApiError::signed_out().status(),
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            ApiError::signed_out()
+        );
+    }
+
+    #[test]
     fn every_variants_code_is_in_codes() {
         let s = String::new;
         let all = [
