@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What one Redis costs the cluster per chat message: the append script of src/cluster/scripts.rs
+# What one Redis costs the cluster per chat message: the append script of src/engine/redis/scripts.rs
 # (take the next id, XADD to the log and the room's history, PUBLISH to every node) driven by
 # redis-benchmark, with AOF `appendfsync always` and without persistence, with 20 connections
 # appending at once (and 1, 3 and 10 subscribers on the `events` channel standing for nodes) and
@@ -28,7 +28,7 @@ if [ "$(nproc)" -ge 2 ]; then pin_server=(taskset -c 0); pin_load=(taskset -c 1)
 # The script exactly as the server sends it: the shared prelude, then APPEND's body.
 python3 - "$work/append.lua" <<'PY'
 import re, sys
-s = open("src/cluster/scripts.rs").read()
+s = open("src/engine/redis/scripts.rs").read()
 pre = re.search(r'macro_rules! prelude \{.*?r#"(.*?)"#', s, re.S).group(1)
 body = re.search(r'pub const APPEND: &str = concat!\(\s*prelude!\(\),\s*r#"(.*?)"#', s, re.S).group(1)
 open(sys.argv[1], "w").write(pre + body)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What one kept chat message costs Redis in memory: the append script of src/cluster/scripts.rs
+# What one kept chat message costs Redis in memory: the append script of src/engine/redis/scripts.rs
 # (exactly as the server sends it) driven by redis-benchmark into an empty Redis, N room
 # messages of each size, then `MEMORY USAGE` of the log and of the room's history (SAMPLES 0:
 # every element counted) and `INFO memory`'s used_memory before and after. Sizes are the
@@ -11,7 +11,7 @@
 #
 #   scripts/bench-redis-memory.sh [--out DIR] [--scripts FILE] [--n N]
 #
-# --scripts measures another version of the scripts (`git show REV:src/cluster/scripts.rs >
+# --scripts measures another version of the scripts (`git show REV:src/engine/redis/scripts.rs >
 # FILE`); --n sets the messages per size (default 20000, below the default retention of
 # 100000, so nothing is trimmed). Writes DIR/memory.csv (default results/scale-out/redis-memory)
 # and DIR/machine.txt. Starts its own redis-server (no persistence: memory is the question) on
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/machine.sh
 out=results/scale-out/redis-memory
-scripts=src/cluster/scripts.rs
+scripts=src/engine/redis/scripts.rs
 n=20000
 args="$*"
 while [ $# -gt 0 ]; do

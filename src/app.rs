@@ -11,19 +11,19 @@ use axum::routing::{get, post};
 
 use crate::error::ApiError;
 use crate::http::{ClientAddr, InFlight, MAX_BODY_BYTES};
-use crate::net::forwarded;
+use crate::names::Transport;
+use crate::net::{forwarded, origin};
 use crate::state::AppState;
-use crate::transport::{iframe, longpoll, poll, sse, ws};
-use crate::{api, assets, diag, draw, operator, results, stats};
+use crate::{assets, chat_api, diag, draw, operator, results, stats, transport};
 
 pub fn app(state: AppState) -> Router {
-    // The transport routes, with the recorder of tagged requests (`?tag=`, see `diag`).
-    let transports = Router::new()
-        .route("/poll/{feed}", get(poll::handler))
-        .route("/longpoll/{feed}", get(longpoll::handler))
-        .route("/iframe/{feed}", get(iframe::handler))
-        .route("/sse/{feed}", get(sse::handler))
-        .route("/ws/{feed}", get(ws::handler))
+    // The transport routes, `/TRANSPORT/{feed}` for each transport, with the recorder of
+    // tagged requests (`?tag=`, see `diag`).
+    let transports = Transport::ALL
+        .into_iter()
+        .fold(Router::new(), |router, t| {
+            router.route(&format!("/{t}/{{feed}}"), transport::route(t))
+        })
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             diag::record,
@@ -55,15 +55,15 @@ pub fn app(state: AppState) -> Router {
         .route("/api/debug/kill", post(diag::kill))
         .route(
             "/api/session",
-            get(api::whoami)
-                .post(api::login)
-                .patch(api::rename)
-                .delete(api::logout),
+            get(chat_api::whoami)
+                .post(chat_api::login)
+                .patch(chat_api::rename)
+                .delete(chat_api::logout),
         )
-        .route("/api/chat/messages", post(api::send))
-        .route("/api/chat/rooms", get(api::rooms))
-        .route("/api/chat/users", get(api::users))
-        .route("/api/chat/history", get(api::history))
+        .route("/api/chat/messages", post(chat_api::send))
+        .route("/api/chat/rooms", get(chat_api::rooms))
+        .route("/api/chat/users", get(chat_api::users))
+        .route("/api/chat/history", get(chat_api::history))
         .route("/api/draw", post(draw::upload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -79,7 +79,7 @@ pub fn app(state: AppState) -> Router {
 /// Every request, before routing: resolves its [`ClientAddr`] (the TCP peer, or the client
 /// a `--trust-proxy` proxy forwarded), refuses a `Host` that is not one of the server's own
 /// names (`421 unknown_host`, WebSocket upgrades included; see
-/// [`crate::net::origin::OwnHosts`]), then applies the Origin rule ([`api::check_origin`]) and
+/// [`crate::net::origin::OwnHosts`]), then applies the Origin rule ([`origin::enforce`]) and
 /// runs the rest inside a (debug-level) log span that names the client.
 async fn edge(
     State(app): State<AppState>,
@@ -93,7 +93,7 @@ async fn edge(
     // The listener inserts the peer; a router driven without one (a unit test's `oneshot`)
     // gets none, and a handler that needs it answers `500`.
     let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
-        return api::check_origin(State(app), req, next).await;
+        return origin::enforce(app.own_hosts(), &app.config().allow_origin, req, next).await;
     };
     // The scheme the request reached this server by; a trusted proxy's header may say what
     // the client used in front of it.
@@ -115,7 +115,7 @@ async fn edge(
     // every poll) cost 2–3 µs of CPU of a 13–19 µs trivial request (measured while other
     // builds shared the machine). `PUSHPOLL_LOG=info,pushpoll=debug` turns it on.
     let span = tracing::debug_span!("request", client = %client.ip, peer = %peer);
-    api::check_origin(State(app), req, next)
+    origin::enforce(app.own_hosts(), &app.config().allow_origin, req, next)
         .instrument(span)
         .await
         .map(|body| axum::body::Body::new(InFlight::new(body, slot)))

@@ -26,97 +26,8 @@ pub struct Asset {
     pub body: &'static [u8],
 }
 
-macro_rules! assets {
-    ($($path:literal),* $(,)?) => {
-        &[$(Asset { path: $path, body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $path)) }),*]
-    };
-}
-
-/// Every file under `demos/` and `static/`, subfolders included (a test checks that none is
-/// missing).
-pub static ASSETS: &[Asset] = assets![
-    "demos/index.html",
-    "demos/poll.html",
-    "demos/longpoll.html",
-    "demos/iframe.html",
-    "demos/sse.html",
-    "demos/ws.html",
-    "demos/_chat.html",
-    "demos/_header.html",
-    "demos/_footer.html",
-    "demos/auto.html",
-    "demos/proxy.html",
-    "demos/dashboard.html",
-    "demos/compare.html",
-    "demos/_lane.html",
-    "demos/_lane_card.html",
-    "demos/_lane_poll.html",
-    "demos/_proxy_row.html",
-    "demos/_arrivals_head.html",
-    "demos/_arrivals_lost.html",
-    "demos/_wire.html",
-    "demos/glossary.html",
-    "demos/_draw.html",
-    "demos/_head.html",
-    "demos/_clock.html",
-    "demos/_panel_counts.html",
-    "demos/_panel_figures.html",
-    "demos/_panel_both_ways.html",
-    "demos/_panel_latency.html",
-    "static/style.css",
-    "static/demo.js",
-    "static/util.js",
-    "static/clock.js",
-    "static/clients/index.js",
-    "static/clients/common.js",
-    "static/clients/batch.js",
-    "static/clients/heads.js",
-    "static/clients/poll.js",
-    "static/clients/longpoll.js",
-    "static/clients/iframe.js",
-    "static/clients/sse.js",
-    "static/clients/ws.js",
-    "static/panel.js",
-    "static/clock-offset.js",
-    "static/chat.js",
-    "static/chat/api.js",
-    "static/chat/command.js",
-    "static/chat/composer.js",
-    "static/chat/error.js",
-    "static/chat/history.js",
-    "static/chat/name.js",
-    "static/chat/presence.js",
-    "static/chat/render.js",
-    "static/chat/rooms.js",
-    "static/chat/session.js",
-    "static/chat/subscription.js",
-    "static/favicon.svg",
-    "static/fallback.js",
-    "static/auto.js",
-    "static/proxy.js",
-    "static/proxy.css",
-    "static/inspector.js",
-    "static/dashboard.js",
-    "static/compare.js",
-    "static/compare/arrivals.js",
-    "static/compare/browsers.js",
-    "static/compare/budget.js",
-    "static/compare/composer.js",
-    "static/compare/controls.js",
-    "static/compare/figures.js",
-    "static/compare/kill.js",
-    "static/compare/lane.js",
-    "static/compare/origins.js",
-    "static/compare/protocols.js",
-    "static/compare/stats.js",
-    "static/compare/timing.js",
-    "static/compare/window.js",
-    "static/compare.css",
-    "static/wire.js",
-    "static/draw.js",
-    "static/draw.css",
-    "static/errors.js",
-];
+// `ASSETS`: every file under `demos/` and `static/`, subfolders included, listed by build.rs.
+include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
 /// `connect-src` also names the loopback aliases of this machine, so the compare page can
 /// reach the server under a second origin (`localhost` next to `127.0.0.1`) for a second
@@ -194,9 +105,13 @@ fn each_transport(page: &str) -> String {
         // The fragments replace the marker's whole line (its indentation included).
         out.push_str(rest[..start].trim_end_matches(' '));
         let template = String::from_utf8_lossy(fragment.body);
-        // A one-line fragment (a table cell) repeats on one line, as it would be typed:
-        // whitespace between cells would show in the row's text.
-        if template.trim_end().lines().count() == 1 {
+        // A one-line fragment of table markup (a cell, a row) repeats on one line, as it
+        // would be typed: whitespace between cells would show in the row's text. Any other
+        // (a list item) repeats a line each.
+        let table = ["<td", "<th", "<tr"]
+            .iter()
+            .any(|tag| template.trim_start().starts_with(tag));
+        if table && template.trim_end().lines().count() == 1 {
             let indent = &template[..template.len() - template.trim_start().len()];
             out.push_str(indent);
             for transport in Transport::ALL {
@@ -248,7 +163,8 @@ fn include_fragments(page: &str, url: String) -> String {
         let name = &after[..end];
         match ASSETS.iter().find(|a| a.path == format!("demos/{name}")) {
             Some(fragment) => {
-                let fragment_text = String::from_utf8_lossy(fragment.body);
+                // A fragment may list the transports too (the header's links to their pages).
+                let fragment_text = each_transport(&String::from_utf8_lossy(fragment.body));
                 let current = format!("href=\"{url}\"");
                 let marked = fragment_text.replacen(
                     &current,
@@ -368,7 +284,8 @@ mod tests {
 
     #[test]
     fn every_page_includes_its_fragments_and_fragments_are_not_served() {
-        for page in ["poll", "longpoll", "iframe", "sse", "ws"] {
+        // Every transport has its page (a new one without it fails here).
+        for page in Transport::NAMES {
             let body = &PAGES[format!("demos/{page}.html").as_str()];
             let text = std::str::from_utf8(body).unwrap();
             assert!(!text.contains(INCLUDE), "{page}: unexpanded include");

@@ -277,10 +277,15 @@ pub struct Config {
     pub operator_token: Option<crate::operator::Token>,
 }
 
+/// A refused `--redis-prefix`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("1–64 printable ASCII characters without spaces")]
+pub struct BadPrefix;
+
 /// A Redis key prefix: 1–64 printable ASCII characters without spaces.
-fn parse_prefix(s: &str) -> Result<String, String> {
+fn parse_prefix(s: &str) -> Result<String, BadPrefix> {
     if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("1–64 printable ASCII characters without spaces".into());
+        return Err(BadPrefix);
     }
     Ok(s.to_string())
 }
@@ -394,19 +399,26 @@ pub fn default_max_connections(open_files: u64) -> u64 {
         .clamp(1, MAX_CONNECTIONS)
 }
 
+/// A refused `--addr`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadAddr {
+    #[error("{0} (expected IP:PORT, e.g. 127.0.0.1:3000, 0.0.0.0:3000 or [::]:3000)")]
+    NotIpPort(std::net::AddrParseError),
+    #[error("{0} is a multicast or broadcast address")]
+    Unusable(SocketAddr),
+}
+
 /// `IP:PORT`: loopback, an interface's address, or the unspecified `0.0.0.0` / `[::]` (every
 /// interface). Multicast and broadcast addresses cannot be listened on and are refused here,
 /// with a message, rather than by `bind`.
-fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    let addr: SocketAddr = s.trim().parse().map_err(|e| {
-        format!("{e} (expected IP:PORT, e.g. 127.0.0.1:3000, 0.0.0.0:3000 or [::]:3000)")
-    })?;
+fn parse_addr(s: &str) -> Result<SocketAddr, BadAddr> {
+    let addr: SocketAddr = s.trim().parse().map_err(BadAddr::NotIpPort)?;
     let unusable = match addr.ip() {
         std::net::IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast(),
         std::net::IpAddr::V6(v6) => v6.is_multicast(),
     };
     if unusable {
-        return Err(format!("{addr} is a multicast or broadcast address"));
+        return Err(BadAddr::Unusable(addr));
     }
     Ok(addr)
 }
@@ -414,23 +426,37 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 /// The longest duration a flag takes: 366 days.
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 
+/// A refused duration (every duration flag, and the load tester's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadDuration {
+    #[error("{0:?} is not a duration (try 500ms, 15s, 30m, 2h)")]
+    NotADuration(String),
+    #[error("unknown unit {unit:?} in {input:?} (use ms, s, m or h)")]
+    UnknownUnit { unit: String, input: String },
+    #[error("{0:?} is too long (at most {days} days)", days = MAX_DURATION.as_secs() / 86_400)]
+    TooLong(String),
+    #[error("a duration must be more than zero")]
+    Zero,
+}
+
 /// `250ms`, `15s`, `30m`, `2h`; a bare number is seconds; at most [`MAX_DURATION`].
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     let n: u64 = digits
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 15s, 30m, 2h)"))?;
+        .map_err(|_| BadDuration::NotADuration(s.to_string()))?;
     let millis_per_unit: u64 = match unit.trim() {
         "ms" => 1,
         "" | "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
         other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?} (use ms, s, m or h)"
-            ));
+            return Err(BadDuration::UnknownUnit {
+                unit: other.to_string(),
+                input: s.to_string(),
+            });
         }
     };
     // Durations are added to clock instants later, where an overflow would panic: refuse
@@ -439,14 +465,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .checked_mul(millis_per_unit)
         .map(Duration::from_millis)
         .filter(|d| *d <= MAX_DURATION)
-        .ok_or_else(|| {
-            format!(
-                "{s:?} is too long (at most {} days)",
-                MAX_DURATION.as_secs() / 86_400
-            )
-        })?;
+        .ok_or_else(|| BadDuration::TooLong(s.to_string()))?;
     if d.is_zero() {
-        return Err("a duration must be more than zero".into());
+        return Err(BadDuration::Zero);
     }
     Ok(d)
 }

@@ -1,10 +1,16 @@
 //! One error type for the HTTP edge. Every error leaves the server as
 //! `{"error":{"code":"…","message":"…"}}` with its status; internals of a 5xx are logged,
-//! never sent.
+//! never sent. The layers below have errors of their own ([`ChatError`], the canvas's
+//! `Refused`, the parsers' errors): each is mapped to a status and a code here or by one
+//! `From` impl, and keeps the message its layer wrote.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use crate::chat::ChatError;
+use crate::chat::error::too_many;
+use crate::feed::draw::{Invalid, Refused};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -25,22 +31,19 @@ pub enum ApiError {
     BodyTimeout,
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
-    #[error("sign in first: POST /api/session {{\"nick\":\"…\"}}")]
-    Unauthorized,
-    #[error(
-        "the nick {0:?} is taken by someone online, or looks like one that is (case, or look-alike letters: Unicode UTS #39)"
-    )]
-    NickTaken(String),
-    #[error("nobody called {0:?} is online")]
-    UnknownUser(String),
-    /// A budget ran out: `what` names it ("messages and renames", "logins from this address").
-    #[error("too many {what}; retry in {retry_after} s")]
+    /// A chat operation refused: the chat wrote the message, [`ApiError::status`] and
+    /// [`ApiError::code`] map it. Built by `From<ChatError>`, which gives the kinds the edge
+    /// has its own variant for (`Invalid`, `BadCommand`, `Internal`) to those.
+    #[error(transparent)]
+    Chat(ChatError),
+    /// One of the edge's own budgets ran out: `what` names it ("logins from this address",
+    /// "strokes from this address"). The chat's budgets are [`ChatError::RateLimited`]; both
+    /// say it in [`too_many`]'s words.
+    #[error("{}", too_many(.what, *.retry_after))]
     RateLimited {
         what: &'static str,
         retry_after: u64,
     },
-    #[error("the server holds its limit of {0} chat sessions; try again later")]
-    TooManySessions(u64),
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
     #[error("this URL speaks WebSocket: {0}")]
@@ -69,9 +72,38 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
     #[error("the server is shutting down: it takes no new clients while its streams end")]
     ShuttingDown,
-    /// The cluster's Redis is unreachable or too slow (see `ChatError::Unavailable`).
-    #[error("the chat's store (Redis) is unavailable; retry in {retry_after} s")]
-    StoreUnavailable { retry_after: u64 },
+}
+
+impl From<ChatError> for ApiError {
+    fn from(err: ChatError) -> ApiError {
+        match err {
+            ChatError::Invalid(code, message) => ApiError::Invalid(code, message),
+            // Fields that do not fit together are a body that is not this request's JSON.
+            ChatError::BadCommand(message) => ApiError::BadJson(message),
+            // Logged by `into_response` with the cause; the client reads `internal error`.
+            ChatError::Internal(err) => ApiError::Internal(err),
+            err => ApiError::Chat(err),
+        }
+    }
+}
+
+/// The canvas's refusals: a bad stroke is `400`, the server-wide budget `429`.
+impl From<Invalid> for ApiError {
+    fn from(err: Invalid) -> ApiError {
+        ApiError::Invalid(err.code, err.message)
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(err: Refused) -> ApiError {
+        match err {
+            Refused::Invalid(err) => err.into(),
+            Refused::Busy(_, retry_after) => ApiError::RateLimited {
+                what: "strokes on this server (--draw-rate-total)",
+                retry_after,
+            },
+        }
+    }
 }
 
 /// `clock, chat, draw`: the feeds, for the message of [`ApiError::UnknownFeed`].
@@ -80,6 +112,12 @@ fn feed_names() -> String {
 }
 
 impl ApiError {
+    /// A request that carries no live session: the chat's [`ChatError::SignedOut`], which
+    /// the extractors and the WebSocket answer without asking the chat.
+    pub fn signed_out() -> ApiError {
+        ApiError::Chat(ChatError::SignedOut)
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_) | ApiError::UnknownFeed(_) => StatusCode::NOT_FOUND,
@@ -89,9 +127,17 @@ impl ApiError {
             | ApiError::BadJson(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::NickTaken(_) => StatusCode::CONFLICT,
-            ApiError::UnknownUser(_) => StatusCode::NOT_FOUND,
+            ApiError::Chat(err) => match err {
+                ChatError::Invalid(..) | ChatError::BadCommand(_) => StatusCode::BAD_REQUEST,
+                ChatError::SignedOut => StatusCode::UNAUTHORIZED,
+                ChatError::NickTaken(_) => StatusCode::CONFLICT,
+                ChatError::UnknownUser(_) => StatusCode::NOT_FOUND,
+                ChatError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                ChatError::TooManySessions(_) | ChatError::Unavailable { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                ChatError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
@@ -100,12 +146,9 @@ impl ApiError {
             ApiError::Overloaded(_)
             | ApiError::PeerOverloaded(_)
             | ApiError::TooManyRequests(_)
-            | ApiError::TooManySessions(_)
-            | ApiError::TransportRefused(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::TransportRefused(_)
+            | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::ShuttingDown | ApiError::StoreUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
         }
     }
 
@@ -160,9 +203,17 @@ impl ApiError {
             ApiError::BadJson(_) => "bad_json",
             ApiError::TooLarge(_) => "too_large",
             ApiError::BodyTimeout => "body_timeout",
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::NickTaken(_) => "nick_taken",
-            ApiError::UnknownUser(_) => "unknown_user",
+            ApiError::Chat(err) => match err {
+                ChatError::Invalid(code, _) => code,
+                ChatError::BadCommand(_) => "bad_json",
+                ChatError::SignedOut => "unauthorized",
+                ChatError::NickTaken(_) => "nick_taken",
+                ChatError::UnknownUser(_) => "unknown_user",
+                ChatError::RateLimited { .. } => "rate_limited",
+                ChatError::TooManySessions(_) => "too_many_sessions",
+                ChatError::Unavailable { .. } => "store_unavailable",
+                ChatError::Internal(_) => "internal",
+            },
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::UpgradeRequired(_) => "upgrade_required",
@@ -172,11 +223,9 @@ impl ApiError {
             ApiError::Overloaded(_) => "overloaded",
             ApiError::PeerOverloaded(_) => "too_many_connections",
             ApiError::TooManyRequests(_) => "too_many_requests",
-            ApiError::TooManySessions(_) => "too_many_sessions",
             ApiError::TransportRefused(_) => "transport_refused",
             ApiError::Internal(_) => "internal",
             ApiError::ShuttingDown => "shutting_down",
-            ApiError::StoreUnavailable { .. } => "store_unavailable",
         }
     }
 
@@ -203,7 +252,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(err) = &self {
+        if let ApiError::Internal(err) | ApiError::Chat(ChatError::Internal(err)) = &self {
             tracing::error!(error = ?err, "internal error");
         }
         let mut response = (
@@ -216,7 +265,9 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if let ApiError::RateLimited { retry_after, .. }
-        | ApiError::StoreUnavailable { retry_after } = self
+        | ApiError::Chat(
+            ChatError::RateLimited { retry_after, .. } | ChatError::Unavailable { retry_after, .. },
+        ) = self
         {
             response
                 .headers_mut()
@@ -242,6 +293,36 @@ mod tests {
     }
 
     #[test]
+    fn the_chats_refusals_keep_their_words_and_its_failures_stay_inside() {
+        let body = |e: ApiError| -> serde_json::Value { serde_json::from_str(&e.body()).unwrap() };
+        let internal = body(ChatError::Internal(anyhow::anyhow!("disk on fire")).into());
+        assert_eq!(internal["error"]["code"], "internal");
+        assert_eq!(internal["error"]["message"], "internal error");
+        let bad = body(ChatError::BadCommand("give one".into()).into());
+        assert_eq!(bad["error"]["code"], "bad_json");
+        assert_eq!(
+            bad["error"]["message"],
+            "the request body is not valid JSON for this request: give one"
+        );
+        let chat = ApiError::from(ChatError::RateLimited {
+            what: "messages",
+            retry_after: 2,
+        });
+        let edge = ApiError::RateLimited {
+            what: "messages",
+            retry_after: 2,
+        };
+        assert_eq!(chat.body(), edge.body());
+        assert_eq!(chat.status(), edge.status());
+        assert_eq!(
+            ApiError::signed_out().status(),
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            ApiError::signed_out()
+        );
+    }
+
+    #[test]
     fn every_variants_code_is_in_codes() {
         let s = String::new;
         let all = [
@@ -252,14 +333,10 @@ mod tests {
             ApiError::BadJson(s()),
             ApiError::BodyTimeout,
             ApiError::TooLarge(0),
-            ApiError::Unauthorized,
-            ApiError::NickTaken(s()),
-            ApiError::UnknownUser(s()),
             ApiError::RateLimited {
                 what: "",
                 retry_after: 1,
             },
-            ApiError::TooManySessions(0),
             ApiError::MethodNotAllowed(s()),
             ApiError::UpgradeRequired(s()),
             ApiError::UnknownHost(s()),
@@ -271,9 +348,29 @@ mod tests {
             ApiError::TransportRefused(""),
             ApiError::Internal(anyhow::anyhow!("x")),
             ApiError::ShuttingDown,
-            ApiError::StoreUnavailable { retry_after: 1 },
-        ];
-        for e in &all {
+        ]
+        .into_iter()
+        .chain(
+            [
+                ChatError::Invalid("invalid_nick", s()),
+                ChatError::SignedOut,
+                ChatError::NickTaken(s()),
+                ChatError::UnknownUser(s()),
+                ChatError::RateLimited {
+                    what: "",
+                    retry_after: 1,
+                },
+                ChatError::TooManySessions(0),
+                ChatError::BadCommand(s()),
+                ChatError::Unavailable {
+                    store: "Redis",
+                    retry_after: 1,
+                },
+                ChatError::Internal(anyhow::anyhow!("x")),
+            ]
+            .map(ApiError::Chat),
+        );
+        for e in all {
             assert!(
                 ApiError::CODES.contains(&e.code()),
                 "{} is not in CODES",

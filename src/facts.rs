@@ -97,6 +97,14 @@ fn exports() -> Vec<(&'static str, Value)> {
                 .into(),
         ),
         (
+            "TRANSPORT_COLORS",
+            Transport::ALL
+                .iter()
+                .map(|t| (t.as_str().to_string(), json!(t.color())))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        ),
+        (
             "EVENT_KINDS",
             FeedName::ALL
                 .iter()

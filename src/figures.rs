@@ -57,16 +57,38 @@ impl Figure {
     }
 }
 
+/// Why a marker or its SPEC does not resolve: what `tests/figures.rs` reports for a doc or a
+/// page to be fixed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadFigure {
+    #[error("unclosed figure marker at byte {0}")]
+    Unclosed(usize),
+    #[error("figure marker at byte {0} has no {CLOSE}")]
+    NoClose(usize),
+    /// The SPEC (first) breaks the grammar of docs/FIGURES.md in the way the second says.
+    #[error("{0}: {1}")]
+    Spec(String, String),
+    #[error("no committed results/{0}")]
+    NoFile(String),
+    /// A committed file that is not the JSON, CSV or text it should be: the parser's words.
+    #[error("results/{0}: {1}")]
+    Unreadable(String, String),
+    /// `PATH#POINTER` (first) does not point at one value, for the reason second.
+    #[error("{0}: {1}")]
+    Pointer(String, String),
+}
+
 /// Resolves a SPEC (`PATH#POINTER;OPTION;…`, docs/FIGURES.md) against the embedded results.
-pub fn resolve(spec: &str) -> Result<Figure, String> {
+pub fn resolve(spec: &str) -> Result<Figure, BadFigure> {
+    let bad = |why: String| BadFigure::Spec(spec.to_owned(), why);
     let mut parts = spec.split(';');
     let target = parts.next().unwrap_or_default();
     let (path, pointer) = target
         .split_once('#')
-        .ok_or_else(|| format!("{spec}: no '#' between the file and the pointer"))?;
+        .ok_or_else(|| bad("no '#' between the file and the pointer".into()))?;
     let number = lookup(path, pointer)?
         .as_f64()
-        .ok_or_else(|| format!("{spec}: the value at {pointer} is not a number"))?;
+        .ok_or_else(|| bad(format!("the value at {pointer} is not a number")))?;
     let mut value = number;
     let mut dp = 0usize;
     let mut unit = None;
@@ -79,10 +101,10 @@ pub fn resolve(spec: &str) -> Result<Figure, String> {
             if arg.starts_with('/') {
                 lookup(path, arg)?
                     .as_f64()
-                    .ok_or_else(|| format!("{spec}: {key}={arg} is not a number"))
+                    .ok_or_else(|| bad(format!("{key}={arg} is not a number")))
             } else {
                 arg.parse::<f64>()
-                    .map_err(|_| format!("{spec}: {key}= needs a number, not {arg:?}"))
+                    .map_err(|_| bad(format!("{key}= needs a number, not {arg:?}")))
             }
         };
         match key {
@@ -91,12 +113,12 @@ pub fn resolve(spec: &str) -> Result<Figure, String> {
             "dp" => {
                 dp = arg
                     .parse()
-                    .map_err(|_| format!("{spec}: dp= needs a digit, not {arg:?}"))?
+                    .map_err(|_| bad(format!("dp= needs a digit, not {arg:?}")))?
             }
             "unit" if !arg.is_empty() => unit = Some(arg),
             "group" if arg.is_empty() => group = true,
             "date" => date_at = Some(arg),
-            _ => return Err(format!("{spec}: unknown option {option:?}")),
+            _ => return Err(bad(format!("unknown option {option:?}"))),
         }
     }
     let mut text = format_number(value, dp, group);
@@ -112,11 +134,11 @@ pub fn resolve(spec: &str) -> Result<Figure, String> {
         Some(at) => {
             let (file, pointer) = at
                 .split_once('#')
-                .ok_or_else(|| format!("{spec}: date= needs FILE#POINTER"))?;
+                .ok_or_else(|| bad("date= needs FILE#POINTER".into()))?;
             lookup(file, pointer)?
                 .as_str()
                 .map(str::to_owned)
-                .ok_or_else(|| format!("{spec}: the date at {at} is not a string"))?
+                .ok_or_else(|| bad(format!("the date at {at} is not a string")))?
         }
         None => {
             let root = parse(path)?;
@@ -125,13 +147,15 @@ pub fn resolve(spec: &str) -> Result<Figure, String> {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
                 .ok_or_else(|| {
-                    format!("{spec}: {path} has no \"started\" or \"date\"; name one with date=")
+                    bad(format!(
+                        "{path} has no \"started\" or \"date\"; name one with date="
+                    ))
                 })?
         }
     };
     let date: String = date.chars().take(10).collect();
     if date.len() != 10 || date.as_bytes()[4] != b'-' || date.as_bytes()[7] != b'-' {
-        return Err(format!("{spec}: {date:?} is not a YYYY-MM-DD date"));
+        return Err(bad(format!("{date:?} is not a YYYY-MM-DD date")));
     }
     Ok(Figure {
         name: path.split('/').next().unwrap_or(path).to_owned(),
@@ -145,10 +169,11 @@ pub fn resolve(spec: &str) -> Result<Figure, String> {
 /// A committed file as JSON: `.json` as it is; `.jsonl` as an array of its lines; `.csv` as an
 /// array of objects, one per row, keyed by the header (a cell that parses as a number is one);
 /// `.txt` of `key: value` lines (a `machine.txt`) as an object of strings.
-fn parse(path: &str) -> Result<Value, String> {
-    let body = result_file(path).ok_or_else(|| format!("no committed results/{path}"))?;
-    let text = std::str::from_utf8(body).map_err(|e| format!("results/{path}: {e}"))?;
-    let bad = |e: serde_json::Error| format!("results/{path}: {e}");
+fn parse(path: &str) -> Result<Value, BadFigure> {
+    let body = result_file(path).ok_or_else(|| BadFigure::NoFile(path.to_owned()))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| BadFigure::Unreadable(path.to_owned(), e.to_string()))?;
+    let bad = |e: serde_json::Error| BadFigure::Unreadable(path.to_owned(), e.to_string());
     match path.rsplit('.').next() {
         Some("jsonl") => text
             .lines()
@@ -183,10 +208,11 @@ fn parse(path: &str) -> Result<Value, String> {
 
 /// The value at an RFC 6901 pointer in a committed JSON file, with the `[KEY=VALUE]` token
 /// that selects the one array element whose member KEY is VALUE.
-fn lookup(path: &str, pointer: &str) -> Result<Value, String> {
+fn lookup(path: &str, pointer: &str) -> Result<Value, BadFigure> {
     let root = parse(path)?;
+    let bad = |why: String| BadFigure::Pointer(format!("{path}#{pointer}"), why);
     let Some(tokens) = pointer.strip_prefix('/') else {
-        return Err(format!("{path}#{pointer}: a pointer starts with '/'"));
+        return Err(bad("a pointer starts with '/'".into()));
     };
     let mut here = &root;
     for raw in tokens.split('/') {
@@ -198,9 +224,11 @@ fn lookup(path: &str, pointer: &str) -> Result<Value, String> {
             (Value::Array(items), Some(select)) => {
                 let mut wants = Vec::new();
                 for pair in select.split(',') {
-                    wants.push(pair.split_once('=').ok_or_else(|| {
-                        format!("{path}#{pointer}: [{select}] needs KEY=VALUE[,KEY=VALUE]")
-                    })?);
+                    wants.push(
+                        pair.split_once('=').ok_or_else(|| {
+                            bad(format!("[{select}] needs KEY=VALUE[,KEY=VALUE]"))
+                        })?,
+                    );
                 }
                 let mut found = items.iter().filter(|item| {
                     wants.iter().all(|(key, want)| match item.get(key) {
@@ -214,9 +242,7 @@ fn lookup(path: &str, pointer: &str) -> Result<Value, String> {
                 match (found.next(), found.next()) {
                     (Some(one), None) => Some(one),
                     (Some(_), Some(_)) => {
-                        return Err(format!(
-                            "{path}#{pointer}: more than one element has {select}"
-                        ));
+                        return Err(bad(format!("more than one element has {select}")));
                     }
                     _ => None,
                 }
@@ -225,7 +251,7 @@ fn lookup(path: &str, pointer: &str) -> Result<Value, String> {
             (Value::Object(map), _) => map.get(&token),
             _ => None,
         };
-        here = next.ok_or_else(|| format!("{path}#{pointer}: nothing at {raw:?}"))?;
+        here = next.ok_or_else(|| bad(format!("nothing at {raw:?}")))?;
     }
     Ok(here.clone())
 }
@@ -262,7 +288,7 @@ pub struct Marker {
 }
 
 /// Every figure marker in `text`, in order; an unclosed marker is an error.
-pub fn markers(text: &str) -> Result<Vec<Marker>, String> {
+pub fn markers(text: &str) -> Result<Vec<Marker>, BadFigure> {
     let mut found = Vec::new();
     let mut from = 0;
     while let Some(at) = text[from..].find(OPEN) {
@@ -271,14 +297,14 @@ pub fn markers(text: &str) -> Result<Vec<Marker>, String> {
         let spec_end = text[spec_start..]
             .find(SPEC_END)
             .map(|i| spec_start + i)
-            .ok_or_else(|| format!("unclosed figure marker at byte {start}"))?;
+            .ok_or(BadFigure::Unclosed(start))?;
         let text_start = spec_end + SPEC_END.len();
         let text_end = text[text_start..]
             .find(CLOSE)
             .map(|i| text_start + i)
-            .ok_or_else(|| format!("figure marker at byte {start} has no {CLOSE}"))?;
+            .ok_or(BadFigure::NoClose(start))?;
         if text[text_start..text_end].contains(OPEN) {
-            return Err(format!("figure marker at byte {start} has no {CLOSE}"));
+            return Err(BadFigure::NoClose(start));
         }
         let end = text_end + CLOSE.len();
         found.push(Marker {
@@ -320,10 +346,10 @@ fn ends_block(between: &str, kind: Kind) -> bool {
 }
 
 /// A marker, its resolved figure (or why it did not resolve) and whether it carries the citation.
-type Resolved = (Marker, Result<Figure, String>, bool);
+type Resolved = (Marker, Result<Figure, BadFigure>, bool);
 
 /// Each marker of `text`, resolved.
-fn resolved(text: &str, kind: Kind) -> Result<Vec<Resolved>, String> {
+fn resolved(text: &str, kind: Kind) -> Result<Vec<Resolved>, BadFigure> {
     let mut out: Vec<Resolved> = Vec::new();
     for marker in markers(text)? {
         let figure = resolve(&text[marker.spec.clone()]);
@@ -354,7 +380,7 @@ pub fn rewrite(text: &str, kind: Kind) -> (String, Vec<String>) {
     let mut problems = Vec::new();
     let list = match resolved(text, kind) {
         Ok(list) => list,
-        Err(e) => return (text.to_owned(), vec![e]),
+        Err(e) => return (text.to_owned(), vec![e.to_string()]),
     };
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
@@ -371,7 +397,7 @@ pub fn rewrite(text: &str, kind: Kind) -> (String, Vec<String>) {
                 out.push_str(&want);
             }
             Err(e) => {
-                problems.push(e);
+                problems.push(e.to_string());
                 out.push_str(current);
             }
         }

@@ -1,8 +1,8 @@
 //! The HTTP edge's shared pieces: extractors (query parameters, the feed in the path, a JSON
 //! body, the caller's session, a tagged request's kill switch), the parsers of values that
-//! come in URLs (cursors, rooms), the JSON array of shared events, and the mapping of the
-//! chat's errors to HTTP. Every handler module (`api`, `transport`, `diag`, `draw`) uses
-//! these; none of them imports another to get one.
+//! come in URLs (cursors, rooms), and the JSON array of shared events. Every handler module
+//! (`chat_api`, `transport`, `diag`, `draw`) uses these; none of them imports another to get
+//! one.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -14,10 +14,9 @@ use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::{Chat, ChatError, Session, parse_room};
+use crate::chat::{Chat, Session, parse_room};
 use crate::error::ApiError;
 use crate::event::SharedEvent;
-use crate::feed::draw::{Invalid, Refused};
 use crate::names::FeedName;
 use crate::net::forwarded::Client;
 
@@ -27,43 +26,6 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How long a request body may take to arrive in full; past it, `408 body_timeout`. (The
 /// head has `--header-timeout`; hyper has no deadline for bodies.)
 pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
-
-impl From<ChatError> for ApiError {
-    fn from(err: ChatError) -> ApiError {
-        match err {
-            ChatError::Invalid(code, message) => ApiError::Invalid(code, message),
-            ChatError::SignedOut => ApiError::Unauthorized,
-            ChatError::NickTaken(nick) => ApiError::NickTaken(nick),
-            ChatError::UnknownUser(nick) => ApiError::UnknownUser(nick),
-            ChatError::RateLimited { what, retry_after } => {
-                ApiError::RateLimited { what, retry_after }
-            }
-            ChatError::TooManySessions(max) => ApiError::TooManySessions(max),
-            ChatError::BadCommand(message) => ApiError::BadJson(message),
-            ChatError::Internal(err) => ApiError::Internal(err),
-            ChatError::Unavailable { retry_after } => ApiError::StoreUnavailable { retry_after },
-        }
-    }
-}
-
-/// The canvas's refusals: a bad stroke is `400`, the server-wide budget `429`.
-impl From<Invalid> for ApiError {
-    fn from(err: Invalid) -> ApiError {
-        ApiError::Invalid(err.code, err.message)
-    }
-}
-
-impl From<Refused> for ApiError {
-    fn from(err: Refused) -> ApiError {
-        match err {
-            Refused::Invalid(err) => err.into(),
-            Refused::Busy(_, retry_after) => ApiError::RateLimited {
-                what: "strokes on this server (--draw-rate-total)",
-                retry_after,
-            },
-        }
-    }
-}
 
 /// A JSON body; too large is `413`, malformed is `400 bad_json`, slower than
 /// [`BODY_DEADLINE`] is `408`, all as JSON errors.
@@ -117,7 +79,7 @@ where
         session_of(&Chat::from_ref(state), &parts.headers)
             .await?
             .map(SignedIn)
-            .ok_or(ApiError::Unauthorized)
+            .ok_or_else(ApiError::signed_out)
     }
 }
 
@@ -138,7 +100,7 @@ where
             .sessions()
             .id_from_cookies(cookies(&parts.headers))
             .map(SessionId)
-            .ok_or(ApiError::Unauthorized)
+            .ok_or_else(ApiError::signed_out)
     }
 }
 

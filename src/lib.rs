@@ -43,7 +43,7 @@
 //!   and `/metrics`; `state`, the shared [`AppState`] with a `FromRef` for each part;
 //!   [`http`], the extractors and JSON helpers; [`facts`], the lists and limits the pages
 //!   share, served as `/static/facts.js` and filled into `<!--fact:…-->` markers.
-//! - **Handlers**, which import the layers below but never each other: `api` (the chat's
+//! - **Handlers**, which import the layers below but never each other: `chat_api` (the chat's
 //!   HTTP API), [`transport`] (one file per transport, each a thin adapter answering "events
 //!   after cursor X"), [`diag`] (the tagged requests' wire record and kill switch), `draw`
 //!   (`POST /api/draw`), `assets` (the embedded pages), `results` (the measured results,
@@ -51,10 +51,10 @@
 //! - **Router**: `app`, which routes paths to handlers; nothing imports it but [`run`].
 //! - [`run`]: serve until a shutdown signal, then end every stream and socket within 5 s.
 
-pub(crate) mod api;
 pub(crate) mod app;
 pub(crate) mod assets;
 pub mod chat;
+pub(crate) mod chat_api;
 pub mod config;
 pub mod diag;
 pub(crate) mod draw;
@@ -102,11 +102,15 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let addr = listener
-        .local_addr()
-        .context("the listener has no local address")?;
-    let tls = net::tls::Tls::from_config(&config, addr)?;
+    let tls = net::tls::Tls::from_config(&config, bound(&listener)?)?;
     run_with_tls(listener, config, tls, shutdown).await
+}
+
+/// The address `listener` is bound to (port 0 picks one).
+fn bound(listener: &TcpListener) -> anyhow::Result<std::net::SocketAddr> {
+    listener
+        .local_addr()
+        .context("the listener has no local address")
 }
 
 /// [`run`] with the TLS set-up already made (the binary makes it first, to print its
@@ -120,9 +124,7 @@ pub async fn run_with_tls(
     // The address actually bound (port 0 picks one): the server's own name for the Host check.
     let mut config = config;
     feed::clock::set_test_offset_ms(config.test_clock_offset_ms);
-    config.addr = listener
-        .local_addr()
-        .context("the listener has no local address")?;
+    config.addr = bound(&listener)?;
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let state = AppState::start(config, token.clone(), tracker.clone())

@@ -66,6 +66,17 @@ impl Transport {
         }
     }
 
+    /// The colour the pages draw the transport in (the dashboard's series and legend).
+    pub const fn color(self) -> &'static str {
+        match self {
+            Transport::Poll => "#d1495b",
+            Transport::LongPoll => "#edae49",
+            Transport::Iframe => "#8a5cf6",
+            Transport::Sse => "#00798c",
+            Transport::Ws => "#30638e",
+        }
+    }
+
     /// The transport's name inside a sentence: the title, lower-cased unless it is a proper
     /// name (Server-Sent Events, WebSocket).
     pub const fn name_in_sentence(self) -> &'static str {
@@ -184,7 +195,10 @@ mod tests {
         let err = "pigeon".parse::<Transport>().unwrap_err().to_string();
         assert_eq!(
             err,
-            "unknown transport \"pigeon\": use one of poll, longpoll, iframe, sse, ws"
+            format!(
+                "unknown transport \"pigeon\": use one of {}",
+                Transport::NAMES.join(", ")
+            )
         );
         assert!("news".parse::<FeedName>().is_err());
     }

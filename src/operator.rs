@@ -55,12 +55,44 @@ pub struct Token {
     mac: Vec<u8>,
 }
 
+/// Why an operator token, or its file, was refused. No variant holds the token itself.
+#[derive(Debug, thiserror::Error)]
+pub enum BadToken {
+    #[error(
+        "an operator token is {min} to {max} letters, digits or -._~+/ (then any =); make one with `head -c 24 /dev/urandom | base64`",
+        min = MIN_TOKEN_LEN,
+        max = MAX_TOKEN_LEN
+    )]
+    Shape,
+    #[error("no OS randomness: {0}")]
+    NoRandomness(getrandom::Error),
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} may be read or written by other users (mode {mode:o}); `chmod 600 {path}`")]
+    Shared { path: String, mode: u32 },
+    #[error("cannot read {path} as text: {source}")]
+    NotText {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the token in {path}: {source}")]
+    InFile { path: String, source: Box<BadToken> },
+}
+
 impl Token {
     /// A token as given (`--operator-token`, `PUSHPOLL_OPERATOR_TOKEN`): 22–512 characters
     /// of RFC 6750's `b64token` (letters, digits, `-._~+/`, then any `=`), blanks around it
     /// ignored. The error never repeats the value (clap's message around it names a refused
     /// command-line value, as for every flag; a token file's content is never shown).
-    pub fn parse(raw: &str) -> Result<Token, String> {
+    pub fn parse(raw: &str) -> Result<Token, BadToken> {
         let token = raw.trim();
         let body = token.trim_end_matches('=');
         let alphabet = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
@@ -68,13 +100,10 @@ impl Token {
             || body.is_empty()
             || !body.bytes().all(alphabet)
         {
-            return Err(format!(
-                "an operator token is {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} letters, digits or \
-                 -._~+/ (then any =); make one with `head -c 24 /dev/urandom | base64`"
-            ));
+            return Err(BadToken::Shape);
         }
         let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| format!("no OS randomness: {e}"))?;
+        getrandom::fill(&mut key).map_err(BadToken::NoRandomness)?;
         Ok(Token {
             mac: Self::mac_of(&key, token.as_bytes()),
             key,
@@ -84,28 +113,41 @@ impl Token {
     /// The token in the file `path` (`--operator-token-file`), its trailing newline ignored.
     /// A file that others than its owner may read or write is refused, as ssh refuses such a
     /// private key: the token is only as secret as the file.
-    pub fn from_file(path: &str) -> Result<Token, String> {
+    pub fn from_file(path: &str) -> Result<Token, BadToken> {
         use std::io::Read as _;
         use std::os::unix::fs::PermissionsExt as _;
-        let file = std::fs::File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
+        let path_owned = || path.to_string();
+        let file = std::fs::File::open(path).map_err(|source| BadToken::Open {
+            path: path_owned(),
+            source,
+        })?;
         let mode = file
             .metadata()
-            .map_err(|e| format!("cannot read {path}: {e}"))?
+            .map_err(|source| BadToken::Read {
+                path: path_owned(),
+                source,
+            })?
             .permissions()
             .mode();
         if mode & 0o077 != 0 {
-            return Err(format!(
-                "{path} may be read or written by other users (mode {:o}); `chmod 600 {path}`",
-                mode & 0o777
-            ));
+            return Err(BadToken::Shared {
+                path: path_owned(),
+                mode: mode & 0o777,
+            });
         }
         // One byte past the longest token (and its newline) is enough to refuse a longer
         // file, so a path such as /dev/zero cannot make the start-up read forever.
         let mut text = String::new();
         file.take(MAX_TOKEN_LEN as u64 + 3)
             .read_to_string(&mut text)
-            .map_err(|e| format!("cannot read {path} as text: {e}"))?;
-        Token::parse(&text).map_err(|e| format!("the token in {path}: {e}"))
+            .map_err(|source| BadToken::NotText {
+                path: path_owned(),
+                source,
+            })?;
+        Token::parse(&text).map_err(|err| BadToken::InFile {
+            path: path_owned(),
+            source: Box::new(err),
+        })
     }
 
     /// Whether `presented` is the token, in time that does not depend on where they differ.
@@ -312,7 +354,7 @@ mod tests {
             &"=".repeat(30),
             "aaaaaaaaaaa=aaaaaaaaaaaaaaaa",
         ] {
-            let err = Token::parse(bad).unwrap_err();
+            let err = Token::parse(bad).unwrap_err().to_string();
             assert!(
                 !err.contains(bad.trim()),
                 "the error repeats the value: {err}"
@@ -330,7 +372,7 @@ mod tests {
         let name = path.to_str().unwrap();
         for mode in [0o644, 0o640, 0o604, 0o620] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            let err = Token::from_file(name).unwrap_err();
+            let err = Token::from_file(name).unwrap_err().to_string();
             assert!(err.contains("chmod 600"), "{mode:o}: {err}");
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();

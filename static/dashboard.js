@@ -1,10 +1,12 @@
 // The server's view, live: /api/stats/stream (Server-Sent Events, one snapshot a second)
 // drawn as small time-series charts over the last three minutes, on plain canvas.
 
+import { TRANSPORT_COLORS } from '/static/facts.js';
 import { $, TRANSPORTS } from '/static/util.js';
 
 const WINDOW = 180; // samples kept: one a second
-const COLORS = { poll: '#d1495b', longpoll: '#edae49', iframe: '#8a5cf6', sse: '#00798c', ws: '#30638e', server: '#444' };
+// Each transport's colour is the server's (names::Transport::color); the process's own series is grey.
+const COLORS = { ...TRANSPORT_COLORS, server: '#444' };
 
 /** Each chart: a title, a unit, and how to read one series' value from two snapshots. */
 const CHARTS = [
@@ -126,7 +128,8 @@ function build() {
     const item = document.createElement('span');
     item.className = 'legend-item';
     const swatch = document.createElement('span');
-    swatch.className = `swatch swatch-${name}`;
+    swatch.className = 'swatch';
+    swatch.style.background = COLORS[name];
     item.append(swatch, document.createTextNode(name));
     legend.append(item);
   }

@@ -7,7 +7,10 @@
 //!   holds a TEXT other than what the code generates now. `PUSHPOLL_WRITE_FACTS=1 cargo test
 //!   --test facts` rewrites those TEXTs instead;
 //! - docs/API.md's Limits table states a flag's default other than the flag's, or its list of
-//!   error codes misses one.
+//!   error codes misses one;
+//! - a transport lacks one of its files (server adapter, load-tester client, page client,
+//!   page), or a place that holds one entry per transport misses it (docs/ARCHITECTURE.md,
+//!   Adding a transport).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -170,15 +173,14 @@ fn whole_lists(source: &str) -> Vec<(usize, String)> {
 #[test]
 fn no_test_spells_a_whole_list_by_hand() {
     // A test that runs over every transport takes them from `pushpoll::names`, so a new
-    // transport is tested without anyone remembering to add it. `tests/architecture.rs` is
-    // the exception: it greps for the names outside src/names.rs, so it must know them
-    // independently; this file's own examples of old copies are the other.
+    // transport is tested without anyone remembering to add it. This file's own examples of
+    // old copies are the exception.
     let mut sources = files(&root().join("tests"), ".rs");
     sources.extend(files(&root().join("loadtest/tests"), ".rs"));
     let mut copies = Vec::new();
     for path in &sources {
         let name = path.strip_prefix(root()).unwrap().display().to_string();
-        if name == "tests/architecture.rs" || name == "tests/facts.rs" {
+        if name == "tests/facts.rs" {
             continue;
         }
         let source = fs::read_to_string(path).unwrap();
@@ -192,10 +194,8 @@ fn no_test_spells_a_whole_list_by_hand() {
          pushpoll::names::Transport::NAMES (or the enum's ALL):\n{}",
         copies.join("\n")
     );
-    assert_eq!(
-        whole_lists("for t in [\"poll\", \"longpoll\", \"iframe\", \"sse\", \"ws\"] {}").len(),
-        1
-    );
+    let every = Transport::NAMES.map(|t| format!("{t:?}")).join(", ");
+    assert_eq!(whole_lists(&format!("for t in [{every}] {{}}")).len(), 1);
     assert!(whole_lists("for t in [\"sse\", \"ws\"] {}").is_empty());
 }
 
@@ -379,4 +379,101 @@ fn the_generated_module_exports_what_the_pages_import() {
         }
     }
     assert!(missing.is_empty(), "facts.js does not export {missing:?}");
+}
+
+/// The transports a script writes as object keys, one entry per transport: `sse: …`, or the
+/// method `sse(…) {` at the start of a line.
+fn transport_keys(source: &str) -> BTreeSet<&'static str> {
+    let mut found = BTreeSet::new();
+    for line in source.lines() {
+        for t in Transport::NAMES {
+            let method = line.trim_start().starts_with(&format!("{t}("));
+            let key = line.match_indices(&format!("{t}:")).any(|(at, _)| {
+                line[..at]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !(c.is_alphanumeric() || "_$.'\"".contains(c)))
+            });
+            if method || key {
+                found.insert(t);
+            }
+        }
+    }
+    found
+}
+
+/// The scripts allowed to hold a map with one entry per transport, with the transports each
+/// leaves out, as its code says (a transport left out of `ORDER` has no probe). Any other
+/// script takes what it needs per transport from facts.js (`TRANSPORT_NAMES`,
+/// `TRANSPORT_COLORS`).
+const PER_TRANSPORT_MAPS: &[(&str, &[&str], &str)] = &[
+    // connect()'s FACTORIES: each transport's client.
+    ("static/clients/index.js", &[], ""),
+    // negotiate()'s PROBES: the iframe is never probed (it cannot tell a buffering proxy
+    // from a quiet feed before the deadline).
+    ("static/fallback.js", &["iframe"], "t !== 'iframe'"),
+];
+
+#[test]
+fn every_transport_has_its_files_and_every_per_transport_map_names_it() {
+    let read = |path: &str| fs::read_to_string(root().join(path)).unwrap_or_default();
+    let mut missing = Vec::new();
+    let index_js = read("static/clients/index.js");
+    let index_html = read("demos/index.html");
+    for t in Transport::NAMES {
+        for file in [
+            format!("src/transport/{t}.rs"),
+            format!("loadtest/src/clients/{t}.rs"),
+            format!("static/clients/{t}.js"),
+            format!("demos/{t}.html"),
+        ] {
+            if !root().join(&file).is_file() {
+                missing.push(format!("{t}: no {file}"));
+            }
+        }
+        if !index_js.contains(&format!("from '/static/clients/{t}.js'")) {
+            missing.push(format!(
+                "{t}: static/clients/index.js does not import its client"
+            ));
+        }
+        if !index_html.contains(&format!("href=\"/demos/{t}.html\"")) {
+            missing.push(format!(
+                "{t}: demos/index.html has no card linking its page"
+            ));
+        }
+    }
+    for path in files(&root().join("static"), ".js") {
+        let name = path.strip_prefix(root()).unwrap().display().to_string();
+        let source = fs::read_to_string(&path).unwrap();
+        let keys = transport_keys(&source);
+        if keys.len() < 2 {
+            continue;
+        }
+        match PER_TRANSPORT_MAPS.iter().find(|(file, ..)| *file == name) {
+            None => missing.push(format!(
+                "{name}: a map with an entry per transport ({keys:?}); take it from facts.js \
+                 or add the file to PER_TRANSPORT_MAPS"
+            )),
+            Some((_, left_out, rule)) => {
+                assert!(source.contains(rule), "{name} no longer says {rule:?}");
+                for t in Transport::NAMES {
+                    if !keys.contains(t) && !left_out.contains(&t) {
+                        missing.push(format!("{name}: no entry for {t}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "a transport is not wired everywhere (docs/ARCHITECTURE.md, Adding a transport):\n{}",
+        missing.join("\n")
+    );
+    // The check sees the dashboard's old colour map and fallback.js's probes.
+    let old = "const COLORS = { poll: '#d1495b', longpoll: '#edae49', server: '#444' };";
+    assert_eq!(transport_keys(old).len(), 2);
+    assert_eq!(
+        transport_keys("  sse(timeoutMs) {\n  x.poll(1); a ? ws : b").len(),
+        1
+    );
 }

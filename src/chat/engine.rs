@@ -79,6 +79,9 @@ pub trait Engine: Send + Sync + 'static {
     /// as it takes.
     fn request_deadline(&self) -> Option<Duration>;
 
+    /// What the engine keeps the chat in, by the name a client's refusal gives it.
+    fn store(&self) -> &'static str;
+
     // The log.
 
     /// Stores the event under the next id; returns it once it is durable and in `feed`.

@@ -1,6 +1,7 @@
-//! The chat's own errors: what a chat operation can refuse, in the chat's terms. The HTTP
-//! edge maps each to a status and a JSON error (`impl From<ChatError> for ApiError`, in
-//! `crate::http`); the WebSocket edge sends the same code and message as an `error` event.
+//! The chat's own errors: what a chat operation can refuse, in the chat's terms. Each
+//! refusal's message is written here, once; the HTTP edge maps each to a status and a code
+//! (`impl From<ChatError> for ApiError` and `ApiError::status`/`code`, in `crate::error`), and
+//! the WebSocket edge sends that code and message as an `error` event.
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -18,7 +19,7 @@ pub enum ChatError {
     #[error("nobody called {0:?} is online")]
     UnknownUser(String),
     /// A budget ran out: `what` names it ("messages and renames").
-    #[error("too many {what}; retry in {retry_after} s")]
+    #[error("{}", too_many(.what, *.retry_after))]
     RateLimited {
         what: &'static str,
         retry_after: u64,
@@ -30,10 +31,20 @@ pub enum ChatError {
     BadCommand(String),
     /// The engine is unreachable or too slow (`503` with `Retry-After`). Refused at once,
     /// nothing was stored; timed out, the command may still run when the engine resumes.
-    #[error("the chat's engine is unavailable; retry in {retry_after} s")]
-    Unavailable { retry_after: u64 },
-    /// The engine failed or its task panicked: logged at the edge (with its cause), never
-    /// shown.
-    #[error("internal error")]
-    Internal(#[source] anyhow::Error),
+    /// `store` is what the engine calls itself ([`crate::chat::Engine::store`]).
+    #[error("the chat's store ({store}) is unavailable; retry in {retry_after} s")]
+    Unavailable {
+        store: &'static str,
+        retry_after: u64,
+    },
+    /// The store failed or its task panicked. Its message is the cause, for the logs; a
+    /// client is told only the edge's `internal error`.
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+/// What a client is told when a budget ran out: the chat's budgets ([`ChatError::RateLimited`])
+/// and the edge's own (logins per address, strokes) say it in these words.
+pub fn too_many(what: &str, retry_after: u64) -> String {
+    format!("too many {what}; retry in {retry_after} s")
 }

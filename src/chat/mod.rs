@@ -417,7 +417,10 @@ impl Chat {
                 }
             }
         }
-        Err(ChatError::Unavailable { retry_after: 1 })
+        Err(ChatError::Unavailable {
+            store: self.inner.log.engine.store(),
+            retry_after: 1,
+        })
     }
 
     /// A private message, delivered only to the two sessions' subscriptions.

@@ -38,9 +38,24 @@ pub struct Cidr {
     prefix: u8,
 }
 
+/// Why an address range was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadCidr {
+    #[error("{0:?} is not an address range (try 10.0.0.0/8 or ::1/128)")]
+    NotAnAddress(String),
+    #[error("{0:?}: the prefix length must be 0 to {1}")]
+    Prefix(String, u8),
+    #[error("{input:?} has bits set past its /{prefix} prefix (did you mean {network}/{prefix}?)")]
+    PastPrefix {
+        input: String,
+        prefix: u8,
+        network: IpAddr,
+    },
+}
+
 impl Cidr {
     /// Parses `ADDR/PREFIX` or `ADDR` strictly (for clap's `value_parser`).
-    pub fn parse(s: &str) -> Result<Cidr, String> {
+    pub fn parse(s: &str) -> Result<Cidr, BadCidr> {
         let s = s.trim();
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
@@ -48,7 +63,7 @@ impl Cidr {
         };
         let addr: IpAddr = addr
             .parse()
-            .map_err(|_| format!("{s:?} is not an address range (try 10.0.0.0/8 or ::1/128)"))?;
+            .map_err(|_| BadCidr::NotAnAddress(s.to_string()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -57,15 +72,16 @@ impl Cidr {
                 .parse::<u8>()
                 .ok()
                 .filter(|n| *n <= max)
-                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
-            Some(_) => return Err(format!("{s:?}: the prefix length must be 0 to {max}")),
+                .ok_or_else(|| BadCidr::Prefix(s.to_string(), max))?,
+            Some(_) => return Err(BadCidr::Prefix(s.to_string(), max)),
         };
         let cidr = Cidr { addr, prefix };
         if cidr.network() != bits(addr) {
-            return Err(format!(
-                "{s:?} has bits set past its /{prefix} prefix (did you mean {}/{prefix}?)",
-                from_bits(cidr.network(), addr.is_ipv4())
-            ));
+            return Err(BadCidr::PastPrefix {
+                input: s.to_string(),
+                prefix,
+                network: from_bits(cidr.network(), addr.is_ipv4()),
+            });
         }
         Ok(cidr)
     }
@@ -121,8 +137,8 @@ impl fmt::Display for Cidr {
 }
 
 impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Cidr, String> {
+    type Err = BadCidr;
+    fn from_str(s: &str) -> Result<Cidr, BadCidr> {
         Cidr::parse(s)
     }
 }

@@ -10,7 +10,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
@@ -138,12 +141,21 @@ pub struct PublicUrl {
     port: u16,
 }
 
+/// Why a `--public-url` was refused: `why` names the broken part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--public-url {input:?}: {why} (expected e.g. https://class.example or http://lab.local:3000)"
+)]
+pub struct BadPublicUrl {
+    input: String,
+    why: &'static str,
+}
+
 impl PublicUrl {
-    pub fn parse(s: &str) -> Result<PublicUrl, String> {
-        let err = |why: &str| {
-            format!(
-                "--public-url {s:?}: {why} (expected e.g. https://class.example or http://lab.local:3000)"
-            )
+    pub fn parse(s: &str) -> Result<PublicUrl, BadPublicUrl> {
+        let err = |why: &'static str| BadPublicUrl {
+            input: s.to_string(),
+            why,
         };
         let lower = s.trim().to_ascii_lowercase();
         let (scheme, rest) = match lower.split_once("://") {
@@ -228,8 +240,50 @@ pub fn check(
     scheme: &str,
 ) -> Result<(), ApiError> {
     match origin_of(headers, own, allowed, scheme) {
-        Some(Err(origin)) => Err(ApiError::ForbiddenOrigin(origin)),
+        Some(Origin::Foreign(origin)) => Err(ApiError::ForbiddenOrigin(origin)),
         _ => Ok(()),
+    }
+}
+
+/// The Origin rule, applied to every request before routing (`app`'s edge layer): a
+/// state-changing request from a foreign origin gets `403 forbidden_origin`; a CORS
+/// preflight from an accepted one (EventSource's `Last-Event-ID`) is answered here; a read
+/// from an accepted origin gets the CORS headers ([`cors`]). Everything else passes as it is.
+pub async fn enforce(own: &OwnHosts, allowed: &[String], req: Request, next: Next) -> Response {
+    let scheme = own_scheme(req.extensions());
+    let origin = origin_of(req.headers(), own, allowed, scheme);
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
+    match origin {
+        Some(Origin::Foreign(origin)) if !safe => ApiError::ForbiddenOrigin(origin).into_response(),
+        Some(Origin::Accepted(origin))
+            if req.method() == Method::OPTIONS
+                && req
+                    .headers()
+                    .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) =>
+        {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            let headers = response.headers_mut();
+            cors(headers, &origin);
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("last-event-id"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+            response
+        }
+        Some(Origin::Accepted(origin)) if safe => {
+            let mut response = next.run(req).await;
+            cors(response.headers_mut(), &origin);
+            response
+        }
+        _ => next.run(req).await,
     }
 }
 
@@ -243,9 +297,17 @@ pub fn own_scheme(extensions: &axum::http::Extensions) -> &'static str {
     }
 }
 
-/// The request's `Origin`, if it has one: `Ok` when it may read and act (the server's own
-/// origin, a loopback alias of it, one of [`OwnHosts`]' origins, or `--allow-origin`), `Err`
-/// when it is foreign. The own origin is `scheme` ([`own_scheme`]) + the Host: over HTTPS
+/// A request's `Origin`, judged: [`Origin::Accepted`] may read and act, [`Origin::Foreign`]
+/// may only read what any site may.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Accepted(String),
+    Foreign(String),
+}
+
+/// The request's `Origin`, if it has one: accepted when it may read and act (the server's
+/// own origin, a loopback alias of it, one of [`OwnHosts`]' origins, or `--allow-origin`),
+/// foreign otherwise. The own origin is `scheme` ([`own_scheme`]) + the Host: over HTTPS
 /// `https://127.0.0.1:3443` is the server's own and `http://127.0.0.1:3443` is not, and the
 /// other way round over HTTP.
 pub fn origin_of(
@@ -253,7 +315,7 @@ pub fn origin_of(
     own_hosts: &OwnHosts,
     allowed: &[String],
     scheme: &str,
-) -> Option<Result<String, String>> {
+) -> Option<Origin> {
     let origin = headers.get(header::ORIGIN)?;
     let origin = origin.to_str().unwrap_or("(not text)").to_string();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
@@ -266,9 +328,9 @@ pub fn origin_of(
         || own_hosts.is_own_origin(&origin)
         || allowed.iter().any(|a| a.trim_end_matches('/') == origin)
     {
-        Some(Ok(origin))
+        Some(Origin::Accepted(origin))
     } else {
-        Some(Err(origin))
+        Some(Origin::Foreign(origin))
     }
 }
 
@@ -355,7 +417,7 @@ mod tests {
             let mut m = HeaderMap::new();
             m.insert(header::HOST, h.parse().unwrap());
             m.insert(header::ORIGIN, o.parse().unwrap());
-            origin_of(&m, &own, &[], "http://").map(|r| r.is_ok())
+            origin_of(&m, &own, &[], "http://").map(|o| matches!(o, Origin::Accepted(_)))
         };
         assert_eq!(origin("https://class.example", "class.example"), Some(true));
         assert_eq!(
@@ -517,7 +579,7 @@ mod tests {
         for alias in ["http://localhost:3000", "http://[::1]:3000"] {
             assert_eq!(
                 origin_of(&headers(Some(alias)), &own(), &none, "http://"),
-                Some(Ok(alias.into()))
+                Some(Origin::Accepted(alias.into()))
             );
         }
         for foreign in [

@@ -17,6 +17,7 @@ pub use batch::{answer_unless_killed, batch_response, drain, kill_guard};
 pub use stream::{Framing, stream_response};
 
 use axum::http::HeaderMap;
+use axum::routing::{MethodRouter, get};
 
 use crate::chat::MAX_HISTORY;
 use crate::error::ApiError;
@@ -24,6 +25,19 @@ use crate::feed::{Filter, Start, Subscription};
 use crate::http::{KillSwitch, Params, session_of};
 use crate::names::{FeedName, Transport};
 use crate::state::AppState;
+
+/// The handler of `transport`'s route, `GET /TRANSPORT/{feed}` (the router adds one route per
+/// [`Transport::ALL`]): the one place a transport's adapter is named, in a `match` the
+/// compiler holds a new transport to.
+pub fn route(transport: Transport) -> MethodRouter<AppState> {
+    match transport {
+        Transport::Poll => get(poll::handler),
+        Transport::LongPoll => get(longpoll::handler),
+        Transport::Iframe => get(iframe::handler),
+        Transport::Sse => get(sse::handler),
+        Transport::Ws => get(ws::handler),
+    }
+}
 
 /// How a transport holds its subscription, which decides presence in the chat: a push
 /// subscription keeps its user online while open; a poll for [`crate::chat::presence::POLL_PRESENCE`].

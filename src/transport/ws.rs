@@ -301,10 +301,8 @@ async fn handle_frame(
         Err(bad) => return Some(error_event(bad.code, &bad.message)),
     };
     let Some(session) = session else {
-        return Some(error_event(
-            "unauthorized",
-            &ApiError::Unauthorized.to_string(),
-        ));
+        let err = ApiError::signed_out();
+        return Some(error_event(err.code(), &err.to_string()));
     };
     // The same code and message as the HTTP API would answer with.
     app.chat().run(session.id, command).await.err().map(|err| {
@@ -339,9 +337,18 @@ fn draw_frame(app: &AppState, peer: std::net::IpAddr, text: &str) -> Option<Utf8
         .map(|err| error_event(err.code(), &err.to_string()))
 }
 
+/// Why a message did not go out; either way the socket's loop ends.
+#[derive(Debug, thiserror::Error)]
+enum Unsent {
+    #[error("the peer is gone: {0}")]
+    Gone(#[from] axum::Error),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
 /// Sends one message, giving up if the peer has not taken it within `--ws-timeout` (a client
 /// that stopped reading) or when the server shuts down.
-async fn send(socket: &mut WebSocket, message: Message, app: &AppState) -> Result<(), ()> {
+async fn send(socket: &mut WebSocket, message: Message, app: &AppState) -> Result<(), Unsent> {
     use futures_util::FutureExt as _;
     // No deadline of its own: a peer that stops reading stalls the socket's writes, which
     // the listener's `--send-timeout` watch turns into an error (docs/API.md, Limits). A
@@ -350,12 +357,12 @@ async fn send(socket: &mut WebSocket, message: Message, app: &AppState) -> Resul
     // Most sends complete at once (the frame fits the socket's buffer); only one that has
     // to wait also waits for shutdown, which costs registering a waiter on the token.
     if let Some(sent) = (&mut sending).now_or_never() {
-        return sent.map_err(|_| ());
+        return Ok(sent?);
     }
     let shutdown = app.shutdown_token();
     tokio::select! {
-        sent = sending => sent.map_err(|_| ()),
-        () = shutdown.cancelled() => Err(()),
+        sent = sending => Ok(sent?),
+        () = shutdown.cancelled() => Err(Unsent::ShuttingDown),
     }
 }
 

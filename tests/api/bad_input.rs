@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::support::{Streaming, TestApp, spawn_app};
 
 const WAIT: Duration = Duration::from_secs(3);
-const TRANSPORTS: [&str; 5] = pushpoll::names::Transport::NAMES;
+const TRANSPORTS: [&str; pushpoll::names::Transport::ALL.len()] = pushpoll::names::Transport::NAMES;
 
 async fn assert_error(app: &TestApp, request: reqwest::RequestBuilder, status: u16, code: &str) {
     let res = request.send().await.unwrap();

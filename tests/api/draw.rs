@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::support::{Subscriber, TestApp, client_from, spawn_app, tcp_from};
 
 const WAIT: Duration = Duration::from_secs(5);
-const TRANSPORTS: [&str; 5] = pushpoll::names::Transport::NAMES;
+const TRANSPORTS: [&str; pushpoll::names::Transport::ALL.len()] = pushpoll::names::Transport::NAMES;
 /// The contract's bounds (not the crate's constants, so a changed constant fails here).
 const MAX_STROKES: usize = 16;
 const MAX_POINTS: usize = 64;

@@ -557,6 +557,13 @@ async fn the_dashboard_draws_its_charts_and_updates_them(engine: Engine) {
         "no samples: {}",
         text(&page, "#dash-state").await
     );
+    // Each legend swatch has its colour, set by the script (from facts.js) under the page's CSP.
+    let colored: bool = eval(
+        &page,
+        "[...document.querySelectorAll('#legend .swatch')].every((s) => getComputedStyle(s).backgroundColor !== 'rgba(0, 0, 0, 0)')",
+    )
+    .await;
+    assert!(colored, "a legend swatch has no colour");
     let before: String = eval(&page, picture).await;
     let polled = until(Duration::from_secs(10), async || {
         let latest = text(&page, "#latest-requests").await;

@@ -11,7 +11,7 @@ use super::draw::{draw_line, ink_at};
 use super::*;
 
 /// The transports' names, in the order of the compare page's lanes.
-const TRANSPORTS: [&str; 5] = Transport::NAMES;
+const TRANSPORTS: [&str; Transport::ALL.len()] = Transport::NAMES;
 
 /// The clock time each lane shows, in lane order.
 async fn shown_times(page: &Page<'_>) -> Vec<String> {
@@ -60,13 +60,20 @@ async fn a_message_shows_in_every_lane(page: &Page<'_>) {
 }
 
 /// A colour per sending lane, each channel 0 or 255 so that the line's middle is exactly it.
-const COLORS: [(&str, [u8; 3]); 5] = [
+/// Every such colour but black and white (the canvas and its ink); a lane takes the one at
+/// its index, so a seventh transport is a compile error here.
+const COLORS: [(&str, [u8; 3]); 6] = [
     ("#ff0000", [255, 0, 0]),
     ("#00ff00", [0, 255, 0]),
     ("#0000ff", [0, 0, 255]),
     ("#ff00ff", [255, 0, 255]),
     ("#00ffff", [0, 255, 255]),
+    ("#ffff00", [255, 255, 0]),
 ];
+const _: () = assert!(
+    Transport::ALL.len() <= COLORS.len(),
+    "a lane without a colour"
+);
 
 /// Draw: a line drawn in each lane's canvas appears in every lane's canvas. The sender's own
 /// canvas is cleared in the same script that draws, so its line there is the one the server

@@ -12,7 +12,7 @@ use super::Engine;
 /// Tests of different engines run side by side: one writer at a time.
 static WRITING: Mutex<()> = Mutex::new(());
 
-const TRANSPORTS: [&str; 5] = pushpoll::names::Transport::NAMES;
+const TRANSPORTS: [&str; pushpoll::names::Transport::ALL.len()] = pushpoll::names::Transport::NAMES;
 
 /// One kill-and-recover run of the compare page in `engine`: per transport, the connections
 /// the kill broke and the milliseconds until the lane delivered again.

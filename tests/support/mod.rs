@@ -607,8 +607,11 @@ impl Subscriber {
         cookie: Option<&str>,
     ) -> Subscriber {
         let path = format!("/{transport}/{feed_and_query}");
-        match transport {
-            "poll" | "longpoll" => {
+        // A match on the enum, so a new transport is a compile error here until the tests
+        // can subscribe over it.
+        let kind: Transport = transport.parse().unwrap_or_else(|e| panic!("{e}"));
+        match kind {
+            Transport::Poll | Transport::LongPoll => {
                 let (base, query) = path.split_once('?').unwrap_or((&path, ""));
                 let cursor = query
                     .split('&')
@@ -625,12 +628,12 @@ impl Subscriber {
                     cursor,
                     cookie: cookie.map(str::to_string),
                     buffered: Default::default(),
-                    long: transport == "longpoll",
+                    long: kind == Transport::LongPoll,
                 };
                 sub.fetch().await;
                 sub
             }
-            "iframe" | "sse" => {
+            Transport::Iframe | Transport::Sse => {
                 let mut req = app.http.get(app.url(&path));
                 if let Some(cookie) = cookie {
                     req = req.header("cookie", cookie);
@@ -639,11 +642,10 @@ impl Subscriber {
                 assert_eq!(stream.status, 200, "{path}");
                 Subscriber::Stream {
                     stream,
-                    sse: transport == "sse",
+                    sse: kind == Transport::Sse,
                 }
             }
-            "ws" => Subscriber::Socket(app.ws(&path, cookie).await),
-            other => panic!("unknown transport {other}"),
+            Transport::Ws => Subscriber::Socket(app.ws(&path, cookie).await),
         }
     }
 

@@ -23,9 +23,17 @@ pub const AMBER: RGBColor = RGBColor(237, 162, 47);
 pub const GREEN: RGBColor = RGBColor(112, 173, 71);
 pub const RED: RGBColor = RGBColor(196, 61, 61);
 pub const PURPLE: RGBColor = RGBColor(128, 100, 162);
+pub const TEAL: RGBColor = RGBColor(23, 145, 150);
+pub const BROWN: RGBColor = RGBColor(140, 86, 75);
+pub const GREY: RGBColor = RGBColor(110, 110, 110);
 /// One colour per line, in [`pushpoll::names::Transport::ALL`]'s order where lines are
-/// transports.
-pub const LINES: [RGBColor; 5] = [BLUE, AMBER, GREEN, RED, PURPLE];
+/// transports: more than there are transports, so a new one draws in the next colour, and a
+/// compile error when they run out.
+pub const LINES: [RGBColor; 8] = [BLUE, AMBER, GREEN, RED, PURPLE, TEAL, BROWN, GREY];
+const _: () = assert!(
+    pushpoll::names::Transport::ALL.len() <= LINES.len(),
+    "a transport without a line colour"
+);
 
 /// An SVG document of `size` pixels on a white ground, drawn by `draw`.
 pub fn svg(size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Result<()>) -> Result<String> {

@@ -80,6 +80,10 @@ impl Engine for Embedded {
         None
     }
 
+    fn store(&self) -> &'static str {
+        "SQLite"
+    }
+
     fn append<'a>(
         &'a self,
         feed: &'a Feed,

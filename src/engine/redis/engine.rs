@@ -78,6 +78,10 @@ impl Engine for RedisEngine {
         Some(REQUEST_DEADLINE)
     }
 
+    fn store(&self) -> &'static str {
+        super::STORE
+    }
+
     fn append<'a>(
         &'a self,
         feed: &'a Feed,

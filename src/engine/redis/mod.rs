@@ -41,10 +41,16 @@ impl From<redis::RedisError> for RedisError {
 
 /// Whatever went wrong with Redis, the chat answers `503` with `Retry-After`: Redis is away
 /// or slow, and the client can try again.
+/// What a client's refusal calls this engine.
+pub const STORE: &str = "Redis";
+
 impl From<RedisError> for crate::chat::ChatError {
     fn from(err: RedisError) -> Self {
         tracing::warn!(%err, "redis");
-        crate::chat::ChatError::Unavailable { retry_after: 1 }
+        crate::chat::ChatError::Unavailable {
+            store: STORE,
+            retry_after: 1,
+        }
     }
 }
 

@@ -3,9 +3,8 @@
 //! of at most [`crate::http::MAX_BODY_BYTES`]; every failure is an [`ApiError`].
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -19,52 +18,6 @@ use crate::http::{
 };
 use crate::net::addresses::Budget;
 use crate::state::AppState;
-
-/// Refuses state-changing requests from a foreign `Origin` (see [`crate::net::origin`]).
-pub async fn check_origin(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    use axum::http::Method;
-    let scheme = crate::net::origin::own_scheme(req.extensions());
-    let origin = crate::net::origin::origin_of(
-        req.headers(),
-        app.own_hosts(),
-        &app.config().allow_origin,
-        scheme,
-    );
-    let safe = matches!(*req.method(), Method::GET | Method::HEAD);
-    match origin {
-        Some(Err(origin)) if !safe => ApiError::ForbiddenOrigin(origin).into_response(),
-        // A CORS preflight from an accepted origin (EventSource's `Last-Event-ID`).
-        Some(Ok(origin))
-            if req.method() == Method::OPTIONS
-                && req
-                    .headers()
-                    .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) =>
-        {
-            let mut response = StatusCode::NO_CONTENT.into_response();
-            let headers = response.headers_mut();
-            crate::net::origin::cors(headers, &origin);
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("GET"),
-            );
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("last-event-id"),
-            );
-            headers.insert(
-                header::ACCESS_CONTROL_MAX_AGE,
-                HeaderValue::from_static("600"),
-            );
-            response
-        }
-        Some(Ok(origin)) if safe => {
-            let mut response = next.run(req).await;
-            crate::net::origin::cors(response.headers_mut(), &origin);
-            response
-        }
-        _ => next.run(req).await,
-    }
-}
 
 #[derive(Deserialize)]
 pub struct NickBody {
