@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compare global allocators by the server's RSS after a spike of SSE streams (issue 9, item 6).
+# Compare global allocators by the server's RSS after a spike of SSE streams.
 #
 # Builds the release server once per allocator feature, then for each candidate starts it on
 # 127.0.0.1, opens N SSE streams (scripts/alloc-spike.py), holds them, closes them and reads

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Open N SSE streams on a local pushpoll, hold them, close them, and report the server's RSS.
 
-Used by scripts/alloc-compare.sh (issue 9, item 6). Prints one JSON line:
+Used by scripts/alloc-compare.sh. Prints one JSON line:
 {"before_kb", "peak_kb", "after_kb", "opened", "failed"}. Only 127.0.0.0/8 targets; every
 phase is bounded in time so a run cannot hang.
 """

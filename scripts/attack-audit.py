@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Re-runs the attacks of the second hardening audit (issue 20) against one pushpoll binary and
+"""Re-runs the attacks of the second hardening audit against one pushpoll binary and
 writes what each one made the server hold, as JSON (and a Markdown table beside it).
 
     scripts/attack-audit.py --bin target/release/pushpoll --label after --out results/hardening

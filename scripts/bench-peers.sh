@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# pushpoll side by side with nginx + Nchan (issue 14, item 2): the same load tester and the
+# pushpoll side by side with nginx + Nchan: the same load tester and the
 # same wrk against each server in turn, the server on one core and the generators on another.
 #
 #   scripts/bench-peers.sh [--quick] [--out DIR] [--label NAME] [--no-nchan]

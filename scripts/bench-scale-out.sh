@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# pushpoll on 1, 2 and 3 nodes sharing one Redis, at the same workload (issue 15, item 7),
+# pushpoll on 1, 2 and 3 nodes sharing one Redis, at the same workload,
 # and a baseline row: 1 node without Redis (the embedded SQLite path).
 #
 #   scripts/bench-scale-out.sh [--quick] [--out DIR] [--clients N] [--rate R]
@@ -20,8 +20,7 @@
 # `--redis-pid`, and everything is stopped before the next measurement starts.
 #
 # Redis persistence: AOF with `appendfsync always` (every write fsynced before Redis answers),
-# the setting under which an acknowledged message survives a kill -9 of Redis (issue 15,
-# item 5); RDB snapshots off (`save ""`). So the Redis rows pay for the strictest durability.
+# the setting under which an acknowledged message survives a kill -9 of Redis; RDB snapshots off (`save ""`). So the Redis rows pay for the strictest durability.
 #
 # Pinning, when the machine has 2 or more cores: Redis and every node on core 0, the load
 # tester on core 1 (`taskset -c`), as scripts/bench-peers.sh pins its server and generators.

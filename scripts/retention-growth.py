@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How fast the SQLite database grows under the audit's flood (issue 20, item 5), and where
+"""How fast the SQLite database grows under the audit's flood, and where
 it stops: N sessions from one address (127.0.0.2) post the largest message (2000 four-byte
 characters, 8,000 bytes of text) as fast as --rate-limit lets them, for S seconds.
 

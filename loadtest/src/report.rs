@@ -70,7 +70,7 @@ pub struct TransportResult {
     /// headers, POST bodies, WebSocket frames with their headers and 4-byte masks).
     pub bytes_out: u64,
     /// Bytes per event, both directions: `(bytes_in + bytes_out) / events_received`
-    /// (docs/API.md, Glossary). Before issue 10 this counted the down direction only.
+    /// (docs/API.md, Glossary).
     pub bytes_per_event: f64,
     /// Bytes down per event: `bytes_in / events_received`, headers and framing included.
     #[serde(default)]

@@ -1,4 +1,4 @@
-//! One answer holds at most 64 KiB of events, plus one (issue 20, item 1): a short poll, a
+//! One answer holds at most 64 KiB of events, plus one: a short poll, a
 //! long poll and a page of history of big messages stop there, and their cursor (`next`, or
 //! `before` = the oldest id returned) leads to the rest, every message once, in order. (In
 //! the `chat` group, so the test command runs them against every engine.)

@@ -1,4 +1,4 @@
-//! Presence and identity on budgets (issue 9): a room-name poll flood, rename and nick floods,
+//! Presence and identity on budgets: a room-name poll flood, rename and nick floods,
 //! a login flood from one address and the live-session cap each meet their bound, while a
 //! client from another address (127.0.0.2) is still served and sees the clock tick.
 

@@ -1,4 +1,4 @@
-//! The diagnostics' bounds (issue 9, item 4): the wire record keeps no credential and no
+//! The diagnostics' bounds: the wire record keeps no credential and no
 //! header value off its allowlist, tags are capabilities (short or repeated ones are
 //! refused), and the record stays inside its byte budget however large the requests,
 //! while another peer is served and its clock keeps ticking.

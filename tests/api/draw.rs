@@ -1,4 +1,4 @@
-//! The draw feed (issue 10): strokes sent by POST or on a socket reach subscribers on all
+//! The draw feed: strokes sent by POST or on a socket reach subscribers on all
 //! five transports; bad strokes get the contract's errors; the per-address stroke budget
 //! refuses one sender while another address is still served; an old cursor gets a `gap`.
 

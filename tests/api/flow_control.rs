@@ -1,4 +1,4 @@
-//! The send deadline follows the bytes (issue 20, item 1): a client that grants an HTTP/2
+//! The send deadline follows the bytes: a client that grants an HTTP/2
 //! stream one byte of window and never another, or reads a TCP stream a trickle at a time,
 //! holds nothing past `--send-timeout`, and what it holds meanwhile is bounded by its share.
 //! The HTTP/2 client here speaks raw frames (RFC 9113 §4), as the audit's attacker did:

@@ -1,4 +1,4 @@
-//! Requests in flight per peer (issue 20, item 2): a client's held long polls and streams,
+//! Requests in flight per peer: a client's held long polls and streams,
 //! over HTTP/1.1 connections or the streams of several HTTP/2 connections, share one bound,
 //! `--max-requests-per-peer`; past it, `503 too_many_requests` with `Retry-After: 1`, while
 //! another address is served; a finished request gives its slot back.

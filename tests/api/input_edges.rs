@@ -1,4 +1,4 @@
-//! Input edges (issue 9, item 7): a `rooms=` list as long as a request head allows is refused
+//! Input edges: a `rooms=` list as long as a request head allows is refused
 //! with a 400 in time linear in its length, and other clients never notice.
 
 use std::time::{Duration, Instant};

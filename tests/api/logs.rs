@@ -1,4 +1,4 @@
-//! The request log span: off at the default level (it cost 2–3 µs of CPU per request, issue 14),
+//! The request log span: off at the default level (it cost 2–3 µs of CPU per request),
 //! and with `PUSHPOLL_LOG=info,pushpoll=debug` every log line of a request names its client
 //! and TCP peer (docs/PROXY.md, "Behind a reverse proxy: whose address is it?").
 

@@ -1,4 +1,4 @@
-//! SQLite retention (issue 20, item 5): the store keeps the newest `--retain-events` events
+//! SQLite retention: the store keeps the newest `--retain-events` events
 //! within `--retain-bytes` of pages, and prunes the oldest. The file stops growing; a cursor
 //! older than what is kept gets a `gap` saying where delivery resumes, on a poll and on a
 //! stream; history has nothing older; after a restart the ids continue. One address

@@ -1,4 +1,4 @@
-//! Secrets at rest (issue 20, item 3). The database holds the cookies' signing key, the
+//! Secrets at rest. The database holds the cookies' signing key, the
 //! session ids and the whispers; the `--secret-file` holds the key. Each is read here as
 //! another local user would, as the audit did: `runuser -u nobody -- cat FILE`, against the
 //! real binary started under umask 000 (the most permissive there is). A file the server

@@ -1,4 +1,4 @@
-//! HTTPS (issue 13, item 3): the real binary with `--tls-self-signed` or `--tls-cert/--tls-key`,
+//! HTTPS: the real binary with `--tls-self-signed` or `--tls-cert/--tls-key`,
 //! real HTTP/2 and HTTP/1.1 clients over rustls (ALPN decides), and all five transports over
 //! them, delivering as things happen; the handshake deadline; `Secure` cookies.
 //!

@@ -1,4 +1,4 @@
-//! The compare page over HTTPS (issue 13, item 3): one origin, every HTTP transport a stream
+//! The compare page over HTTPS: one origin, every HTTP transport a stream
 //! of one HTTP/2 connection, all five clocks live, and the protocol panel saying so, as
 //! measured by the page itself.
 

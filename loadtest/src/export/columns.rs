@@ -132,7 +132,7 @@ pub(super) const RESULTS: [Column; 15] = [
     },
 ];
 
-/// Bytes on the wire, both directions (issue 10): a table of its own, so the definitions sit
+/// Bytes on the wire, both directions: a table of its own, so the definitions sit
 /// in its caption and the results table keeps its columns. Names as in the glossary.
 pub(super) const BYTES: [Column; 7] = [
     Column {
@@ -236,7 +236,7 @@ pub(super) fn node_rows(summary: &crate::report::Summary) -> Vec<NodeRow> {
     rows
 }
 
-/// The per-node table (issue 15): where the subscribers were and what each node delivered
+/// The per-node table: where the subscribers were and what each node delivered
 /// and cost, with the total as in the results table and the Redis process's CPU.
 pub(super) const NODES: [Column<NodeRow>; 13] = [
     Column {

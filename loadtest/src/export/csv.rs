@@ -11,8 +11,8 @@ pub struct CsvExporter;
 /// A CSV column: its header and how a row's value is written.
 pub(super) type CsvColumn = (&'static str, fn(&TransportResult) -> String);
 
-/// The columns, in file order. The byte columns added with issue 10 come after the first 26
-/// so older readers of the CSV keep their column numbers. Names as in the glossary
+/// The columns, in file order. The byte columns come after the first 26 so a reader that
+/// knows only those keeps their column numbers. Names as in the glossary
 /// (docs/API.md): per event is ÷ events received over the whole run; per second is within
 /// the measured window; `bytes_in` (down) and `bytes_out` (up) are the run's totals.
 pub(super) const COLUMNS: [CsvColumn; 31] = [

@@ -334,7 +334,7 @@ fn odd_values() -> Summary {
 /// Every output, for both fixed summaries, is byte for byte what the exporter wrote before
 /// it was split into one file per format (the snapshots under `snapshots/`, written by that
 /// exporter): results written before and after the split compare as they are. Except
-/// `latency.svg`, redrawn on a log axis in issue 14 (its snapshots rewritten then).
+/// `latency.svg`, drawn on a log axis since (its snapshots rewritten with it).
 #[test]
 fn every_output_matches_its_snapshot_byte_for_byte() {
     macro_rules! snapshot {
