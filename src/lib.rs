@@ -130,6 +130,11 @@ pub async fn run_with_tls(
     let state = AppState::start(config, token.clone(), tracker.clone())
         .await
         .context("cannot open the chat store")?;
+    if !state.config().no_webtransport {
+        let quic = start_webtransport(&state).await?;
+        state.set_webtransport(quic.published);
+        tracker.spawn(transport::webtransport::serve(state.clone(), quic.endpoint));
+    }
     let router = app::app(state.clone());
     let deadlines = net::listener::Deadlines {
         header: state.config().header_timeout,
@@ -159,6 +164,34 @@ pub async fn run_with_tls(
         tracing::warn!("shutdown grace period over; abandoning what is left");
     }
     Ok(())
+}
+
+/// Binds WebTransport's QUIC endpoint on UDP at the TCP server's address and port: with the
+/// `--tls-cert` certificate, or with one made now and rotated (`net::quic`).
+async fn start_webtransport(state: &AppState) -> anyhow::Result<net::quic::Quic> {
+    let config = state.config();
+    let source = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => net::quic::Source::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => net::quic::Source::Made {
+            names: net::tls::server_names(config.addr),
+            rotate: config.webtransport_rotate,
+        },
+    };
+    let bounds = net::quic::Bounds {
+        idle: config.dead_peer_timeout,
+    };
+    net::quic::bind(
+        config.addr,
+        source,
+        bounds,
+        state.shutdown_token(),
+        state.tracker(),
+    )
+    .await
+    .context("cannot start WebTransport (--no-webtransport turns it off)")
 }
 
 /// Raises the soft open-files limit to the hard limit, so that 10,000+ connections fit.
