@@ -482,3 +482,93 @@ async fn a_command_line_past_64_kib_closes_its_stream() {
         .expect("another address");
     Lines::accept(&other).await.event().await;
 }
+
+#[tokio::test]
+async fn a_quic_connection_that_never_asks_for_a_session_is_closed_at_the_header_timeout() {
+    let app = spawn_app(&["--header-timeout", "1s"]).await;
+    let (port, hashes) = published(&app).await;
+    // QUIC and TLS done (ALPN h3), then nothing: no HTTP/3 settings, no CONNECT.
+    let verifier = ServerHashVerification::new(hashes);
+    let tls = build_default_tls_config(
+        std::sync::Arc::new(RootCertStore::empty()),
+        Some(std::sync::Arc::new(verifier)),
+    );
+    let crypto = wtransport::quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let config = wtransport::quinn::ClientConfig::new(std::sync::Arc::new(crypto));
+    let endpoint =
+        wtransport::quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 3], 0))).unwrap();
+    let silent = endpoint
+        .connect_with(
+            config,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "localhost",
+        )
+        .unwrap()
+        .await
+        .expect("the QUIC handshake");
+    tokio::time::timeout(Duration::from_secs(5), silent.closed())
+        .await
+        .expect("closed within the header timeout and a margin");
+    assert!(app.stats().await.webtransport.handshake_timeouts >= 1);
+    let other = connect(&app, 4, "/wt/clock")
+        .await
+        .expect("another address");
+    Lines::accept(&other).await.event().await;
+    app.another_peer_is_served().await;
+}
+
+/// A UDP relay from `127.0.0.1:PORT` (returned) to `server`, leaving from `127.0.0.3`;
+/// aborting it makes the client vanish without a word, as a lost network does.
+async fn relay(server: SocketAddr) -> (u16, tokio::task::JoinHandle<()>) {
+    let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let back = tokio::net::UdpSocket::bind("127.0.0.3:0").await.unwrap();
+    back.connect(server).await.unwrap();
+    let port = front.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (mut a, mut b) = (vec![0u8; 65536], vec![0u8; 65536]);
+        let mut client = None;
+        loop {
+            tokio::select! {
+                Ok((n, from)) = front.recv_from(&mut a) => {
+                    client = Some(from);
+                    let _ = back.send(&a[..n]).await;
+                }
+                Ok(n) = back.recv(&mut b) => {
+                    if let Some(to) = client {
+                        let _ = front.send_to(&b[..n], to).await;
+                    }
+                }
+            }
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn a_peer_gone_silent_is_dropped_at_the_idle_timeout() {
+    let app = spawn_app(&["--dead-peer-timeout", "2s", "--keepalive", "500ms"]).await;
+    let (port, hashes) = published(&app).await;
+    let (front, relaying) = relay(SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let url = format!("https://127.0.0.1:{front}/wt/clock");
+    let connection = client(1, &hashes, None)
+        .connect(url)
+        .await
+        .expect("session");
+    Lines::accept(&connection).await.event().await;
+    assert_eq!(app.stats().await.webtransport.open, 1);
+    relaying.abort();
+    let mut open = 1;
+    for _ in 0..60 {
+        open = app.stats().await.webtransport.open;
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open, 0, "the silent peer's session is gone within 6 s");
+    let other = connect(&app, 4, "/wt/clock")
+        .await
+        .expect("another address");
+    Lines::accept(&other).await.event().await;
+    drop(connection);
+}
