@@ -53,13 +53,28 @@ pub struct WebTransportCounters {
     datagrams_sent: AtomicU64,
 }
 
-/// WebTransport's figures in `/api/stats` (`webtransport`) and `/metrics`.
+/// WebTransport's figures in `/api/stats` (`webtransport`, anyone may read them, as the
+/// transports' figures) and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WebTransportFigures {
     /// Sessions accepted (the QUIC handshake and the CONNECT request done).
     pub sessions: u64,
-    /// Sessions open now.
+    /// Slots of `--max-webtransport-sessions` held now: open sessions, and connections whose
+    /// handshake or CONNECT request is under way.
     pub open: i64,
+    /// Bytes written to the sessions' event streams and datagrams (payload; QUIC's own
+    /// framing and encryption not included).
+    pub bytes_sent: u64,
+    /// Events sent, on the stream or as datagrams.
+    pub events_sent: u64,
+    /// Of those, events sent as datagrams (which the network may lose unseen).
+    pub datagrams_sent: u64,
+}
+
+/// WebTransport's refusals and cuts (`/api/stats` `webtransport_connections`, the
+/// operator's only, as `connections` is: what one tunes an attack with).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebTransportConnections {
     /// Connections refused at `--max-webtransport-sessions`.
     pub refused: u64,
     /// Connections refused at `--max-connections-per-peer`.
@@ -68,13 +83,6 @@ pub struct WebTransportFigures {
     pub handshake_timeouts: u64,
     /// Sessions closed because their stream took nothing for `--send-timeout`.
     pub send_timeouts: u64,
-    /// Bytes written to the sessions' event streams and datagrams (payload; QUIC's own
-    /// framing and encryption not included).
-    pub bytes_sent: u64,
-    /// Events sent, on the stream or as datagrams.
-    pub events_sent: u64,
-    /// Of those, events sent as datagrams (which the network may lose unseen).
-    pub datagrams_sent: u64,
 }
 
 /// Holds one open WebTransport session slot of `--max-webtransport-sessions`.
@@ -116,13 +124,18 @@ impl WebTransportCounters {
         WebTransportFigures {
             sessions: self.sessions.load(Relaxed),
             open: self.open.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
+            events_sent: self.events_sent.load(Relaxed),
+            datagrams_sent: self.datagrams_sent.load(Relaxed),
+        }
+    }
+
+    fn connections(&self) -> WebTransportConnections {
+        WebTransportConnections {
             refused: self.refused.load(Relaxed),
             refused_per_peer: self.refused_per_peer.load(Relaxed),
             handshake_timeouts: self.handshake_timeouts.load(Relaxed),
             send_timeouts: self.send_timeouts.load(Relaxed),
-            bytes_sent: self.bytes_sent.load(Relaxed),
-            events_sent: self.events_sent.load(Relaxed),
-            datagrams_sent: self.datagrams_sent.load(Relaxed),
         }
     }
 }
@@ -176,6 +189,8 @@ pub struct Snapshot {
     /// WebTransport's sessions, apart from `transports` until it is one of them.
     #[serde(default)]
     pub webtransport: WebTransportFigures,
+    #[serde(default)]
+    pub webtransport_connections: WebTransportConnections,
 }
 
 /// What `/api/stats` answers a client that is not the operator (`crate::operator`): the
@@ -333,6 +348,7 @@ impl Stats {
             },
             transports,
             webtransport: self.webtransport.figures(),
+            webtransport_connections: self.webtransport.connections(),
         }
     }
 
@@ -434,7 +450,7 @@ impl Stats {
             "Events sent per transport.",
             &per(|f| f.events_sent.to_string()),
         );
-        let wt = &s.webtransport;
+        let (wt, wtc) = (&s.webtransport, &s.webtransport_connections);
         for (name, kind, help, value) in [
             (
                 "webtransport_sessions_total",
@@ -445,32 +461,32 @@ impl Stats {
             (
                 "webtransport_sessions_open",
                 "gauge",
-                "WebTransport sessions open now.",
+                "WebTransport sessions open now, and handshakes under way.",
                 wt.open.to_string(),
             ),
             (
                 "webtransport_refused_total",
                 "counter",
                 "WebTransport connections refused at --max-webtransport-sessions.",
-                wt.refused.to_string(),
+                wtc.refused.to_string(),
             ),
             (
                 "webtransport_refused_per_peer_total",
                 "counter",
                 "WebTransport connections refused at --max-connections-per-peer.",
-                wt.refused_per_peer.to_string(),
+                wtc.refused_per_peer.to_string(),
             ),
             (
                 "webtransport_handshake_timeouts_total",
                 "counter",
                 "WebTransport connections closed at --header-timeout before their session began.",
-                wt.handshake_timeouts.to_string(),
+                wtc.handshake_timeouts.to_string(),
             ),
             (
                 "webtransport_send_timeouts_total",
                 "counter",
                 "WebTransport sessions closed at --send-timeout.",
-                wt.send_timeouts.to_string(),
+                wtc.send_timeouts.to_string(),
             ),
             (
                 "webtransport_bytes_sent_total",

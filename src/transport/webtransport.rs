@@ -65,6 +65,8 @@ pub mod close {
     pub const IDLE_TIMEOUT: u32 = 3;
     /// The subscription was dropped by `POST /api/debug/kill`.
     pub const KILLED: u32 = 4;
+    /// The client stopped or reset the event stream.
+    pub const STREAM_GONE: u32 = 5;
 }
 
 /// `GET /api/webtransport`: where the WebTransport endpoint is and the certificate hashes a
@@ -178,23 +180,89 @@ fn header_map(request: &SessionRequest) -> HeaderMap {
         .collect()
 }
 
+/// Why a CONNECT request is answered without a session.
+enum Refusal {
+    NotFound,
+    Forbidden,
+}
+
+/// Answers the CONNECT request: a session, or `404`/`403`. The answer is a few bytes on the
+/// request's stream; a peer that does not take them is left after `--header-timeout`.
 async fn handle(app: AppState, request: SessionRequest, slots: Slots) {
+    let deadline = app.config().header_timeout;
+    let (wanted, sub, session) = match subscribe(&app, &request).await {
+        Ok(subscribed) => subscribed,
+        Err(refusal) => {
+            let answer = async {
+                match refusal {
+                    Refusal::NotFound => request.not_found().await,
+                    Refusal::Forbidden => request.forbidden().await,
+                }
+            };
+            let _ = tokio::time::timeout(deadline, answer).await;
+            return;
+        }
+    };
+    let connection = match tokio::time::timeout(deadline, request.accept()).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(err)) => return tracing::debug!(%err, "WebTransport session not accepted"),
+        Err(_) => return app.stats().webtransport.handshake_timed_out(),
+    };
+    app.stats().webtransport.accepted();
+    let upstream = Upstream {
+        app: app.clone(),
+        feed: wanted.feed,
+        session: session.clone(),
+        peer: slots.peer.ip(),
+    };
+    // Aborting it drops its JoinSet, which aborts every command stream's task with it.
+    let commands = tokio::spawn(upstream.accept_forever(connection.clone()));
+    let end = downstream(&app, &connection, sub, wanted.datagrams, session.as_ref()).await;
+    commands.abort();
+    // Closed in every case, so no connection outlives the slots it held.
+    let (code, reason) = end.unwrap_or((close::STREAM_GONE, "event stream gone"));
+    connection.close(VarInt::from_u32(code), reason.as_bytes());
+    drop(slots);
+}
+
+/// The checks of every subscription (the Host and Origin rules, the query), then the feed's
+/// subscription and, for the chat, the session the `Cookie` header names.
+async fn subscribe(
+    app: &AppState,
+    request: &SessionRequest,
+) -> Result<(Wanted, Subscription, Option<Session>), Refusal> {
     let wanted = match wanted(request.path()) {
-        None => return request.not_found().await,
-        Some(Err(_)) => return request.forbidden().await,
-        Some(Ok(wanted)) => wanted,
+        None => return Err(Refusal::NotFound),
+        Some(wanted) => wanted.map_err(|_| Refusal::Forbidden)?,
     };
     if wanted.datagrams && wanted.feed == FeedName::Chat {
         // A chat line lost unseen is what the chat promises never happens.
-        return request.forbidden().await;
+        return Err(Refusal::Forbidden);
     }
-    let headers = header_map(&request);
-    let cursor = match wanted.params.cursor() {
-        Ok(cursor) => cursor,
-        Err(_) => return request.forbidden().await,
+    let mut headers = header_map(request);
+    // HTTP/3 carries the host as `:authority`; the Host check reads `Host`.
+    if let Ok(host) = HeaderValue::from_str(request.authority()) {
+        headers.insert(header::HOST, host);
+    }
+    app.own_hosts()
+        .check(&headers)
+        .map_err(|_| Refusal::Forbidden)?;
+    // A page's origin is the TCP side's (`http://` unless the server serves HTTPS there).
+    let scheme = if app.config().serves_tls() {
+        "https://"
+    } else {
+        "http://"
     };
-    let sub = match open_held(
-        &app,
+    crate::net::origin::check(
+        &headers,
+        app.own_hosts(),
+        &app.config().allow_origin,
+        scheme,
+    )
+    .map_err(|_| Refusal::Forbidden)?;
+    let cursor = wanted.params.cursor().map_err(|_| Refusal::Forbidden)?;
+    let sub = open_held(
+        app,
         wanted.feed,
         cursor,
         Start::Next,
@@ -204,33 +272,12 @@ async fn handle(app: AppState, request: SessionRequest, slots: Slots) {
         None,
     )
     .await
-    {
-        Ok(sub) => sub,
-        Err(_) => return request.forbidden().await,
-    };
+    .map_err(|_| Refusal::Forbidden)?;
     let session = match wanted.feed {
         FeedName::Chat => session_of(app.chat(), &headers).await.ok().flatten(),
         FeedName::Clock | FeedName::Draw => None,
     };
-    let connection = match request.accept().await {
-        Ok(connection) => connection,
-        Err(err) => return tracing::debug!(%err, "WebTransport session not accepted"),
-    };
-    app.stats().webtransport.accepted();
-    let peer = slots.peer.ip();
-    let upstream = Upstream {
-        app: app.clone(),
-        feed: wanted.feed,
-        session: session.clone(),
-        peer,
-    };
-    let commands = tokio::spawn(upstream.clone().accept_forever(connection.clone()));
-    let end = downstream(&app, &connection, sub, wanted.datagrams, session.as_ref()).await;
-    commands.abort();
-    if let Some((code, reason)) = end {
-        connection.close(VarInt::from_u32(code), reason.as_bytes());
-    }
-    drop(slots);
+    Ok((wanted, sub, session))
 }
 
 /// Writes the feed to a server-opened stream until it ends; returns the close to send, if
@@ -335,8 +382,11 @@ impl Upstream {
     /// Serves each bidirectional stream the client opens (QUIC's stream limit,
     /// `net::quic::MAX_BIDI_STREAMS`, bounds how many at once).
     async fn accept_forever(self, connection: Connection) {
+        let mut streams = tokio::task::JoinSet::new();
         while let Ok((send, recv)) = connection.accept_bi().await {
-            tokio::spawn(self.clone().commands(send, recv));
+            // Reap the finished ones, so the set holds at most the streams QUIC allows open.
+            while streams.try_join_next().is_some() {}
+            streams.spawn(self.clone().commands(send, recv));
         }
     }
 

@@ -141,6 +141,19 @@ async fn clock_ticks_arrive_as_ndjson_on_a_server_opened_stream_after_a_heartbea
         "{stats:?}"
     );
     assert_eq!(stats.datagrams_sent, 0, "{stats:?}");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("pushpoll_webtransport_sessions_open 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -378,7 +391,7 @@ async fn per_peer_cap_refuses_one_address_and_serves_another() {
         .await
         .expect("another address");
     Lines::accept(&other).await.event().await;
-    assert!(app.stats().await.webtransport.refused_per_peer >= 1);
+    assert!(app.stats().await.webtransport_connections.refused_per_peer >= 1);
     app.another_peer_is_served().await;
     drop((a, b));
 }
@@ -389,7 +402,7 @@ async fn total_cap_refuses_past_it_and_tcp_is_still_served() {
     let a = connect(&app, 3, "/wt/clock").await.expect("first");
     let b = connect(&app, 3, "/wt/clock").await.expect("second");
     assert!(connect(&app, 3, "/wt/clock").await.is_err());
-    assert!(app.stats().await.webtransport.refused >= 1);
+    assert!(app.stats().await.webtransport_connections.refused >= 1);
     app.another_peer_is_served().await;
     // A slot comes back when a session ends.
     a.close(0u32.into(), b"done");
@@ -425,7 +438,7 @@ async fn a_reader_that_stops_reading_is_closed_at_send_timeout() {
         .await
         .expect("closed within 20 s");
     assert!(closed.to_string().contains("send timeout"), "{closed}");
-    assert!(app.stats().await.webtransport.send_timeouts >= 1);
+    assert!(app.stats().await.webtransport_connections.send_timeouts >= 1);
     let other = connect(&app, 4, "/wt/clock")
         .await
         .expect("another address");
@@ -509,12 +522,29 @@ async fn a_quic_connection_that_never_asks_for_a_session_is_closed_at_the_header
     tokio::time::timeout(Duration::from_secs(5), silent.closed())
         .await
         .expect("closed within the header timeout and a margin");
-    assert!(app.stats().await.webtransport.handshake_timeouts >= 1);
+    assert!(
+        app.stats()
+            .await
+            .webtransport_connections
+            .handshake_timeouts
+            >= 1
+    );
     let other = connect(&app, 4, "/wt/clock")
         .await
         .expect("another address");
     Lines::accept(&other).await.event().await;
     app.another_peer_is_served().await;
+}
+
+/// Resolves every name to the relay.
+#[derive(Debug)]
+struct ToRelay(SocketAddr);
+
+impl wtransport::config::DnsResolver for ToRelay {
+    fn resolve(&self, _host: &str) -> std::pin::Pin<Box<dyn wtransport::config::DnsLookupFuture>> {
+        let to = self.0;
+        Box::pin(async move { Ok(Some(to)) })
+    }
 }
 
 /// A UDP relay from `127.0.0.1:PORT` (returned) to `server`, leaving from `127.0.0.3`;
@@ -549,14 +579,37 @@ async fn a_peer_gone_silent_is_dropped_at_the_idle_timeout() {
     let app = spawn_app(&["--dead-peer-timeout", "2s", "--keepalive", "500ms"]).await;
     let (port, hashes) = published(&app).await;
     let (front, relaying) = relay(SocketAddr::from(([127, 0, 0, 1], port))).await;
-    let url = format!("https://127.0.0.1:{front}/wt/clock");
-    let connection = client(1, &hashes, None)
+    // The URL names the server (its Host check reads the authority); the name resolves to
+    // the relay.
+    let verifier = ServerHashVerification::new(hashes.iter().cloned());
+    let tls = build_default_tls_config(
+        std::sync::Arc::new(RootCertStore::empty()),
+        Some(std::sync::Arc::new(verifier)),
+    );
+    let mut config = ClientConfig::builder()
+        .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .with_custom_tls(tls)
+        .build();
+    config.set_dns_resolver(ToRelay(SocketAddr::from(([127, 0, 0, 1], front))));
+    let url = format!("https://localhost:{port}/wt/clock");
+    let connection = Endpoint::client(config)
+        .unwrap()
         .connect(url)
         .await
         .expect("session");
-    Lines::accept(&connection).await.event().await;
+    // Kept: dropping the stream would tell the server (STOP_SENDING) and end the session.
+    let mut lines = Lines::accept(&connection).await;
+    lines.event().await;
     assert_eq!(app.stats().await.webtransport.open, 1);
     relaying.abort();
+    let gone = std::time::Instant::now();
+    // Still held within the idle timeout (2 s): only the timeout ends it.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        app.stats().await.webtransport.open,
+        1,
+        "held until the idle timeout"
+    );
     let mut open = 1;
     for _ in 0..60 {
         open = app.stats().await.webtransport.open;
@@ -566,9 +619,33 @@ async fn a_peer_gone_silent_is_dropped_at_the_idle_timeout() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(open, 0, "the silent peer's session is gone within 6 s");
+    assert!(
+        gone.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        gone.elapsed()
+    );
     let other = connect(&app, 4, "/wt/clock")
         .await
         .expect("another address");
     Lines::accept(&other).await.event().await;
-    drop(connection);
+    drop((lines, connection));
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_and_the_servers_own_is_served() {
+    let app = spawn_app(&[]).await;
+    let (port, hashes) = published(&app).await;
+    let session = async |origin: &str| {
+        let url = format!("https://127.0.0.1:{port}/wt/clock");
+        let options = wtransport::endpoint::ConnectOptions::builder(url)
+            .add_header("origin", origin)
+            .build();
+        client(1, &hashes, None).connect(options).await
+    };
+    let foreign = session("http://evil.example").await;
+    assert!(foreign.is_err(), "a page of another site gets no session");
+    let own = session(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("the server's own page");
+    Lines::accept(&own).await.event().await;
 }
