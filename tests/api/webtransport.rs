@@ -649,3 +649,28 @@ async fn a_foreign_origin_is_refused_and_the_servers_own_is_served() {
         .expect("the server's own page");
     Lines::accept(&own).await.event().await;
 }
+
+#[tokio::test]
+async fn strokes_sent_on_a_bidi_stream_come_back_as_datagrams_in_datagram_mode() {
+    let app = spawn_app(&[]).await;
+    let connection = connect(&app, 1, "/wt/draw?datagrams=1")
+        .await
+        .expect("session");
+    let _lines = Lines::accept(&connection).await;
+    let (mut send, _recv) = connection.open_bi().await.unwrap().await.unwrap();
+    let frame = serde_json::json!({
+        "type": "draw",
+        "strokes": [{ "color": "#00aa00", "width": 3, "points": [1, 2, 3, 4] }],
+    });
+    send.write_all(format!("{frame}\n").as_bytes())
+        .await
+        .expect("write");
+    let datagram = tokio::time::timeout(Duration::from_secs(5), connection.receive_datagram())
+        .await
+        .expect("a datagram within 5 s")
+        .expect("datagram");
+    let stroke: Value = serde_json::from_slice(datagram.payload().as_ref()).expect("json");
+    assert_eq!(stroke["color"], "#00aa00", "{stroke}");
+    assert_eq!(stroke["id"], 1, "{stroke}");
+    assert_eq!(app.stats().await.webtransport.datagrams_sent, 1);
+}
