@@ -63,7 +63,8 @@ pub mod close {
     pub const LOGGED_OUT: u32 = 2;
     /// The chat session ended after `--idle-timeout`.
     pub const IDLE_TIMEOUT: u32 = 3;
-    /// The subscription was dropped by `POST /api/debug/kill`.
+    /// The subscription was dropped by `POST /api/debug/kill` (not reachable yet: sessions take
+    /// no kill switch, as `?tag=` does not reach them).
     pub const KILLED: u32 = 4;
     /// The client stopped or reset the event stream.
     pub const STREAM_GONE: u32 = 5;
