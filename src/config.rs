@@ -111,6 +111,21 @@ pub struct Config {
     #[arg(long, env = "PUSHPOLL_SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub send_timeout: Duration,
 
+    /// Do not serve WebTransport (HTTP/3 over QUIC, UDP at the server's port number).
+    #[arg(long, env = "PUSHPOLL_NO_WEBTRANSPORT")]
+    pub no_webtransport: bool,
+
+    /// WebTransport sessions open at once, in all; past it a new one is refused (HTTP/3 429).
+    #[arg(long, env = "PUSHPOLL_MAX_WEBTRANSPORT_SESSIONS", default_value_t = DEFAULT_MAX_WEBTRANSPORT_SESSIONS,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_webtransport_sessions: u64,
+
+    /// How often the WebTransport certificate made at start is replaced (hidden: the tests
+    /// make it short; it must stay under the certificate's 14 days).
+    #[arg(long, env = "PUSHPOLL_WEBTRANSPORT_ROTATE", hide = true,
+          default_value = crate::net::quic::DEFAULT_ROTATE, value_parser = parse_duration)]
+    pub webtransport_rotate: Duration,
+
     /// Connections one peer address may hold at once; past it that peer gets 503 and others
     /// are still served. Default: a quarter of --max-connections.
     #[arg(long, env = "PUSHPOLL_MAX_CONNECTIONS_PER_PEER",
@@ -438,6 +453,9 @@ pub enum BadDuration {
     #[error("a duration must be more than zero")]
     Zero,
 }
+
+/// `--max-webtransport-sessions`'s default.
+pub const DEFAULT_MAX_WEBTRANSPORT_SESSIONS: u64 = 1000;
 
 /// `250ms`, `15s`, `30m`, `2h`; a bare number is seconds; at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {

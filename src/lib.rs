@@ -33,7 +33,9 @@
 //!   by `--tls-self-signed`) and the rustls configuration with ALPN `h2`/`http/1.1`;
 //!   `net::addresses`, the accounting per client address (connections, requests in flight,
 //!   budgets); [`net::forwarded`], who a request is from behind a `--trust-proxy` proxy
-//!   (`X-Forwarded-For`, `Forwarded`); `net::origin`, the Host check and the cross-site
+//!   (`X-Forwarded-For`, `Forwarded`); [`net::quic`], WebTransport's QUIC endpoint on UDP
+//!   at the same port, its bounds and its certificate (made, hashed and rotated, or
+//!   `--tls-cert`'s); `net::origin`, the Host check and the cross-site
 //!   (Origin) check; [`net::interfaces`], this machine's addresses, for the URLs printed at
 //!   start and the Host check of a server on `0.0.0.0`. Then [`error`], the one error type
 //!   of the HTTP edge (with its statuses); [`config`], the command-line flags (each also a
@@ -45,7 +47,7 @@
 //!   share, served as `/static/facts.js` and filled into `<!--fact:…-->` markers.
 //! - **Handlers**, which import the layers below but never each other: `chat_api` (the chat's
 //!   HTTP API), [`transport`] (one file per transport, each a thin adapter answering "events
-//!   after cursor X"), [`diag`] (the tagged requests' wire record and kill switch), `draw`
+//!   after cursor X", and `transport::webtransport`, WebTransport's sessions over QUIC), [`diag`] (the tagged requests' wire record and kill switch), `draw`
 //!   (`POST /api/draw`), `assets` (the embedded pages), `results` (the measured results,
 //!   served).
 //! - **Router**: `app`, which routes paths to handlers; nothing imports it but [`run`].
@@ -130,6 +132,11 @@ pub async fn run_with_tls(
     let state = AppState::start(config, token.clone(), tracker.clone())
         .await
         .context("cannot open the chat store")?;
+    if !state.config().no_webtransport {
+        let quic = start_webtransport(&state).await?;
+        state.set_webtransport(quic.published);
+        tracker.spawn(transport::webtransport::serve(state.clone(), quic.endpoint));
+    }
     let router = app::app(state.clone());
     let deadlines = net::listener::Deadlines {
         header: state.config().header_timeout,
@@ -159,6 +166,39 @@ pub async fn run_with_tls(
         tracing::warn!("shutdown grace period over; abandoning what is left");
     }
     Ok(())
+}
+
+/// Binds WebTransport's QUIC endpoint on UDP at the TCP server's address and port: with the
+/// `--tls-cert` certificate, or with one made now and rotated (`net::quic`).
+async fn start_webtransport(state: &AppState) -> anyhow::Result<net::quic::Quic> {
+    let config = state.config();
+    let source = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => net::quic::Source::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => net::quic::Source::Made {
+            names: net::tls::server_names(config.addr),
+            rotate: config.webtransport_rotate,
+        },
+    };
+    let bounds = net::quic::Bounds {
+        idle: config.dead_peer_timeout,
+    };
+    let quic = net::quic::bind(
+        config.addr,
+        source,
+        bounds,
+        state.shutdown_token(),
+        state.tracker(),
+    )
+    .await
+    .context("cannot start WebTransport (--no-webtransport turns it off)")?;
+    tracing::info!(
+        port = quic.published.port,
+        "WebTransport on UDP; GET /api/webtransport gives the certificate hashes"
+    );
+    Ok(quic)
 }
 
 /// Raises the soft open-files limit to the hard limit, so that 10,000+ connections fit.

@@ -50,6 +50,9 @@ struct Inner {
     shutdown: CancellationToken,
     /// Tasks that outlive a request (sockets, the clock ticker): shutdown waits for them.
     tracker: TaskTracker,
+    /// The WebTransport endpoint's port and certificate hashes, set once it is bound (after
+    /// the state, which its sessions need); unset with `--no-webtransport`.
+    webtransport: std::sync::OnceLock<crate::net::quic::Published>,
 }
 
 impl AppState {
@@ -130,6 +133,7 @@ impl AppState {
                 draw,
                 shutdown,
                 tracker,
+                webtransport: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -171,6 +175,16 @@ impl AppState {
     /// Who may read the operator endpoints (`crate::operator`).
     pub fn operator(&self) -> &Arc<Gate> {
         &self.inner.operator
+    }
+
+    /// The WebTransport endpoint, if it serves (`GET /api/webtransport`).
+    pub fn webtransport(&self) -> Option<&crate::net::quic::Published> {
+        self.inner.webtransport.get()
+    }
+
+    /// Records the bound WebTransport endpoint; only the first call counts.
+    pub fn set_webtransport(&self, published: crate::net::quic::Published) {
+        let _ = self.inner.webtransport.set(published);
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {

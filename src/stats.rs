@@ -34,6 +34,110 @@ pub struct Stats {
     tcp_rejected_peer: AtomicU64,
     send_timeouts: AtomicU64,
     max_connections: u64,
+    /// WebTransport sessions: their own section, not a [`Transport`] (not yet one of
+    /// [`Transport::ALL`]; see docs/API.md, WebTransport).
+    pub webtransport: WebTransportCounters,
+}
+
+/// WebTransport's counters (`crate::transport::webtransport`).
+#[derive(Default)]
+pub struct WebTransportCounters {
+    sessions: AtomicU64,
+    open: AtomicI64,
+    refused: AtomicU64,
+    refused_per_peer: AtomicU64,
+    handshake_timeouts: AtomicU64,
+    send_timeouts: AtomicU64,
+    bytes_sent: AtomicU64,
+    events_sent: AtomicU64,
+    datagrams_sent: AtomicU64,
+}
+
+/// WebTransport's figures in `/api/stats` (`webtransport`, anyone may read them, as the
+/// transports' figures) and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebTransportFigures {
+    /// Sessions accepted (the QUIC handshake and the CONNECT request done).
+    pub sessions: u64,
+    /// Slots of `--max-webtransport-sessions` held now: open sessions, and connections whose
+    /// handshake or CONNECT request is under way.
+    pub open: i64,
+    /// Bytes written to the sessions' event streams and datagrams (payload; QUIC's own
+    /// framing and encryption not included).
+    pub bytes_sent: u64,
+    /// Events sent, on the stream or as datagrams.
+    pub events_sent: u64,
+    /// Of those, events sent as datagrams (which the network may lose unseen).
+    pub datagrams_sent: u64,
+}
+
+/// WebTransport's refusals and cuts (`/api/stats` `webtransport_connections`, the
+/// operator's only, as `connections` is: what one tunes an attack with).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebTransportConnections {
+    /// Connections refused at `--max-webtransport-sessions`.
+    pub refused: u64,
+    /// Connections refused at `--max-connections-per-peer`.
+    pub refused_per_peer: u64,
+    /// Connections closed for not finishing the handshake and CONNECT in `--header-timeout`.
+    pub handshake_timeouts: u64,
+    /// Sessions closed because their stream took nothing for `--send-timeout`.
+    pub send_timeouts: u64,
+}
+
+/// Holds one open WebTransport session slot of `--max-webtransport-sessions`.
+pub struct WebTransportSlot(Arc<Stats>);
+
+impl Drop for WebTransportSlot {
+    fn drop(&mut self) {
+        self.0.webtransport.open.fetch_sub(1, Relaxed);
+    }
+}
+
+impl WebTransportCounters {
+    pub fn refused_per_peer(&self) {
+        self.refused_per_peer.fetch_add(1, Relaxed);
+    }
+
+    pub fn handshake_timed_out(&self) {
+        self.handshake_timeouts.fetch_add(1, Relaxed);
+    }
+
+    pub fn send_timed_out(&self) {
+        self.send_timeouts.fetch_add(1, Relaxed);
+    }
+
+    pub fn accepted(&self) {
+        self.sessions.fetch_add(1, Relaxed);
+    }
+
+    /// Counts bytes written and the events they carry, `datagram` if sent as one.
+    pub fn sent(&self, bytes: usize, events: usize, datagram: bool) {
+        self.bytes_sent.fetch_add(bytes as u64, Relaxed);
+        self.events_sent.fetch_add(events as u64, Relaxed);
+        if datagram {
+            self.datagrams_sent.fetch_add(events as u64, Relaxed);
+        }
+    }
+
+    fn figures(&self) -> WebTransportFigures {
+        WebTransportFigures {
+            sessions: self.sessions.load(Relaxed),
+            open: self.open.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
+            events_sent: self.events_sent.load(Relaxed),
+            datagrams_sent: self.datagrams_sent.load(Relaxed),
+        }
+    }
+
+    fn connections(&self) -> WebTransportConnections {
+        WebTransportConnections {
+            refused: self.refused.load(Relaxed),
+            refused_per_peer: self.refused_per_peer.load(Relaxed),
+            handshake_timeouts: self.handshake_timeouts.load(Relaxed),
+            send_timeouts: self.send_timeouts.load(Relaxed),
+        }
+    }
 }
 
 /// One transport's counters.
@@ -82,6 +186,11 @@ pub struct Snapshot {
     pub connections: Connections,
     /// Keyed `poll`, `longpoll`, `iframe`, `sse`, `ws`.
     pub transports: BTreeMap<String, TransportFigures>,
+    /// WebTransport's sessions, apart from `transports` until it is one of them.
+    #[serde(default)]
+    pub webtransport: WebTransportFigures,
+    #[serde(default)]
+    pub webtransport_connections: WebTransportConnections,
 }
 
 /// What `/api/stats` answers a client that is not the operator (`crate::operator`): the
@@ -92,6 +201,8 @@ pub struct Snapshot {
 pub struct PublicSnapshot {
     pub uptime_s: f64,
     pub transports: BTreeMap<String, TransportFigures>,
+    #[serde(default)]
+    pub webtransport: WebTransportFigures,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,6 +249,7 @@ impl Stats {
             tcp_rejected_peer: AtomicU64::new(0),
             send_timeouts: AtomicU64::new(0),
             max_connections,
+            webtransport: WebTransportCounters::default(),
         }
     }
 
@@ -175,6 +287,17 @@ impl Stats {
         self.tcp_open.fetch_sub(1, Relaxed);
     }
 
+    /// Takes one of `max` WebTransport session slots, or counts a refusal.
+    pub fn webtransport_try_open(self: &Arc<Self>, max: u64) -> Option<WebTransportSlot> {
+        let w = &self.webtransport;
+        if w.open.fetch_add(1, Relaxed) >= max as i64 {
+            w.open.fetch_sub(1, Relaxed);
+            w.refused.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(WebTransportSlot(self.clone()))
+    }
+
     /// A connection refused at `--max-connections-per-peer`.
     pub fn tcp_refused_for_peer(&self) {
         self.tcp_rejected_peer.fetch_add(1, Relaxed);
@@ -206,6 +329,7 @@ impl Stats {
         PublicSnapshot {
             uptime_s: self.started.elapsed().as_secs_f64(),
             transports: self.transport_figures(),
+            webtransport: self.webtransport.figures(),
         }
     }
 
@@ -223,6 +347,8 @@ impl Stats {
                 max: self.max_connections,
             },
             transports,
+            webtransport: self.webtransport.figures(),
+            webtransport_connections: self.webtransport.connections(),
         }
     }
 
@@ -324,6 +450,65 @@ impl Stats {
             "Events sent per transport.",
             &per(|f| f.events_sent.to_string()),
         );
+        let (wt, wtc) = (&s.webtransport, &s.webtransport_connections);
+        for (name, kind, help, value) in [
+            (
+                "webtransport_sessions_total",
+                "counter",
+                "WebTransport sessions accepted.",
+                wt.sessions.to_string(),
+            ),
+            (
+                "webtransport_sessions_open",
+                "gauge",
+                "WebTransport sessions open now, and handshakes under way.",
+                wt.open.to_string(),
+            ),
+            (
+                "webtransport_refused_total",
+                "counter",
+                "WebTransport connections refused at --max-webtransport-sessions.",
+                wtc.refused.to_string(),
+            ),
+            (
+                "webtransport_refused_per_peer_total",
+                "counter",
+                "WebTransport connections refused at --max-connections-per-peer.",
+                wtc.refused_per_peer.to_string(),
+            ),
+            (
+                "webtransport_handshake_timeouts_total",
+                "counter",
+                "WebTransport connections closed at --header-timeout before their session began.",
+                wtc.handshake_timeouts.to_string(),
+            ),
+            (
+                "webtransport_send_timeouts_total",
+                "counter",
+                "WebTransport sessions closed at --send-timeout.",
+                wtc.send_timeouts.to_string(),
+            ),
+            (
+                "webtransport_bytes_sent_total",
+                "counter",
+                "WebTransport stream and datagram payload bytes sent.",
+                wt.bytes_sent.to_string(),
+            ),
+            (
+                "webtransport_events_sent_total",
+                "counter",
+                "WebTransport events sent (stream and datagrams).",
+                wt.events_sent.to_string(),
+            ),
+            (
+                "webtransport_datagrams_sent_total",
+                "counter",
+                "WebTransport events sent as datagrams.",
+                wt.datagrams_sent.to_string(),
+            ),
+        ] {
+            metric(name, kind, help, &plain(value));
+        }
         out
     }
 }

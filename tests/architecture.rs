@@ -51,6 +51,7 @@ const EDGE: &[&str] = &[
     "net::interfaces",
     "net::listener",
     "net::origin",
+    "net::quic",
     "net::tls",
     "operator",
     "http",
@@ -64,7 +65,7 @@ const HANDLERS: &[&str] = &["chat_api", "transport", "diag", "draw", "assets", "
 /// The router, which nothing imports (the crate root starts it).
 const ROUTER: &[&str] = &["app"];
 
-/// The crates that speak HTTP (or WebSocket, or TLS): the core names none of them.
+/// The crates that speak HTTP (or WebSocket, or TLS, or QUIC): the core names none of them.
 const HTTP_CRATES: &[&str] = &[
     "axum",
     "http",
@@ -76,6 +77,8 @@ const HTTP_CRATES: &[&str] = &[
     "tungstenite",
     "rustls",
     "tokio_rustls",
+    "wtransport",
+    "quinn",
 ];
 
 fn server_graph() -> BTreeMap<String, BTreeSet<String>> {

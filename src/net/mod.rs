@@ -2,7 +2,8 @@
 //! The accept loop and its caps ([`listener`]), TLS ([`tls`]), the accounting per client
 //! address ([`addresses`]: connections, requests in flight, budgets), who a request is from
 //! behind a trusted proxy ([`forwarded`]), the Host and Origin checks ([`origin`]) and this
-//! machine's own addresses ([`interfaces`]). All of it is edge: it may import the HTTP
+//! machine's own addresses ([`interfaces`]), and WebTransport's QUIC endpoint with its
+//! certificate ([`quic`]). All of it is edge: it may import the HTTP
 //! framework, and nothing of the core imports it.
 
 pub(crate) mod addresses;
@@ -10,4 +11,5 @@ pub mod forwarded;
 pub mod interfaces;
 pub(crate) mod listener;
 pub(crate) mod origin;
+pub mod quic;
 pub mod tls;

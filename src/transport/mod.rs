@@ -1,4 +1,5 @@
-//! The five transports. Each is a thin adapter over the feed core, one file each, with the
+//! The five transports, and WebTransport's sessions (`webtransport.rs`: server side only so
+//! far, not yet one of [`Transport::ALL`]). Each is a thin adapter over the feed core, one file each, with the
 //! same shape: a `handler` that counts the request, reads the feed and cursor, and answers
 //! with what the feed gives. Opening a subscription is shared by all and lives here; the
 //! polling transports share the batch core (`batch.rs`: drain, JSON answer), the streaming
@@ -11,6 +12,7 @@ pub mod longpoll;
 pub mod poll;
 pub mod sse;
 mod stream;
+pub mod webtransport;
 pub mod ws;
 
 pub use batch::{answer_unless_killed, batch_response, drain, kill_guard};
@@ -72,6 +74,23 @@ pub async fn open(
         Transport::Poll | Transport::LongPoll => Hold::Poll,
         Transport::Iframe | Transport::Sse | Transport::Ws => Hold::Push,
     };
+    open_held(app, feed, cursor, start, hold, params, headers, kill).await
+}
+
+/// [`open`] for a subscription that is not one of [`Transport::ALL`] (WebTransport, whose
+/// sessions are not an HTTP route): the same feeds, cursors, sessions and presence.
+// The parts of one subscription, each passed on as it came.
+#[allow(clippy::too_many_arguments)]
+async fn open_held(
+    app: &AppState,
+    feed: FeedName,
+    cursor: Option<u64>,
+    start: Start,
+    hold: Hold,
+    params: &Params,
+    headers: &HeaderMap,
+    kill: Option<KillSwitch>,
+) -> Result<Subscription, ApiError> {
     let shutdown = app.shutdown_token();
     let mut sub = match feed {
         FeedName::Clock => app

@@ -287,7 +287,7 @@ fn read_only() -> Utf8Bytes {
 
 /// Handles one client text frame; returns the `error` event to answer with, if any. The
 /// client's own message comes back through its subscription, like everyone's.
-async fn handle_frame(
+pub(super) async fn handle_frame(
     app: &AppState,
     feed: FeedName,
     session: Option<&Session>,
@@ -322,7 +322,7 @@ enum DrawFrame {
 /// Handles one text frame on a draw socket: the strokes are checked, charged to the peer's
 /// address and published like a `POST /api/draw` (they come back through the subscription,
 /// like everyone's); a refusal is an `error` event and the socket stays open.
-fn draw_frame(app: &AppState, peer: std::net::IpAddr, text: &str) -> Option<Utf8Bytes> {
+pub(super) fn draw_frame(app: &AppState, peer: std::net::IpAddr, text: &str) -> Option<Utf8Bytes> {
     let batch = match serde_json::from_str::<DrawFrame>(text) {
         Ok(DrawFrame::Draw(batch)) => batch,
         Err(err) => {

@@ -37,3 +37,4 @@ mod stats;
 mod tls;
 mod watchdog;
 mod websocket;
+mod webtransport;

@@ -73,9 +73,14 @@ async fn first_stats_event(base: String, headers: Vec<(&'static str, String)>) -
     }
 }
 
-/// The keys `/api/stats` has for another machine: the per-transport figures only.
+/// The keys `/api/stats` has for another machine: the per-transport figures only (and
+/// WebTransport's, apart until it is one of the transports).
 fn assert_public(stats: &Value) {
-    assert_eq!(keys(stats), ["transports", "uptime_s"], "{stats}");
+    assert_eq!(
+        keys(stats),
+        ["transports", "uptime_s", "webtransport"],
+        "{stats}"
+    );
     let mut transports = pushpoll::names::Transport::NAMES.to_vec();
     transports.sort();
     assert_eq!(keys(&stats["transports"]), transports);
@@ -140,7 +145,14 @@ async fn from_another_machine_the_operator_figures_are_refused_and_this_machine_
             assert_eq!(status, 200);
             assert_eq!(
                 keys(&stats),
-                ["connections", "process", "transports", "uptime_s"]
+                [
+                    "connections",
+                    "process",
+                    "transports",
+                    "uptime_s",
+                    "webtransport",
+                    "webtransport_connections"
+                ]
             );
             assert!(stats["process"]["rss_bytes"].as_u64() > Some(0), "{stats}");
             let streamed = first_stats_event(local, vec![]).await;
