@@ -133,9 +133,18 @@ pub async fn run_with_tls(
         .await
         .context("cannot open the chat store")?;
     if !state.config().no_webtransport {
-        let quic = start_webtransport(&state).await?;
-        state.set_webtransport(quic.published);
-        tracker.spawn(transport::webtransport::serve(state.clone(), quic.endpoint));
+        match start_webtransport(&state).await {
+            Ok(quic) => {
+                state.set_webtransport(quic.published);
+                tracker.spawn(transport::webtransport::serve(state.clone(), quic.endpoint));
+            }
+            // The TCP transports are the server; WebTransport is the one a page falls back
+            // from. A UDP port another program holds turns it off rather than the server.
+            Err(err) if net::quic::port_taken(&err) => {
+                tracing::warn!("WebTransport is off: {err:#}");
+            }
+            Err(err) => return Err(err),
+        }
     }
     let router = app::app(state.clone());
     let deadlines = net::listener::Deadlines {

@@ -196,6 +196,18 @@ pub enum Source {
     },
 }
 
+/// Whether `err` (from [`bind`]) says the UDP address is taken or not this machine's.
+pub fn port_taken(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AddrNotAvailable
+            )
+        })
+}
+
 /// Binds the QUIC endpoint on UDP `addr` and, for a made certificate, starts its rotation
 /// task on `tracker` (it stops at `shutdown`).
 pub async fn bind(

@@ -14,7 +14,7 @@ use wtransport::tls::client::{ServerHashVerification, build_default_tls_config};
 use wtransport::tls::rustls::RootCertStore;
 use wtransport::{ClientConfig, Connection, Endpoint, RecvStream};
 
-use crate::support::{TestApp, spawn_app};
+use crate::support::{TestApp, spawn_app, spawn_app_on};
 
 /// `GET /api/webtransport`: the port and the listed hashes, decoded.
 async fn published(app: &TestApp) -> (u16, Vec<Sha256Digest>) {
@@ -374,6 +374,23 @@ async fn no_webtransport_turns_it_off() {
     let udp =
         tokio::net::UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], app.addr.port()))).await;
     assert!(udp.is_ok(), "nothing holds the UDP port");
+}
+
+#[tokio::test]
+async fn a_udp_port_another_program_holds_turns_webtransport_off_not_the_server() {
+    // A UDP port held here, and the TCP port of the same number free for the server.
+    let (_held, listener) = loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
+        let port = udp.local_addr().expect("its address").port();
+        if let Ok(tcp) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            break (udp, tcp);
+        }
+    };
+    let app = spawn_app_on(listener, &[]).await;
+    let (status, body) = app.get_json("/api/webtransport").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = app.get_json("/poll/clock").await;
+    assert_eq!(status, 200, "the TCP transports still serve: {body}");
 }
 
 // The bounds: each attacked from 127.0.0.3 while another address is still served.

@@ -111,6 +111,14 @@ pub async fn spawn_binary_on(db: &str, args: &[&str]) -> TestApp {
 
 /// Starts the real server with `args` (as on the command line) on 127.0.0.1:0.
 pub async fn spawn_app(args: &[&str]) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    spawn_app_on(listener, args).await
+}
+
+/// Starts the real server with `args` on `listener` (a test that needs a given port binds it).
+pub async fn spawn_app_on(listener: tokio::net::TcpListener, args: &[&str]) -> TestApp {
     let watchdog = Watchdog::arm();
     init_logs();
     let mut argv = vec!["pushpoll", "--addr", "127.0.0.1:0", "--db", ":memory:"];
@@ -123,9 +131,6 @@ pub async fn spawn_app(args: &[&str]) -> TestApp {
     }
     argv.extend_from_slice(args);
     let config = Config::try_parse_from(argv).expect("test config");
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .expect("bind");
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(pushpoll::run(listener, config, async move {
