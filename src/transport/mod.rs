@@ -1,4 +1,4 @@
-//! The five transports. Each is a thin adapter over the feed core, one file each, with the
+//! The six transports. Each is a thin adapter over the feed core, one file each, with the
 //! same shape: a `handler` that counts the request, reads the feed and cursor, and answers
 //! with what the feed gives. Opening a subscription is shared by all and lives here; the
 //! polling transports share the batch core (`batch.rs`: drain, JSON answer), the streaming
@@ -6,6 +6,7 @@
 //! `clients/` does. (The names are `crate::names`, the extractors `crate::http`.)
 
 mod batch;
+pub mod fetch;
 pub mod iframe;
 pub mod longpoll;
 pub mod poll;
@@ -28,12 +29,13 @@ use crate::state::AppState;
 
 /// The handler of `transport`'s route, `GET /TRANSPORT/{feed}` (the router adds one route per
 /// [`Transport::ALL`]): the one place a transport's adapter is named, in a `match` the
-/// compiler holds a new transport to.
+/// compiler holds a new transport to. `fetch` also takes a `POST` with a JSON body.
 pub fn route(transport: Transport) -> MethodRouter<AppState> {
     match transport {
         Transport::Poll => get(poll::handler),
         Transport::LongPoll => get(longpoll::handler),
         Transport::Iframe => get(iframe::handler),
+        Transport::Fetch => get(fetch::handler).post(fetch::subscribe),
         Transport::Sse => get(sse::handler),
         Transport::Ws => get(ws::handler),
     }
@@ -70,7 +72,7 @@ pub async fn open(
     };
     let hold = match transport {
         Transport::Poll | Transport::LongPoll => Hold::Poll,
-        Transport::Iframe | Transport::Sse | Transport::Ws => Hold::Push,
+        Transport::Iframe | Transport::Fetch | Transport::Sse | Transport::Ws => Hold::Push,
     };
     let shutdown = app.shutdown_token();
     let mut sub = match feed {
