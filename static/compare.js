@@ -24,7 +24,7 @@ import { renderBudget } from '/static/compare/budget.js';
 import { createComposer } from '/static/compare/composer.js';
 import { wireControls } from '/static/compare/controls.js';
 import { Lane } from '/static/compare/lane.js';
-import { describeLaneFeed, describeOrigins } from '/static/compare/origins.js';
+import { describeLaneFeed, describeOrigins, STARTS_PAUSED, STARTS_PAUSED_WHY } from '/static/compare/origins.js';
 import { createProtocols } from '/static/compare/protocols.js';
 import { followServerCounts } from '/static/compare/stats.js';
 import { createTiming } from '/static/compare/timing.js';
@@ -65,7 +65,10 @@ async function boot() {
   setInterval(render, RENDER_MS);
 
   await startFromTheChatsPosition(lanes);
-  for (const lane of lanes) lane.start();
+  for (const lane of lanes) {
+    if (lane.transport === STARTS_PAUSED) lane.holdBack(STARTS_PAUSED_WHY);
+    else lane.start();
+  }
   render();
   window.addEventListener('pagehide', () => {
     for (const lane of lanes) lane.stop();

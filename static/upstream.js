@@ -5,7 +5,7 @@
 // (a TypeError over HTTP/1.1), Firefox sends the stream's text `[object ReadableStream]`,
 // WebKitGTK throws NotSupportedError.
 
-import { $ } from '/static/util.js';
+import { $, fetchJson, randomTag } from '/static/util.js';
 
 const PIECES = ['{"rooms":', '["lobby"],"history":0}'];
 const PIECE_GAP_MS = 300;
@@ -71,15 +71,18 @@ async function tryIt() {
   });
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), DEADLINE_MS);
+  // Tagged, so the server's record of the request says which HTTP version carried it (an
+  // open stream has no Resource Timing entry to ask).
+  const tag = `upstream-${randomTag()}`;
   try {
-    const response = await fetch('/fetch/chat?for=upstream', {
+    const response = await fetch(`/fetch/chat?for=upstream&tag=${tag}`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body,
       duplex: 'half',
       signal: abort.signal,
     });
-    const protocol = performance.getEntriesByName(response.url).at(-1)?.nextHopProtocol || 'unknown';
+    const protocol = await serverSaw(tag);
     if (response.ok) {
       show('upstream-result', 'streamed', `streamed: the body left in ${PIECES.length} pieces, ${PIECE_GAP_MS} ms apart, and the server answered ${response.status} with its stream (protocol ${protocol})`);
     } else {
@@ -101,6 +104,18 @@ async function tryIt() {
   }
 }
 
+/** The HTTP version of the tagged request as the server parsed it (`HTTP/2.0` → `h2`). */
+async function serverSaw(tag) {
+  try {
+    const answer = await fetchJson(`/api/debug/wire?for=upstream&tag=${encodeURIComponent(tag)}`);
+    const line = answer.data?.exchanges?.[0]?.request?.line ?? '';
+    const version = line.slice(line.lastIndexOf(' ') + 1);
+    return version === 'HTTP/2.0' ? 'h2' : version === 'HTTP/1.1' ? 'http/1.1' : version || 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 async function run() {
   const detected = detectRequestStreams();
   const how = detected.error
@@ -110,7 +125,13 @@ async function run() {
   const sent = await bodyAsSent();
   const code = $('upstream-body');
   if (code) code.textContent = sent;
-  await tryIt();
+  const button = $('upstream-try');
+  button?.addEventListener('click', async () => {
+    button.disabled = true;
+    show('upstream-result', 'trying', 'trying…');
+    await tryIt();
+    button.disabled = false;
+  });
 }
 
 if ($('upstream')) run();

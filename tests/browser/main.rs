@@ -21,6 +21,7 @@ mod claims;
 mod compare;
 mod draw;
 mod engines;
+mod fetch;
 mod h2;
 mod liveness;
 mod matrix;
@@ -237,7 +238,7 @@ async fn the_demo_page_runs_the_clock_over(engine: Engine, transport: &str) {
         if name == transport {
             assert!(figures.requests >= 1, "{name}: {figures:?}");
             assert!(figures.events_sent >= 2, "{name}: {figures:?}");
-            if ["iframe", "sse", "ws", "longpoll"].contains(&name.as_str()) {
+            if ["iframe", "fetch", "sse", "ws", "longpoll"].contains(&name.as_str()) {
                 // The clock's, the chat's and the canvas's subscriptions (a long poll may
                 // be between asks).
                 assert!(
@@ -273,6 +274,11 @@ async fn the_iframe_page_runs_the_clock(engine: Engine) {
     the_demo_page_runs_the_clock_over(engine, "iframe").await;
 }
 in_every_engine!(the_iframe_page_runs_the_clock);
+
+async fn the_fetch_streaming_page_runs_the_clock(engine: Engine) {
+    the_demo_page_runs_the_clock_over(engine, "fetch").await;
+}
+in_every_engine!(the_fetch_streaming_page_runs_the_clock);
 
 async fn the_sse_page_runs_the_clock(engine: Engine) {
     the_demo_page_runs_the_clock_over(engine, "sse").await;
