@@ -84,7 +84,10 @@ fn a_small_compare_measures_every_transport_and_writes_its_files() {
     assert!(summary["command"].as_str().unwrap().contains("compare"));
 
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + pushpoll::names::Transport::ALL.len());
+    assert_eq!(
+        csv.lines().count(),
+        1 + pushpoll::names::Transport::ALL.len()
+    );
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     for t in pushpoll::names::Transport::NAMES {
         assert!(md.contains(t));

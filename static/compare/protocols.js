@@ -54,7 +54,9 @@ export function createProtocols(lanes, timing) {
     const page = t === 'iframe' ? iframeProtocol() ?? timing.transport(t).protocol : timing.transport(t).protocol;
     if (t === 'ws') return [null, 'not in Resource Timing (WebSocket handshakes are not reported)'];
     if (!page) {
-      return [null, t === 'sse' || t === 'fetch' ? 'stream still open: no entry until it ends' : 'no request finished yet'];
+      // A stream read by EventSource or fetch() gets its entry only when it ends.
+      const stillOpen = t === 'sse' || t === 'fetch';
+      return [null, stillOpen ? 'stream still open: no entry until it ends' : 'no request finished yet'];
     }
     return [page, page];
   }
