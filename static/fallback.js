@@ -128,7 +128,7 @@ async function streamProbe(url, timeoutMs) {
     }
   } catch (err) {
     if (abort.signal.aborted) {
-      return opened ? `stream opened, but no event within ${timeoutMs} ms (a buffering proxy?)` : `no response within ${timeoutMs} ms`;
+      return opened ? `stream opened, but no event within ${timeoutMs} ms (a buffering proxy?)` : `no response handed over within ${timeoutMs} ms`;
     }
     return `request failed (${err.message})`;
   } finally {

@@ -480,25 +480,28 @@ async fn with_websocket_upgrades_refused_the_fallback_client_lands_on_sse(engine
         "the clock streams over SSE"
     );
 
-    // Blocking SSE on the page as well steps down to long polling.
-    eval::<bool>(&page, "(() => { document.querySelector('#block-sse').checked = true; document.querySelector('#auto-retry').click(); return true; })()").await;
-    let fell_back = until(Duration::from_secs(15), async || {
-        let chosen: String = eval(
-            &page,
-            "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
-        )
+    // Blocking SSE on the page as well steps down to fetch streaming, and blocking that too
+    // to long polling.
+    for (block, expected) in [("sse", "fetch"), ("fetch", "longpoll")] {
+        eval::<bool>(&page, &format!("(() => {{ document.querySelector('#block-{block}').checked = true; document.querySelector('#auto-retry').click(); return true; }})()")).await;
+        let fell_back = until(Duration::from_secs(15), async || {
+            let chosen: String = eval(
+                &page,
+                "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
+            )
+            .await;
+            if chosen == expected {
+                Ok(())
+            } else {
+                Err(chosen)
+            }
+        })
         .await;
-        if chosen == "longpoll" {
-            Ok(())
-        } else {
-            Err(chosen)
-        }
-    })
-    .await;
-    assert!(
-        fell_back.is_ok(),
-        "did not fall back to long polling: {fell_back:?}"
-    );
+        assert!(
+            fell_back.is_ok(),
+            "blocking {block}: did not fall back to {expected}: {fell_back:?}"
+        );
+    }
     let errors = errors.all().await;
     assert!(
         unexpected(&errors).is_empty(),
