@@ -113,6 +113,7 @@ pub struct Event {
     pub json: Bytes,
     sse: OnceLock<Bytes>,
     iframe: OnceLock<Bytes>,
+    ndjson: OnceLock<Bytes>,
 }
 
 /// Events are shared by every subscriber and every queue that holds them.
@@ -156,6 +157,7 @@ impl Event {
             json,
             sse: OnceLock::new(),
             iframe: OnceLock::new(),
+            ndjson: OnceLock::new(),
         })
     }
 
@@ -179,6 +181,19 @@ impl Event {
                 );
                 out.extend_from_slice(&self.json);
                 out.extend_from_slice(crate::wire::SSE_MESSAGE_END);
+                Bytes::from(out)
+            })
+            .clone()
+    }
+
+    /// `JSON\n` — one line of the `fetch` stream (NDJSON). The JSON is compact and escapes
+    /// any newline inside a string, so the event is exactly one line.
+    pub fn ndjson_line(&self) -> Bytes {
+        self.ndjson
+            .get_or_init(|| {
+                let mut out = Vec::with_capacity(self.json.len() + 1);
+                out.extend_from_slice(&self.json);
+                out.extend_from_slice(crate::wire::NDJSON_LINE_END);
                 Bytes::from(out)
             })
             .clone()

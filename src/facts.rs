@@ -123,6 +123,11 @@ fn exports() -> Vec<(&'static str, Value)> {
             "SSE_HEARTBEAT_EVENT",
             json!(crate::wire::SSE_HEARTBEAT_EVENT),
         ),
+        // The `fetch` stream's media type (src/wire.rs).
+        (
+            "NDJSON_CONTENT_TYPE",
+            json!(crate::wire::NDJSON_CONTENT_TYPE),
+        ),
     ]
 }
 
@@ -145,6 +150,27 @@ fn words(items: &[&str]) -> String {
         None => String::new(),
         Some((last, [])) => (*last).to_string(),
         Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// How many transports there are, as a word (`six`), for prose that counts them.
+fn transport_count() -> String {
+    const WORDS: [&str; 13] = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve",
+    ];
+    WORDS
+        .get(Transport::ALL.len())
+        .map_or_else(|| Transport::ALL.len().to_string(), |w| (*w).to_string())
+}
+
+/// `short polling, long polling, … and WebSocket`: every transport's name in a sentence.
+fn transport_names() -> String {
+    let names = Transport::ALL.map(Transport::name_in_sentence);
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
 }
 
@@ -199,7 +225,8 @@ fn spaced_duration(default: &str) -> String {
 }
 
 /// The text a `<!--fact:NAME-->` marker stands for, or `None` for a name that is none.
-/// Names: `transports`, `feeds` (`clock, chat or draw`), `event-kinds:FEED`,
+/// Names: `transports`, `transport-count` (`six`), `transport-names` (each transport's name
+/// in a sentence, `… and WebSocket`), `feeds` (`clock, chat or draw`), `event-kinds:FEED`,
 /// `h2-max-streams`, `draw-kept` and `draw-live` (strokes kept; the live ring), `default:FLAG` (a server flag's default, `10 s` for durations;
 /// for a default derived at start, how: [`derived_default`]).
 pub fn text(name: &str) -> Option<String> {
@@ -213,6 +240,8 @@ pub fn text(name: &str) -> Option<String> {
     }
     Some(match name {
         "transports" => words(&Transport::ALL.map(Transport::as_str)),
+        "transport-count" => transport_count(),
+        "transport-names" => transport_names(),
         "feeds" => words(&FeedName::ALL.map(FeedName::as_str)),
         "h2-max-streams" => MAX_H2_STREAMS.to_string(),
         "silence-factor" => liveness::SILENCE_FACTOR.to_string(),

@@ -1,4 +1,4 @@
-//! The names of things on the wire: the five transports and the three feeds. This is the one
+//! The names of things on the wire: the six transports and the three feeds. This is the one
 //! place their spellings live in non-test Rust (URLs, flags, statistics keys, the load
 //! tester's `--transport`); everything else uses these enums and their `Display`/`FromStr`.
 //! A leaf module: it imports nothing of this crate.
@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The five ways of delivering a feed.
+/// The six ways of delivering a feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Transport {
     #[value(name = "poll")]
@@ -15,18 +15,25 @@ pub enum Transport {
     LongPoll = 1,
     #[value(name = "iframe")]
     Iframe = 2,
+    #[value(name = "fetch")]
+    Fetch = 3,
     #[value(name = "sse")]
-    Sse = 3,
+    Sse = 4,
     #[value(name = "ws")]
-    Ws = 4,
+    Ws = 5,
 }
 
 impl Transport {
     /// In the order the pages and `loadtest compare` show them.
-    pub const ALL: [Transport; 5] = [
+    /// The streamed responses go from the oldest to the standard one: the hidden iframe,
+    /// `fetch()` streaming (a script reads the body as it arrives, as the iframe's document
+    /// does), then Server-Sent Events (the same, with the browser doing the reading and the
+    /// resume); the fallback order (`static/fallback.js`) is this list backwards.
+    pub const ALL: [Transport; 6] = [
         Transport::Poll,
         Transport::LongPoll,
         Transport::Iframe,
+        Transport::Fetch,
         Transport::Sse,
         Transport::Ws,
     ];
@@ -50,6 +57,7 @@ impl Transport {
             Transport::Poll => "poll",
             Transport::LongPoll => "longpoll",
             Transport::Iframe => "iframe",
+            Transport::Fetch => "fetch",
             Transport::Sse => "sse",
             Transport::Ws => "ws",
         }
@@ -61,6 +69,7 @@ impl Transport {
             Transport::Poll => "Short polling",
             Transport::LongPoll => "Long polling",
             Transport::Iframe => "Hidden iframe",
+            Transport::Fetch => "Fetch streaming",
             Transport::Sse => "Server-Sent Events",
             Transport::Ws => "WebSocket",
         }
@@ -72,6 +81,7 @@ impl Transport {
             Transport::Poll => "#d1495b",
             Transport::LongPoll => "#edae49",
             Transport::Iframe => "#8a5cf6",
+            Transport::Fetch => "#2e933c",
             Transport::Sse => "#00798c",
             Transport::Ws => "#30638e",
         }
@@ -84,6 +94,7 @@ impl Transport {
             Transport::Poll => "short polling",
             Transport::LongPoll => "long polling",
             Transport::Iframe => "hidden iframe",
+            Transport::Fetch => "fetch streaming",
             Transport::Sse => "Server-Sent Events",
             Transport::Ws => "WebSocket",
         }

@@ -23,11 +23,22 @@ pub const IFRAME_DOCUMENT_BYTES: usize = 256 * 1024;
 /// What ends each Server-Sent Events message: a blank line.
 pub const SSE_MESSAGE_END: &[u8] = b"\n\n";
 
+/// What ends each line of the `fetch` stream (NDJSON: one JSON value per line). An event's
+/// JSON is compact, and JSON escapes a newline inside a string, so the line end is unique.
+pub const NDJSON_LINE_END: &[u8] = b"\n";
+
+/// The `fetch` stream's media type. NDJSON (ndjson.org, "Newline Delimited JSON") names it
+/// `application/x-ndjson`, the type the HTTP APIs that stream JSON lines send; JSON Lines
+/// (jsonlines.org) suggests `application/jsonl`, which, like `x-ndjson`, is not registered
+/// with IANA. The format is the same (UTF-8, one value per `\n`-ended line).
+pub const NDJSON_CONTENT_TYPE: &str = "application/x-ndjson";
+
 /// The heartbeat every long-lived transport sends when nothing else was sent for
 /// `--keepalive`, and once at the start of each stream and WebSocket: `{"heartbeat":MS}`, where
 /// MS is that interval in milliseconds, so a client knows how long a silence means a dead
 /// stream. SSE sends it as a message named [`SSE_HEARTBEAT_EVENT`] (no `id:`, so the cursor
-/// stays), the iframe as one more `parent.pushpoll(…)` call, WebSocket as a text message.
+/// stays), the iframe as one more `parent.pushpoll(…)` call, the `fetch` stream as one more
+/// line, WebSocket as a text message.
 /// It is not an event of a feed: it has no `id`, `ts` or `type`.
 pub fn heartbeat_json(every: std::time::Duration) -> String {
     format!("{{\"{HEARTBEAT_MEMBER}\":{}}}", every.as_millis())
@@ -46,6 +57,11 @@ pub fn is_heartbeat(json: &[u8]) -> bool {
     json.strip_prefix(b"{\"")
         .and_then(|rest| rest.strip_prefix(HEARTBEAT_MEMBER.as_bytes()))
         .is_some_and(|rest| rest.starts_with(b"\""))
+}
+
+/// The heartbeat framed for the `fetch` stream: one more line.
+pub fn ndjson_heartbeat(every: std::time::Duration) -> String {
+    format!("{}\n", heartbeat_json(every))
 }
 
 /// The heartbeat framed for SSE.
@@ -132,6 +148,31 @@ impl IframeDecoder {
     }
 }
 
+/// The `fetch` stream (NDJSON): yields each line that is an event (heartbeats and blank
+/// lines skipped).
+#[derive(Default)]
+pub struct NdjsonDecoder {
+    buf: Vec<u8>,
+}
+
+impl NdjsonDecoder {
+    /// Appends `chunk` and calls `on_json` with each whole line the chunk completes; what is
+    /// kept is at most one incomplete line.
+    pub fn push(&mut self, chunk: &[u8], mut on_json: impl FnMut(&[u8])) {
+        self.buf.extend_from_slice(chunk);
+        let mut start = 0;
+        while let Some(end) = find(&self.buf[start..], NDJSON_LINE_END) {
+            let line = &self.buf[start..start + end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.is_empty() && !is_heartbeat(line) {
+                on_json(line);
+            }
+            start += end + NDJSON_LINE_END.len();
+        }
+        self.buf.drain(..start);
+    }
+}
+
 /// Where `needle` first occurs in `haystack`.
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
@@ -183,6 +224,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn ndjson_lines_survive_any_split_and_joined_chunks() {
+        let stream: &[u8] =
+            b"{\"heartbeat\":15000}\n{\"id\":1,\"t\":\"a\\nb\"}\n\n{\"id\":2}\r\n{\"id\":3";
+        for size in [1, 2, 5, 13, stream.len()] {
+            let mut parser = NdjsonDecoder::default();
+            let mut out = Vec::new();
+            for chunk in stream.chunks(size) {
+                parser.push(chunk, |j| out.push(String::from_utf8(j.to_vec()).unwrap()));
+            }
+            assert_eq!(
+                out,
+                vec!["{\"id\":1,\"t\":\"a\\nb\"}", "{\"id\":2}"],
+                "chunks of {size}"
+            );
+            // The unfinished last line waits for its end.
+            assert_eq!(parser.buf, b"{\"id\":3");
+        }
+    }
+
     /// The server's own frames decode back to the JSON they carry, escaped or not.
     #[test]
     fn the_servers_frames_decode_to_their_json() {
@@ -206,6 +267,9 @@ mod tests {
         );
         assert!(ev.iframe_chunk().starts_with(IFRAME_CALL_OPEN));
         assert!(ev.iframe_chunk().ends_with(IFRAME_CALL_CLOSE));
+        let mut lines = Vec::new();
+        NdjsonDecoder::default().push(&ev.ndjson_line(), |j| lines.push(j.to_vec()));
+        assert_eq!(lines, vec![ev.json.to_vec()]);
     }
 
     // Property tests: the network may cut a stream anywhere, so the events must not depend

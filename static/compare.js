@@ -1,13 +1,13 @@
-// The compare page: the clock and the chat over all five transports at once, each lane with
+// The compare page: the clock and the chat over every transport at once, each lane with
 // its live cost and its controls (pause, kill, the short-poll interval), and the chat lane
-// showing each message's five arrivals. With `?lanes=draw` each lane shows the shared canvas
+// showing each message's arrival over each transport. With `?lanes=draw` each lane shows the shared canvas
 // instead of the clock: its strokes arrive over that lane's transport, and what is drawn on it
 // is sent over that transport, so one stroke can be watched arriving five times.
 //
 // One module per concern, under static/compare/:
 //   origins.js   which origin each lane uses (two origins for the six-connection limit), the layouts
 //   lane.js      one transport's subscriptions, pause and resume; its figures.js and kill.js
-//   arrivals.js  the chat lane's table: each message's five arrivals, and what was lost
+//   arrivals.js  the chat lane's table: each message's arrival per transport, and what was lost
 //   composer.js  the chat lane's form (as chat/composer.js is the chat panel's)
 //   controls.js  the lanes' buttons and the poll interval
 //   stats.js     the server's count of open connections
@@ -24,7 +24,7 @@ import { renderBudget } from '/static/compare/budget.js';
 import { createComposer } from '/static/compare/composer.js';
 import { wireControls } from '/static/compare/controls.js';
 import { Lane } from '/static/compare/lane.js';
-import { describeLaneFeed, describeOrigins } from '/static/compare/origins.js';
+import { describeLaneFeed, describeOrigins, STARTS_PAUSED, STARTS_PAUSED_WHY } from '/static/compare/origins.js';
 import { createProtocols } from '/static/compare/protocols.js';
 import { followServerCounts } from '/static/compare/stats.js';
 import { createTiming } from '/static/compare/timing.js';
@@ -65,7 +65,10 @@ async function boot() {
   setInterval(render, RENDER_MS);
 
   await startFromTheChatsPosition(lanes);
-  for (const lane of lanes) lane.start();
+  for (const lane of lanes) {
+    if (lane.transport === STARTS_PAUSED) lane.holdBack(STARTS_PAUSED_WHY);
+    else lane.start();
+  }
   render();
   window.addEventListener('pagehide', () => {
     for (const lane of lanes) lane.stop();

@@ -1,4 +1,4 @@
-// Page bootstrap for the five transport demos. The page names its transport in
+// Page bootstrap for the transport demos. The page names its transport in
 // <body data-transport="poll|longpoll|iframe|sse|ws">; this module starts the clock client
 // over it and wires the clock display (clock.js) and the cost panel, and the chat panel
 // (chat.js) when the page has a #chat section: both subscriptions use the page's transport

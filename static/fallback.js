@@ -15,6 +15,11 @@ import { parseJson, TRANSPORTS, wsUrl } from '/static/util.js';
 
 // The pushing transports first, polling last: the server's list (poll … ws) backwards. The
 // iframe is left out: it cannot tell a buffering proxy from a quiet feed before the deadline.
+// fetch streaming comes after SSE and before long polling: it is the same kind of response
+// (one body that grows), so a proxy that holds SSE back usually holds it back too, and SSE
+// goes first because the browser resumes it by itself; but fetch still passes where only
+// `text/event-stream` is singled out (a filter keyed on the type, a browser without
+// EventSource), and it is still one response per connection rather than one per event.
 export const ORDER = Object.freeze(TRANSPORTS.filter((t) => t !== 'iframe').reverse());
 
 /**
@@ -86,6 +91,9 @@ const PROBES = {
         finish(opened ? 'the event stream broke before any event' : 'the event stream was refused (not a 200 text/event-stream)');
     });
   },
+  fetch(timeoutMs) {
+    return streamProbe(`/fetch/clock?after=${OLD}`, timeoutMs);
+  },
   longpoll(timeoutMs) {
     return fetchProbe(`/longpoll/clock?after=${OLD}&timeout=1`, Math.max(timeoutMs, 2500));
   },
@@ -93,6 +101,41 @@ const PROBES = {
     return fetchProbe(`/poll/clock?after=${OLD}`, timeoutMs);
   },
 };
+
+/** fetch streaming's probe: read NDJSON lines until a tick, within `timeoutMs`. */
+async function streamProbe(url, timeoutMs) {
+  const abort = new AbortController();
+  let opened = false;
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  try {
+    const response = await fetch(url, { signal: abort.signal, cache: 'no-store' });
+    if (!response.ok) {
+      await response.body?.cancel();
+      return `HTTP ${response.status}`;
+    }
+    opened = true;
+    // Read lines until a tick: a buffering proxy lets the head through and holds the body.
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let pending = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return 'the stream ended before any event';
+      pending += decoder.decode(value, { stream: true });
+      const lines = pending.split('\n');
+      pending = lines.pop();
+      if (lines.some((line) => isTick(parseJson(line)))) return null;
+    }
+  } catch (err) {
+    if (abort.signal.aborted) {
+      return opened ? `stream opened, but no event within ${timeoutMs} ms (a buffering proxy?)` : `no response handed over within ${timeoutMs} ms`;
+    }
+    return `request failed (${err.message})`;
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+  }
+}
 
 async function fetchProbe(url, timeoutMs) {
   const abort = new AbortController();

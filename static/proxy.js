@@ -1,9 +1,10 @@
-// The proxy lab: the clock over all five transports at once, and a long poll of a quiet feed,
+// The proxy lab: the clock over every transport at once, and a long poll of a quiet feed,
 // measured as they arrive through whatever proxy is in front of the page: how many ticks, how
 // late (receipt plus the clock offset minus the tick's own timestamp, clock-offset.js), the
 // longest gap between arrivals, the largest burst, the last error, and a verdict. The page's explanation names the fix in
-// deploy/nginx.conf for each failure. All on the page's own origin: four held connections
-// (long poll, quiet long poll, iframe, SSE) fit in the six a browser allows per origin.
+// deploy/nginx.conf for each failure. All on the page's own origin: five held connections
+// (long poll, quiet long poll, iframe, fetch stream, SSE) fit in the six a browser allows per
+// origin.
 
 import { $, formatMs } from '/static/util.js';
 import { connect, nowMicros, TRANSPORTS } from '/static/clients/index.js';

@@ -4,7 +4,7 @@
 
 import { TRANSPORTS, TRANSPORT_NAMES } from '/static/facts.js';
 
-/** The five transports, in the order every page lists them (ids as in the URLs): the
+/** The transports, in the order every page lists them (ids as in the URLs): the
  * server's list (src/names.rs), served in facts.js. */
 export { TRANSPORTS };
 

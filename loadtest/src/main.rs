@@ -108,10 +108,12 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         }
         remote.push((url.clone(), addr));
     }
-    let mut skipped_iframe = false;
+    let mut skipped = Vec::new();
     for transport in transports {
-        if target != Target::Pushpoll && transport == Transport::Iframe {
-            skipped_iframe = true;
+        if target != Target::Pushpoll
+            && let Some(why) = nchan::missing(transport)
+        {
+            skipped.push((transport, why));
             continue;
         }
         let (result, spawned) = if !remote.is_empty() {
@@ -146,8 +148,8 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         }
     }
     println!("{}", export::terminal_table(&summary));
-    if skipped_iframe {
-        println!("iframe: {}\n", nchan::NCHAN_NO_IFRAME);
+    for (transport, why) in skipped {
+        println!("{transport}: {why}\n");
     }
     println!("{}", export::terminal_bytes_table(&summary));
     if let Some(table) = export::terminal_nodes_table(&summary) {

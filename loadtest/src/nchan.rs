@@ -36,8 +36,18 @@ use crate::plan::Plan;
 use crate::procfs;
 use crate::publisher::Acked;
 
-/// The line the tables print in place of the iframe row.
-pub const NCHAN_NO_IFRAME: &str = "n/a (nchan has no forever-frame subscriber)";
+/// Why nchan is not measured over `transport`, for the line the tables print in place of
+/// its row; `None` where nchan has a subscriber for it. A `match`, so a new transport is
+/// placed here.
+pub const fn missing(transport: Transport) -> Option<&'static str> {
+    match transport {
+        Transport::Iframe => Some("n/a (nchan has no forever-frame subscriber)"),
+        // nchan's "HTTP raw stream" subscriber (messages separated by a newline) is the
+        // nearest; peers/nchan.conf does not serve it, so the run does not pretend to.
+        Transport::Fetch => Some("n/a (peers/nchan.conf serves no http-raw-stream subscriber)"),
+        Transport::Poll | Transport::LongPoll | Transport::Sse | Transport::Ws => None,
+    }
+}
 
 /// `--peer`: whether it names nchan (`pushpoll`, the default, measures pushpoll; the only
 /// other server the load tester can measure is nchan).
@@ -70,8 +80,10 @@ pub async fn worker(transports: &[Transport], plan: &Plan) -> anyhow::Result<u32
     if plan.rooms != 1 {
         bail!("--peer nchan has one channel per feed: use --rooms 1");
     }
-    if transports == [Transport::Iframe] {
-        bail!("iframe: {NCHAN_NO_IFRAME}");
+    if let [only] = transports
+        && let Some(why) = missing(*only)
+    {
+        bail!("{only}: {why}");
     }
     let mut http = Http::connect(addr, &Arc::default())
         .await
@@ -265,7 +277,7 @@ pub async fn subscribe(
             Transport::LongPoll => long_poll(&ctx, &mut client, &mut cursor).await,
             Transport::Sse => event_source(&ctx, &mut client, &mut cursor).await,
             Transport::Ws => websocket(&ctx, &mut client, &cursor).await,
-            Transport::Iframe => return client,
+            Transport::Iframe | Transport::Fetch => return client,
         };
         if ctx.stop.is_cancelled() {
             break;

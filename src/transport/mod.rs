@@ -1,4 +1,4 @@
-//! The five transports, and WebTransport's sessions (`webtransport.rs`: server side only so
+//! The six transports, and WebTransport's sessions (`webtransport.rs`: server side only so
 //! far, not yet one of [`Transport::ALL`]). Each is a thin adapter over the feed core, one file each, with the
 //! same shape: a `handler` that counts the request, reads the feed and cursor, and answers
 //! with what the feed gives. Opening a subscription is shared by all and lives here; the
@@ -7,6 +7,7 @@
 //! `clients/` does. (The names are `crate::names`, the extractors `crate::http`.)
 
 mod batch;
+pub mod fetch;
 pub mod iframe;
 pub mod longpoll;
 pub mod poll;
@@ -30,12 +31,13 @@ use crate::state::AppState;
 
 /// The handler of `transport`'s route, `GET /TRANSPORT/{feed}` (the router adds one route per
 /// [`Transport::ALL`]): the one place a transport's adapter is named, in a `match` the
-/// compiler holds a new transport to.
+/// compiler holds a new transport to. `fetch` also takes a `POST` with a JSON body.
 pub fn route(transport: Transport) -> MethodRouter<AppState> {
     match transport {
         Transport::Poll => get(poll::handler),
         Transport::LongPoll => get(longpoll::handler),
         Transport::Iframe => get(iframe::handler),
+        Transport::Fetch => get(fetch::handler).post(fetch::subscribe),
         Transport::Sse => get(sse::handler),
         Transport::Ws => get(ws::handler),
     }
@@ -72,7 +74,7 @@ pub async fn open(
     };
     let hold = match transport {
         Transport::Poll | Transport::LongPoll => Hold::Poll,
-        Transport::Iframe | Transport::Sse | Transport::Ws => Hold::Push,
+        Transport::Iframe | Transport::Fetch | Transport::Sse | Transport::Ws => Hold::Push,
     };
     open_held(app, feed, cursor, start, hold, params, headers, kill).await
 }

@@ -1,4 +1,5 @@
-//! The stream core of the streaming transports (the hidden iframe and Server-Sent Events):
+//! The stream core of the streaming transports (the hidden iframe, `fetch()` streaming and
+//! Server-Sent Events):
 //! one open-ended response body that frames each event as it arrives, with heartbeats.
 
 use axum::body::Body;
@@ -17,7 +18,7 @@ use crate::state::AppState;
 pub struct Framing {
     pub transport: Transport,
     pub content_type: &'static str,
-    /// Sent first: SSE's `retry:` line, the iframe's padded HTML head.
+    /// Sent first: SSE's `retry:` line, the iframe's padded HTML head (nothing for `fetch`).
     pub prelude: fn() -> Bytes,
     /// The heartbeat ([`crate::wire::heartbeat_json`]) framed, given `--keepalive`: sent
     /// after the prelude and whenever nothing else was sent for `--keepalive`, so proxies

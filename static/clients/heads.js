@@ -52,8 +52,9 @@ export function measureHeads(ctx, tries = 3) {
       const answer = await fetchJson(url);
       if (!answer.ok) return;
       const record = answer.data;
+      // A GET, or the POST of fetch streaming's chat subscription (clients/fetch.js).
       const mine = (record?.exchanges ?? []).filter(
-        (x) => typeof x?.request?.line === 'string' && x.request.line.startsWith(`GET /${ctx.transport}/`),
+        (x) => typeof x?.request?.line === 'string' && ['GET', 'POST'].some((method) => x.request.line.startsWith(`${method} /${ctx.transport}/`)),
       );
       const request = headBytes(mine[0]?.request);
       const response = mine.map((x) => headBytes(x.response)).find((n) => n !== null) ?? null;

@@ -1,6 +1,6 @@
 // One client per transport, all with the same shape, so a page can run any one of them
-// (or all five side by side). This file is the entry: connect() starts the transport's own
-// client (poll.js, longpoll.js, iframe.js, sse.js, ws.js: the same five files as the
+// (or all six side by side). This file is the entry: connect() starts the transport's own
+// client (poll.js, longpoll.js, iframe.js, fetch.js, sse.js, ws.js: the same six files as the
 // server's src/transport/ and the load tester's clients/); what they share is in common.js
 // (the cursor and handler skeleton, the backoff), batch.js (the polling transports' request)
 // and heads.js (the estimated head sizes).
@@ -19,7 +19,8 @@
 //   onBytes(n)                        n bytes received (exactly what each transport can see,
 //                                     see BYTES in the page notes and each client's file)
 //   onBytesUp(n)                      n bytes sent that the page can count exactly: WebSocket
-//                                     frames, frame header and 4-byte mask included
+//                                     frames, frame header and 4-byte mask included; fetch
+//                                     streaming's POST bodies
 //   onFramingDown(n)                  n bytes of WebSocket frame headers received (2 or 4 per
 //                                     server frame, RFC 6455 §5.2): on the wire, not in e.data
 //   onHeads({request, response, source})  the estimated size of one request head and one
@@ -42,6 +43,7 @@ import { Context } from '/static/clients/common.js';
 import { pollClient } from '/static/clients/poll.js';
 import { longpollClient } from '/static/clients/longpoll.js';
 import { iframeClient } from '/static/clients/iframe.js';
+import { fetchClient } from '/static/clients/fetch.js';
 import { sseClient } from '/static/clients/sse.js';
 import { wsClient } from '/static/clients/ws.js';
 
@@ -57,6 +59,7 @@ const FACTORIES = {
   poll: pollClient,
   longpoll: longpollClient,
   iframe: iframeClient,
+  fetch: fetchClient,
   sse: sseClient,
   ws: wsClient,
 };

@@ -56,11 +56,15 @@ function transportRow(data, engines, t) {
     const td = document.createElement('td');
     td.dataset.engine = e;
     td.dataset.transport = t;
-    td.textContent = values.length === 0
-      ? '–'
-      : values.length === 1
-        ? formatMs(values[0])
-        : `${formatMs(values[Math.floor(values.length / 2)])} (${formatMs(values[0])}–${formatMs(values[values.length - 1])})`;
+    // A transport no committed run holds (one added after the run) says so, not a dash.
+    const never = !data.engines[e].runs.some((r) => r[t] !== undefined);
+    td.textContent = never
+      ? 'not measured yet'
+      : values.length === 0
+        ? '–'
+        : values.length === 1
+          ? formatMs(values[0])
+          : `${formatMs(values[Math.floor(values.length / 2)])} (${formatMs(values[0])}–${formatMs(values[values.length - 1])})`;
     tr.append(td);
   }
   return tr;

@@ -30,7 +30,7 @@ export function createComposer(arrivals, run) {
 
   async function sendFromForm() {
     try {
-      await send(textInput.value.trim() || 'Hello, five transports');
+      await send(textInput.value.trim() || 'Hello, every transport');
     } catch (err) {
       signedInAs = err.code === 'unauthorized' ? null : signedInAs;
       status.textContent = `Not sent: ${err.message}`;

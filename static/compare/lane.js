@@ -124,6 +124,15 @@ export class Lane {
     };
   }
 
+  /** Left paused at start (STARTS_PAUSED in origins.js), saying why. */
+  holdBack(why) {
+    this.phases = { [this.feed]: 'stopped', chat: 'stopped' };
+    this.stateText = why;
+    this.root.dataset.paused = 'true';
+    const button = this.root.querySelector('[data-action="pause"]');
+    if (button) button.textContent = 'Resume';
+  }
+
   stop() {
     if (!this.clients) return;
     for (const [feed, client] of Object.entries(this.clients)) {

@@ -1,10 +1,15 @@
 // Which origin each lane subscribes from, and the page's layouts (?one-origin, ?lanes=draw).
 //
-// Six connections per origin: long polling, the iframe and SSE hold one connection per
-// subscription, two subscriptions each, which is six, the most a browser opens to one origin
-// over HTTP/1.1. So SSE and long polling subscribe from the server's other loopback name
-// (localhost ↔ 127.0.0.1, same port), a second origin with its own six; the server answers it
-// with CORS headers. `?one-origin` puts everything on the page's origin to show the stall.
+// Six connections per origin: long polling, the iframe, fetch streaming and SSE hold one
+// connection per subscription, two subscriptions each, which is eight, more than the six a
+// browser opens to one origin over HTTP/1.1 (WebKitGTK also counts a WebSocket's handshake in). So SSE and long polling subscribe from the
+// server's other loopback name (localhost ↔ 127.0.0.1, same port), a second origin with its
+// own six; the server answers it with CORS headers. That leaves four held on each origin, and
+// two free on each for short polls, sends and the page's own requests. fetch streaming stays
+// on the page's origin: its chat subscription is a POST with a JSON body, which another origin
+// could only send after a CORS preflight (the server answers preflights for GET only), and
+// the iframe must stay (its scripts call parent.pushpoll). `?one-origin` puts everything on
+// the page's origin to show the stall.
 //
 // Over HTTPS the page is served over HTTP/2 (ALPN, when the browser offers h2), which carries
 // every request to one origin as streams of one connection: there is no six to work around,
@@ -32,6 +37,15 @@ export const ALIAS_ORIGIN = (() => {
 // may not: its scripts call parent.pushpoll, which needs the same origin.
 const ON_ALIAS = new Set([TRANSPORT.sse, TRANSPORT.longpoll]);
 
+// On one HTTP/1.1 origin (opened from the network, or `?one-origin`) the streams alone would
+// take the six: the iframe's, fetch streaming's and SSE's two each. The polls would then never
+// get a connection, not slowly but never, since a stream does not give its connection back.
+// So there the fetch streaming lane starts paused, and says why: resuming it shows the
+// starvation. (Over HTTPS and HTTP/2 there is no six, and every lane runs.)
+export const STARTS_PAUSED = ONE_ORIGIN && !SECURE ? TRANSPORT.fetch : null;
+export const STARTS_PAUSED_WHY =
+  'paused at start: on one HTTP/1.1 origin its two streams would make eight held connections for six, and the lanes that asked last (the polls) would never get one. Resume it to watch them starve.';
+
 /** The origin `transport`'s lane subscribes from. */
 export const originOf = (transport) =>
   !ONE_ORIGIN && ON_ALIAS.has(transport) ? ALIAS_ORIGIN : PAGE_ORIGIN;
@@ -53,7 +67,7 @@ export function describeOrigins(note, layoutLink) {
     note.textContent = `Every transport on this page's origin (${location.host}), over HTTPS: when the page came over HTTP/2 every request to this origin is a stream of one connection, so nothing waits for one of six. "Which protocol each transport used" below shows what each one got.`;
     layoutLink.hidden = true;
   } else if (ONE_ORIGIN) {
-    note.textContent = `Every transport on one origin (${location.host}): long polling, the iframe and SSE hold six connections between them, the browser's limit, so every other request (a short poll, the clock's next long poll, a message you send) queues until one is free. Here the clock's long poll is answered every second, which frees a connection for a moment, so the queue crawls rather than stops: watch the waits in "Six connections per origin" below, and the latencies.`;
+    note.textContent = `Every transport on one origin (${location.host}): long polling, the iframe and SSE hold six connections between them, the browser's limit (fetch streaming's lane starts paused: its two streams would make eight, and the polls would never get one), so every other request (a short poll, the clock's next long poll, a message you send) queues until one is free. Here the clock's long poll is answered every second, which frees a connection for a moment, so the queue crawls rather than stops: watch the waits in "Six connections per origin" below, and the latencies.`;
     note.classList.add('warn');
     layoutLink.textContent = 'Back to two origins';
     layoutLink.href = withParam('one-origin', null);
@@ -62,14 +76,14 @@ export function describeOrigins(note, layoutLink) {
       layoutLink.hidden = true;
     }
   } else {
-    note.textContent = `Short polling, the iframe and WebSocket use this page's origin (${location.host}); SSE and long polling use ${new URL(ALIAS_ORIGIN).host}, the same server under its other loopback name, so that no origin needs more than six connections. See "Six connections per origin" below.`;
+    note.textContent = `Short polling, the iframe, fetch streaming and WebSocket use this page's origin (${location.host}); SSE and long polling use ${new URL(ALIAS_ORIGIN).host}, the same server under its other loopback name, so that no origin needs more than six connections. See "Six connections per origin" below.`;
   }
 }
 
 /** Says what the lanes show (clocks or the shared canvas), and links to the other. */
 export function describeLaneFeed(note, lanesLink) {
   if (LANE_FEED === 'draw') {
-    note.textContent = 'Each lane shows the shared canvas as its transport delivers it, instead of the clock. Draw in a lane: the stroke is sent over that lane\'s transport (WebSocket: a frame on its draw socket; the others: POST /api/draw), and appears in all five lanes, in the panel below and on every other open page. The pen\'s colour and width are set in the panel below. ';
+    note.textContent = 'Each lane shows the shared canvas as its transport delivers it, instead of the clock. Draw in a lane: the stroke is sent over that lane\'s transport (WebSocket: a frame on its draw socket; the others: POST /api/draw), and appears in every lane, in the panel below and on every other open page. The pen\'s colour and width are set in the panel below. ';
     lanesLink.textContent = 'Back to the clocks';
     lanesLink.href = withParam('lanes', null);
     note.append(lanesLink);

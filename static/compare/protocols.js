@@ -40,7 +40,7 @@ export function createProtocols(lanes, timing) {
         const answer = await fetchJson(url);
         const line = (answer.data?.exchanges ?? [])
           .map((x) => x?.request?.line)
-          .find((l) => typeof l === 'string' && l.startsWith(`GET /${lane.transport}/`));
+          .find((l) => typeof l === 'string' && (l.startsWith(`GET /${lane.transport}/`) || l.startsWith(`POST /${lane.transport}/`)));
         if (line) serverSaw.set(lane.transport, line.slice(line.lastIndexOf(' ') + 1));
       } catch {
         // Diagnostics off or a network error: the cell keeps what it showed.
@@ -54,7 +54,9 @@ export function createProtocols(lanes, timing) {
     const page = t === 'iframe' ? iframeProtocol() ?? timing.transport(t).protocol : timing.transport(t).protocol;
     if (t === 'ws') return [null, 'not in Resource Timing (WebSocket handshakes are not reported)'];
     if (!page) {
-      return [null, t === 'sse' ? 'stream still open: no entry until it ends' : 'no request finished yet'];
+      // A stream read by EventSource or fetch() gets its entry only when it ends.
+      const stillOpen = t === 'sse' || t === 'fetch';
+      return [null, stillOpen ? 'stream still open: no entry until it ends' : 'no request finished yet'];
     }
     return [page, page];
   }

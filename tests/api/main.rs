@@ -20,6 +20,7 @@ mod diag_bounds;
 mod diagnostics;
 mod draw;
 mod durability;
+mod fetch;
 mod flow_control;
 mod iframe;
 mod in_flight;

@@ -65,6 +65,40 @@ async fn through_the_good_config_sse_and_the_iframe_deliver_each_tick_as_it_happ
     }
 }
 
+/// Fetch streaming through the good config, both ways in: a GET, and the chat's kind of
+/// subscription, a POST with a JSON body (here on the clock).
+#[tokio::test]
+async fn through_the_good_config_the_fetch_stream_delivers_each_tick_as_it_happens() {
+    let Some(p) = proxied(&["--tick-ms", "200"], &[]).await else {
+        return;
+    };
+    let get = p.app.http.get(p.url("/fetch/clock"));
+    let post = p
+        .app
+        .http
+        .post(p.url("/fetch/clock"))
+        .json(&serde_json::json!({}));
+    for (how, request) in [("GET", get), ("POST", post)] {
+        let mut stream = Streaming::open(request).await;
+        assert_eq!(stream.status, 200, "{how}");
+        assert_eq!(stream.headers["x-proxy-config"], "good", "{how}");
+        let mut lateness = Vec::new();
+        while lateness.len() < 5 {
+            let event = stream
+                .next_ndjson_event(Duration::from_secs(5))
+                .await
+                .expect("the stream ended");
+            if is_tick(&event) {
+                lateness.push(late(&event));
+            }
+        }
+        assert!(
+            lateness.iter().all(|l| *l < ON_TIME),
+            "{how} /fetch/clock: ticks arrived late through the good config: {lateness:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn through_the_good_config_websocket_upgrades_and_delivers_each_tick_as_it_happens() {
     let Some(p) = proxied(&["--tick-ms", "200"], &[]).await else {

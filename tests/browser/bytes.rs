@@ -207,7 +207,7 @@ async fn the_compare_lanes_show_bytes_down_and_up_per_event_from_the_wire_record
             "[...document.querySelectorAll('[data-field=\"bpe-both\"]')].map(e => e.textContent)",
         )
         .await;
-        if shown.len() == 5
+        if shown.len() == pushpoll::names::Transport::ALL.len()
             && shown
                 .iter()
                 .all(|s| s.starts_with('≈') && s.contains(" · ≈"))

@@ -1,4 +1,4 @@
-//! The compare page: five transports live at once in one page, and each one recovering
+//! The compare page: every transport live at once in one page, and each one recovering
 //! from a killed connection without losing a chat message.
 
 use super::*;
@@ -11,11 +11,48 @@ async fn ages(page: &Page<'_>) -> Vec<(String, f64, String)> {
     serde_json::from_str(&eval::<String>(page, AGES).await).unwrap()
 }
 
-/// Waits until every lane shows a tick.
-async fn wait_for_five_clocks(page: &Page<'_>) {
+/// The transports results/browsers/recovery.json holds figures for.
+fn committed_recovery_transports() -> Vec<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/results/browsers/recovery.json"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut found: Vec<String> = json["engines"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|e| e["runs"].as_array().unwrap().iter())
+        .flat_map(|run| run.as_object().unwrap().keys().cloned())
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The lanes the page started paused (on one HTTP/1.1 origin: fetch streaming's, whose
+/// streams would leave the polls no connection; static/compare/origins.js).
+async fn paused_lanes(page: &Page<'_>) -> Vec<String> {
+    eval(
+        page,
+        "[...document.querySelectorAll('.lane[data-paused=true]')].map((l) => l.dataset.transport)",
+    )
+    .await
+}
+
+/// Waits until every lane the page runs shows a tick.
+async fn wait_for_every_clock(page: &Page<'_>) {
     let ticked = until(Duration::from_secs(15), async || {
-        let now = ages(page).await;
-        if now.len() == 5 && now.iter().all(|(_, age, _)| *age >= 0.0) {
+        let paused = paused_lanes(page).await;
+        let now: Vec<_> = ages(page)
+            .await
+            .into_iter()
+            .filter(|(t, _, _)| !paused.contains(t))
+            .collect();
+        if now.len() + paused.len() == pushpoll::names::Transport::ALL.len()
+            && now.iter().all(|(_, age, _)| *age >= 0.0)
+        {
             Ok(())
         } else {
             Err(now)
@@ -25,11 +62,11 @@ async fn wait_for_five_clocks(page: &Page<'_>) {
     assert!(ticked.is_ok(), "not every lane ticked: {ticked:?}");
 }
 
-async fn the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds(engine: Engine) {
+async fn the_compare_page_keeps_every_clock_fresh_for_20_seconds(engine: Engine) {
     let app = spawn_app(&[]).await;
     let browser = Browser::launch(engine).await;
     let (page, errors) = browser.open(&app.url("/demos/compare.html")).await;
-    wait_for_five_clocks(&page).await;
+    wait_for_every_clock(&page).await;
 
     let started = Instant::now();
     let mut checks = 0;
@@ -100,12 +137,20 @@ async fn the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds(engine: Eng
             "[...document.querySelectorAll('#browser-recovery th[data-engine]')].map((c) => c.dataset.engine)",
         )
         .await;
+        // A transport the committed runs do not hold (one added after them) says so instead
+        // of showing a figure.
+        let measured = committed_recovery_transports();
         if engines == ["chromium", "firefox", "webkit"]
-            && cells.len() == 15
+            && cells.len() == 3 * pushpoll::names::Transport::ALL.len()
             && cells.iter().all(|c| {
-                c.split(' ')
-                    .nth(2)
-                    .is_some_and(|figure| figure.parse::<f64>().is_ok())
+                let mut words = c.splitn(3, ' ');
+                let (_, transport, shown) = (words.next(), words.next(), words.next());
+                match transport {
+                    Some(t) if measured.iter().any(|m| m == t) => shown
+                        .and_then(|s| s.split(' ').next())
+                        .is_some_and(|figure| figure.parse::<f64>().is_ok()),
+                    _ => shown == Some("not measured yet"),
+                }
             })
         {
             Ok(())
@@ -120,20 +165,22 @@ async fn the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds(engine: Eng
         text(&page, "#browser-recovery-note").await
     );
 
-    // A message typed on the page arriving on all five lanes: tests/browser/matrix.rs.
+    // A message typed on the page arriving on every lane: tests/browser/matrix.rs.
     let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
-in_every_engine!(the_compare_page_keeps_all_five_clocks_fresh_for_20_seconds);
+in_every_engine!(the_compare_page_keeps_every_clock_fresh_for_20_seconds);
 
-/// The row of `text` in the arrivals table: its five cells' states, once all arrived.
+/// The row of `text` in the arrivals table: its cells, one per transport' states, once all arrived.
 pub(super) async fn wait_for_arrivals(page: &Page<'_>, message: &str) -> Vec<String> {
     let js = format!(
         "(() => {{ const row = [...document.querySelectorAll('#arrivals tr')].find((r) => r.querySelector('.message-text')?.textContent === {message:?}); return row ? JSON.stringify([...row.querySelectorAll('td[data-transport]')].map((c) => c.dataset.state + ' ' + c.textContent)) : '[]'; }})()"
     );
     until(Duration::from_secs(20), async || {
         let cells: Vec<String> = serde_json::from_str(&eval::<String>(page, &js).await).unwrap();
-        if cells.len() == 5 && cells.iter().all(|c| c.starts_with("arrived")) {
+        if cells.len() == pushpoll::names::Transport::ALL.len()
+            && cells.iter().all(|c| c.starts_with("arrived"))
+        {
             Ok(cells)
         } else {
             Err(cells)
@@ -148,7 +195,7 @@ async fn killing_each_transports_connection_recovers_without_losing_a_chat_messa
     let cookie = app.login("outsider").await;
     let browser = Browser::launch(engine).await;
     let (page, errors) = browser.open(&app.url("/demos/compare.html")).await;
-    wait_for_five_clocks(&page).await;
+    wait_for_every_clock(&page).await;
     // Every lane has its chat subscription up: a first message arrives everywhere.
     assert_eq!(app.say(&cookie, "lobby", "warm-up").await.0, 201);
     wait_for_arrivals(&page, "warm-up").await;
@@ -194,8 +241,9 @@ async fn killing_each_transports_connection_recovers_without_losing_a_chat_messa
         assert!(recovered_ms < 40_000.0, "{transport}: {recovered_ms} ms");
         wait_for_arrivals(&page, &during).await;
         let lost = text(&page, "#chat-lane tfoot").await;
+        let zeros = ["0"; pushpoll::names::Transport::ALL.len()];
         assert!(
-            lost.ends_with("0 0 0 0 0") || lost.ends_with("00000"),
+            lost.ends_with(&zeros.join(" ")) || lost.ends_with(&zeros.concat()),
             "lost: {lost}"
         );
         println!(
@@ -213,7 +261,7 @@ async fn killing_each_transports_connection_recovers_without_losing_a_chat_messa
         .await,
     )
     .unwrap();
-    assert_eq!(lost, ["0", "0", "0", "0", "0"]);
+    assert_eq!(lost, ["0"; pushpoll::names::Transport::ALL.len()]);
     // What a killed connection makes the browser log, by design.
     let errors = errors.all().await;
     let left: Vec<_> = errors
@@ -243,7 +291,7 @@ async fn on_one_origin_requests_queue_for_the_six_connections_and_on_two_they_do
         let (page, _errors) = browser
             .open(&app.url(&format!("/demos/compare.html{layout}")))
             .await;
-        wait_for_five_clocks(&page).await;
+        wait_for_every_clock(&page).await;
         let mut max = -1.0_f64;
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(8) {
@@ -276,7 +324,7 @@ async fn the_poll_interval_and_pause_controls_change_the_lanes_live(engine: Engi
     let cookie = app.login("pauser").await;
     let browser = Browser::launch(engine).await;
     let (page, errors) = browser.open(&app.url("/demos/compare.html")).await;
-    wait_for_five_clocks(&page).await;
+    wait_for_every_clock(&page).await;
 
     // 1000 ms → 200 ms: two subscriptions at 5 polls/s each.
     let set_interval = "(() => { const i = document.getElementById('poll-interval'); i.value = '200'; i.dispatchEvent(new Event('change')); return true; })()";
@@ -326,7 +374,7 @@ in_every_engine!(the_poll_interval_and_pause_controls_change_the_lanes_live);
 
 /// Opened from the network (a student's laptop in a classroom), the page has no loopback
 /// alias to use (`localhost` would be the student's own machine): every transport runs on the
-/// page's origin, and all five clocks are live. The page knows its aliases by name
+/// page's origin, and every clock is live. The page knows its aliases by name
 /// (`localhost`, `127.0.0.1`, `[::1]`), so a server on another loopback address, 127.0.0.2,
 /// is opened as a network address is, without leaving this machine's loopback.
 async fn opened_from_the_network_address_every_lane_uses_the_pages_origin(engine: Engine) {
@@ -339,9 +387,13 @@ async fn opened_from_the_network_address_every_lane_uses_the_pages_origin(engine
     let base = format!("http://{}", spawned.addr);
     let browser = Browser::launch(engine).await;
     let (page, _errors) = browser.open(&format!("{base}/demos/compare.html")).await;
-    wait_for_five_clocks(&page).await;
+    wait_for_every_clock(&page).await;
     let note = text(&page, "#origin-note").await;
     assert!(note.contains("Opened from the network"), "{note}");
+    // On one HTTP/1.1 origin fetch streaming's lane waits, saying why.
+    assert_eq!(paused_lanes(&page).await, ["fetch"]);
+    let why = text(&page, "#lane-fetch .lane-state").await;
+    assert!(why.contains("eight held connections for six"), "{why}");
     let origins: Vec<String> = serde_json::from_str(
         &eval::<String>(
             &page,

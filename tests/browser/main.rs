@@ -21,6 +21,7 @@ mod claims;
 mod compare;
 mod draw;
 mod engines;
+mod fetch;
 mod h2;
 mod liveness;
 mod matrix;
@@ -237,7 +238,7 @@ async fn the_demo_page_runs_the_clock_over(engine: Engine, transport: &str) {
         if name == transport {
             assert!(figures.requests >= 1, "{name}: {figures:?}");
             assert!(figures.events_sent >= 2, "{name}: {figures:?}");
-            if ["iframe", "sse", "ws", "longpoll"].contains(&name.as_str()) {
+            if ["iframe", "fetch", "sse", "ws", "longpoll"].contains(&name.as_str()) {
                 // The clock's, the chat's and the canvas's subscriptions (a long poll may
                 // be between asks).
                 assert!(
@@ -273,6 +274,11 @@ async fn the_iframe_page_runs_the_clock(engine: Engine) {
     the_demo_page_runs_the_clock_over(engine, "iframe").await;
 }
 in_every_engine!(the_iframe_page_runs_the_clock);
+
+async fn the_fetch_streaming_page_runs_the_clock(engine: Engine) {
+    the_demo_page_runs_the_clock_over(engine, "fetch").await;
+}
+in_every_engine!(the_fetch_streaming_page_runs_the_clock);
 
 async fn the_sse_page_runs_the_clock(engine: Engine) {
     the_demo_page_runs_the_clock_over(engine, "sse").await;
@@ -474,25 +480,28 @@ async fn with_websocket_upgrades_refused_the_fallback_client_lands_on_sse(engine
         "the clock streams over SSE"
     );
 
-    // Blocking SSE on the page as well steps down to long polling.
-    eval::<bool>(&page, "(() => { document.querySelector('#block-sse').checked = true; document.querySelector('#auto-retry').click(); return true; })()").await;
-    let fell_back = until(Duration::from_secs(15), async || {
-        let chosen: String = eval(
-            &page,
-            "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
-        )
+    // Blocking SSE on the page as well steps down to fetch streaming, and blocking that too
+    // to long polling.
+    for (block, expected) in [("sse", "fetch"), ("fetch", "longpoll")] {
+        eval::<bool>(&page, &format!("(() => {{ document.querySelector('#block-{block}').checked = true; document.querySelector('#auto-retry').click(); return true; }})()")).await;
+        let fell_back = until(Duration::from_secs(15), async || {
+            let chosen: String = eval(
+                &page,
+                "document.querySelector('#auto-chosen')?.dataset.transport ?? ''",
+            )
+            .await;
+            if chosen == expected {
+                Ok(())
+            } else {
+                Err(chosen)
+            }
+        })
         .await;
-        if chosen == "longpoll" {
-            Ok(())
-        } else {
-            Err(chosen)
-        }
-    })
-    .await;
-    assert!(
-        fell_back.is_ok(),
-        "did not fall back to long polling: {fell_back:?}"
-    );
+        assert!(
+            fell_back.is_ok(),
+            "blocking {block}: did not fall back to {expected}: {fell_back:?}"
+        );
+    }
     let errors = errors.all().await;
     assert!(
         unexpected(&errors).is_empty(),

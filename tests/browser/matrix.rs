@@ -1,8 +1,8 @@
 //! The matrix: every feed over every transport (`pushpoll::names`), checked on the page as a
-//! reader sees it, in each engine. One compare page holds all five transports at once, so two
+//! reader sees it, in each engine. One compare page holds every transport at once, so two
 //! page loads cover every feed × transport cell: the clock's time shown in each lane, a chat
 //! message in each lane's cell of the arrivals table, and, with `?lanes=draw`, every lane's
-//! canvas showing a stroke drawn in every lane (5 senders × 5 receivers, by pixels).
+//! canvas showing a stroke drawn in every lane (every lane a sender and a receiver, by pixels).
 
 use pushpoll::names::{FeedName, Transport};
 
@@ -162,15 +162,16 @@ async fn a_paused_lane_catches_up_from_its_cursor(page: &Page<'_>, sender: &str,
         )
         .await
     );
-    let (at, yellow) = ((500, 900), [255, 255, 0]);
+    // A colour none of the senders above used (COLORS), so no earlier line can pass for it.
+    let (at, orange) = ((500, 970), [255, 128, 0]);
     let js = format!(
         "{} && (() => {{ const c = document.querySelector({own:?}); c.getContext('2d').clearRect(0, 0, c.width, c.height); return true; }})()",
-        draw_line(&own, "#ffff00", 0.9)
+        draw_line(&own, "#ff8000", 0.97)
     );
     assert!(eval::<bool>(page, &js).await);
     // Back on the sender's canvas: the server has published it.
     let echoed = until(Duration::from_secs(10), async || {
-        ink_at(page, &own, at, yellow).await
+        ink_at(page, &own, at, orange).await
     })
     .await;
     assert!(
@@ -179,12 +180,12 @@ async fn a_paused_lane_catches_up_from_its_cursor(page: &Page<'_>, sender: &str,
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        ink_at(page, &theirs, at, yellow).await.is_err(),
+        ink_at(page, &theirs, at, orange).await.is_err(),
         "{paused} showed a line drawn while it was paused"
     );
     assert!(eval::<bool>(page, &pause).await, "resume");
     let caught_up = until(Duration::from_secs(10), async || {
-        ink_at(page, &theirs, at, yellow).await
+        ink_at(page, &theirs, at, orange).await
     })
     .await;
     assert!(
@@ -224,7 +225,7 @@ async fn every_feed_over_every_transport_shows_on_the_page(engine: Engine) {
                 // The lanes carry the chat and one other feed, never a third: done with the
                 // clock's page.
                 if let Some((page, errors)) = clock_page.take() {
-                    // Wide enough for the five lanes in one row.
+                    // Wide enough for every lane in one row.
                     page.resize(1500, 1000).await;
                     tokio::time::sleep(Duration::from_millis(1200)).await;
                     screenshot(&page, "compare").await;

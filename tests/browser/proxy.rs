@@ -61,6 +61,7 @@ async fn the_proxy_lab_through_the_naive_proxy_shows_what_breaks(engine: Engine)
         ("longpoll", "ok"),
         ("sse", "bursts"),
         ("iframe", "bursts"),
+        ("fetch", "bursts"),
         ("ws", "fails"),
     ] {
         let got: String = eval(&page, &verdict(row)).await;
@@ -88,8 +89,8 @@ async fn the_proxy_lab_through_the_naive_proxy_shows_what_breaks(engine: Engine)
 }
 in_every_engine!(the_proxy_lab_through_the_naive_proxy_shows_what_breaks);
 
-/// auto.html through the naive proxy passes over WebSocket (upgrade refused) and SSE (held
-/// in nginx's buffer past the probe's deadline), lands on long polling, and the clock runs.
+/// auto.html through the naive proxy passes over WebSocket (upgrade refused), SSE and fetch
+/// streaming (held in nginx's buffer past the probe's deadline), lands on long polling, and the clock runs.
 async fn through_the_naive_proxy_the_fallback_lands_on_long_polling_and_the_clock_runs(
     engine: Engine,
 ) {
@@ -108,6 +109,7 @@ async fn through_the_naive_proxy_the_fallback_lands_on_long_polling_and_the_cloc
     assert_eq!(chosen, Ok("longpoll".to_string()), "{steps:?}");
     assert!(steps[0].starts_with("ws:auto-step fail"), "{steps:?}");
     assert!(steps[1].starts_with("sse:auto-step fail"), "{steps:?}");
+    assert!(steps[2].starts_with("fetch:auto-step fail"), "{steps:?}");
     let first: String = eval(&page, "document.querySelector('#clock-id').textContent").await;
     assert!(
         until_true(

@@ -122,7 +122,7 @@ async fn the_compare_page_holds(browser: &Browser, app: &TestApp, injected: f64)
         let js = "JSON.stringify([...document.querySelectorAll('.lane')].map((l) => [l.dataset.transport, l.querySelector('[data-field=lat-last]').textContent, l.querySelector('[data-field=lat-pct]').textContent]))";
         let lanes: Vec<(String, String, String)> =
             serde_json::from_str(&eval::<String>(&page, js).await).unwrap();
-        if lanes.len() == 5 && lanes.iter().all(|(_, last, _)| ms(last).is_some()) {
+        if lanes.len() == pushpoll::names::Transport::ALL.len() && lanes.iter().all(|(_, last, _)| ms(last).is_some()) {
             Ok(lanes)
         } else {
             Err(lanes)
@@ -164,7 +164,7 @@ async fn the_compare_page_holds(browser: &Browser, app: &TestApp, injected: f64)
         );
         let cells: Vec<(String, String, String)> =
             serde_json::from_str(&eval::<String>(&page, &js).await).unwrap();
-        if cells.len() == 5 && cells.iter().all(|(_, state, _)| state == "arrived") {
+        if cells.len() == pushpoll::names::Transport::ALL.len() && cells.iter().all(|(_, state, _)| state == "arrived") {
             Ok(cells)
         } else {
             Err(cells)

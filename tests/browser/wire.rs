@@ -1,4 +1,4 @@
-//! "Show the wire" on the five transport pages: the page tags its subscriptions, the server
+//! "Show the wire" on the transport pages: the page tags its subscriptions, the server
 //! records the tagged exchanges, and the page lists them (static/wire.js) while its
 //! `<details>` is open, and stops asking when it is closed.
 
@@ -216,6 +216,30 @@ async fn the_sse_page_shows_its_event_stream_on_the_wire(engine: Engine) {
     );
 }
 in_every_engine!(the_sse_page_shows_its_event_stream_on_the_wire);
+
+async fn the_fetch_streaming_page_shows_its_ndjson_stream_on_the_wire(engine: Engine) {
+    let (stream, all) = the_wire_view_shows_the_clock_over(
+        engine,
+        "fetch",
+        "HTTP/1.1 200 OK",
+        Some("{\"heartbeat\":"),
+    )
+    .await;
+    assert_eq!(stream.state, "open", "{stream:?}");
+    assert!(
+        stream
+            .headers
+            .contains("content-type: application/x-ndjson"),
+        "{stream:?}"
+    );
+    // The chat's subscription is the POST beside it.
+    assert!(
+        all.iter()
+            .any(|x| x.request.starts_with("POST /fetch/chat?")),
+        "{all:?}"
+    );
+}
+in_every_engine!(the_fetch_streaming_page_shows_its_ndjson_stream_on_the_wire);
 
 async fn the_websocket_page_shows_its_upgrade_on_the_wire(engine: Engine) {
     let (upgrade, _) =

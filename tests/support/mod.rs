@@ -406,6 +406,30 @@ impl Streaming {
         }
     }
 
+    /// The next line of a `fetch` stream (NDJSON), heartbeat lines included.
+    pub async fn next_line(&mut self, within: Duration) -> Option<String> {
+        loop {
+            if let Some(end) = find(&self.buf, pushpoll::wire::NDJSON_LINE_END) {
+                let line: Vec<u8> = self.buf.drain(..end + 1).collect();
+                return Some(String::from_utf8(line[..end].to_vec()).expect("utf-8 line"));
+            }
+            if !self.fill(within).await {
+                return None;
+            }
+        }
+    }
+
+    /// The next event of a `fetch` stream (heartbeat lines skipped).
+    pub async fn next_ndjson_event(&mut self, within: Duration) -> Option<WireEvent> {
+        loop {
+            let line = self.next_line(within).await?;
+            if line.is_empty() || pushpoll::wire::is_heartbeat(line.as_bytes()) {
+                continue;
+            }
+            return Some(serde_json::from_str(&line).expect("ndjson event json"));
+        }
+    }
+
     /// The next `<script>parent.pushpoll(EVENT)</script>` of an iframe stream (heartbeats
     /// skipped).
     pub async fn next_iframe_event(&mut self, within: Duration) -> Option<WireEvent> {
@@ -584,7 +608,7 @@ impl TestApp {
     }
 }
 
-/// A subscriber on any of the five transports, read one event at a time. Polling
+/// A subscriber on any of the six transports, read one event at a time. Polling
 /// transports re-ask with their cursor, as a real client does.
 pub enum Subscriber {
     Poll {
@@ -600,6 +624,8 @@ pub enum Subscriber {
         stream: Streaming,
         sse: bool,
     },
+    /// The `fetch` stream: one event per line.
+    Lines(Streaming),
     Socket(Ws),
 }
 
@@ -649,6 +675,15 @@ impl Subscriber {
                     stream,
                     sse: kind == Transport::Sse,
                 }
+            }
+            Transport::Fetch => {
+                let mut req = app.http.get(app.url(&path));
+                if let Some(cookie) = cookie {
+                    req = req.header("cookie", cookie);
+                }
+                let stream = Streaming::open(req).await;
+                assert_eq!(stream.status, 200, "{path}");
+                Subscriber::Lines(stream)
             }
             Transport::Ws => Subscriber::Socket(app.ws(&path, cookie).await),
         }
@@ -721,6 +756,13 @@ impl Subscriber {
                             .flatten()
                     };
                     return got;
+                }
+                Subscriber::Lines(stream) => {
+                    let left_inner = left + Duration::from_secs(1);
+                    return tokio::time::timeout(left, stream.next_ndjson_event(left_inner))
+                        .await
+                        .ok()
+                        .flatten();
                 }
                 Subscriber::Socket(ws) => {
                     use tokio_tungstenite::tungstenite::Message;

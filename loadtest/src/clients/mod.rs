@@ -1,8 +1,9 @@
-//! The five clients, mirroring the server's transports file for file. They share one
+//! The six clients, mirroring the server's transports file for file. They share one
 //! skeleton: [`run`] keeps a client connected until told to stop, reconnecting from its
 //! cursor after any failure; each transport only supplies its `session`: connect, read
 //! events, hand each to [`Client::on_event`], which records it.
 
+pub mod fetch;
 pub mod iframe;
 pub mod longpoll;
 pub mod poll;
@@ -301,6 +302,7 @@ pub async fn run(ctx: Arc<Ctx>, transport: Transport, mut client: Client) -> Cli
             Transport::Poll => poll::session(&ctx, &mut client).await,
             Transport::LongPoll => longpoll::session(&ctx, &mut client).await,
             Transport::Iframe => iframe::session(&ctx, &mut client).await,
+            Transport::Fetch => fetch::session(&ctx, &mut client).await,
             Transport::Sse => sse::session(&ctx, &mut client).await,
             Transport::Ws => ws::session(&ctx, &mut client).await,
         };

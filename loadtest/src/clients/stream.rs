@@ -1,4 +1,4 @@
-//! The part the two streaming clients share: open one GET, feed the body, as the network
+//! The part the three streaming clients share: open one GET, feed the body, as the network
 //! cuts it, to a parser that hands back whole events.
 
 use http_body_util::BodyExt;
