@@ -203,7 +203,9 @@ async fn start_webtransport(state: &AppState) -> anyhow::Result<net::quic::Quic>
     )
     .await
     .context("cannot start WebTransport (--no-webtransport turns it off)")?;
-    tracing::info!(
+    // Debug, not info: the first screen of `cargo run` stays the one line that says where to
+    // go; /api/webtransport and docs/API.md tell the rest.
+    tracing::debug!(
         port = quic.published.port,
         "WebTransport on UDP; GET /api/webtransport gives the certificate hashes"
     );
