@@ -10,7 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::{Framing, open, stream_response};
+use super::{Framing, open_stream};
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::http::{FeedPath, JsonBody, Params, Subscribing};
@@ -38,17 +38,16 @@ pub async fn handler(
     }: Subscribing,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Fetch).request();
-    let sub = open(
+    open_stream(
         &app,
-        Transport::Fetch,
+        &FETCH,
         feed,
         params.cursor()?,
         &params,
         &headers,
         kill,
     )
-    .await?;
-    Ok(stream_response(&app, &FETCH, sub))
+    .await
 }
 
 /// The body of `POST /fetch/FEED`: what the query carries for a `GET`, as JSON
@@ -94,15 +93,5 @@ pub async fn subscribe(
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Fetch).request();
     let params = body.params()?;
-    let sub = open(
-        &app,
-        Transport::Fetch,
-        feed,
-        body.after,
-        &params,
-        &headers,
-        kill,
-    )
-    .await?;
-    Ok(stream_response(&app, &FETCH, sub))
+    open_stream(&app, &FETCH, feed, body.after, &params, &headers, kill).await
 }

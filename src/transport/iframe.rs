@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::{Framing, open, stream_response};
+use super::{Framing, open_stream};
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::http::{FeedPath, Subscribing};
@@ -59,15 +59,14 @@ pub async fn handler(
     }: Subscribing,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Iframe).request();
-    let sub = open(
+    open_stream(
         &app,
-        Transport::Iframe,
+        &IFRAME,
         feed,
         params.cursor()?,
         &params,
         &headers,
         kill,
     )
-    .await?;
-    Ok(stream_response(&app, &IFRAME, sub))
+    .await
 }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::{Framing, open, stream_response};
+use super::{Framing, open_stream};
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::http::{FeedPath, Subscribing, parse_cursor};
@@ -42,6 +42,5 @@ pub async fn handler(
         )?),
         None => params.cursor()?,
     };
-    let sub = open(&app, Transport::Sse, feed, cursor, &params, &headers, kill).await?;
-    Ok(stream_response(&app, &SSE, sub))
+    open_stream(&app, &SSE, feed, cursor, &params, &headers, kill).await
 }

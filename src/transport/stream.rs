@@ -3,15 +3,17 @@
 //! one open-ended response body that frames each event as it arrives, with heartbeats.
 
 use axum::body::Body;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::killed;
+use crate::error::ApiError;
 use crate::event::Event;
 use crate::feed::{Ended, Subscription};
-use crate::names::Transport;
+use crate::http::{KillSwitch, Params};
+use crate::names::{FeedName, Transport};
 use crate::state::AppState;
 
 /// How a streaming transport frames the feed into one open-ended response body.
@@ -28,6 +30,21 @@ pub struct Framing {
     pub frame: fn(&Event) -> Bytes,
     /// End the response after this many bytes (the client reopens with its cursor).
     pub max_bytes: Option<usize>,
+}
+
+/// Opens the subscription a streaming request asks for, at `cursor`, and answers it framed by
+/// `framing`: what each streaming handler does once it has read its cursor its own way.
+pub async fn open_stream(
+    app: &AppState,
+    framing: &'static Framing,
+    feed: FeedName,
+    cursor: Option<u64>,
+    params: &Params,
+    headers: &HeaderMap,
+    kill: Option<KillSwitch>,
+) -> Result<Response, ApiError> {
+    let sub = super::open(app, framing.transport, feed, cursor, params, headers, kill).await?;
+    Ok(stream_response(app, framing, sub))
 }
 
 /// An open-ended response that frames each event of `sub` as it arrives. It ends when the
