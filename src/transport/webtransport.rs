@@ -308,7 +308,7 @@ async fn downstream(
         Err(_) => return timed_out(),
     };
     let every = config.keepalive;
-    let beat = Bytes::from(format!("{}\n", crate::wire::heartbeat_json(every)));
+    let beat = Bytes::from(crate::wire::ndjson_heartbeat(every));
     let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     match write(&mut out, &beat, deadline).await {
@@ -334,9 +334,8 @@ async fn downstream(
                     counters.sent(event.json.len(), 1, true);
                     continue;
                 }
-                let mut line = Vec::with_capacity(event.json.len() + 1);
-                line.extend_from_slice(&event.json);
-                line.push(b'\n');
+                // Framed once per event for every subscriber, as for fetch streaming.
+                let line = event.ndjson_line();
                 match write(&mut out, &line, deadline).await {
                     Written::Ok => counters.sent(line.len(), 1, false),
                     Written::Gone => return None,
