@@ -1,4 +1,4 @@
-//! WebTransport over HTTP/3: a session at `https://HOST:PORT/wt/FEED?after=ID` (UDP, the TCP
+//! WebTransport over HTTP/3: a session at `https://HOST:PORT/webtransport/FEED?after=ID` (UDP, the TCP
 //! server's port number; the endpoint and its certificate are `crate::net::quic`). Server side
 //! only so far: not yet one of [`crate::names::Transport::ALL`] (no page, page client or load
 //! tester client yet), so it has its own section in the statistics.
@@ -155,10 +155,10 @@ struct Wanted {
     datagrams: bool,
 }
 
-/// `/wt/FEED?QUERY`; `None` for any other path.
+/// `/webtransport/FEED?QUERY`; `None` for any other path.
 fn wanted(path: &str) -> Option<Result<Wanted, ApiError>> {
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    let feed = FeedName::parse(path.strip_prefix("/wt/")?)?;
+    let feed = FeedName::parse(path.strip_prefix("/webtransport/")?)?;
     Some(Params::parse(query).map(|params| Wanted {
         feed,
         datagrams: params.get("datagrams") == Some("1"),

@@ -120,7 +120,9 @@ impl Lines {
 #[tokio::test]
 async fn clock_ticks_arrive_as_ndjson_on_a_server_opened_stream_after_a_heartbeat() {
     let app = spawn_app(&["--keepalive", "15s"]).await;
-    let connection = connect(&app, 1, "/wt/clock").await.expect("session");
+    let connection = connect(&app, 1, "/webtransport/clock")
+        .await
+        .expect("session");
     let mut lines = Lines::accept(&connection).await;
     assert_eq!(
         lines.next().await,
@@ -160,7 +162,9 @@ async fn clock_ticks_arrive_as_ndjson_on_a_server_opened_stream_after_a_heartbea
 async fn a_session_resumes_by_cursor_after_a_break() {
     let app = spawn_app(&[]).await;
     let cookie = app.login("resumer").await;
-    let connection = connect(&app, 1, "/wt/chat").await.expect("session");
+    let connection = connect(&app, 1, "/webtransport/chat")
+        .await
+        .expect("session");
     let mut lines = Lines::accept(&connection).await;
     app.say(&cookie, "lobby", "before").await;
     let seen = lines.event().await;
@@ -172,7 +176,7 @@ async fn a_session_resumes_by_cursor_after_a_break() {
         app.say(&cookie, "lobby", text).await;
     }
     let cursor = seen["id"].as_u64().unwrap();
-    let again = connect(&app, 1, &format!("/wt/chat?after={cursor}"))
+    let again = connect(&app, 1, &format!("/webtransport/chat?after={cursor}"))
         .await
         .expect("session");
     let mut lines = Lines::accept(&again).await;
@@ -187,7 +191,7 @@ async fn a_chat_command_on_a_bidi_stream_comes_back_on_the_feed() {
     let app = spawn_app(&[]).await;
     let cookie = app.login("quic").await;
     let (_, hashes) = published(&app).await;
-    let connection = connect_with(&app, 1, &hashes, "/wt/chat", Some(&cookie), None)
+    let connection = connect_with(&app, 1, &hashes, "/webtransport/chat", Some(&cookie), None)
         .await
         .expect("session");
     let mut lines = Lines::accept(&connection).await;
@@ -227,7 +231,7 @@ async fn a_chat_command_on_a_bidi_stream_comes_back_on_the_feed() {
 #[tokio::test]
 async fn datagram_mode_delivers_ticks_as_datagrams_and_the_chat_refuses_it() {
     let app = spawn_app(&[]).await;
-    let connection = connect(&app, 1, "/wt/clock?datagrams=1")
+    let connection = connect(&app, 1, "/webtransport/clock?datagrams=1")
         .await
         .expect("session");
     let _lines = Lines::accept(&connection).await;
@@ -245,7 +249,11 @@ async fn datagram_mode_delivers_ticks_as_datagrams_and_the_chat_refuses_it() {
     let stats = app.stats().await.webtransport;
     assert!(stats.datagrams_sent >= 2, "{stats:?}");
     // A chat line lost unseen is what the chat never allows.
-    assert!(connect(&app, 1, "/wt/chat?datagrams=1").await.is_err());
+    assert!(
+        connect(&app, 1, "/webtransport/chat?datagrams=1")
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -254,7 +262,9 @@ async fn the_made_certificate_is_p256_backdated_and_valid_at_most_14_days() {
     let (port, hashes) = published(&app).await;
     assert_eq!(port, app.addr.port(), "UDP at the TCP port number");
     assert_eq!(hashes.len(), 1);
-    let connection = connect(&app, 1, "/wt/clock").await.expect("session");
+    let connection = connect(&app, 1, "/webtransport/clock")
+        .await
+        .expect("session");
     let chain = connection
         .peer_identity()
         .expect("the server's certificate");
@@ -311,12 +321,20 @@ async fn rotation_lists_the_next_hash_then_swaps_and_new_sessions_need_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(saw_both, "the next hash was listed before the swap");
-    let fresh = connect_with(&app, 1, std::slice::from_ref(&new), "/wt/clock", None, None).await;
+    let fresh = connect_with(
+        &app,
+        1,
+        std::slice::from_ref(&new),
+        "/webtransport/clock",
+        None,
+        None,
+    )
+    .await;
     Lines::accept(&fresh.expect("a session pinned to the new certificate"))
         .await
         .event()
         .await;
-    let stale = connect_with(&app, 1, &[old], "/wt/clock", None, None).await;
+    let stale = connect_with(&app, 1, &[old], "/webtransport/clock", None, None).await;
     assert!(stale.is_err(), "the old certificate no longer serves");
 }
 
@@ -355,7 +373,10 @@ async fn with_tls_cert_the_real_certificate_serves_and_no_hash_is_listed() {
         .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
         .with_custom_tls(tls)
         .build();
-    let url = format!("https://127.0.0.1:{}/wt/clock", server.addr.port());
+    let url = format!(
+        "https://127.0.0.1:{}/webtransport/clock",
+        server.addr.port()
+    );
     let connection = tokio::time::timeout(
         Duration::from_secs(5),
         Endpoint::client(config).unwrap().connect(url),
@@ -398,13 +419,17 @@ async fn a_udp_port_another_program_holds_turns_webtransport_off_not_the_server(
 #[tokio::test]
 async fn per_peer_cap_refuses_one_address_and_serves_another() {
     let app = spawn_app(&["--max-connections-per-peer", "2"]).await;
-    let a = connect(&app, 3, "/wt/clock").await.expect("first");
-    let b = connect(&app, 3, "/wt/clock").await.expect("second");
+    let a = connect(&app, 3, "/webtransport/clock")
+        .await
+        .expect("first");
+    let b = connect(&app, 3, "/webtransport/clock")
+        .await
+        .expect("second");
     assert!(
-        connect(&app, 3, "/wt/clock").await.is_err(),
+        connect(&app, 3, "/webtransport/clock").await.is_err(),
         "a third from the same address"
     );
-    let other = connect(&app, 4, "/wt/clock")
+    let other = connect(&app, 4, "/webtransport/clock")
         .await
         .expect("another address");
     Lines::accept(&other).await.event().await;
@@ -416,9 +441,13 @@ async fn per_peer_cap_refuses_one_address_and_serves_another() {
 #[tokio::test]
 async fn total_cap_refuses_past_it_and_tcp_is_still_served() {
     let app = spawn_app(&["--max-webtransport-sessions", "2"]).await;
-    let a = connect(&app, 3, "/wt/clock").await.expect("first");
-    let b = connect(&app, 3, "/wt/clock").await.expect("second");
-    assert!(connect(&app, 3, "/wt/clock").await.is_err());
+    let a = connect(&app, 3, "/webtransport/clock")
+        .await
+        .expect("first");
+    let b = connect(&app, 3, "/webtransport/clock")
+        .await
+        .expect("second");
+    assert!(connect(&app, 3, "/webtransport/clock").await.is_err());
     assert!(app.stats().await.webtransport_connections.refused >= 1);
     app.another_peer_is_served().await;
     // A slot comes back when a session ends.
@@ -426,7 +455,7 @@ async fn total_cap_refuses_past_it_and_tcp_is_still_served() {
     drop(a);
     let mut again = None;
     for _ in 0..50 {
-        if let Ok(c) = connect(&app, 4, "/wt/clock").await {
+        if let Ok(c) = connect(&app, 4, "/webtransport/clock").await {
             again = Some(c);
             break;
         }
@@ -444,7 +473,7 @@ async fn a_reader_that_stops_reading_is_closed_at_send_timeout() {
     let app = spawn_app(&["--keepalive", "100ms", "--send-timeout", "1s"]).await;
     let (_, hashes) = published(&app).await;
     // A 1 KiB window that this client never reads from: the server's writes stall.
-    let stalled = connect_with(&app, 3, &hashes, "/wt/clock", None, Some(1024))
+    let stalled = connect_with(&app, 3, &hashes, "/webtransport/clock", None, Some(1024))
         .await
         .expect("session");
     let _unread = tokio::time::timeout(Duration::from_secs(5), stalled.accept_uni())
@@ -456,7 +485,7 @@ async fn a_reader_that_stops_reading_is_closed_at_send_timeout() {
         .expect("closed within 20 s");
     assert!(closed.to_string().contains("send timeout"), "{closed}");
     assert!(app.stats().await.webtransport_connections.send_timeouts >= 1);
-    let other = connect(&app, 4, "/wt/clock")
+    let other = connect(&app, 4, "/webtransport/clock")
         .await
         .expect("another address");
     Lines::accept(&other).await.event().await;
@@ -466,7 +495,9 @@ async fn a_reader_that_stops_reading_is_closed_at_send_timeout() {
 #[tokio::test]
 async fn streams_per_connection_are_capped() {
     let app = spawn_app(&[]).await;
-    let connection = connect(&app, 3, "/wt/chat").await.expect("session");
+    let connection = connect(&app, 3, "/webtransport/chat")
+        .await
+        .expect("session");
     // The CONNECT stream is one of the three bidirectional streams a peer may open.
     let mut open = Vec::new();
     for _ in 0..2 {
@@ -481,7 +512,7 @@ async fn streams_per_connection_are_capped() {
         third.is_err(),
         "a fourth bidirectional stream is not granted"
     );
-    let other = connect(&app, 4, "/wt/clock")
+    let other = connect(&app, 4, "/webtransport/clock")
         .await
         .expect("another address");
     Lines::accept(&other).await.event().await;
@@ -490,7 +521,9 @@ async fn streams_per_connection_are_capped() {
 #[tokio::test]
 async fn a_command_line_past_64_kib_closes_its_stream() {
     let app = spawn_app(&[]).await;
-    let connection = connect(&app, 3, "/wt/chat").await.expect("session");
+    let connection = connect(&app, 3, "/webtransport/chat")
+        .await
+        .expect("session");
     let (mut send, recv) = connection.open_bi().await.unwrap().await.unwrap();
     let long = vec![b'x'; 70 * 1024];
     let _ = tokio::time::timeout(Duration::from_secs(5), send.write_all(&long)).await;
@@ -507,7 +540,7 @@ async fn a_command_line_past_64_kib_closes_its_stream() {
         .await
         .expect("the stream ends");
     assert!(matches!(n, Ok(0) | Err(_)), "{rest}");
-    let other = connect(&app, 4, "/wt/clock")
+    let other = connect(&app, 4, "/webtransport/clock")
         .await
         .expect("another address");
     Lines::accept(&other).await.event().await;
@@ -546,7 +579,7 @@ async fn a_quic_connection_that_never_asks_for_a_session_is_closed_at_the_header
             .handshake_timeouts
             >= 1
     );
-    let other = connect(&app, 4, "/wt/clock")
+    let other = connect(&app, 4, "/webtransport/clock")
         .await
         .expect("another address");
     Lines::accept(&other).await.event().await;
@@ -608,7 +641,7 @@ async fn a_peer_gone_silent_is_dropped_at_the_idle_timeout() {
         .with_custom_tls(tls)
         .build();
     config.set_dns_resolver(ToRelay(SocketAddr::from(([127, 0, 0, 1], front))));
-    let url = format!("https://localhost:{port}/wt/clock");
+    let url = format!("https://localhost:{port}/webtransport/clock");
     let connection = Endpoint::client(config)
         .unwrap()
         .connect(url)
@@ -641,7 +674,7 @@ async fn a_peer_gone_silent_is_dropped_at_the_idle_timeout() {
         "{:?}",
         gone.elapsed()
     );
-    let other = connect(&app, 4, "/wt/clock")
+    let other = connect(&app, 4, "/webtransport/clock")
         .await
         .expect("another address");
     Lines::accept(&other).await.event().await;
@@ -653,7 +686,7 @@ async fn a_foreign_origin_is_refused_and_the_servers_own_is_served() {
     let app = spawn_app(&[]).await;
     let (port, hashes) = published(&app).await;
     let session = async |origin: &str| {
-        let url = format!("https://127.0.0.1:{port}/wt/clock");
+        let url = format!("https://127.0.0.1:{port}/webtransport/clock");
         let options = wtransport::endpoint::ConnectOptions::builder(url)
             .add_header("origin", origin)
             .build();
@@ -670,7 +703,7 @@ async fn a_foreign_origin_is_refused_and_the_servers_own_is_served() {
 #[tokio::test]
 async fn strokes_sent_on_a_bidi_stream_come_back_as_datagrams_in_datagram_mode() {
     let app = spawn_app(&[]).await;
-    let connection = connect(&app, 1, "/wt/draw?datagrams=1")
+    let connection = connect(&app, 1, "/webtransport/draw?datagrams=1")
         .await
         .expect("session");
     let _lines = Lines::accept(&connection).await;
