@@ -27,7 +27,7 @@ if [[ $what == churn || $what == all ]]; then
   echo "==> churn 0.05/s"
   $lt compare --clients $clients --rate $rate --duration 20s --churn 0.05 \
     --baseline results/churn/baseline --out results/churn/run | tee results/churn/table.txt
-  $lt fault-chart --churn results/churn/run --out results/churn/recovery.svg
+  $lt charts results/churn   # recovery.svg, from run/
   echo "$machine" > results/churn/machine.txt
 fi
 
@@ -39,7 +39,6 @@ if [[ $what == storm || $what == all ]]; then
   echo "==> storm at 5 s, no jitter"
   $lt compare --clients $clients --rate $rate --duration 10s --storm 5s --no-jitter \
     --out results/storm/no-jitter | tee results/storm/table-no-jitter.txt
-  $lt fault-chart --storm results/storm/jitter --storm-no-jitter results/storm/no-jitter \
-    --out results/storm/storm.svg
+  $lt charts results/storm   # storm.svg, from jitter/ and no-jitter/
   echo "$machine" > results/storm/machine.txt
 fi

@@ -35,8 +35,10 @@ pub enum Command {
     /// feeds, chat senders, reconnects, a few hostile clients), sampled at intervals
     /// (`scripts/soak.sh` starts the server and runs this).
     Soak(SoakArgs),
-    /// Draw the fault charts from faulted runs' summary.json (`scripts/bench-faults.sh`).
-    FaultChart(FaultChartArgs),
+    /// Draw every chart under each DIR again from the data beside it (a run's, a soak's or a
+    /// side-by-side report's summary.json; the runs of a churn or a storm), with the code the
+    /// runs draw with. --check writes nothing and fails, naming each chart that differs.
+    Charts(ChartsArgs),
     /// The side-by-side report of scripts/bench-peers.sh: reads DIR's runs and wrk outputs,
     /// writes DIR/table.md, summary.json, summary.csv and the charts.
     #[command(name = "side-by-side", visible_alias = "peers")]
@@ -162,19 +164,14 @@ pub struct FaultArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct FaultChartArgs {
-    /// A churn run's directory: draws its recovery times per transport.
+pub struct ChartsArgs {
+    /// Write nothing: fail, naming each chart that differs from what its data draws, is
+    /// missing, or is drawn by no data.
     #[arg(long)]
-    pub churn: Option<std::path::PathBuf>,
-    /// A storm run with jitter.
-    #[arg(long)]
-    pub storm: Option<std::path::PathBuf>,
-    /// The same storm without jitter.
-    #[arg(long)]
-    pub storm_no_jitter: Option<std::path::PathBuf>,
-    /// The SVG file to write.
-    #[arg(long)]
-    pub out: std::path::PathBuf,
+    pub check: bool,
+    /// Results directories, each with every directory below it.
+    #[arg(default_value = "results")]
+    pub dirs: Vec<std::path::PathBuf>,
 }
 
 /// Which server is measured: pushpoll, or nchan, which it is compared with (see `nchan`).

@@ -14,6 +14,7 @@ mod net;
 mod plan;
 mod procfs;
 mod publisher;
+mod redraw;
 mod report;
 mod runner;
 mod server;
@@ -78,7 +79,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         Command::Compare { measure } => (Transport::ALL.to_vec(), measure),
         // The soak is its own kind of run: one server, every transport at once, sampled.
         Command::Soak(args) => return soak::run(args).await,
-        Command::FaultChart(args) => return faults::chart(args),
+        Command::Charts(args) => return redraw::run(args),
         Command::SideBySide(args) => return sidebyside::run(&args.dir),
         Command::WsClients(args) => return wsclients::run(args).await,
     };

@@ -145,8 +145,67 @@ impl Summary {
         let path = dir.join("summary.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        Summary::parse(&text).with_context(|| format!("parsing {}", path.display()))
     }
+
+    /// A `summary.json`'s text. A result without `bytes_down_per_event` was measured before
+    /// bytes were counted both ways per event: its `bytes_per_event` is bytes down only, so it
+    /// is read as that, and bytes up and both ways per event, never recorded, as NaN (drawn
+    /// and written as n/a rather than as a figure the run did not make).
+    pub fn parse(text: &str) -> serde_json::Result<Summary> {
+        Summary::from_value(serde_json::from_str(text)?)
+    }
+
+    /// The run summary in `dir`, if it holds one: `None` without a `summary.json`, or when
+    /// that file is another report's (a soak's, a side-by-side report's), which has no
+    /// `results`.
+    pub fn read_if_run(dir: &Path) -> anyhow::Result<Option<Summary>> {
+        let Some(value) = summary_json(dir)? else {
+            return Ok(None);
+        };
+        if value.get("results").is_none() {
+            return Ok(None);
+        }
+        let summary = Summary::from_value(value)
+            .with_context(|| format!("parsing {}", dir.join("summary.json").display()))?;
+        Ok(Some(summary))
+    }
+
+    fn from_value(value: serde_json::Value) -> serde_json::Result<Summary> {
+        let down_only: Vec<bool> = value
+            .get("results")
+            .and_then(serde_json::Value::as_array)
+            .map(|results| {
+                results
+                    .iter()
+                    .map(|r| r.get("bytes_down_per_event").is_none())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut summary: Summary = serde_json::from_value(value)?;
+        for (result, down_only) in summary.results.iter_mut().zip(down_only) {
+            if down_only {
+                result.bytes_down_per_event = result.bytes_per_event;
+                result.bytes_up_per_event = f64::NAN;
+                result.bytes_per_event = f64::NAN;
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// `dir/summary.json` as JSON, whichever report wrote it (a run, a soak, a side-by-side
+/// report: their keys tell them apart), or `None` when there is none.
+pub fn summary_json(dir: &Path) -> anyhow::Result<Option<serde_json::Value>> {
+    let path = dir.join("summary.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(Some(value))
 }
 
 /// `{p50, p99, max}` in µs, and how many were recorded.

@@ -32,7 +32,8 @@ pub struct Grouped<'a> {
     pub groups: Vec<String>,
     /// Each series' legend name and colour.
     pub series: Vec<(&'a str, RGBColor)>,
-    /// `values[group][series]`; negative, NaN and infinite values are drawn as no bar.
+    /// `values[group][series]`; a negative, NaN or infinite value is not a figure: it has no
+    /// bar, and `n/a` where its value would be.
     pub values: Vec<Vec<f64>>,
     /// A logarithmic y axis: for latencies, where short polling's ~1 s would otherwise flatten
     /// the push transports' few ms to nothing.
@@ -158,9 +159,10 @@ impl Grouped<'_> {
             .pos(Pos::new(HPos::Center, VPos::Bottom));
         let char_px = f64::from(VALUE_FONT) / 1.24 * 0.62;
         let mut labels = Vec::new();
-        for (i, vs) in values.iter().enumerate() {
+        for (i, (vs, given)) in values.iter().zip(&self.values).enumerate() {
             for (j, &v) in vs.iter().enumerate() {
-                let text = num(v);
+                let figure = given.get(j).is_some_and(|g| g.is_finite() && *g >= 0.0);
+                let text = if figure { num(v) } else { "n/a".to_owned() };
                 if text.chars().count() as f64 * char_px <= bar_px + 2.0 {
                     let centre = bar_x0(i, j) + bar_width / 2;
                     labels.push((centre, v.max(base), text));

@@ -52,6 +52,15 @@ pub fn exporters() -> Vec<Box<dyn Exporter>> {
     all
 }
 
+/// The charts alone, as (file name, SVG), drawn by the same exporters `write_all` runs: what
+/// `loadtest charts` redraws from a committed `summary.json`.
+pub fn charts(summary: &Summary) -> Result<Vec<(String, String)>> {
+    charts::BarChart::all()
+        .iter()
+        .map(|chart| Ok((chart.file_name().to_owned(), chart.render(summary)?)))
+        .collect()
+}
+
 /// Creates `dir` if needed and (re)writes every output file for `summary`.
 ///
 /// Each file is written to `NAME.tmp` and renamed over `NAME`. A failure in one exporter does

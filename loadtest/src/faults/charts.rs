@@ -1,106 +1,149 @@
-//! `loadtest fault-chart`: the churn run's recovery times and the storm's request rate.
+//! The fault charts: a churn run's recovery times (`recovery.svg`) and a storm's request rate
+//! with and without jitter (`storm.svg`), each drawn into the directory that holds the runs
+//! (`scripts/bench-faults.sh`: `churn/run/`, `storm/jitter/`, `storm/no-jitter/`).
 
-use anyhow::bail;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
 use plotters::prelude::*;
 
 use super::{TIMELINE_AFTER, TIMELINE_BEFORE};
-use crate::chart;
+use crate::chart::{self, Grouped};
 use crate::report::Summary;
 
-/// `loadtest fault-chart`: the churn run's recovery times per transport, or the storm's
-/// request rate with and without jitter, into one SVG file.
-pub fn chart(args: &crate::cli::FaultChartArgs) -> anyhow::Result<()> {
-    let svg = match (&args.churn, &args.storm, &args.storm_no_jitter) {
-        (Some(churn), None, None) => recovery_chart(&Summary::read(churn)?)?,
-        (None, Some(a), Some(b)) => storm_chart(&Summary::read(a)?, &Summary::read(b)?)?,
-        _ => bail!("give either --churn DIR, or --storm DIR and --storm-no-jitter DIR"),
-    };
-    crate::export::write_atomic(&args.out, svg.as_bytes())?;
-    println!("wrote {}", args.out.display());
-    Ok(())
+/// The fault charts the runs in `dir`'s subdirectories draw, as (file name, SVG):
+/// `recovery.svg` from the one churn run (connections broken at a rate above 0), `storm.svg`
+/// from the storm run with jitter and the one without. None when the subdirectories hold no
+/// such runs; an error when more than one run could be the chart's.
+pub fn charts_of(dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut churn = Vec::new();
+    let mut jitter = Vec::new();
+    let mut plain = Vec::new();
+    for sub in subdirs(dir)? {
+        let Some(summary) = Summary::read_if_run(&sub)? else {
+            continue;
+        };
+        let faults: Vec<_> = summary
+            .results
+            .iter()
+            .filter_map(|r| r.faults.as_ref())
+            .collect();
+        if faults.iter().any(|f| f.churn.is_some_and(|c| c > 0.0)) {
+            churn.push((sub, summary));
+        } else if let Some(f) = faults.iter().find(|f| f.storm_at_s.is_some()) {
+            let runs = if f.jitter { &mut jitter } else { &mut plain };
+            runs.push((sub, summary));
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(run) = one(dir, "recovery.svg", "churn run", churn)? {
+        out.push(("recovery.svg".to_owned(), recovery_chart(&run)?));
+    }
+    let jitter = one(dir, "storm.svg", "storm run with jitter", jitter)?;
+    let plain = one(dir, "storm.svg", "storm run without jitter", plain)?;
+    match (jitter, plain) {
+        (Some(jitter), Some(plain)) => {
+            out.push(("storm.svg".to_owned(), storm_chart(&jitter, &plain)?));
+        }
+        (None, None) => {}
+        _ => bail!(
+            "{}: storm.svg needs a storm run with jitter and one without, side by side",
+            dir.display()
+        ),
+    }
+    Ok(out)
 }
 
-/// Bars: reconnect p50, recovery p50 and p99 per transport that had breaks, in ms.
-fn recovery_chart(summary: &Summary) -> anyhow::Result<String> {
-    let rows: Vec<(&str, [f64; 3])> = summary
+/// The one run of `runs`, if any; more than one is an error naming them.
+fn one(
+    dir: &Path,
+    file: &str,
+    what: &str,
+    mut runs: Vec<(PathBuf, Summary)>,
+) -> Result<Option<Summary>> {
+    if runs.len() > 1 {
+        let names: Vec<String> = runs.iter().map(|(p, _)| p.display().to_string()).collect();
+        bail!(
+            "{}: {file} draws one {what}, and there are {}: {}",
+            dir.display(),
+            runs.len(),
+            names.join(", ")
+        );
+    }
+    Ok(runs.pop().map(|(_, summary)| summary))
+}
+
+/// `dir`'s subdirectories, sorted.
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Bars: reconnect p50, recovery p50 and p99 per transport that had breaks, in ms. A linear
+/// axis: recovery is the backoff's wait plus a reconnect, all of one order of magnitude.
+fn recovery_chart(summary: &Summary) -> Result<String> {
+    let rows: Vec<(String, Vec<f64>)> = summary
         .results
         .iter()
         .filter_map(|r| {
             let f = r.faults.as_ref()?;
+            // A transport with no break (short polling holds nothing between polls) has no
+            // recovery time: n/a, not 0.
+            let ms = |us: u64| {
+                if f.breaks > 0 {
+                    us as f64 / 1000.0
+                } else {
+                    f64::NAN
+                }
+            };
             Some((
-                r.transport.as_str(),
-                [
-                    f.reconnect_us.p50 as f64 / 1000.0,
-                    f.recovery_us.p50 as f64 / 1000.0,
-                    f.recovery_us.p99 as f64 / 1000.0,
+                r.transport.clone(),
+                vec![
+                    ms(f.reconnect_us.p50),
+                    ms(f.recovery_us.p50),
+                    ms(f.recovery_us.p99),
                 ],
             ))
         })
         .collect();
-    let top = rows
-        .iter()
-        .flat_map(|(_, v)| v.iter().copied())
-        .fold(1.0f64, f64::max)
-        * 1.15;
     let w = &summary.workload;
     let churn = summary
         .results
         .iter()
         .find_map(|r| r.faults.as_ref()?.churn)
         .unwrap_or(0.0);
-    chart::svg((900, 500), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!(
-                    "Time to recover from a break, churn {churn}/s ({} {} clients, {} msg/s)",
-                    w.clients, w.feed, w.rate
-                ),
-                ("sans-serif", 20),
-            )
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..rows.len().max(1) as f64, 0f64..top)?;
-        let names: Vec<String> = rows.iter().map(|(n, _)| n.to_string()).collect();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(rows.len().max(1) * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (x - i as f64 - 0.5).abs() < 0.01 {
-                    names.get(i).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .y_desc("milliseconds from the break")
-            .draw()?;
-        let series = [
-            ("reconnect p50", RGBColor(120, 170, 90)),
+    let (groups, values) = rows.into_iter().unzip();
+    Grouped {
+        title: format!(
+            "Time to recover from a break, churn {}/s ({} {} clients, {} msg/s)",
+            chart::num(churn),
+            w.clients,
+            w.feed,
+            chart::num(w.rate)
+        ),
+        x_desc: "transport",
+        y_desc: "milliseconds from the break",
+        groups,
+        series: vec![
+            ("reconnect p50", chart::GREEN),
             ("recovery p50", chart::BLUE),
             ("recovery p99", chart::RED),
-        ];
-        for (j, (name, color)) in series.into_iter().enumerate() {
-            let x0 = |i: usize| i as f64 + 0.15 + j as f64 * 0.23;
-            chart
-                .draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
-                    Rectangle::new([(x0(i), 0.0), (x0(i) + 0.2, v[j])], color.filled())
-                }))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
-        }
-        chart::legend_box(&mut chart)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
-        Ok(())
-    })
+        ],
+        values,
+        log_y: false,
+    }
+    .render()
 }
 
 /// One panel per transport: requests per 10 ms around the storm, with and without jitter.
-fn storm_chart(jitter: &Summary, plain: &Summary) -> anyhow::Result<String> {
+fn storm_chart(jitter: &Summary, plain: &Summary) -> Result<String> {
     // Transports by their names in the summary.json files read, as both runs spell them.
     let timeline = |s: &Summary, t: &str| -> Vec<u64> {
         s.results

@@ -38,7 +38,7 @@ use crate::cli::FaultArgs;
 
 pub use backoff::backoff;
 pub use baseline::charge_baseline;
-pub use charts::chart;
+pub use charts::charts_of;
 pub use inject::inject;
 pub use state::FaultState;
 pub use table::table;

@@ -26,7 +26,7 @@ mod tests;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::export::write_atomic;
 
@@ -34,7 +34,7 @@ use crate::export::write_atomic;
 pub const BASELINE: &str = "nchan";
 
 /// One `loadtest run` of one server, with what the report derives from it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Run {
     pub label: String,
     /// As its summary.json spells it, as are `feed` and the names this module's functions
@@ -73,7 +73,7 @@ pub struct Run {
 }
 
 /// One wrk measurement of one endpoint on one server.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Wrk {
     pub label: String,
     /// `poll-empty` or `healthz`.
@@ -88,7 +88,7 @@ pub struct Wrk {
 }
 
 /// Everything read from one directory.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     /// The labels in table order: `pushpoll` first, other pushpoll labels, `nchan` last.
     pub labels: Vec<String>,
@@ -191,6 +191,20 @@ impl Report {
             self.wrk(BASELINE, endpoint)?.requests_per_s,
         )
     }
+}
+
+/// The charts of the side-by-side report in `dir`, as (file name, SVG), drawn again from its
+/// `summary.json` by the code `run` draws them with; none when `dir` holds no such report.
+pub fn charts_of(dir: &Path) -> Result<Vec<(String, String)>> {
+    let Some(value) = crate::report::summary_json(dir)? else {
+        return Ok(Vec::new());
+    };
+    if value.get("labels").is_none() || value.get("runs").is_none() {
+        return Ok(Vec::new());
+    }
+    let report: Report = serde_json::from_value(value)
+        .with_context(|| format!("parsing {}", dir.join("summary.json").display()))?;
+    charts::all(&report)
 }
 
 /// `loadtest side-by-side DIR`: reads DIR and writes the report into it.

@@ -153,6 +153,22 @@ fn charts_draw_every_measure_and_latency_on_a_log_axis() {
     assert!(files[0].1.contains(">\npushpoll\n<") && files[0].1.contains(">\nnchan\n<"));
 }
 
+/// The charts `loadtest charts` draws from the report's `summary.json` are the ones `run`
+/// draws from the report in memory: the JSON carries every figure a chart shows.
+#[test]
+fn the_charts_redrawn_from_summary_json_are_the_charts_drawn_by_the_report() {
+    let report = report();
+    let dir = std::env::temp_dir().join(format!(
+        "loadtest-sidebyside-charts-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("summary.json"), render::json(&report).unwrap()).unwrap();
+    assert_eq!(charts_of(&dir).unwrap(), charts::all(&report).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn wrk_and_curl_outputs_parse() {
     let text = "Running 10s test @ http://127.0.0.1:1/healthz\n  1 threads and 50 connections\n\

@@ -9,6 +9,9 @@ use pushpoll::names::Transport;
 use super::report::{Sample, SoakSummary};
 use crate::chart::{self, Area};
 
+/// The chart's file name in the soak's directory.
+pub const FILE: &str = "chart.svg";
+
 /// Three panels over time (minutes): RSS, open connections, chat p99 by transport.
 pub fn render(summary: &SoakSummary) -> Result<String> {
     chart::svg((900, 1050), |root| draw(summary, root)).context("drawing chart.svg")

@@ -38,6 +38,20 @@ use crate::server;
 
 pub use report::{Sample, SoakSummary, flatness};
 
+/// The soak's chart in `dir`, as (file name, SVG), drawn again from its `summary.json` by the
+/// code the soak draws it with; none when `dir` holds no soak (its summary has `samples`).
+pub fn charts_of(dir: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(value) = crate::report::summary_json(dir)? else {
+        return Ok(Vec::new());
+    };
+    if value.get("samples").is_none() {
+        return Ok(Vec::new());
+    }
+    let summary: SoakSummary = serde_json::from_value(value)
+        .with_context(|| format!("parsing {}", dir.join("summary.json").display()))?;
+    Ok(vec![(chart::FILE.to_owned(), chart::render(&summary)?)])
+}
+
 /// The two feeds every transport is soaked on.
 const FEEDS: [FeedName; 2] = [FeedName::Clock, FeedName::Chat];
 

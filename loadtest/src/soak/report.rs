@@ -241,7 +241,7 @@ pub fn write(dir: &Path, summary: &SoakSummary) -> Result<()> {
     write_atomic(&dir.join("summary.json"), json.as_bytes())?;
     write_atomic(&dir.join("samples.csv"), csv(&summary.samples).as_bytes())?;
     write_atomic(
-        &dir.join("chart.svg"),
+        &dir.join(super::chart::FILE),
         super::chart::render(summary)?.as_bytes(),
     )?;
     write_atomic(&dir.join("README.md"), readme(summary).as_bytes())?;
@@ -557,6 +557,14 @@ mod tests {
         summary.flatness = flatness(&summary.samples, plan.duration, 10.0);
         let svg = super::super::chart::render(&summary).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("server RSS"));
+        // What the soak writes is what `loadtest charts` draws again from its summary.json.
+        let dir = std::env::temp_dir().join(format!("loadtest-soak-{}", std::process::id()));
+        write(&dir, &summary).unwrap();
+        assert_eq!(
+            super::super::charts_of(&dir).unwrap(),
+            [(super::super::chart::FILE.to_owned(), svg)]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
         let md = readme(&summary);
         assert!(md.contains("RSS flat after warm-up: yes."), "{md}");
         assert!(md.contains("43.0 MB (at 600 s)"), "{md}");
