@@ -75,16 +75,32 @@ impl Transport {
         }
     }
 
-    /// The colour the pages draw the transport in (the dashboard's series and legend).
+    /// The colour the transport is drawn in, on the pages (the dashboard's series and legend,
+    /// through facts.js) and in the load tester's charts ([`Transport::rgb`]). The palette is
+    /// Okabe and Ito's (Color Universal Design, 2008), made for slides that colour-blind
+    /// readers can follow, without its yellow, which a projector washes out on white; the
+    /// test below holds every colour to that (the seventh, if another transport comes,
+    /// would be its black, `#000000`).
     pub const fn color(self) -> &'static str {
         match self {
-            Transport::Poll => "#d1495b",
-            Transport::LongPoll => "#edae49",
-            Transport::Iframe => "#8a5cf6",
-            Transport::Fetch => "#2e933c",
-            Transport::Sse => "#00798c",
-            Transport::Ws => "#30638e",
+            Transport::Poll => "#d55e00",
+            Transport::LongPoll => "#e69f00",
+            Transport::Iframe => "#cc79a7",
+            Transport::Fetch => "#009e73",
+            Transport::Sse => "#56b4e9",
+            Transport::Ws => "#0072b2",
         }
+    }
+
+    /// [`Transport::color`] as red, green and blue, for drawing outside a page (the load
+    /// tester's charts). Every colour is checked to be `#rrggbb` when the crate compiles.
+    pub const fn rgb(self) -> [u8; 3] {
+        let hex = self.color().as_bytes();
+        assert!(
+            hex.len() == 7 && hex[0] == b'#',
+            "a transport colour is #rrggbb"
+        );
+        [hex_byte(hex, 1), hex_byte(hex, 3), hex_byte(hex, 5)]
     }
 
     /// The transport's name inside a sentence: the title, lower-cased unless it is a proper
@@ -99,6 +115,28 @@ impl Transport {
             Transport::Ws => "WebSocket",
         }
     }
+}
+
+// Every transport's colour is `#rrggbb`: a typo fails the build, not a chart.
+const _: () = {
+    let mut i = 0;
+    while i < Transport::ALL.len() {
+        let _ = Transport::ALL[i].rgb();
+        i += 1;
+    }
+};
+
+/// The byte written as two hex digits at `hex[i..i + 2]`.
+const fn hex_byte(hex: &[u8], i: usize) -> u8 {
+    const fn digit(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => panic!("a transport colour is #rrggbb"),
+        }
+    }
+    digit(hex[i]) * 16 + digit(hex[i + 1])
 }
 
 /// The feeds the server publishes.
@@ -199,6 +237,101 @@ mod tests {
             assert_eq!(f.to_possible_value().unwrap().get_name(), f.as_str());
         }
         assert_eq!(Transport::value_variants(), &Transport::ALL);
+    }
+
+    /// The colours stay apart for readers with each kind of colour blindness and on a
+    /// projector. Each pair is at least 15 apart in CIELAB (ΔE*ab; about 2.3 is just
+    /// noticeable, so 15 keeps thin lines and small legend swatches apart) in normal vision
+    /// and in protanopia, deuteranopia and tritanopia, simulated at full severity with the
+    /// matrices of Machado, Oliveira and Fernandes (2009) on linear RGB. No colour is paler
+    /// than 2.2:1 against the white the pages and charts are drawn on (WCAG's contrast
+    /// ratio), so none fades out on a projector.
+    #[test]
+    fn the_transport_colours_stay_apart_for_colour_blind_readers_and_on_a_projector() {
+        const VISIONS: [(&str, [[f64; 3]; 3]); 4] = [
+            (
+                "normal",
+                [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            ),
+            (
+                "protanopia",
+                [
+                    [0.152286, 1.052583, -0.204868],
+                    [0.114503, 0.786281, 0.099216],
+                    [-0.003882, -0.048116, 1.051998],
+                ],
+            ),
+            (
+                "deuteranopia",
+                [
+                    [0.367322, 0.860646, -0.227968],
+                    [0.280085, 0.672501, 0.047413],
+                    [-0.011820, 0.042940, 0.968881],
+                ],
+            ),
+            (
+                "tritanopia",
+                [
+                    [1.255528, -0.076749, -0.178779],
+                    [-0.078411, 0.930809, 0.147602],
+                    [0.004733, 0.691367, 0.303900],
+                ],
+            ),
+        ];
+        let linear = |t: Transport| {
+            t.rgb().map(|c| {
+                let c = f64::from(c) / 255.0;
+                if c <= 0.04045 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            })
+        };
+        // Linear sRGB to CIELAB, white point D65.
+        let lab = |[r, g, b]: [f64; 3]| {
+            let x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
+            let y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+            let z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883;
+            let f = |t: f64| {
+                if t > 0.008856 {
+                    t.cbrt()
+                } else {
+                    7.787 * t + 16.0 / 116.0
+                }
+            };
+            let (fx, fy, fz) = (f(x), f(y), f(z));
+            [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)]
+        };
+        let mut close = Vec::new();
+        for (vision, m) in VISIONS {
+            let seen = |t: Transport| {
+                let c = linear(t);
+                lab(m.map(|row| (row[0] * c[0] + row[1] * c[1] + row[2] * c[2]).clamp(0.0, 1.0)))
+            };
+            for (i, a) in Transport::ALL.iter().enumerate() {
+                for b in &Transport::ALL[i + 1..] {
+                    let (p, q) = (seen(*a), seen(*b));
+                    let delta = p
+                        .iter()
+                        .zip(&q)
+                        .map(|(u, v)| (u - v).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
+                    if delta < 15.0 {
+                        close.push(format!("{a} and {b} in {vision}: ΔE {delta:.1}"));
+                    }
+                }
+            }
+        }
+        for t in Transport::ALL {
+            let [r, g, b] = linear(t);
+            let contrast = 1.05 / (0.2126 * r + 0.7152 * g + 0.0722 * b + 0.05);
+            if contrast < 2.2 {
+                close.push(format!("{t} ({}) on white: {contrast:.1}:1", t.color()));
+            }
+        }
+        assert!(close.is_empty(), "colours too close:\n{}", close.join("\n"));
     }
 
     #[test]

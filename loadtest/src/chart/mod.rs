@@ -1,5 +1,6 @@
-//! Every chart the load tester draws goes through here: one SVG frame ([`svg`]), one palette,
-//! one number format for labels, and the grouped bar chart ([`Grouped`]) of the transport and
+//! Every chart the load tester draws goes through here: one SVG frame ([`svg`]), the
+//! transports' colours ([`transport`], the pages' palette) and a few for other series, one
+//! number format for labels, and the grouped bar chart ([`Grouped`]) of the transport and
 //! side-by-side reports. The faults' and the soak's charts (lines over time) draw their panels
 //! with plotters inside the same frame.
 //!
@@ -12,28 +13,24 @@ use anyhow::{Context as _, Result};
 use plotters::chart::SeriesLabelStyle;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use pushpoll::names::Transport;
 
 pub use bars::Grouped;
 
 /// What a chart draws on: the whole SVG document, or a panel of it.
 pub type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
+/// The series colours of charts whose series are not transports (percentiles, servers, runs
+/// with and without jitter): apart from each other for colour-blind readers too.
 pub const BLUE: RGBColor = RGBColor(66, 114, 196);
 pub const AMBER: RGBColor = RGBColor(237, 162, 47);
-pub const GREEN: RGBColor = RGBColor(112, 173, 71);
 pub const RED: RGBColor = RGBColor(196, 61, 61);
-pub const PURPLE: RGBColor = RGBColor(128, 100, 162);
-pub const TEAL: RGBColor = RGBColor(23, 145, 150);
-pub const BROWN: RGBColor = RGBColor(140, 86, 75);
-pub const GREY: RGBColor = RGBColor(110, 110, 110);
-/// One colour per line, in [`pushpoll::names::Transport::ALL`]'s order where lines are
-/// transports: more than there are transports, so a new one draws in the next colour, and a
-/// compile error when they run out.
-pub const LINES: [RGBColor; 8] = [BLUE, AMBER, GREEN, RED, PURPLE, TEAL, BROWN, GREY];
-const _: () = assert!(
-    pushpoll::names::Transport::ALL.len() <= LINES.len(),
-    "a transport without a line colour"
-);
+
+/// A transport's colour: the one palette the pages draw with too ([`Transport::color`]).
+pub fn transport(t: Transport) -> RGBColor {
+    let [r, g, b] = t.rgb();
+    RGBColor(r, g, b)
+}
 
 /// An SVG document of `size` pixels on a white ground, drawn by `draw`.
 pub fn svg(size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Result<()>) -> Result<String> {

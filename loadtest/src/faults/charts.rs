@@ -132,7 +132,7 @@ fn recovery_chart(summary: &Summary) -> Result<String> {
         y_desc: "milliseconds from the break",
         groups,
         series: vec![
-            ("reconnect p50", chart::GREEN),
+            ("reconnect p50", chart::AMBER),
             ("recovery p50", chart::BLUE),
             ("recovery p99", chart::RED),
         ],

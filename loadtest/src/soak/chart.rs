@@ -39,14 +39,8 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
         .collect();
     let top = rss.iter().map(|p| p.1).fold(1.0, f64::max) * 1.2;
     let mut chart = panel(&panels[0], "server RSS (MB)", x_max, 0.0..top)?;
-    chart.draw_series(LineSeries::new(
-        rss.clone(),
-        chart::LINES[0].stroke_width(2),
-    ))?;
-    chart.draw_series(
-        rss.iter()
-            .map(|p| Circle::new(*p, 3, chart::LINES[0].filled())),
-    )?;
+    chart.draw_series(LineSeries::new(rss.clone(), chart::BLUE.stroke_width(2)))?;
+    chart.draw_series(rss.iter().map(|p| Circle::new(*p, 3, chart::BLUE.filled())))?;
     if let Some(f) = &summary.flatness {
         // The flatness threshold: the baseline plus the tolerance.
         let limit = f.baseline_rss_bytes as f64 / 1e6 * (1.0 + f.tolerance_pct / 100.0);
@@ -72,19 +66,25 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
         ))?
         .label("TCP (all)")
         .legend(chart::line_legend(BLACK, 3));
-    for (i, t) in Transport::NAMES.iter().enumerate() {
-        let color = chart::LINES[i];
+    // The transports the soak measured: one it did not run has no line, rather than one at 0.
+    let measured = |t: &Transport| {
+        samples
+            .iter()
+            .any(|s| s.open_by_transport.contains_key(t.as_str()))
+    };
+    for t in Transport::ALL.iter().filter(|t| measured(t)) {
+        let color = chart::transport(*t);
         chart
             .draw_series(LineSeries::new(
                 samples.iter().map(|s| {
                     (
                         minutes(s),
-                        s.open_by_transport.get(*t).copied().unwrap_or(0) as f64,
+                        s.open_by_transport.get(t.as_str()).copied().unwrap_or(0) as f64,
                     )
                 }),
                 color.stroke_width(2),
             ))?
-            .label(*t)
+            .label(t.as_str())
             .legend(chart::line_legend(color, 3));
     }
     chart::legend_box(&mut chart)
@@ -105,8 +105,8 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
         x_max,
         (1.0..top).log_scale(),
     )?;
-    for (i, t) in Transport::NAMES.iter().enumerate() {
-        let color = chart::LINES[i];
+    for t in Transport::ALL.iter().filter(|t| measured(t)) {
+        let color = chart::transport(*t);
         let points: Vec<(f64, f64)> = samples
             .iter()
             .filter_map(|s| Some((minutes(s), s.p99_ms.get(&format!("chat/{t}"))?.as_ref()?)))
@@ -115,7 +115,7 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
         chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(*t)
+            .label(t.as_str())
             .legend(chart::line_legend(color, 3));
     }
     chart::legend_box(&mut chart)
