@@ -52,6 +52,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> build (the load tester's tests run the pushpoll binary)"
 cargo build --workspace --locked
 
+echo "==> charts (every chart under results/ is what its data draws: loadtest charts --check)"
+cargo run --locked -q -p loadtest -- charts --check results
+
 echo "==> architecture (the layers of docs/ARCHITECTURE.md: no cycle, core free of HTTP crates, engines side by side and unnamed by the chat, handlers apart; transport names in src/names.rs only)"
 cargo test --locked -p pushpoll --test architecture
 
