@@ -8,14 +8,19 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{Area, num};
+use super::{AXIS_TEXT, Area, TEXT, TITLE_TEXT, num, text_px};
 
 const CHART_SIZE: (u32, u32) = (900, 500);
-/// plotters divides font sizes by 1.24 in SVG; these are the sizes as passed to plotters.
-const TITLE_FONT: u32 = 24;
-const AXIS_DESC_FONT: u32 = 18;
-const LABEL_FONT: u32 = 16;
-const VALUE_FONT: u32 = 14;
+/// The x axis's labels and its description, below the axis: room for a label in two lines.
+const X_LABEL_AREA: u32 = 80;
+/// The y axis's labels, left of it.
+const Y_LABEL_AREA: u32 = 80;
+/// Left and right of the plot, besides the y labels.
+const MARGINS: u32 = 30;
+const MARGIN_TOP: u32 = 10;
+const MARGIN_BOTTOM: u32 = 5;
+/// A line of [`TEXT`], in pixels.
+const LINE_PX: f64 = 18.0;
 /// Width of one transport's slot on the x axis, in x units (x is an integer axis so plotters
 /// can format its labels; transport `i` is centred at `i * SLOT`).
 const SLOT: i32 = 1000;
@@ -47,7 +52,7 @@ impl Grouped<'_> {
     }
 
     fn draw(&self, root: &Area<'_>) -> Result<()> {
-        let body = root.titled(&self.title, ("sans-serif", TITLE_FONT))?;
+        let body = root.titled(&self.title, TITLE_TEXT)?;
 
         let values: Vec<Vec<f64>> = self
             .values
@@ -67,10 +72,14 @@ impl Grouped<'_> {
         } else {
             body
         };
+        let layout = Layout::of(self, &plot_area);
+        let labels = self.value_labels(&values, &layout);
+        // The share of the plot's height each label needs above its bar.
+        let share = |l: &Label| l.height_px / layout.plot_h;
 
         if self.log_y {
             // From the decade at or below the smallest bar to above the tallest, with room for
-            // its label; a chart of zeros still gets one decade.
+            // every label above its bar; a chart of zeros still gets one decade.
             let min = values
                 .iter()
                 .flatten()
@@ -82,59 +91,118 @@ impl Grouped<'_> {
             } else {
                 1.0
             };
-            let top = (max * 2.0).max(bottom * 10.0);
-            self.plot(&plot_area, &values, (bottom..top).log_scale(), bottom)
+            let room = labels
+                .iter()
+                .filter(|l| l.value > bottom)
+                .map(|l| {
+                    let f = share(l).min(0.9);
+                    10f64.powf((l.value.log10() - f * bottom.log10()) / (1.0 - f))
+                })
+                .fold(0.0, f64::max);
+            let top = (max * 2.0).max(bottom * 10.0).max(room);
+            self.plot(
+                &plot_area,
+                &layout,
+                &values,
+                &labels,
+                (bottom..top).log_scale(),
+                bottom,
+            )
         } else {
-            // Head room above the tallest bar for its value label.
-            let y_top = (max * 1.15).max(1.0);
-            self.plot(&plot_area, &values, 0.0..y_top, 0.0)
+            let room = labels
+                .iter()
+                .map(|l| l.value / (1.0 - share(l).min(0.9)))
+                .fold(0.0, f64::max);
+            let y_top = (max * 1.15).max(1.0).max(room);
+            self.plot(&plot_area, &layout, &values, &labels, 0.0..y_top, 0.0)
         }
     }
 
-    /// The axes, bars and value labels on a y axis `y` whose bars start at `base`.
-    fn plot<Y>(&self, plot_area: &Area<'_>, values: &[Vec<f64>], y: Y, base: f64) -> Result<()>
+    /// Each bar's value, or n/a where it has none: across the bar where it fits, else up it.
+    fn value_labels(&self, values: &[Vec<f64>], layout: &Layout) -> Vec<Label> {
+        let mut labels = Vec::new();
+        for (i, (vs, given)) in values.iter().zip(&self.values).enumerate() {
+            for (j, &v) in vs.iter().enumerate() {
+                let figure = given.get(j).is_some_and(|g| g.is_finite() && *g >= 0.0);
+                let text = if figure { num(v) } else { "n/a".to_owned() };
+                let width = text_px(&text, TEXT.1);
+                // A few pixels short of the bar's width, so neighbours' labels do not touch.
+                let across = width <= layout.bar_px - 2.0;
+                labels.push(Label {
+                    group: i,
+                    series: j,
+                    value: v,
+                    height_px: if across { LINE_PX } else { width } + 6.0,
+                    text,
+                    across,
+                });
+            }
+        }
+        labels
+    }
+
+    /// The axes, bars and labels on a y axis `y` whose bars start at `base`.
+    fn plot<Y>(
+        &self,
+        plot_area: &Area<'_>,
+        layout: &Layout,
+        values: &[Vec<f64>],
+        labels: &[Label],
+        y: Y,
+        base: f64,
+    ) -> Result<()>
     where
         Y: AsRangedCoord<Value = f64>,
         Y::CoordDescType: ValueFormatter<f64>,
     {
         let names = &self.groups;
-        // At least 3 slots wide, so one transport (a `run`, or the first of a `compare`) does
-        // not get bars as wide as the chart.
-        let slots = names.len().max(3);
-        let pad = (slots - names.len()) as i32 * SLOT / 2;
+        let pad = (layout.slots - names.len()) as i32 * SLOT / 2;
         let x_range = (-SLOT / 2 - pad..names.len() as i32 * SLOT - SLOT / 2 + pad)
             .with_key_points((0..names.len()).map(|i| i as i32 * SLOT).collect());
         let mut chart = ChartBuilder::on(plot_area)
-            .margin_top(10)
-            .margin_left(10)
-            .margin_right(20)
-            .margin_bottom(5)
-            .x_label_area_size(55)
-            .y_label_area_size(80)
+            .margin_top(MARGIN_TOP)
+            .margin_left(MARGINS / 3)
+            .margin_right(MARGINS - MARGINS / 3)
+            .margin_bottom(MARGIN_BOTTOM)
+            .x_label_area_size(X_LABEL_AREA)
+            .y_label_area_size(Y_LABEL_AREA)
             .build_cartesian_2d(x_range, y)?;
 
-        let x_label = |x: &i32| {
-            usize::try_from(x / SLOT)
-                .ok()
-                .filter(|_| x % SLOT == 0)
-                .and_then(|i| names.get(i))
-                .map_or_else(String::new, Clone::clone)
-        };
+        // The group names are drawn below (in two lines where one does not fit its slot);
+        // the mesh draws only their ticks.
         let y_label = |y: &f64| num(*y);
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_desc(self.x_desc)
             .y_desc(self.y_desc)
-            .x_label_formatter(&x_label)
+            .x_label_formatter(&|_| String::new())
             .y_label_formatter(&y_label)
             .y_labels(8)
             .y_max_light_lines(1)
-            .label_style(("sans-serif", LABEL_FONT))
-            .axis_desc_style(("sans-serif", AXIS_DESC_FONT))
+            .label_style(TEXT)
+            .axis_desc_style(AXIS_TEXT)
             .light_line_style(RGBColor(235, 235, 235))
             .bold_line_style(RGBColor(210, 210, 210))
             .draw()?;
+
+        let name_style = TextStyle::from(TEXT.into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+        let mut group_names = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let lines = match name.rsplit_once(' ') {
+                Some((head, tail)) if text_px(name, TEXT.1) > layout.slot_px - 8.0 => {
+                    vec![head, tail]
+                }
+                _ => vec![name.as_str()],
+            };
+            for (k, line) in lines.into_iter().enumerate() {
+                let dy = 8 + k as i32 * LINE_PX as i32;
+                group_names.push((i as i32 * SLOT, line.to_owned(), dy));
+            }
+        }
+        chart.draw_series(group_names.into_iter().map(|(x, text, dy)| {
+            EmptyElement::at((x, base)) + Text::new(text, (0, dy), name_style.clone())
+        }))?;
 
         let k = self.series.len() as i32;
         let bar_width = GROUP_WIDTH / k;
@@ -150,30 +218,60 @@ impl Grouped<'_> {
             }))?;
         }
 
-        // Value labels above the bars, when they fit across a bar.
-        let (px_range, _) = chart.plotting_area().get_pixel_range();
-        let bar_px = f64::from(px_range.end - px_range.start) / slots as f64 * f64::from(bar_width)
-            / f64::from(SLOT);
-        let value_style = TextStyle::from(("sans-serif", VALUE_FONT).into_font())
-            .color(&RGBColor(40, 40, 40))
+        let value_color = RGBColor(40, 40, 40);
+        let across = TextStyle::from(TEXT.into_font())
+            .color(&value_color)
             .pos(Pos::new(HPos::Center, VPos::Bottom));
-        let char_px = f64::from(VALUE_FONT) / 1.24 * 0.62;
-        let mut labels = Vec::new();
-        for (i, (vs, given)) in values.iter().zip(&self.values).enumerate() {
-            for (j, &v) in vs.iter().enumerate() {
-                let figure = given.get(j).is_some_and(|g| g.is_finite() && *g >= 0.0);
-                let text = if figure { num(v) } else { "n/a".to_owned() };
-                if text.chars().count() as f64 * char_px <= bar_px + 2.0 {
-                    let centre = bar_x0(i, j) + bar_width / 2;
-                    labels.push((centre, v.max(base), text));
-                }
-            }
-        }
-        chart.draw_series(labels.into_iter().map(|(x, y, text)| {
-            EmptyElement::at((x, y)) + Text::new(text, (0, -3), value_style.clone())
+        let up = TextStyle::from(TEXT.into_font().transform(FontTransform::Rotate270))
+            .color(&value_color)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        chart.draw_series(labels.iter().map(|l| {
+            let x = bar_x0(l.group, l.series) + bar_width / 2;
+            let style = if l.across { &across } else { &up };
+            EmptyElement::at((x, l.value.max(base)))
+                + Text::new(l.text.clone(), (0, -3), style.clone())
         }))?;
         Ok(())
     }
+}
+
+/// Where things fall on a chart of a given size, known before it is drawn.
+struct Layout {
+    /// Slots across the x axis: one per group, at least 3, so one transport (a `run`) does not
+    /// get bars as wide as the chart.
+    slots: usize,
+    slot_px: f64,
+    bar_px: f64,
+    /// The plot's height, between the margins and the x labels.
+    plot_h: f64,
+}
+
+impl Layout {
+    fn of(chart: &Grouped<'_>, plot_area: &Area<'_>) -> Layout {
+        let (w, h) = plot_area.dim_in_pixel();
+        let slots = chart.groups.len().max(3);
+        let slot_px = (f64::from(w) - f64::from(Y_LABEL_AREA + MARGINS)) / slots as f64;
+        let bar_width = GROUP_WIDTH / chart.series.len().max(1) as i32;
+        Layout {
+            slots,
+            slot_px,
+            bar_px: slot_px * f64::from(bar_width) / f64::from(SLOT),
+            plot_h: (f64::from(h) - f64::from(X_LABEL_AREA + MARGIN_TOP + MARGIN_BOTTOM)).max(1.0),
+        }
+    }
+}
+
+/// A bar's value label.
+struct Label {
+    group: usize,
+    series: usize,
+    /// The bar's height, where the label starts.
+    value: f64,
+    text: String,
+    /// Across the bar's top where it fits, else up from it.
+    across: bool,
+    /// The room it takes above the bar, in pixels.
+    height_px: f64,
 }
 
 /// A row of coloured squares and series names, centred under the title.
@@ -184,7 +282,7 @@ fn draw_legend<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let style = TextStyle::from(("sans-serif", LABEL_FONT).into_font())
+    let style = TextStyle::from(TEXT.into_font())
         .color(&BLACK)
         .pos(Pos::new(HPos::Left, VPos::Center));
     let (width, height) = area.dim_in_pixel();

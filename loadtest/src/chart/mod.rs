@@ -20,6 +20,24 @@ pub use bars::Grouped;
 /// What a chart draws on: the whole SVG document, or a panel of it.
 pub type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
+/// Text sizes as given to plotters, whose SVG backend writes each divided by 1.24: the
+/// smallest, [`TEXT`] (labels, values, legends), is 14.5 px in a chart shown at its own size,
+/// the least a projector's back row reads.
+pub const TEXT: (&str, u32) = ("sans-serif", 18);
+/// Axis descriptions and panel captions.
+pub const AXIS_TEXT: (&str, u32) = ("sans-serif", 20);
+pub const TITLE_TEXT: (&str, u32) = ("sans-serif", 24);
+
+/// The width of `text` at `size` (as given to plotters), estimated for placing labels: 0.6 em
+/// per letter or digit (sans-serif digits are 0.55–0.64 em wide), 0.3 em per other sign.
+pub fn text_px(text: &str, size: u32) -> f64 {
+    let em = f64::from(size) / 1.24;
+    text.chars()
+        .map(|c| if c.is_alphanumeric() { 0.6 } else { 0.3 })
+        .sum::<f64>()
+        * em
+}
+
 /// The series colours of charts whose series are not transports (percentiles, servers, runs
 /// with and without jitter): apart from each other for colour-blind readers too.
 pub const BLUE: RGBColor = RGBColor(66, 114, 196);
@@ -54,7 +72,10 @@ pub fn legend_box<'a, 'b: 'a, 'c, X: Ranged, Y: Ranged>(
     chart: &'c mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
 ) -> SeriesLabelStyle<'a, 'c, SVGBackend<'b>, Cartesian2d<X, Y>> {
     let mut style = chart.configure_series_labels();
-    style.background_style(WHITE.mix(0.8)).border_style(BLACK);
+    style
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(TEXT);
     style
 }
 

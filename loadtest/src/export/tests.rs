@@ -333,9 +333,9 @@ fn odd_values() -> Summary {
 
 /// Every output, for both fixed summaries, is byte for byte what the exporter wrote before
 /// it was split into one file per format (the snapshots under `snapshots/`, written by that
-/// exporter): results written before and after the split compare as they are. Except
-/// `latency.svg`, drawn on a log axis since, and the bars of `odd`, whose NaN and infinite
-/// values are labelled n/a rather than 0 (their snapshots rewritten with them).
+/// exporter): results written before and after the split compare as they are. The charts
+/// have changed on purpose since (latency on a log axis, n/a for a value that is not a
+/// figure, text of at least 14 px), each time with their snapshots rewritten.
 #[test]
 fn every_output_matches_its_snapshot_byte_for_byte() {
     macro_rules! snapshot {

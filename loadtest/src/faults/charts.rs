@@ -170,22 +170,27 @@ fn storm_chart(jitter: &Summary, plain: &Summary) -> Result<String> {
                 "Reconnect storm: requests per 10 ms after breaking all {} clients at once",
                 w.clients
             ),
-            ("sans-serif", 20),
+            chart::TITLE_TEXT,
         )?;
         let areas = panels.split_evenly((transports.len().max(1), 1));
         for (t, area) in transports.iter().zip(areas.iter()) {
             let (a, b) = (timeline(jitter, t), timeline(plain, t));
             let top = a.iter().chain(b.iter()).copied().max().unwrap_or(1).max(1) as f64 * 1.1;
             let mut chart = ChartBuilder::on(area)
-                .caption(t, ("sans-serif", 16))
+                .caption(t, chart::AXIS_TEXT)
                 .margin(8)
-                .x_label_area_size(30)
-                .y_label_area_size(60)
+                .margin_right(30)
+                .x_label_area_size(45)
+                .y_label_area_size(70)
                 .build_cartesian_2d(-before_ms..after_ms, 0f64..top)?;
             chart
                 .configure_mesh()
                 .x_desc("ms from the storm")
                 .y_desc("requests / 10 ms")
+                .x_label_formatter(&|x| chart::num(*x))
+                .y_label_formatter(&|y| chart::num(*y))
+                .label_style(chart::TEXT)
+                .axis_desc_style(chart::TEXT)
                 .draw()?;
             for (data, name, color) in [
                 (&b, "no jitter", chart::RED),

@@ -223,3 +223,22 @@ fn a_summary_from_before_bytes_up_were_counted_draws_them_as_not_measured() {
         "up and total are n/a"
     );
 }
+
+/// Every text of every committed chart, as its data draws it, is at least 14 px at the
+/// chart's own size: readable from a projector's back row.
+#[test]
+fn every_text_in_every_chart_is_at_least_14_px() {
+    let found = compare(&[committed("")]).unwrap();
+    assert!(found.drawn.len() > 100, "{} charts", found.drawn.len());
+    let mut small = Vec::new();
+    for chart in &found.drawn {
+        for size in chart.svg.split("font-size=\"").skip(1) {
+            let px: f64 = size.split('"').next().unwrap().parse().unwrap();
+            if px < 14.0 {
+                small.push(format!("{}: {px} px", chart.path.display()));
+            }
+        }
+    }
+    small.dedup();
+    assert!(small.is_empty(), "text under 14 px:\n{}", small.join("\n"));
+}

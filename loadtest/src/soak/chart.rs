@@ -25,7 +25,7 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
             summary.subscribers_per_group * 2,
             summary.chat_rate
         ),
-        ("sans-serif", 22),
+        chart::TITLE_TEXT,
     )?;
     let panels = root.split_evenly((3, 1));
     let samples = &summary.samples;
@@ -51,9 +51,7 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
             ))?
             .label(format!("warm-up RSS + {}%", f.tolerance_pct))
             .legend(chart::line_legend(RED, 3));
-        chart::legend_box(&mut chart)
-            .label_font(("sans-serif", 14))
-            .draw()?;
+        chart::legend_box(&mut chart).draw()?;
     }
 
     // Open connections: all TCP, and per transport.
@@ -87,9 +85,7 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
             .label(t.as_str())
             .legend(chart::line_legend(color, 3));
     }
-    chart::legend_box(&mut chart)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    chart::legend_box(&mut chart).draw()?;
 
     // Chat delivery p99 per window, ms, on a log scale: short polling's ~1 s (its interval)
     // and the push transports' few ms both stay readable.
@@ -118,9 +114,7 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
             .label(t.as_str())
             .legend(chart::line_legend(color, 3));
     }
-    chart::legend_box(&mut chart)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    chart::legend_box(&mut chart).draw()?;
     Ok(())
 }
 
@@ -136,15 +130,20 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 18))
+        .caption(caption, chart::AXIS_TEXT)
         .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
+        // Room for the last minute's label, centred on the plot's right edge.
+        .margin_right(25)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
         .build_cartesian_2d(0.0..x_max, y)?;
     chart
         .configure_mesh()
         .x_desc("minutes")
-        .label_style(("sans-serif", 14))
+        .x_label_formatter(&|x| chart::num(*x))
+        .y_label_formatter(&|y| chart::num(*y))
+        .label_style(chart::TEXT)
+        .axis_desc_style(chart::TEXT)
         .draw()?;
     Ok(chart)
 }
