@@ -105,6 +105,17 @@ fn a_small_compare_measures_every_transport_and_writes_its_files() {
         );
     }
     assert!(stdout.contains("longpoll"), "the terminal table: {stdout}");
+    // The charts the run drew are what `loadtest charts` draws from its summary.json.
+    let check = loadtest()
+        .args(["charts", "--check"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "the run's charts differ from a redraw:\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -130,6 +141,10 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
     fails_with(&["compare", "--duration", "a while"], "--duration");
     fails_with(&["compare", "--url", "http://127.0.0.1:1"], "cannot reach");
     fails_with(&["compare", "--url", "http://10.1.2.3:80"], "loopback");
+    fails_with(
+        &["charts", "--check", "/nonexistent/results"],
+        "is not a directory of results",
+    );
 }
 
 #[test]

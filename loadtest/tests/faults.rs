@@ -14,6 +14,13 @@ fn run(transport: &str, name: &str, faults: &[&str]) -> serde_json::Value {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&out);
+    let result = run_into(&out, transport, faults);
+    let _ = std::fs::remove_dir_all(&out);
+    result
+}
+
+/// [`run`], with its files left in `out`.
+fn run_into(out: &std::path::Path, transport: &str, faults: &[&str]) -> serde_json::Value {
     let summary = summary_of(
         loadtest()
             .args(["run", "--transport", transport, "--clients", "20"])
@@ -21,11 +28,38 @@ fn run(transport: &str, name: &str, faults: &[&str]) -> serde_json::Value {
             .args(["--poll-interval", "500ms"])
             .args(faults)
             .arg("--out")
-            .arg(&out),
-        &out,
+            .arg(out),
+        out,
     );
-    let _ = std::fs::remove_dir_all(&out);
     summary["results"][0].clone()
+}
+
+/// `loadtest charts` draws a churn run's `recovery.svg` into the directory above it, as
+/// `scripts/bench-faults.sh` lays them out, and then checks it and the run's own charts.
+#[test]
+fn charts_draws_the_recovery_chart_of_a_churn_run_beside_it() {
+    let dir = std::env::temp_dir().join(format!("loadtest-faults-charts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    run_into(&dir.join("run"), "sse", &["--churn", "0.2"]);
+    for check in [false, true] {
+        let mut charts = loadtest();
+        charts.arg("charts");
+        if check {
+            charts.arg("--check");
+        }
+        let output = charts.arg(&dir).output().unwrap();
+        assert!(
+            output.status.success(),
+            "check {check}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let svg = std::fs::read_to_string(dir.join("recovery.svg")).unwrap();
+    assert!(
+        svg.contains("Time to recover from a break") && svg.contains(">\nsse\n<"),
+        "{svg}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Small churn (`churn` of the clients per second, 2 s of breaks): the chat loses nothing,
