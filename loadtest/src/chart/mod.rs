@@ -43,6 +43,8 @@ pub fn text_px(text: &str, size: u32) -> f64 {
 pub const BLUE: RGBColor = RGBColor(66, 114, 196);
 pub const AMBER: RGBColor = RGBColor(237, 162, 47);
 pub const RED: RGBColor = RGBColor(196, 61, 61);
+/// A total beside transports' lines: apart from every transport's colour, black included.
+pub const GREY: RGBColor = RGBColor(150, 150, 150);
 
 /// A transport's colour: the one palette the pages draw with too ([`Transport::color`]).
 pub fn transport(t: Transport) -> RGBColor {

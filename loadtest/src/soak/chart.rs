@@ -60,10 +60,10 @@ fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
     chart
         .draw_series(LineSeries::new(
             samples.iter().map(|s| (minutes(s), s.open as f64)),
-            BLACK.stroke_width(2),
+            chart::GREY.stroke_width(2),
         ))?
         .label("TCP (all)")
-        .legend(chart::line_legend(BLACK, 3));
+        .legend(chart::line_legend(chart::GREY, 3));
     // The transports the soak measured: one it did not run has no line, rather than one at 0.
     let measured = |t: &Transport| {
         samples
