@@ -1,4 +1,4 @@
-//! The names of things on the wire: the six transports and the three feeds. This is the one
+//! The names of things on the wire: the seven transports and the three feeds. This is the one
 //! place their spellings live in non-test Rust (URLs, flags, statistics keys, the load
 //! tester's `--transport`); everything else uses these enums and their `Display`/`FromStr`.
 //! A leaf module: it imports nothing of this crate.
@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The six ways of delivering a feed.
+/// The seven ways of delivering a feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Transport {
     #[value(name = "poll")]
@@ -21,6 +21,8 @@ pub enum Transport {
     Sse = 4,
     #[value(name = "ws")]
     Ws = 5,
+    #[value(name = "webtransport")]
+    WebTransport = 6,
 }
 
 impl Transport {
@@ -29,13 +31,14 @@ impl Transport {
     /// `fetch()` streaming (a script reads the body as it arrives, as the iframe's document
     /// does), then Server-Sent Events (the same, with the browser doing the reading and the
     /// resume); the fallback order (`static/fallback.js`) is this list backwards.
-    pub const ALL: [Transport; 6] = [
+    pub const ALL: [Transport; 7] = [
         Transport::Poll,
         Transport::LongPoll,
         Transport::Iframe,
         Transport::Fetch,
         Transport::Sse,
         Transport::Ws,
+        Transport::WebTransport,
     ];
 
     /// Every transport's name, in [`Transport::ALL`]'s order: for code that wants the names
@@ -60,6 +63,7 @@ impl Transport {
             Transport::Fetch => "fetch",
             Transport::Sse => "sse",
             Transport::Ws => "ws",
+            Transport::WebTransport => "webtransport",
         }
     }
 
@@ -72,6 +76,7 @@ impl Transport {
             Transport::Fetch => "Fetch streaming",
             Transport::Sse => "Server-Sent Events",
             Transport::Ws => "WebSocket",
+            Transport::WebTransport => "WebTransport",
         }
     }
 
@@ -84,6 +89,7 @@ impl Transport {
             Transport::Fetch => "#2e933c",
             Transport::Sse => "#00798c",
             Transport::Ws => "#30638e",
+            Transport::WebTransport => "#6b4e16",
         }
     }
 
@@ -97,6 +103,7 @@ impl Transport {
             Transport::Fetch => "fetch streaming",
             Transport::Sse => "Server-Sent Events",
             Transport::Ws => "WebSocket",
+            Transport::WebTransport => "WebTransport",
         }
     }
 }

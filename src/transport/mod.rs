@@ -40,6 +40,7 @@ pub fn route(transport: Transport) -> MethodRouter<AppState> {
         Transport::Fetch => get(fetch::handler).post(fetch::subscribe),
         Transport::Sse => get(sse::handler),
         Transport::Ws => get(ws::handler),
+        Transport::WebTransport => get(webtransport::over_tcp),
     }
 }
 
@@ -74,7 +75,11 @@ pub async fn open(
     };
     let hold = match transport {
         Transport::Poll | Transport::LongPoll => Hold::Poll,
-        Transport::Iframe | Transport::Fetch | Transport::Sse | Transport::Ws => Hold::Push,
+        Transport::Iframe
+        | Transport::Fetch
+        | Transport::Sse
+        | Transport::Ws
+        | Transport::WebTransport => Hold::Push,
     };
     open_held(app, feed, cursor, start, hold, params, headers, kill).await
 }

@@ -70,6 +70,15 @@ pub mod close {
     pub const STREAM_GONE: u32 = 5;
 }
 
+/// `GET /webtransport/FEED` over TCP: a WebTransport session is HTTP/3 on UDP, so this
+/// route only says where to go.
+pub async fn over_tcp(State(app): State<AppState>) -> ApiError {
+    let _ = &app;
+    ApiError::NotFound(
+        "WebTransport sessions are HTTP/3 over UDP at this port number: GET /api/webtransport says where and with which certificate hashes".to_string(),
+    )
+}
+
 /// `GET /api/webtransport`: where the WebTransport endpoint is and the certificate hashes a
 /// page passes to `new WebTransport(url, { serverCertificateHashes })` as they are. `404`
 /// with `--no-webtransport`.

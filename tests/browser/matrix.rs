@@ -62,13 +62,14 @@ async fn a_message_shows_in_every_lane(page: &Page<'_>) {
 /// A colour per sending lane, each channel 0 or 255 so that the line's middle is exactly it.
 /// Every such colour but black and white (the canvas and its ink); a lane takes the one at
 /// its index, so a seventh transport is a compile error here.
-const COLORS: [(&str, [u8; 3]); 6] = [
+const COLORS: [(&str, [u8; 3]); 7] = [
     ("#ff0000", [255, 0, 0]),
     ("#00ff00", [0, 255, 0]),
     ("#0000ff", [0, 0, 255]),
     ("#ff00ff", [255, 0, 255]),
     ("#00ffff", [0, 255, 255]),
     ("#ffff00", [255, 255, 0]),
+    ("#ff8000", [255, 128, 0]),
 ];
 const _: () = assert!(
     Transport::ALL.len() <= COLORS.len(),

@@ -686,6 +686,9 @@ impl Subscriber {
                 Subscriber::Lines(stream)
             }
             Transport::Ws => Subscriber::Socket(app.ws(&path, cookie).await),
+            Transport::WebTransport => {
+                panic!("the API tests cannot subscribe over WebTransport yet")
+            }
         }
     }
 
