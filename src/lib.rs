@@ -198,6 +198,7 @@ async fn start_webtransport(state: &AppState) -> anyhow::Result<net::quic::Quic>
         config.addr,
         source,
         bounds,
+        config.webtransport_ticket_ttl,
         state.shutdown_token(),
         state.tracker(),
     )

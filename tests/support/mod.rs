@@ -21,6 +21,9 @@ pub mod redis;
 /// Two network namespaces joined by a veth pair: a LAN a test makes for itself.
 pub mod netns;
 
+/// A WebTransport client pinned to the server's published certificate hashes.
+pub mod quic;
+
 /// A server running in this process on a free loopback port.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -608,7 +611,7 @@ impl TestApp {
     }
 }
 
-/// A subscriber on any of the six transports, read one event at a time. Polling
+/// A subscriber on any of the seven transports, read one event at a time. Polling
 /// transports re-ask with their cursor, as a real client does.
 pub enum Subscriber {
     Poll {
@@ -627,6 +630,8 @@ pub enum Subscriber {
     /// The `fetch` stream: one event per line.
     Lines(Streaming),
     Socket(Ws),
+    /// A WebTransport session: NDJSON lines on the server's stream.
+    Quic(Box<quic::Session>),
 }
 
 impl Subscriber {
@@ -686,9 +691,9 @@ impl Subscriber {
                 Subscriber::Lines(stream)
             }
             Transport::Ws => Subscriber::Socket(app.ws(&path, cookie).await),
-            Transport::WebTransport => {
-                panic!("the API tests cannot subscribe over WebTransport yet")
-            }
+            Transport::WebTransport => Subscriber::Quic(Box::new(
+                quic::Session::open(app, feed_and_query, cookie).await,
+            )),
         }
     }
 
@@ -766,6 +771,14 @@ impl Subscriber {
                         .await
                         .ok()
                         .flatten();
+                }
+                Subscriber::Quic(session) => {
+                    let value = session.next_line(left).await?;
+                    if value.get("heartbeat").is_some() {
+                        continue;
+                    }
+                    assert_ne!(value["type"], "error", "unexpected error event {value}");
+                    return Some(serde_json::from_value(value).unwrap());
                 }
                 Subscriber::Socket(ws) => {
                     use tokio_tungstenite::tungstenite::Message;
