@@ -23,6 +23,7 @@ use crate::http::{MAX_BODY_BYTES, MAX_ROOMS};
 pub use crate::names::{FeedName, Transport};
 pub use crate::net::listener::MAX_H2_STREAMS;
 use crate::net::listener::liveness;
+use crate::net::tickets;
 
 /// The event kinds (`type` values, SSE `event:` names) a subscriber of `feed` can receive.
 /// Every feed can get a `gap`; the match makes a new feed name its kinds.
@@ -227,7 +228,8 @@ fn spaced_duration(default: &str) -> String {
 /// The text a `<!--fact:NAME-->` marker stands for, or `None` for a name that is none.
 /// Names: `transports`, `transport-count` (`six`), `transport-names` (each transport's name
 /// in a sentence, `… and WebSocket`), `feeds` (`clock, chat or draw`), `event-kinds:FEED`,
-/// `h2-max-streams`, `draw-kept` and `draw-live` (strokes kept; the live ring), `default:FLAG` (a server flag's default, `10 s` for durations;
+/// `h2-max-streams`, `draw-kept` and `draw-live` (strokes kept; the live ring),
+/// `webtransport-tickets-per-session` and `webtransport-tickets-total` (`crate::net::tickets`), `default:FLAG` (a server flag's default, `10 s` for durations;
 /// for a default derived at start, how: [`derived_default`]).
 pub fn text(name: &str) -> Option<String> {
     if let Some(feed) = name.strip_prefix("event-kinds:") {
@@ -247,6 +249,8 @@ pub fn text(name: &str) -> Option<String> {
         "silence-factor" => liveness::SILENCE_FACTOR.to_string(),
         "draw-kept" => thousands(draw::WINDOW),
         "draw-live" => thousands(draw::LAG),
+        "webtransport-tickets-per-session" => tickets::PER_OWNER.to_string(),
+        "webtransport-tickets-total" => thousands(tickets::MAX_TICKETS),
         _ => return None,
     })
 }
