@@ -97,6 +97,17 @@ fn exports() -> Vec<(&'static str, Value)> {
                 .collect::<serde_json::Map<_, _>>()
                 .into(),
         ),
+        // The transports whose page sends upstream on their own connection.
+        (
+            "TWO_WAY",
+            names(
+                &Transport::ALL
+                    .into_iter()
+                    .filter(|t| t.two_way())
+                    .map(Transport::as_str)
+                    .collect::<Vec<_>>(),
+            ),
+        ),
         (
             "TRANSPORT_COLORS",
             Transport::ALL

@@ -30,7 +30,10 @@ impl Transport {
     /// The streamed responses go from the oldest to the standard one: the hidden iframe,
     /// `fetch()` streaming (a script reads the body as it arrives, as the iframe's document
     /// does), then Server-Sent Events (the same, with the browser doing the reading and the
-    /// resume); the fallback order (`static/fallback.js`) is this list backwards.
+    /// resume); then the two-way ones, the WebSocket on TCP and WebTransport on UDP (HTTP/3),
+    /// the newest. The fallback order (`static/fallback.js`) is this list backwards, the
+    /// iframe left out: WebTransport first, with a deadline, since UDP is blocked on many
+    /// networks and an engine may lack it (WebKitGTK), so a page must be able to step down.
     pub const ALL: [Transport; 7] = [
         Transport::Poll,
         Transport::LongPoll,
@@ -90,6 +93,20 @@ impl Transport {
             Transport::Sse => "#00798c",
             Transport::Ws => "#30638e",
             Transport::WebTransport => "#6b4e16",
+        }
+    }
+
+    /// Whether the page sends upstream on the transport's own connection (chat commands,
+    /// strokes): a WebSocket's frames, a WebTransport bidirectional stream's lines. The others
+    /// send with `POST /api/chat/messages` and `POST /api/draw`.
+    pub const fn two_way(self) -> bool {
+        match self {
+            Transport::Poll
+            | Transport::LongPoll
+            | Transport::Iframe
+            | Transport::Fetch
+            | Transport::Sse => false,
+            Transport::Ws | Transport::WebTransport => true,
         }
     }
 

@@ -102,8 +102,8 @@ export function createSession(chat) {
       status.show(`You are already signed in as ${me}.`);
       return;
     }
-    if (me && chat.isWs) {
-      // Over WebSocket a rename is a frame; the `rename` event that comes back confirms it.
+    if (me && chat.twoWay) {
+      // Over WebSocket (or WebTransport) a rename is a frame (a line); the `rename` event that comes back confirms it.
       status.show(`Renaming to ${nick}…`);
       renaming = nick;
       chat.subscription.send(command.nick(nick));
