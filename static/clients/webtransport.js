@@ -19,7 +19,7 @@
 // up (and a page with a fallback moves on, static/fallback.js).
 
 import { Backoff, Silence, heartbeatOf, nowMicros } from '/static/clients/common.js';
-import { utf8Length } from '/static/util.js';
+import { mayHaveSession, utf8Length } from '/static/util.js';
 
 /** How long the QUIC handshake and the CONNECT request may take before the page gives up
  * on this attempt: on a network that drops UDP nothing ever answers. */
@@ -124,7 +124,7 @@ export function webtransportClient(ctx, options = {}) {
 
   /** The chat's ticket, when this page is signed in; null otherwise (an anonymous reader). */
   async function ticket() {
-    if (ctx.feed !== 'chat' || ctx.origin !== location.origin) return null;
+    if (ctx.feed !== 'chat' || ctx.origin !== location.origin || !mayHaveSession()) return null;
     const response = await fetch('/api/webtransport/ticket', { method: 'POST', cache: 'no-store' });
     if (response.status === 401) return null;
     if (!response.ok) throw new Error(`POST /api/webtransport/ticket answered ${response.status}`);
@@ -185,7 +185,7 @@ export function webtransportClient(ctx, options = {}) {
         quicRttMs: s.smoothedRtt ?? null,
       });
     } catch (err) {
-      ctx.detail({ quicStats: `getStats() failed (${err.message})` });
+      ctx.detail({ quicStats: `getStats() rejected (${err.name}${err.message ? `: ${err.message}` : ''})` });
     }
   }
 

@@ -29,6 +29,7 @@ mod proxy;
 mod record;
 mod skew;
 mod webdriver;
+mod webtransport;
 mod wire;
 
 /// Runs the test function `NAME(engine: Engine)` in each engine: a module `NAME` with one
@@ -238,7 +239,8 @@ async fn the_demo_page_runs_the_clock_over(engine: Engine, transport: &str) {
         if name == transport {
             assert!(figures.requests >= 1, "{name}: {figures:?}");
             assert!(figures.events_sent >= 2, "{name}: {figures:?}");
-            if ["iframe", "fetch", "sse", "ws", "longpoll"].contains(&name.as_str()) {
+            if ["iframe", "fetch", "sse", "ws", "longpoll", "webtransport"].contains(&name.as_str())
+            {
                 // The clock's, the chat's and the canvas's subscriptions (a long poll may
                 // be between asks).
                 assert!(
