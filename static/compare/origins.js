@@ -93,7 +93,7 @@ export function describeOrigins(note, layoutLink) {
 /** Says what the lanes show (clocks or the shared canvas), and links to the other. */
 export function describeLaneFeed(note, lanesLink) {
   if (LANE_FEED === 'draw') {
-    note.textContent = 'Each lane shows the shared canvas as its transport delivers it, instead of the clock. Draw in a lane: the stroke is sent over that lane\'s transport (WebSocket: a frame on its draw socket; WebTransport: a line on its session's own stream; the others: POST /api/draw), and appears in every lane, in the panel below and on every other open page. The pen\'s colour and width are set in the panel below. ';
+    note.textContent = 'Each lane shows the shared canvas as its transport delivers it, instead of the clock. Draw in a lane: the stroke is sent over that lane\'s transport (WebSocket: a frame on its draw socket; WebTransport: a line on its session\'s own stream; the others: POST /api/draw), and appears in every lane, in the panel below and on every other open page. The pen\'s colour and width are set in the panel below. ';
     lanesLink.textContent = 'Back to the clocks';
     lanesLink.href = withParam('lanes', null);
     note.append(lanesLink);
