@@ -100,15 +100,7 @@ async fn clock_ticks_arrive_as_ndjson_on_a_server_opened_stream_after_a_heartbea
         "{stats:?}"
     );
     assert_eq!(stats.datagrams_sent, 0, "{stats:?}");
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("pushpoll_webtransport_sessions_open 1\n"),
         "{metrics}"
@@ -480,15 +472,7 @@ async fn a_session_has_its_row_in_the_transports_figures_and_metrics() {
     assert_eq!((row.requests, row.open), (1, 1), "{row:?}");
     assert!(row.events_sent >= 3 && row.bytes_sent > 0, "{row:?}");
     assert_eq!(row.bytes_sent, stats.webtransport.bytes_sent, "{stats:?}");
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("pushpoll_open_connections{transport=\"webtransport\"} 1\n"),
         "{metrics}"

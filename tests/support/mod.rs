@@ -219,6 +219,13 @@ impl TestApp {
         (events, body["next"].as_u64().expect("next"))
     }
 
+    /// `GET /metrics`'s text (the tests are on loopback: the operator's).
+    pub async fn metrics(&self) -> String {
+        let res = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
+    }
+
     pub async fn stats(&self) -> Snapshot {
         self.http
             .get(self.url("/api/stats"))
