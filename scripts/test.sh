@@ -74,7 +74,7 @@ cargo test --locked -p pushpoll --test api -- --test-threads 8
 echo "==> the chat's tests again, against the Redis engine (--redis, one redis-server, a key prefix per server)"
 # Every module whose servers (spawn_app) use the chat: its rules, replay through the engine's
 # backlog, the kill switch on chat streams, rooms, login budgets behind a proxy, the operator's
-# view of cookies and whispers. Tests of one engine by nature (durability, retention, secrets:
+# view of cookies and whispers, WebTransport's chat sessions carried by tickets. Tests of one engine by nature (durability, retention, secrets:
 # the SQLite file) start their servers on a file and stay on SQLite here.
 redis_dir=$(mktemp -d)
 redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -84,7 +84,7 @@ trap 'kill "$(cat "$redis_dir/redis.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$red
 for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 PUSHPOLL_TEST_REDIS="redis://127.0.0.1:$redis_port" \
     cargo test --locked -p pushpoll --test api -- --test-threads 4 \
-    chat backlog:: diagnostics:: input_edges:: lan:: operator::
+    chat backlog:: diagnostics:: input_edges:: lan:: operator:: webtransport::
 
 echo "==> property tests (the parsers we wrote: cursors, rooms, tags, nicks, durations)"
 cargo test --locked -p pushpoll --test props

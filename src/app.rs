@@ -41,6 +41,10 @@ pub fn app(state: AppState) -> Router {
         .route("/results/{*path}", get(results::raw))
         .route("/api/stats", get(stats::json))
         .route("/api/webtransport", get(transport::webtransport::info))
+        .route(
+            "/api/webtransport/ticket",
+            post(transport::webtransport::ticket),
+        )
         .route("/api/stats/stream", get(stats::stream))
         // The operator's only (loopback or its token); `/api/stats` and the diagnostics
         // decide per caller what they answer (`crate::operator`).

@@ -126,6 +126,12 @@ pub struct Config {
           default_value = crate::net::quic::DEFAULT_ROTATE, value_parser = parse_duration)]
     pub webtransport_rotate: Duration,
 
+    /// How long a WebTransport session ticket (`POST /api/webtransport/ticket`) may wait to
+    /// be redeemed (hidden: the tests make it short).
+    #[arg(long, env = "PUSHPOLL_WEBTRANSPORT_TICKET_TTL", hide = true,
+          default_value = crate::net::tickets::DEFAULT_TTL, value_parser = parse_duration)]
+    pub webtransport_ticket_ttl: Duration,
+
     /// Connections one peer address may hold at once; past it that peer gets 503 and others
     /// are still served. Default: a quarter of --max-connections.
     #[arg(long, env = "PUSHPOLL_MAX_CONNECTIONS_PER_PEER",

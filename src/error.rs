@@ -157,7 +157,7 @@ impl ApiError {
     /// WebSocket `error` event carries (`bad_frame`, `unknown_type`, `read_only`). The pages
     /// get this list as `ERROR_CODES` (`src/facts.rs`); `tests/facts.rs` checks docs/API.md
     /// names each one.
-    pub const CODES: [&'static str; 32] = [
+    pub const CODES: [&'static str; 34] = [
         "not_found",
         "unknown_feed",
         "bad_request",
@@ -168,6 +168,8 @@ impl ApiError {
         "invalid_text",
         "invalid_tag",
         "invalid_stroke",
+        "invalid_ticket",
+        "invalid_datagrams",
         "too_large",
         "body_timeout",
         "unauthorized",

@@ -23,6 +23,7 @@ use crate::http::{MAX_BODY_BYTES, MAX_ROOMS};
 pub use crate::names::{FeedName, Transport};
 pub use crate::net::listener::MAX_H2_STREAMS;
 use crate::net::listener::liveness;
+use crate::net::tickets;
 
 /// The event kinds (`type` values, SSE `event:` names) a subscriber of `feed` can receive.
 /// Every feed can get a `gap`; the match makes a new feed name its kinds.
@@ -95,6 +96,17 @@ fn exports() -> Vec<(&'static str, Value)> {
                 })
                 .collect::<serde_json::Map<_, _>>()
                 .into(),
+        ),
+        // The transports whose page sends upstream on their own connection.
+        (
+            "TWO_WAY",
+            names(
+                &Transport::ALL
+                    .into_iter()
+                    .filter(|t| t.two_way())
+                    .map(Transport::as_str)
+                    .collect::<Vec<_>>(),
+            ),
         ),
         (
             "TRANSPORT_COLORS",
@@ -227,7 +239,8 @@ fn spaced_duration(default: &str) -> String {
 /// The text a `<!--fact:NAME-->` marker stands for, or `None` for a name that is none.
 /// Names: `transports`, `transport-count` (`six`), `transport-names` (each transport's name
 /// in a sentence, `… and WebSocket`), `feeds` (`clock, chat or draw`), `event-kinds:FEED`,
-/// `h2-max-streams`, `draw-kept` and `draw-live` (strokes kept; the live ring), `default:FLAG` (a server flag's default, `10 s` for durations;
+/// `h2-max-streams`, `draw-kept` and `draw-live` (strokes kept; the live ring),
+/// `webtransport-tickets-per-session` and `webtransport-tickets-total` (`crate::net::tickets`), `default:FLAG` (a server flag's default, `10 s` for durations;
 /// for a default derived at start, how: [`derived_default`]).
 pub fn text(name: &str) -> Option<String> {
     if let Some(feed) = name.strip_prefix("event-kinds:") {
@@ -247,6 +260,8 @@ pub fn text(name: &str) -> Option<String> {
         "silence-factor" => liveness::SILENCE_FACTOR.to_string(),
         "draw-kept" => thousands(draw::WINDOW),
         "draw-live" => thousands(draw::LAG),
+        "webtransport-tickets-per-session" => tickets::PER_OWNER.to_string(),
+        "webtransport-tickets-total" => thousands(tickets::MAX_TICKETS),
         _ => return None,
     })
 }

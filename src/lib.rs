@@ -1,6 +1,7 @@
-//! pushpoll: a live clock and a chat room delivered over five web push transports — short polling, long
-//! polling, a hidden streaming iframe, Server-Sent Events and WebSocket — with demo pages
-//! that show what each one costs while it runs.
+//! pushpoll: a live clock, a chat room and a shared canvas delivered over the web push
+//! transports of [`names::Transport::ALL`] (short polling, long polling, a hidden streaming
+//! iframe, `fetch()` streaming, Server-Sent Events, WebSocket and WebTransport over HTTP/3),
+//! with demo pages that show what each one costs while it runs.
 //!
 //! # Layout
 //!
@@ -47,7 +48,8 @@
 //!   share, served as `/static/facts.js` and filled into `<!--fact:…-->` markers.
 //! - **Handlers**, which import the layers below but never each other: `chat_api` (the chat's
 //!   HTTP API), [`transport`] (one file per transport, each a thin adapter answering "events
-//!   after cursor X", and `transport::webtransport`, WebTransport's sessions over QUIC), [`diag`] (the tagged requests' wire record and kill switch), `draw`
+//!   after cursor X"; `transport::webtransport` takes its sessions from the QUIC endpoint),
+//!   [`diag`] (the tagged requests' wire record and kill switch), `draw`
 //!   (`POST /api/draw`), `assets` (the embedded pages), `results` (the measured results,
 //!   served).
 //! - **Router**: `app`, which routes paths to handlers; nothing imports it but [`run`].
@@ -198,6 +200,7 @@ async fn start_webtransport(state: &AppState) -> anyhow::Result<net::quic::Quic>
         config.addr,
         source,
         bounds,
+        config.webtransport_ticket_ttl,
         state.shutdown_token(),
         state.tracker(),
     )

@@ -1,4 +1,4 @@
-//! The names of things on the wire: the six transports and the three feeds. This is the one
+//! The names of things on the wire: the seven transports and the three feeds. This is the one
 //! place their spellings live in non-test Rust (URLs, flags, statistics keys, the load
 //! tester's `--transport`); everything else uses these enums and their `Display`/`FromStr`.
 //! A leaf module: it imports nothing of this crate.
@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The six ways of delivering a feed.
+/// The seven ways of delivering a feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Transport {
     #[value(name = "poll")]
@@ -21,6 +21,8 @@ pub enum Transport {
     Sse = 4,
     #[value(name = "ws")]
     Ws = 5,
+    #[value(name = "webtransport")]
+    WebTransport = 6,
 }
 
 impl Transport {
@@ -28,14 +30,18 @@ impl Transport {
     /// The streamed responses go from the oldest to the standard one: the hidden iframe,
     /// `fetch()` streaming (a script reads the body as it arrives, as the iframe's document
     /// does), then Server-Sent Events (the same, with the browser doing the reading and the
-    /// resume); the fallback order (`static/fallback.js`) is this list backwards.
-    pub const ALL: [Transport; 6] = [
+    /// resume); then the two-way ones, the WebSocket on TCP and WebTransport on UDP (HTTP/3),
+    /// the newest. The fallback order (`static/fallback.js`) is this list backwards, the
+    /// iframe left out: WebTransport first, with a deadline, since UDP is blocked on many
+    /// networks and an engine may lack it (WebKitGTK), so a page must be able to step down.
+    pub const ALL: [Transport; 7] = [
         Transport::Poll,
         Transport::LongPoll,
         Transport::Iframe,
         Transport::Fetch,
         Transport::Sse,
         Transport::Ws,
+        Transport::WebTransport,
     ];
 
     /// Every transport's name, in [`Transport::ALL`]'s order: for code that wants the names
@@ -60,6 +66,7 @@ impl Transport {
             Transport::Fetch => "fetch",
             Transport::Sse => "sse",
             Transport::Ws => "ws",
+            Transport::WebTransport => "webtransport",
         }
     }
 
@@ -72,6 +79,7 @@ impl Transport {
             Transport::Fetch => "Fetch streaming",
             Transport::Sse => "Server-Sent Events",
             Transport::Ws => "WebSocket",
+            Transport::WebTransport => "WebTransport",
         }
     }
 
@@ -79,8 +87,7 @@ impl Transport {
     /// through facts.js) and in the load tester's charts ([`Transport::rgb`]). The palette is
     /// Okabe and Ito's (Color Universal Design, 2008), made for slides that colour-blind
     /// readers can follow, without its yellow, which a projector washes out on white; the
-    /// test below holds every colour to that (the seventh, if another transport comes,
-    /// would be its black, `#000000`).
+    /// test below holds every colour to that (WebTransport, the seventh, takes its black).
     pub const fn color(self) -> &'static str {
         match self {
             Transport::Poll => "#d55e00",
@@ -89,6 +96,7 @@ impl Transport {
             Transport::Fetch => "#009e73",
             Transport::Sse => "#56b4e9",
             Transport::Ws => "#0072b2",
+            Transport::WebTransport => "#000000",
         }
     }
 
@@ -113,6 +121,7 @@ impl Transport {
             Transport::Fetch => "fetch streaming",
             Transport::Sse => "Server-Sent Events",
             Transport::Ws => "WebSocket",
+            Transport::WebTransport => "WebTransport",
         }
     }
 }

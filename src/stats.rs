@@ -3,7 +3,7 @@
 //! Served as JSON at `/api/stats` (and as a stream at `/api/stats/stream`) and in the
 //! Prometheus text format at `/metrics`, by the handlers at the end of this file.
 //!
-//! Only the five transports' handlers count; `/api/stats`, `/metrics`, `/healthz` and the
+//! Only the transports' handlers (and WebTransport's sessions) count; `/api/stats`, `/metrics`, `/healthz` and the
 //! pages do not, so a client watching the figures does not move them.
 //!
 //! The figures are the operator's (`crate::operator`): `/metrics` answers only the operator,
@@ -34,8 +34,8 @@ pub struct Stats {
     tcp_rejected_peer: AtomicU64,
     send_timeouts: AtomicU64,
     max_connections: u64,
-    /// WebTransport sessions: their own section, not a [`Transport`] (not yet one of
-    /// [`Transport::ALL`]; see docs/API.md, WebTransport).
+    /// WebTransport's extra detail (datagrams, QUIC's refusals and cuts), beside its row
+    /// in `transports` (see docs/API.md, WebTransport).
     pub webtransport: WebTransportCounters,
 }
 
@@ -184,9 +184,10 @@ pub struct Snapshot {
     pub uptime_s: f64,
     pub process: Process,
     pub connections: Connections,
-    /// Keyed `poll`, `longpoll`, `iframe`, `sse`, `ws`.
+    /// Keyed by [`Transport::as_str`], one entry per [`Transport::ALL`].
     pub transports: BTreeMap<String, TransportFigures>,
-    /// WebTransport's sessions, apart from `transports` until it is one of them.
+    /// WebTransport's extra detail beside its row in `transports`: sessions accepted,
+    /// datagrams sent.
     #[serde(default)]
     pub webtransport: WebTransportFigures,
     #[serde(default)]

@@ -20,6 +20,7 @@
 // Everything received is rendered with textContent (and attribute values via dataset/title):
 // no received string is ever parsed as HTML.
 
+import { TWO_WAY } from '/static/facts.js';
 import { $ } from '/static/util.js';
 import { createComposer } from '/static/chat/composer.js';
 import { createHistory } from '/static/chat/history.js';
@@ -86,7 +87,8 @@ export function createChat(root, { transport, panel, interval, params = {}, orig
   const chat = {
     root,
     ui,
-    isWs: transport === 'ws',
+    // Commands go on the transport's own connection (WebSocket frames, WebTransport lines).
+    twoWay: TWO_WAY.includes(transport),
     status: statusLine(ui.status),
     log: createLog(ui.log),
   };

@@ -2,7 +2,7 @@
 // its live cost and its controls (pause, kill, the short-poll interval), and the chat lane
 // showing each message's arrival over each transport. With `?lanes=draw` each lane shows the shared canvas
 // instead of the clock: its strokes arrive over that lane's transport, and what is drawn on it
-// is sent over that transport, so one stroke can be watched arriving five times.
+// is sent over that transport, so one stroke can be watched arriving once per transport.
 //
 // One module per concern, under static/compare/:
 //   origins.js   which origin each lane uses (two origins for the six-connection limit), the layouts
@@ -24,7 +24,13 @@ import { renderBudget } from '/static/compare/budget.js';
 import { createComposer } from '/static/compare/composer.js';
 import { wireControls } from '/static/compare/controls.js';
 import { Lane } from '/static/compare/lane.js';
-import { describeLaneFeed, describeOrigins, STARTS_PAUSED, STARTS_PAUSED_WHY } from '/static/compare/origins.js';
+import {
+  describeLaneFeed,
+  describeOrigins,
+  STARTS_PAUSED,
+  STARTS_PAUSED_WHY,
+  unavailable,
+} from '/static/compare/origins.js';
 import { createProtocols } from '/static/compare/protocols.js';
 import { followServerCounts } from '/static/compare/stats.js';
 import { createTiming } from '/static/compare/timing.js';
@@ -66,7 +72,9 @@ async function boot() {
 
   await startFromTheChatsPosition(lanes);
   for (const lane of lanes) {
-    if (lane.transport === STARTS_PAUSED) lane.holdBack(STARTS_PAUSED_WHY);
+    const missing = unavailable(lane.transport);
+    if (missing) lane.unavailable(missing);
+    else if (lane.transport === STARTS_PAUSED) lane.holdBack(STARTS_PAUSED_WHY);
     else lane.start();
   }
   render();

@@ -1,5 +1,5 @@
 // Page bootstrap for the transport demos. The page names its transport in
-// <body data-transport="poll|longpoll|iframe|sse|ws">; this module starts the clock client
+// <body data-transport="NAME"> (one of facts.js TRANSPORTS); this module starts the clock client
 // over it and wires the clock display (clock.js) and the cost panel, and the chat panel
 // (chat.js) when the page has a #chat section: both subscriptions use the page's transport
 // and report into the same cost panel. Pages without a known transport get nothing started.
@@ -10,7 +10,7 @@
 // what the page's chat stream carried (its whispers too), so it must not be guessable.
 
 import { $, randomTag, utf8Length } from '/static/util.js';
-import { connect, POLL_INTERVAL, TRANSPORTS } from '/static/clients/index.js';
+import { connect, hasWebTransport, POLL_INTERVAL, TRANSPORTS } from '/static/clients/index.js';
 import { createClock } from '/static/clock.js';
 import { createPanel } from '/static/panel.js';
 import { createChat } from '/static/chat.js';
@@ -60,9 +60,30 @@ function boot(transport) {
     return ok ? ms : null;
   }
 
+  // WebTransport's page: whether the engine has it, said before anything is tried, and its
+  // datagram mode, which restarts the clock's session.
+  const support = $('wt-support');
+  if (support) {
+    const has = hasWebTransport();
+    support.dataset.outcome = has ? 'supported' : 'unsupported';
+    support.textContent = has
+      ? 'This browser has WebTransport: the clock, the chat and the canvas below each run in a session.'
+      : 'This browser has no WebTransport (window.WebTransport is undefined), so nothing below can connect: a page that needs it falls back to a TCP transport (see the fallback page).';
+  }
+  const datagrams = $('datagrams');
+  datagrams?.addEventListener('change', () => {
+    client?.stop();
+    client = connect(transport, 'clock', handlers, clockOptions());
+  });
+
+  function clockOptions() {
+    const interval = readInterval() ?? POLL_INTERVAL.default;
+    return { interval, params: { tag }, datagrams: datagrams?.checked === true };
+  }
+
   function start() {
     const interval = readInterval() ?? POLL_INTERVAL.default;
-    client = connect(transport, 'clock', handlers, { interval, params: { tag } });
+    client = connect(transport, 'clock', handlers, clockOptions());
     if (chatRoot) {
       chat ??= createChat(chatRoot, { transport, panel, interval, params: { tag } });
       chat.start();

@@ -21,7 +21,7 @@
 // Received strokes are drawn with canvas calls only, after checking every field the way the
 // server does; anything else is counted as refused and not drawn.
 
-import { LIMITS } from '/static/facts.js';
+import { LIMITS, TWO_WAY } from '/static/facts.js';
 import { el, fetchJson, plural, transportName, utf8Length } from '/static/util.js';
 import { connect, TRANSPORTS, wsFrameBytes } from '/static/clients/index.js';
 
@@ -187,7 +187,7 @@ export function createDraw(root, { transport, color, width, connectOptions = {},
     client = connect(name, 'draw', tapped, { ...options, after: cursor });
     setText(root, 'transport', name);
     for (const el of root.querySelectorAll('[data-draw-for]')) {
-      el.hidden = (el.dataset.drawFor === 'ws') !== (name === 'ws');
+      el.hidden = (el.dataset.drawFor === 'own-connection') !== TWO_WAY.includes(name);
     }
   }
 
@@ -242,14 +242,19 @@ export function createDraw(root, { transport, color, width, connectOptions = {},
     }
     if (!waiting.length || inFlight) return;
     const batch = waiting.slice(0, MAX_STROKES);
-    if (transport === 'ws') {
+    if (TWO_WAY.includes(transport)) {
       const text = JSON.stringify({ type: 'draw', strokes: batch });
       if (!client?.send(text)) return; // not open (or paused): keep them for the next tick
       waiting = waiting.slice(batch.length);
       const payload = utf8Length(text);
-      // One masked client frame (RFC 6455 §5.2).
-      const frame = wsFrameBytes(payload, true);
-      recordSend(batch.length, frame, `frame: ${frame - payload} B header and mask + ${payload} B payload`);
+      if (transport === 'ws') {
+        // One masked client frame (RFC 6455 §5.2).
+        const frame = wsFrameBytes(payload, true);
+        recordSend(batch.length, frame, `frame: ${frame - payload} B header and mask + ${payload} B payload`);
+      } else {
+        // One line on the session's bidirectional stream: the payload and its newline.
+        recordSend(batch.length, payload + 1, `line: ${payload} B and its newline on the stream`);
+      }
     } else {
       waiting = waiting.slice(batch.length);
       post(batch);

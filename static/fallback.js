@@ -12,9 +12,14 @@
 // clients/index.js's connect(transport, …).
 
 import { parseJson, TRANSPORTS, wsUrl } from '/static/util.js';
+import { endpoint, hasWebTransport, transportOptions } from '/static/clients/webtransport.js';
 
-// The pushing transports first, polling last: the server's list (poll … ws) backwards. The
-// iframe is left out: it cannot tell a buffering proxy from a quiet feed before the deadline.
+// The pushing transports first, polling last: the server's list (poll … webtransport)
+// backwards. WebTransport goes first: two-way, no head-of-line blocking across streams; but UDP
+// is blocked on many networks and some engines lack it, so its probe answers at once where
+// there is no WebTransport and otherwise within the same deadline as every probe: a network
+// that drops UDP costs the page that deadline, never a hang. The WebSocket comes next, the
+// two-way transport on TCP. The iframe is left out: it cannot tell a buffering proxy from a quiet feed before the deadline.
 // fetch streaming comes after SSE and before long polling: it is the same kind of response
 // (one body that grows), so a proxy that holds SSE back usually holds it back too, and SSE
 // goes first because the browser resumes it by itself; but fetch still passes where only
@@ -39,6 +44,9 @@ function isTick(event) {
  * The probes always use the clock feed: it ticks every second and needs no sign-in.
  */
 const PROBES = {
+  webtransport(timeoutMs) {
+    return webtransportProbe(timeoutMs);
+  },
   ws(timeoutMs) {
     return new Promise((resolve) => {
       const socket = new WebSocket(wsUrl(`/ws/clock?after=${OLD}`));
@@ -135,6 +143,61 @@ async function streamProbe(url, timeoutMs) {
     clearTimeout(timer);
     abort.abort();
   }
+}
+
+/** WebTransport's probe: a session on the clock, read until a tick, within `timeoutMs`. */
+async function webtransportProbe(timeoutMs) {
+  if (!hasWebTransport()) return 'this browser has no WebTransport';
+  let wt = null;
+  let ready = false;
+  let timer = 0;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(
+      () =>
+        resolve(
+          ready
+            ? `session open, but no event within ${timeoutMs} ms`
+            : `no QUIC answer within ${timeoutMs} ms (UDP blocked on this network?)`,
+        ),
+      timeoutMs,
+    );
+  });
+  const attempt = (async () => {
+    try {
+      const { base, hashes } = await endpoint();
+      wt = new WebTransport(`${base}/webtransport/clock?after=${OLD}`, transportOptions(hashes));
+      wt.closed.catch(() => {});
+      await wt.ready;
+      ready = true;
+      const streams = wt.incomingUnidirectionalStreams.getReader();
+      const { value: stream, done } = await streams.read();
+      if (done) return 'the session ended before its event stream';
+      const reader = stream.getReader();
+      const decoder = new TextDecoder();
+      let pending = '';
+      for (;;) {
+        const chunk = await reader.read();
+        if (chunk.done) return 'the stream ended before any event';
+        pending += decoder.decode(chunk.value, { stream: true });
+        const lines = pending.split('\n');
+        pending = lines.pop();
+        const values = lines.map(parseJson);
+        if (values.some(isTick)) return null;
+        const refused = values.find((v) => v?.type === 'error');
+        if (refused) return `refused: ${refused.code}`;
+      }
+    } catch (err) {
+      return ready ? `the session broke (${err.message})` : `the session failed (${err.message})`;
+    }
+  })();
+  const why = await Promise.race([attempt, late]);
+  clearTimeout(timer);
+  try {
+    wt?.close();
+  } catch {
+    // already closed
+  }
+  return why;
 }
 
 async function fetchProbe(url, timeoutMs) {

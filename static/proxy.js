@@ -6,6 +6,7 @@
 // (long poll, quiet long poll, iframe, fetch stream, SSE) fit in the six a browser allows per
 // origin.
 
+import { TRANSPORT } from '/static/facts.js';
 import { $, formatMs } from '/static/util.js';
 import { connect, nowMicros, TRANSPORTS } from '/static/clients/index.js';
 import { latencyMs, showClockOffset, withClockOffset } from '/static/clock-offset.js';
@@ -66,8 +67,17 @@ function onTick(l, event, receivedAtMicros) {
   if (typeof event.time === 'string') l.clock = event.time.slice(11, 19);
 }
 
+// WebTransport is QUIC on UDP, straight to the server's own port: no HTTP reverse proxy
+// carries it (deploy/nginx.conf says what a deployment does instead), so the lab does not
+// open it here, where it would bypass the proxy and look as if it had passed through.
+const BYPASSES = new Set([TRANSPORT.webtransport]);
+
 for (const transport of TRANSPORTS) {
   const l = lanes[transport];
+  if (BYPASSES.has(transport)) {
+    l.state = 'not opened: UDP to the server itself, never through this proxy';
+    continue;
+  }
   connect(
     transport,
     'clock',
@@ -123,7 +133,8 @@ async function quietLoop() {
   }
 }
 
-function verdict(l, now) {
+function verdict(l, now, transport) {
+  if (BYPASSES.has(transport)) return ['bypass', 'does not pass: no HTTP proxy carries UDP'];
   if (l.events === 0) {
     if (l.lastError) return ['fails', 'fails: no event, the connection failed'];
     if (now - started > STALLED_MS) return ['stalled', 'stalled: nothing yet'];
@@ -153,7 +164,7 @@ function render() {
     set(row, 'gap', l.events ? formatMs(Math.max(l.gapMs, now - l.lastAt)) : formatMs(now - started));
     set(row, 'burst', l.events ? `${l.largestBurst} tick${l.largestBurst === 1 ? '' : 's'}` : '–');
     set(row, 'state', l.lastError && l.lastError !== l.state ? `${l.state} · last error: ${l.lastError}` : l.state);
-    const [id, text] = verdict(l, now);
+    const [id, text] = verdict(l, now, transport);
     set(row, 'verdict', text, id);
   }
   const row = document.querySelector('tr[data-lab="quiet"]');

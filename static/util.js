@@ -142,3 +142,18 @@ export function randomTag() {
   const base64 = btoa(String.fromCharCode(...bytes));
   return base64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
+
+/** localStorage key remembering that this browser signed in to the chat (the cookie is
+ * HttpOnly, so a page cannot see it). */
+export const SIGNED_IN_KEY = 'pushpoll.chat.signedIn';
+
+/** Whether this browser may have a chat session: asking the server when it has none gets a
+ * 401, which Chromium logs as a failed load although the page expects it. Storage that cannot
+ * be used means "maybe". */
+export function mayHaveSession() {
+  try {
+    return localStorage.getItem(SIGNED_IN_KEY) === 'yes';
+  } catch {
+    return true;
+  }
+}

@@ -52,6 +52,7 @@ const EDGE: &[&str] = &[
     "net::listener",
     "net::origin",
     "net::quic",
+    "net::tickets",
     "net::tls",
     "operator",
     "http",

@@ -45,6 +45,7 @@ pub const fn missing(transport: Transport) -> Option<&'static str> {
         // nchan's "HTTP raw stream" subscriber (messages separated by a newline) is the
         // nearest; peers/nchan.conf does not serve it, so the run does not pretend to.
         Transport::Fetch => Some("n/a (peers/nchan.conf serves no http-raw-stream subscriber)"),
+        Transport::WebTransport => Some("n/a (nchan has no WebTransport subscriber)"),
         Transport::Poll | Transport::LongPoll | Transport::Sse | Transport::Ws => None,
     }
 }
@@ -277,7 +278,7 @@ pub async fn subscribe(
             Transport::LongPoll => long_poll(&ctx, &mut client, &mut cursor).await,
             Transport::Sse => event_source(&ctx, &mut client, &mut cursor).await,
             Transport::Ws => websocket(&ctx, &mut client, &cursor).await,
-            Transport::Iframe | Transport::Fetch => return client,
+            Transport::Iframe | Transport::Fetch | Transport::WebTransport => return client,
         };
         if ctx.stop.is_cancelled() {
             break;

@@ -152,6 +152,23 @@ fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+impl Diagnostics {
+    /// The kill switch of a session that is no HTTP request (WebTransport's, from the QUIC
+    /// endpoint) whose `query` carries `tag=`: the rules of the recorder's tags, the client
+    /// address `client`. Its exchange is not recorded (there is no HTTP head to show).
+    pub fn kill_switch_in(
+        &self,
+        query: Option<&str>,
+        client: std::net::IpAddr,
+    ) -> Result<Option<KillSwitch>, ApiError> {
+        let Some(raw) = tag_in(query)? else {
+            return Ok(None);
+        };
+        let (token, guard) = self.kill_switch(parse_tag(&raw)?, Some(client));
+        Ok(Some(KillSwitch { token, guard }))
+    }
+}
+
 /// Middleware on the transport routes: records tagged requests, rejects malformed tags.
 /// A tagged request also gets its tag's [`KillSwitch`] as a request extension, which the
 /// transports hold for as long as they serve it (`POST /api/debug/kill`).

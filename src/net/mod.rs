@@ -3,7 +3,8 @@
 //! address ([`addresses`]: connections, requests in flight, budgets), who a request is from
 //! behind a trusted proxy ([`forwarded`]), the Host and Origin checks ([`origin`]) and this
 //! machine's own addresses ([`interfaces`]), and WebTransport's QUIC endpoint with its
-//! certificate ([`quic`]). All of it is edge: it may import the HTTP
+//! certificate ([`quic`]) and the tickets that carry a chat session onto a session
+//! ([`tickets`]). All of it is edge: it may import the HTTP
 //! framework, and nothing of the core imports it.
 
 pub(crate) mod addresses;
@@ -12,4 +13,5 @@ pub mod interfaces;
 pub(crate) mod listener;
 pub(crate) mod origin;
 pub mod quic;
+pub mod tickets;
 pub mod tls;

@@ -180,6 +180,8 @@ pub struct Published {
     /// The UDP port (the TCP server's port number).
     pub port: u16,
     pub hashes: Arc<Hashes>,
+    /// The chat session tickets sessions redeem (`?ticket=`).
+    pub tickets: Arc<crate::net::tickets::Tickets>,
 }
 
 /// Where the certificate comes from.
@@ -214,6 +216,7 @@ pub async fn bind(
     addr: SocketAddr,
     source: Source,
     bounds: Bounds,
+    ticket_ttl: Duration,
     shutdown: CancellationToken,
     tracker: &tokio_util::task::TaskTracker,
 ) -> anyhow::Result<Quic> {
@@ -260,7 +263,11 @@ pub async fn bind(
     }
     Ok(Quic {
         endpoint,
-        published: Published { port, hashes },
+        published: Published {
+            port,
+            hashes,
+            tickets: Arc::new(crate::net::tickets::Tickets::new(ticket_ttl)),
+        },
     })
 }
 

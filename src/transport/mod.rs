@@ -1,7 +1,7 @@
-//! The six transports, and WebTransport's sessions (`webtransport.rs`: server side only so
-//! far, not yet one of [`Transport::ALL`]). Each is a thin adapter over the feed core, one file each, with the
+//! The seven transports, each a thin adapter over the feed core, one file each, with the
 //! same shape: a `handler` that counts the request, reads the feed and cursor, and answers
-//! with what the feed gives. Opening a subscription is shared by all and lives here; the
+//! with what the feed gives (WebTransport's sessions are not an HTTP route: its `serve`
+//! accepts them from the QUIC endpoint, and its route over TCP only says where to go). Opening a subscription is shared by all and lives here; the
 //! polling transports share the batch core (`batch.rs`: drain, JSON answer), the streaming
 //! ones the stream core (`stream.rs`: one open-ended framed body), as the load tester's
 //! `clients/` does. (The names are `crate::names`, the extractors `crate::http`.)
@@ -23,6 +23,7 @@ use axum::http::HeaderMap;
 use axum::routing::{MethodRouter, get};
 
 use crate::chat::MAX_HISTORY;
+use crate::chat::Session;
 use crate::error::ApiError;
 use crate::feed::{Filter, Start, Subscription};
 use crate::http::{KillSwitch, Params, session_of};
@@ -40,6 +41,7 @@ pub fn route(transport: Transport) -> MethodRouter<AppState> {
         Transport::Fetch => get(fetch::handler).post(fetch::subscribe),
         Transport::Sse => get(sse::handler),
         Transport::Ws => get(ws::handler),
+        Transport::WebTransport => get(webtransport::over_tcp),
     }
 }
 
@@ -63,9 +65,33 @@ pub async fn open(
     headers: &HeaderMap,
     kill: Option<KillSwitch>,
 ) -> Result<Subscription, ApiError> {
+    refused(app, transport)?;
+    let session = match feed {
+        FeedName::Chat => session_of(app.chat(), headers).await?,
+        FeedName::Clock | FeedName::Draw => None,
+    };
+    open_as(app, transport, feed, cursor, params, session, kill).await
+}
+
+fn refused(app: &AppState, transport: Transport) -> Result<(), ApiError> {
     if app.config().refuse.contains(&transport) {
         return Err(ApiError::TransportRefused(transport.as_str()));
     }
+    Ok(())
+}
+
+/// [`open`] for a subscriber whose chat session was found another way than by the request's
+/// cookie (WebTransport's ticket: browsers send no cookies there).
+pub async fn open_as(
+    app: &AppState,
+    transport: Transport,
+    feed: FeedName,
+    cursor: Option<u64>,
+    params: &Params,
+    session: Option<Session>,
+    kill: Option<KillSwitch>,
+) -> Result<Subscription, ApiError> {
+    refused(app, transport)?;
     // Without a cursor a short poll wants what is there now, the others the next event.
     let start = if transport == Transport::Poll {
         Start::Now
@@ -74,25 +100,12 @@ pub async fn open(
     };
     let hold = match transport {
         Transport::Poll | Transport::LongPoll => Hold::Poll,
-        Transport::Iframe | Transport::Fetch | Transport::Sse | Transport::Ws => Hold::Push,
+        Transport::Iframe
+        | Transport::Fetch
+        | Transport::Sse
+        | Transport::Ws
+        | Transport::WebTransport => Hold::Push,
     };
-    open_held(app, feed, cursor, start, hold, params, headers, kill).await
-}
-
-/// [`open`] for a subscription that is not one of [`Transport::ALL`] (WebTransport, whose
-/// sessions are not an HTTP route): the same feeds, cursors, sessions and presence.
-// The parts of one subscription, each passed on as it came.
-#[allow(clippy::too_many_arguments)]
-async fn open_held(
-    app: &AppState,
-    feed: FeedName,
-    cursor: Option<u64>,
-    start: Start,
-    hold: Hold,
-    params: &Params,
-    headers: &HeaderMap,
-    kill: Option<KillSwitch>,
-) -> Result<Subscription, ApiError> {
     let shutdown = app.shutdown_token();
     let mut sub = match feed {
         FeedName::Clock => app
@@ -103,7 +116,6 @@ async fn open_held(
             let rooms = params.rooms()?;
             let history =
                 params.int("history", 0..=MAX_HISTORY, chat.default_history() as u64)? as usize;
-            let session = session_of(chat, headers).await?;
             let filter = Filter {
                 rooms: rooms.clone(),
                 session: session.as_ref().map(|s| s.id),

@@ -1,11 +1,20 @@
 //! WebTransport over HTTP/3: a session at `https://HOST:PORT/webtransport/FEED?after=ID` (UDP, the TCP
-//! server's port number; the endpoint and its certificate are `crate::net::quic`). Server side
-//! only so far: not yet one of [`crate::names::Transport::ALL`] (no page, page client or load
-//! tester client yet), so it has its own section in the statistics.
+//! server's port number; the endpoint and its certificate are `crate::net::quic`). One of
+//! [`crate::names::Transport::ALL`] like the others (its row in the statistics, `--refuse`,
+//! `?tag=` and the kill switch), whose sessions come from the QUIC endpoint rather than an
+//! HTTP route; its extra figures (datagrams, refusals) have their own statistics section.
 //!
+//! - **Chat session**: a browser sends no cookies with a WebTransport session, so the chat's
+//!   session comes with `?ticket=` (`POST /api/webtransport/ticket`, `crate::net::tickets`:
+//!   single use, expiring); a client that can set headers may send the `Cookie` instead.
+//! - **Refusals** the page may be told (a bad query, a ticket refused, `--refuse`) accept the
+//!   session, send the `error` event (`{"type":"error","code":…,"message":…}`) as the one line
+//!   of a server-opened stream, and close with [`close::REFUSED`] (a refused CONNECT, or a
+//!   QUIC close's reason, reaches a page as a bare network error). A foreign origin or host
+//!   gets `403`, an unknown path `404`.
 //! - **Downstream**: the server opens one unidirectional stream and writes the feed to it as
 //!   NDJSON, the event's JSON and a newline, with the same ids and cursor rules as every other
-//!   transport (it subscribes through [`super::open_held`]), and the heartbeat line
+//!   transport (it subscribes through [`super::open_as`]), and the heartbeat line
 //!   `{"heartbeat":MS}` first and after `--keepalive` without a line.
 //! - **Datagrams** (`?datagrams=1`, clock and draw): each event is one datagram (its JSON, no
 //!   newline) when it fits the connection's current maximum datagram size, else a line on the
@@ -29,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
@@ -38,14 +47,15 @@ use wtransport::endpoint::endpoint_side::Server;
 use wtransport::endpoint::{IncomingSession, SessionRequest};
 use wtransport::{Connection, Endpoint, SendStream, VarInt};
 
-use super::{Hold, open_held, ws};
+use super::ws;
 use crate::chat::{EndReason, Session};
 use crate::error::ApiError;
-use crate::feed::{Ended, Start, Subscription};
-use crate::http::{Params, session_of};
-use crate::names::FeedName;
+use crate::feed::{Ended, Subscription};
+use crate::http::{FeedPath, Params, SignedIn, session_of};
+use crate::names::{FeedName, Transport};
 use crate::net::addresses::AddressConn;
 use crate::net::quic::CertificateHash;
+use crate::net::tickets::Refused;
 use crate::state::AppState;
 use crate::stats::WebTransportSlot;
 
@@ -63,11 +73,25 @@ pub mod close {
     pub const LOGGED_OUT: u32 = 2;
     /// The chat session ended after `--idle-timeout`.
     pub const IDLE_TIMEOUT: u32 = 3;
-    /// The subscription was dropped by `POST /api/debug/kill` (not reachable yet: sessions take
-    /// no kill switch, as `?tag=` does not reach them).
+    /// The subscription was dropped by `POST /api/debug/kill` (a session opened with `?tag=`).
     pub const KILLED: u32 = 4;
     /// The client stopped or reset the event stream.
     pub const STREAM_GONE: u32 = 5;
+    /// The session's request was refused: the reason is the error's `code: message`, the
+    /// JSON error an HTTP transport would answer (`invalid_ticket`, `transport_refused`…).
+    pub const REFUSED: u32 = 6;
+}
+
+/// `GET /webtransport/FEED` over TCP: a WebTransport session is HTTP/3 on UDP, so this
+/// route only says where to go, once the feed and the cursor are ones a session would take
+/// (`404 unknown_feed`, `400 bad_cursor` as on every transport's route).
+pub async fn over_tcp(FeedPath(_): FeedPath, params: Params) -> ApiError {
+    if let Err(err) = params.cursor() {
+        return err;
+    }
+    ApiError::NotFound(
+        "WebTransport sessions are HTTP/3 over UDP at this port number: GET /api/webtransport says where and with which certificate hashes".to_string(),
+    )
 }
 
 /// `GET /api/webtransport`: where the WebTransport endpoint is and the certificate hashes a
@@ -90,6 +114,45 @@ pub async fn info(State(app): State<AppState>) -> Result<Response, ApiError> {
     };
     // The list changes at a rotation: never cached.
     Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(body),
+    )
+        .into_response())
+}
+
+/// `POST /api/webtransport/ticket` (signed in; the Origin rule of every state-changing
+/// request applies) → `201 {"ticket":…,"expiresInMs":…}`: a single-use ticket that carries the
+/// caller's chat session onto one WebTransport session (`?ticket=`), which browsers open
+/// without cookies. `404` with `--no-webtransport`; `429` when the node holds its most.
+pub async fn ticket(
+    State(app): State<AppState>,
+    SignedIn(session): SignedIn,
+) -> Result<Response, ApiError> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ticket {
+        ticket: String,
+        expires_in_ms: u64,
+    }
+    let quic = app
+        .webtransport()
+        .ok_or_else(|| ApiError::NotFound("WebTransport is off (--no-webtransport)".into()))?;
+    let ticket = quic
+        .tickets
+        .issue(session.id)
+        .map_err(|refused| match refused {
+            Refused::Full(wait) => ApiError::RateLimited {
+                what: "WebTransport tickets on this server",
+                retry_after: wait.as_secs().max(1),
+            },
+            Refused::NoRandomness => ApiError::Internal(anyhow::anyhow!("no OS randomness")),
+        })?;
+    let body = Ticket {
+        ticket,
+        expires_in_ms: u64::try_from(quic.tickets.ttl().as_millis()).unwrap_or(u64::MAX),
+    };
+    Ok((
+        StatusCode::CREATED,
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         axum::Json(body),
     )
@@ -183,21 +246,68 @@ fn header_map(request: &SessionRequest) -> HeaderMap {
 
 /// Why a CONNECT request is answered without a session.
 enum Refusal {
+    /// `404`: not a session path.
     NotFound,
+    /// `403`: a foreign host or origin, told nothing more.
     Forbidden,
+    /// Accepted and closed at once with [`close::REFUSED`] and this error as the reason.
+    Api(ApiError),
 }
 
-/// Answers the CONNECT request: a session, or `404`/`403`. The answer is a few bytes on the
-/// request's stream; a peer that does not take them is left after `--header-timeout`.
+/// A session's close reason: at most the 1024 bytes WebTransport carries, cut at a character.
+fn close_reason(err: &ApiError) -> String {
+    let mut reason = format!("{}: {err}", err.code());
+    if reason.len() > 1024 {
+        let mut end = 1024;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+/// Accepts the session only to say why it is refused: the error event line on a server-opened
+/// stream (what a page reads; a browser does not show it a QUIC close's reason), then, once
+/// the peer has it or has closed, the close with [`close::REFUSED`] and the same reason.
+async fn refuse(request: SessionRequest, err: &ApiError) {
+    let Ok(connection) = request.accept().await else {
+        return;
+    };
+    let reason = close_reason(err);
+    let told = async {
+        let mut out = connection.open_uni().await.ok()?.await.ok()?;
+        let line = format!("{}\n", ws::error_event(err.code(), &err.to_string()));
+        out.write_all(line.as_bytes()).await.ok()?;
+        out.finish().await.ok()
+    };
+    if told.await.is_some() {
+        // A page closes once it has read the line; a peer that does not gets a second.
+        let _ = tokio::time::timeout(Duration::from_secs(1), connection.closed()).await;
+    }
+    connection.close(VarInt::from_u32(close::REFUSED), reason.as_bytes());
+}
+
+/// Answers the CONNECT request: a session, or `404`/`403`, or a session closed at once with
+/// the refusal. The answer is a few bytes on the request's stream; a peer that does not take
+/// them is left after `--header-timeout`.
 async fn handle(app: AppState, request: SessionRequest, slots: Slots) {
     let deadline = app.config().header_timeout;
-    let (wanted, sub, session) = match subscribe(&app, &request).await {
+    // Counted as every transport counts its requests: each one asked, refused or not.
+    app.stats().transport(Transport::WebTransport).request();
+    let subscribed = subscribe(&app, &request, slots.peer.ip()).await;
+    let (wanted, sub, session) = match subscribed {
         Ok(subscribed) => subscribed,
+        Err(Refusal::Api(err)) => {
+            // Within one `--header-timeout`: the refusal told, then the peer's close awaited.
+            let _ = tokio::time::timeout(deadline, refuse(request, &err)).await;
+            return;
+        }
         Err(refusal) => {
             let answer = async {
                 match refusal {
                     Refusal::NotFound => request.not_found().await,
-                    Refusal::Forbidden => request.forbidden().await,
+                    Refusal::Forbidden | Refusal::Api(_) => request.forbidden().await,
                 }
             };
             let _ = tokio::time::timeout(deadline, answer).await;
@@ -210,6 +320,7 @@ async fn handle(app: AppState, request: SessionRequest, slots: Slots) {
         Err(_) => return app.stats().webtransport.handshake_timed_out(),
     };
     app.stats().webtransport.accepted();
+    let _open = app.stats().open(Transport::WebTransport);
     let upstream = Upstream {
         app: app.clone(),
         feed: wanted.feed,
@@ -226,20 +337,18 @@ async fn handle(app: AppState, request: SessionRequest, slots: Slots) {
     drop(slots);
 }
 
-/// The checks of every subscription (the Host and Origin rules, the query), then the feed's
-/// subscription and, for the chat, the session the `Cookie` header names.
+/// The checks of every subscription (the Host and Origin rules, the query, `--refuse`), then
+/// the feed's subscription with the chat session the ticket (or a `Cookie` header) names and,
+/// with `?tag=`, the tag's kill switch.
 async fn subscribe(
     app: &AppState,
     request: &SessionRequest,
+    peer: IpAddr,
 ) -> Result<(Wanted, Subscription, Option<Session>), Refusal> {
     let wanted = match wanted(request.path()) {
         None => return Err(Refusal::NotFound),
-        Some(wanted) => wanted.map_err(|_| Refusal::Forbidden)?,
+        Some(wanted) => wanted.map_err(Refusal::Api)?,
     };
-    if wanted.datagrams && wanted.feed == FeedName::Chat {
-        // A chat line lost unseen is what the chat promises never happens.
-        return Err(Refusal::Forbidden);
-    }
     let mut headers = header_map(request);
     // HTTP/3 carries the host as `:authority`; the Host check reads `Host`.
     if let Ok(host) = HeaderValue::from_str(request.authority()) {
@@ -261,24 +370,78 @@ async fn subscribe(
         scheme,
     )
     .map_err(|_| Refusal::Forbidden)?;
-    let cursor = wanted.params.cursor().map_err(|_| Refusal::Forbidden)?;
-    let sub = open_held(
+    if wanted.datagrams && wanted.feed == FeedName::Chat {
+        // A chat line lost unseen is what the chat promises never happens.
+        return Err(Refusal::Api(ApiError::Invalid(
+            "invalid_datagrams",
+            "the chat is never sent as datagrams (a lost line would go unseen): drop datagrams=1"
+                .into(),
+        )));
+    }
+    let cursor = wanted.params.cursor().map_err(Refusal::Api)?;
+    let session = session(app, &wanted, &headers)
+        .await
+        .map_err(Refusal::Api)?;
+    // `?tag=`'s kill switch, as the recorder gives a tagged HTTP request one
+    // (`POST /api/debug/kill` closes the session with `close::KILLED`).
+    let query = request.path().split_once('?').map(|(_, q)| q);
+    let kill = app
+        .diagnostics()
+        .kill_switch_in(query, peer)
+        .map_err(Refusal::Api)?;
+    let sub = super::open_as(
         app,
+        Transport::WebTransport,
         wanted.feed,
         cursor,
-        Start::Next,
-        Hold::Push,
         &wanted.params,
-        &headers,
-        None,
+        session.clone(),
+        kill,
     )
     .await
-    .map_err(|_| Refusal::Forbidden)?;
-    let session = match wanted.feed {
-        FeedName::Chat => session_of(app.chat(), &headers).await.ok().flatten(),
-        FeedName::Clock | FeedName::Draw => None,
-    };
+    .map_err(Refusal::Api)?;
     Ok((wanted, sub, session))
+}
+
+/// The chat session of a session request: the one its `?ticket=` names (redeemed here, once),
+/// else its `Cookie` header's. A ticket is refused for the clock and the canvas, which have
+/// no sessions, and when it is unknown, used, expired, or its chat session has ended.
+async fn session(
+    app: &AppState,
+    wanted: &Wanted,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, ApiError> {
+    let refused = |why: &str| {
+        ApiError::Invalid(
+            "invalid_ticket",
+            format!(
+                "{why}: ask POST /api/webtransport/ticket for a new one just before opening the session"
+            ),
+        )
+    };
+    let Some(ticket) = wanted.params.get("ticket") else {
+        return match wanted.feed {
+            FeedName::Chat => session_of(app.chat(), headers).await,
+            FeedName::Clock | FeedName::Draw => Ok(None),
+        };
+    };
+    if wanted.feed != FeedName::Chat {
+        return Err(ApiError::Invalid(
+            "invalid_ticket",
+            "only the chat takes a ticket (the clock and the canvas have no sessions)".into(),
+        ));
+    }
+    let tickets = app
+        .webtransport()
+        .map(|quic| quic.tickets.clone())
+        .ok_or_else(|| refused("WebTransport is off"))?;
+    let id = tickets
+        .redeem(ticket)
+        .ok_or_else(|| refused("the ticket is unknown, already used or expired"))?;
+    match app.chat().sessions().get(id).await? {
+        Some(session) => Ok(Some(session)),
+        None => Err(refused("the ticket's chat session has ended")),
+    }
 }
 
 /// Writes the feed to a server-opened stream until it ends; returns the close to send, if
@@ -290,11 +453,14 @@ async fn downstream(
     datagrams: bool,
     session: Option<&Session>,
 ) -> Option<(u32, &'static str)> {
-    let counters = &app.stats().webtransport;
+    let counters = Counted {
+        detail: &app.stats().webtransport,
+        row: app.stats().transport(Transport::WebTransport),
+    };
     let config = app.config();
     let deadline = config.send_timeout;
     let timed_out = || {
-        counters.send_timed_out();
+        counters.detail.send_timed_out();
         Some((close::SEND_TIMEOUT, "send timeout"))
     };
     // Opening waits for the peer's stream credit, which a peer that grants none never gives.
@@ -350,6 +516,19 @@ async fn downstream(
             },
             _ = connection.closed() => return None,
         }
+    }
+}
+
+/// Where a session's sends are counted: its transport's row and WebTransport's own section.
+struct Counted<'a> {
+    detail: &'a crate::stats::WebTransportCounters,
+    row: &'a crate::stats::Counters,
+}
+
+impl Counted<'_> {
+    fn sent(&self, bytes: usize, events: usize, datagram: bool) {
+        self.row.sent(bytes, events);
+        self.detail.sent(bytes, events, datagram);
     }
 }
 

@@ -57,7 +57,7 @@ export function createComposer(chat) {
     // The message shows when it comes back through the subscription, like everyone's:
     // nothing is echoed here, so what the log shows is what the server stored.
     ui.text.value = '';
-    if (chat.isWs) {
+    if (chat.twoWay) {
       lastSent = text;
       chat.subscription.send(to ? command.whisper(to, text) : command.say(room, text));
       return;

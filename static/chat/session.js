@@ -12,23 +12,13 @@ import { explain } from '/static/chat/error.js';
 import { NAME } from '/static/chat/name.js';
 import { nowMicros } from '/static/clients/index.js';
 import { serverMicros } from '/static/clock-offset.js';
-
-/** localStorage key remembering that this browser signed in (see mayHaveSession). */
-const SIGNED_IN_KEY = 'pushpoll.chat.signedIn';
+import { mayHaveSession, SIGNED_IN_KEY } from '/static/util.js';
 
 // The session cookie is HttpOnly, so only `GET /api/session` can tell whether this browser
 // is signed in, and it answers 401 when not, which Chromium logs in the console as a failed
 // resource load even though the page expects and handles it. So the page remembers (in
 // localStorage, shared by the origin's tabs like the cookie) that it signed in, and only
-// asks when it may have a session. Storage that cannot be used means "ask".
-function mayHaveSession() {
-  try {
-    return localStorage.getItem(SIGNED_IN_KEY) === 'yes';
-  } catch {
-    return true;
-  }
-}
-
+// asks when it may have a session (util.js, mayHaveSession).
 function rememberSignedIn(signedIn) {
   try {
     localStorage.setItem(SIGNED_IN_KEY, signedIn ? 'yes' : 'no');
@@ -102,8 +92,8 @@ export function createSession(chat) {
       status.show(`You are already signed in as ${me}.`);
       return;
     }
-    if (me && chat.isWs) {
-      // Over WebSocket a rename is a frame; the `rename` event that comes back confirms it.
+    if (me && chat.twoWay) {
+      // Over WebSocket (or WebTransport) a rename is a frame (a line); the `rename` event that comes back confirms it.
       status.show(`Renaming to ${nick}…`);
       renaming = nick;
       chat.subscription.send(command.nick(nick));

@@ -59,10 +59,12 @@ export class Context {
     return `${this.origin}/${this.transport}/${encodeURIComponent(this.feed)}${qs ? `?${qs}` : ''}`;
   }
 
-  request() {
+  /** A request made or a connection opened; `heads: false` for one that has no HTTP/1.1
+   * head to estimate (WebTransport's CONNECT is HTTP/3, its head QPACK-compressed). */
+  request({ heads = true } = {}) {
     if (this.stopped) return;
     this.handlers.onRequest();
-    if (!this.headsAsked) {
+    if (heads && !this.headsAsked) {
       this.headsAsked = true;
       // A floor at once, the server's record a little later (it has the request by then).
       this.handlers.onHeads(headFloor(this.url({ after: this.cursor }), this.origin));

@@ -1,14 +1,15 @@
 // One client per transport, all with the same shape, so a page can run any one of them
-// (or all six side by side). This file is the entry: connect() starts the transport's own
-// client (poll.js, longpoll.js, iframe.js, fetch.js, sse.js, ws.js: the same six files as the
-// server's src/transport/ and the load tester's clients/); what they share is in common.js
+// (or all of them side by side). This file is the entry: connect() starts the transport's own
+// client (poll.js, longpoll.js, iframe.js, fetch.js, sse.js, ws.js, webtransport.js: the same
+// files as the server's src/transport/ and the load tester's clients/); what they share is in common.js
 // (the cursor and handler skeleton, the backoff), batch.js (the polling transports' request)
 // and heads.js (the estimated head sizes).
 //
 //   const client = connect(transport, feed, handlers, options);
 //   client.stop();             // close everything, cancel every timer; no handler runs after it
 //   client.setInterval(ms);    // short polling: change the interval (no-op elsewhere)
-//   client.send(text);         // WebSocket: send one text frame, true if sent (false elsewhere)
+//   client.send(text);         // WebSocket: send one text frame; WebTransport: one line on its
+//                              // upstream stream; true if sent (false elsewhere)
 //   client.cursor;             // the id of the last event delivered (the resume point), or null
 //   client.transport, client.feed
 //
@@ -32,6 +33,7 @@
 //
 // options: { after: ID, params: {…extra query parameters…}, interval: ms (poll),
 //            timeout: s (longpoll), container: Element (iframe),
+//            datagrams: true (webtransport, clock and draw: events as QUIC datagrams),
 //            origin: 'http://localhost:3000' (subscribe from another origin of the same
 //            server, which answers loopback aliases of its own port with CORS headers; the
 //            request is then made without cookies. Not for the iframe, whose document must
@@ -46,6 +48,7 @@ import { iframeClient } from '/static/clients/iframe.js';
 import { fetchClient } from '/static/clients/fetch.js';
 import { sseClient } from '/static/clients/sse.js';
 import { wsClient } from '/static/clients/ws.js';
+import { webtransportClient } from '/static/clients/webtransport.js';
 
 // What pages and tests import from here, wherever it is defined.
 export { TRANSPORTS, utf8Length } from '/static/util.js';
@@ -54,6 +57,7 @@ export { headBytes } from '/static/clients/heads.js';
 export { POLL_INTERVAL } from '/static/clients/poll.js';
 export { iframeChunk } from '/static/clients/iframe.js';
 export { wsFrameBytes } from '/static/clients/ws.js';
+export { hasWebTransport } from '/static/clients/webtransport.js';
 
 const FACTORIES = {
   poll: pollClient,
@@ -62,6 +66,7 @@ const FACTORIES = {
   fetch: fetchClient,
   sse: sseClient,
   ws: wsClient,
+  webtransport: webtransportClient,
 };
 
 /**

@@ -1,21 +1,23 @@
 // "Six connections per origin": per origin, the connections this page's lanes hold or wait
 // for, the browser's limit, and the longest wait for a connection (compare/timing.js); the
-// WebSockets in a row of their own.
+// two-way transports in rows of their own (a WebSocket's pool; WebTransport's QUIC sessions).
 
 import { formatMs } from '/static/util.js';
-import { H2_MAX_STREAMS } from '/static/facts.js';
+import { H2_MAX_STREAMS, TWO_WAY } from '/static/facts.js';
 import { ALIAS_ORIGIN, ONE_ORIGIN, PAGE_ORIGIN } from '/static/compare/origins.js';
 import { pageProtocol, QUEUED_MS } from '/static/compare/timing.js';
 
 const WEBSOCKETS = 'WebSockets (apart from the six in Chromium and Firefox; WebKit counts them in)';
+const WEBTRANSPORT = 'WebTransport sessions (QUIC on UDP: no TCP connection, not one of the six)';
 
 /** Renders the table body `tbody` from `lanes` and `timing`'s waits. */
 export function renderBudget(tbody, lanes, timing) {
   const rows = [
-    [PAGE_ORIGIN, lanes.filter((l) => l.origin === PAGE_ORIGIN && l.transport !== 'ws')],
+    [PAGE_ORIGIN, lanes.filter((l) => l.origin === PAGE_ORIGIN && !TWO_WAY.includes(l.transport))],
   ];
   if (!ONE_ORIGIN) rows.push([ALIAS_ORIGIN, lanes.filter((l) => l.origin === ALIAS_ORIGIN)]);
   rows.push([WEBSOCKETS, lanes.filter((l) => l.transport === 'ws')]);
+  rows.push([WEBTRANSPORT, lanes.filter((l) => l.transport === 'webtransport')]);
   const now = performance.now();
   tbody.replaceChildren(...rows.map(([name, group]) => budgetRow(name, group, timing, now)));
 }
@@ -37,7 +39,9 @@ function budgetRow(name, group, timing, now) {
       ? `${H2_MAX_STREAMS} streams on one HTTP/2 connection`
       : isOrigin
         ? '6'
-        : 'Chromium, Firefox: a pool of their own; WebKit: the six of their origin',
+        : name === WEBTRANSPORT
+          ? 'none of the six: the server\'s own bound (--max-webtransport-sessions)'
+          : 'Chromium, Firefox: a pool of their own; WebKit: the six of their origin',
     isOrigin ? (wait === null ? 'no request finished' : formatMs(wait)) : '–',
   ];
   for (const text of cells) {

@@ -124,6 +124,16 @@ export class Lane {
     };
   }
 
+  /** Never started: this browser cannot run the transport (origins.js, unavailable). Its
+   * buttons are disabled, and the lane says why. */
+  unavailable(why) {
+    this.phases = { [this.feed]: 'stopped', chat: 'stopped' };
+    this.stateText = why;
+    this.root.dataset.paused = 'true';
+    this.root.dataset.unavailable = 'true';
+    for (const button of this.root.querySelectorAll('button')) button.disabled = true;
+  }
+
   /** Left paused at start (STARTS_PAUSED in origins.js), saying why. */
   holdBack(why) {
     this.phases = { [this.feed]: 'stopped', chat: 'stopped' };

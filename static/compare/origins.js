@@ -13,9 +13,11 @@
 //
 // Over HTTPS the page is served over HTTP/2 (ALPN, when the browser offers h2), which carries
 // every request to one origin as streams of one connection: there is no six to work around,
-// so over https: every transport stays on the page's origin.
+// so over https: every transport stays on the page's origin. WebTransport's sessions are QUIC
+// on UDP, apart from the six: its lane stays on the page's origin.
 
 import { TRANSPORT } from '/static/facts.js';
+import { hasWebTransport } from '/static/clients/index.js';
 
 // The loopback alias exists only for a page opened on the server's own machine: opened from
 // the network (http://192.0.2.2:3000/ in a classroom), `localhost` would be the student's own
@@ -45,6 +47,14 @@ const ON_ALIAS = new Set([TRANSPORT.sse, TRANSPORT.longpoll]);
 export const STARTS_PAUSED = ONE_ORIGIN && !SECURE ? TRANSPORT.fetch : null;
 export const STARTS_PAUSED_WHY =
   'paused at start: on one HTTP/1.1 origin its two streams would make eight held connections for six, and the lanes that asked last (the polls) would never get one. Resume it to watch them starve.';
+
+/** Why `transport`'s lane cannot run in this browser, or null: an engine without
+ * WebTransport (WebKitGTK) has nothing to open its sessions with. */
+export function unavailable(transport) {
+  return transport === TRANSPORT.webtransport && !hasWebTransport()
+    ? 'not in this browser: it has no WebTransport (window.WebTransport is undefined), so this lane stays empty; the other lanes are the fallbacks a page uses here.'
+    : null;
+}
 
 /** The origin `transport`'s lane subscribes from. */
 export const originOf = (transport) =>
@@ -76,14 +86,14 @@ export function describeOrigins(note, layoutLink) {
       layoutLink.hidden = true;
     }
   } else {
-    note.textContent = `Short polling, the iframe, fetch streaming and WebSocket use this page's origin (${location.host}); SSE and long polling use ${new URL(ALIAS_ORIGIN).host}, the same server under its other loopback name, so that no origin needs more than six connections. See "Six connections per origin" below.`;
+    note.textContent = `Short polling, the iframe, fetch streaming, WebSocket and WebTransport use this page's origin (${location.host}); SSE and long polling use ${new URL(ALIAS_ORIGIN).host}, the same server under its other loopback name, so that no origin needs more than six connections. See "Six connections per origin" below.`;
   }
 }
 
 /** Says what the lanes show (clocks or the shared canvas), and links to the other. */
 export function describeLaneFeed(note, lanesLink) {
   if (LANE_FEED === 'draw') {
-    note.textContent = 'Each lane shows the shared canvas as its transport delivers it, instead of the clock. Draw in a lane: the stroke is sent over that lane\'s transport (WebSocket: a frame on its draw socket; the others: POST /api/draw), and appears in every lane, in the panel below and on every other open page. The pen\'s colour and width are set in the panel below. ';
+    note.textContent = 'Each lane shows the shared canvas as its transport delivers it, instead of the clock. Draw in a lane: the stroke is sent over that lane\'s transport (WebSocket: a frame on its draw socket; WebTransport: a line on its session\'s own stream; the others: POST /api/draw), and appears in every lane, in the panel below and on every other open page. The pen\'s colour and width are set in the panel below. ';
     lanesLink.textContent = 'Back to the clocks';
     lanesLink.href = withParam('lanes', null);
     note.append(lanesLink);

@@ -4,7 +4,7 @@
 // with each transport's longest wait for a connection and the waits by protocol.
 
 import { $, fetchJson, formatMs, plural, transportTitle, TRANSPORTS } from '/static/util.js';
-import { H2_MAX_STREAMS } from '/static/facts.js';
+import { H2_MAX_STREAMS, TWO_WAY } from '/static/facts.js';
 import { longest } from '/static/compare/window.js';
 import { pageProtocol, QUEUED_MS } from '/static/compare/timing.js';
 
@@ -53,6 +53,7 @@ export function createProtocols(lanes, timing) {
   function pageSaw(t) {
     const page = t === 'iframe' ? iframeProtocol() ?? timing.transport(t).protocol : timing.transport(t).protocol;
     if (t === 'ws') return [null, 'not in Resource Timing (WebSocket handshakes are not reported)'];
+    if (t === 'webtransport') return [null, 'not in Resource Timing (a WebTransport session is not a fetch)'];
     if (!page) {
       // A stream read by EventSource or fetch() gets its entry only when it ends.
       const stillOpen = t === 'sse' || t === 'fetch';
@@ -66,14 +67,15 @@ export function createProtocols(lanes, timing) {
     tr.dataset.transport = t;
     const [page, pageText] = pageSaw(t);
     if (page) tr.dataset.pageProtocol = page;
-    const server = serverSaw.get(t) ?? null;
+    // A WebTransport session is HTTP/3 by definition, and the wire record holds no HTTP/3.
+    const server = t === 'webtransport' ? 'HTTP/3 (QUIC on UDP)' : serverSaw.get(t) ?? null;
     if (server) tr.dataset.serverProtocol = server;
     const wait = longest(timing.transport(t).waits, now);
     const cells = [
       transportTitle(t),
       pageText,
       server ?? 'not read yet',
-      t === 'ws' ? '–' : wait === null ? 'no request finished' : formatMs(wait),
+      TWO_WAY.includes(t) ? '–' : wait === null ? 'no request finished' : formatMs(wait),
     ];
     for (const text of cells) {
       const td = document.createElement('td');

@@ -1,4 +1,4 @@
-//! The chat over all five transports: one room whatever the transport, exactly once and
+//! The chat over every transport: one room whatever the transport, exactly once and
 //! in order, whispers kept private, every subscription resumable from its cursor.
 
 use std::collections::HashSet;

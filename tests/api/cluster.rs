@@ -108,7 +108,7 @@ async fn two_nodes_are_one_chat_on_every_transport() {
         "carol's nick, held on node B, is refused on node A"
     );
 
-    // Subscribers on all five transports on both nodes, anonymous; and alice's and carol's
+    // Subscribers on every transport on both nodes, anonymous; and alice's and carol's
     // own streams, on the node where they did not sign in.
     let query = format!("chat?rooms=lobby&history=0&after={cursor}");
     let mut subs = Vec::new();

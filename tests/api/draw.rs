@@ -1,5 +1,5 @@
 //! The draw feed: strokes sent by POST or on a socket reach subscribers on all
-//! five transports; bad strokes get the contract's errors; the per-address stroke budget
+//! transports; bad strokes get the contract's errors; the per-address stroke budget
 //! refuses one sender while another address is still served; an old cursor gets a `gap`.
 
 use std::time::Duration;
@@ -53,7 +53,7 @@ async fn error_event(ws: &mut crate::support::Ws) -> Value {
 }
 
 #[tokio::test]
-async fn strokes_posted_or_sent_on_a_socket_reach_all_five_transports() {
+async fn strokes_posted_or_sent_on_a_socket_reach_every_transport() {
     let app = spawn_app(&[]).await;
     let mut subs = Vec::new();
     for transport in TRANSPORTS {

@@ -392,7 +392,7 @@ async fn from_another_machine_a_tag_reads_and_kills_only_that_machines_requests(
 }
 
 #[tokio::test]
-async fn from_another_machine_the_pages_the_five_transports_the_chat_and_the_canvas_are_served() {
+async fn from_another_machine_the_pages_every_transport_the_chat_and_the_canvas_are_served() {
     let _watchdog = Watchdog::arm();
     let Some(lan) = Lan::create() else {
         return;
@@ -435,7 +435,7 @@ async fn from_another_machine_the_pages_the_five_transports_the_chat_and_the_can
                 let res = app.http.get(app.url(page)).send().await.unwrap();
                 assert_eq!(res.status(), 200, "{page}");
             }
-            // The clock over all five transports.
+            // The clock over every transport.
             for transport in TRANSPORTS {
                 let mut sub = Subscriber::open(&app, transport, "clock", None).await;
                 assert!(

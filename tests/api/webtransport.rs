@@ -4,58 +4,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use wtransport::config::QuicTransportConfig;
-use wtransport::endpoint::endpoint_side::Client;
 use wtransport::tls::Sha256Digest;
 use wtransport::tls::client::{ServerHashVerification, build_default_tls_config};
 use wtransport::tls::rustls::RootCertStore;
 use wtransport::{ClientConfig, Connection, Endpoint, RecvStream};
 
+use crate::support::quic::{client, published};
 use crate::support::{TestApp, spawn_app, spawn_app_on};
-
-/// `GET /api/webtransport`: the port and the listed hashes, decoded.
-async fn published(app: &TestApp) -> (u16, Vec<Sha256Digest>) {
-    let (status, body) = app.get_json("/api/webtransport").await;
-    assert_eq!(status, 200, "{body}");
-    let hashes = body["certificateHashes"]
-        .as_array()
-        .expect("certificateHashes")
-        .iter()
-        .map(|h| {
-            assert_eq!(h["algorithm"], "sha-256", "{body}");
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(h["value"].as_str().expect("value"))
-                .expect("base64");
-            Sha256Digest::new(bytes.try_into().expect("32 bytes"))
-        })
-        .collect();
-    (body["port"].as_u64().expect("port") as u16, hashes)
-}
-
-/// A client endpoint on `127.0.0.N` that accepts only `hashes` (wtransport's verifier also
-/// holds the certificate to the browsers' rules: P-256, within its validity, at most 14 days),
-/// with the QUIC stream receive window `window` (a small one makes a slow reader).
-fn client(n: u8, hashes: &[Sha256Digest], window: Option<u32>) -> Endpoint<Client> {
-    let verifier = ServerHashVerification::new(hashes.iter().cloned());
-    let tls = build_default_tls_config(
-        std::sync::Arc::new(RootCertStore::empty()),
-        Some(std::sync::Arc::new(verifier)),
-    );
-    let mut transport = QuicTransportConfig::default();
-    if let Some(window) = window {
-        transport
-            .stream_receive_window(window.into())
-            .receive_window(window.into());
-    }
-    let config = ClientConfig::builder()
-        .with_bind_address(SocketAddr::from(([127, 0, 0, n], 0)))
-        .with_custom_tls_and_transport(tls, transport)
-        .build();
-    Endpoint::client(config).expect("client endpoint")
-}
 
 async fn connect_with(
     app: &TestApp,
@@ -143,15 +100,7 @@ async fn clock_ticks_arrive_as_ndjson_on_a_server_opened_stream_after_a_heartbea
         "{stats:?}"
     );
     assert_eq!(stats.datagrams_sent, 0, "{stats:?}");
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("pushpoll_webtransport_sessions_open 1\n"),
         "{metrics}"
@@ -249,11 +198,286 @@ async fn datagram_mode_delivers_ticks_as_datagrams_and_the_chat_refuses_it() {
     let stats = app.stats().await.webtransport;
     assert!(stats.datagrams_sent >= 2, "{stats:?}");
     // A chat line lost unseen is what the chat never allows.
+    let refused = refusal(&app, "/webtransport/chat?datagrams=1").await;
+    assert_eq!(refused["code"], "invalid_datagrams", "{refused}");
+}
+
+/// The one line a refused session carries (the error event), and the close that follows:
+/// [`pushpoll::transport::webtransport::close::REFUSED`], its reason the error's code first.
+async fn refusal(app: &TestApp, path: &str) -> Value {
+    use pushpoll::transport::webtransport::close;
+    let connection = connect(app, 1, path)
+        .await
+        .expect("the session, to be told why");
+    let mut lines = Lines::accept(&connection).await;
+    let error = lines.next().await;
+    assert_eq!(error["type"], "error", "{error}");
+    let code = error["code"].as_str().expect("code").to_string();
     assert!(
-        connect(&app, 1, "/webtransport/chat?datagrams=1")
-            .await
-            .is_err()
+        !error["message"].as_str().unwrap_or("").is_empty(),
+        "{error}"
     );
+    // The client's own close, as a page's after reading the line, or the server's.
+    let closed = tokio::time::timeout(Duration::from_secs(5), connection.closed())
+        .await
+        .expect("closed within the second the server waits");
+    match closed {
+        wtransport::error::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.code(), close::REFUSED.into(), "{close}");
+            let reason = String::from_utf8_lossy(close.reason()).to_string();
+            assert!(reason.starts_with(&format!("{code}: ")), "{reason}");
+        }
+        other => panic!("closed by the server with REFUSED, not {other}"),
+    }
+    error
+}
+
+/// `POST /api/webtransport/ticket` as `cookie`: (status, body).
+async fn ask_ticket(app: &TestApp, cookie: Option<&str>, origin: Option<&str>) -> (u16, Value) {
+    let mut request = app.http.post(app.url("/api/webtransport/ticket"));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let res = request.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Sends `line` on a new bidi stream of `connection`.
+async fn command(connection: &Connection, line: &str) -> (wtransport::SendStream, RecvStream) {
+    let (mut send, recv) = connection.open_bi().await.unwrap().await.unwrap();
+    send.write_all(format!("{line}\n").as_bytes())
+        .await
+        .expect("write");
+    (send, recv)
+}
+
+async fn next_message(lines: &mut Lines) -> Value {
+    loop {
+        let event = lines.event().await;
+        if event["type"] == "message" {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_carries_its_askers_chat_session_once() {
+    let app = spawn_app(&[]).await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let (status, body) = ask_ticket(&app, Some(&alice), None).await;
+    assert_eq!(status, 201, "{body}");
+    let ticket = body["ticket"].as_str().expect("ticket").to_string();
+    assert_eq!(ticket.len(), 22, "128 bits in base64url: {body}");
+    assert_eq!(body["expiresInMs"], 30_000, "{body}");
+    let connection = connect(&app, 1, &format!("/webtransport/chat?ticket={ticket}"))
+        .await
+        .expect("session");
+    let mut lines = Lines::accept(&connection).await;
+    let _sending = command(
+        &connection,
+        r#"{"type":"say","room":"lobby","text":"with a ticket"}"#,
+    )
+    .await;
+    let said = next_message(&mut lines).await;
+    assert_eq!(
+        (&said["from"], &said["text"]),
+        (&"alice".into(), &"with a ticket".into()),
+        "the ticket is alice's session, not anyone else's: {said}"
+    );
+    // Presence: alice is online while her session is open.
+    let (_, users) = app.get_json("/api/chat/users?room=lobby").await;
+    assert!(users.to_string().contains("alice"), "{users}");
+    // Used once: a second session with it is refused, and so is a made-up one.
+    let again = refusal(&app, &format!("/webtransport/chat?ticket={ticket}")).await;
+    assert_eq!(again["code"], "invalid_ticket", "{again}");
+    let made_up = refusal(&app, "/webtransport/chat?ticket=AAAAAAAAAAAAAAAAAAAAAA").await;
+    assert_eq!(made_up["code"], "invalid_ticket", "{made_up}");
+    // The clock and the canvas have no sessions to carry.
+    let (_, body) = ask_ticket(&app, Some(&bob), None).await;
+    let clock = refusal(
+        &app,
+        &format!(
+            "/webtransport/clock?ticket={}",
+            body["ticket"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(clock["code"], "invalid_ticket", "{clock}");
+    // Without a ticket (or cookie) the session is anonymous: it reads, it cannot say.
+    let anonymous = connect(&app, 1, "/webtransport/chat")
+        .await
+        .expect("session");
+    let _lines = Lines::accept(&anonymous).await;
+    let (_send, recv) = command(
+        &anonymous,
+        r#"{"type":"say","room":"lobby","text":"who am I"}"#,
+    )
+    .await;
+    let mut reply = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        BufReader::new(recv).read_line(&mut reply),
+    )
+    .await
+    .expect("a reply")
+    .expect("read");
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["code"], "unauthorized", "{reply}");
+}
+
+#[tokio::test]
+async fn a_ticket_is_only_for_a_signed_in_same_origin_asker_and_expires() {
+    let app = spawn_app(&["--webtransport-ticket-ttl", "300ms"]).await;
+    let (status, body) = ask_ticket(&app, None, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+    let carol = app.login("carol").await;
+    let (status, body) = ask_ticket(&app, Some(&carol), Some("http://evil.example")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden_origin", "{body}");
+    let own = format!("http://{}", app.addr);
+    let (status, body) = ask_ticket(&app, Some(&carol), Some(&own)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["expiresInMs"], 300, "{body}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let late = refusal(
+        &app,
+        &format!(
+            "/webtransport/chat?ticket={}",
+            body["ticket"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(late["code"], "invalid_ticket", "{late}");
+    // A ticket of a session that has since logged out carries nothing.
+    let (_, body) = ask_ticket(&app, Some(&carol), None).await;
+    let (status, _, _) = app
+        .send_json(
+            reqwest::Method::DELETE,
+            "/api/session",
+            Some(&carol),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let ended = refusal(
+        &app,
+        &format!(
+            "/webtransport/chat?ticket={}",
+            body["ticket"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(ended["code"], "invalid_ticket", "{ended}");
+    assert!(
+        ended["message"].as_str().unwrap().contains("ended"),
+        "{ended}"
+    );
+}
+
+#[tokio::test]
+async fn tickets_per_session_are_bounded_the_oldest_dropped() {
+    let app = spawn_app(&[]).await;
+    let dave = app.login("dave").await;
+    let mut tickets = Vec::new();
+    for _ in 0..=pushpoll::net::tickets::PER_OWNER {
+        let (status, body) = ask_ticket(&app, Some(&dave), None).await;
+        assert_eq!(status, 201, "{body}");
+        tickets.push(body["ticket"].as_str().unwrap().to_string());
+    }
+    let oldest = refusal(&app, &format!("/webtransport/chat?ticket={}", tickets[0])).await;
+    assert_eq!(oldest["code"], "invalid_ticket", "{oldest}");
+    let newest = connect(
+        &app,
+        1,
+        &format!("/webtransport/chat?ticket={}", tickets.last().unwrap()),
+    )
+    .await
+    .expect("the newest still serves");
+    Lines::accept(&newest).await.next().await;
+}
+
+#[tokio::test]
+async fn the_kill_switch_breaks_a_tagged_session_and_it_resumes_by_cursor() {
+    let app = spawn_app(&["--tick-ms", "200"]).await;
+    let tag = "wt-lane-aB3dE6gH9jK2mN5pQ8sT1v";
+    let connection = connect(&app, 1, &format!("/webtransport/clock?tag={tag}"))
+        .await
+        .expect("session");
+    let mut lines = Lines::accept(&connection).await;
+    let seen = lines.event().await["id"].as_u64().unwrap();
+    let (status, body, _) = app
+        .send_json(
+            reqwest::Method::POST,
+            "/api/debug/kill",
+            None,
+            serde_json::json!({ "tag": tag }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["killed"], 1, "{body}");
+    let closed = tokio::time::timeout(Duration::from_secs(5), connection.closed())
+        .await
+        .expect("closed by the kill");
+    match closed {
+        wtransport::error::ConnectionError::ApplicationClosed(close) => assert_eq!(
+            close.code(),
+            pushpoll::transport::webtransport::close::KILLED.into()
+        ),
+        other => panic!("closed with KILLED, not {other}"),
+    }
+    // An untagged session is not the tag's; a new one resumes after the cursor.
+    let again = connect(
+        &app,
+        1,
+        &format!("/webtransport/clock?after={seen}&tag={tag}"),
+    )
+    .await
+    .expect("session");
+    let next = Lines::accept(&again).await.event().await;
+    assert!(next["id"].as_u64().unwrap() > seen, "{next}");
+    let bad_tag = refusal(&app, "/webtransport/clock?tag=short").await;
+    assert_eq!(bad_tag["code"], "invalid_tag", "{bad_tag}");
+}
+
+#[tokio::test]
+async fn refuse_webtransport_says_so_on_the_session_and_the_others_serve() {
+    let app = spawn_app(&["--refuse", "webtransport"]).await;
+    let refused = refusal(&app, "/webtransport/clock").await;
+    assert_eq!(refused["code"], "transport_refused", "{refused}");
+    let stats = app.stats().await;
+    assert_eq!(stats.transports["webtransport"].requests, 1, "{stats:?}");
+    assert_eq!(stats.transports["webtransport"].events_sent, 0, "{stats:?}");
+    app.another_peer_is_served().await;
+}
+
+#[tokio::test]
+async fn a_session_has_its_row_in_the_transports_figures_and_metrics() {
+    let app = spawn_app(&["--tick-ms", "100"]).await;
+    let connection = connect(&app, 1, "/webtransport/clock")
+        .await
+        .expect("session");
+    let mut lines = Lines::accept(&connection).await;
+    for _ in 0..3 {
+        lines.event().await;
+    }
+    let stats = app.stats().await;
+    let row = &stats.transports["webtransport"];
+    assert_eq!((row.requests, row.open), (1, 1), "{row:?}");
+    assert!(row.events_sent >= 3 && row.bytes_sent > 0, "{row:?}");
+    assert_eq!(row.bytes_sent, stats.webtransport.bytes_sent, "{stats:?}");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("pushpoll_open_connections{transport=\"webtransport\"} 1\n"),
+        "{metrics}"
+    );
+    drop((lines, connection));
 }
 
 #[tokio::test]

@@ -538,7 +538,9 @@ async fn buffering_proxy(listener: TcpListener, upstream: SocketAddr) {
 
 /// auto.html's probes count a transport as working only when a real tick came through it:
 /// behind a proxy that buffers event streams, SSE and fetch streaming open but deliver
-/// nothing, and the page must step down to long polling rather than choose either.
+/// nothing, and the page must step down to long polling rather than choose either. The two
+/// two-way transports are refused, as the proxy would not carry them: the WebSocket's upgrade,
+/// and WebTransport, which would go to the server over UDP around the proxy.
 async fn behind_a_buffering_proxy_the_fallback_does_not_choose_sse(engine: Engine) {
     let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_addr = proxy.local_addr().unwrap();
@@ -547,7 +549,7 @@ async fn behind_a_buffering_proxy_the_fallback_does_not_choose_sse(engine: Engin
         "--tick-ms",
         "500",
         "--refuse",
-        "ws",
+        "ws,webtransport",
         "--allow-origin",
         &origin,
     ])
@@ -560,7 +562,12 @@ async fn behind_a_buffering_proxy_the_fallback_does_not_choose_sse(engine: Engin
     let chosen = chosen_transport(&page, Duration::from_secs(20)).await;
     let steps: Vec<String> = eval(&page, "[...document.querySelectorAll('#auto-steps li')].map(li => li.dataset.transport + ':' + li.className + ':' + li.textContent)").await;
     assert_eq!(chosen, Ok("longpoll".to_string()), "steps: {steps:?}");
-    assert_eq!(steps.len(), 4, "{steps:?}");
+    assert_eq!(steps.len(), 5, "{steps:?}");
+    assert!(
+        steps[0].starts_with("webtransport:auto-step fail"),
+        "{steps:?}"
+    );
+    let steps = steps[1..].to_vec();
     assert!(steps[0].starts_with("ws:auto-step fail"), "{steps:?}");
     // Why the SSE step failed, as the page says it: Chromium and WebKit fire `open` on the
     // response's headers; Firefox did not with the headers alone (auto.html says so).

@@ -5,7 +5,7 @@ use super::*;
 
 /// Each lane's age of the displayed tick (ms; -1 before the first) and whether the page
 /// marks it stale.
-const AGES: &str = "JSON.stringify([...document.querySelectorAll('.lane')].map((l) => [l.dataset.transport, l.dataset.tickTime ? Date.now() - Date.parse(l.dataset.tickTime) : -1, String(l.dataset.stale)]))";
+const AGES: &str = "JSON.stringify([...document.querySelectorAll('.lane:not([data-unavailable=true])')].map((l) => [l.dataset.transport, l.dataset.tickTime ? Date.now() - Date.parse(l.dataset.tickTime) : -1, String(l.dataset.stale)]))";
 
 async fn ages(page: &Page<'_>) -> Vec<(String, f64, String)> {
     serde_json::from_str(&eval::<String>(page, AGES).await).unwrap()
@@ -36,13 +36,42 @@ fn committed_recovery_transports() -> Vec<String> {
 async fn paused_lanes(page: &Page<'_>) -> Vec<String> {
     eval(
         page,
-        "[...document.querySelectorAll('.lane[data-paused=true]')].map((l) => l.dataset.transport)",
+        "[...document.querySelectorAll('.lane[data-paused=true]:not([data-unavailable=true])')].map((l) => l.dataset.transport)",
     )
     .await
 }
 
+/// The lanes this engine cannot run (WebTransport's in WebKitGTK), each checked to say why.
+async fn unavailable_lanes(page: &Page<'_>) -> Vec<String> {
+    let expected: Vec<&str> = pushpoll::names::Transport::NAMES
+        .into_iter()
+        .filter(|t| !runs(page.engine(), t))
+        .collect();
+    // The page marks them once it has started its lanes.
+    let lanes = until(Duration::from_secs(10), async || {
+        let lanes: Option<Vec<String>> = eval(
+            page,
+            "document.querySelector('.lane[data-paused]') ? [...document.querySelectorAll('.lane[data-unavailable=true]')].map((l) => l.dataset.transport) : null",
+        )
+        .await;
+        match lanes {
+            Some(lanes) if lanes == expected => Ok(lanes),
+            other => Err(other.unwrap_or_default()),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| e);
+    assert_eq!(lanes, expected, "{}", page.engine().name());
+    for t in &lanes {
+        let why = text(page, &format!("#lane-{t} .lane-state")).await;
+        assert!(why.contains("no WebTransport"), "{t}: {why}");
+    }
+    lanes
+}
+
 /// Waits until every lane the page runs shows a tick.
 async fn wait_for_every_clock(page: &Page<'_>) {
+    let unavailable = unavailable_lanes(page).await;
     let ticked = until(Duration::from_secs(15), async || {
         let paused = paused_lanes(page).await;
         let now: Vec<_> = ages(page)
@@ -50,7 +79,7 @@ async fn wait_for_every_clock(page: &Page<'_>) {
             .into_iter()
             .filter(|(t, _, _)| !paused.contains(t))
             .collect();
-        if now.len() + paused.len() == pushpoll::names::Transport::ALL.len()
+        if now.len() + paused.len() + unavailable.len() == pushpoll::names::Transport::ALL.len()
             && now.iter().all(|(_, age, _)| *age >= 0.0)
         {
             Ok(())
@@ -174,13 +203,21 @@ in_every_engine!(the_compare_page_keeps_every_clock_fresh_for_20_seconds);
 /// The row of `text` in the arrivals table: its cells, one per transport' states, once all arrived.
 pub(super) async fn wait_for_arrivals(page: &Page<'_>, message: &str) -> Vec<String> {
     let js = format!(
-        "(() => {{ const row = [...document.querySelectorAll('#arrivals tr')].find((r) => r.querySelector('.message-text')?.textContent === {message:?}); return row ? JSON.stringify([...row.querySelectorAll('td[data-transport]')].map((c) => c.dataset.state + ' ' + c.textContent)) : '[]'; }})()"
+        "(() => {{ const row = [...document.querySelectorAll('#arrivals tr')].find((r) => r.querySelector('.message-text')?.textContent === {message:?}); return row ? JSON.stringify([...row.querySelectorAll('td[data-transport]')].map((c) => [c.dataset.transport, c.dataset.state + ' ' + c.textContent])) : '[]'; }})()"
     );
+    let running = pushpoll::names::Transport::NAMES
+        .into_iter()
+        .filter(|t| runs(page.engine(), t))
+        .count();
     until(Duration::from_secs(20), async || {
-        let cells: Vec<String> = serde_json::from_str(&eval::<String>(page, &js).await).unwrap();
-        if cells.len() == pushpoll::names::Transport::ALL.len()
-            && cells.iter().all(|c| c.starts_with("arrived"))
-        {
+        let cells: Vec<(String, String)> =
+            serde_json::from_str(&eval::<String>(page, &js).await).unwrap();
+        let cells: Vec<String> = cells
+            .into_iter()
+            .filter(|(t, _)| runs(page.engine(), t))
+            .map(|(_, cell)| cell)
+            .collect();
+        if cells.len() == running && cells.iter().all(|c| c.starts_with("arrived")) {
             Ok(cells)
         } else {
             Err(cells)
@@ -201,7 +238,10 @@ async fn killing_each_transports_connection_recovers_without_losing_a_chat_messa
     wait_for_arrivals(&page, "warm-up").await;
 
     let mut run = Vec::new();
-    for transport in pushpoll::names::Transport::NAMES {
+    for transport in pushpoll::names::Transport::NAMES
+        .into_iter()
+        .filter(|t| runs(engine, t))
+    {
         let lane = format!("document.getElementById('lane-{transport}')");
         eval::<bool>(
             &page,

@@ -21,6 +21,9 @@ pub mod redis;
 /// Two network namespaces joined by a veth pair: a LAN a test makes for itself.
 pub mod netns;
 
+/// A WebTransport client pinned to the server's published certificate hashes.
+pub mod quic;
+
 /// A server running in this process on a free loopback port.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -214,6 +217,13 @@ impl TestApp {
         assert_eq!(status, 200, "{path}: {body}");
         let events = serde_json::from_value(body["events"].clone()).expect("events");
         (events, body["next"].as_u64().expect("next"))
+    }
+
+    /// `GET /metrics`'s text (the tests are on loopback: the operator's).
+    pub async fn metrics(&self) -> String {
+        let res = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
     }
 
     pub async fn stats(&self) -> Snapshot {
@@ -608,7 +618,7 @@ impl TestApp {
     }
 }
 
-/// A subscriber on any of the six transports, read one event at a time. Polling
+/// A subscriber on any of the seven transports, read one event at a time. Polling
 /// transports re-ask with their cursor, as a real client does.
 pub enum Subscriber {
     Poll {
@@ -627,6 +637,8 @@ pub enum Subscriber {
     /// The `fetch` stream: one event per line.
     Lines(Streaming),
     Socket(Ws),
+    /// A WebTransport session: NDJSON lines on the server's stream.
+    Quic(Box<quic::Session>),
 }
 
 impl Subscriber {
@@ -686,6 +698,9 @@ impl Subscriber {
                 Subscriber::Lines(stream)
             }
             Transport::Ws => Subscriber::Socket(app.ws(&path, cookie).await),
+            Transport::WebTransport => Subscriber::Quic(Box::new(
+                quic::Session::open(app, feed_and_query, cookie).await,
+            )),
         }
     }
 
@@ -763,6 +778,14 @@ impl Subscriber {
                         .await
                         .ok()
                         .flatten();
+                }
+                Subscriber::Quic(session) => {
+                    let value = session.next_line(left).await?;
+                    if value.get("heartbeat").is_some() {
+                        continue;
+                    }
+                    assert_ne!(value["type"], "error", "unexpected error event {value}");
+                    return Some(serde_json::from_value(value).unwrap());
                 }
                 Subscriber::Socket(ws) => {
                     use tokio_tungstenite::tungstenite::Message;

@@ -9,6 +9,7 @@ pub mod longpoll;
 pub mod poll;
 pub mod sse;
 pub mod stream;
+pub mod webtransport;
 pub mod ws;
 
 use std::collections::HashSet;
@@ -305,6 +306,7 @@ pub async fn run(ctx: Arc<Ctx>, transport: Transport, mut client: Client) -> Cli
             Transport::Fetch => fetch::session(&ctx, &mut client).await,
             Transport::Sse => sse::session(&ctx, &mut client).await,
             Transport::Ws => ws::session(&ctx, &mut client).await,
+            Transport::WebTransport => webtransport::session(&ctx, &mut client).await,
         };
         if ctx.stop.is_cancelled() {
             break;
