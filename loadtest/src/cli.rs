@@ -124,6 +124,11 @@ pub struct WorkloadArgs {
     /// send) over its transport's upstream: frames on its socket, or `POST /api/draw`.
     #[arg(long, default_value_t = 1.0)]
     pub send_rate: f64,
+    /// WebTransport sessions in datagram mode (`--feed clock` or `draw`): each event one
+    /// datagram, which QUIC does not resend; the events missing are reported as datagram
+    /// loss, apart from `lost`. The other transports are unchanged.
+    #[arg(long)]
+    pub datagrams: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -17,15 +17,22 @@ const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 pub struct Metrics {
     shards: Vec<Mutex<Histogram<u64>>>,
-    /// HTTP requests made (a WebSocket, SSE or iframe connection counts as one).
+    /// HTTP requests made (a WebSocket, SSE or iframe connection, a WebTransport session,
+    /// counts as one).
     pub requests: AtomicU64,
     /// Feed events delivered (messages for the chat, ticks for the clock), duplicates too.
     pub delivered: AtomicU64,
     pub duplicates: AtomicU64,
     /// Clients that have connected at least once.
     pub connected: AtomicUsize,
+    /// `--datagrams`: events that came as WebTransport datagrams, and events found missing
+    /// from the ids of what came (loss the transport accepts: QUIC does not resend a
+    /// datagram). Not in the run's `lost`.
+    pub datagrams: AtomicU64,
+    pub datagrams_lost: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
-    /// Bytes on the clients' sockets.
+    /// Bytes on the clients' sockets (TCP), or the UDP payload of their QUIC connections
+    /// (WebTransport; see `clients::webtransport`).
     pub io: Arc<IoCounters>,
 }
 
@@ -39,6 +46,8 @@ impl Metrics {
             delivered: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             connected: AtomicUsize::new(0),
+            datagrams: AtomicU64::new(0),
+            datagrams_lost: AtomicU64::new(0),
             errors: Mutex::default(),
             io: Arc::default(),
         }
@@ -129,6 +138,12 @@ impl Metrics {
             total
                 .connected
                 .fetch_add(part.connected.load(Relaxed), Relaxed);
+            total
+                .datagrams
+                .fetch_add(part.datagrams.load(Relaxed), Relaxed);
+            total
+                .datagrams_lost
+                .fetch_add(part.datagrams_lost.load(Relaxed), Relaxed);
             total.io.read.fetch_add(part.io.read.load(Relaxed), Relaxed);
             total
                 .io

@@ -1,7 +1,361 @@
-//! WebTransport over HTTP/3: the client is being written (branch base only).
+//! WebTransport over HTTP/3: a QUIC connection to the UDP port `GET /api/webtransport` names,
+//! the server's certificate pinned by the SHA-256 hashes it lists (as a page passes them to
+//! `serverCertificateHashes`), one session at `/webtransport/FEED?…&after=CURSOR`.
+//!
+//! - **Events**: NDJSON on the stream the server opens, decoded as fetch streaming's body is
+//!   (heartbeat lines skipped); with `--datagrams` (clock, draw) also one event per datagram.
+//! - **Upstream** (`--feed draw`): each stroke is a command line on a bidirectional stream the
+//!   client opens, as the WebSocket sends a frame on its socket; a refusal comes back as an
+//!   `error` line on that stream.
+//! - **Bytes**: not a TCP socket's, so not [`crate::net::Counting`]'s: the UDP payload quinn
+//!   sent and received on the session's connection (`ConnectionStats::udp_tx`/`udp_rx`
+//!   bytes: QUIC packets with their headers, encryption and acknowledgements, the TLS
+//!   handshake and the HTTP/3 CONNECT; without the UDP, IP and link headers, as TCP's counts
+//!   are without theirs), added to the run's counters once a second and when the session
+//!   ends, after its close has been sent.
+//! - **Datagram loss**: QUIC does not resend a datagram, so a missing id is loss the transport
+//!   accepts. Within a session the server sends the events in id order, so a jump in the ids
+//!   of what arrived (one tick period for the clock, one for the draw feed's sequence) counts
+//!   the missing ones in [`Metrics::datagrams_lost`](crate::metrics::Metrics), apart from the
+//!   run's `lost`.
+//! - **Certificate rotation**: the hashes are read once per run (per node); a handshake that
+//!   fails makes the next attempt read them again.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use wtransport::endpoint::ConnectOptions;
+use wtransport::error::ConnectingError;
+use wtransport::tls::Sha256Digest;
+use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream, VarInt};
+
+use pushpoll::names::{FeedName, Transport};
+use pushpoll::wire::NdjsonDecoder;
 
 use super::{Client, Ctx};
+use crate::net::{Http, IoCounters, body};
 
-pub async fn session(_ctx: &Ctx, _client: &mut Client) -> anyhow::Result<()> {
-    anyhow::bail!("the load tester's WebTransport client is not written yet")
+/// Where a node's WebTransport endpoint is, and the hashes its certificate is pinned by: read
+/// once (see [`Pins::get`]) and shared by the node's clients.
+pub struct Pinned {
+    pub addr: SocketAddr,
+    pub hashes: Vec<Sha256Digest>,
+}
+
+/// The node's [`Pinned`], read on first use and again after a handshake failed with it.
+#[derive(Default)]
+pub struct Pins(Mutex<Option<Arc<Pinned>>>);
+
+impl Pins {
+    /// The endpoint and hashes, reading `GET /api/webtransport` at `tcp` if none are kept.
+    /// The read is not held under the lock: clients that miss together read together, and
+    /// the runner reads once before any client starts.
+    pub async fn get(&self, tcp: SocketAddr) -> anyhow::Result<Arc<Pinned>> {
+        if let Some(pinned) = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(pinned);
+        }
+        let fresh = Arc::new(read_pins(tcp).await?);
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(slot.get_or_insert(fresh).clone())
+    }
+
+    /// Drops `used` so the next [`Pins::get`] reads the list again (the certificate may have
+    /// rotated); a newer list another client read already is kept.
+    fn forget(&self, used: &Arc<Pinned>) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|kept| Arc::ptr_eq(kept, used)) {
+            *slot = None;
+        }
+    }
+}
+
+/// `GET /api/webtransport` at `tcp`: the UDP port (on the same host) and the hashes. The
+/// request is the runner's, like the cursor probe, and its bytes are not the clients'.
+async fn read_pins(tcp: SocketAddr) -> anyhow::Result<Pinned> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Info {
+        port: u16,
+        certificate_hashes: Vec<Hash>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Hash {
+        algorithm: String,
+        value: String,
+    }
+    let mut http = Http::connect(tcp, &Arc::new(IoCounters::default())).await?;
+    let response = http.get("/api/webtransport").await?;
+    let status = response.status().as_u16();
+    let text = body(response).await?;
+    if status == 404 {
+        anyhow::bail!(
+            "the server at {tcp} serves no WebTransport (started with --no-webtransport, or its UDP port was taken)"
+        );
+    }
+    super::expect_status(hyper::StatusCode::from_u16(status)?, 200)?;
+    let info: Info = serde_json::from_slice(&text).context("GET /api/webtransport")?;
+    let mut hashes = Vec::with_capacity(info.certificate_hashes.len());
+    for hash in info.certificate_hashes {
+        anyhow::ensure!(
+            hash.algorithm == "sha-256",
+            "GET /api/webtransport: unknown hash algorithm {:?}",
+            hash.algorithm
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&hash.value)
+            .context("GET /api/webtransport: a hash that is not base64")?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+            anyhow::anyhow!("GET /api/webtransport: a SHA-256 hash of the wrong length")
+        })?;
+        hashes.push(Sha256Digest::new(bytes));
+    }
+    anyhow::ensure!(
+        !hashes.is_empty(),
+        "GET /api/webtransport lists no certificate hash (a server with --tls-cert): the load tester pins by hash only"
+    );
+    Ok(Pinned {
+        addr: SocketAddr::new(tcp.ip(), info.port),
+        hashes,
+    })
+}
+
+pub async fn session(ctx: &Ctx, client: &mut Client) -> anyhow::Result<()> {
+    let pinned = ctx.webtransport.get(ctx.addr).await?;
+    let extra = if ctx.datagrams { "&datagrams=1" } else { "" };
+    let path = client.path(ctx, Transport::WebTransport, extra);
+    session_at(ctx, client, &pinned, &path).await
+}
+
+/// One session at `path` on `pinned`'s endpoint, from a UDP socket of its own.
+pub async fn session_at(
+    ctx: &Ctx,
+    client: &mut Client,
+    pinned: &Arc<Pinned>,
+    path: &str,
+) -> anyhow::Result<()> {
+    let config = ClientConfig::builder()
+        .with_bind_address(SocketAddr::new(unspecified(pinned.addr), 0))
+        .with_server_certificate_hashes(pinned.hashes.iter().cloned())
+        .build();
+    let endpoint = Endpoint::client(config).context("WebTransport client endpoint")?;
+    let url = format!("https://{}{path}", pinned.addr);
+    client.requested(ctx);
+    let connection = match endpoint.connect(ConnectOptions::builder(url).build()).await {
+        Ok(connection) => connection,
+        Err(ConnectingError::SessionRejected) => {
+            // HTTP/3's answer to the CONNECT (403 or 404); wtransport does not pass its status on.
+            anyhow::bail!("WebTransport session refused");
+        }
+        Err(err) => {
+            // The certificate may have rotated since the hashes were read.
+            ctx.webtransport.forget(pinned);
+            return Err(anyhow::Error::new(err).context("WebTransport handshake"));
+        }
+    };
+    client.opened(ctx);
+    let mut counted = Counted::default();
+    let ended = events(ctx, client, &connection, &mut counted).await;
+    // Closed by us in every case (a no-op if the server closed first), then the endpoint is
+    // left to drain, so the CONNECTION_CLOSE and what the server sent meanwhile are counted.
+    connection.close(VarInt::from_u32(0), b"");
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    counted.add(&connection, &ctx.metrics.io);
+    ended
+}
+
+/// The any-address of `peer`'s family, to bind the client's socket.
+fn unspecified(peer: SocketAddr) -> std::net::IpAddr {
+    match peer {
+        SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+/// The connection's UDP bytes already added to the run's counters.
+#[derive(Default)]
+struct Counted {
+    read: u64,
+    written: u64,
+}
+
+impl Counted {
+    /// Adds what the connection's statistics gained since the last call.
+    fn add(&mut self, connection: &Connection, io: &IoCounters) {
+        let stats = connection.quic_connection().stats();
+        let (read, written) = (stats.udp_rx.bytes, stats.udp_tx.bytes);
+        io.read.fetch_add(read.saturating_sub(self.read), Relaxed);
+        io.written
+            .fetch_add(written.saturating_sub(self.written), Relaxed);
+        self.read = self.read.max(read);
+        self.written = self.written.max(written);
+    }
+}
+
+/// Reads the session until the server ends it or the run stops (`Ok`), or it fails.
+async fn events(
+    ctx: &Ctx,
+    client: &mut Client,
+    connection: &Connection,
+    counted: &mut Counted,
+) -> anyhow::Result<()> {
+    let mut stream = tokio::select! {
+        () = ctx.stop.cancelled() => return Ok(()),
+        stream = connection.accept_uni() => stream.context("the server's event stream")?,
+    };
+    let mut lines = NdjsonDecoder::default();
+    let mut gaps = Gaps::default();
+    let mut upstream: Option<Upstream> = None;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut every_second = tokio::time::interval(Duration::from_secs(1));
+    every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = ctx.stop.cancelled();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            read = stream.read(&mut buf) => match read.context("the server's event stream")? {
+                // The server finished the stream: it ends the session too.
+                None => return Ok(()),
+                Some(n) => lines.push(&buf[..n], |json| {
+                    gaps.seen(ctx, json, &client.seen);
+                    client.on_json(ctx, json);
+                }),
+            },
+            datagram = connection.receive_datagram(), if ctx.datagrams => {
+                let datagram = datagram.context("the session's datagrams")?;
+                ctx.metrics.datagrams.fetch_add(1, Relaxed);
+                gaps.seen(ctx, &datagram, &client.seen);
+                client.on_json(ctx, &datagram);
+            }
+            _ = every_second.tick() => counted.add(connection, &ctx.metrics.io),
+            stroke = super::ws::due(ctx, &mut client.draw) => {
+                if upstream.is_none() {
+                    upstream = Some(Upstream::open(connection).await?);
+                }
+                if let (Some(up), Some(sending)) = (upstream.as_mut(), &ctx.sending) {
+                    let line = format!("{}\n", crate::draw::ws_frame(stroke));
+                    sending.sends.fetch_add(1, Relaxed);
+                    up.send.write_all(line.as_bytes()).await.context("the command stream")?;
+                    sending.strokes.fetch_add(1, Relaxed);
+                    sending.stream_line_bytes.fetch_add(line.len() as u64, Relaxed);
+                }
+            }
+            refusal = refusals(&mut upstream) => {
+                refusal?;
+                ctx.metrics.error("draw_refused");
+            }
+        }
+    }
+}
+
+/// The bidirectional stream the draw commands go up on, and its answers' read half.
+struct Upstream {
+    send: SendStream,
+    recv: RecvStream,
+    replies: NdjsonDecoder,
+    pending: u64,
+}
+
+impl Upstream {
+    async fn open(connection: &Connection) -> anyhow::Result<Upstream> {
+        let (send, recv) = connection
+            .open_bi()
+            .await
+            .context("opening the command stream")?
+            .await
+            .context("opening the command stream")?;
+        Ok(Upstream {
+            send,
+            recv,
+            replies: NdjsonDecoder::default(),
+            pending: 0,
+        })
+    }
+}
+
+/// Waits for the server's next answer on the command stream: each line is a refusal (the
+/// server answers only those). Never returns while there is no stream.
+async fn refusals(upstream: &mut Option<Upstream>) -> anyhow::Result<()> {
+    let Some(up) = upstream.as_mut() else {
+        return std::future::pending().await;
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        if up.pending > 0 {
+            up.pending -= 1;
+            return Ok(());
+        }
+        match up.recv.read(&mut buf).await.context("the command stream")? {
+            None => anyhow::bail!("the server closed the command stream"),
+            Some(n) => {
+                let mut count = 0;
+                up.replies.push(&buf[..n], |_| count += 1);
+                up.pending += count;
+            }
+        }
+    }
+}
+
+/// Counts the events missing between those that arrived in one session, in datagram mode.
+#[derive(Default)]
+struct Gaps {
+    last: Option<u64>,
+    /// The clock's tick period in ids (its ids are milliseconds): the smallest step seen.
+    step: Option<u64>,
+}
+
+impl Gaps {
+    /// Notes the event `json` before the client records it (`seen`: the ids it has).
+    fn seen(&mut self, ctx: &Ctx, json: &[u8], seen: &std::collections::HashSet<u64>) {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: u64,
+        }
+        if !ctx.datagrams {
+            return;
+        }
+        let Ok(Id { id }) = serde_json::from_slice::<Id>(json) else {
+            return;
+        };
+        let Some(last) = self.last else {
+            self.last = Some(id);
+            return;
+        };
+        if id <= last {
+            // A datagram a later one overtook was counted missing when that one came.
+            if id < last && !seen.contains(&id) && self.step_of(ctx).is_some() {
+                let _ = ctx
+                    .metrics
+                    .datagrams_lost
+                    .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+            }
+            return;
+        }
+        let diff = id - last;
+        if ctx.feed == FeedName::Clock {
+            self.step = Some(self.step.map_or(diff, |s| s.min(diff)));
+        }
+        if let Some(step) = self.step_of(ctx) {
+            // Rounded: a clock tick published a little late is still one step.
+            let steps = (diff + step / 2) / step;
+            ctx.metrics
+                .datagrams_lost
+                .fetch_add(steps.saturating_sub(1), Relaxed);
+        }
+        self.last = Some(id);
+    }
+
+    /// The id step between consecutive events: 1 for the draw feed's sequence, the tick
+    /// period for the clock once two ticks were seen.
+    fn step_of(&self, ctx: &Ctx) -> Option<u64> {
+        match ctx.feed {
+            FeedName::Draw => Some(1),
+            FeedName::Clock => self.step,
+            FeedName::Chat => None,
+        }
+    }
 }

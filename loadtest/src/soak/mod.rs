@@ -181,6 +181,8 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<()> {
                 stop: stop.clone(),
                 poll_interval: POLL_INTERVAL,
                 sending: None,
+                datagrams: false,
+                webtransport: Default::default(),
             });
             let mut tasks = Vec::with_capacity(plan.clients);
             for i in 0..plan.clients {
@@ -333,6 +335,8 @@ async fn churning(
             stop: stop.clone(),
             poll_interval: base.poll_interval,
             sending: None,
+            datagrams: false,
+            webtransport: base.webtransport.clone(),
         });
         // Varied per client and per cycle, so the drops do not come in waves.
         let hold = Duration::from_secs(10 + (cycle * 7919) % 21);
