@@ -157,13 +157,29 @@ pub async fn session_at(
         }
     };
     client.opened(ctx);
+    // In a faulted run: the break the injector makes from this side (see `crate::faults`).
+    let faults = client.faults.clone();
+    let armed = faults.as_ref().and_then(|f| f.arm(client.index));
     let mut counted = Counted::default();
-    let ended = events(ctx, client, &connection, &mut counted).await;
+    let ended = events(ctx, client, &connection, &mut counted, armed.as_ref()).await;
+    drop(armed);
     // Closed by us in every case (a no-op if the server closed first), then the endpoint is
-    // left to drain, so the CONNECTION_CLOSE and what the server sent meanwhile are counted.
-    connection.close(VarInt::from_u32(0), b"");
-    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
-    counted.add(&connection, &ctx.metrics.io);
+    // left to drain (three probe timeouts, about 0.1 s on loopback), so the CONNECTION_CLOSE
+    // and what the server sent meanwhile are counted. At the run's end the client waits for
+    // it, so its bytes are in before the totals are read; after a break or a failure it
+    // drains in the background, as a browser reconnects without waiting for its old
+    // connection to drain.
+    let io = ctx.metrics.io.clone();
+    let finish = async move {
+        connection.close(VarInt::from_u32(0), b"");
+        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        counted.add(&connection, &io);
+    };
+    if ctx.stop.is_cancelled() {
+        finish.await;
+    } else {
+        tokio::spawn(finish);
+    }
     ended
 }
 
@@ -201,6 +217,7 @@ async fn events(
     client: &mut Client,
     connection: &Connection,
     counted: &mut Counted,
+    armed: Option<&crate::faults::Armed<'_>>,
 ) -> anyhow::Result<()> {
     let mut stream = tokio::select! {
         () = ctx.stop.cancelled() => return Ok(()),
@@ -232,6 +249,7 @@ async fn events(
                 client.on_json(ctx, &datagram);
             }
             _ = every_second.tick() => counted.add(connection, &ctx.metrics.io),
+            () = broken(armed) => anyhow::bail!("session broken by the fault injector"),
             stroke = super::ws::due(ctx, &mut client.draw) => {
                 if upstream.is_none() {
                     upstream = Some(Upstream::open(connection).await?);
@@ -249,6 +267,14 @@ async fn events(
                 ctx.metrics.error("draw_refused");
             }
         }
+    }
+}
+
+/// Resolves when the fault injector breaks the session; never without faults.
+async fn broken(armed: Option<&crate::faults::Armed<'_>>) {
+    match armed {
+        Some(armed) => armed.fired().await,
+        None => std::future::pending().await,
     }
 }
 
