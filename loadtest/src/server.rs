@@ -23,7 +23,7 @@ pub struct Spawned {
 }
 
 /// Where the `pushpoll` binary is: `$PUSHPOLL_BIN`, or beside this executable.
-fn server_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn server_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("PUSHPOLL_BIN") {
         return Ok(path.into());
     }

@@ -385,3 +385,172 @@ impl Gaps {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::atomic::AtomicU64;
+
+    use tokio::net::UdpSocket;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn ctx(addr: SocketAddr, feed: FeedName, datagrams: bool) -> Ctx {
+        Ctx {
+            addr,
+            feed,
+            metrics: Arc::new(Metrics::new(1)),
+            stop: CancellationToken::new(),
+            poll_interval: Duration::from_secs(1),
+            sending: None,
+            datagrams,
+            webtransport: Arc::default(),
+        }
+    }
+
+    fn tick(id: u64) -> Vec<u8> {
+        format!(r#"{{"id":{id},"ts":1,"type":"tick","time":"t"}}"#).into_bytes()
+    }
+
+    fn stroke(id: u64) -> Vec<u8> {
+        format!(
+            r##"{{"id":{id},"ts":1,"type":"stroke","color":"#000000","width":1,"points":[1,2]}}"##
+        )
+        .into_bytes()
+    }
+
+    /// Feeds `ids` through the gap counter as they would arrive, recording each as seen.
+    fn missing(feed: FeedName, ids: &[u64], event: fn(u64) -> Vec<u8>) -> u64 {
+        let ctx = ctx("127.0.0.1:9".parse().unwrap(), feed, true);
+        let mut gaps = Gaps::default();
+        let mut seen = HashSet::new();
+        for &id in ids {
+            gaps.seen(&ctx, &event(id), &seen);
+            seen.insert(id);
+        }
+        ctx.metrics.datagrams_lost.load(Relaxed)
+    }
+
+    #[test]
+    fn missing_ids_are_counted_once_and_a_late_datagram_is_taken_back() {
+        // The draw feed's ids are a sequence.
+        assert_eq!(missing(FeedName::Draw, &[5, 6, 7, 8], stroke), 0);
+        assert_eq!(missing(FeedName::Draw, &[5, 6, 9, 10, 13], stroke), 4);
+        // 7 overtaken by 8: counted missing when 8 came, taken back when 7 did; a duplicate
+        // of an id already seen is not a late one.
+        assert_eq!(missing(FeedName::Draw, &[5, 6, 8, 7, 9], stroke), 0);
+        assert_eq!(missing(FeedName::Draw, &[5, 6, 8, 6, 9], stroke), 1);
+        // The clock's ids are milliseconds a tick period apart; a tick a little late is
+        // still one period.
+        let clock = |ids: &[u64]| missing(FeedName::Clock, ids, tick);
+        assert_eq!(clock(&[1_000, 2_000, 3_000, 4_001]), 0);
+        assert_eq!(clock(&[1_000, 2_000, 5_000, 6_000]), 2);
+        assert_eq!(clock(&[500, 1_500, 2_500]), 0);
+        // Without datagram mode nothing is counted (the stream is reliable).
+        let plain = ctx("127.0.0.1:9".parse().unwrap(), FeedName::Draw, false);
+        let mut gaps = Gaps::default();
+        for id in [1, 5] {
+            gaps.seen(&plain, &stroke(id), &HashSet::new());
+        }
+        assert_eq!(plain.metrics.datagrams_lost.load(Relaxed), 0);
+    }
+
+    /// A UDP relay in front of the server's QUIC port, counting the payload it forwards each
+    /// way: what a client sent and what reached it.
+    #[derive(Default)]
+    struct Relay {
+        up: AtomicU64,
+        down: AtomicU64,
+    }
+
+    /// Forwards between the one client that writes to `front` and `server`, counting.
+    async fn relay(front: UdpSocket, server: SocketAddr, counts: Arc<Relay>) {
+        let front = Arc::new(front);
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        back.connect(server).await.unwrap();
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let down = {
+            let (front, back, client, counts) =
+                (front.clone(), back.clone(), client.clone(), counts.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                while let Ok(n) = back.recv(&mut buf).await {
+                    let to = *client.lock().unwrap();
+                    if let Some(to) = to
+                        && front.send_to(&buf[..n], to).await.is_ok()
+                    {
+                        counts.down.fetch_add(n as u64, Relaxed);
+                    }
+                }
+            })
+        };
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = front.recv_from(&mut buf).await {
+            *client.lock().unwrap() = Some(from);
+            counts.up.fetch_add(n as u64, Relaxed);
+            let _ = back.send(&buf[..n]).await;
+        }
+        down.abort();
+    }
+
+    /// The real server (the `pushpoll` binary beside this one), a clock session in datagram
+    /// mode through the relay: the bytes the client reports both ways are exactly the UDP
+    /// payload the relay forwarded, and the server counted the one session the client did.
+    #[tokio::test]
+    async fn the_bytes_counted_are_the_udp_payload_on_the_wire_both_ways() {
+        let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let relay_addr = front.local_addr().unwrap();
+        let bin = crate::server::server_binary().expect("the pushpoll binary (cargo build)");
+        let mut command = tokio::process::Command::new(bin);
+        command
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--db",
+                ":memory:",
+                "--tick-ms",
+                "200",
+            ])
+            // The relay's address is a name the server answers to (the CONNECT's authority).
+            .arg("--allow-origin")
+            .arg(format!("http://{relay_addr}"))
+            .env("PUSHPOLL_LOG", "warn");
+        let server = pushpoll::spawn::start(&mut command).await.unwrap();
+        let tcp = server.addr;
+        let ctx = ctx(tcp, FeedName::Clock, true);
+        let pinned = ctx.webtransport.get(tcp).await.unwrap();
+        assert_eq!(pinned.addr, tcp, "UDP at the TCP port number");
+        let counts = Arc::new(Relay::default());
+        tokio::spawn(relay(front, pinned.addr, counts.clone()));
+        let via_relay = Arc::new(Pinned {
+            addr: relay_addr,
+            hashes: pinned.hashes.clone(),
+        });
+        let mut client = Client::new(0, "lobby".into(), None);
+        let path = client.path(&ctx, Transport::WebTransport, "&datagrams=1");
+        let stop = ctx.stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            stop.cancel();
+        });
+        session_at(&ctx, &mut client, &via_relay, &path)
+            .await
+            .unwrap();
+        let io = ctx.metrics.io.snapshot();
+        assert!(io.read > 1_000 && io.written > 1_000, "{io:?}");
+        assert_eq!(io.written, counts.up.load(Relaxed), "bytes up");
+        assert_eq!(io.read, counts.down.load(Relaxed), "bytes down");
+        // About 8 ticks at 200 ms, as datagrams, and none missing on loopback.
+        let delivered = ctx.metrics.delivered.load(Relaxed);
+        assert!(delivered >= 5, "{delivered} ticks");
+        assert!(ctx.metrics.datagrams.load(Relaxed) >= delivered - 1);
+        assert_eq!(ctx.metrics.datagrams_lost.load(Relaxed), 0);
+        assert_eq!(ctx.metrics.requests.load(Relaxed), 1);
+        let stats = crate::server::stats(tcp).await.unwrap();
+        assert_eq!(stats.webtransport.sessions, 1, "{:?}", stats.webtransport);
+        // The server's payload (events and heartbeats) travels inside what was counted.
+        assert!(stats.webtransport.bytes_sent < io.read);
+    }
+}
