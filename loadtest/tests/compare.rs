@@ -284,7 +284,7 @@ fn webtransport_run(feed: &str, extra: &[&str]) -> serde_json::Value {
 /// QUIC's UDP payload both ways.
 #[test]
 fn webtransport_delivers_every_clock_chat_and_draw_event_and_counts_as_the_server_does() {
-    for feed in ["chat", "clock", "draw"] {
+    for feed in pushpoll::names::FeedName::ALL.map(|f| f.as_str()) {
         let r = webtransport_run(feed, &[]);
         assert_eq!(r["lost"], 0, "{feed}: {r}");
         assert_eq!(r["duplicates"], 0, "{feed}: {r}");
