@@ -63,6 +63,8 @@ impl Spawned {
             // stream. (Environment variables, which an older build given as PUSHPOLL_BIN
             // ignores, where a flag it does not know would stop it.)
             .env("PUSHPOLL_MAX_CONNECTIONS_PER_PEER", &max)
+            // Every WebTransport client holds a session slot.
+            .env("PUSHPOLL_MAX_WEBTRANSPORT_SESSIONS", &max)
             .env("PUSHPOLL_MAX_REQUESTS_PER_PEER", &max)
             .env("PUSHPOLL_LOG", "warn")
             .stderr(Stdio::inherit());

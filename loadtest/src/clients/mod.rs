@@ -354,6 +354,16 @@ fn kind(err: &anyhow::Error) -> String {
         return format!("http_{}", status.0);
     }
     let text = err.to_string().to_lowercase();
+    // A QUIC or HTTP/3 handshake that failed: refused (the server's caps), or ended (the
+    // cause, with its error code, is the context's source).
+    if text.starts_with("webtransport handshake") {
+        let cause = format!("{err:#}").to_lowercase();
+        return if cause.contains("refused") {
+            "connect_refused".into()
+        } else {
+            "webtransport_handshake".into()
+        };
+    }
     if text.contains("refused") {
         "connect_refused".into()
     } else if text.contains("reset") || text.contains("broken pipe") || text.contains("closed") {

@@ -553,4 +553,38 @@ mod tests {
         // The server's payload (events and heartbeats) travels inside what was counted.
         assert!(stats.webtransport.bytes_sent < io.read);
     }
+
+    /// Hashes that no longer match (a rotated certificate) fail the handshake, and the next
+    /// session reads the list again and connects.
+    #[tokio::test]
+    async fn a_refused_certificate_makes_the_next_session_read_the_hashes_again() {
+        let bin = crate::server::server_binary().expect("the pushpoll binary (cargo build)");
+        let mut command = tokio::process::Command::new(bin);
+        command
+            .args(["--addr", "127.0.0.1:0", "--db", ":memory:"])
+            .env("PUSHPOLL_LOG", "warn");
+        let server = pushpoll::spawn::start(&mut command).await.unwrap();
+        let ctx = ctx(server.addr, FeedName::Clock, false);
+        let fresh = ctx.webtransport.get(server.addr).await.unwrap();
+        let stale = Arc::new(Pinned {
+            addr: fresh.addr,
+            hashes: vec![Sha256Digest::new([7; 32])],
+        });
+        *ctx.webtransport.0.lock().unwrap() = Some(stale.clone());
+        let mut client = Client::new(0, "lobby".into(), None);
+        let err = session(&ctx, &mut client).await.unwrap_err();
+        assert!(format!("{err:#}").contains("handshake"), "{err:#}");
+        let again = ctx.webtransport.get(server.addr).await.unwrap();
+        assert!(!Arc::ptr_eq(&again, &stale), "the stale hashes were kept");
+        assert_eq!(again.hashes, fresh.hashes);
+        // And with them the session opens and ticks arrive.
+        let stop = ctx.stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            stop.cancel();
+        });
+        session(&ctx, &mut client).await.unwrap();
+        assert!(ctx.metrics.delivered.load(Relaxed) >= 1);
+        assert_eq!(ctx.metrics.requests.load(Relaxed), 2);
+    }
 }
