@@ -28,7 +28,7 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// TCP connections open (`/api/stats` `connections.open`).
     pub open: i64,
-    /// Streams, sockets and parked long polls open, by transport.
+    /// Streams, sockets, parked long polls and WebTransport sessions open, by transport.
     pub open_by_transport: BTreeMap<String, i64>,
     /// Connections refused because their peer was at its cap, so far.
     pub rejected_per_peer: u64,
@@ -55,7 +55,16 @@ impl Sample {
             open_by_transport: stats
                 .transports
                 .iter()
-                .map(|(name, figures)| (name.clone(), figures.open))
+                .map(|(name, figures)| {
+                    // WebTransport's sessions are counted in the statistics' own section,
+                    // which its `transports` row may not repeat.
+                    let open = if name == pushpoll::names::Transport::WebTransport.as_str() {
+                        figures.open.max(stats.webtransport.open)
+                    } else {
+                        figures.open
+                    };
+                    (name.clone(), open)
+                })
                 .collect(),
             rejected_per_peer: stats.connections.rejected_per_peer,
             send_timeouts: stats.connections.send_timeouts,
