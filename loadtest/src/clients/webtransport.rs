@@ -11,8 +11,9 @@
 //!   sent and received on the session's connection (`ConnectionStats::udp_tx`/`udp_rx`
 //!   bytes: QUIC packets with their headers, encryption and acknowledgements, the TLS
 //!   handshake and the HTTP/3 CONNECT; without the UDP, IP and link headers, as TCP's counts
-//!   are without theirs), added to the run's counters once a second and when the session
-//!   ends, after its close has been sent.
+//!   are without theirs), added to the run's counters when the session opens (its
+//!   handshake), four times a second (so the measured window's bytes are within a quarter
+//!   of a second of its edges), and when it ends, after its close has been sent.
 //! - **Datagram loss**: QUIC does not resend a datagram, so a missing id is loss the transport
 //!   accepts. Within a session the server sends the events in id order, so a jump in the ids
 //!   of what arrived (one tick period for the clock, one for the draw feed's sequence) counts
@@ -38,6 +39,9 @@ use pushpoll::wire::NdjsonDecoder;
 
 use super::{Client, Ctx};
 use crate::net::{Http, IoCounters, body};
+
+/// How often a session adds its connection's UDP bytes to the run's counters.
+const SAMPLE_BYTES: Duration = Duration::from_millis(250);
 
 /// Where a node's WebTransport endpoint is, and the hashes its certificate is pinned by: read
 /// once (see [`Pins::get`]) and shared by the node's clients.
@@ -157,10 +161,12 @@ pub async fn session_at(
         }
     };
     client.opened(ctx);
+    let mut counted = Counted::default();
+    // The handshake's bytes, now rather than at the next sample (the window may open first).
+    counted.add(&connection, &ctx.metrics.io);
     // In a faulted run: the break the injector makes from this side (see `crate::faults`).
     let faults = client.faults.clone();
     let armed = faults.as_ref().and_then(|f| f.arm(client.index));
-    let mut counted = Counted::default();
     let ended = events(ctx, client, &connection, &mut counted, armed.as_ref()).await;
     drop(armed);
     // Closed by us in every case (a no-op if the server closed first), then the endpoint is
@@ -227,8 +233,8 @@ async fn events(
     let mut gaps = Gaps::default();
     let mut upstream: Option<Upstream> = None;
     let mut buf = vec![0u8; 16 * 1024];
-    let mut every_second = tokio::time::interval(Duration::from_secs(1));
-    every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sample = tokio::time::interval(SAMPLE_BYTES);
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = ctx.stop.cancelled();
     tokio::pin!(stop);
     loop {
@@ -248,7 +254,7 @@ async fn events(
                 gaps.seen(ctx, &datagram, &client.seen);
                 client.on_json(ctx, &datagram);
             }
-            _ = every_second.tick() => counted.add(connection, &ctx.metrics.io),
+            _ = sample.tick() => counted.add(connection, &ctx.metrics.io),
             () = broken(armed) => anyhow::bail!("session broken by the fault injector"),
             stroke = super::ws::due(ctx, &mut client.draw) => {
                 if upstream.is_none() {
