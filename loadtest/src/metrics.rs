@@ -126,35 +126,33 @@ impl Metrics {
         }
         let mut errors = BTreeMap::new();
         for part in parts {
-            total
-                .requests
-                .fetch_add(part.requests.load(Relaxed), Relaxed);
-            total
-                .delivered
-                .fetch_add(part.delivered.load(Relaxed), Relaxed);
-            total
-                .duplicates
-                .fetch_add(part.duplicates.load(Relaxed), Relaxed);
+            for (sum, each) in total.counters().into_iter().zip(part.counters()) {
+                sum.fetch_add(each.load(Relaxed), Relaxed);
+            }
             total
                 .connected
                 .fetch_add(part.connected.load(Relaxed), Relaxed);
-            total
-                .datagrams
-                .fetch_add(part.datagrams.load(Relaxed), Relaxed);
-            total
-                .datagrams_lost
-                .fetch_add(part.datagrams_lost.load(Relaxed), Relaxed);
-            total.io.read.fetch_add(part.io.read.load(Relaxed), Relaxed);
-            total
-                .io
-                .written
-                .fetch_add(part.io.written.load(Relaxed), Relaxed);
             for (kind, n) in part.errors() {
                 *errors.entry(kind).or_default() += n;
             }
         }
         *total.errors.lock().unwrap_or_else(|p| p.into_inner()) = errors;
         total
+    }
+}
+
+impl Metrics {
+    /// The counters [`Metrics::sum`] adds up (all but `connected`, a `usize`), in one order.
+    fn counters(&self) -> [&AtomicU64; 7] {
+        [
+            &self.requests,
+            &self.delivered,
+            &self.duplicates,
+            &self.datagrams,
+            &self.datagrams_lost,
+            &self.io.read,
+            &self.io.written,
+        ]
     }
 }
 

@@ -151,9 +151,17 @@ fn start_server(bin: &PathBuf, proxy: SocketAddr) -> (std::process::Child, Socke
     pushpoll::spawn::start_blocking(&mut command).unwrap()
 }
 
-/// Runs one transport through the proxy and compares the two counts.
-fn the_totals_equal_the_proxys_counts(transport: &str) {
-    let started = Instant::now();
+/// A server with the counting proxy in front of it, and the runtime the proxy runs on.
+struct Proxied {
+    loadtest: PathBuf,
+    runtime: tokio::runtime::Runtime,
+    proxy_addr: SocketAddr,
+    server: std::process::Child,
+    server_addr: SocketAddr,
+    proxy: Arc<Proxy>,
+}
+
+fn proxied() -> Proxied {
     let (loadtest, server_bin) = binaries();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -162,9 +170,30 @@ fn the_totals_equal_the_proxys_counts(transport: &str) {
         .unwrap();
     let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let proxy_addr = listener.local_addr().unwrap();
-    let (mut server, server_addr) = start_server(&server_bin, proxy_addr);
+    let (server, server_addr) = start_server(&server_bin, proxy_addr);
     let proxy = Arc::new(Proxy::default());
     runtime.spawn(serve_proxy(listener, server_addr, proxy.clone()));
+    Proxied {
+        loadtest,
+        runtime,
+        proxy_addr,
+        server,
+        server_addr,
+        proxy,
+    }
+}
+
+/// Runs one transport through the proxy and compares the two counts.
+fn the_totals_equal_the_proxys_counts(transport: &str) {
+    let started = Instant::now();
+    let Proxied {
+        loadtest,
+        runtime: _runtime,
+        proxy_addr,
+        mut server,
+        proxy,
+        ..
+    } = proxied();
 
     let out =
         std::env::temp_dir().join(format!("loadtest-bytes-{transport}-{}", std::process::id()));
@@ -277,17 +306,14 @@ fn ws_bytes_up_and_down_equal_the_proxys_counts() {
 /// QUIC's framing and encryption) travelled inside the bytes the clients report down.
 #[test]
 fn webtransport_bytes_are_the_quic_udp_payload_and_hold_what_the_server_sent() {
-    let (loadtest, server_bin) = binaries();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-    let proxy_addr = listener.local_addr().unwrap();
-    let (mut server, server_addr) = start_server(&server_bin, proxy_addr);
-    let proxy = Arc::new(Proxy::default());
-    runtime.spawn(serve_proxy(listener, server_addr, proxy.clone()));
+    let Proxied {
+        loadtest,
+        runtime,
+        proxy_addr,
+        mut server,
+        server_addr,
+        proxy,
+    } = proxied();
     let out = std::env::temp_dir().join(format!("loadtest-bytes-wt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let output = Command::new(&loadtest)
