@@ -26,12 +26,12 @@ pub enum Command {
         #[command(flatten)]
         measure: MeasureArgs,
     },
-    /// Measure the five transports one after another on the same workload.
+    /// Measure every transport one after another on the same workload.
     Compare {
         #[command(flatten)]
         measure: MeasureArgs,
     },
-    /// Mixed traffic for a long time against a running server (all five transports on both
+    /// Mixed traffic for a long time against a running server (every transport on both
     /// feeds, chat senders, reconnects, a few hostile clients), sampled at intervals
     /// (`scripts/soak.sh` starts the server and runs this).
     Soak(SoakArgs),

@@ -2,7 +2,7 @@
 //! server's RSS, open connections and the last window's delivery p99 at start and then at
 //! every interval, so that "memory is flat after warm-up" is a measured statement.
 //!
-//! The traffic reuses the load tester's own parts: the five transport clients
+//! The traffic reuses the load tester's own parts: the transport clients
 //! ([`crate::clients`]) on both feeds, the chat [`Publisher`], and [`Metrics`] for latency.
 //! A quarter of the subscribers drop their connection every 10-30 s and resume from their
 //! cursor. The hostile clients ([`hostile`]) are small raw-TCP/HTTP loops, each from its own
@@ -117,7 +117,7 @@ impl SoakPlan {
         })
     }
 
-    /// Subscribers in all, over the ten transport × feed groups.
+    /// Subscribers in all, over the transport × feed groups.
     pub fn subscribers(&self) -> usize {
         self.clients * Transport::ALL.len() * FEEDS.len()
     }
