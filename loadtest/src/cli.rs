@@ -26,12 +26,12 @@ pub enum Command {
         #[command(flatten)]
         measure: MeasureArgs,
     },
-    /// Measure the five transports one after another on the same workload.
+    /// Measure every transport one after another on the same workload.
     Compare {
         #[command(flatten)]
         measure: MeasureArgs,
     },
-    /// Mixed traffic for a long time against a running server (all five transports on both
+    /// Mixed traffic for a long time against a running server (every transport on both
     /// feeds, chat senders, reconnects, a few hostile clients), sampled at intervals
     /// (`scripts/soak.sh` starts the server and runs this).
     Soak(SoakArgs),
@@ -126,6 +126,11 @@ pub struct WorkloadArgs {
     /// send) over its transport's upstream: frames on its socket, or `POST /api/draw`.
     #[arg(long, default_value_t = 1.0)]
     pub send_rate: f64,
+    /// WebTransport sessions in datagram mode (`--feed clock` or `draw`): each event one
+    /// datagram, which QUIC does not resend; the events missing are reported as datagram
+    /// loss, apart from `lost`. The other transports are unchanged.
+    #[arg(long)]
+    pub datagrams: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,6 +11,10 @@
 //!   from 126 payload bytes, a 4-byte mask, the payload): exactly what tungstenite writes
 //!   for a text frame without extensions. Those bytes are in the subscription socket's
 //!   `bytes_out` too, since they share it; there is no answer to count.
+//! - WebTransport: the command lines written to the session's bidirectional stream (the
+//!   JSON and its newline): stream payload, since QUIC's packets carry several frames and
+//!   acknowledgements and cannot be split per stroke. The packets that carried them are in
+//!   the session's `bytes_out` (its UDP payload); the server answers only refusals.
 //!
 //! Expected deliveries come from the server's own count: every stroke published in the run
 //! (the draw feed's newest id minus the one at the start) to every client, since all follow
@@ -45,6 +49,8 @@ pub struct Sending {
     pub upload_io: Arc<IoCounters>,
     /// WebSocket client frames carrying strokes, in bytes (header, mask and payload).
     pub ws_frame_bytes: AtomicU64,
+    /// WebTransport command lines carrying strokes, in bytes (stream payload).
+    pub stream_line_bytes: AtomicU64,
     /// Strokes sent: acknowledged with `201` (HTTP) or written to the socket (WebSocket).
     pub strokes: AtomicU64,
     /// Sends (requests or frames).
@@ -62,6 +68,7 @@ impl Sending {
             duration,
             upload_io: Arc::default(),
             ws_frame_bytes: AtomicU64::new(0),
+            stream_line_bytes: AtomicU64::new(0),
             strokes: AtomicU64::new(0),
             sends: AtomicU64::new(0),
         }
@@ -71,13 +78,13 @@ impl Sending {
 impl DrawCost {
     pub fn of(sending: &Sending, transport: Transport, published: u64) -> DrawCost {
         let strokes = sending.strokes.load(Relaxed);
-        let (up, answers) = if transport == Transport::Ws {
-            (sending.ws_frame_bytes.load(Relaxed), 0)
-        } else {
-            (
+        let (up, answers) = match transport {
+            Transport::Ws => (sending.ws_frame_bytes.load(Relaxed), 0),
+            Transport::WebTransport => (sending.stream_line_bytes.load(Relaxed), 0),
+            _ => (
                 sending.upload_io.written.load(Relaxed),
                 sending.upload_io.read.load(Relaxed),
-            )
+            ),
         };
         let per = |x: u64| {
             if strokes > 0 {

@@ -84,6 +84,11 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         Command::WsClients(args) => return wsclients::run(args).await,
     };
     let plan = Plan::new(&measure.workload, &measure.target)?.with_faults(&measure.faults)?;
+    if plan.datagrams && !transports.contains(&Transport::WebTransport) {
+        bail!(
+            "--datagrams is WebTransport's datagram mode: use it with --transport webtransport or compare"
+        );
+    }
     let target = if nchan::chosen(&measure.server.peer)? {
         Target::Nchan(nchan::worker(&transports, &plan).await?)
     } else {

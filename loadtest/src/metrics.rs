@@ -17,15 +17,22 @@ const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 pub struct Metrics {
     shards: Vec<Mutex<Histogram<u64>>>,
-    /// HTTP requests made (a WebSocket, SSE or iframe connection counts as one).
+    /// HTTP requests made (a WebSocket, SSE or iframe connection, a WebTransport session,
+    /// counts as one).
     pub requests: AtomicU64,
     /// Feed events delivered (messages for the chat, ticks for the clock), duplicates too.
     pub delivered: AtomicU64,
     pub duplicates: AtomicU64,
     /// Clients that have connected at least once.
     pub connected: AtomicUsize,
+    /// `--datagrams`: events that came as WebTransport datagrams, and events found missing
+    /// from the ids of what came (loss the transport accepts: QUIC does not resend a
+    /// datagram). Not in the run's `lost`.
+    pub datagrams: AtomicU64,
+    pub datagrams_lost: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
-    /// Bytes on the clients' sockets.
+    /// Bytes on the clients' sockets (TCP), or the UDP payload of their QUIC connections
+    /// (WebTransport; see `clients::webtransport`).
     pub io: Arc<IoCounters>,
 }
 
@@ -39,6 +46,8 @@ impl Metrics {
             delivered: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             connected: AtomicUsize::new(0),
+            datagrams: AtomicU64::new(0),
+            datagrams_lost: AtomicU64::new(0),
             errors: Mutex::default(),
             io: Arc::default(),
         }
@@ -117,29 +126,33 @@ impl Metrics {
         }
         let mut errors = BTreeMap::new();
         for part in parts {
-            total
-                .requests
-                .fetch_add(part.requests.load(Relaxed), Relaxed);
-            total
-                .delivered
-                .fetch_add(part.delivered.load(Relaxed), Relaxed);
-            total
-                .duplicates
-                .fetch_add(part.duplicates.load(Relaxed), Relaxed);
+            for (sum, each) in total.counters().into_iter().zip(part.counters()) {
+                sum.fetch_add(each.load(Relaxed), Relaxed);
+            }
             total
                 .connected
                 .fetch_add(part.connected.load(Relaxed), Relaxed);
-            total.io.read.fetch_add(part.io.read.load(Relaxed), Relaxed);
-            total
-                .io
-                .written
-                .fetch_add(part.io.written.load(Relaxed), Relaxed);
             for (kind, n) in part.errors() {
                 *errors.entry(kind).or_default() += n;
             }
         }
         *total.errors.lock().unwrap_or_else(|p| p.into_inner()) = errors;
         total
+    }
+}
+
+impl Metrics {
+    /// The counters [`Metrics::sum`] adds up (all but `connected`, a `usize`), in one order.
+    fn counters(&self) -> [&AtomicU64; 7] {
+        [
+            &self.requests,
+            &self.delivered,
+            &self.duplicates,
+            &self.datagrams,
+            &self.datagrams_lost,
+            &self.io.read,
+            &self.io.written,
+        ]
     }
 }
 

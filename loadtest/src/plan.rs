@@ -23,6 +23,8 @@ pub struct Plan {
     pub message_size: usize,
     /// `--feed draw`: strokes per second per client.
     pub send_rate: f64,
+    /// `--datagrams`: WebTransport in datagram mode.
+    pub datagrams: bool,
     /// How long to wait, after publishing, for the last deliveries.
     pub drain: Duration,
     /// The first `--url`: the publisher's node (and the only one a peer run takes).
@@ -74,6 +76,11 @@ impl Plan {
             bail!(
                 "--message-size {} is out of range: use 1 to 1900 bytes",
                 w.message_size
+            );
+        }
+        if w.datagrams && feed == FeedName::Chat {
+            bail!(
+                "--datagrams with --feed chat: the server refuses the chat in datagram mode (a message lost unseen is what the chat promises never happens); use --feed clock or draw"
             );
         }
         let duration_ = duration("duration", &w.duration)?;
@@ -128,6 +135,7 @@ impl Plan {
             rooms: w.rooms as usize,
             message_size: w.message_size as usize,
             send_rate: w.send_rate,
+            datagrams: w.datagrams,
             drain: (poll_interval * 3).max(Duration::from_secs(5)),
             url: t.url.first().cloned(),
             urls: t.url.clone(),
@@ -188,6 +196,7 @@ mod tests {
             rooms: 1,
             message_size: 100,
             send_rate: 1.0,
+            datagrams: false,
         }
     }
 

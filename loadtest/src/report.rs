@@ -63,8 +63,14 @@ pub struct TransportResult {
     #[serde(default)]
     pub requests_per_s: f64,
     pub latency_us: Latency,
+    /// What `bytes_in` and `bytes_out` count: the clients' TCP sockets, or (WebTransport)
+    /// their QUIC connections' UDP payload. Absent from files written before WebTransport
+    /// was measured, whose rows are all TCP.
+    #[serde(default)]
+    pub bytes_basis: ByteBasis,
     /// Bytes down, in total: read by the subscribers from their sockets (response heads and
-    /// bodies, WebSocket handshake answer and frames), over the whole run.
+    /// bodies, WebSocket handshake answer and frames), over the whole run; for WebTransport,
+    /// the UDP payload of the QUIC packets they received ([`ByteBasis::QuicUdpPayload`]).
     pub bytes_in: u64,
     /// Bytes up, in total: written by the subscribers to their sockets (request lines and
     /// headers, POST bodies, WebSocket frames with their headers and 4-byte masks).
@@ -98,6 +104,9 @@ pub struct TransportResult {
     /// With `--churn`/`--storm`: what the breaks did (see `faults`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<FaultResult>,
+    /// `--datagrams` (WebTransport): what came as datagrams and what was found missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datagrams: Option<Datagrams>,
     /// `--feed draw`: what the clients' sends cost upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draw: Option<DrawCost>,
@@ -110,6 +119,42 @@ pub struct TransportResult {
     /// the measured window, the same window as `server_cpu_s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_cpu_s: Option<f64>,
+}
+
+/// Where a result's bytes were counted. TCP's figures are the bytes through the clients'
+/// sockets: HTTP and WebSocket bytes with their framing, without TCP's own headers,
+/// handshake and acknowledgements. QUIC runs in user space, so its equivalent is the UDP
+/// payload of the connection's packets as quinn counts them (`udp_rx`/`udp_tx` bytes of its
+/// connection statistics): the QUIC packet headers, encryption tags, acknowledgements, the
+/// TLS handshake and the HTTP/3 CONNECT are in it, and only the UDP and IP headers are not.
+/// The two are compared knowing that: QUIC's figure carries the transport's own overhead,
+/// which TCP's leaves in the kernel.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ByteBasis {
+    #[default]
+    Tcp,
+    QuicUdpPayload,
+}
+
+impl ByteBasis {
+    /// How the tables name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ByteBasis::Tcp => "TCP socket bytes",
+            ByteBasis::QuicUdpPayload => "QUIC UDP payload",
+        }
+    }
+}
+
+/// Datagram mode's figures (`"datagrams"` in a WebTransport result run with `--datagrams`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Datagrams {
+    /// Events that came as datagrams (the rest of `events_received` came on the stream).
+    pub received: u64,
+    /// Events found missing from the ids of what came, per session: loss the transport
+    /// accepts (QUIC does not resend a datagram), kept out of `lost`.
+    pub lost: u64,
 }
 
 /// One node's share of a transport's run (`nodes` in `summary.json`).
@@ -258,8 +303,14 @@ pub struct FaultResult {
     /// Kill requests sent, and those that failed.
     pub kills_sent: u64,
     pub kill_failures: u64,
-    /// Connections the server dropped (the kills' `killed`, summed).
+    /// Connections broken: those the server dropped (the kills' `killed`, summed), and
+    /// those a client closed itself where the kill does not reach (`breaks_by_client`).
     pub breaks: u64,
+    /// Of `breaks`, those made from the client's side: a WebTransport session, which the
+    /// server's diagnostics kill does not reach, closed by its client without warning (an
+    /// application close, code 0) when the kill found nothing of its tag to break.
+    #[serde(default)]
+    pub breaks_by_client: u64,
     /// Breaks the clients saw end their connection.
     pub breaks_seen: u64,
     pub reconnect_us: Percentiles,
@@ -285,7 +336,8 @@ pub struct DrawCost {
     pub sends: u64,
     /// Bytes written to send the strokes (see the module's definition per transport).
     pub bytes_up: u64,
-    /// Bytes read in answer to the sends (HTTP `201` answers; 0 for WebSocket).
+    /// Bytes read in answer to the sends (HTTP `201` answers; 0 for WebSocket and
+    /// WebTransport, whose servers answer only refusals).
     pub bytes_up_answers: u64,
     pub bytes_up_per_stroke: f64,
     pub bytes_up_answers_per_stroke: f64,

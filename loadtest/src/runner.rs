@@ -21,7 +21,7 @@ use crate::nchan;
 use crate::net::IoSnapshot;
 use crate::plan::Plan;
 use crate::publisher::{Publisher, room_name};
-use crate::report::{DrawCost, NodeResult, TransportResult};
+use crate::report::{ByteBasis, Datagrams, DrawCost, NodeResult, TransportResult};
 use crate::server;
 
 /// The server the clients measure: pushpoll (its `/api/stats`, its chat publisher, its feed
@@ -49,11 +49,9 @@ impl Target {
                     all.push(Sample {
                         cpu_s: s.process.cpu_user_s + s.process.cpu_system_s,
                         rss_bytes: s.process.rss_bytes,
-                        open: s.connections.open,
-                        requests: s
-                            .transports
-                            .get(transport.as_str())
-                            .map_or(0, |t| t.requests),
+                        // TCP connections and WebTransport sessions (QUIC, on UDP).
+                        open: s.connections.open + s.webtransport.open,
+                        requests: server_requests(&s, transport),
                     });
                 }
             }
@@ -69,6 +67,20 @@ impl Target {
             }
         }
         Ok(all)
+    }
+}
+
+/// The server's count of `transport`'s requests. WebTransport sessions are counted in the
+/// statistics' own `webtransport` section (`sessions`, when accepted) while its row under
+/// `transports` may stay at 0; the larger of the two is the count either way.
+fn server_requests(s: &pushpoll::stats::Snapshot, transport: Transport) -> u64 {
+    let row = s
+        .transports
+        .get(transport.as_str())
+        .map_or(0, |t| t.requests);
+    match transport {
+        Transport::WebTransport => row.max(s.webtransport.sessions),
+        _ => row,
     }
 }
 
@@ -176,6 +188,7 @@ impl<'a> Run<'a> {
             per_node[0],
             plan.poll_interval,
             sending.clone(),
+            plan.datagrams,
         );
         let stop = first.stop.clone();
         let mut servers: Vec<SocketAddr> = Vec::new();
@@ -212,6 +225,13 @@ impl<'a> Run<'a> {
             (Target::Pushpoll, FeedName::Chat) => cursor = Some(server::chat_cursor(addr).await?),
             (Target::Pushpoll, FeedName::Draw) => cursor = Some(server::draw_cursor(addr).await?),
             (Target::Pushpoll, FeedName::Clock) => {}
+        }
+        // WebTransport's endpoint and certificate hashes, read once per node before any
+        // client connects (a server without WebTransport stops the run here, clearly).
+        if transport == Transport::WebTransport && target == Target::Pushpoll {
+            for node in &run_nodes {
+                node.ctx.webtransport.get(node.ctx.addr).await?;
+            }
         }
         let before = target.sample(&servers, transport).await?;
         let faults = if plan.faults.enabled() {
@@ -771,6 +791,13 @@ struct Counted<'a> {
 fn transport_result(c: Counted<'_>) -> TransportResult {
     let metrics = c.metrics;
     let (window_s, io_in_window) = (c.window_s, c.io_in_window);
+    let webtransport = c.transport == Transport::WebTransport;
+    // Datagram mode: the ids found missing are the transport's accepted loss, not `lost`.
+    let datagrams = (webtransport && c.plan.datagrams).then(|| Datagrams {
+        received: metrics.datagrams.load(Relaxed),
+        lost: metrics.datagrams_lost.load(Relaxed),
+    });
+    let accepted = datagrams.as_ref().map_or(0, |d| d.lost);
     let bytes_in = metrics.io.read.load(Relaxed);
     let bytes_out = metrics.io.written.load(Relaxed);
     let received = c.events_received;
@@ -788,12 +815,17 @@ fn transport_result(c: Counted<'_>) -> TransportResult {
         rate: c.plan.rate,
         events_expected: c.events_expected,
         events_received: received,
-        lost: c.lost,
+        lost: c.lost.saturating_sub(accepted),
         duplicates: metrics.duplicates.load(Relaxed),
         requests: metrics.requests.load(Relaxed),
         requests_per_s: c.requests_in_window as f64 / window_s.max(1e-9),
         server_requests: c.server_requests,
         latency_us: summarize(&metrics.merged()),
+        bytes_basis: if webtransport {
+            ByteBasis::QuicUdpPayload
+        } else {
+            ByteBasis::Tcp
+        },
         bytes_in,
         bytes_out,
         bytes_per_event: per_event((bytes_in + bytes_out) as f64),
@@ -809,6 +841,7 @@ fn transport_result(c: Counted<'_>) -> TransportResult {
         loadtest_cpu_s: c.loadtest_cpu_s,
         errors: metrics.errors(),
         faults: None,
+        datagrams,
         draw: None,
         nodes: Vec::new(),
         redis_cpu_s: None,
@@ -845,6 +878,7 @@ mod tests {
             rooms,
             message_size: 100,
             send_rate: 1.0,
+            datagrams: false,
         };
         let t = TargetArgs {
             url: Vec::new(),

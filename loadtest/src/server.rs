@@ -23,7 +23,7 @@ pub struct Spawned {
 }
 
 /// Where the `pushpoll` binary is: `$PUSHPOLL_BIN`, or beside this executable.
-fn server_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn server_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("PUSHPOLL_BIN") {
         return Ok(path.into());
     }
@@ -63,6 +63,8 @@ impl Spawned {
             // stream. (Environment variables, which an older build given as PUSHPOLL_BIN
             // ignores, where a flag it does not know would stop it.)
             .env("PUSHPOLL_MAX_CONNECTIONS_PER_PEER", &max)
+            // Every WebTransport client holds a session slot.
+            .env("PUSHPOLL_MAX_WEBTRANSPORT_SESSIONS", &max)
             .env("PUSHPOLL_MAX_REQUESTS_PER_PEER", &max)
             .env("PUSHPOLL_LOG", "warn")
             .stderr(Stdio::inherit());

@@ -255,8 +255,9 @@ fn a_small_draw_compare_sends_and_delivers_every_stroke_and_names_its_upstream_c
         assert_eq!(r["lost"], 0, "{t}");
         assert_eq!(r["errors"], serde_json::json!({}), "{t}");
         let up = d["bytes_up_per_stroke"].as_f64().unwrap();
-        if t == "ws" {
-            // One masked frame per stroke: 4 header bytes (payload ≥ 126) + 4 mask + JSON.
+        if t == "ws" || t == "webtransport" {
+            // One masked frame per stroke: 4 header bytes (payload ≥ 126) + 4 mask + JSON;
+            // WebTransport: the JSON and its newline on the command stream. No answers.
             assert!((150.0..300.0).contains(&up), "{t}: {up}");
             assert_eq!(d["bytes_up_answers"], 0, "{t}");
         } else {
@@ -269,4 +270,117 @@ fn a_small_draw_compare_sends_and_delivers_every_stroke_and_names_its_upstream_c
         }
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `loadtest run --transport webtransport` on `feed` (and `extra` options) against a server
+/// it starts; the result from `summary.json`.
+fn webtransport_run(feed: &str, extra: &[&str]) -> serde_json::Value {
+    let out = std::env::temp_dir().join(format!(
+        "loadtest-wt-{feed}-{}-{}",
+        extra.len(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    let summary = summary_of(
+        loadtest()
+            .args(["run", "--transport", "webtransport", "--feed", feed])
+            .args(["--clients", "10", "--rate", "20", "--send-rate", "4"])
+            .args(["--duration", "3s", "--ramp", "300ms", "--out"])
+            .arg(&out)
+            .args(extra),
+        &out,
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    summary["results"][0].clone()
+}
+
+/// The load tester's WebTransport client against the real server, on each feed: every event
+/// delivered once, the client's sessions equal to the server's count, bytes counted as
+/// QUIC's UDP payload both ways.
+#[test]
+fn webtransport_delivers_every_clock_chat_and_draw_event_and_counts_as_the_server_does() {
+    for feed in pushpoll::names::FeedName::ALL.map(|f| f.as_str()) {
+        let r = webtransport_run(feed, &[]);
+        assert_eq!(r["lost"], 0, "{feed}: {r}");
+        assert_eq!(r["duplicates"], 0, "{feed}: {r}");
+        assert_eq!(r["errors"], serde_json::json!({}), "{feed}: {r}");
+        let expected = r["events_expected"].as_u64().unwrap();
+        assert_eq!(r["events_received"], expected, "{feed}: {r}");
+        let least = match feed {
+            "chat" => 10 * 50,
+            // About 3 ticks (4 with the first) per client.
+            "clock" => 10 * 3,
+            // 10 clients × 4 strokes/s × 3 s, to each of the 10.
+            _ => 10 * 100,
+        };
+        assert!(expected >= least, "{feed}: {expected} expected: {r}");
+        assert_eq!(r["requests"], 10, "{feed}: one session per client: {r}");
+        assert_eq!(r["server_requests"], r["requests"], "{feed}: {r}");
+        assert_eq!(r["bytes_basis"], "quic_udp_payload", "{feed}");
+        // Each session's handshake alone is over a kilobyte each way.
+        assert!(r["bytes_in"].as_u64().unwrap() > 10 * 1_000, "{feed}: {r}");
+        assert!(r["bytes_out"].as_u64().unwrap() > 10 * 1_000, "{feed}: {r}");
+        assert!(r.get("datagrams").is_none(), "{feed}: {r}");
+        if feed == "draw" {
+            assert_eq!(
+                r["draw"]["published"], r["draw"]["strokes_sent"],
+                "every stroke sent on a command stream was published: {r}"
+            );
+        }
+    }
+}
+
+/// Datagram mode on the clock: the ticks come as datagrams and the loss the transport
+/// accepts is reported apart from `lost`, in every file.
+#[test]
+fn webtransport_datagram_mode_reports_what_came_as_datagrams_and_what_was_missing() {
+    let out = std::env::temp_dir().join(format!("loadtest-wt-dgram-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let summary = summary_of(
+        loadtest()
+            .args(["run", "--transport", "webtransport", "--feed", "clock"])
+            .args(["--datagrams", "--clients", "10", "--duration", "3s"])
+            .args(["--ramp", "300ms", "--out"])
+            .arg(&out),
+        &out,
+    );
+    let r = &summary["results"][0];
+    let received = r["events_received"].as_u64().unwrap();
+    let d = &r["datagrams"];
+    assert!(received >= 30, "{r}");
+    // Every tick fits a datagram; the first of each session may come as one too.
+    assert_eq!(d["received"], received, "{r}");
+    // What loopback lost is reported, whatever it is; the run's own loss stays 0.
+    assert!(d["lost"].as_u64().is_some(), "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["errors"], serde_json::json!({}), "{r}");
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let at = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(at("bytes_basis"), "quic_udp_payload");
+    assert_eq!(at("datagrams_received"), received.to_string());
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("webtransport in datagram mode"), "{md}");
+    assert!(md.contains("QUIC UDP payload"), "{md}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn datagram_mode_is_refused_where_it_cannot_apply() {
+    fails_with(
+        &["run", "--transport", "webtransport", "--datagrams"],
+        "--feed clock or draw",
+    );
+    fails_with(
+        &[
+            "run",
+            "--transport",
+            "sse",
+            "--feed",
+            "clock",
+            "--datagrams",
+        ],
+        "--transport webtransport",
+    );
 }

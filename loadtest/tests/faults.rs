@@ -66,6 +66,11 @@ fn charts_draws_the_recovery_chart_of_a_churn_run_beside_it() {
 /// and where the server holds a connection, breaks happened and each recovered.
 fn churn_loses_nothing(transport: &str, churn: &str) {
     let r = run(transport, "churn", &["--churn", churn]);
+    churn_checks(transport, &r);
+}
+
+/// [`churn_loses_nothing`]'s checks of one run's result.
+fn churn_checks(transport: &str, r: &serde_json::Value) {
     let f = &r["faults"];
     assert_eq!(r["lost"], 0, "{transport}: {r}");
     assert_eq!(
@@ -127,6 +132,16 @@ fn churn_on_websocket_loses_no_message() {
 }
 
 #[test]
+fn churn_on_webtransport_loses_no_message() {
+    // The server's kill does not reach a WebTransport session, so each break is the
+    // client's own: every one of them is counted as such.
+    let r = run("webtransport", "churn", &["--churn", "0.2"]);
+    churn_checks("webtransport", &r);
+    let f = &r["faults"];
+    assert_eq!(f["breaks_by_client"], f["breaks"], "{f}");
+}
+
+#[test]
 fn a_storm_breaks_every_client_and_every_one_recovers_with_its_peak_measured() {
     let r = run("ws", "storm", &["--storm", "1s", "--no-jitter"]);
     let f = &r["faults"];
@@ -138,6 +153,22 @@ fn a_storm_breaks_every_client_and_every_one_recovers_with_its_peak_measured() {
     // Without jitter all 20 reconnect 100 ms after the break, in one 100 ms window.
     assert_eq!(storm["peak_per_100ms"], 20, "{storm}");
     assert_eq!(storm["timeline_10ms"].as_array().unwrap().len(), 350);
+}
+
+#[test]
+fn a_storm_breaks_every_webtransport_session_and_every_one_resumes_without_loss() {
+    let r = run("webtransport", "storm", &["--storm", "1s"]);
+    let f = &r["faults"];
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert_eq!(r["events_received"], r["events_expected"], "{r}");
+    assert_eq!(f["breaks"], 20, "{f}");
+    assert_eq!(f["breaks_seen"], 20, "{f}");
+    assert_eq!(f["recovery_us"]["count"], 20, "{f}");
+    assert_eq!(f["unrecovered"], 0, "{f}");
+    // Each client's second session, and the server counted each one.
+    assert_eq!(r["requests"], 40, "{r}");
+    assert_eq!(r["server_requests"], r["requests"], "{r}");
 }
 
 #[test]

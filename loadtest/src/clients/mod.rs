@@ -1,4 +1,4 @@
-//! The six clients, mirroring the server's transports file for file. They share one
+//! The seven clients, mirroring the server's transports file for file. They share one
 //! skeleton: [`run`] keeps a client connected until told to stop, reconnecting from its
 //! cursor after any failure; each transport only supplies its `session`: connect, read
 //! events, hand each to [`Client::on_event`], which records it.
@@ -34,18 +34,23 @@ pub struct Ctx {
     pub poll_interval: Duration,
     /// `--feed draw`: what the clients send, and how often (see `crate::draw`).
     pub sending: Option<Arc<crate::draw::Sending>>,
+    /// `--datagrams`: WebTransport sessions ask for datagram mode (clock, draw).
+    pub datagrams: bool,
+    /// Where this node's WebTransport endpoint is, and its certificate's hashes.
+    pub webtransport: Arc<webtransport::Pins>,
 }
 
 impl Ctx {
     /// What `clients` subscribers to `addr` share in one run: fresh metrics (one shard per
-    /// 64 clients, 1–64) and a fresh stop token. Both the pushpoll runner and the nchan peer
-    /// start their clients from this.
+    /// 64 clients, 1–64), a fresh stop token, and WebTransport's hashes not read yet. Both
+    /// the pushpoll runner and the nchan peer start their clients from this.
     pub fn new(
         addr: SocketAddr,
         feed: FeedName,
         clients: usize,
         poll_interval: Duration,
         sending: Option<Arc<crate::draw::Sending>>,
+        datagrams: bool,
     ) -> Arc<Ctx> {
         Arc::new(Ctx {
             addr,
@@ -54,6 +59,8 @@ impl Ctx {
             stop: CancellationToken::new(),
             poll_interval,
             sending,
+            datagrams,
+            webtransport: Arc::default(),
         })
     }
 
@@ -69,6 +76,8 @@ impl Ctx {
             stop: self.stop.clone(),
             poll_interval: self.poll_interval,
             sending: self.sending.clone(),
+            datagrams: self.datagrams,
+            webtransport: Arc::default(),
         })
     }
 }
@@ -283,10 +292,11 @@ impl EventKind {
 /// Keeps `client` subscribed over `transport` until `ctx.stop`, reconnecting from its
 /// cursor after a failure or an ended response; returns it with what it saw.
 pub async fn run(ctx: Arc<Ctx>, transport: Transport, mut client: Client) -> Client {
-    // `--feed draw`: a WebSocket client sends on its own socket; the others send from a
-    // task of their own, on a connection of their own.
+    // `--feed draw`: a WebSocket client sends on its own socket, a WebTransport client on
+    // its session's command stream; the others send from a task of their own, on a
+    // connection of their own.
     if let Some(sending) = &ctx.sending {
-        if transport == Transport::Ws {
+        if matches!(transport, Transport::Ws | Transport::WebTransport) {
             client.draw = Some(crate::draw::Schedule::new(sending, client.index));
         } else {
             tokio::spawn(crate::draw::http_sender(
@@ -344,6 +354,16 @@ fn kind(err: &anyhow::Error) -> String {
         return format!("http_{}", status.0);
     }
     let text = err.to_string().to_lowercase();
+    // A QUIC or HTTP/3 handshake that failed: refused (the server's caps), or ended (the
+    // cause, with its error code, is the context's source).
+    if text.starts_with("webtransport handshake") {
+        let cause = format!("{err:#}").to_lowercase();
+        return if cause.contains("refused") {
+            "connect_refused".into()
+        } else {
+            "webtransport_handshake".into()
+        };
+    }
     if text.contains("refused") {
         "connect_refused".into()
     } else if text.contains("reset") || text.contains("broken pipe") || text.contains("closed") {

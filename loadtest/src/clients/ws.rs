@@ -128,7 +128,10 @@ async fn send_close<S: AsyncWrite + Unpin>(
 }
 
 /// The next stroke this client is due to send; never, without `--feed draw`.
-async fn due(ctx: &Ctx, schedule: &mut Option<crate::draw::Schedule>) -> serde_json::Value {
+pub(super) async fn due(
+    ctx: &Ctx,
+    schedule: &mut Option<crate::draw::Schedule>,
+) -> serde_json::Value {
     match (schedule, &ctx.sending) {
         (Some(schedule), Some(sending)) => schedule.due(sending).await,
         _ => std::future::pending().await,
@@ -173,6 +176,8 @@ mod tests {
             stop: CancellationToken::new(),
             poll_interval: Duration::from_secs(1),
             sending: None,
+            datagrams: false,
+            webtransport: Default::default(),
         };
         let mut client = Client::new(0, "lobby".into(), None);
         let ended = tokio::time::timeout(Duration::from_secs(5), session(&ctx, &mut client))
@@ -302,6 +307,8 @@ mod tests {
             stop: CancellationToken::new(),
             poll_interval: Duration::from_secs(1),
             sending: None,
+            datagrams: false,
+            webtransport: Default::default(),
         };
         let mut client = Client::new(0, "lobby".into(), None);
         let err = session(&ctx, &mut client).await.unwrap_err();

@@ -134,12 +134,18 @@ pub(super) const RESULTS: [Column; 15] = [
 
 /// Bytes on the wire, both directions: a table of its own, so the definitions sit
 /// in its caption and the results table keeps its columns. Names as in the glossary.
-pub(super) const BYTES: [Column; 7] = [
+pub(super) const BYTES: [Column; 8] = [
     Column {
         long: "transport",
         short: "transport",
         align: Align::Left,
         cell: |r, _| r.transport.clone(),
+    },
+    Column {
+        long: "counted as",
+        short: "counted as",
+        align: Align::Left,
+        cell: |r, _| r.bytes_basis.label().to_owned(),
     },
     Column {
         long: "bytes down per event",
@@ -180,15 +186,20 @@ pub(super) const BYTES: [Column; 7] = [
 ];
 
 /// The bytes table's caption in `summary.md`: what each figure counts.
-pub(super) const BYTES_CAPTION: &str = "Bytes on the clients' sockets, headers and framing included \
-    (request lines and headers, chunked framing, WebSocket handshake, frame headers and \
-    client masks). Down = read by the subscribers, up = written by them; the publisher's \
-    POSTs are not the subscribers' and are not counted. Per event = the whole run's bytes ÷ \
-    events received; per s = the measured window's bytes ÷ its length.";
+pub(super) const BYTES_CAPTION: &str = "TCP socket bytes: bytes on the clients' sockets, headers \
+    and framing included (request lines and headers, chunked framing, WebSocket handshake, \
+    frame headers and client masks), TCP's own headers, handshake and acknowledgements not. \
+    QUIC UDP payload (WebTransport): the UDP payload of the clients' QUIC connections from \
+    quinn's connection statistics, so QUIC's packet headers, encryption, acknowledgements and \
+    handshake and the HTTP/3 CONNECT are in it (the transport's own overhead, which TCP's \
+    figure leaves out), the UDP and IP headers not. Down = read by the subscribers, up = \
+    written by them; the publisher's POSTs are not the subscribers' and are not counted. Per \
+    event = the whole run's bytes ÷ events received; per s = the measured window's bytes ÷ \
+    its length.";
 
 /// The bytes table's caption in the terminal, one line.
-pub(super) const BYTES_TERMINAL_CAPTION: &str =
-    "bytes on the clients' sockets, headers included (down = read, up = written)";
+pub(super) const BYTES_TERMINAL_CAPTION: &str = "bytes on the clients' sockets, headers included \
+    (down = read, up = written); QUIC UDP payload: quinn's UDP bytes, QUIC's own overhead included";
 
 /// One row of cells.
 pub(super) fn cells<R>(columns: &[Column<R>], r: &R, sep: &str) -> Vec<String> {

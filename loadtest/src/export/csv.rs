@@ -14,8 +14,10 @@ pub(super) type CsvColumn = (&'static str, fn(&TransportResult) -> String);
 /// The columns, in file order. The byte columns come after the first 26 so a reader that
 /// knows only those keeps their column numbers. Names as in the glossary
 /// (docs/API.md): per event is ÷ events received over the whole run; per second is within
-/// the measured window; `bytes_in` (down) and `bytes_out` (up) are the run's totals.
-pub(super) const COLUMNS: [CsvColumn; 31] = [
+/// the measured window; `bytes_in` (down) and `bytes_out` (up) are the run's totals, counted
+/// as `bytes_basis` says (`tcp`: socket bytes; `quic_udp_payload`: WebTransport's UDP
+/// payload); `datagrams_received`/`datagrams_lost` are empty unless run with `--datagrams`.
+pub(super) const COLUMNS: [CsvColumn; 34] = [
     ("transport", |r| r.transport.clone()),
     ("clients", |r| r.clients.to_string()),
     ("duration_s", |r| r.duration_s.to_string()),
@@ -61,6 +63,23 @@ pub(super) const COLUMNS: [CsvColumn; 31] = [
     ("bytes_down_per_s", |r| r.bytes_down_per_s.to_string()),
     ("bytes_up_per_s", |r| r.bytes_up_per_s.to_string()),
     ("bytes_per_s", |r| r.bytes_per_s.to_string()),
+    ("bytes_basis", |r| {
+        match r.bytes_basis {
+            crate::report::ByteBasis::Tcp => "tcp",
+            crate::report::ByteBasis::QuicUdpPayload => "quic_udp_payload",
+        }
+        .to_owned()
+    }),
+    ("datagrams_received", |r| {
+        r.datagrams
+            .as_ref()
+            .map_or(String::new(), |d| d.received.to_string())
+    }),
+    ("datagrams_lost", |r| {
+        r.datagrams
+            .as_ref()
+            .map_or(String::new(), |d| d.lost.to_string())
+    }),
 ];
 
 /// The columns a run over several nodes adds after [`COLUMNS`].

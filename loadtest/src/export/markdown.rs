@@ -55,8 +55,21 @@ impl Exporter for MarkdownExporter {
             md,
             "Latency is `received_at − event.ts`; req per event is client requests per \
              delivered event; bytes per event counts every byte the clients read and wrote on \
-             their sockets, headers included (docs/API.md, Glossary)."
+             their sockets, headers included, or for WebTransport its QUIC UDP payload (see \
+             the bytes table; docs/API.md, Glossary)."
         )?;
+        for r in &s.results {
+            if let Some(d) = &r.datagrams {
+                writeln!(md)?;
+                writeln!(
+                    md,
+                    "{} in datagram mode: {} events came as datagrams; {} were found missing \
+                     from the ids that came, loss the transport accepts (QUIC does not resend \
+                     a datagram), not counted in lost.",
+                    r.transport, d.received, d.lost
+                )?;
+            }
+        }
         writeln!(md)?;
         md.push_str("## Bytes on the wire, down and up\n\n");
         md.push_str(&table(&BYTES, s));

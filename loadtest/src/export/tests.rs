@@ -76,6 +76,7 @@ fn fake_result(i: usize, transport: &str) -> TransportResult {
             max: 9000 * scale * scale,
             mean: 1750.5 * scale as f64,
         },
+        bytes_basis: crate::report::ByteBasis::Tcp,
         bytes_in: 30_000_000 * scale,
         bytes_out: 2_000_000 * scale,
         bytes_per_event: 375.25 * scale as f64,
@@ -91,6 +92,7 @@ fn fake_result(i: usize, transport: &str) -> TransportResult {
         loadtest_cpu_s: 3.25,
         errors,
         faults: None,
+        datagrams: None,
         draw: None,
         nodes: Vec::new(),
         redis_cpu_s: None,
@@ -171,7 +173,9 @@ fn writes_every_file_for_five_transports() {
     let bytes_table: Vec<&str> = md_bytes.lines().filter(|l| l.starts_with('|')).collect();
     assert_eq!(bytes_table.len(), 2 + 5, "{md}");
     assert!(
-        bytes_table[3].starts_with("| longpoll | 300 | 25 | 1501 | 30000 | 3000 | 33000 |"),
+        bytes_table[3].starts_with(
+            "| longpoll | TCP socket bytes | 300 | 25 | 1501 | 30000 | 3000 | 33000 |"
+        ),
         "{}",
         bytes_table[3]
     );
@@ -446,11 +450,11 @@ fn a_run_over_nodes_has_a_row_per_node_and_the_total_in_every_format() {
     assert_eq!(lines.len(), 1 + 3, "{csv}");
     let width = csv::COLUMNS.len() + csv::NODE_COLUMNS.len();
     assert!(lines.iter().all(|l| l.len() == width), "{csv}");
-    assert_eq!(lines[0][31..], ["node", "redis_cpu_s"]);
+    assert_eq!(lines[0][34..], ["node", "redis_cpu_s"]);
     // The total first, with today's columns unchanged, then each node.
-    assert_eq!(lines[1][..31], parse_csv_line(&line_of(&s.results[0]))[..]);
-    assert_eq!(lines[1][31..], ["total", "0.75"]);
-    assert_eq!(lines[2][31..], ["http://127.0.0.1:4001/", ""]);
+    assert_eq!(lines[1][..34], parse_csv_line(&line_of(&s.results[0]))[..]);
+    assert_eq!(lines[1][34..], ["total", "0.75"]);
+    assert_eq!(lines[2][34..], ["http://127.0.0.1:4001/", ""]);
     assert_eq!((lines[3][1].as_str(), lines[3][6].as_str()), ("100", "1"));
 
     let md = exporters()[2].render(&s).unwrap();

@@ -2,7 +2,7 @@
 //! server's RSS, open connections and the last window's delivery p99 at start and then at
 //! every interval, so that "memory is flat after warm-up" is a measured statement.
 //!
-//! The traffic reuses the load tester's own parts: the five transport clients
+//! The traffic reuses the load tester's own parts: the transport clients
 //! ([`crate::clients`]) on both feeds, the chat [`Publisher`], and [`Metrics`] for latency.
 //! A quarter of the subscribers drop their connection every 10-30 s and resume from their
 //! cursor. The hostile clients ([`hostile`]) are small raw-TCP/HTTP loops, each from its own
@@ -131,7 +131,7 @@ impl SoakPlan {
         })
     }
 
-    /// Subscribers in all, over the ten transport × feed groups.
+    /// Subscribers in all, over the transport × feed groups.
     pub fn subscribers(&self) -> usize {
         self.clients * Transport::ALL.len() * FEEDS.len()
     }
@@ -195,6 +195,8 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<()> {
                 stop: stop.clone(),
                 poll_interval: POLL_INTERVAL,
                 sending: None,
+                datagrams: false,
+                webtransport: Default::default(),
             });
             let mut tasks = Vec::with_capacity(plan.clients);
             for i in 0..plan.clients {
@@ -347,6 +349,8 @@ async fn churning(
             stop: stop.clone(),
             poll_interval: base.poll_interval,
             sending: None,
+            datagrams: false,
+            webtransport: base.webtransport.clone(),
         });
         // Varied per client and per cycle, so the drops do not come in waves.
         let hold = Duration::from_secs(10 + (cycle * 7919) % 21);

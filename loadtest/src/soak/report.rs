@@ -28,7 +28,7 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// TCP connections open (`/api/stats` `connections.open`).
     pub open: i64,
-    /// Streams, sockets and parked long polls open, by transport.
+    /// Streams, sockets, parked long polls and WebTransport sessions open, by transport.
     pub open_by_transport: BTreeMap<String, i64>,
     /// Connections refused because their peer was at its cap, so far.
     pub rejected_per_peer: u64,
@@ -55,7 +55,16 @@ impl Sample {
             open_by_transport: stats
                 .transports
                 .iter()
-                .map(|(name, figures)| (name.clone(), figures.open))
+                .map(|(name, figures)| {
+                    // WebTransport's sessions are counted in the statistics' own section,
+                    // which its `transports` row may not repeat.
+                    let open = if name == pushpoll::names::Transport::WebTransport.as_str() {
+                        figures.open.max(stats.webtransport.open)
+                    } else {
+                        figures.open
+                    };
+                    (name.clone(), open)
+                })
                 .collect(),
             rejected_per_peer: stats.connections.rejected_per_peer,
             send_timeouts: stats.connections.send_timeouts,
@@ -384,11 +393,24 @@ fn readme(s: &SoakSummary) -> String {
         s.machine.os,
         s.machine.cpu
     );
+    // The transport × feed groups the samples name (a soak from before a transport existed
+    // has fewer).
+    let groups: std::collections::BTreeSet<&str> = s
+        .samples
+        .iter()
+        .flat_map(|sample| sample.p99_ms.keys())
+        .map(String::as_str)
+        .collect();
+    let transports: std::collections::BTreeSet<&str> = groups
+        .iter()
+        .filter_map(|g| g.split_once('/').map(|(_, t)| t))
+        .collect();
     let _ = writeln!(
         out,
-        "Traffic: the five transports on the clock and the chat, {} subscribers each (so {} in all, a quarter of them dropping their connection every 10-30 s and resuming from their cursor), chat senders at {} messages/s over {} rooms, and hostile clients (below), each kind from its own 127.0.0.x address. Sampled at start and every {:.0} s. Warm-up is the first 40 % of the run: the time the server's bounded caches take to fill (the chat's 4,096 newest events kept in memory with their framings, SQLite's 2 MB page cache as the database grows past it, the sessions the login flood makes); flat means the largest RSS from 50 % on is within the tolerance of the RSS at the end of warm-up.\n",
+        "Traffic: {} transports on the clock and the chat, {} subscribers each (so {} in all, a quarter of them dropping their connection every 10-30 s and resuming from their cursor), chat senders at {} messages/s over {} rooms, and hostile clients (below), each kind from its own 127.0.0.x address. Sampled at start and every {:.0} s. Warm-up is the first 40 % of the run: the time the server's bounded caches take to fill (the chat's 4,096 newest events kept in memory with their framings, SQLite's 2 MB page cache as the database grows past it, the sessions the login flood makes); flat means the largest RSS from 50 % on is within the tolerance of the RSS at the end of warm-up.\n",
+        transports.len(),
         s.subscribers_per_group,
-        s.subscribers_per_group * 10,
+        s.subscribers_per_group * groups.len(),
         s.chat_rate,
         s.rooms,
         s.sample_every_s
