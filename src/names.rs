@@ -100,6 +100,20 @@ impl Transport {
         }
     }
 
+    /// Whether the page sends upstream on the transport's own connection (chat commands,
+    /// strokes): a WebSocket's frames, a WebTransport bidirectional stream's lines. The others
+    /// send with `POST /api/chat/messages` and `POST /api/draw`.
+    pub const fn two_way(self) -> bool {
+        match self {
+            Transport::Poll
+            | Transport::LongPoll
+            | Transport::Iframe
+            | Transport::Fetch
+            | Transport::Sse => false,
+            Transport::Ws | Transport::WebTransport => true,
+        }
+    }
+
     /// [`Transport::color`] as red, green and blue, for drawing outside a page (the load
     /// tester's charts). Every colour is checked to be `#rrggbb` when the crate compiles.
     pub const fn rgb(self) -> [u8; 3] {
