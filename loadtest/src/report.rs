@@ -303,14 +303,8 @@ pub struct FaultResult {
     /// Kill requests sent, and those that failed.
     pub kills_sent: u64,
     pub kill_failures: u64,
-    /// Connections broken: those the server dropped (the kills' `killed`, summed), and
-    /// those a client closed itself where the kill does not reach (`breaks_by_client`).
+    /// Connections the server dropped (the kills' `killed`, summed).
     pub breaks: u64,
-    /// Of `breaks`, those made from the client's side: a WebTransport session, which the
-    /// server's diagnostics kill does not reach, closed by its client without warning (an
-    /// application close, code 0) when the kill found nothing of its tag to break.
-    #[serde(default)]
-    pub breaks_by_client: u64,
     /// Breaks the clients saw end their connection.
     pub breaks_seen: u64,
     pub reconnect_us: Percentiles,

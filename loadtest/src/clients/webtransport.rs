@@ -164,11 +164,7 @@ pub async fn session_at(
     let mut counted = Counted::default();
     // The handshake's bytes, now rather than at the next sample (the window may open first).
     counted.add(&connection, &ctx.metrics.io);
-    // In a faulted run: the break the injector makes from this side (see `crate::faults`).
-    let faults = client.faults.clone();
-    let armed = faults.as_ref().and_then(|f| f.arm(client.index));
-    let ended = events(ctx, client, &connection, &mut counted, armed.as_ref()).await;
-    drop(armed);
+    let ended = events(ctx, client, &connection, &mut counted).await;
     // Closed by us in every case (a no-op if the server closed first), then the endpoint is
     // left to drain (three probe timeouts, about 0.1 s on loopback), so the CONNECTION_CLOSE
     // and what the server sent meanwhile are counted. At the run's end the client waits for
@@ -223,7 +219,6 @@ async fn events(
     client: &mut Client,
     connection: &Connection,
     counted: &mut Counted,
-    armed: Option<&crate::faults::Armed<'_>>,
 ) -> anyhow::Result<()> {
     let mut stream = tokio::select! {
         () = ctx.stop.cancelled() => return Ok(()),
@@ -255,7 +250,6 @@ async fn events(
                 client.on_json(ctx, &datagram);
             }
             _ = sample.tick() => counted.add(connection, &ctx.metrics.io),
-            () = broken(armed) => anyhow::bail!("session broken by the fault injector"),
             stroke = super::ws::due(ctx, &mut client.draw) => {
                 if upstream.is_none() {
                     upstream = Some(Upstream::open(connection).await?);
@@ -273,14 +267,6 @@ async fn events(
                 ctx.metrics.error("draw_refused");
             }
         }
-    }
-}
-
-/// Resolves when the fault injector breaks the session; never without faults.
-async fn broken(armed: Option<&crate::faults::Armed<'_>>) {
-    match armed {
-        Some(armed) => armed.fired().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -158,7 +158,7 @@ async fn kill(state: &FaultState, http: &mut Http, i: usize) -> anyhow::Result<(
         }
     };
     state.breaks.fetch_add(killed, Relaxed);
-    if killed == 0 && !state.break_locally(i) {
+    if killed == 0 {
         let _ = state.broken_at[i].compare_exchange(at, 0, Relaxed, Relaxed);
     }
     Ok(())

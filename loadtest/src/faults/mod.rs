@@ -2,11 +2,9 @@
 //! second, `--storm AT` breaks all of them at once `AT` into the measured window. Both go
 //! through the server's diagnostics kill (`POST /api/debug/kill`), so a break is what a
 //! network failure looks like to the client: a stream or held long poll cut off mid-body, a
-//! WebSocket gone without a close frame. A short poll holds nothing between its requests, so
-//! a kill finds nothing to break there, and the report says so (`breaks` 0). A WebTransport
-//! session is not an HTTP route the kill's tag reaches: when the kill finds nothing, a client
-//! with a session open closes it itself (`breaks_by_client`, counted in `breaks`), and
-//! reconnects and recovers as after any break.
+//! WebSocket gone without a close frame, a WebTransport session closed with QUIC's code 4
+//! "killed" (which a browser reports as a network error). A short poll holds nothing between
+//! its requests, so a kill finds nothing to break there, and the report says so (`breaks` 0).
 //!
 //! Each client carries its own diagnostics tag (`lt-` + 128 random bits in hex + `-` + its
 //! index), so one kill breaks one client. The server keeps at most 256 tags (docs/API.md,
@@ -43,7 +41,7 @@ pub use backoff::backoff;
 pub use baseline::charge_baseline;
 pub use charts::charts_of;
 pub use inject::inject;
-pub use state::{Armed, FaultState};
+pub use state::FaultState;
 pub use table::table;
 
 /// The most clients a faulted run may have: one diagnostics tag each, below the server's

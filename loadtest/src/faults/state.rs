@@ -44,35 +44,6 @@ pub struct FaultState {
     pub(super) recovery_requests: AtomicU64,
     pub(super) reconnect: Mutex<Histogram<u64>>,
     pub(super) recovery: Mutex<Histogram<u64>>,
-    /// Per client: its break from its own side, for a session the server's kill does not
-    /// reach (WebTransport's: the diagnostics tag is an HTTP route's).
-    pub(super) local: Vec<LocalBreak>,
-    /// Of `breaks`, those made from the client's side.
-    pub(super) breaks_by_client: AtomicU64,
-}
-
-/// A client's own break switch: armed while it has a session the server's kill does not
-/// reach, fired by the injector when that kill found nothing to break.
-#[derive(Default)]
-pub struct LocalBreak {
-    armed: std::sync::atomic::AtomicBool,
-    fire: tokio::sync::Notify,
-}
-
-/// Armed while held (see [`FaultState::arm`]).
-pub struct Armed<'a>(&'a LocalBreak);
-
-impl Armed<'_> {
-    /// Resolves when the injector breaks this client.
-    pub async fn fired(&self) {
-        self.0.fire.notified().await;
-    }
-}
-
-impl Drop for Armed<'_> {
-    fn drop(&mut self) {
-        self.0.armed.store(false, Relaxed);
-    }
 }
 
 fn histogram() -> Histogram<u64> {
@@ -96,8 +67,6 @@ impl FaultState {
             recovery_requests: AtomicU64::new(0),
             reconnect: Mutex::new(histogram()),
             recovery: Mutex::new(histogram()),
-            local: (0..clients).map(|_| LocalBreak::default()).collect(),
-            breaks_by_client: AtomicU64::new(0),
         }))
     }
 
@@ -139,32 +108,6 @@ impl FaultState {
         h.saturating_record(now_micros().saturating_sub(broken_at).max(1));
     }
 
-    /// Arms client `index`'s own break switch for as long as the guard is held; `None` for
-    /// an index outside the run.
-    pub fn arm(&self, index: usize) -> Option<Armed<'_>> {
-        use futures_util::FutureExt as _;
-        let local = self.local.get(index)?;
-        // A break fired for a session that has since ended is not this session's.
-        let _ = local.fire.notified().now_or_never();
-        local.armed.store(true, Relaxed);
-        Some(Armed(local))
-    }
-
-    /// Breaks client `index` from its side if it has a session armed (see [`LocalBreak`]);
-    /// whether it did.
-    pub(super) fn break_locally(&self, index: usize) -> bool {
-        let Some(local) = self.local.get(index) else {
-            return false;
-        };
-        if !local.armed.load(Relaxed) {
-            return false;
-        }
-        local.fire.notify_one();
-        self.breaks.fetch_add(1, Relaxed);
-        self.breaks_by_client.fetch_add(1, Relaxed);
-        true
-    }
-
     pub(super) fn busy(&self, index: usize) -> bool {
         self.broken_at[index].load(Relaxed) != 0
     }
@@ -204,7 +147,6 @@ impl FaultState {
             kills_sent: self.kills_sent.load(Relaxed),
             kill_failures: self.kill_failures.load(Relaxed),
             breaks: self.breaks.load(Relaxed),
-            breaks_by_client: self.breaks_by_client.load(Relaxed),
             breaks_seen: self.breaks_seen.load(Relaxed),
             reconnect_us: Percentiles::of(
                 &self.reconnect.lock().unwrap_or_else(|p| p.into_inner()),

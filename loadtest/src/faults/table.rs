@@ -30,7 +30,7 @@ pub fn table(summary: &Summary) -> Option<String> {
         out.push_str(&format!(
             "| {} | {} | {}/{} | {}/{}/{} | {} | {} | {} | {} | {} | {}/{} | {} |\n",
             r.transport,
-            breaks(f),
+            f.breaks,
             ms(f.reconnect_us.p50),
             ms(f.reconnect_us.p99),
             ms(f.recovery_us.p50),
@@ -47,13 +47,4 @@ pub fn table(summary: &Summary) -> Option<String> {
         ));
     }
     Some(out)
-}
-
-/// The breaks, with those a client made itself (where the server's kill does not reach).
-fn breaks(f: &crate::report::FaultResult) -> String {
-    if f.breaks_by_client > 0 {
-        format!("{} ({} by the client)", f.breaks, f.breaks_by_client)
-    } else {
-        f.breaks.to_string()
-    }
 }
