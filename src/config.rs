@@ -11,7 +11,7 @@ use crate::names::Transport;
 #[command(
     name = "pushpoll",
     version,
-    about = "A live clock over five web push transports, with what each costs."
+    about = "A live clock, a chat and a shared canvas over every way the web pushes data to a browser, with what each costs."
 )]
 pub struct Config {
     /// Address to listen on: loopback (the default), an interface's address, or `0.0.0.0` /

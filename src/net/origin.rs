@@ -5,7 +5,7 @@
 //!
 //! The server's own origin includes its loopback aliases on the same port: a page from
 //! `http://127.0.0.1:3000` may use `http://localhost:3000`, a second origin with its own
-//! six HTTP/1.1 connections, which is how the compare page keeps five transports live.
+//! six HTTP/1.1 connections, which is how the compare page keeps every HTTP lane live.
 //! Reads from those origins get CORS headers ([`cors`]), never credentials.
 
 use std::net::{IpAddr, SocketAddr};
