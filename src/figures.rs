@@ -452,9 +452,9 @@ mod tests {
     #[test]
     fn a_spec_resolves_to_the_committed_value() {
         let figure = resolve(P50).unwrap();
-        assert_eq!(figure.value, "4.4 ms");
+        assert_eq!(figure.value, "3.2 ms");
         assert_eq!(figure.name, "compare-default");
-        assert_eq!(figure.date, "2026-11-30");
+        assert_eq!(figure.date, "2026-12-07");
         let by_index = resolve(
             "compare-default/summary.json#/results/1/latency_us/p50;mul=0.001;dp=1;unit=ms",
         )
@@ -503,7 +503,7 @@ mod tests {
         );
         let html = expand_html(&page);
         assert_eq!(html.matches("figure-source").count(), 2, "{html}");
-        assert_eq!(html.matches("4.4 ms").count(), 3);
+        assert_eq!(html.matches("3.2 ms").count(), 3);
         let (md, problems) = rewrite(&page.replace("</p><p>", "\n\n"), Kind::Markdown);
         assert_eq!(problems.len(), 3);
         assert_eq!(

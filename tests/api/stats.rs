@@ -224,7 +224,11 @@ async fn the_committed_results_are_served_as_a_page_and_raw_files() {
         .unwrap();
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     let (_, summary) = app.get_json("/results/compare-default/summary.json").await;
-    assert_eq!(summary["results"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        summary["results"].as_array().unwrap().len(),
+        pushpoll::names::Transport::ALL.len(),
+        "one row per transport"
+    );
     let (status, body) = app.get_json("/results/../Cargo.toml").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -260,13 +264,12 @@ async fn the_compare_pages_measured_table_matches_the_committed_results() {
             format!("{ms:.1}")
         }
     };
-    for (transport, label) in [
-        ("poll", "Short polling"),
-        ("longpoll", "Long polling"),
-        ("iframe", "Hidden iframe"),
-        ("sse", "Server-Sent Events"),
-        ("ws", "WebSocket"),
-    ] {
+    let cited = format!(
+        "(compare-default, {})",
+        &summary["started"].as_str().unwrap()[..10]
+    );
+    for kind in pushpoll::names::Transport::ALL {
+        let (transport, label) = (kind.as_str(), kind.title());
         let r = summary["results"]
             .as_array()
             .unwrap()
@@ -282,7 +285,7 @@ async fn the_compare_pages_measured_table_matches_the_committed_results() {
         let cells: Vec<String> = row
             .split("<td>")
             .skip(1)
-            .map(|cell| visible_text(cell).replace("(compare-default, 2026-11-30)", ""))
+            .map(|cell| visible_text(cell).replace(&cited, ""))
             .map(|cell| cell.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect();
         let down = format!("{:.0}", r["bytes_down_per_event"].as_f64().unwrap());
