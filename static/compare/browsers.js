@@ -56,11 +56,15 @@ function transportRow(data, engines, t) {
     const td = document.createElement('td');
     td.dataset.engine = e;
     td.dataset.transport = t;
-    // A transport no committed run holds (one added after the run) says so, not a dash.
-    const never = !data.engines[e].runs.some((r) => r[t] !== undefined);
-    td.textContent = never
+    // A transport no committed run holds (one added after the run) says so, not a dash; one
+    // that other engines' runs hold but this engine's do not (WebTransport in WebKitGTK, which
+    // has none) says that.
+    const held = (engine) => data.engines[engine].runs.some((r) => r[t] !== undefined);
+    td.textContent = !engines.some(held)
       ? 'not measured yet'
-      : values.length === 0
+      : !held(e)
+        ? 'not in this engine\u2019s runs'
+        : values.length === 0
         ? '–'
         : values.length === 1
           ? formatMs(values[0])

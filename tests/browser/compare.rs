@@ -13,6 +13,11 @@ async fn ages(page: &Page<'_>) -> Vec<(String, f64, String)> {
 
 /// The transports results/browsers/recovery.json holds figures for.
 fn committed_recovery_transports() -> Vec<String> {
+    committed_recovery_transports_of(None)
+}
+
+/// [`committed_recovery_transports`] of one engine's runs (`Some("webkit")`), or of all.
+fn committed_recovery_transports_of(engine: Option<&str>) -> Vec<String> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/results/browsers/recovery.json"
@@ -22,8 +27,9 @@ fn committed_recovery_transports() -> Vec<String> {
     let mut found: Vec<String> = json["engines"]
         .as_object()
         .unwrap()
-        .values()
-        .flat_map(|e| e["runs"].as_array().unwrap().iter())
+        .iter()
+        .filter(|(name, _)| engine.is_none_or(|e| e == name.as_str()))
+        .flat_map(|(_, e)| e["runs"].as_array().unwrap().iter())
         .flat_map(|run| run.as_object().unwrap().keys().cloned())
         .collect();
     found.sort();
@@ -173,11 +179,15 @@ async fn the_compare_page_keeps_every_clock_fresh_for_20_seconds(engine: Engine)
             && cells.len() == 3 * pushpoll::names::Transport::ALL.len()
             && cells.iter().all(|c| {
                 let mut words = c.splitn(3, ' ');
-                let (_, transport, shown) = (words.next(), words.next(), words.next());
+                let (engine, transport, shown) = (words.next(), words.next(), words.next());
+                let in_engine = committed_recovery_transports_of(engine);
                 match transport {
-                    Some(t) if measured.iter().any(|m| m == t) => shown
+                    Some(t) if in_engine.iter().any(|m| m == t) => shown
                         .and_then(|s| s.split(' ').next())
                         .is_some_and(|figure| figure.parse::<f64>().is_ok()),
+                    Some(t) if measured.iter().any(|m| m == t) => {
+                        shown == Some("not in this engine\u{2019}s runs")
+                    }
                     _ => shown == Some("not measured yet"),
                 }
             })
