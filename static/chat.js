@@ -81,8 +81,9 @@ function statusLine(node) {
 
 // options: transport, panel (a createPanel to report into), interval (short polling), and
 // `connect` options passed through to the subscription: `params` (extra query parameters,
-// e.g. a diagnostic `tag`) and `origin` (another origin to subscribe from).
-export function createChat(root, { transport, panel, interval, params = {}, origin } = {}) {
+// e.g. a diagnostic `tag`) and `origin` (another origin to subscribe from); `onTimeline`, the
+// subscription's row of the page's timeline (timeline.js), if any.
+export function createChat(root, { transport, panel, interval, params = {}, origin, onTimeline } = {}) {
   const ui = elements(root);
   const chat = {
     root,
@@ -105,6 +106,7 @@ export function createChat(root, { transport, panel, interval, params = {}, orig
     interval,
     params,
     origin,
+    onTimeline,
     onEvent: (event) => receive(chat, event),
   });
 

@@ -15,6 +15,7 @@
 //                protocol and transport; budget.js and protocols.js are its two tables
 //   browsers.js  the committed per-engine recovery figures
 //   window.js    figures over a sliding window
+// and the lanes' feeds, stacked on one time axis, in the timeline (static/timeline.js).
 
 import { $, fetchJson, TRANSPORTS } from '/static/util.js';
 import { showClockOffset } from '/static/clock-offset.js';
@@ -34,6 +35,7 @@ import {
 import { createProtocols } from '/static/compare/protocols.js';
 import { followServerCounts } from '/static/compare/stats.js';
 import { createTiming } from '/static/compare/timing.js';
+import { createTimeline } from '/static/timeline.js';
 
 const RENDER_MS = 500;
 
@@ -48,7 +50,9 @@ async function boot() {
       TRANSPORTS.map((t) => [t, document.querySelector(`[data-lost="${t}"]`)]),
     ),
   );
-  const lanes = TRANSPORTS.map((t) => new Lane(t, $(`lane-${t}`), arrivals));
+  // One row per lane, in the lanes' order, on one time axis.
+  const timeline = createTimeline($('timeline'));
+  const lanes = TRANSPORTS.map((t) => new Lane(t, $(`lane-${t}`), arrivals, timeline));
   showClockOffset($('clock-offset'), $('clock-offset-uncertainty'));
   describeOrigins($('origin-note'), $('layout-link'));
   describeLaneFeed($('lanes-note'), $('lanes-link'));

@@ -2,7 +2,8 @@
 // <body data-transport="NAME"> (one of facts.js TRANSPORTS); this module starts the clock client
 // over it and wires the clock display (clock.js) and the cost panel, and the chat panel
 // (chat.js) when the page has a #chat section: both subscriptions use the page's transport
-// and report into the same cost panel. Pages without a known transport get nothing started.
+// and report into the same cost panel, and each draws a row of the page's #timeline
+// (timeline.js). Pages without a known transport get nothing started.
 //
 // Every subscription of a page load carries the same random `tag=page-…` (128 random bits),
 // so the server records its HTTP exchanges; a page with a #wire section shows them
@@ -15,6 +16,7 @@ import { createClock } from '/static/clock.js';
 import { createPanel } from '/static/panel.js';
 import { createChat } from '/static/chat.js';
 import { createWire } from '/static/wire.js';
+import { createTimeline } from '/static/timeline.js';
 
 /** A tag for this page load's requests: `page-` and 128 random bits (22 characters). */
 export function pageTag() {
@@ -29,12 +31,18 @@ function boot(transport) {
   const intervalHint = $('poll-interval-hint');
   const chatRoot = $('chat');
   const wireRoot = $('wire');
+  const timelineRoot = $('timeline');
+  const timeline = timelineRoot ? createTimeline(timelineRoot) : null;
   const tag = pageTag();
+  // As each compare lane does: whoever holds the page holds its tag (the wire view shows it);
+  // the browser tests kill this page's connections by it.
+  document.body.dataset.tag = tag;
   let client = null;
   let chat = null;
 
   const handlers = {
     ...panel,
+    onTimeline: timeline?.row('clock', transport),
     onEvent(event, receivedAt) {
       panel.onEvent(event, receivedAt);
       if (event.type === 'tick') clock.show(event);
@@ -85,7 +93,13 @@ function boot(transport) {
     const interval = readInterval() ?? POLL_INTERVAL.default;
     client = connect(transport, 'clock', handlers, clockOptions());
     if (chatRoot) {
-      chat ??= createChat(chatRoot, { transport, panel, interval, params: { tag } });
+      chat ??= createChat(chatRoot, {
+        transport,
+        panel,
+        interval,
+        params: { tag },
+        onTimeline: timeline?.row('chat', transport),
+      });
       chat.start();
     }
   }

@@ -18,7 +18,10 @@ const MAX_OUTBOX = 20;
  * each event received. `panel` (a createPanel), `interval` (short polling), `params` and
  * `origin`: as createChat's options.
  */
-export function createSubscription(chat, { transport, panel, interval, params, origin, onEvent }) {
+export function createSubscription(
+  chat,
+  { transport, panel, interval, params, origin, onEvent, onTimeline },
+) {
   const { ui, status } = chat;
   // Events created before the page started are replays (history), not deliveries: their
   // age says nothing about the transport, so they do not count towards the panel's latency.
@@ -33,6 +36,8 @@ export function createSubscription(chat, { transport, panel, interval, params, o
     onBytes: (n) => panel?.onBytes(n),
     onBytesUp: (n) => panel?.onBytesUp?.(n),
     onFramingDown: (n) => panel?.onFramingDown?.(n),
+    // Its own row of the page's timeline, if it has one.
+    onTimeline: (record) => onTimeline?.(record),
     onEvent(event, receivedAt) {
       panel?.onEvent(event, receivedAt, { liveSince });
       onEvent(event);

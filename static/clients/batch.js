@@ -37,6 +37,7 @@ export async function fetchBatch(ctx, url, signal) {
   const response = await fetch(url, { signal, cache: 'no-store', credentials: 'same-origin' });
   const body = await response.arrayBuffer();
   const receivedAt = nowMicros();
+  ctx.answered(body.byteLength);
   ctx.bytes(body.byteLength);
   const text = decoder.decode(body);
   if (!response.ok) throw new HttpError(response.status, text);

@@ -34,7 +34,19 @@ const NO_HANDLERS = {
   onHeads() {},
   onState() {},
   onDetail() {},
+  onTimeline() {},
 };
+
+// What the timeline (timeline.js) is told, one record per thing that happened, at
+// performance.now(): `open` (a request sent or a connection opened: a bar starts),
+// `answered` (a polling request's answer read: its bar ends), `break` (a failure, a backoff
+// or a stream that ended: the open bar ends; `text` says why), `event` (a feed event
+// delivered: `receivedAt` and the event's `ts`, both µs, for its latency), `gap` (the feed
+// skipped events), `up` (a frame sent upstream on this connection), `stopped`. A break is
+// recorded on the phase's change, not on each backoff countdown, and when a new request is
+// sent while the last is still held (a stream given up for a new one).
+const BREAK_PHASES = new Set(['backoff', 'error']);
+const HOLD_PHASES = new Set(['streaming', 'open']);
 
 /** What every client shares: the handlers, the cursor, URLs and the stopped flag. */
 export class Context {
@@ -47,6 +59,24 @@ export class Context {
     this.origin = options.origin ? new URL(options.origin).origin : location.origin;
     this.stopped = false;
     this.headsAsked = false; // the head sizes are reported once per client (HEADS)
+    this.phase = null;
+    this.holding = false; // a request sent and not yet answered or broken
+    // Events the server created before this client started are replays (chat history):
+    // the timeline shows them without a delivery latency.
+    this.since = nowMicros();
+  }
+
+  /** One timeline record (see above), stamped now. */
+  record(kind, fields = {}) {
+    if (this.stopped) return;
+    if (kind === 'open') this.holding = true;
+    else if (kind === 'answered' || kind === 'break') this.holding = false;
+    this.handlers.onTimeline?.({ kind, at: performance.now(), ...fields });
+  }
+
+  /** A polling request's answer was read: its bar ends. */
+  answered(bytes) {
+    this.record('answered', { bytes });
   }
 
   /** `ORIGIN/TRANSPORT/FEED?…`, with the extra parameters, then `extra` (null values dropped). */
@@ -63,6 +93,14 @@ export class Context {
    * head to estimate (WebTransport's CONNECT is HTTP/3, its head QPACK-compressed). */
   request({ heads = true } = {}) {
     if (this.stopped) return;
+    if (this.holding) {
+      // A new request while the last one is neither answered nor broken: that one was
+      // given up (a stream reopened, by the silence watch or at its document's cap).
+      this.record('break', { text: 'given up: a new request replaces it' });
+    }
+    // The state that follows ('connecting') is this request's, not a second break.
+    if (HOLD_PHASES.has(this.phase)) this.phase = 'connecting';
+    this.record('open');
     this.handlers.onRequest();
     if (heads && !this.headsAsked) {
       this.headsAsked = true;
@@ -85,7 +123,13 @@ export class Context {
   }
 
   state(text, phase) {
-    if (!this.stopped) this.handlers.onState(text, phase);
+    if (this.stopped) return;
+    const was = this.phase;
+    this.phase = phase;
+    // A failure or a backoff breaks; so does a held stream that ends (reopened at once).
+    const ended = phase === 'connecting' && HOLD_PHASES.has(was) && this.holding;
+    if (phase !== was && (BREAK_PHASES.has(phase) || ended)) this.record('break', { text });
+    this.handlers.onState(text, phase);
   }
 
   detail(object) {
@@ -110,6 +154,13 @@ export class Context {
       if (this.cursor !== null && event.id <= this.cursor) return;
       this.cursor = event.id;
     }
+    this.record(event.type === 'gap' ? 'gap' : 'event', {
+      id: Number.isSafeInteger(event.id) ? event.id : null,
+      type: typeof event.type === 'string' ? event.type : '',
+      ts: Number.isFinite(event.ts) ? event.ts : null,
+      receivedAt,
+      since: this.since,
+    });
     this.handlers.onEvent(event, receivedAt);
   }
 }

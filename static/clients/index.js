@@ -30,6 +30,9 @@
 //                                     connecting · polling · waiting · streaming · open ·
 //                                     backoff · error · stopped
 //   onDetail(object)                  transport-specific figures, e.g. WebSocket readyState
+//   onTimeline(record)                what happened when, for the timeline (timeline.js): a
+//                                     request sent or answered, a connection opened, an event,
+//                                     a frame sent upstream, a break, a stop (common.js)
 //
 // options: { after: ID, params: {…extra query parameters…}, interval: ms (poll),
 //            timeout: s (longpoll), container: Element (iframe),
@@ -42,6 +45,7 @@
 // Every client resumes the same way: the last id it delivered is the cursor (`after=`).
 
 import { Context } from '/static/clients/common.js';
+import { utf8Length } from '/static/util.js';
 import { pollClient } from '/static/clients/poll.js';
 import { longpollClient } from '/static/clients/longpoll.js';
 import { iframeClient } from '/static/clients/iframe.js';
@@ -86,6 +90,7 @@ export function connect(transport, feed, handlers = {}, options = {}) {
     },
     stop() {
       if (ctx.stopped) return;
+      ctx.record('stopped');
       ctx.stopped = true;
       impl.stop();
       ctx.handlers.onState('stopped', 'stopped');
@@ -94,7 +99,9 @@ export function connect(transport, feed, handlers = {}, options = {}) {
       impl.setInterval?.(ms);
     },
     send(text) {
-      return impl.send?.(text) ?? false;
+      const sent = impl.send?.(text) ?? false;
+      if (sent) ctx.record('up', { bytes: utf8Length(String(text)) });
+      return sent;
     },
   });
 }

@@ -18,7 +18,7 @@ const HOLDING = new Set(['connecting', 'waiting', 'streaming', 'open']);
 
 /** One transport: its two subscriptions (its feed and the chat), its figures and its controls. */
 export class Lane {
-  constructor(transport, root, arrivals) {
+  constructor(transport, root, arrivals, timeline) {
     this.transport = transport;
     this.root = root;
     this.arrivals = arrivals;
@@ -27,6 +27,8 @@ export class Lane {
     this.origin = originOf(transport);
     this.clock = createClock(root);
     this.feed = LANE_FEED;
+    // The lane's row of the page's timeline: its feed's requests and events.
+    this.timelineRow = timeline.row(this.feed, transport);
     this.draw = null; // the lane's canvas (createDraw), made at the first start
     this.fields = new Map();
     for (const el of root.querySelectorAll('[data-field]')) this.fields.set(el.dataset.field, el);
@@ -69,6 +71,7 @@ export class Lane {
         // canvas only when someone draws.
         if (feed === this.feed) this.kill.onRequest();
       },
+      ...(feed === this.feed ? { onTimeline: this.timelineRow } : {}),
       onState: (text, phase) => {
         this.phases[feed] = phase;
         if (feed === this.feed) this.stateText = text;

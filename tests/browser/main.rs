@@ -28,6 +28,7 @@ mod matrix;
 mod proxy;
 mod record;
 mod skew;
+mod timeline;
 mod webdriver;
 mod webtransport;
 mod wire;
