@@ -10,7 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::{Framing, open_stream};
+use super::{Framing, get_stream, open_stream};
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::http::{FeedPath, JsonBody, Params, Subscribing};
@@ -31,23 +31,9 @@ static FETCH: Framing = Framing {
 pub async fn handler(
     State(app): State<AppState>,
     FeedPath(feed): FeedPath,
-    Subscribing {
-        params,
-        headers,
-        kill,
-    }: Subscribing,
+    subscribing: Subscribing,
 ) -> Result<Response, ApiError> {
-    app.stats().transport(Transport::Fetch).request();
-    open_stream(
-        &app,
-        &FETCH,
-        feed,
-        params.cursor()?,
-        &params,
-        &headers,
-        kill,
-    )
-    .await
+    get_stream(&app, &FETCH, feed, subscribing).await
 }
 
 /// The body of `POST /fetch/FEED`: what the query carries for a `GET`, as JSON

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 
-use super::{Framing, open_stream};
+use super::{Framing, get_stream};
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::http::{FeedPath, Subscribing};
@@ -52,21 +52,7 @@ static IFRAME: Framing = Framing {
 pub async fn handler(
     State(app): State<AppState>,
     FeedPath(feed): FeedPath,
-    Subscribing {
-        params,
-        headers,
-        kill,
-    }: Subscribing,
+    subscribing: Subscribing,
 ) -> Result<Response, ApiError> {
-    app.stats().transport(Transport::Iframe).request();
-    open_stream(
-        &app,
-        &IFRAME,
-        feed,
-        params.cursor()?,
-        &params,
-        &headers,
-        kill,
-    )
-    .await
+    get_stream(&app, &IFRAME, feed, subscribing).await
 }

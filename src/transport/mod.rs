@@ -17,7 +17,7 @@ pub mod webtransport;
 pub mod ws;
 
 pub use batch::{answer_unless_killed, batch_response, drain, kill_guard};
-pub use stream::{Framing, open_stream, stream_response};
+pub use stream::{Framing, get_stream, open_stream, stream_response};
 
 use axum::http::HeaderMap;
 use axum::routing::{MethodRouter, get};

@@ -12,7 +12,7 @@ use super::killed;
 use crate::error::ApiError;
 use crate::event::Event;
 use crate::feed::{Ended, Subscription};
-use crate::http::{KillSwitch, Params};
+use crate::http::{KillSwitch, Params, Subscribing};
 use crate::names::{FeedName, Transport};
 use crate::state::AppState;
 
@@ -45,6 +45,31 @@ pub async fn open_stream(
 ) -> Result<Response, ApiError> {
     let sub = super::open(app, framing.transport, feed, cursor, params, headers, kill).await?;
     Ok(stream_response(app, framing, sub))
+}
+
+/// `GET /TRANSPORT/FEED?after=ID&…` for a stream whose cursor is the query's `after` (the
+/// hidden iframe, `fetch()`): counts the request (a refused cursor counts too), then opens.
+pub async fn get_stream(
+    app: &AppState,
+    framing: &'static Framing,
+    feed: FeedName,
+    Subscribing {
+        params,
+        headers,
+        kill,
+    }: Subscribing,
+) -> Result<Response, ApiError> {
+    app.stats().transport(framing.transport).request();
+    open_stream(
+        app,
+        framing,
+        feed,
+        params.cursor()?,
+        &params,
+        &headers,
+        kill,
+    )
+    .await
 }
 
 /// An open-ended response that frames each event of `sub` as it arrives. It ends when the

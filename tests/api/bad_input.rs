@@ -254,3 +254,30 @@ async fn a_refused_transport_answers_503_and_the_others_still_work() {
     let (events, _) = app.poll("/poll/clock").await;
     assert_eq!(events.len(), 1);
 }
+
+/// A request refused for its cursor was still a request: every HTTP transport counts it in
+/// `/api/stats` before it reads the cursor, so a page's bad URL shows in the counters.
+#[tokio::test]
+async fn a_request_refused_for_its_cursor_is_still_counted() {
+    let app = spawn_app(&[]).await;
+    let counted = ["poll", "longpoll", "iframe", "fetch", "sse"];
+    for t in counted {
+        for _ in 0..3 {
+            let url = app.url(&format!("/{t}/clock?after=abc"));
+            assert_error(&app, app.http.get(url), 400, "bad_cursor").await;
+        }
+    }
+    let stats: serde_json::Value = app
+        .http
+        .get(app.url("/api/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for t in counted {
+        assert_eq!(stats["transports"][t]["requests"], 3, "{t}: {stats}");
+        assert_eq!(stats["transports"][t]["open"], 0, "{t}: {stats}");
+    }
+}
