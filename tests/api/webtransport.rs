@@ -36,6 +36,14 @@ async fn connect_with(
 }
 
 /// A session from `127.0.0.N` at `path`, pinned by the hashes the server lists now.
+/// A session at `path` from 127.0.0.`n` and the server-opened stream of its events: what
+/// most tests start with.
+async fn open(app: &TestApp, n: u8, path: &str) -> (Connection, Lines) {
+    let connection = connect(app, n, path).await.expect("session");
+    let lines = Lines::accept(&connection).await;
+    (connection, lines)
+}
+
 async fn connect(app: &TestApp, n: u8, path: &str) -> Result<Connection, String> {
     let (_, hashes) = published(app).await;
     connect_with(app, n, &hashes, path, None, None).await
@@ -77,10 +85,7 @@ impl Lines {
 #[tokio::test]
 async fn clock_ticks_arrive_as_ndjson_on_a_server_opened_stream_after_a_heartbeat() {
     let app = spawn_app(&["--keepalive", "15s"]).await;
-    let connection = connect(&app, 1, "/webtransport/clock")
-        .await
-        .expect("session");
-    let mut lines = Lines::accept(&connection).await;
+    let (_connection, mut lines) = open(&app, 1, "/webtransport/clock").await;
     assert_eq!(
         lines.next().await,
         serde_json::json!({ "heartbeat": 15000 })
@@ -111,10 +116,7 @@ async fn clock_ticks_arrive_as_ndjson_on_a_server_opened_stream_after_a_heartbea
 async fn a_session_resumes_by_cursor_after_a_break() {
     let app = spawn_app(&[]).await;
     let cookie = app.login("resumer").await;
-    let connection = connect(&app, 1, "/webtransport/chat")
-        .await
-        .expect("session");
-    let mut lines = Lines::accept(&connection).await;
+    let (connection, mut lines) = open(&app, 1, "/webtransport/chat").await;
     app.say(&cookie, "lobby", "before").await;
     let seen = lines.event().await;
     assert_eq!(seen["text"], "before", "{seen}");
@@ -125,10 +127,7 @@ async fn a_session_resumes_by_cursor_after_a_break() {
         app.say(&cookie, "lobby", text).await;
     }
     let cursor = seen["id"].as_u64().unwrap();
-    let again = connect(&app, 1, &format!("/webtransport/chat?after={cursor}"))
-        .await
-        .expect("session");
-    let mut lines = Lines::accept(&again).await;
+    let (_again, mut lines) = open(&app, 1, &format!("/webtransport/chat?after={cursor}")).await;
     let (one, two) = (lines.event().await, lines.event().await);
     assert_eq!((&one["text"], &two["text"]), (&"one".into(), &"two".into()));
     assert_eq!(one["id"].as_u64(), Some(cursor + 1), "{one}");
@@ -180,10 +179,7 @@ async fn a_chat_command_on_a_bidi_stream_comes_back_on_the_feed() {
 #[tokio::test]
 async fn datagram_mode_delivers_ticks_as_datagrams_and_the_chat_refuses_it() {
     let app = spawn_app(&[]).await;
-    let connection = connect(&app, 1, "/webtransport/clock?datagrams=1")
-        .await
-        .expect("session");
-    let _lines = Lines::accept(&connection).await;
+    let (connection, _lines) = open(&app, 1, "/webtransport/clock?datagrams=1").await;
     let mut ids = Vec::new();
     for _ in 0..2 {
         let datagram = tokio::time::timeout(Duration::from_secs(5), connection.receive_datagram())
@@ -274,10 +270,8 @@ async fn a_ticket_carries_its_askers_chat_session_once() {
     let ticket = body["ticket"].as_str().expect("ticket").to_string();
     assert_eq!(ticket.len(), 22, "128 bits in base64url: {body}");
     assert_eq!(body["expiresInMs"], 30_000, "{body}");
-    let connection = connect(&app, 1, &format!("/webtransport/chat?ticket={ticket}"))
-        .await
-        .expect("session");
-    let mut lines = Lines::accept(&connection).await;
+    let (connection, mut lines) =
+        open(&app, 1, &format!("/webtransport/chat?ticket={ticket}")).await;
     let _sending = command(
         &connection,
         r#"{"type":"say","room":"lobby","text":"with a ticket"}"#,
@@ -309,10 +303,7 @@ async fn a_ticket_carries_its_askers_chat_session_once() {
     .await;
     assert_eq!(clock["code"], "invalid_ticket", "{clock}");
     // Without a ticket (or cookie) the session is anonymous: it reads, it cannot say.
-    let anonymous = connect(&app, 1, "/webtransport/chat")
-        .await
-        .expect("session");
-    let _lines = Lines::accept(&anonymous).await;
+    let (anonymous, _lines) = open(&app, 1, "/webtransport/chat").await;
     let (_send, recv) = command(
         &anonymous,
         r#"{"type":"say","room":"lobby","text":"who am I"}"#,
@@ -407,10 +398,7 @@ async fn tickets_per_session_are_bounded_the_oldest_dropped() {
 async fn the_kill_switch_breaks_a_tagged_session_and_it_resumes_by_cursor() {
     let app = spawn_app(&["--tick-ms", "200"]).await;
     let tag = "wt-lane-aB3dE6gH9jK2mN5pQ8sT1v";
-    let connection = connect(&app, 1, &format!("/webtransport/clock?tag={tag}"))
-        .await
-        .expect("session");
-    let mut lines = Lines::accept(&connection).await;
+    let (connection, mut lines) = open(&app, 1, &format!("/webtransport/clock?tag={tag}")).await;
     let seen = lines.event().await["id"].as_u64().unwrap();
     let (status, body, _) = app
         .send_json(
@@ -460,10 +448,7 @@ async fn refuse_webtransport_says_so_on_the_session_and_the_others_serve() {
 #[tokio::test]
 async fn a_session_has_its_row_in_the_transports_figures_and_metrics() {
     let app = spawn_app(&["--tick-ms", "100"]).await;
-    let connection = connect(&app, 1, "/webtransport/clock")
-        .await
-        .expect("session");
-    let mut lines = Lines::accept(&connection).await;
+    let (connection, mut lines) = open(&app, 1, "/webtransport/clock").await;
     for _ in 0..3 {
         lines.event().await;
     }
@@ -927,10 +912,7 @@ async fn a_foreign_origin_is_refused_and_the_servers_own_is_served() {
 #[tokio::test]
 async fn strokes_sent_on_a_bidi_stream_come_back_as_datagrams_in_datagram_mode() {
     let app = spawn_app(&[]).await;
-    let connection = connect(&app, 1, "/webtransport/draw?datagrams=1")
-        .await
-        .expect("session");
-    let _lines = Lines::accept(&connection).await;
+    let (connection, _lines) = open(&app, 1, "/webtransport/draw?datagrams=1").await;
     let (mut send, _recv) = connection.open_bi().await.unwrap().await.unwrap();
     let frame = serde_json::json!({
         "type": "draw",
