@@ -473,3 +473,176 @@ pub(crate) async fn no_origin_is_full(page: &Page<'_>, budget: &str) {
         "{budget}"
     );
 }
+
+/// The page's height at 1280 px wide before it showed its pictures first: 11,026 px, measured
+/// in Chromium 156 (headless, a 1280×1500 window; `document.documentElement.scrollHeight` four
+/// seconds after load, every lane live, on the page of commit 4646a70). Pictures first, it
+/// must take at most half of that.
+const HEIGHT_BEFORE_PX: u32 = 11_026;
+
+/// Every visible text of the page whose rendered size is under 14 px: an element's computed
+/// font size, times the scale of an inline SVG's drawing for text inside one. Text in a
+/// closed `<details>` or otherwise not rendered is skipped (`checkVisibility`).
+const SMALL_TEXT: &str = r#"(() => {
+  const small = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!node.textContent.trim() || !el || !el.checkVisibility({ checkVisibilityCSS: true })) continue;
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) continue;
+    let px = parseFloat(getComputedStyle(el).fontSize);
+    const ctm = el instanceof SVGGraphicsElement ? el.getScreenCTM() : null;
+    if (ctm) px *= Math.hypot(ctm.a, ctm.b);
+    if (px < 14) small.push(`${el.tagName.toLowerCase()}.${el.getAttribute('class') ?? ''} ${px.toFixed(1)} px: ${node.textContent.trim().slice(0, 40)}`);
+  }
+  return small;
+})()"#;
+
+/// Sets the window so that the page's viewport is `width`×`height` CSS px (the engines' window
+/// frames differ), and waits for the page to lay out again.
+async fn set_viewport(page: &Page<'_>, width: u32, height: u32) {
+    let (mut outer_w, mut outer_h) = (width, height);
+    for _ in 0..3 {
+        page.resize(outer_w, outer_h).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (inner_w, inner_h): (u32, u32) = serde_json::from_str(
+            &eval::<String>(page, "JSON.stringify([innerWidth, innerHeight])").await,
+        )
+        .unwrap();
+        if (inner_w, inner_h) == (width, height) {
+            return;
+        }
+        outer_w = (outer_w + width).saturating_sub(inner_w);
+        outer_h = (outer_h + height).saturating_sub(inner_h);
+    }
+    let inner: String = eval(page, "JSON.stringify([innerWidth, innerHeight])").await;
+    panic!(
+        "{}: no window gives a {width}×{height} viewport: {inner}",
+        page.engine().name()
+    );
+}
+
+/// With `PUSHPOLL_SCREENSHOTS=1`, what the first screen shows (the viewport only, scrolled to
+/// the top), saved as `docs/screenshots/NAME[-ENGINE].png`.
+async fn screenshot_first_screen(page: &Page<'_>, name: &str) {
+    let Some(path) = screenshot_path(page, name) else {
+        return;
+    };
+    // Some seconds of history on the timeline, for the picture.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    eval::<bool>(page, "(scrollTo(0, 0), true)").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    std::fs::write(path, page.screenshot_png().await).unwrap();
+}
+
+/// On a projector (1280×720) and a phone (390×844): the timeline's rows are on the first
+/// screen at 1280×720, the page is at most half as tall as when it showed prose first, the
+/// lanes stack (one column on the phone), nothing scrolls sideways and no text is under 14 px.
+async fn the_compare_page_reads_on_a_projector_and_a_phone(engine: Engine) {
+    let app = spawn_app(&[]).await;
+    let browser = Browser::launch(engine).await;
+    let (page, errors) = browser.open(&app.url("/demos/compare.html")).await;
+    wait_for_every_clock(&page).await;
+    set_viewport(&page, 1280, 720).await;
+    reads_at(&page, 1280, 720).await;
+    let lanes = pushpoll::names::Transport::ALL.len();
+    // Scrolled to the top: every row of the timeline within the first screen.
+    let rows: Vec<f64> = eval(
+        &page,
+        "(scrollTo(0, 0), [...document.querySelectorAll('#timeline svg .tl-label')].map((r) => r.getBoundingClientRect().bottom))",
+    )
+    .await;
+    let svg: f64 = eval(
+        &page,
+        "document.querySelector('#timeline svg').getBoundingClientRect().bottom",
+    )
+    .await;
+    assert_eq!(rows.len(), lanes, "timeline rows {rows:?}");
+    assert!(
+        rows.iter().all(|bottom| *bottom <= 720.0) && svg <= 720.0,
+        "{}: at 1280×720 the timeline's rows end at {rows:?}, its drawing at {svg}",
+        engine.name()
+    );
+    let total: u32 = eval(&page, "document.documentElement.scrollHeight").await;
+    println!(
+        "{}: at 1280×720 the compare page is {total} px tall",
+        engine.name()
+    );
+    assert!(
+        total <= HEIGHT_BEFORE_PX / 2,
+        "{}: {total} px, more than half of {HEIGHT_BEFORE_PX}",
+        engine.name()
+    );
+    screenshot_first_screen(&page, "compare-1280x720").await;
+    let errors = errors.all().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    page.close().await.unwrap();
+
+    // A phone's width. Firefox's and WebKitGTK's windows do not shrink that far (500 and 447
+    // px wide at the least, measured here), so in every engine the page is loaded into a
+    // 390×844 iframe, whose viewport it then has, on a page of the same origin.
+    let (host, errors) = browser.open(&app.url("/demos/glossary.html")).await;
+    set_viewport(&host, 1280, 900).await;
+    eval::<bool>(
+        &host,
+        "(() => { const f = document.createElement('iframe'); f.src = '/demos/compare.html'; f.width = '390'; f.height = '844'; f.style.border = '0'; f.style.display = 'block'; document.body.style.margin = '0'; document.body.replaceChildren(f); return true; })()",
+    )
+    .await;
+    host.enter_frame("iframe").await;
+    until_true(
+        &host,
+        "location.pathname === '/demos/compare.html' && document.readyState !== 'loading'",
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_for_every_clock(&host).await;
+    let viewport: String = eval(&host, "JSON.stringify([innerWidth, innerHeight])").await;
+    assert_eq!(viewport, "[390,844]");
+    reads_at(&host, 390, 844).await;
+    eval::<bool>(&host, "(scrollTo(0, 0), true)").await;
+    host.leave_frame().await;
+    if let Some(path) = screenshot_path(&host, "compare-390x844") {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        std::fs::write(path, host.element_png("iframe").await).unwrap();
+    }
+    let errors = errors.all().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+in_every_engine!(the_compare_page_reads_on_a_projector_and_a_phone);
+
+/// What holds at every size: nothing scrolls sideways, no text is under 14 px, and the lanes
+/// stack: one column on a phone, several rows of several at 1280 px.
+async fn reads_at(page: &Page<'_>, width: u32, height: u32) {
+    let size = format!("{}: {width}×{height}", page.engine().name());
+    let overflow: (u32, u32) = serde_json::from_str(
+        &eval::<String>(
+            page,
+            "JSON.stringify([document.documentElement.scrollWidth, innerWidth])",
+        )
+        .await,
+    )
+    .unwrap();
+    assert!(
+        overflow.0 <= overflow.1,
+        "{size}: scrolls sideways: {overflow:?}"
+    );
+    let small: Vec<String> = eval(page, SMALL_TEXT).await;
+    assert!(small.is_empty(), "{size}: text under 14 px: {small:#?}");
+    // The lanes' columns: their distinct left edges.
+    let columns: Vec<i64> = eval(
+        page,
+        "[...new Set([...document.querySelectorAll('.lane')].map((l) => Math.round(l.getBoundingClientRect().left)))]",
+    )
+    .await;
+    let lanes = pushpoll::names::Transport::ALL.len();
+    if width < 640 {
+        assert_eq!(columns.len(), 1, "{size}: lanes in columns at {columns:?}");
+    } else {
+        assert!(
+            (2..lanes).contains(&columns.len()),
+            "{size}: {lanes} lanes in {} columns",
+            columns.len()
+        );
+    }
+}
