@@ -606,6 +606,7 @@ async fn the_compare_page_reads_on_a_projector_and_a_phone(engine: Engine) {
     assert_eq!(viewport, "[390,844]");
     reads_at(&host, 390, 844).await;
     eval::<bool>(&host, "(scrollTo(0, 0), true)").await;
+    host.leave_frame().await;
     if let Some(path) = screenshot_path(&host, "compare-390x844") {
         tokio::time::sleep(Duration::from_secs(8)).await;
         let png = if engine == Engine::WebKit {
