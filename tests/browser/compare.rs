@@ -501,7 +501,7 @@ const SMALL_TEXT: &str = r#"(() => {
 
 /// Sets the window so that the page's viewport is `width`×`height` CSS px (the engines' window
 /// frames differ), and waits for the page to lay out again.
-async fn set_viewport(page: &Page<'_>, width: u32, height: u32) {
+pub(super) async fn set_viewport(page: &Page<'_>, width: u32, height: u32) {
     let (mut outer_w, mut outer_h) = (width, height);
     for _ in 0..3 {
         page.resize(outer_w, outer_h).await;

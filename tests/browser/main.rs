@@ -650,7 +650,23 @@ async fn the_results_page_shows_its_tables_and_charts(engine: Engine) {
         "the charts did not load"
     );
     assert!(eval::<u64>(&page, "document.querySelectorAll('main table').length").await >= 3);
-    screenshot(&page, "results").await;
+    // At 1280×720 its charts at a glance fill the first screen and no more, each linking to
+    // a section of the page.
+    compare::set_viewport(&page, 1280, 720).await;
+    let glance: (u32, f64, Vec<String>) = serde_json::from_str(
+        &eval::<String>(
+            &page,
+            "(scrollTo(0, 0), JSON.stringify([document.querySelectorAll('.glance img').length, document.querySelector('.glance').getBoundingClientRect().bottom, [...document.querySelectorAll('.glance a')].map((a) => new URL(a.href).hash).filter((h) => !h || !document.getElementById(decodeURIComponent(h.slice(1))))]))",
+        )
+        .await,
+    )
+    .unwrap();
+    assert!(glance.0 >= 5, "{glance:?}");
+    assert!(glance.1 <= 720.0, "the charts end at {} px", glance.1);
+    assert!(glance.2.is_empty(), "links to no section: {:?}", glance.2);
+    if let Some(path) = screenshot_path(&page, "results") {
+        std::fs::write(path, page.screenshot_png().await).unwrap();
+    }
     let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
