@@ -626,8 +626,9 @@ async fn the_compare_page_reads_on_a_projector_and_a_phone(engine: Engine) {
 }
 in_every_engine!(the_compare_page_reads_on_a_projector_and_a_phone);
 
-/// What holds at every size: nothing scrolls sideways, no text is under 14 px, and the lanes
-/// stack: one column on a phone, several rows of several at 1280 px.
+/// What holds at every size: nothing scrolls sideways and no text is under 14 px, with the
+/// explanations folded and with every fold open, and the lanes stack: one column on a phone,
+/// several rows of several at 1280 px.
 async fn reads_at(page: &Page<'_>, width: u32, height: u32) {
     let size = format!("{}: {width}×{height}", page.engine().name());
     let overflow: (u32, u32) = serde_json::from_str(
@@ -644,6 +645,36 @@ async fn reads_at(page: &Page<'_>, width: u32, height: u32) {
     );
     let small: Vec<String> = eval(page, SMALL_TEXT).await;
     assert!(small.is_empty(), "{size}: text under 14 px: {small:#?}");
+    // The same with every fold opened (then closed again).
+    let folds = "document.querySelectorAll('main details:not([open])')";
+    let opened: u32 = eval(
+        page,
+        &format!("(() => {{ const f = [...{folds}]; for (const d of f) d.open = true; window.ppOpened = f; return f.length; }})()"),
+    )
+    .await;
+    assert!(opened >= 8, "{size}: {opened} folds");
+    let unfolded: (u32, u32, Vec<String>) = serde_json::from_str(
+        &eval::<String>(
+            page,
+            &format!(
+                "JSON.stringify([document.documentElement.scrollWidth, innerWidth, {SMALL_TEXT}])"
+            ),
+        )
+        .await,
+    )
+    .unwrap();
+    eval::<bool>(
+        page,
+        "(() => { for (const d of window.ppOpened) d.open = false; return true; })()",
+    )
+    .await;
+    assert!(
+        unfolded.0 <= unfolded.1 && unfolded.2.is_empty(),
+        "{size}: every fold open: scroll width {} for {}, text under 14 px: {:#?}",
+        unfolded.0,
+        unfolded.1,
+        unfolded.2
+    );
     // The lanes' columns: their distinct left edges.
     let columns: Vec<i64> = eval(
         page,
