@@ -542,7 +542,8 @@ async fn screenshot_screen(page: &Page<'_>, at: Option<&str>, name: &str) {
 
 /// On a projector (1280×720) and a phone (390×844): the timeline's rows are on the first
 /// screen at 1280×720, the page is at most half as tall as when it showed prose first, the
-/// lanes stack (one column on the phone), nothing scrolls sideways and no text is under 14 px.
+/// lanes stack (one column on the phone), nothing scrolls sideways and no text is under 14 px;
+/// and a link into a folded explanation lands on it, unfolded.
 async fn the_compare_page_reads_on_a_projector_and_a_phone(engine: Engine) {
     let app = spawn_app(&[]).await;
     let browser = Browser::launch(engine).await;
@@ -623,6 +624,22 @@ async fn the_compare_page_reads_on_a_projector_and_a_phone(engine: Engine) {
     }
     let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+    host.close().await.unwrap();
+
+    // A link into a folded explanation (another page's, or a figure's) opens its fold.
+    let (page, _errors) = browser
+        .open(&app.url("/demos/compare.html#churn-breaks"))
+        .await;
+    assert!(
+        until_true(
+            &page,
+            "(() => { const t = document.getElementById('churn-breaks'); const top = t.getBoundingClientRect().top; return t.closest('details').open && top >= 0 && top < innerHeight; })()",
+            Duration::from_secs(10),
+        )
+        .await,
+        "{}: #churn-breaks is not shown",
+        engine.name()
+    );
 }
 in_every_engine!(the_compare_page_reads_on_a_projector_and_a_phone);
 
