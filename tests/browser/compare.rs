@@ -499,6 +499,47 @@ const SMALL_TEXT: &str = r#"(() => {
   return small;
 })()"#;
 
+/// Each chart `<img>` matching `selector`, as displayed: its path, the smallest `font-size` of
+/// the `<text>` in its SVG (fetched and parsed), its displayed width in CSS px (its content
+/// box) and its viewBox's width, and so the smallest text as shown.
+fn chart_text_js(selector: &str) -> String {
+    format!(
+        r#"(async () => {{
+  const out = [];
+  for (const img of document.querySelectorAll({selector:?})) {{
+    const doc = new DOMParser().parseFromString(await (await fetch(img.src)).text(), 'image/svg+xml');
+    const svg = doc.documentElement;
+    const sizes = [...svg.querySelectorAll('text')].filter((t) => t.textContent.trim()).map((t) => parseFloat(t.getAttribute('font-size')));
+    const viewBox = parseFloat((svg.getAttribute('viewBox') ?? '').split(/[\s,]+/)[2]);
+    const shown = img.clientWidth;
+    const smallest = sizes.length && sizes.every(Number.isFinite) ? Math.min(...sizes) : 0;
+    out.push([new URL(img.src).pathname, smallest, shown, viewBox, smallest * shown / viewBox]);
+  }}
+  return JSON.stringify(out);
+}})()"#
+    )
+}
+
+/// Every chart `<img>` matching `selector` shows its smallest text at 14 px or more (its
+/// smallest `font-size` × displayed width ÷ viewBox width); `at` names the size for the
+/// message. Gives the smallest text shown, in px.
+pub(super) async fn charts_read_at_14_px(page: &Page<'_>, selector: &str, at: &str) -> f64 {
+    let charts: Vec<(String, f64, f64, f64, f64)> =
+        serde_json::from_str(&eval::<String>(page, &chart_text_js(selector)).await).unwrap();
+    assert!(!charts.is_empty(), "{at}: no chart matches {selector}");
+    let small: Vec<_> = charts.iter().filter(|c| !(c.4 >= 14.0)).collect();
+    assert!(
+        small.is_empty(),
+        "{at}: chart text under 14 px (path, smallest font-size, shown width, viewBox width, shown px): {small:#?}"
+    );
+    let least = charts.iter().map(|c| c.4).fold(f64::INFINITY, f64::min);
+    println!(
+        "{at}: {} charts, smallest text shown {least:.1} px",
+        charts.len()
+    );
+    least
+}
+
 /// Sets the window so that the page's viewport is `width`×`height` CSS px (the engines' window
 /// frames differ), and waits for the page to lay out again.
 pub(super) async fn set_viewport(page: &Page<'_>, width: u32, height: u32) {
@@ -542,8 +583,8 @@ async fn screenshot_screen(page: &Page<'_>, at: Option<&str>, name: &str) {
 
 /// On a projector (1280×720) and a phone (390×844): the timeline's rows are on the first
 /// screen at 1280×720, the page is at most half as tall as when it showed prose first, the
-/// lanes stack (one column on the phone), nothing scrolls sideways and no text is under 14 px;
-/// and a link into a folded explanation lands on it, unfolded.
+/// lanes stack (one column on the phone), nothing scrolls sideways and no text is under 14 px,
+/// the charts' text as shown included; and a link into a folded explanation lands on it, unfolded.
 async fn the_compare_page_reads_on_a_projector_and_a_phone(engine: Engine) {
     let app = spawn_app(&[]).await;
     let browser = Browser::launch(engine).await;
@@ -643,9 +684,9 @@ async fn the_compare_page_reads_on_a_projector_and_a_phone(engine: Engine) {
 }
 in_every_engine!(the_compare_page_reads_on_a_projector_and_a_phone);
 
-/// What holds at every size: nothing scrolls sideways and no text is under 14 px, with the
-/// explanations folded and with every fold open, and the lanes stack: one column on a phone,
-/// several rows of several at 1280 px.
+/// What holds at every size: nothing scrolls sideways and no text is under 14 px (the charts'
+/// as shown included), with the explanations folded and with every fold open, and the lanes
+/// stack: one column on a phone, several rows of several at 1280 px.
 async fn reads_at(page: &Page<'_>, width: u32, height: u32) {
     let size = format!("{}: {width}×{height}", page.engine().name());
     let overflow: (u32, u32) = serde_json::from_str(
@@ -662,6 +703,8 @@ async fn reads_at(page: &Page<'_>, width: u32, height: u32) {
     );
     let small: Vec<String> = eval(page, SMALL_TEXT).await;
     assert!(small.is_empty(), "{size}: text under 14 px: {small:#?}");
+    // The charts are images: their text, as shown.
+    charts_read_at_14_px(page, ".chart img", &size).await;
     // The same with every fold opened (then closed again).
     let folds = "document.querySelectorAll('main details:not([open])')";
     let opened: u32 = eval(
