@@ -527,7 +527,11 @@ pub(super) async fn charts_read_at_14_px(page: &Page<'_>, selector: &str, at: &s
     let charts: Vec<(String, f64, f64, f64, f64)> =
         serde_json::from_str(&eval::<String>(page, &chart_text_js(selector)).await).unwrap();
     assert!(!charts.is_empty(), "{at}: no chart matches {selector}");
-    let small: Vec<_> = charts.iter().filter(|c| !(c.4 >= 14.0)).collect();
+    // NaN (no text, no viewBox) counts as small.
+    let small: Vec<_> = charts
+        .iter()
+        .filter(|c| c.4.is_nan() || c.4 < 14.0)
+        .collect();
     assert!(
         small.is_empty(),
         "{at}: chart text under 14 px (path, smallest font-size, shown width, viewBox width, shown px): {small:#?}"
