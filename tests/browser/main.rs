@@ -664,10 +664,10 @@ async fn the_results_page_shows_its_tables_and_charts(engine: Engine) {
     assert!(glance.0 >= 5, "{glance:?}");
     assert!(glance.1 <= 720.0, "the charts end at {} px", glance.1);
     assert!(glance.2.is_empty(), "links to no section: {:?}", glance.2);
-    // Their text as shown is 14 px at least; the row scrolls sideways inside itself, not the
-    // page.
+    // Its charts' text as shown, those at a glance and the sections', is 14 px at least; the
+    // glance's row scrolls sideways inside itself, not the page.
     let at = format!("{}: results at 1280×720", engine.name());
-    compare::charts_read_at_14_px(&page, ".glance img", &at).await;
+    compare::charts_read_at_14_px(&page, "main img", &at).await;
     let sideways: (u32, u32) = serde_json::from_str(
         &eval::<String>(
             &page,
@@ -707,7 +707,7 @@ async fn the_results_page_shows_its_tables_and_charts(engine: Engine) {
         "the results page did not load in its frame"
     );
     let at = format!("{}: results at 390×844", engine.name());
-    compare::charts_read_at_14_px(&host, ".glance img", &at).await;
+    compare::charts_read_at_14_px(&host, "main img", &at).await;
     let sideways: (u32, u32, Vec<String>) = serde_json::from_str(
         &eval::<String>(
             &host,
