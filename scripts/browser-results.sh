@@ -3,7 +3,9 @@
 # - results/browsers/recovery.{json,md}: the compare page's "back after" for each transport
 #   after "Kill the connection", RUNS runs per engine (default 3), one test at a time so the
 #   engines do not slow each other;
-# - docs/screenshots/compare{,-firefox,-webkit}.png: the compare page in each engine.
+# - docs/screenshots/compare-{1280x720,lanes-1280x720,390x844}{,-firefox,-webkit}.png: the
+#   compare page's first screen on a projector, its lanes, and its first screen on a phone,
+#   in each engine.
 # Run scripts/test.sh once first (it installs the browsers and geckodriver).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +25,5 @@ mkdir -p results/browsers
 cp "$out/recovery.json" "$out/recovery.md" results/browsers/
 echo "==> compare page screenshots"
 PUSHPOLL_SCREENSHOTS=1 cargo test --locked -p pushpoll --test browser \
-  every_feed_over_every_transport_shows_on_the_page -- --test-threads 1
+  the_compare_page_reads_on_a_projector_and_a_phone -- --test-threads 1
 cat results/browsers/recovery.md

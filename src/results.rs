@@ -22,7 +22,7 @@ pub async fn page() -> Result<Response, ApiError> {
     let markdown = String::from_utf8_lossy(readme);
     let mut rendered = String::new();
     let parser = pulldown_cmark::Parser::new_ext(&markdown, pulldown_cmark::Options::ENABLE_TABLES);
-    pulldown_cmark::html::push_html(&mut rendered, parser);
+    pulldown_cmark::html::push_html(&mut rendered, with_heading_ids(parser).into_iter());
     // Table alignment comes out as inline styles, which the page's CSP (rightly) blocks:
     // turn them into classes styled from style.css.
     let rendered = rendered
@@ -46,7 +46,6 @@ pub async fn page() -> Result<Response, ApiError> {
   <nav aria-label="Pages"><ul><li><a href="/">Demos</a></li><li><a href="/demos/dashboard.html">Dashboard</a></li><li><a href="/results/" aria-current="page">Results</a></li></ul></nav>
 </header>
 <main class="results">
-  <p class="lead">In one paragraph: in these runs every transport delivered every message, none twice, on loopback and with no connection broken (resuming after a break is not exercised by these runs); delivery is at-least-once from the client&rsquo;s cursor, de-duplicated by id. On a healthy connection the transports differ in cost, and the choice also turns on reach (proxies that buffer streams or refuse upgrades), direction and what a break does. Short polling pays in latency (the interval) and empty requests; long polling pays a full HTTP request per delivery, up and down; the hidden iframe, SSE and WebSocket pay one connection each and deliver in milliseconds, WebSocket with the smallest frames and, once upgraded, the least memory per client. The figures below come from <code>loadtest</code> on the machine named, with the commands given; every raw file is linked beside them.</p>
 {rendered}
   <h2>Raw files</h2>
   <ul class="results-files">{files}</ul>
@@ -70,6 +69,56 @@ pub async fn page() -> Result<Response, ApiError> {
         axum::response::Html(html),
     )
         .into_response())
+}
+
+/// The events of `parser` with an `id` on every heading that has none, made from its text as
+/// GitHub makes it (lower case; letters, digits, `-` and `_` kept, spaces turned into `-`, the
+/// rest dropped; `-1`, `-2`… after a repeat), so a link to a section (`#1-every-transport-same-job--compare-default`)
+/// lands on the same heading on this page and on GitHub.
+fn with_heading_ids<'a>(
+    parser: impl Iterator<Item = pulldown_cmark::Event<'a>>,
+) -> Vec<pulldown_cmark::Event<'a>> {
+    use pulldown_cmark::{Event, Tag, TagEnd};
+    let mut events: Vec<Event<'a>> = parser.collect();
+    let mut seen: Vec<String> = Vec::new();
+    for i in 0..events.len() {
+        if !matches!(&events[i], Event::Start(Tag::Heading { id: None, .. })) {
+            continue;
+        }
+        let mut text = String::new();
+        for event in &events[i + 1..] {
+            match event {
+                Event::End(TagEnd::Heading(_)) => break,
+                Event::Text(t) | Event::Code(t) => text.push_str(t),
+                _ => {}
+            }
+        }
+        let base = slug(&text);
+        let repeats = seen.iter().filter(|s| **s == base).count();
+        let id = if repeats == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{repeats}")
+        };
+        seen.push(base);
+        if let Event::Start(Tag::Heading { id: slot, .. }) = &mut events[i] {
+            *slot = Some(id.into());
+        }
+    }
+    events
+}
+
+/// A heading's anchor as GitHub spells it.
+fn slug(text: &str) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            '-' | '_' => Some(c),
+            c if c.is_alphanumeric() => Some(c),
+            _ => None,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn file(path: &str) -> Option<&'static [u8]> {
@@ -124,6 +173,45 @@ mod tests {
             .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
             .unwrap();
         String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn headings_get_the_anchors_github_gives_them() {
+        assert_eq!(
+            slug("1. Every transport, same job \u{2014} compare-default/"),
+            "1-every-transport-same-job--compare-default"
+        );
+        assert_eq!(
+            slug("6. pushpoll against nginx + Nchan \u{2014} peers/"),
+            "6-pushpoll-against-nginx--nchan--peers"
+        );
+        let html = render();
+        assert!(html.contains(r#"<h2 id="when-it-breaks--churn-storm">"#));
+    }
+
+    /// Every link of the page to a section of itself (the charts at the top, the compare
+    /// page's captions) lands on a heading of the page.
+    #[test]
+    fn every_section_link_names_a_heading() {
+        let html = render();
+        let targets: Vec<&str> = html
+            .split(r##"href="#"##)
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert!(targets.len() >= 6, "{targets:?}");
+        let compare =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/demos/compare.html"))
+                .unwrap();
+        let from_compare: Vec<&str> = compare
+            .split(r#"href="/results/#"#)
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert!(from_compare.len() >= 5, "{from_compare:?}");
+        for id in targets.iter().chain(&from_compare) {
+            assert!(html.contains(&format!(r#" id="{id}""#)), "no heading #{id}");
+        }
     }
 
     #[test]

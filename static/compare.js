@@ -100,5 +100,19 @@ async function startFromTheChatsPosition(lanes) {
   }
 }
 
+// The explanations are folded (<details>): a link to a part of one (from another page, or
+// #churn-breaks) opens the fold that holds it, so the link lands on what it names.
+function openFoldOfTarget() {
+  const id = decodeURIComponent(location.hash.slice(1));
+  let fold = id ? document.getElementById(id)?.closest('details') : null;
+  while (fold) {
+    fold.open = true;
+    fold = fold.parentElement?.closest('details');
+  }
+  if (id) document.getElementById(id)?.scrollIntoView();
+}
+
 void boot();
 void showBrowserRecovery();
+openFoldOfTarget();
+window.addEventListener('hashchange', openFoldOfTarget);

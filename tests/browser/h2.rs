@@ -170,8 +170,16 @@ async fn the_compare_page_over_https_runs_every_clock_live_on_one_http2_origin(e
     }
     eprintln!("{} waits on h2: {waits:?}", engine.name());
 
-    // docs/HTTPS.md's picture: every clock live, the panel before any kill.
-    screenshot(&page, "compare-h2").await;
+    // docs/HTTPS.md's picture: the protocol panel, unfolded, before any kill.
+    if std::env::var_os("PUSHPOLL_SCREENSHOTS").is_some() {
+        eval::<bool>(
+            &page,
+            "(document.querySelector('#protocols details').open = true, true)",
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    screenshot_element(&page, "#protocols", "compare-h2").await;
 
     // An SSE stream has no Resource Timing entry while it is open; killing the lane ends it
     // (over HTTP/2 the server resets the stream). Chromium and Firefox then report the ended

@@ -650,8 +650,79 @@ async fn the_results_page_shows_its_tables_and_charts(engine: Engine) {
         "the charts did not load"
     );
     assert!(eval::<u64>(&page, "document.querySelectorAll('main table').length").await >= 3);
-    screenshot(&page, "results").await;
+    // At 1280×720 its charts at a glance end within the first screen, each linking to a
+    // section of the page.
+    compare::set_viewport(&page, 1280, 720).await;
+    let glance: (u32, f64, Vec<String>) = serde_json::from_str(
+        &eval::<String>(
+            &page,
+            "(scrollTo(0, 0), JSON.stringify([document.querySelectorAll('.glance img').length, document.querySelector('.glance').getBoundingClientRect().bottom, [...document.querySelectorAll('.glance a')].map((a) => new URL(a.href).hash).filter((h) => !h || !document.getElementById(decodeURIComponent(h.slice(1))))]))",
+        )
+        .await,
+    )
+    .unwrap();
+    assert!(glance.0 >= 5, "{glance:?}");
+    assert!(glance.1 <= 720.0, "the charts end at {} px", glance.1);
+    assert!(glance.2.is_empty(), "links to no section: {:?}", glance.2);
+    // Its charts' text as shown, those at a glance and the sections', is 14 px at least; the
+    // glance's row scrolls sideways inside itself, not the page.
+    let at = format!("{}: results at 1280×720", engine.name());
+    compare::charts_read_at_14_px(&page, "main img", &at).await;
+    let sideways: (u32, u32) = serde_json::from_str(
+        &eval::<String>(
+            &page,
+            "JSON.stringify([document.documentElement.scrollWidth, innerWidth])",
+        )
+        .await,
+    )
+    .unwrap();
+    assert!(
+        sideways.0 <= sideways.1,
+        "{at}: scrolls sideways: {sideways:?}"
+    );
+    if let Some(path) = screenshot_path(&page, "results") {
+        std::fs::write(path, page.screenshot_png().await).unwrap();
+    }
     let errors = errors.all().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+    page.close().await.unwrap();
+
+    // In a phone's 390×844 frame (Firefox's and WebKitGTK's windows do not shrink that far):
+    // the same, the page still not scrolling sideways.
+    let (host, errors) = browser.open(&app.url("/demos/glossary.html")).await;
+    compare::set_viewport(&host, 1280, 1000).await;
+    eval::<bool>(
+        &host,
+        "(() => { const f = document.createElement('iframe'); f.src = '/results/'; f.width = '390'; f.height = '844'; f.style.border = '0'; document.body.replaceChildren(f); return true; })()",
+    )
+    .await;
+    host.enter_frame("iframe").await;
+    assert!(
+        until_true(
+            &host,
+            "location.pathname === '/results/' && document.readyState === 'complete' && innerWidth === 390",
+            Duration::from_secs(10),
+        )
+        .await,
+        "the results page did not load in its frame"
+    );
+    let at = format!("{}: results at 390×844", engine.name());
+    compare::charts_read_at_14_px(&host, "main img", &at).await;
+    let sideways: (u32, u32, Vec<String>) = serde_json::from_str(
+        &eval::<String>(
+            &host,
+            "JSON.stringify([document.documentElement.scrollWidth, innerWidth, [...document.querySelectorAll('body *')].filter((e) => { if (e.getBoundingClientRect().right <= innerWidth + 1) return false; for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) if (getComputedStyle(a).overflowX !== 'visible') return false; return true; }).slice(0, 8).map((e) => `${e.tagName} ${e.className} ${Math.round(e.getBoundingClientRect().right)}: ${(e.textContent || '').trim().slice(0, 50)}`)])",
+        )
+        .await,
+    )
+    .unwrap();
+    assert!(
+        sideways.0 <= sideways.1,
+        "{at}: scrolls sideways: {sideways:?}"
+    );
+    host.leave_frame().await;
+    let errors = errors.all().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    host.close().await.unwrap();
 }
 in_every_engine!(the_results_page_shows_its_tables_and_charts);

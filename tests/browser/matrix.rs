@@ -241,10 +241,6 @@ async fn every_feed_over_every_transport_shows_on_the_page(engine: Engine) {
                 // The lanes carry the chat and one other feed, never a third: done with the
                 // clock's page.
                 if let Some((page, errors)) = clock_page.take() {
-                    // Wide enough for every lane in one row.
-                    page.resize(1500, 1000).await;
-                    tokio::time::sleep(Duration::from_millis(1200)).await;
-                    screenshot(&page, "compare").await;
                     let errors = errors.all().await;
                     assert!(errors.is_empty(), "console errors: {errors:#?}");
                     page.close().await.unwrap();

@@ -611,6 +611,29 @@ impl Page<'_> {
         decode_base64(b64.as_str().unwrap())
     }
 
+    /// Sends this window's next commands into the document of the iframe `selector` (WebDriver
+    /// "Switch To Frame"), until [`Page::leave_frame`].
+    pub async fn enter_frame(&self, selector: &str) {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                json!({ "using": "css selector", "value": selector }),
+            )
+            .await
+            .expect("find the frame");
+        self.call(reqwest::Method::POST, "/frame", json!({ "id": found }))
+            .await
+            .expect("switch to the frame");
+    }
+
+    /// Back from [`Page::enter_frame`] to the window's own document.
+    pub async fn leave_frame(&self) {
+        self.call(reqwest::Method::POST, "/frame/parent", Value::Null)
+            .await
+            .expect("switch to the parent");
+    }
+
     /// A PNG of one element.
     pub async fn element_png(&self, selector: &str) -> Vec<u8> {
         let found = self

@@ -8,19 +8,19 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{AXIS_TEXT, Area, TEXT, TITLE_TEXT, num, text_px};
+use super::{AXIS_TEXT, Area, TEXT, line_px, num, text_px};
 
 const CHART_SIZE: (u32, u32) = (900, 500);
 /// The x axis's labels and its description, below the axis: room for a label in two lines.
-const X_LABEL_AREA: u32 = 80;
-/// The y axis's labels, left of it.
-const Y_LABEL_AREA: u32 = 80;
+const X_LABEL_AREA: u32 = 100;
+/// The y axis's labels (up to six digits) and its description, left of it.
+const Y_LABEL_AREA: u32 = 115;
+/// The legend's row, under the title.
+const LEGEND_ROW: u32 = 40;
 /// Left and right of the plot, besides the y labels.
 const MARGINS: u32 = 30;
 const MARGIN_TOP: u32 = 10;
 const MARGIN_BOTTOM: u32 = 5;
-/// A line of [`TEXT`], in pixels.
-const LINE_PX: f64 = 18.0;
 /// Width of one transport's slot on the x axis, in x units (x is an integer axis so plotters
 /// can format its labels; transport `i` is centred at `i * SLOT`).
 const SLOT: i32 = 1000;
@@ -52,7 +52,7 @@ impl Grouped<'_> {
     }
 
     fn draw(&self, root: &Area<'_>) -> Result<()> {
-        let body = root.titled(&self.title, TITLE_TEXT)?;
+        let body = super::titled(root, &self.title)?;
 
         let values: Vec<Vec<f64>> = self
             .values
@@ -66,7 +66,7 @@ impl Grouped<'_> {
         let max = values.iter().flatten().copied().fold(0.0, f64::max);
 
         let plot_area = if self.series.len() > 1 {
-            let (legend, rest) = body.split_vertically(30);
+            let (legend, rest) = body.split_vertically(LEGEND_ROW);
             draw_legend(&self.series, &legend)?;
             rest
         } else {
@@ -132,7 +132,7 @@ impl Grouped<'_> {
                     group: i,
                     series: j,
                     value: v,
-                    height_px: if across { LINE_PX } else { width } + 6.0,
+                    height_px: if across { line_px(TEXT.1) } else { width } + 6.0,
                     text,
                     across,
                 });
@@ -196,7 +196,7 @@ impl Grouped<'_> {
                 _ => vec![name.as_str()],
             };
             for (k, line) in lines.into_iter().enumerate() {
-                let dy = 8 + k as i32 * LINE_PX as i32;
+                let dy = 8 + k as i32 * line_px(TEXT.1) as i32;
                 group_names.push((i as i32 * SLOT, line.to_owned(), dy));
             }
         }
@@ -286,7 +286,7 @@ where
         .color(&BLACK)
         .pos(Pos::new(HPos::Left, VPos::Center));
     let (width, height) = area.dim_in_pixel();
-    let swatch = 14i32;
+    let swatch = 18i32;
     let gap = 6i32;
     let spacing = 28i32;
     let mut entries = Vec::new();

@@ -161,16 +161,15 @@ fn storm_chart(jitter: &Summary, plain: &Summary) -> Result<String> {
         .collect();
     let before_ms = TIMELINE_BEFORE.as_millis() as f64;
     let after_ms = TIMELINE_AFTER.as_millis() as f64;
-    let height = 120 + 220 * transports.len().max(1) as u32;
+    let height = 120 + 260 * transports.len().max(1) as u32;
     chart::svg((900, height), |root| {
         let w = &jitter.workload;
-        let (title, panels) = root.split_vertically(60);
-        title.titled(
+        let panels = chart::titled(
+            root,
             &format!(
                 "Reconnect storm: requests per 10 ms after breaking all {} clients at once",
                 w.clients
             ),
-            chart::TITLE_TEXT,
         )?;
         let areas = panels.split_evenly((transports.len().max(1), 1));
         for (t, area) in transports.iter().zip(areas.iter()) {
@@ -179,14 +178,16 @@ fn storm_chart(jitter: &Summary, plain: &Summary) -> Result<String> {
             let mut chart = ChartBuilder::on(area)
                 .caption(t, chart::AXIS_TEXT)
                 .margin(8)
-                .margin_right(30)
-                .x_label_area_size(45)
-                .y_label_area_size(70)
+                .margin_right(45)
+                .x_label_area_size(65)
+                .y_label_area_size(95)
                 .build_cartesian_2d(-before_ms..after_ms, 0f64..top)?;
             chart
                 .configure_mesh()
                 .x_desc("ms from the storm")
                 .y_desc("requests / 10 ms")
+                // Few enough labels for TEXT's size in a panel this high.
+                .y_labels(5)
                 .x_label_formatter(&|x| chart::num(*x))
                 .y_label_formatter(&|y| chart::num(*y))
                 .label_style(chart::TEXT)

@@ -18,14 +18,14 @@ pub fn render(summary: &SoakSummary) -> Result<String> {
 }
 
 fn draw(summary: &SoakSummary, root: &Area<'_>) -> Result<()> {
-    let root = root.titled(
+    let root = chart::titled(
+        root,
         &format!(
             "Soak: {} s, {} subscribers per transport, {} chat msg/s",
             summary.duration_s,
             summary.subscribers_per_group * 2,
             summary.chat_rate
         ),
-        chart::TITLE_TEXT,
     )?;
     let panels = root.split_evenly((3, 1));
     let samples = &summary.samples;
@@ -134,12 +134,14 @@ where
         .margin(10)
         // Room for the last minute's label, centred on the plot's right edge.
         .margin_right(25)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
+        .x_label_area_size(65)
+        .y_label_area_size(95)
         .build_cartesian_2d(0.0..x_max, y)?;
     chart
         .configure_mesh()
         .x_desc("minutes")
+        // Few enough labels for TEXT's size in a panel this high.
+        .y_labels(6)
         .x_label_formatter(&|x| chart::num(*x))
         .y_label_formatter(&|y| chart::num(*y))
         .label_style(chart::TEXT)
