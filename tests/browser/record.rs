@@ -142,3 +142,70 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!("{cpu}, {cores} cores, {memory_gib} GiB, {os}")
 }
+
+/// The timeline's frame times at 10 ticks/s in `engine` (timeline.rs,
+/// the_timeline_keeps_up_at_10_ticks_a_second): one run per engine, the last one kept.
+pub fn timeline_frames(engine: Engine, browser_version: &str, figures: Value) {
+    let Some(dir) = std::env::var_os("PUSHPOLL_RECORD").map(std::path::PathBuf::from) else {
+        return;
+    };
+    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("timeline-frames.json");
+    let mut all: Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| {
+            json!({
+                "what": "The live timeline of /demos/compare.html with every lane running at 10 clock ticks a second (pushpoll --tick-ms 100), the page 1280×720 with the timeline on screen, for `seconds`: each draw of the timeline as the page measures it on the browser's performance timeline (performance.measure around each draw, read back by a PerformanceObserver of 'measure'), the intervals between requestAnimationFrame callbacks, and the long tasks (PerformanceObserver 'longtask') and long animation frames ('long-animation-frame') over 50 ms where the engine has those entry types (null where it has not). The browsers run headless (Chromium --headless=new, Firefox -headless) or, WebKitGTK, in a window on a virtual X display (Xvfb); `visibility` is document.visibilityState.",
+                "test": "tests/browser/timeline.rs, the_timeline_keeps_up_at_10_ticks_a_second",
+                "command": "scripts/timeline-frames.sh",
+                "machine": machine(),
+                "engines": {},
+            })
+        });
+    let mut figures = figures;
+    figures["browser"] = json!(format!("{} {browser_version}", label(engine)));
+    all["engines"][engine.name()] = figures;
+    std::fs::write(&path, serde_json::to_string_pretty(&all).unwrap() + "\n").unwrap();
+    std::fs::write(dir.join("timeline-frames.md"), frames_table(&all)).unwrap();
+}
+
+/// The markdown of timeline-frames.json: one row per engine.
+fn frames_table(all: &Value) -> String {
+    let mut out =
+        String::from("# The live timeline's frame times at 10 ticks/s, per browser engine\n\n");
+    out.push_str(all["what"].as_str().unwrap_or(""));
+    out.push_str(&format!(
+        "\n\nTest: `{}`. Command: `{}`. Machine: {}.\n\n",
+        all["test"].as_str().unwrap_or(""),
+        all["command"].as_str().unwrap_or(""),
+        all["machine"].as_str().unwrap_or("")
+    ));
+    out.push_str("| engine | draws | draw p50 / p95 / max (ms) | frame interval p50 / p95 (ms) | frames over 50 ms | long tasks over 50 ms | long animation frames over 50 ms |\n|---|--:|--:|--:|--:|--:|--:|\n");
+    let ms = |v: &Value| v.as_f64().map_or("–".to_string(), |v| format!("{v:.1}"));
+    let count = |v: &Value| {
+        v.as_u64()
+            .map_or("not in this engine".to_string(), |v| v.to_string())
+    };
+    for engine in ["chromium", "firefox", "webkit"] {
+        let e = &all["engines"][engine];
+        if e.is_null() {
+            continue;
+        }
+        out.push_str(&format!(
+            "| {} | {} | {} / {} / {} | {} / {} | {} | {} | {} |\n",
+            e["browser"].as_str().unwrap_or(engine),
+            e["draws"],
+            ms(&e["draw_ms"]["p50"]),
+            ms(&e["draw_ms"]["p95"]),
+            ms(&e["draw_ms"]["max"]),
+            ms(&e["frame_interval_ms"]["p50"]),
+            ms(&e["frame_interval_ms"]["p95"]),
+            e["frames_over_50_ms"],
+            count(&e["long_tasks_over_50_ms"]),
+            count(&e["long_animation_frames_over_50_ms"]),
+        ));
+    }
+    out
+}
