@@ -152,7 +152,7 @@ class Row {
         this.push({ kind: 'stopped', at: r.at });
         break;
       case 'up':
-        this.push({ kind: 'up', at: r.at, bytes: r.bytes });
+        this.push({ kind: 'up', at: r.at, bytes: r.bytes, via: typeof r.via === 'string' ? r.via : null });
         break;
       case 'event':
       case 'gap': {
@@ -231,7 +231,9 @@ function describe(row, item) {
       return `${who}: ${what} arrived at ${secs(item.at)}${latency}`;
     }
     case 'up':
-      return `${who}: ${item.bytes} B sent upstream at ${secs(item.at)}`;
+      return item.via
+        ? `${who}: ${item.bytes} B sent upstream at ${secs(item.at)} by a request of its own (${item.via}), not over this row's connection`
+        : `${who}: ${item.bytes} B sent upstream at ${secs(item.at)} over this row's connection`;
     case 'break':
       return `${who}: break at ${secs(item.at)}: ${item.text}`;
     case 'resume':
@@ -388,7 +390,8 @@ export function createTimeline(root) {
       els.push(make('path', { class: cls, 'data-key': item.key, d: `M${ax(item.at)} ${y + 25}l-4 -6h8z` }, into));
     } else if (item.kind === 'up') {
       // Up: from the page to the server.
-      els.push(make('path', { class: 'tl-up', 'data-key': item.key, d: `M${ax(item.at)} ${y + 39}l-4 6h8z` }, into));
+      // Hollow when it went by a request of its own (a POST), not over this row's connection.
+      els.push(make('path', { class: item.via ? 'tl-up tl-apart' : 'tl-up', 'data-key': item.key, d: `M${ax(item.at)} ${y + 39}l-4 6h8z` }, into));
     } else if (['break', 'stopped', 'resume'].includes(item.kind)) {
       const resume = item.kind === 'resume';
       const g = make('g', { class: resume ? 'tl-resume' : 'tl-break', 'data-key': item.key }, into);
