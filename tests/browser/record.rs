@@ -157,7 +157,7 @@ pub fn timeline_frames(engine: Engine, browser_version: &str, figures: Value) {
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_else(|| {
             json!({
-                "what": "The live timeline of /demos/compare.html with every lane running at 10 clock ticks a second (pushpoll --tick-ms 100), the page 1280×720 with the timeline on screen, for `seconds`: each draw of the timeline as the page measures it on the browser's performance timeline (performance.measure around each draw, read back by a PerformanceObserver of 'measure'), the intervals between requestAnimationFrame callbacks, and the long tasks (PerformanceObserver 'longtask') and long animation frames ('long-animation-frame') over 50 ms where the engine has those entry types (null where it has not). The browsers run headless (Chromium --headless=new, Firefox -headless) or, WebKitGTK, in a window on a virtual X display (Xvfb); `visibility` is document.visibilityState.",
+                "what": "The live timeline of /demos/compare.html with every lane running at 10 clock ticks a second (pushpoll --tick-ms 100), the page 1280×720 with the timeline on screen, for `seconds`: each draw of the timeline as the page measures it on the browser's performance timeline (performance.measure around each draw, read back by a PerformanceObserver of 'measure'), the intervals between requestAnimationFrame callbacks, and the long tasks (PerformanceObserver 'longtask') and long animation frames ('long-animation-frame') over 50 ms where the engine has those entry types (null where it has not); still_page_frame_interval_ms: the same intervals, 120 of them, on /demos/glossary.html, where nothing moves, just before: the engine's own pace; paused_frame_interval_ms: 240 of them on the compare page right after, its lanes still running but the timeline paused (not redrawn). Times are performance.now() as each engine reports it (Firefox ESR and WebKitGTK here in whole milliseconds). The browsers run headless (Chromium --headless=new, Firefox -headless) or, WebKitGTK, in a window on a virtual X display (Xvfb); `visibility` is document.visibilityState.",
                 "test": "tests/browser/timeline.rs, the_timeline_keeps_up_at_10_ticks_a_second",
                 "command": "scripts/timeline-frames.sh",
                 "machine": machine(),
@@ -166,7 +166,10 @@ pub fn timeline_frames(engine: Engine, browser_version: &str, figures: Value) {
         });
     let mut figures = figures;
     figures["browser"] = json!(format!("{} {browser_version}", label(engine)));
+    let now = utc_now();
+    figures["started"] = json!(now);
     all["engines"][engine.name()] = figures;
+    all["started"] = json!(now);
     std::fs::write(&path, serde_json::to_string_pretty(&all).unwrap() + "\n").unwrap();
     std::fs::write(dir.join("timeline-frames.md"), frames_table(&all)).unwrap();
 }
@@ -177,12 +180,13 @@ fn frames_table(all: &Value) -> String {
         String::from("# The live timeline's frame times at 10 ticks/s, per browser engine\n\n");
     out.push_str(all["what"].as_str().unwrap_or(""));
     out.push_str(&format!(
-        "\n\nTest: `{}`. Command: `{}`. Machine: {}.\n\n",
+        "\n\nTest: `{}`. Command: `{}`. Machine: {}. Last run: {}.\n\n",
         all["test"].as_str().unwrap_or(""),
         all["command"].as_str().unwrap_or(""),
-        all["machine"].as_str().unwrap_or("")
+        all["machine"].as_str().unwrap_or(""),
+        all["started"].as_str().unwrap_or("")
     ));
-    out.push_str("| engine | draws | draw p50 / p95 / max (ms) | frame interval p50 / p95 (ms) | frames over 50 ms | long tasks over 50 ms | long animation frames over 50 ms |\n|---|--:|--:|--:|--:|--:|--:|\n");
+    out.push_str("| engine | draws | draw p50 / p95 / max (ms) | frame interval p50 / p95 (ms) | frames over 50 ms | long tasks over 50 ms | long animation frames over 50 ms | frame interval, timeline paused, p50 / p95 (ms) | frame interval on a still page p50 / p95 (ms) |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     let ms = |v: &Value| v.as_f64().map_or("–".to_string(), |v| format!("{v:.1}"));
     let count = |v: &Value| {
         v.as_u64()
@@ -194,7 +198,7 @@ fn frames_table(all: &Value) -> String {
             continue;
         }
         out.push_str(&format!(
-            "| {} | {} | {} / {} / {} | {} / {} | {} | {} | {} |\n",
+            "| {} | {} | {} / {} / {} | {} / {} | {} | {} | {} | {} / {} | {} / {} |\n",
             e["browser"].as_str().unwrap_or(engine),
             e["draws"],
             ms(&e["draw_ms"]["p50"]),
@@ -205,7 +209,22 @@ fn frames_table(all: &Value) -> String {
             e["frames_over_50_ms"],
             count(&e["long_tasks_over_50_ms"]),
             count(&e["long_animation_frames_over_50_ms"]),
+            ms(&e["paused_frame_interval_ms"]["p50"]),
+            ms(&e["paused_frame_interval_ms"]["p95"]),
+            ms(&e["still_page_frame_interval_ms"]["p50"]),
+            ms(&e["still_page_frame_interval_ms"]["p95"]),
         ));
     }
     out
+}
+
+/// The time now, UTC, as `YYYY-MM-DDTHH:MM:SSZ` (from `date`, as the scripts write theirs).
+fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }

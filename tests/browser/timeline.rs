@@ -37,6 +37,8 @@ struct Item {
     bytes: Option<f64>,
     #[serde(default)]
     timing: Option<Timing>,
+    #[serde(default)]
+    via: Option<String>,
     key: u64,
 }
 
@@ -231,6 +233,28 @@ async fn the_timeline_shows_what_the_page_did_over(engine: Engine, transport: &s
         .unwrap_or_else(|m| panic!("{name}: no upstream mark: {m:#?}"));
         assert_eq!(of(&seen, "clock", "up")[0].bytes, Some(5.0));
     }
+
+    // A chat message: over the chat's own connection where the transport has an upstream
+    // (WebSocket, WebTransport), else by a POST of its own, which its mark says.
+    super::sign_in(&page, &format!("tl-{transport}")).await;
+    super::send(&page, "on the timeline").await;
+    let seen = model_until(&page, Duration::from_secs(10), |m| {
+        !of(m, "chat", "up").is_empty()
+    })
+    .await
+    .unwrap_or_else(|m| panic!("{name}/{transport}: no upstream mark on the chat's row: {m:#?}"));
+    let up = of(&seen, "chat", "up")[0].clone();
+    let two_way = ["ws", "webtransport"].contains(&transport);
+    assert_eq!(
+        up.via.as_deref(),
+        if two_way {
+            None
+        } else {
+            Some("POST /api/chat/messages")
+        },
+        "{name}/{transport}: {up:?}"
+    );
+    assert!(up.bytes.unwrap_or(0.0) > 0.0, "{up:?}");
 
     // Before the kill, which makes engines log the streams it cut off.
     let seen_errors = errors.all().await;
@@ -892,8 +916,19 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 async fn the_timeline_keeps_up_at_10_ticks_a_second(engine: Engine) {
     let app = spawn_app(&["--tick-ms", "100"]).await;
     let browser = Browser::launch(engine).await;
-    let (page, _errors) = browser.open(&app.url("/demos/compare.html")).await;
     let name = engine.name();
+    // First the engine's own pace: requestAnimationFrame on a page where nothing moves.
+    let (still, _) = browser.open(&app.url("/demos/glossary.html")).await;
+    still.resize(1280, 720).await;
+    let still_intervals: Vec<f64> = eval(
+        &still,
+        "new Promise((done) => { const v = []; let last = null; const f = (t) => { if (last !== null) v.push(t - last); last = t; if (v.length < 120) requestAnimationFrame(f); else done(v); }; requestAnimationFrame(f); })",
+    )
+    .await;
+    still.close().await.unwrap();
+    let mut still_sorted = still_intervals.clone();
+    still_sorted.sort_by(f64::total_cmp);
+    let (page, _errors) = browser.open(&app.url("/demos/compare.html")).await;
     page.resize(1280, 720).await;
     compare_lanes_started(&page).await;
     assert!(eval::<bool>(&page, COLLECT_FRAMES).await);
@@ -904,6 +939,14 @@ async fn the_timeline_keeps_up_at_10_ticks_a_second(engine: Engine) {
         "window.pushpollTimeline.items().filter((i) => i.kind === 'event').length",
     )
     .await;
+    // Then the same page with the timeline paused (nothing of it redrawn), for comparison.
+    let paused_intervals: Vec<f64> = eval(
+        &page,
+        "new Promise((done) => { document.querySelector('[data-timeline=pause]').click(); const v = []; let last = null; const f = (t) => { if (last !== null) v.push(t - last); last = t; if (v.length < 240) requestAnimationFrame(f); else done(v); }; requestAnimationFrame(f); })",
+    )
+    .await;
+    let mut paused_sorted = paused_intervals.clone();
+    paused_sorted.sort_by(f64::total_cmp);
     let mut draws = frames.draws.clone();
     draws.sort_by(f64::total_cmp);
     let mut intervals = frames.intervals.clone();
@@ -925,6 +968,8 @@ async fn the_timeline_keeps_up_at_10_ticks_a_second(engine: Engine) {
         "frames": intervals.len() + 1,
         "frame_interval_ms": { "p50": quantile(&intervals, 0.5), "p95": quantile(&intervals, 0.95), "max": intervals[intervals.len() - 1] },
         "frames_over_50_ms": intervals.iter().filter(|d| **d > 50.0).count(),
+        "paused_frame_interval_ms": { "p50": quantile(&paused_sorted, 0.5), "p95": quantile(&paused_sorted, 0.95) },
+        "still_page_frame_interval_ms": { "p50": quantile(&still_sorted, 0.5), "p95": quantile(&still_sorted, 0.95) },
         "long_tasks_over_50_ms": long(&frames.long_tasks),
         "long_animation_frames_over_50_ms": long(&frames.long_frames),
     });
@@ -950,3 +995,65 @@ async fn the_timeline_keeps_up_at_10_ticks_a_second(engine: Engine) {
     );
 }
 in_every_engine!(the_timeline_keeps_up_at_10_ticks_a_second);
+
+/// With the shared canvas in every lane (`?lanes=draw`), a stroke drawn in a lane goes up over
+/// that lane's transport: on the WebSocket and WebTransport lanes' rows as a frame or line on
+/// their connection, on a polling lane's row as a POST of its own (said in its mark).
+async fn a_stroke_shows_on_the_lane_it_went_over(engine: Engine) {
+    let app = spawn_app(&[]).await;
+    let browser = Browser::launch(engine).await;
+    let (page, _errors) = browser
+        .open(&app.url("/demos/compare.html?lanes=draw"))
+        .await;
+    let name = engine.name();
+    compare_lanes_started(&page).await;
+    let lanes: Vec<&str> = ["ws", "webtransport", "poll"]
+        .into_iter()
+        .filter(|t| runs(engine, t))
+        .collect();
+    for (i, lane) in lanes.iter().enumerate() {
+        // Once the lane's canvas is subscribed (its row has a bar), one line across it.
+        model_until(&page, Duration::from_secs(15), |m| {
+            m.iter().any(|b| b.transport == *lane && b.kind == "bar")
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name}: the {lane} lane never subscribed"));
+        let canvas = format!("#lane-{lane} canvas");
+        assert!(
+            eval::<bool>(
+                &page,
+                &super::draw::draw_line(&canvas, "#d00000", 0.2 + 0.2 * i as f64)
+            )
+            .await
+        );
+        let seen = model_until(&page, Duration::from_secs(10), |m| {
+            m.iter().any(|u| u.transport == *lane && u.kind == "up")
+        })
+        .await
+        .unwrap_or_else(|m| {
+            let ups: Vec<&Item> = m.iter().filter(|i| i.kind == "up").collect();
+            panic!("{name}: no upstream mark on the {lane} row: {ups:#?}")
+        });
+        let ups: Vec<&Item> = seen
+            .iter()
+            .filter(|i| i.kind == "up" && i.transport == *lane)
+            .collect();
+        eprintln!("{name}: {lane}: {ups:?}");
+        let via = if *lane == "poll" {
+            Some("POST /api/draw")
+        } else {
+            None
+        };
+        assert!(
+            ups.iter().all(|u| u.via.as_deref() == via),
+            "{name}: {ups:#?}"
+        );
+        // Only on its own lane's row.
+        let elsewhere: Vec<&Item> = seen
+            .iter()
+            .filter(|u| u.kind == "up" && !lanes[..=i].contains(&u.transport.as_str()))
+            .collect();
+        assert!(elsewhere.is_empty(), "{name}: {elsewhere:#?}");
+    }
+}
+in_every_engine!(a_stroke_shows_on_the_lane_it_went_over);
