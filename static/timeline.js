@@ -1,23 +1,27 @@
 // The live timeline: what the page's own clients did, when, one row per subscription on one
 // time axis. Drawn from the records every client sends through its context (clients/common.js,
 // onTimeline): a request as a bar from sent to answered (a stream's bar stays open until the
-// stream ends), each event as a mark where it arrived (its latency in its title), each frame
-// sent upstream on that connection as a mark the other way, and breaks (a failure, a backoff,
+// stream ends), each event as a mark where it arrived (with its latency), each send upstream
+// as a mark the other way (hollow when it went by a POST of its own, not the connection), and breaks (a failure, a backoff,
 // a stream that ended) and the request that resumed after one. Nothing here is modelled: a
 // bar is drawn only because a client made that request.
 //
 // Resource Timing adds what a script cannot see of its own requests: for each request whose
 // entry the browser has written (a request's entry appears when its response has ended, so a
-// stream's only once it ends), the time it waited for a connection before it went out
+// stream's only once it ends, and a WebSocket or WebTransport session has none), the time it waited for a connection before it went out
 // (requestStart − fetchStart, less DNS and connecting: the six-per-origin queue of HTTP/1.1)
 // is drawn hatched at the start of its bar, and its encodedBodySize joins the body bytes the
-// page read. Each bar's title and line in the list carry its head and body bytes: the heads
+// page read. A bar's words (under the SVG when it is hovered or tapped, and in the list)
+// carry its head and body bytes: the heads
 // as the subscription's client estimated them (clients/heads.js: the server's record of this
 // page's own requests), the body as the page read it, so far for an open stream.
 //
 //   const timeline = createTimeline(root);          // root: the elements of _timeline.html
 //   handlers.onTimeline = timeline.row('clock', transport);   // one row per subscription
 //   timeline.items(), timeline.rows()               // the model, for tests: plain objects
+//
+// A mark hovered or tapped is described in words under the SVG ([data-timeline=selected]),
+// the words made then, not kept as a <title> on each of the marks.
 //
 // Keyboard and screen readers: the SVG is one image (role=img) whose label points at the
 // list; the list (a <details> below it) is the accessible view, one tab stop however many

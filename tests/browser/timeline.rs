@@ -603,7 +603,7 @@ async fn compare_lanes_started(page: &Page<'_>) {
 
 /// On one origin (`?one-origin`) the page's held long polls and streams take the browser's six
 /// HTTP/1.1 connections, and a short poll queues until a long poll's answer frees one: its bar
-/// shows that wait, hatched, with its duration in the title, from Resource Timing
+/// shows that wait, hatched, its duration in its words when tapped, from Resource Timing
 /// (requestStart − fetchStart). A held stream's own wait is not known while it is open: the
 /// browser writes a request's entry once its response has ended.
 async fn a_wait_for_a_connection_shows_on_the_bar_that_waited(engine: Engine) {
