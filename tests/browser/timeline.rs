@@ -666,6 +666,8 @@ async fn a_wait_for_a_connection_shows_on_the_bar_that_waited(engine: Engine) {
     .await
     .unwrap_or_else(|t| panic!("{name}: no wait of 250 ms or more drawn: {t:#?}"));
     eprintln!("{name}: a wait tapped: {said}");
+    // With PUSHPOLL_SCREENSHOTS, the timeline as it was: docs/screenshots/timeline-waits*.png.
+    super::screenshot_element(&page, "#timeline", "timeline-waits").await;
     // The streams held open: no entry yet, so no wait known (measured in every engine).
     let streams: Vec<(String, usize, usize)> = ["iframe", "sse"]
         .iter()
