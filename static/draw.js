@@ -217,6 +217,8 @@ export function createDraw(root, { transport, color, width, connectOptions = {},
       if (answer.ok && Number.isInteger(request?.head) && Number.isInteger(request?.body)) {
         const { head, body: bodyBytes } = request;
         recordSend(batch.length, head + bodyBytes, `request head ${head} B + body ${bodyBytes} B, as the server received them`);
+        // On the subscription's row of a timeline, as sent apart from its connection.
+        tap.onTimeline?.({ kind: 'up', at: performance.now(), bytes: head + bodyBytes, via: 'POST /api/draw' });
       } else {
         const error = answer.data?.error;
         const code = error?.code ?? `HTTP ${answer.status}`;

@@ -73,6 +73,11 @@ pub fn kill_guard(kill: &Option<KillSwitch>) -> Option<Arc<KillGuard>> {
 /// (head, then no body), which is what the kill counted. Deciding here, in one atomic step
 /// against the kill, is what keeps the count exact: a kill that lands while the events are
 /// being gathered breaks the request even though it has events to give.
+///
+/// The head goes out before the break. A connection closed before any byte of its answer is
+/// what a browser takes for a stale keep-alive connection: it sends the GET again by itself
+/// (Chromium, Firefox and WebKitGTK all do, tests/browser/timeline.rs), so the page would see
+/// its request answered, late, and never the break. After the head nobody may resend it.
 pub fn answer_unless_killed(
     guard: Option<Arc<KillGuard>>,
     answer: impl FnOnce() -> Response,
@@ -80,6 +85,10 @@ pub fn answer_unless_killed(
     if guard.is_none_or(|g| g.retire()) {
         return answer();
     }
-    let broken = futures_util::stream::once(async { Err::<bytes::Bytes, _>(super::killed()) });
+    let broken = futures_util::stream::once(async {
+        // Pending once: hyper writes out the head it holds before it polls the body again.
+        tokio::task::yield_now().await;
+        Err::<bytes::Bytes, _>(super::killed())
+    });
     Response::new(axum::body::Body::from_stream(broken))
 }

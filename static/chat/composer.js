@@ -2,6 +2,7 @@
 // socket over WebSocket, POST /api/chat/messages otherwise) and the refusals that answer it,
 // with the rate limit's wait kept here so the page does not ask the server for more refusals.
 
+import { utf8Length } from '/static/util.js';
 import * as api from '/static/chat/api.js';
 import * as command from '/static/chat/command.js';
 import { explain, keepsText } from '/static/chat/error.js';
@@ -64,6 +65,8 @@ export function createComposer(chat) {
     }
     const answer = await api.postMessage({ room, to, text });
     if (answer.ok) {
+      // The request body as api.postMessage sends it (its head is the browser's, unseen).
+      chat.subscription.sentApart(utf8Length(JSON.stringify(to ? { to, text } : { room, text })), 'POST /api/chat/messages');
       if (status.kind === 'error') status.show('');
       return;
     }

@@ -99,5 +99,10 @@ export function createSubscription(
       pollInterval = ms;
       client?.setInterval(ms);
     },
+    /** A message sent by a request of its own (`via`, e.g. `POST /api/chat/messages`), not
+     * over this subscription: an upstream mark on its row of the timeline, saying so. */
+    sentApart(bytes, via) {
+      onTimeline?.({ kind: 'up', at: performance.now(), bytes, via });
+    },
   };
 }

@@ -33,7 +33,7 @@ class HttpError extends Error {
  * Resolves to the number of events; rejects on abort, network error or HTTP error.
  */
 export async function fetchBatch(ctx, url, signal) {
-  ctx.request();
+  ctx.request({ url });
   const response = await fetch(url, { signal, cache: 'no-store', credentials: 'same-origin' });
   const body = await response.arrayBuffer();
   const receivedAt = nowMicros();

@@ -38,9 +38,12 @@ const NO_HANDLERS = {
 };
 
 // What the timeline (timeline.js) is told, one record per thing that happened, at
-// performance.now(): `open` (a request sent or a connection opened: a bar starts),
-// `answered` (a polling request's answer read: its bar ends), `break` (a failure, a backoff
-// or a stream that ended: the open bar ends; `text` says why), `event` (a feed event
+// performance.now(): `open` (a request sent or a connection opened: a bar starts; `url`, the
+// URL requested, by which Resource Timing's entry for it is found; `head: false` for one with
+// no HTTP/1.1 head), `answered` (a polling request's answer read: its bar ends; `bytes`, its
+// body), `bytes` (`n` body bytes read on the open request, as onBytes counts them), `heads`
+// (the subscription's estimated head sizes, as onHeads has them), `break` (a failure, a
+// backoff or a stream that ended: the open bar ends; `text` says why), `event` (a feed event
 // delivered: `receivedAt` and the event's `ts`, both µs, for its latency), `gap` (the feed
 // skipped events), `up` (a frame sent upstream on this connection), `stopped`. A break is
 // recorded on the phase's change, not on each backoff countdown, and when a new request is
@@ -89,9 +92,10 @@ export class Context {
     return `${this.origin}/${this.transport}/${encodeURIComponent(this.feed)}${qs ? `?${qs}` : ''}`;
   }
 
-  /** A request made or a connection opened; `heads: false` for one that has no HTTP/1.1
-   * head to estimate (WebTransport's CONNECT is HTTP/3, its head QPACK-compressed). */
-  request({ heads = true } = {}) {
+  /** A request made or a connection opened, at `url` (for the timeline: Resource Timing
+   * names its entry by it); `heads: false` for one that has no HTTP/1.1 head to estimate
+   * (WebTransport's CONNECT is HTTP/3, its head QPACK-compressed). */
+  request({ heads = true, url = null } = {}) {
     if (this.stopped) return;
     if (this.holding) {
       // A new request while the last one is neither answered nor broken: that one was
@@ -100,14 +104,21 @@ export class Context {
     }
     // The state that follows ('connecting') is this request's, not a second break.
     if (HOLD_PHASES.has(this.phase)) this.phase = 'connecting';
-    this.record('open');
+    this.record('open', { url, head: heads });
     this.handlers.onRequest();
     if (heads && !this.headsAsked) {
       this.headsAsked = true;
       // A floor at once, the server's record a little later (it has the request by then).
-      this.handlers.onHeads(headFloor(this.url({ after: this.cursor }), this.origin));
+      this.heads(headFloor(this.url({ after: this.cursor }), this.origin));
       measureHeads(this);
     }
+  }
+
+  /** The estimated sizes of this client's heads (heads.js): to the page and its timeline. */
+  heads(sizes) {
+    if (this.stopped) return;
+    this.handlers.onHeads(sizes);
+    this.record('heads', sizes);
   }
 
   bytesUp(n) {
@@ -119,7 +130,10 @@ export class Context {
   }
 
   bytes(n) {
-    if (!this.stopped && n > 0) this.handlers.onBytes(n);
+    if (this.stopped || !(n > 0)) return;
+    this.handlers.onBytes(n);
+    // Only an open stream's bar counts these (a polling answer's come with `answered`).
+    if (this.holding) this.record('bytes', { n });
   }
 
   state(text, phase) {

@@ -26,6 +26,7 @@ export function fetchClient(ctx) {
   const backoff = new Backoff(ctx);
   let abort = null;
   let reopens = 0;
+  let sentUrl = null; // the last request's URL, for its bar on the timeline
   const silence = new Silence((silent, limit) => {
     ctx.state(
       `no event and no heartbeat for ${(silent / 1000).toFixed(1)} s (limit ${(limit / 1000).toFixed(1)} s), reopening after id ${ctx.cursor}`,
@@ -58,6 +59,7 @@ export function fetchClient(ctx) {
       }
       ctx.bytesUp(utf8Length(text));
       ctx.detail({ method: 'POST', requestBody: text });
+      sentUrl = url.href;
       return fetch(url, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', Accept: NDJSON_TYPE },
@@ -67,7 +69,8 @@ export function fetchClient(ctx) {
       });
     }
     ctx.detail({ method: 'GET' });
-    return fetch(ctx.url({ after: ctx.cursor }), {
+    sentUrl = ctx.url({ after: ctx.cursor });
+    return fetch(sentUrl, {
       headers: { Accept: NDJSON_TYPE },
       signal,
       cache: 'no-store',
@@ -85,7 +88,7 @@ export function fetchClient(ctx) {
     let why = null;
     try {
       const response = await request(controller.signal);
-      ctx.request();
+      ctx.request({ url: sentUrl });
       const type = response.headers.get('Content-Type') ?? '';
       if (!response.ok || !type.startsWith(NDJSON_TYPE)) {
         why = response.ok ? `answered ${type || 'no Content-Type'}, not ${NDJSON_TYPE}` : `HTTP ${response.status}`;

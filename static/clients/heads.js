@@ -59,7 +59,7 @@ export function measureHeads(ctx, tries = 3) {
       const request = headBytes(mine[0]?.request);
       const response = mine.map((x) => headBytes(x.response)).find((n) => n !== null) ?? null;
       if (request === null || ctx.stopped) return;
-      ctx.handlers.onHeads({
+      ctx.heads({
         request,
         response: response ?? utf8Length('HTTP/1.1 200 OK\r\n\r\n'),
         source: response === null ? 'wire record, response floor' : 'wire record',

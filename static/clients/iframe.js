@@ -169,7 +169,7 @@ export function iframeClient(ctx, options) {
     grewAt = performance.now();
     clearInterval(watchdog);
     watchdog = setInterval(check, STREAM_CHECK_MS);
-    ctx.request();
+    ctx.request({ url: next.src });
     ctx.detail({ documents: opens, documentBytes: 0 });
     ctx.state(`${why}: loading the stream document`, 'connecting');
     container.append(next);

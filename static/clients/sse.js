@@ -42,7 +42,7 @@ export function sseClient(ctx) {
     readyState();
 
     es.addEventListener('open', () => {
-      ctx.request();
+      ctx.request({ url: es.url });
       // Every connection starts with `retry: 2000\n\n`; EventSource consumes it unseen.
       ctx.bytes(SSE_PRELUDE_BYTES);
       ctx.state('streaming', 'streaming');

@@ -602,6 +602,26 @@ impl Page<'_> {
         .expect("resize");
     }
 
+    /// Presses and releases each key in turn, as the keyboard would (WebDriver actions):
+    /// `"\u{E004}"` is Tab, `"\u{E007}"` Enter (W3C WebDriver, "Keyboard actions").
+    pub async fn press_keys(&self, keys: &str) {
+        let mut actions = Vec::new();
+        for key in keys.chars() {
+            actions.push(json!({ "type": "keyDown", "value": key.to_string() }));
+            actions.push(json!({ "type": "keyUp", "value": key.to_string() }));
+        }
+        self.call(
+            reqwest::Method::POST,
+            "/actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }),
+        )
+        .await
+        .expect("key actions");
+        let _ = self
+            .call(reqwest::Method::DELETE, "/actions", Value::Null)
+            .await;
+    }
+
     /// A PNG of what the window shows.
     pub async fn screenshot_png(&self) -> Vec<u8> {
         let b64 = self
