@@ -183,6 +183,12 @@ pub struct Config {
     #[arg(long, env = "PUSHPOLL_WS_TIMEOUT", default_value = "40s", value_parser = parse_duration)]
     pub ws_timeout: Duration,
 
+    /// The library that speaks WebSocket frames on an upgraded HTTP/1.1 connection:
+    /// `tungstenite` or `fastwebsockets`. Both serve the same messages, limits and close
+    /// codes, so one binary can measure them side by side.
+    #[arg(long, env = "PUSHPOLL_WS_ENGINE", value_enum, default_value_t = WsEngine::Tungstenite)]
+    pub ws_engine: WsEngine,
+
     /// How far behind the newest chat event a replay from a cursor reaches (in ids); an
     /// older cursor first gets a `gap` event, then the last this-many events.
     #[arg(long, env = "PUSHPOLL_MAX_BACKFILL", default_value_t = crate::feed::MAX_BACKFILL,
@@ -421,6 +427,15 @@ pub fn default_max_connections(open_files: u64) -> u64 {
 }
 
 /// A refused `--addr`.
+/// The WebSocket frame library (`--ws-engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WsEngine {
+    /// tungstenite through axum's `ws` extractor.
+    Tungstenite,
+    /// Deno's fastwebsockets on hyper's upgraded connection.
+    Fastwebsockets,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadAddr {
     #[error("{0} (expected IP:PORT, e.g. 127.0.0.1:3000, 0.0.0.0:3000 or [::]:3000)")]
@@ -557,6 +572,7 @@ mod tests {
         assert_eq!(c.keepalive, Duration::from_secs(15));
         assert_eq!(c.ws_ping, Duration::from_secs(20));
         assert_eq!(c.ws_timeout, Duration::from_secs(40));
+        assert_eq!(c.ws_engine, WsEngine::Tungstenite);
         assert_eq!(c.history, 20);
         assert_eq!(c.rate_limit, 20);
         assert_eq!(c.rate_limit_bytes, 32 * 1024);

@@ -8,21 +8,28 @@
 //! frames, the ping timer, and shutdown (inside the subscription). A send that cannot
 //! complete (a client that stopped reading) only delays this socket: the feed's ring keeps
 //! moving, and this subscriber resyncs from its cursor when it catches up.
+//!
+//! The frames are spoken by tungstenite or fastwebsockets (`--ws-engine`), behind
+//! [`socket::Socket`]; the handshake checks, the loop and its bounds are the same for both.
+//! WebSocket is served over HTTP/1.1 only (the HTTP/2 listener does not offer RFC 8441's
+//! extended CONNECT), so the upgrade is always hyper's HTTP/1.1 upgrade.
+
+mod socket;
 
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::extract::ws::{
-    CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
-    rejection::WebSocketUpgradeRejection,
-};
-use axum::http::HeaderMap;
+use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Version, header};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use self::socket::{In, Out, Socket};
 use super::open;
 use crate::chat::{Command, EndReason, Session};
+use crate::config::WsEngine;
 use crate::error::ApiError;
 use crate::feed::{Ended, Subscription};
 use crate::http::{FeedPath, Subscribing, session_of};
@@ -64,7 +71,7 @@ pub async fn handler(
     }: Subscribing,
     uri: axum::http::Uri,
     over_tls: Option<axum::Extension<crate::net::tls::OverTls>>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    Upgrade(upgrade): Upgrade,
 ) -> Result<Response, ApiError> {
     app.stats().transport(Transport::Ws).request();
     let scheme = if over_tls.is_some() {
@@ -78,7 +85,7 @@ pub async fn handler(
         &app.config().allow_origin,
         scheme,
     )?;
-    let upgrade = upgrade.map_err(|e| ApiError::UpgradeRequired(e.body_text()))?;
+    let upgrade = upgrade?;
     let sub = open(
         &app,
         Transport::Ws,
@@ -101,24 +108,47 @@ pub async fn handler(
     // Upgraded sockets outlive the HTTP request, so graceful shutdown does not wait for
     // them by itself: each holds a tracker token until its task ends.
     let tracked = app.tracker().token();
-    let response = upgrade
-        // tungstenite's defaults reserve 128 KiB per socket for reading: at 10,000 sockets
-        // that is over a gigabyte for frames of a few hundred bytes. Reads grow the buffer
-        // when a large frame needs it; writes go straight out (the frames are small and
-        // each send is awaited, so there is nothing to batch).
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |mut socket| async move {
-            let _tracked = tracked;
-            if let Ok(handshake) = handshake_rx.await
-                && socket.send(Message::Text(handshake)).await.is_err()
-            {
-                return;
-            }
-            serve(socket, sub, app, feed, session, client.ip()).await;
-        });
+    let serving = move |mut socket: Socket| async move {
+        let _tracked = tracked;
+        if let Ok(handshake) = handshake_rx.await
+            && send(&mut socket, Out::Text(handshake), &app).await.is_err()
+        {
+            return;
+        }
+        serve(socket, sub, app, feed, session, client.ip()).await;
+    };
+    let response = match upgrade {
+        Upgrading::Tungstenite(upgrade) => upgrade
+            // tungstenite's defaults reserve 128 KiB per socket for reading: at 10,000 sockets
+            // that is over a gigabyte for frames of a few hundred bytes. Reads grow the buffer
+            // when a large frame needs it; writes go straight out (the frames are small and
+            // each send is awaited, so there is nothing to batch).
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .write_buffer_size(0)
+            .max_message_size(MAX_MESSAGE_BYTES)
+            .max_frame_size(MAX_MESSAGE_BYTES)
+            .on_upgrade(move |socket| serving(Socket::Tungstenite(Box::new(socket)))),
+        Upgrading::Fast { key, on_upgrade } => {
+            // fastwebsockets answers the key from a request of its own: the headers it reads
+            // (checked already) and hyper's upgrade handle.
+            let mut request = hyper::Request::new(());
+            request.headers_mut().insert(header::SEC_WEBSOCKET_KEY, key);
+            request.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+            request.extensions_mut().insert(on_upgrade);
+            let (response, upgraded) = fastwebsockets::upgrade::upgrade(&mut request)
+                .map_err(|e| ApiError::UpgradeRequired(e.to_string()))?;
+            tokio::spawn(async move {
+                // The upgrade fails when the client goes away before it completes.
+                if let Ok(ws) = upgraded.await {
+                    serving(Socket::Fast(Box::new(socket::Fast::new(ws.into_inner())))).await;
+                }
+            });
+            response.map(axum::body::Body::new)
+        }
+    };
     if inspect {
         let _ = handshake_tx.send(handshake_event(&uri, &headers, &response));
     }
@@ -164,6 +194,62 @@ fn handshake_event(uri: &axum::http::Uri, request: &HeaderMap, response: &Respon
     .into()
 }
 
+/// The upgrade as the configured engine takes it, or why the request cannot be upgraded
+/// (answered after the Origin check, as the handler orders it).
+pub struct Upgrade(Result<Upgrading, ApiError>);
+
+enum Upgrading {
+    Tungstenite(WebSocketUpgrade),
+    Fast {
+        key: HeaderValue,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+    },
+}
+
+impl FromRequestParts<AppState> for Upgrade {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Upgrade(upgrading(parts, app).await))
+    }
+}
+
+async fn upgrading(parts: &mut Parts, app: &AppState) -> Result<Upgrading, ApiError> {
+    {
+        let bad = |e: WebSocketUpgradeRejection| ApiError::UpgradeRequired(e.body_text());
+        if app.config().ws_engine == WsEngine::Tungstenite || parts.version > Version::HTTP_11 {
+            return WebSocketUpgrade::from_request_parts(parts, app)
+                .await
+                .map(Upgrading::Tungstenite)
+                .map_err(bad);
+        }
+        // The same checks and the same answers as on tungstenite: axum's extractor runs
+        // without hyper's upgrade handle, so its last check (that handle) is the only one it
+        // fails on a good request.
+        let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        let checked = WebSocketUpgrade::from_request_parts(parts, app).await;
+        match (
+            checked,
+            on_upgrade,
+            parts.headers.get(header::SEC_WEBSOCKET_KEY),
+        ) {
+            (
+                Err(WebSocketUpgradeRejection::ConnectionNotUpgradable(_)),
+                Some(on_upgrade),
+                Some(key),
+            ) => Ok(Upgrading::Fast {
+                key: key.clone(),
+                on_upgrade,
+            }),
+            (Err(e), _, _) => Err(bad(e)),
+            (Ok(upgrade), _, _) => Ok(Upgrading::Tungstenite(upgrade)),
+        }
+    }
+}
+
 /// Why the loop ended, and what to tell the peer.
 enum End {
     /// The peer closed or vanished: nothing to send.
@@ -172,7 +258,7 @@ enum End {
 }
 
 async fn serve(
-    mut socket: WebSocket,
+    mut socket: Socket,
     mut sub: Subscription,
     app: AppState,
     feed: FeedName,
@@ -191,7 +277,7 @@ async fn serve(
     let beat = Utf8Bytes::from(crate::wire::heartbeat_json(every));
     let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    if send(&mut socket, Message::Text(beat.clone()), &app)
+    if send(&mut socket, Out::Text(beat.clone()), &app)
         .await
         .is_err()
     {
@@ -211,44 +297,38 @@ async fn serve(
                         _ => End::Close(close::GOING_AWAY, "server shutting down"),
                     };
                 };
-                // The event's JSON as a text message: serde_json only writes UTF-8, so the
-                // check cannot fail (and costs a pass over a few hundred bytes).
-                let text = Utf8Bytes::try_from(event.json.clone()).unwrap_or_default();
-                let len = text.len();
-                if send(&mut socket, Message::Text(text), &app).await.is_err() {
+                let len = event.json.len();
+                if send(&mut socket, Out::Event(event.json.clone()), &app).await.is_err() {
                     break End::Gone;
                 }
                 counters.sent(len, 1);
                 heartbeat.reset();
             }
             _ = heartbeat.tick() => {
-                if send(&mut socket, Message::Text(beat.clone()), &app).await.is_err() {
+                if send(&mut socket, Out::Text(beat.clone()), &app).await.is_err() {
                     break End::Gone;
                 }
                 counters.sent(beat.len(), 0);
             }
             received = socket.recv() => {
-                let message = match received {
-                    None => break End::Gone,
-                    Some(Err(err)) if is_too_big(&err) => break End::Close(close::TOO_BIG, "message too big"),
-                    Some(Err(_)) => break End::Gone,
-                    Some(Ok(message)) => message,
-                };
-                last_heard = Instant::now();
-                let reply = match message {
-                    Message::Text(text) if feed == FeedName::Draw => draw_frame(&app, peer, &text),
-                    Message::Text(text) => handle_frame(&app, feed, session.as_ref(), &text).await,
-                    Message::Binary(_) if matches!(feed, FeedName::Chat | FeedName::Draw) => {
+                if socket.answer().await.is_err() {
+                    break End::Gone;
+                }
+                let reply = match received {
+                    In::Gone | In::Close => break End::Gone,
+                    In::TooBig => break End::Close(close::TOO_BIG, "message too big"),
+                    In::Text(text) if feed == FeedName::Draw => draw_frame(&app, peer, &text),
+                    In::Text(text) => handle_frame(&app, feed, session.as_ref(), &text).await,
+                    In::Binary if matches!(feed, FeedName::Chat | FeedName::Draw) => {
                         Some(error_event("bad_frame", "send text frames holding JSON"))
                     }
-                    Message::Binary(_) => Some(read_only()),
-                    // The library answers pings and close frames itself.
-                    Message::Ping(_) | Message::Pong(_) => None,
-                    Message::Close(_) => break End::Gone,
+                    In::Binary => Some(read_only()),
+                    In::Control => None,
                 };
+                last_heard = Instant::now();
                 if let Some(text) = reply {
                     let len = text.len();
-                    if send(&mut socket, Message::Text(text), &app).await.is_err() {
+                    if send(&mut socket, Out::Text(text), &app).await.is_err() {
                         break End::Gone;
                     }
                     counters.sent(len, 0);
@@ -258,21 +338,17 @@ async fn serve(
                 if last_heard.elapsed() >= config.ws_timeout {
                     break End::Close(close::PING_TIMEOUT, "ping timeout");
                 }
-                if send(&mut socket, Message::Ping(Default::default()), &app).await.is_err() {
+                if send(&mut socket, Out::Ping, &app).await.is_err() {
                     break End::Gone;
                 }
             }
         }
     };
     if let End::Close(code, reason) = end {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
         // The peer may not read it; never wait long for that.
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
-            socket.send(Message::Close(Some(frame))),
+            socket.send(Out::Close(code, reason)),
         )
         .await;
     }
@@ -340,15 +416,15 @@ pub(super) fn draw_frame(app: &AppState, peer: std::net::IpAddr, text: &str) -> 
 /// Why a message did not go out; either way the socket's loop ends.
 #[derive(Debug, thiserror::Error)]
 enum Unsent {
-    #[error("the peer is gone: {0}")]
-    Gone(#[from] axum::Error),
+    #[error(transparent)]
+    Gone(#[from] socket::Gone),
     #[error("the server is shutting down")]
     ShuttingDown,
 }
 
 /// Sends one message, giving up if the peer has not taken it within `--ws-timeout` (a client
 /// that stopped reading) or when the server shuts down.
-async fn send(socket: &mut WebSocket, message: Message, app: &AppState) -> Result<(), Unsent> {
+async fn send(socket: &mut Socket, message: Out, app: &AppState) -> Result<(), Unsent> {
     use futures_util::FutureExt as _;
     // No deadline of its own: a peer that stops reading stalls the socket's writes, which
     // the listener's `--send-timeout` watch turns into an error (docs/API.md, Limits). A
@@ -364,17 +440,6 @@ async fn send(socket: &mut WebSocket, message: Message, app: &AppState) -> Resul
         sent = sending => Ok(sent?),
         () = shutdown.cancelled() => Err(Unsent::ShuttingDown),
     }
-}
-
-fn is_too_big(err: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// `{"type":"error","code":"…","message":"…"}`: how problems are answered on a socket.

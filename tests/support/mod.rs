@@ -95,6 +95,7 @@ pub async fn spawn_binary_on(db: &str, args: &[&str]) -> TestApp {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushpoll"));
     command
         .args(["--addr", "127.0.0.1:0", "--db", db])
+        .args(ws_engine())
         .args(args)
         .stderr(std::process::Stdio::null());
     let pushpoll::spawn::Spawned { child, addr, .. } = pushpoll::spawn::start(&mut command)
@@ -132,6 +133,8 @@ pub async fn spawn_app_on(listener: tokio::net::TcpListener, args: &[&str]) -> T
     if let Some(url) = &redis {
         argv.extend(["--redis", url, "--redis-prefix", &prefix]);
     }
+    let engine = ws_engine();
+    argv.extend(engine.iter().map(String::as_str));
     argv.extend_from_slice(args);
     let config = Config::try_parse_from(argv).expect("test config");
     let addr = listener.local_addr().unwrap();
@@ -164,6 +167,15 @@ pub fn client_of(addr: SocketAddr) -> TestApp {
         child: None,
         // Not armed: the test that made the server holds its own watchdog.
         _watchdog: Watchdog(std::sync::mpsc::channel().0),
+    }
+}
+
+/// `PUSHPOLL_TEST_WS_ENGINE=fastwebsockets`: every server of the run speaks WebSocket on that
+/// engine (scripts/test.sh runs the API suite once per engine).
+fn ws_engine() -> Vec<String> {
+    match std::env::var("PUSHPOLL_TEST_WS_ENGINE") {
+        Ok(engine) => vec!["--ws-engine".into(), engine],
+        Err(_) => Vec::new(),
     }
 }
 
