@@ -1,5 +1,5 @@
-//! WebSocket keep-alive and isolation: pings, the silent-peer timeout, and a client that
-//! never reads.
+//! WebSocket keep-alive and isolation: pings, the silent-peer timeout, a client that
+//! never reads, and the RFC 6455 edge cases (fragments, control frames, hostile frames).
 
 use std::time::{Duration, Instant};
 
@@ -160,5 +160,125 @@ async fn an_inspected_socket_starts_with_the_handshake_as_it_happened() {
             let _: WireEvent = serde_json::from_str(&text).unwrap();
             break;
         }
+    }
+}
+
+/// A masked client frame (RFC 6455 §5.2) with the first byte `first` (FIN, RSV, opcode).
+fn client_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![first];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => frame.push(mask_bit | n as u8),
+        n @ 126..=65535 => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    frame
+}
+
+/// Opens `/ws/chat`, sends `bytes` after the first heartbeat, and collects the server's
+/// frames for `wait` or until it ends the connection; returns them and whether it ended.
+async fn exchange(
+    app: &crate::support::TestApp,
+    bytes: &[u8],
+    wait: Duration,
+) -> (Vec<(u8, Vec<u8>)>, bool) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    raw_websocket(&mut stream, app.addr, "/ws/chat").await;
+    stream.write_all(bytes).await.unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let deadline = tokio::time::Instant::now() + wait;
+    let ended = loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => break false,
+            // A reset (the server closed with our bytes unread) ends it too.
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    };
+    (server_frames(&received), ended)
+}
+
+/// The edge cases of RFC 6455 that the server must get right on every `--ws-engine`
+/// (scripts/test.sh runs this suite on each): pings answered with their payload, a
+/// fragmented message with a ping between its fragments put back together, a fragmented
+/// message over 64 KiB closed with 1009, and hostile frames (unmasked, a reserved bit,
+/// text that is not UTF-8, a continuation with nothing to continue, an oversized ping)
+/// ending the connection without a close frame.
+#[tokio::test]
+async fn fragments_control_frames_and_hostile_frames_are_answered_per_rfc_6455() {
+    let app = spawn_app(&[]).await;
+    let quiet = Duration::from_millis(600);
+    let texts = |frames: &[(u8, Vec<u8>)]| -> Vec<String> {
+        frames
+            .iter()
+            .filter(|(op, _)| *op == 1)
+            .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
+            .collect()
+    };
+
+    let (frames, ended) = exchange(&app, &client_frame(0x89, b"hello", true), quiet).await;
+    assert!(!ended);
+    assert!(frames.contains(&(0xa, b"hello".to_vec())), "{frames:?}");
+
+    let mut bytes = client_frame(0x01, br#"{"type":"#, true);
+    bytes.extend(client_frame(0x89, b"x", true));
+    bytes.extend(client_frame(0x80, br#""nope"}"#, true));
+    let (frames, ended) = exchange(&app, &bytes, quiet).await;
+    assert!(!ended);
+    let pong = frames.iter().position(|f| *f == (0xa, b"x".to_vec()));
+    assert!(pong.is_some(), "{frames:?}");
+    let answers = texts(&frames);
+    assert!(
+        answers
+            .iter()
+            .any(|t| t.contains(r#""code":"unknown_type""#) && t.contains("nope")),
+        "{answers:?}"
+    );
+
+    let (frames, ended) = exchange(&app, &client_frame(0x82, b"\x00", true), quiet).await;
+    assert!(!ended);
+    assert!(
+        texts(&frames)
+            .iter()
+            .any(|t| t.contains(r#""code":"bad_frame""#)),
+        "{frames:?}"
+    );
+
+    let mut bytes = client_frame(0x01, &[b'a'; 40_000], true);
+    bytes.extend(client_frame(0x80, &[b'a'; 30_000], true));
+    let (frames, ended) = exchange(&app, &bytes, Duration::from_secs(5)).await;
+    assert!(ended);
+    let mut too_big = 1009u16.to_be_bytes().to_vec();
+    too_big.extend_from_slice(b"message too big");
+    assert_eq!(frames.last(), Some(&(0x8, too_big)), "{frames:?}");
+
+    for (what, bytes) in [
+        ("unmasked", client_frame(0x81, b"{}", false)),
+        ("reserved bit", client_frame(0xc1, b"{}", true)),
+        ("not UTF-8", client_frame(0x81, b"\xff\xfe", true)),
+        ("stray continuation", client_frame(0x80, b"{}", true)),
+        ("ping over 125 bytes", client_frame(0x89, &[0; 126], true)),
+    ] {
+        let (frames, ended) = exchange(&app, &bytes, Duration::from_secs(5)).await;
+        assert!(ended, "{what}: still open");
+        assert!(
+            frames.iter().all(|(op, _)| *op != 0x8),
+            "{what}: {frames:?}"
+        );
     }
 }
