@@ -76,6 +76,7 @@ const HTTP_CRATES: &[&str] = &[
     "tower",
     "tower_http",
     "tungstenite",
+    "fastwebsockets",
     "rustls",
     "tokio_rustls",
     "wtransport",

@@ -311,7 +311,10 @@ async fn serve(
                 counters.sent(beat.len(), 0);
             }
             received = socket.recv() => {
-                if socket.answer().await.is_err() {
+                last_heard = Instant::now();
+                if let Some(owed) = socket.owed()
+                    && send(&mut socket, owed, &app).await.is_err()
+                {
                     break End::Gone;
                 }
                 let reply = match received {
@@ -325,7 +328,6 @@ async fn serve(
                     In::Binary => Some(read_only()),
                     In::Control => None,
                 };
-                last_heard = Instant::now();
                 if let Some(text) = reply {
                     let len = text.len();
                     if send(&mut socket, Out::Text(text), &app).await.is_err() {

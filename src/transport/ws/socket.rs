@@ -26,6 +26,8 @@ pub(super) enum Out {
     /// An event's JSON: UTF-8 by construction (serde_json writes nothing else).
     Event(Bytes),
     Ping,
+    /// The answer to a client's ping: its payload.
+    Pong(BytesMut),
     Close(u16, &'static str),
 }
 
@@ -62,6 +64,7 @@ impl Socket {
                         Message::Text(Utf8Bytes::try_from(json).unwrap_or_default())
                     }
                     Out::Ping => Message::Ping(Bytes::new()),
+                    Out::Pong(payload) => Message::Pong(payload.freeze()),
                     Out::Close(code, reason) => Message::Close(Some(CloseFrame {
                         code,
                         reason: Utf8Bytes::from_static(reason),
@@ -74,6 +77,7 @@ impl Socket {
                     Out::Text(text) => Frame::text(Payload::Borrowed(text.as_bytes())),
                     Out::Event(json) => Frame::text(Payload::Borrowed(json)),
                     Out::Ping => Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[])),
+                    Out::Pong(payload) => Frame::pong(Payload::Borrowed(payload)),
                     Out::Close(code, reason) => Frame::close(*code, reason.as_bytes()),
                 };
                 socket.write(frame).await
@@ -91,7 +95,7 @@ impl Socket {
                 Some(Err(_)) => In::Gone,
                 Some(Ok(Message::Text(text))) => In::Text(text),
                 Some(Ok(Message::Binary(_))) => In::Binary,
-                // tungstenite answers pings and close frames itself.
+                // tungstenite answers pings itself (and queues the answer to a close, see above).
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => In::Control,
                 Some(Ok(Message::Close(_))) => In::Close,
             },
@@ -99,15 +103,12 @@ impl Socket {
         }
     }
 
-    /// Sends what the protocol owes the peer for the message [`Socket::recv`] returned last
-    /// (the pong for a ping); tungstenite does this by itself.
-    pub(super) async fn answer(&mut self) -> Result<(), Gone> {
+    /// What the protocol owes the peer for the message [`Socket::recv`] returned last: the
+    /// pong for a ping. tungstenite sends that by itself.
+    pub(super) fn owed(&mut self) -> Option<Out> {
         match self {
-            Socket::Tungstenite(_) => Ok(()),
-            Socket::Fast(socket) => match socket.owed.take() {
-                Some(pong) => socket.write(Frame::pong(Payload::Borrowed(&pong))).await,
-                None => Ok(()),
-            },
+            Socket::Tungstenite(_) => None,
+            Socket::Fast(socket) => socket.owed.take().map(Out::Pong),
         }
     }
 }
@@ -159,7 +160,7 @@ impl Fast {
         let (read, write) = tokio::io::split(io);
         let (mut reader, writer) =
             fastwebsockets::after_handshake_split(read, write, fastwebsockets::Role::Server);
-        // Pings are answered by `Socket::answer`, from the loop, so that a pong is never
+        // Pings are answered from the loop (`Socket::owed`), so that a pong is never
         // half written when a read is dropped; closes are not answered (see above).
         reader.set_auto_pong(false);
         reader.set_auto_close(false);
