@@ -109,7 +109,33 @@ function openFoldOfTarget() {
     fold.open = true;
     fold = fold.parentElement?.closest('details');
   }
-  if (id) document.getElementById(id)?.scrollIntoView();
+  const target = id ? document.getElementById(id) : null;
+  if (target) {
+    target.scrollIntoView();
+    keepInView(target);
+  }
+}
+
+// The page above the target grows as it starts (the timeline's rows, the lanes' figures, the
+// measured browser recovery), which would push the target out of view: for the first
+// seconds, until the reader scrolls, each growth scrolls it back.
+function keepInView(target) {
+  const until = performance.now() + 8000;
+  let reader = false;
+  const moved = () => {
+    reader = true;
+  };
+  for (const kind of ['wheel', 'touchstart', 'keydown', 'pointerdown']) {
+    window.addEventListener(kind, moved, { once: true, passive: true });
+  }
+  const watch = new ResizeObserver(() => {
+    if (reader || performance.now() > until) {
+      watch.disconnect();
+      return;
+    }
+    target.scrollIntoView();
+  });
+  watch.observe(document.body);
 }
 
 void boot();
