@@ -267,15 +267,8 @@ async fn a_request_refused_for_its_cursor_is_still_counted() {
             assert_error(&app, app.http.get(url), 400, "bad_cursor").await;
         }
     }
-    let stats: serde_json::Value = app
-        .http
-        .get(app.url("/api/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, stats) = app.get_json("/api/stats").await;
+    assert_eq!(status, 200);
     for t in counted {
         assert_eq!(stats["transports"][t]["requests"], 3, "{t}: {stats}");
         assert_eq!(stats["transports"][t]["open"], 0, "{t}: {stats}");
