@@ -631,17 +631,21 @@ impl Page<'_> {
         decode_base64(b64.as_str().unwrap())
     }
 
+    /// The WebDriver reference of the first element matching the CSS `selector` ("Find Element").
+    async fn element(&self, selector: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/element",
+            json!({ "using": "css selector", "value": selector }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("find {selector}: {e:?}"))
+    }
+
     /// Sends this window's next commands into the document of the iframe `selector` (WebDriver
     /// "Switch To Frame"), until [`Page::leave_frame`].
     pub async fn enter_frame(&self, selector: &str) {
-        let found = self
-            .call(
-                reqwest::Method::POST,
-                "/element",
-                json!({ "using": "css selector", "value": selector }),
-            )
-            .await
-            .expect("find the frame");
+        let found = self.element(selector).await;
         self.call(reqwest::Method::POST, "/frame", json!({ "id": found }))
             .await
             .expect("switch to the frame");
@@ -656,14 +660,7 @@ impl Page<'_> {
 
     /// A PNG of one element.
     pub async fn element_png(&self, selector: &str) -> Vec<u8> {
-        let found = self
-            .call(
-                reqwest::Method::POST,
-                "/element",
-                json!({ "using": "css selector", "value": selector }),
-            )
-            .await
-            .expect("find the element");
+        let found = self.element(selector).await;
         let id = found
             .as_object()
             .and_then(|o| o.values().next())
