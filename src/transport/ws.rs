@@ -252,9 +252,12 @@ async fn upgrading(parts: &mut Parts, app: &AppState) -> Result<Upgrading, ApiEr
 
 /// Why the loop ended, and what to tell the peer.
 enum End {
-    /// The peer closed or vanished: nothing to send.
+    /// The peer vanished or broke the protocol: nothing to send.
     Gone,
+    /// The server closes with this code and reason.
     Close(u16, &'static str),
+    /// The peer closed: the server answers its close frame.
+    Answer,
 }
 
 async fn serve(
@@ -318,7 +321,8 @@ async fn serve(
                     break End::Gone;
                 }
                 let reply = match received {
-                    In::Gone | In::Close => break End::Gone,
+                    In::Gone => break End::Gone,
+                    In::Close => break End::Answer,
                     In::TooBig => break End::Close(close::TOO_BIG, "message too big"),
                     In::Text(text) if feed == FeedName::Draw => draw_frame(&app, peer, &text),
                     In::Text(text) => handle_frame(&app, feed, session.as_ref(), &text).await,
@@ -346,14 +350,13 @@ async fn serve(
             }
         }
     };
-    if let End::Close(code, reason) = end {
-        // The peer may not read it; never wait long for that.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            socket.send(Out::Close(code, reason)),
-        )
-        .await;
-    }
+    let last = match end {
+        End::Close(code, reason) => Out::Close(code, reason),
+        End::Answer => Out::Answer,
+        End::Gone => return,
+    };
+    // The peer may not read it; never wait long for that.
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(last)).await;
 }
 
 fn read_only() -> Utf8Bytes {

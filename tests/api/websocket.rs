@@ -216,9 +216,11 @@ async fn exchange(
 /// The edge cases of RFC 6455 that the server must get right on every `--ws-engine`
 /// (scripts/test.sh runs this suite on each): pings answered with their payload, a
 /// fragmented message with a ping between its fragments put back together, a fragmented
-/// message over 64 KiB closed with 1009, and hostile frames (unmasked, a reserved bit,
-/// text that is not UTF-8, a continuation with nothing to continue, an oversized ping)
-/// ending the connection without a close frame.
+/// message over 64 KiB closed with 1009, a client's close frame answered (§5.5.1: its code
+/// and reason echoed; §7.4: 1002 for a code a peer may not send), and hostile frames
+/// (unmasked, a reserved bit, text that is not UTF-8, a continuation with nothing to
+/// continue, an oversized ping, a close with one byte or a reason not UTF-8) ending the
+/// connection without a close frame.
 #[tokio::test]
 async fn fragments_control_frames_and_hostile_frames_are_answered_per_rfc_6455() {
     let app = spawn_app(&[]).await;
@@ -267,7 +269,34 @@ async fn fragments_control_frames_and_hostile_frames_are_answered_per_rfc_6455()
     too_big.extend_from_slice(b"message too big");
     assert_eq!(frames.last(), Some(&(0x8, too_big)), "{frames:?}");
 
+    let mut violation = 1002u16.to_be_bytes().to_vec();
+    violation.extend_from_slice(b"Protocol violation");
+    for (what, payload, answer) in [
+        (
+            "a normal close",
+            &b"\x03\xe8bye"[..],
+            b"\x03\xe8bye".to_vec(),
+        ),
+        ("a close without a code", b"", Vec::new()),
+        ("an application's code", b"\x0f\xa0", b"\x0f\xa0".to_vec()),
+        (
+            "1005, which no frame may carry",
+            b"\x03\xed",
+            violation.clone(),
+        ),
+        ("code 999", b"\x03\xe7", violation.clone()),
+    ] {
+        let (frames, ended) = exchange(&app, &client_frame(0x88, payload, true), quiet).await;
+        assert!(ended, "{what}: still open");
+        assert_eq!(frames.last(), Some(&(0x8, answer)), "{what}: {frames:?}");
+    }
+
     for (what, bytes) in [
+        ("close with one byte", client_frame(0x88, b"\x03", true)),
+        (
+            "close reason not UTF-8",
+            client_frame(0x88, b"\x03\xe8\xff", true),
+        ),
         ("unmasked", client_frame(0x81, b"{}", false)),
         ("reserved bit", client_frame(0xc1, b"{}", true)),
         ("not UTF-8", client_frame(0x81, b"\xff\xfe", true)),

@@ -6,10 +6,10 @@
 //! (after reassembly of its fragments) or a single frame over [`MAX_MESSAGE_BYTES`] is
 //! [`In::TooBig`]; control frames are at most 125 bytes; an unmasked client frame, a frame
 //! with reserved bits, text that is not UTF-8 or a stray continuation ends the connection
-//! without a close frame. A peer's close frame ends the loop, which drops the connection
-//! without answering it: tungstenite queues its answer until the next read, which the
-//! loop never makes, and the fastwebsockets path does the same so the engines stay alike
-//! on the wire (RFC 6455 §5.5.1 asks for the answer: a change for both at once).
+//! without a close frame. A peer's close frame ends the loop with [`Out::Answer`], the close
+//! frame RFC 6455 §5.5.1 asks for: the peer's code and reason echoed (nothing for a close
+//! without a code; 1002 for a code a peer may not send, RFC 6455 §7.4), after which the
+//! server drops the connection, as §7.1.1 has the server close TCP first.
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::{Bytes, BytesMut};
@@ -29,6 +29,8 @@ pub(super) enum Out {
     /// The answer to a client's ping: its payload.
     Pong(BytesMut),
     Close(u16, &'static str),
+    /// The answer to the peer's close frame (see the module's text). Only after [`In::Close`].
+    Answer,
 }
 
 /// What the client sent, as the serving loop sees it.
@@ -69,6 +71,12 @@ impl Socket {
                         code,
                         reason: Utf8Bytes::from_static(reason),
                     })),
+                    // tungstenite queued the answer when it read the close: a flush sends
+                    // it. It then reports the connection closed, which is the point.
+                    Out::Answer => {
+                        let _ = futures_util::SinkExt::flush(&mut **socket).await;
+                        return Ok(());
+                    }
                 };
                 socket.send(message).await.map_err(|_| Gone)
             }
@@ -79,6 +87,10 @@ impl Socket {
                     Out::Ping => Frame::new(true, OpCode::Ping, None, Payload::Borrowed(&[])),
                     Out::Pong(payload) => Frame::pong(Payload::Borrowed(payload)),
                     Out::Close(code, reason) => Frame::close(*code, reason.as_bytes()),
+                    Out::Answer => match socket.answer.take() {
+                        Some(payload) => Frame::close_raw(Payload::Bytes(payload)),
+                        None => return Ok(()),
+                    },
                 };
                 socket.write(frame).await
             }
@@ -145,6 +157,8 @@ pub(super) struct Fast {
     reading: Option<Reading>,
     /// The payload of a ping not answered yet.
     owed: Option<BytesMut>,
+    /// The payload of the answer to the peer's close frame.
+    answer: Option<BytesMut>,
 }
 
 struct Reader {
@@ -153,6 +167,8 @@ struct Reader {
     partial: Option<(bool, BytesMut)>,
     /// Set with a ping, whose pong the loop sends.
     owed: Option<BytesMut>,
+    /// Set with a close, whose answer the loop sends.
+    answer: Option<BytesMut>,
 }
 
 impl Fast {
@@ -173,9 +189,11 @@ impl Fast {
                 ws: reader,
                 partial: None,
                 owed: None,
+                answer: None,
             }),
             reading: None,
             owed: None,
+            answer: None,
         }
     }
 
@@ -201,6 +219,7 @@ impl Fast {
         let (mut reader, message) = reading.await;
         self.reading = None;
         self.owed = reader.owed.take();
+        self.answer = reader.answer.take();
         self.reader = Some(reader);
         message
     }
@@ -236,7 +255,15 @@ impl Reader {
                     return In::Control;
                 }
                 OpCode::Pong => return In::Control,
-                OpCode::Close => return In::Close,
+                OpCode::Close => {
+                    return match close_answer(payload) {
+                        Some(answer) => {
+                            self.answer = Some(answer);
+                            In::Close
+                        }
+                        None => In::Gone,
+                    };
+                }
                 OpCode::Text | OpCode::Binary if self.partial.is_some() => return In::Gone,
                 OpCode::Text | OpCode::Binary if fin => {
                     return message(opcode == OpCode::Text, payload);
@@ -269,6 +296,27 @@ fn message(text: bool, payload: BytesMut) -> In {
         Ok(text) => In::Text(text),
         // Not UTF-8: a protocol error, as tungstenite treats it.
         Err(_) => In::Gone,
+    }
+}
+
+/// The payload of the answer to a close frame whose payload is `payload`, as tungstenite
+/// answers it: the same code and reason, none where it had none, 1002 "Protocol violation"
+/// for a code a peer may not send. `None` for a payload that breaks the protocol (one byte,
+/// or a reason that is not UTF-8), which ends the connection without an answer.
+fn close_answer(payload: BytesMut) -> Option<BytesMut> {
+    match payload.len() {
+        0 => Some(payload),
+        1 => None,
+        _ => {
+            std::str::from_utf8(&payload[2..]).ok()?;
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if tungstenite::protocol::frame::coding::CloseCode::from(code).is_allowed() {
+                return Some(payload);
+            }
+            let mut answer = BytesMut::from(&1002u16.to_be_bytes()[..]);
+            answer.extend_from_slice(b"Protocol violation");
+            Some(answer)
+        }
     }
 }
 
