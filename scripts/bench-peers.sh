@@ -11,6 +11,8 @@
 #   --label NAME names the pushpoll rows (default pushpoll). With PUSHPOLL_BIN=/path/pushpoll
 #                an older binary is measured with the same load tester, e.g.
 #                PUSHPOLL_BIN=/work/bin-before/pushpoll scripts/bench-peers.sh --label before --no-nchan
+#                PUSHPOLL_WS_ENGINE and PUSHPOLL_RUNTIME pass through to the server (and are
+#                recorded), e.g. PUSHPOLL_WS_ENGINE=tungstenite ... --label tungstenite --no-nchan
 #   --no-nchan   measure pushpoll only (nchan's rows of an earlier run in DIR are kept).
 #
 # Every server is started fresh for each measurement and stopped before the next one starts:
@@ -180,7 +182,7 @@ inv="$out/invocations/$label.md"
   echo "### \`$label\`$([ $with_nchan -eq 1 ] && echo ' and `nchan`')"
   echo
   echo "Command: \`${PUSHPOLL_BIN:+PUSHPOLL_BIN=$PUSHPOLL_BIN }$invocation\`, started $(date -u +%Y-%m-%dT%H:%M:%SZ)."
-  echo "pushpoll binary: \`$bin\` ($(sha256sum "$bin" | cut -c1-12)), flags \`--db :memory: --max-connections 100000 --rate-limit 1000000\`, environment \`PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 PUSHPOLL_RATE_LIMIT_BYTES=1073741824\`."
+  echo "pushpoll binary: \`$bin\` ($(sha256sum "$bin" | cut -c1-12)), flags \`--db :memory: --max-connections 100000 --rate-limit 1000000\`, environment \`PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 PUSHPOLL_RATE_LIMIT_BYTES=1073741824${PUSHPOLL_WS_ENGINE:+ PUSHPOLL_WS_ENGINE=$PUSHPOLL_WS_ENGINE}${PUSHPOLL_RUNTIME:+ PUSHPOLL_RUNTIME=$PUSHPOLL_RUNTIME}\`."
   echo "$pinning"
   echo "Subscribers: ${sizes[*]}; chat feed, 10 msg/s, $duration window; short-poll interval 1 s (loadtest's default)."
   echo

@@ -71,10 +71,10 @@ echo "==> integration tests (real server on 127.0.0.1:0, and in network namespac
 # Most of these wait on clock ticks, so they run well side by side even on 2 cores.
 cargo test --locked -p pushpoll --test api -- --test-threads 8
 
-echo "==> the integration tests again, every server's WebSocket on fastwebsockets (--ws-engine)"
+echo "==> the integration tests again, every server's WebSocket on tungstenite (--ws-engine; the default is fastwebsockets)"
 # The whole suite rather than the modules that open /ws/: those are most of it (18 of its 34
 # files), and the whole run takes about 42 s on the 2-core machine.
-PUSHPOLL_TEST_WS_ENGINE=fastwebsockets \
+PUSHPOLL_TEST_WS_ENGINE=tungstenite \
     cargo test --locked -p pushpoll --test api -- --test-threads 8
 
 echo "==> the chat's tests again, against the Redis engine (--redis, one redis-server, a key prefix per server)"

@@ -186,8 +186,17 @@ pub struct Config {
     /// The library that speaks WebSocket frames on an upgraded HTTP/1.1 connection:
     /// `tungstenite` or `fastwebsockets`. Both serve the same messages, limits and close
     /// codes, so one binary can measure them side by side.
-    #[arg(long, env = "PUSHPOLL_WS_ENGINE", value_enum, default_value_t = WsEngine::Tungstenite)]
+    #[arg(long, env = "PUSHPOLL_WS_ENGINE", value_enum, default_value_t = WsEngine::Fastwebsockets)]
     pub ws_engine: WsEngine,
+
+    /// The shape of the async runtime: `multi-thread` (one worker thread per core the process
+    /// may run on, tasks stolen between them), `current-thread` (every connection on the
+    /// main thread; SQLite and backlog reads still go to the blocking pool), or `auto`:
+    /// current-thread when the process may run on one core only (`taskset`, a container's
+    /// cpuset), where it does the same work for less CPU (results/peers), multi-thread
+    /// otherwise.
+    #[arg(long, env = "PUSHPOLL_RUNTIME", value_enum, default_value_t = Runtime::Auto)]
+    pub runtime: Runtime,
 
     /// How far behind the newest chat event a replay from a cursor reaches (in ids); an
     /// older cursor first gets a `gap` event, then the last this-many events.
@@ -436,6 +445,25 @@ pub enum WsEngine {
     Fastwebsockets,
 }
 
+/// The async runtime's shape (`--runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    Auto,
+    MultiThread,
+    CurrentThread,
+}
+
+impl Runtime {
+    /// `Auto` settled for a process that may run on `cores` cores.
+    pub fn resolve(self, cores: usize) -> Runtime {
+        match self {
+            Runtime::Auto if cores <= 1 => Runtime::CurrentThread,
+            Runtime::Auto => Runtime::MultiThread,
+            chosen => chosen,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadAddr {
     #[error("{0} (expected IP:PORT, e.g. 127.0.0.1:3000, 0.0.0.0:3000 or [::]:3000)")]
@@ -563,6 +591,14 @@ mod tests {
     }
 
     #[test]
+    fn auto_runtime_is_current_thread_on_one_core_only() {
+        assert_eq!(Runtime::Auto.resolve(1), Runtime::CurrentThread);
+        assert_eq!(Runtime::Auto.resolve(2), Runtime::MultiThread);
+        assert_eq!(Runtime::MultiThread.resolve(1), Runtime::MultiThread);
+        assert_eq!(Runtime::CurrentThread.resolve(8), Runtime::CurrentThread);
+    }
+
+    #[test]
     fn defaults_match_the_api_contract() {
         let c = Config::defaults();
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
@@ -572,7 +608,8 @@ mod tests {
         assert_eq!(c.keepalive, Duration::from_secs(15));
         assert_eq!(c.ws_ping, Duration::from_secs(20));
         assert_eq!(c.ws_timeout, Duration::from_secs(40));
-        assert_eq!(c.ws_engine, WsEngine::Tungstenite);
+        assert_eq!(c.ws_engine, WsEngine::Fastwebsockets);
+        assert_eq!(c.runtime, Runtime::Auto);
         assert_eq!(c.history, 20);
         assert_eq!(c.rate_limit, 20);
         assert_eq!(c.rate_limit_bytes, 32 * 1024);

@@ -3,6 +3,7 @@
 use anyhow::Context as _;
 use clap::Parser as _;
 use pushpoll::Config;
+use pushpoll::config::Runtime;
 use tracing_subscriber::EnvFilter;
 
 // The allocator decides whether RSS falls back after a spike. glibc keeps
@@ -17,15 +18,31 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    // The cores the process may run on (its affinity mask, a cgroup's quota), as the
+    // multi-thread runtime counts them for its workers.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = config.runtime.resolve(cores);
+    let mut builder = match runtime {
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Runtime::MultiThread | Runtime::Auto => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(config, runtime, cores))
+}
+
+async fn serve(config: Config, runtime: Runtime, cores: usize) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("PUSHPOLL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
+    tracing::info!(?runtime, cores, "async runtime");
 
     // The default --max-connections fits the limit by construction; only a value given on the
     // command line (or in PUSHPOLL_MAX_CONNECTIONS) can ask for more than the kernel allows.

@@ -239,6 +239,7 @@ impl Feed {
             shutdown,
             session_end: None,
             kill: None,
+            stop: None,
             ended: None,
             _guards: Vec::new(),
         };
@@ -282,6 +283,23 @@ impl Feed {
 }
 
 /// Waits for `token` to fire; forever without one.
+/// The first of the three to fire, in this order when several have: shutdown, the session's
+/// end, the kill switch.
+fn stop_of(
+    shutdown: CancellationToken,
+    session_end: Option<CancellationToken>,
+    kill: Option<CancellationToken>,
+) -> Stop {
+    Box::pin(async move {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => Ended::Shutdown,
+            () = fired(session_end.as_ref()) => Ended::SessionEnded,
+            () = fired(kill.as_ref()) => Ended::Killed,
+        }
+    })
+}
+
 async fn fired(token: Option<&CancellationToken>) {
     match token {
         Some(token) => token.cancelled().await,
@@ -327,6 +345,9 @@ pub enum Ended {
     Killed,
 }
 
+/// The end signals of a subscription as one future (see `Subscription::stop`).
+type Stop = std::pin::Pin<Box<dyn Future<Output = Ended> + Send + Sync>>;
+
 /// One client's position in a feed. Every transport reads its events from here.
 pub struct Subscription {
     feed: Feed,
@@ -349,6 +370,11 @@ pub struct Subscription {
     shutdown: CancellationToken,
     session_end: Option<CancellationToken>,
     kill: Option<CancellationToken>,
+    /// Waits for the first of `shutdown`, `session_end` and `kill`. Kept from one wait for
+    /// an event to the next, so that a delivery does not leave and rejoin each token's list
+    /// of waiters (the shutdown token's is shared by every subscriber); made again when a
+    /// token is added.
+    stop: Option<Stop>,
     ended: Option<Ended>,
     /// Held for as long as the subscription lives (presence, for one).
     _guards: Vec<Box<dyn Send + Sync>>,
@@ -373,11 +399,13 @@ impl Subscription {
     /// Also end when `token` fires (the session logged out or timed out).
     pub fn end_with_session(&mut self, token: CancellationToken) {
         self.session_end = Some(token);
+        self.stop = None;
     }
 
     /// Also end, as [`Ended::Killed`], when `token` fires.
     pub fn end_when_killed(&mut self, token: CancellationToken) {
         self.kill = Some(token);
+        self.stop = None;
     }
 
     /// Keeps `guard` alive as long as the subscription.
@@ -416,21 +444,27 @@ impl Subscription {
                 self.refill().await;
                 continue;
             }
+            let stop = match &mut self.stop {
+                Some(stop) => stop,
+                none => none.insert(stop_of(
+                    self.shutdown.clone(),
+                    self.session_end.clone(),
+                    self.kill.clone(),
+                )),
+            };
             let received = tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => {
-                    self.ended = Some(Ended::Shutdown);
+                ended = stop => Err(ended),
+                received = self.rx.recv() => Ok(received),
+            };
+            let received = match received {
+                Ok(received) => received,
+                Err(ended) => {
+                    // A finished future must not be polled again.
+                    self.stop = None;
+                    self.ended = Some(ended);
                     return None;
                 }
-                () = fired(self.session_end.as_ref()) => {
-                    self.ended = Some(Ended::SessionEnded);
-                    return None;
-                }
-                () = fired(self.kill.as_ref()) => {
-                    self.ended = Some(Ended::Killed);
-                    return None;
-                }
-                received = self.rx.recv() => received,
             };
             match received {
                 Ok(event) => {

@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod iframe;
 pub mod longpoll;
 pub mod poll;
+mod quiet;
 pub mod sse;
 mod stream;
 pub mod webtransport;

@@ -6,7 +6,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tokio::time::{Instant, MissedTickBehavior};
 
 use super::killed;
 use crate::error::ApiError;
@@ -91,20 +90,19 @@ pub fn stream_response(
         let mut sent = prelude.len();
         counters.sent(prelude.len(), 0);
         yield Ok::<Bytes, std::io::Error>(Bytes::from(prelude));
-        let mut keepalive = tokio::time::interval_at(Instant::now() + every, every);
-        keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut keepalive = super::quiet::Quiet::new(every);
         loop {
             let chunk = tokio::select! {
                 event = sub.next() => match event {
                     Some(event) => {
-                        keepalive.reset();
+                        keepalive.sent();
                         let chunk = (framing.frame)(&event);
                         counters.sent(chunk.len(), 1);
                         chunk
                     }
                     None => break,
                 },
-                _ = keepalive.tick() => {
+                () = keepalive.due() => {
                     counters.sent(heartbeat.len(), 0);
                     heartbeat.clone()
                 }

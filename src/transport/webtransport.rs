@@ -42,7 +42,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
-use tokio::time::{Instant, MissedTickBehavior};
+
 use wtransport::endpoint::endpoint_side::Server;
 use wtransport::endpoint::{IncomingSession, SessionRequest};
 use wtransport::{Connection, Endpoint, SendStream, VarInt};
@@ -475,8 +475,7 @@ async fn downstream(
     };
     let every = config.keepalive;
     let beat = Bytes::from(crate::wire::ndjson_heartbeat(every));
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut heartbeat = super::quiet::Quiet::new(every);
     match write(&mut out, &beat, deadline).await {
         Written::Ok => counters.sent(beat.len(), 0, false),
         Written::Gone => return None,
@@ -507,9 +506,9 @@ async fn downstream(
                     Written::Gone => return None,
                     Written::TimedOut => return timed_out(),
                 }
-                heartbeat.reset();
+                heartbeat.sent();
             }
-            _ = heartbeat.tick() => match write(&mut out, &beat, deadline).await {
+            () = heartbeat.due() => match write(&mut out, &beat, deadline).await {
                 Written::Ok => counters.sent(beat.len(), 0, false),
                 Written::Gone => return None,
                 Written::TimedOut => return timed_out(),

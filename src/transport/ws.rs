@@ -278,8 +278,7 @@ async fn serve(
     // it): once now, then whenever no other message went out for `--keepalive`.
     let every = config.keepalive;
     let beat = Utf8Bytes::from(crate::wire::heartbeat_json(every));
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut heartbeat = super::quiet::Quiet::new(every);
     if send(&mut socket, Out::Text(beat.clone()), &app)
         .await
         .is_err()
@@ -305,9 +304,9 @@ async fn serve(
                     break End::Gone;
                 }
                 counters.sent(len, 1);
-                heartbeat.reset();
+                heartbeat.sent();
             }
-            _ = heartbeat.tick() => {
+            () = heartbeat.due() => {
                 if send(&mut socket, Out::Text(beat.clone()), &app).await.is_err() {
                     break End::Gone;
                 }

@@ -170,8 +170,8 @@ pub fn client_of(addr: SocketAddr) -> TestApp {
     }
 }
 
-/// `PUSHPOLL_TEST_WS_ENGINE=fastwebsockets`: every server of the run speaks WebSocket on that
-/// engine (scripts/test.sh runs the API suite once per engine).
+/// `PUSHPOLL_TEST_WS_ENGINE=tungstenite`: every server of the run speaks WebSocket on that
+/// engine rather than the default (scripts/test.sh runs the API suite once per engine).
 fn ws_engine() -> Vec<String> {
     match std::env::var("PUSHPOLL_TEST_WS_ENGINE") {
         Ok(engine) => vec!["--ws-engine".into(), engine],

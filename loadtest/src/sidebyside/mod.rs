@@ -72,6 +72,18 @@ pub struct Run {
     pub loadtest_cpu_percent: Option<f64>,
 }
 
+/// The share of its core, in percent, above which the load tester may be what limits a run
+/// (its generator is pinned to one core): a row with a run over it gives no CPU ratio.
+pub const GENERATOR_LIMIT_PERCENT: f64 = 70.0;
+
+impl Run {
+    /// Whether the load tester used more than [`GENERATOR_LIMIT_PERCENT`] of its core.
+    pub fn generator_bound(&self) -> bool {
+        self.loadtest_cpu_percent
+            .is_some_and(|p| p > GENERATOR_LIMIT_PERCENT)
+    }
+}
+
 /// One wrk measurement of one endpoint on one server.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Wrk {
@@ -177,11 +189,24 @@ impl Report {
             .collect()
     }
 
-    /// `label`'s server CPU per delivery ÷ nchan's, for one row.
+    /// `label`'s server CPU per delivery ÷ nchan's, for one row; none where either run's
+    /// load tester was over [`GENERATOR_LIMIT_PERCENT`] of its core.
     pub fn cpu_ratio(&self, label: &str, transport: &str, subscribers: usize) -> Option<f64> {
         let a = self.run(label, transport, subscribers)?;
         let b = self.run(BASELINE, transport, subscribers)?;
+        if a.generator_bound() || b.generator_bound() {
+            return None;
+        }
         ratio(a.cpu_us_per_delivery, b.cpu_us_per_delivery)
+    }
+
+    /// Whether `label`'s or nchan's run of this row had its load tester over
+    /// [`GENERATOR_LIMIT_PERCENT`] of its core.
+    pub fn generator_bound(&self, label: &str, transport: &str, subscribers: usize) -> bool {
+        [label, BASELINE].iter().any(|l| {
+            self.run(l, transport, subscribers)
+                .is_some_and(Run::generator_bound)
+        })
     }
 
     /// `label`'s wrk requests/s ÷ nchan's, for one endpoint.

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{BASELINE, Report, Run, Wrk};
+use super::{BASELINE, GENERATOR_LIMIT_PERCENT, Report, Run, Wrk};
 
 /// Up to 3 significant digits, as the other tables (`n/a` for a missing figure).
 fn num(v: Option<f64>) -> String {
@@ -101,7 +101,11 @@ pub fn markdown(report: &Report) -> String {
             cell(report, &key, |r| num(Some(r.cpu_us_per_delivery))),
         ];
         for l in &compared {
-            row.push(num(report.cpu_ratio(l, &key.0, key.1)));
+            row.push(if report.generator_bound(l, &key.0, key.1) {
+                format!("not used: loadtest > {GENERATOR_LIMIT_PERCENT} %")
+            } else {
+                num(report.cpu_ratio(l, &key.0, key.1))
+            });
         }
         row.push(cell(report, &key, |r| num(r.rss_per_connection_kib)));
         row.push(cell(report, &key, |r| num(r.rss_after_minus_before_mib)));
@@ -115,7 +119,8 @@ pub fn markdown(report: &Report) -> String {
          headers and framing included, ÷ deliveries; server CPU µs/delivery: the server's user \
          + system CPU in the measured window ÷ deliveries (pushpoll: its process; nchan: the \
          nginx worker); CPU ratio: that figure ÷ nchan's for the same row (below 1: cheaper \
-         than nchan); RSS KiB/connection: (server RSS peak in the measured window, sampled once \
+         than nchan), not given (`not used`) where either run's load tester used more than \
+         70 % of its core, since there the generator may be what limits the run; RSS KiB/connection: (server RSS peak in the measured window, sampled once \
          a second, − its VmRSS just before the subscribers connected) ÷ subscribers; RSS after − before: VmRSS a \
          fixed wait after the load tester exited (its sockets closed) minus VmRSS before \
          (`n/a` where the script did not measure it); loadtest CPU %: the load tester's own CPU in \

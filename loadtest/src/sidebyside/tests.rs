@@ -96,6 +96,28 @@ fn report() -> Report {
 }
 
 #[test]
+fn a_row_whose_generator_was_over_70_percent_of_its_core_gives_no_ratio() {
+    let mut r = report();
+    let busy = |r: &mut Report, label: &str, percent: f64| {
+        let run = r
+            .runs
+            .iter_mut()
+            .find(|x| x.label == label && x.transport == "sse");
+        run.unwrap().loadtest_cpu_percent = Some(percent);
+    };
+    busy(&mut r, "pushpoll", 70.0);
+    assert_eq!(r.cpu_ratio("pushpoll", "sse", 1000), Some(0.75));
+    busy(&mut r, "pushpoll", 70.1);
+    assert_eq!(r.cpu_ratio("pushpoll", "sse", 1000), None);
+    assert!(render::markdown(&r).contains("not used: loadtest > 70 %"));
+    // nchan's generator over the line takes every label's ratio of that row.
+    busy(&mut r, "pushpoll", 50.0);
+    busy(&mut r, "nchan", 99.4);
+    assert_eq!(r.cpu_ratio("pushpoll", "sse", 1000), None);
+    assert_eq!(r.cpu_ratio("before", "sse", 1000), None);
+}
+
+#[test]
 fn ratios_divide_each_pushpoll_label_by_nchan() {
     let r = report();
     assert_eq!(r.compared(), ["pushpoll", "before"]);
