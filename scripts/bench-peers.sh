@@ -2,7 +2,7 @@
 # pushpoll side by side with nginx + Nchan: the same load tester and the
 # same wrk against each server in turn, the server on one core and the generators on another.
 #
-#   scripts/bench-peers.sh [--quick] [--out DIR] [--label NAME] [--no-nchan]
+#   scripts/bench-peers.sh [--quick] [--out DIR] [--label NAME] [--variant LABEL:VAR=VALUE]... [--no-nchan]
 #
 #   --quick      100 and 300 subscribers, 3 s windows, 3 s wrk runs (about 2 minutes in all),
 #                to check the machinery; the full run is 1,000 and 10,000 subscribers, 20 s
@@ -13,10 +13,18 @@
 #                PUSHPOLL_BIN=/work/bin-before/pushpoll scripts/bench-peers.sh --label before --no-nchan
 #                PUSHPOLL_WS_ENGINE and PUSHPOLL_RUNTIME pass through to the server (and are
 #                recorded), e.g. PUSHPOLL_WS_ENGINE=tungstenite ... --label tungstenite --no-nchan
+#   --variant LABEL:VAR=VALUE[,VAR=VALUE...]
+#                also measure the same binary under another label with these environment
+#                variables set (repeatable), in the same run, row by row with the others, e.g.
+#                --variant tungstenite:PUSHPOLL_WS_ENGINE=tungstenite
+#                --variant multithread:PUSHPOLL_RUNTIME=multi-thread
+#                PUSHPOLL_BIN=PATH in a variant runs that binary instead, e.g. an older build:
+#                --variant before:PUSHPOLL_BIN=/work/bin-before/pushpoll
 #   --no-nchan   measure pushpoll only (nchan's rows of an earlier run in DIR are kept).
 #
 # Every server is started fresh for each measurement and stopped before the next one starts:
-# never two servers at once. When the machine has 2 or more cores the server runs on core 0
+# never two servers at once; each row (transport and size) is measured on every server in
+# turn before the next row. When the machine has 2 or more cores the server runs on core 0
 # and every generator (loadtest, wrk) on core 1 (taskset -c); nginx's worker inherits the
 # affinity of the nginx master that scripts/nchan.sh starts. Then `loadtest side-by-side DIR` writes
 # the side-by-side table.md, summary.json, summary.csv and the charts. Loopback only.
@@ -28,28 +36,42 @@ root=$(pwd)
 invocation="scripts/bench-peers.sh $*"
 
 usage() {
-  echo "usage: $0 [--quick] [--out DIR] [--label NAME] [--no-nchan]" >&2
+  echo "usage: $0 [--quick] [--out DIR] [--label NAME] [--variant LABEL:VAR=VALUE[,VAR=VALUE]]... [--no-nchan]" >&2
   exit 2
 }
 quick=0
 out=results/peers
 label=pushpoll
 with_nchan=1
+variants=()            # LABEL:VAR=VALUE,...
+declare -A variant_env # LABEL -> "VAR=VALUE VAR=VALUE"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift ;;
     --out) [ $# -ge 2 ] || usage; out="$2"; shift 2 ;;
     --label) [ $# -ge 2 ] || usage; label="$2"; shift 2 ;;
+    --variant) [ $# -ge 2 ] || usage; variants+=("$2"); shift 2 ;;
     --no-nchan) with_nchan=0; shift ;;
     -h|--help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
 done
 # The label is a directory name and a table heading: keep it plain.
-if ! [[ $label =~ ^[a-z0-9][a-z0-9_-]{0,31}$ ]] || [ "$label" = nchan ]; then
+plain_label() { [[ $1 =~ ^[a-z0-9][a-z0-9_-]{0,31}$ ]] && [ "$1" != nchan ]; }
+if ! plain_label "$label"; then
   echo "error: --label must be [a-z0-9_-], at most 32 characters, and not 'nchan'" >&2
   exit 2
 fi
+for v in "${variants[@]}"; do
+  vlabel=${v%%:*}
+  vars=${v#*:}
+  if ! plain_label "$vlabel" || [ "$vlabel" = "$label" ] || [ "$vlabel" = "$v" ] \
+    || ! [[ $vars =~ ^PUSHPOLL_[A-Z_]+=[a-z0-9_./-]+(,PUSHPOLL_[A-Z_]+=[a-z0-9_./-]+)*$ ]]; then
+    echo "error: --variant $v: expected LABEL:PUSHPOLL_VAR=value[,PUSHPOLL_VAR=value], a plain label other than --label's" >&2
+    exit 2
+  fi
+  variant_env[$vlabel]=${vars//,/ }
+done
 
 command -v wrk >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
@@ -134,9 +156,12 @@ wait_for_url() {
   exit 1
 }
 
-start_pushpoll() {
+start_pushpoll() { # [VAR=VALUE...]: a variant's environment; PUSHPOLL_BIN=PATH runs that binary
   : >"$srv_log"
-  PUSHPOLL_LOG=warn PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 PUSHPOLL_RATE_LIMIT_BYTES=1073741824 "${server_pin[@]}" "$bin" --addr 127.0.0.1:0 --db :memory: \
+  local run=$bin a
+  for a in "$@"; do [[ $a == PUSHPOLL_BIN=* ]] && run=${a#PUSHPOLL_BIN=}; done
+  [ -x "$run" ] || { echo "error: $run is not an executable" >&2; exit 1; }
+  env "$@" PUSHPOLL_LOG=warn PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 PUSHPOLL_RATE_LIMIT_BYTES=1073741824 "${server_pin[@]}" "$run" --addr 127.0.0.1:0 --db :memory: \
     --max-connections 100000 --rate-limit 1000000 >"$srv_log" 2>/dev/null &
   server_pid=$!
   server_kind=pushpoll
@@ -162,7 +187,14 @@ start_nchan() {
   rss_pid=$worker
 }
 
-start_server() { if [ "$1" = nchan ]; then start_nchan; else start_pushpoll; fi; }
+start_server() {
+  if [ "$1" = nchan ]; then
+    start_nchan
+  else
+    # shellcheck disable=SC2086 # "VAR=VALUE VAR=VALUE", split on purpose
+    start_pushpoll ${variant_env[$1]:-}
+  fi
+}
 
 rss_bytes() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$rss_pid/status"; }
 
@@ -176,13 +208,17 @@ rss_bytes() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$rss_pid/status"; }
 warn_if_loaded
 
 servers=("$label")
+for v in "${variants[@]}"; do servers+=("${v%%:*}"); done
 [ $with_nchan -eq 1 ] && servers+=(nchan)
 inv="$out/invocations/$label.md"
 {
-  echo "### \`$label\`$([ $with_nchan -eq 1 ] && echo ' and `nchan`')"
+  echo "### \`$label\`$(for v in "${variants[@]}"; do printf ', `%s`' "${v%%:*}"; done)$([ $with_nchan -eq 1 ] && echo ' and `nchan`')"
   echo
   echo "Command: \`${PUSHPOLL_BIN:+PUSHPOLL_BIN=$PUSHPOLL_BIN }$invocation\`, started $(date -u +%Y-%m-%dT%H:%M:%SZ)."
   echo "pushpoll binary: \`$bin\` ($(sha256sum "$bin" | cut -c1-12)), flags \`--db :memory: --max-connections 100000 --rate-limit 1000000\`, environment \`PUSHPOLL_MAX_REQUESTS_PER_PEER=100000 PUSHPOLL_RATE_LIMIT_BYTES=1073741824${PUSHPOLL_WS_ENGINE:+ PUSHPOLL_WS_ENGINE=$PUSHPOLL_WS_ENGINE}${PUSHPOLL_RUNTIME:+ PUSHPOLL_RUNTIME=$PUSHPOLL_RUNTIME}\`."
+  for v in "${variants[@]}"; do
+    echo "Variant \`${v%%:*}\`: the same flags and environment, and \`${variant_env[${v%%:*}]}\`$(for a in ${variant_env[${v%%:*}]}; do [[ $a == PUSHPOLL_BIN=* ]] && echo " (that binary: $(sha256sum "${a#PUSHPOLL_BIN=}" | cut -c1-12))"; done)."
+  done
   echo "$pinning"
   echo "Subscribers: ${sizes[*]}; chat feed, 10 msg/s, $duration window; short-poll interval 1 s (loadtest's default)."
   echo
@@ -223,9 +259,12 @@ for server in "${servers[@]}"; do
 done
 
 # --- loadtest runs -------------------------------------------------------------------------
-for server in "${servers[@]}"; do
-  for n in "${sizes[@]}"; do
-    for t in "${transports[@]}"; do
+# Row by row, each server in turn: the rows to be divided run a minute apart rather than a
+# pass apart, since this machine's speed drifts by up to a fifth over half an hour (two
+# passes of the same build, results/README.md section 6).
+for n in "${sizes[@]}"; do
+  for t in "${transports[@]}"; do
+    for server in "${servers[@]}"; do
       dir="$out/runs/$server/$t-$n"
       rm -rf "$dir"
       mkdir -p "$dir"
