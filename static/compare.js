@@ -117,10 +117,11 @@ function openFoldOfTarget() {
 }
 
 // The page above the target grows as it starts (the timeline's rows, the lanes' figures, the
-// measured browser recovery), which would push the target out of view: for the first
-// seconds, until the reader scrolls, each growth scrolls it back.
+// measured browser recovery), which would push the target out of view: for the first 20 s
+// (a slow or busy machine takes more than 8 to start every lane), until the reader scrolls,
+// each growth scrolls it back.
 function keepInView(target) {
-  const until = performance.now() + 8000;
+  const until = performance.now() + 20000;
   let reader = false;
   const moved = () => {
     reader = true;
