@@ -454,12 +454,13 @@ pub enum Runtime {
 }
 
 impl Runtime {
-    /// `Auto` settled for a process that may run on `cores` cores.
-    pub fn resolve(self, cores: usize) -> Runtime {
+    /// Whether the runtime runs on one thread, for a process that may run on `cores` cores
+    /// (`Auto`: only when that is one).
+    pub fn current_thread(self, cores: usize) -> bool {
         match self {
-            Runtime::Auto if cores <= 1 => Runtime::CurrentThread,
-            Runtime::Auto => Runtime::MultiThread,
-            chosen => chosen,
+            Runtime::Auto => cores <= 1,
+            Runtime::CurrentThread => true,
+            Runtime::MultiThread => false,
         }
     }
 }
@@ -592,10 +593,10 @@ mod tests {
 
     #[test]
     fn auto_runtime_is_current_thread_on_one_core_only() {
-        assert_eq!(Runtime::Auto.resolve(1), Runtime::CurrentThread);
-        assert_eq!(Runtime::Auto.resolve(2), Runtime::MultiThread);
-        assert_eq!(Runtime::MultiThread.resolve(1), Runtime::MultiThread);
-        assert_eq!(Runtime::CurrentThread.resolve(8), Runtime::CurrentThread);
+        assert!(Runtime::Auto.current_thread(1));
+        assert!(!Runtime::Auto.current_thread(2));
+        assert!(!Runtime::MultiThread.current_thread(1));
+        assert!(Runtime::CurrentThread.current_thread(8));
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use anyhow::Context as _;
 use clap::Parser as _;
 use pushpoll::Config;
-use pushpoll::config::Runtime;
 use tracing_subscriber::EnvFilter;
 
 // The allocator decides whether RSS falls back after a spike. glibc keeps
@@ -23,26 +22,27 @@ fn main() -> anyhow::Result<()> {
     // The cores the process may run on (its affinity mask, a cgroup's quota), as the
     // multi-thread runtime counts them for its workers.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = config.runtime.resolve(cores);
-    let mut builder = match runtime {
-        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-        Runtime::MultiThread | Runtime::Auto => tokio::runtime::Builder::new_multi_thread(),
+    let current_thread = config.runtime.current_thread(cores);
+    let mut builder = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
     };
     builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(config, runtime, cores))
+        .block_on(serve(config, current_thread, cores))
 }
 
-async fn serve(config: Config, runtime: Runtime, cores: usize) -> anyhow::Result<()> {
+async fn serve(config: Config, current_thread: bool, cores: usize) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("PUSHPOLL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    tracing::info!(?runtime, cores, "async runtime");
+    tracing::info!(current_thread, cores, "async runtime");
 
     // The default --max-connections fits the limit by construction; only a value given on the
     // command line (or in PUSHPOLL_MAX_CONNECTIONS) can ask for more than the kernel allows.
